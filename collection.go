@@ -1,0 +1,255 @@
+package viewsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Collection is a named set of records in a hub. It is a light handle:
+// making one costs nothing and it holds no state of its own.
+type Collection struct {
+	hub  *Hub
+	name string
+}
+
+// Name returns the collection's name.
+func (c *Collection) Name() string { return c.name }
+
+// WriteOption sets a precondition on a single-record write.
+type WriteOption func(*writeOpts)
+
+type writeOpts struct {
+	ifVersion *uint64
+}
+
+// IfVersion makes a write succeed only if the record is at version v
+// (v == 0: only if the record does not exist).
+func IfVersion(v uint64) WriteOption {
+	return func(o *writeOpts) { o.ifVersion = &v }
+}
+
+// IfAbsent makes a write succeed only if the record does not exist.
+func IfAbsent() WriteOption { return IfVersion(0) }
+
+func (c *Collection) conds(id string, opts []WriteOption) map[string]uint64 {
+	var o writeOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.ifVersion == nil {
+		return nil
+	}
+	return map[string]uint64{id: *o.ifVersion}
+}
+
+// Head returns the collection's epoch and version, from memory after the
+// first call.
+func (c *Collection) Head(ctx context.Context) (Head, error) {
+	st, err := c.hub.head(ctx, c.name)
+	if err != nil {
+		return Head{}, err
+	}
+	return st.head, nil
+}
+
+// Get returns one record, or an error wrapping ErrNotFound.
+func (c *Collection) Get(ctx context.Context, id string) (Record, error) {
+	if err := protocol.ValidateID(id, c.hub.limits.MaxIDBytes); err != nil {
+		return Record{}, invalid(err)
+	}
+	r, err := c.hub.store.Get(ctx, c.name, id)
+	if err != nil {
+		return Record{}, fmt.Errorf("viewsync: get %s/%s: %w", c.name, id, err)
+	}
+	return r, nil
+}
+
+// Snapshot returns every record of the collection, read at one version.
+func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
+	s, err := c.hub.store.Snapshot(ctx, c.name)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("viewsync: snapshot %s: %w", c.name, err)
+	}
+	s.Collection = c.name
+	return s, nil
+}
+
+// Changes returns what a client at cursor needs to move forward: the commits
+// after it (at most limit; limit <= 0 means no bound) when the log still
+// holds them, else a compacted catch-up, else a reset. A cursor from another
+// epoch or ahead of the head gets a reset. An empty cursor epoch means the
+// current epoch.
+func (c *Collection) Changes(ctx context.Context, cur Cursor, limit int) (Changes, error) {
+	ch, err := c.hub.store.Changes(ctx, c.name, cur.Version, limit)
+	switch {
+	case err == nil:
+		if (cur.Epoch != "" && cur.Epoch != ch.Epoch) || cur.Version > ch.Version {
+			return c.reset(ctx)
+		}
+		return Changes{Kind: KindCommits, Commits: &ch}, nil
+	case errors.Is(err, store.ErrCompacted):
+	default:
+		return Changes{}, fmt.Errorf("viewsync: changes %s after %d: %w", c.name, cur.Version, err)
+	}
+	cu, err := c.hub.store.CatchUp(ctx, c.name, cur.Version)
+	switch {
+	case err == nil:
+		if (cur.Epoch != "" && cur.Epoch != cu.Epoch) || cur.Version > cu.Version {
+			return c.reset(ctx)
+		}
+		cu.Collection = c.name
+		cu.Compacted = true
+		return Changes{Kind: KindCatchUp, CatchUp: &cu}, nil
+	case errors.Is(err, store.ErrHistoryGone):
+		return c.reset(ctx)
+	default:
+		return Changes{}, fmt.Errorf("viewsync: catch-up %s after %d: %w", c.name, cur.Version, err)
+	}
+}
+
+func (c *Collection) reset(ctx context.Context) (Changes, error) {
+	s, err := c.Snapshot(ctx)
+	if err != nil {
+		return Changes{}, err
+	}
+	s.Reset = true
+	return Changes{Kind: KindReset, Reset: &s}, nil
+}
+
+// Wait blocks until the collection's head is past cur (a newer version, or
+// another epoch) and returns it, or until ctx is done (returning ctx.Err())
+// or the hub closes (ErrClosed). It is what long-polls wait on.
+func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
+	for {
+		st, err := c.hub.head(ctx, c.name)
+		if err != nil {
+			return Head{}, err
+		}
+		if st.head.Version > cur.Version || (cur.Epoch != "" && cur.Epoch != st.head.Epoch) {
+			return st.head, nil
+		}
+		select {
+		case <-st.changed:
+		case <-ctx.Done():
+			return st.head, ctx.Err()
+		case <-c.hub.done:
+			return st.head, ErrClosed
+		}
+	}
+}
+
+// Commit applies ops atomically, all or nothing, if every precondition in
+// ifs holds (record id → required version; 0: must not exist). It returns
+// the stored commit once it is durable.
+func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64) (Commit, error) {
+	if c.hub.closed.Load() {
+		return Commit{}, ErrClosed
+	}
+	l := c.hub.limits
+	if len(ops) == 0 {
+		return Commit{}, ErrEmptyCommit
+	}
+	if len(ops) > l.MaxOpsPerCommit {
+		return Commit{}, fmt.Errorf("%w: %d ops, limit %d", ErrTooLarge, len(ops), l.MaxOpsPerCommit)
+	}
+	norm := make([]Op, len(ops))
+	for i, op := range ops {
+		n, err := protocol.NormalizeOp(op, l.MaxIDBytes, l.MaxValueBytes)
+		if err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				return Commit{}, fmt.Errorf("op %d: %w", i, err)
+			}
+			return Commit{}, invalid(fmt.Errorf("op %d: %w", i, err))
+		}
+		norm[i] = n
+	}
+	for id := range ifs {
+		if err := protocol.ValidateID(id, l.MaxIDBytes); err != nil {
+			return Commit{}, invalid(fmt.Errorf("precondition: %w", err))
+		}
+	}
+	start := time.Now()
+	ap, err := c.hub.store.Apply(ctx, c.name, norm, maps.Clone(ifs))
+	if err != nil {
+		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
+	}
+	c.hub.advance(ctx, c.name, Head{Epoch: ap.Epoch, Version: ap.Commit.Version})
+	c.hub.met.Committed(c.name, len(norm), ap.Commit.Version, time.Since(start))
+	return ap.Commit, nil
+}
+
+// Put writes value under id and returns the record as stored.
+func (c *Collection) Put(ctx context.Context, id string, value json.RawMessage, opts ...WriteOption) (Record, error) {
+	cm, err := c.Commit(ctx, []Op{Put(id, value)}, c.conds(id, opts))
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{ID: id, Value: cm.Ops[0].Value, Version: cm.Version}, nil
+}
+
+// Delete deletes the record id and returns the commit's version. Deleting a
+// missing record fails with ErrNotFound.
+func (c *Collection) Delete(ctx context.Context, id string, opts ...WriteOption) (uint64, error) {
+	cm, err := c.Commit(ctx, []Op{Delete(id)}, c.conds(id, opts))
+	if err != nil {
+		return 0, err
+	}
+	return cm.Version, nil
+}
+
+// maxPatchRetries bounds the read-merge-write loop of Patch when concurrent
+// writers keep changing the record.
+const maxPatchRetries = 16
+
+// Patch applies a JSON merge patch (RFC 7396) to the record id, which must
+// exist, and returns the record as stored. With IfVersion the patch applies
+// only to that version; without, it is retried on concurrent changes so no
+// other write is lost.
+func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage, opts ...WriteOption) (Record, error) {
+	var o writeOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if _, err := protocol.CompactValue(patch); err != nil {
+		return Record{}, invalid(err)
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := c.Get(ctx, id)
+		if err != nil {
+			return Record{}, err
+		}
+		if o.ifVersion != nil && *o.ifVersion != cur.Version {
+			return Record{}, fmt.Errorf("viewsync: patch %s/%s: %w", c.name, id,
+				&store.PreconditionError{ID: id, Want: *o.ifVersion, Have: cur.Version})
+		}
+		merged, err := protocol.MergePatch(cur.Value, patch)
+		if err != nil {
+			return Record{}, invalid(err)
+		}
+		rec, err := c.Put(ctx, id, merged, IfVersion(cur.Version))
+		if err == nil || !errors.Is(err, ErrPrecondition) || o.ifVersion != nil || attempt >= maxPatchRetries {
+			return rec, err
+		}
+	}
+}
+
+// Drop deletes every record and the history of the collection and starts a
+// new epoch at version 0. Clients at old cursors get a reset.
+func (c *Collection) Drop(ctx context.Context) (Head, error) {
+	if c.hub.closed.Load() {
+		return Head{}, ErrClosed
+	}
+	hd, err := c.hub.store.Drop(ctx, c.name)
+	if err != nil {
+		return Head{}, fmt.Errorf("viewsync: drop %s: %w", c.name, err)
+	}
+	c.hub.advance(ctx, c.name, hd)
+	return hd, nil
+}

@@ -1,0 +1,57 @@
+package viewsync
+
+import (
+	"context"
+	"errors"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Sentinel errors callers test with errors.Is. Most come from package store.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = store.ErrNotFound
+	// ErrPrecondition: a record is not at the version a write required.
+	ErrPrecondition = store.ErrPrecondition
+	// ErrEmptyCommit: a commit without ops.
+	ErrEmptyCommit = store.ErrEmptyCommit
+	// ErrClosed: the hub or its store is closed.
+	ErrClosed = store.ErrClosed
+	// ErrTooLarge: a commit, id or value over a limit.
+	ErrTooLarge = protocol.ErrTooLarge
+	// ErrInvalid: malformed input (bad name, id, op or value).
+	ErrInvalid = errors.New("invalid input")
+)
+
+// ErrorCode maps an error returned by this package to the wire error code of
+// the HTTP API contract. It is the one place where that mapping lives; every
+// transport uses it.
+func ErrorCode(err error) protocol.Code {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrTooLarge):
+		return protocol.CodeTooLarge
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrEmptyCommit),
+		errors.Is(err, protocol.ErrBadCursor), errors.Is(err, protocol.ErrBadName),
+		errors.Is(err, protocol.ErrBadID), errors.Is(err, protocol.ErrBadValue),
+		errors.Is(err, protocol.ErrBadOp):
+		return protocol.CodeBadRequest
+	case errors.Is(err, ErrNotFound):
+		return protocol.CodeNotFound
+	case errors.Is(err, ErrPrecondition):
+		return protocol.CodePreconditionFailed
+	case errors.Is(err, ErrClosed):
+		return protocol.CodeUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return protocol.CodeTimeout
+	default:
+		return protocol.CodeInternal
+	}
+}
+
+// invalid wraps err as ErrInvalid unless it already is a typed input error.
+func invalid(err error) error {
+	return errors.Join(ErrInvalid, err)
+}

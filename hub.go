@@ -1,0 +1,182 @@
+package viewsync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Hub serves versioned collections from a store. It is safe for concurrent
+// use. The store is the caller's: the hub does not close it.
+type Hub struct {
+	store  store.Store
+	log    *slog.Logger
+	met    Metrics
+	limits Limits
+	maxCol int
+
+	closed atomic.Bool
+	// done is closed by Close; waiters watch it.
+	done chan struct{}
+
+	// heads caches each collection's head: name → *headCache. Lock order:
+	// a headCache's mu is never held while taking another's.
+	heads  sync.Map
+	nheads atomic.Int64
+	// evictMu serialises evictions.
+	evictMu sync.Mutex
+}
+
+// headCache is one collection's head as last seen by this hub.
+type headCache struct {
+	// mu serialises loading and advancing; readers use state without it.
+	mu sync.Mutex
+	// state is nil until loaded from the store.
+	state atomic.Pointer[headState]
+}
+
+// headState is an immutable head plus a channel closed when it is superseded.
+type headState struct {
+	head    Head
+	changed chan struct{}
+}
+
+// New returns a hub serving the collections of s.
+func New(s store.Store, opts ...Option) (*Hub, error) {
+	if s == nil {
+		return nil, fmt.Errorf("viewsync: nil store")
+	}
+	o := options{
+		logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		metrics:       nopMetrics{},
+		maxCollection: 65536,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	return &Hub{
+		store:  s,
+		log:    o.logger,
+		met:    o.metrics,
+		limits: o.limits.withDefaults(),
+		maxCol: o.maxCollection,
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// Limits returns the write limits in force.
+func (h *Hub) Limits() Limits { return h.limits }
+
+// Collection returns the collection with the given name, which must match
+// ^[a-z0-9][a-z0-9_.-]{0,63}$. Every valid name exists; one never written is
+// empty at version 0.
+func (h *Hub) Collection(name string) (*Collection, error) {
+	if err := protocol.ValidateCollection(name); err != nil {
+		return nil, invalid(err)
+	}
+	return &Collection{hub: h, name: name}, nil
+}
+
+// Close stops the hub: waiting calls return ErrClosed and writes are refused.
+// It does not close the store.
+func (h *Hub) Close() error {
+	if h.closed.CompareAndSwap(false, true) {
+		close(h.done)
+	}
+	return nil
+}
+
+// cache returns the head cache of a collection, creating it if needed.
+func (h *Hub) cache(name string) *headCache {
+	if c, ok := h.heads.Load(name); ok {
+		return c.(*headCache)
+	}
+	c, loaded := h.heads.LoadOrStore(name, &headCache{})
+	if !loaded && h.nheads.Add(1) > int64(h.maxCol) {
+		h.evict(name)
+	}
+	return c.(*headCache)
+}
+
+// evict forgets about half of the cached heads (never keep). A forgotten
+// cache's waiters are woken and look the collection up again.
+func (h *Hub) evict(keep string) {
+	if !h.evictMu.TryLock() {
+		return
+	}
+	defer h.evictMu.Unlock()
+	target := int64(h.maxCol / 2)
+	h.heads.Range(func(k, v any) bool {
+		if h.nheads.Load() <= target {
+			return false
+		}
+		if k.(string) == keep {
+			return true
+		}
+		h.heads.Delete(k)
+		h.nheads.Add(-1)
+		c := v.(*headCache)
+		c.mu.Lock()
+		if st := c.state.Load(); st != nil {
+			c.state.Store(&headState{head: st.head, changed: make(chan struct{})})
+			close(st.changed)
+		}
+		c.mu.Unlock()
+		return true
+	})
+}
+
+// head returns the collection's head, loading it from the store once.
+func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
+	c := h.cache(name)
+	if st := c.state.Load(); st != nil {
+		return st, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.state.Load(); st != nil {
+		return st, nil
+	}
+	hd, err := h.store.Head(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
+	}
+	st := &headState{head: hd, changed: make(chan struct{})}
+	c.state.Store(st)
+	return st, nil
+}
+
+// advance records that the store reached hd (after a commit or drop) and
+// wakes waiters. Heads only move forward within an epoch; another epoch
+// means the history was replaced, and the head is read again from the store.
+func (h *Hub) advance(ctx context.Context, name string, hd Head) {
+	c := h.cache(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.state.Load()
+	if old == nil {
+		return // not loaded yet: the next reader loads it from the store
+	}
+	if old.head.Epoch != hd.Epoch {
+		fresh, err := h.store.Head(ctx, name)
+		if err != nil {
+			h.log.Warn("reload head after epoch change", "collection", name, "err", err)
+			c.state.Store(nil)
+			close(old.changed)
+			return
+		}
+		hd = fresh
+	} else if hd.Version <= old.head.Version {
+		return
+	}
+	c.state.Store(&headState{head: hd, changed: make(chan struct{})})
+	close(old.changed)
+}

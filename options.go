@@ -1,0 +1,105 @@
+package viewsync
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Limits bound what one write may carry. The zero value of a field means its
+// default.
+type Limits struct {
+	// MaxOpsPerCommit bounds the ops of one commit. Default 1000.
+	MaxOpsPerCommit int
+	// MaxIDBytes bounds a record id, at most protocol.MaxIDLen (256). Default 256.
+	MaxIDBytes int
+	// MaxValueBytes bounds one record value (compact JSON). Default 256 KiB.
+	MaxValueBytes int
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxOpsPerCommit = 1000
+	DefaultMaxIDBytes      = 256
+	DefaultMaxValueBytes   = 256 << 10
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxOpsPerCommit <= 0 {
+		l.MaxOpsPerCommit = DefaultMaxOpsPerCommit
+	}
+	if l.MaxIDBytes <= 0 || l.MaxIDBytes > DefaultMaxIDBytes {
+		l.MaxIDBytes = DefaultMaxIDBytes
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return l
+}
+
+// Metrics receives the hub's measurements. Package metrics adapts it to
+// Prometheus; the default discards everything.
+type Metrics interface {
+	// Committed is called after each durable commit.
+	Committed(collection string, ops int, version uint64, took time.Duration)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Committed(string, int, uint64, time.Duration) {}
+
+// Option configures a Hub.
+type Option func(*options) error
+
+type options struct {
+	logger        *slog.Logger
+	metrics       Metrics
+	limits        Limits
+	maxCollection int
+}
+
+// WithLogger sets the hub's logger. Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("viewsync: nil logger")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithMetrics sets where the hub reports measurements.
+func WithMetrics(m Metrics) Option {
+	return func(o *options) error {
+		if m == nil {
+			return errors.New("viewsync: nil metrics")
+		}
+		o.metrics = m
+		return nil
+	}
+}
+
+// WithLimits sets the write limits; zero fields keep their defaults.
+func WithLimits(l Limits) Option {
+	return func(o *options) error {
+		if l.MaxOpsPerCommit < 0 || l.MaxIDBytes < 0 || l.MaxValueBytes < 0 {
+			return errors.New("viewsync: negative limit")
+		}
+		o.limits = l
+		return nil
+	}
+}
+
+// WithMaxCachedCollections bounds how many collections' heads the hub keeps
+// in memory (default 65536); past it, idle entries are forgotten and
+// reloaded from the store on next use.
+func WithMaxCachedCollections(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return errors.New("viewsync: max cached collections must be positive")
+		}
+		o.maxCollection = n
+		return nil
+	}
+}

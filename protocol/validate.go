@@ -1,0 +1,140 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of the contract.
+const (
+	// MaxCollectionLen is the longest collection name.
+	MaxCollectionLen = 64
+	// MaxIDLen is the longest record id, in bytes.
+	MaxIDLen = 256
+)
+
+// ErrBadName is returned (wrapped) for an invalid collection name.
+var ErrBadName = errors.New("bad collection name")
+
+// ErrBadID is returned (wrapped) for an invalid record id.
+var ErrBadID = errors.New("bad record id")
+
+// ErrBadValue is returned (wrapped) for a value that is not JSON.
+var ErrBadValue = errors.New("bad value")
+
+// ErrBadOp is returned (wrapped) for a malformed op.
+var ErrBadOp = errors.New("bad op")
+
+// ValidateCollection checks name against ^[a-z0-9][a-z0-9_.-]{0,63}$.
+func ValidateCollection(name string) error {
+	if name == "" || len(name) > MaxCollectionLen {
+		return fmt.Errorf("%w: %q must be 1-%d characters", ErrBadName, name, MaxCollectionLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '.' || c == '-')
+		if !ok {
+			return fmt.Errorf("%w: %q must match ^[a-z0-9][a-z0-9_.-]{0,63}$", ErrBadName, name)
+		}
+	}
+	return nil
+}
+
+// ValidateID checks a record id: 1 to maxLen bytes (at most MaxIDLen) of
+// UTF-8 without control characters. maxLen <= 0 means MaxIDLen.
+func ValidateID(id string, maxLen int) error {
+	if maxLen <= 0 || maxLen > MaxIDLen {
+		maxLen = MaxIDLen
+	}
+	if id == "" || len(id) > maxLen {
+		return fmt.Errorf("%w: must be 1-%d bytes, got %d", ErrBadID, maxLen, len(id))
+	}
+	for i := 0; i < len(id); {
+		r, size := utf8.DecodeRuneInString(id[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Errorf("%w: not valid UTF-8", ErrBadID)
+		}
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: contains control character %U", ErrBadID, r)
+		}
+		i += size
+	}
+	return nil
+}
+
+// CompactValue checks that v is one JSON value and returns it without
+// insignificant whitespace. It returns v itself when v is already compact.
+func CompactValue(v json.RawMessage) (json.RawMessage, error) {
+	if len(v) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrBadValue)
+	}
+	if !json.Valid(v) {
+		return nil, fmt.Errorf("%w: not valid JSON", ErrBadValue)
+	}
+	if isCompact(v) {
+		return v, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(v))
+	if err := json.Compact(&buf, v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadValue, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// isCompact reports whether valid JSON v has no whitespace outside strings.
+func isCompact(v []byte) bool {
+	inString, escaped := false, false
+	for _, c := range v {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeOp validates op and compacts its value. maxID bounds the id
+// length (see ValidateID); maxValue bounds the value size in bytes (0: no
+// bound here).
+func NormalizeOp(op Op, maxID, maxValue int) (Op, error) {
+	if err := ValidateID(op.ID, maxID); err != nil {
+		return op, err
+	}
+	switch op.Op {
+	case OpPut:
+		v, err := CompactValue(op.Value)
+		if err != nil {
+			return op, fmt.Errorf("put %q: %w", op.ID, err)
+		}
+		if maxValue > 0 && len(v) > maxValue {
+			return op, fmt.Errorf("put %q: %w: value is %d bytes, limit %d", op.ID, ErrTooLarge, len(v), maxValue)
+		}
+		op.Value = v
+	case OpDelete:
+		if len(op.Value) != 0 {
+			return op, fmt.Errorf("%w: delete %q carries a value", ErrBadOp, op.ID)
+		}
+	default:
+		return op, fmt.Errorf("%w: unknown op %q (want put or delete)", ErrBadOp, op.Op)
+	}
+	return op, nil
+}
+
+// ErrTooLarge is returned (wrapped) for input over a size limit.
+var ErrTooLarge = errors.New("too large")

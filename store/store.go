@@ -1,0 +1,161 @@
+// Package store defines the Store interface: the durable home of viewsync's
+// versioned collections, their change logs and their deletion tombstones.
+//
+// A commit moves a collection from version V to V+1. The store applies its
+// ops, appends it to the collection's change log and bumps the version in
+// one atomic, durable step, and acknowledges it only once it is durable.
+// Readers see whole commits or none.
+//
+// The interface is shaped so that both an embedded B+tree (bbolt, package
+// boltstore) and a replicated key-value service (NATS JetStream KV) can
+// implement it without special cases: every operation names one collection,
+// preconditions are per-record versions (a KV revision), reads return the
+// epoch and version they were made at, and the change log is addressed by
+// version only.
+//
+// Retention: each collection's log keeps at least Config.RetainCommits
+// commits. A reader behind the log gets a compacted catch-up built from the
+// records' versions and from deletion tombstones, which are kept for at
+// least Config.RetainTombstones. A reader behind the tombstone horizon gets
+// ErrHistoryGone and must reset from a snapshot.
+//
+// Implementations are safe for concurrent use and expect ops already
+// validated and normalized with protocol.NormalizeOp (the hub does that).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// Store is the durable home of versioned collections. Every collection name
+// that passes protocol.ValidateCollection exists; one never written is empty
+// at version 0 with a stable epoch.
+type Store interface {
+	// Head returns the collection's current epoch and version.
+	Head(ctx context.Context, collection string) (protocol.Head, error)
+
+	// Apply checks every precondition in ifs (record id → required record
+	// version, 0 meaning "must not exist") and applies ops in order as one
+	// commit, all or nothing. It returns once the commit is durable.
+	// A failed precondition returns a *PreconditionError (errors.Is
+	// ErrPrecondition); a delete of a missing record returns ErrNotFound
+	// (wrapped); an empty ops slice returns ErrEmptyCommit. On error nothing
+	// changes.
+	Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (Applied, error)
+
+	// Get returns one record, or ErrNotFound.
+	Get(ctx context.Context, collection, id string) (protocol.Record, error)
+
+	// Snapshot returns every record of the collection, sorted by id, read at
+	// exactly one version.
+	Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error)
+
+	// Changes returns, read at one version, the commits after version
+	// `after`, oldest first, at most limit of them (limit <= 0: no bound),
+	// with the epoch and head version they were read at. When the log no
+	// longer holds commit after+1 it returns ErrCompacted. A cursor ahead of
+	// the head gets no commits; the caller compares it with the version.
+	Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error)
+
+	// CatchUp returns, read at one version, the records whose version is
+	// greater than after and the ids deleted after it and not written since.
+	// Its cost grows with what changed, not with the collection. When
+	// deletions after `after` may have been forgotten (tombstones trimmed)
+	// it returns ErrHistoryGone.
+	CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error)
+
+	// Drop deletes the collection's records, log and tombstones and starts a
+	// new history: a new epoch at version 0, which it returns.
+	Drop(ctx context.Context, collection string) (protocol.Head, error)
+
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Applied is the result of a successful Apply.
+type Applied struct {
+	// Epoch is the collection's epoch the commit belongs to.
+	Epoch string
+	// Commit is the commit as stored, with its version and time.
+	Commit protocol.Commit
+}
+
+// Config holds the settings every Store implementation honours. Its zero
+// value means the defaults.
+type Config struct {
+	// RetainCommits is how many of the latest commits each collection's
+	// change log keeps at least. Default DefaultRetainCommits.
+	RetainCommits int
+	// RetainTombstones is how long a deletion is remembered at least, for
+	// catch-ups. Default DefaultRetainTombstones.
+	RetainTombstones time.Duration
+	// Now returns the current time; default time.Now. Tests inject a clock.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultRetainCommits    = 100_000
+	DefaultRetainTombstones = 7 * 24 * time.Hour
+)
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.RetainCommits <= 0 {
+		c.RetainCommits = DefaultRetainCommits
+	}
+	if c.RetainTombstones <= 0 {
+		c.RetainTombstones = DefaultRetainTombstones
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Sentinel errors. Implementations wrap them with context; callers test
+// them with errors.Is.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrPrecondition: a record's version is not the one required.
+	ErrPrecondition = errors.New("precondition failed")
+	// ErrEmptyCommit: a commit without ops.
+	ErrEmptyCommit = errors.New("commit has no ops")
+	// ErrCompacted: the change log no longer holds the commits after the
+	// cursor; a catch-up is needed.
+	ErrCompacted = errors.New("change log compacted past cursor")
+	// ErrHistoryGone: even a catch-up is impossible; a reset is needed.
+	ErrHistoryGone = errors.New("history gone past cursor")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// PreconditionError tells which record failed a precondition.
+type PreconditionError struct {
+	ID string
+	// Want is the version required (0: must not exist).
+	Want uint64
+	// Have is the record's current version (0: it does not exist).
+	Have uint64
+}
+
+// Error implements error.
+func (e *PreconditionError) Error() string {
+	switch {
+	case e.Want == 0:
+		return fmt.Sprintf("precondition failed: record %q exists (version %d)", e.ID, e.Have)
+	case e.Have == 0:
+		return fmt.Sprintf("precondition failed: record %q does not exist (want version %d)", e.ID, e.Want)
+	default:
+		return fmt.Sprintf("precondition failed: record %q is at version %d, not %d", e.ID, e.Have, e.Want)
+	}
+}
+
+// Is makes errors.Is(err, ErrPrecondition) true.
+func (e *PreconditionError) Is(target error) bool { return target == ErrPrecondition }

@@ -1,0 +1,79 @@
+package viewsync
+
+import "github.com/viewsync/viewsync/protocol"
+
+// Wire types, shared with package protocol.
+type (
+	// Record is one record of a collection.
+	Record = protocol.Record
+	// Op is one change inside a commit.
+	Op = protocol.Op
+	// Commit is one atomic change of a collection.
+	Commit = protocol.Commit
+	// Head is a collection's epoch and current version.
+	Head = protocol.Head
+	// Cursor is a position EPOCH:VERSION in a collection's history.
+	Cursor = protocol.Cursor
+	// Snapshot is a consistent view of a whole collection at one version.
+	Snapshot = protocol.Snapshot
+	// CatchUp is the compacted form of the commits after a cursor.
+	CatchUp = protocol.CatchUp
+)
+
+// Put returns an op that writes value under id.
+func Put(id string, value []byte) Op { return Op{Op: protocol.OpPut, ID: id, Value: value} }
+
+// Delete returns an op that deletes id.
+func Delete(id string) Op { return Op{Op: protocol.OpDelete, ID: id} }
+
+// ChangesKind tells which form a Changes answer takes.
+type ChangesKind int
+
+// The forms of a Changes answer.
+const (
+	// KindCommits: the log covers the cursor; Commits lists what follows it.
+	KindCommits ChangesKind = iota
+	// KindCatchUp: the log was trimmed past the cursor; CatchUp holds the
+	// records changed and the ids deleted since.
+	KindCatchUp
+	// KindReset: the cursor cannot be resumed (other epoch, ahead of the
+	// head, or older than the tombstone horizon); Reset is a full snapshot.
+	KindReset
+)
+
+// String names the kind as the wire does.
+func (k ChangesKind) String() string {
+	switch k {
+	case KindCommits:
+		return "commits"
+	case KindCatchUp:
+		return "catchup"
+	default:
+		return "reset"
+	}
+}
+
+// Changes is what a client at a cursor needs to move forward. Exactly one
+// of Commits, CatchUp and Reset is set, as Kind says.
+type Changes struct {
+	Kind    ChangesKind
+	Commits *protocol.Changes
+	CatchUp *protocol.CatchUp
+	Reset   *protocol.Snapshot
+}
+
+// Head returns the epoch and version the answer brings the client to.
+func (c Changes) Head() Head {
+	switch c.Kind {
+	case KindCommits:
+		h := Head{Epoch: c.Commits.Epoch, Version: c.Commits.Version}
+		if n := len(c.Commits.Commits); n > 0 {
+			h.Version = c.Commits.Commits[n-1].Version
+		}
+		return h
+	case KindCatchUp:
+		return Head{Epoch: c.CatchUp.Epoch, Version: c.CatchUp.Version}
+	default:
+		return Head{Epoch: c.Reset.Epoch, Version: c.Reset.Version}
+	}
+}
