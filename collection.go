@@ -149,9 +149,6 @@ func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
 // ifs holds (record id → required version; 0: must not exist). It returns
 // the stored commit once it is durable.
 func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64) (Commit, error) {
-	if c.hub.closed.Load() {
-		return Commit{}, ErrClosed
-	}
 	l := c.hub.limits
 	if len(ops) == 0 {
 		return Commit{}, ErrEmptyCommit
@@ -243,9 +240,6 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 // Drop deletes every record and the history of the collection and starts a
 // new epoch at version 0. Clients at old cursors get a reset.
 func (c *Collection) Drop(ctx context.Context) (Head, error) {
-	if c.hub.closed.Load() {
-		return Head{}, ErrClosed
-	}
 	hd, err := c.hub.store.Drop(ctx, c.name)
 	if err != nil {
 		return Head{}, fmt.Errorf("viewsync: drop %s: %w", c.name, err)

@@ -85,8 +85,9 @@ func (h *Hub) Collection(name string) (*Collection, error) {
 	return &Collection{hub: h, name: name}, nil
 }
 
-// Close stops the hub: waiting calls return ErrClosed and writes are refused.
-// It does not close the store.
+// Close stops the hub's waiting: calls blocked in Wait, and later ones,
+// return ErrClosed at once, so long-polls answer and a server can shut down.
+// Writes go on until the store is closed; Close does not close the store.
 func (h *Hub) Close() error {
 	if h.closed.CompareAndSwap(false, true) {
 		close(h.done)

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/boltstore"
+	"github.com/viewsync/viewsync/transport/httpapi"
+)
+
+// serveConfig holds the flags of 'viewsync serve'.
+type serveConfig struct {
+	addr             string
+	data             string
+	retainCommits    int
+	retainTombstones time.Duration
+	maxBody          byteSize
+	maxOps           int
+	maxID            int
+	maxValue         byteSize
+	maxWait          time.Duration
+	pageSize         int
+	readHeaderTO     time.Duration
+	shutdownTO       time.Duration
+	logLevel         string
+	logFormat        string
+}
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{maxBody: httpapi.DefaultMaxBodyBytes, maxValue: viewsync.DefaultMaxValueBytes}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to listen on (host:port)")
+	fs.StringVar(&c.data, "data", "./viewsync-data", "directory of the durable store (created if missing)")
+	fs.IntVar(&c.retainCommits, "retain-commits", store.DefaultRetainCommits, "commits each collection's change log keeps at least; older cursors get a compacted catch-up")
+	fs.DurationVar(&c.retainTombstones, "retain-tombstones", store.DefaultRetainTombstones, "how long deletions are remembered for catch-ups; older cursors get a full reset")
+	fs.Var(&c.maxBody, "max-body", "largest request body (bytes, or with KiB/MiB)")
+	fs.IntVar(&c.maxOps, "max-ops", viewsync.DefaultMaxOpsPerCommit, "most ops in one commit")
+	fs.IntVar(&c.maxID, "max-id", viewsync.DefaultMaxIDBytes, "longest record id in bytes (at most 256)")
+	fs.Var(&c.maxValue, "max-value", "largest record value (bytes of compact JSON, or with KiB/MiB)")
+	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
+	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
+	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
+	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
+
+Runs the viewsync server: the HTTP API v1 under /v1/, /healthz, /readyz and
+/metrics, on a durable embedded store in --data. Stops gracefully on SIGINT or
+SIGTERM, finishing in-flight commits.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_RETAIN_COMMITS):
+`)
+		fs.PrintDefaults()
+	}
+	return fs, c
+}
+
+func (c *serveConfig) validate() error {
+	switch {
+	case c.retainCommits <= 0:
+		return errors.New("--retain-commits must be positive")
+	case c.retainTombstones <= 0:
+		return errors.New("--retain-tombstones must be positive")
+	case c.maxBody <= 0:
+		return errors.New("--max-body must be positive")
+	case c.maxOps <= 0:
+		return errors.New("--max-ops must be positive")
+	case c.maxID <= 0 || c.maxID > 256:
+		return errors.New("--max-id must be 1..256")
+	case c.maxValue <= 0:
+		return errors.New("--max-value must be positive")
+	case c.maxWait <= 0 || c.maxWait > httpapi.DefaultMaxWait:
+		return errors.New("--max-wait must be in (0, 60s]")
+	case c.pageSize <= 0:
+		return errors.New("--page-size must be positive")
+	}
+	return nil
+}
+
+func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := serveFlags(stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(c.data, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	dbPath := filepath.Join(c.data, "viewsync.db")
+	st, err := boltstore.Open(dbPath, &boltstore.Options{
+		Config: store.Config{RetainCommits: c.retainCommits, RetainTombstones: c.retainTombstones},
+		Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	met := metrics.New()
+	hub, err := viewsync.New(st,
+		viewsync.WithLogger(log),
+		viewsync.WithMetrics(met),
+		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue)}),
+	)
+	if err != nil {
+		return err
+	}
+	var stopping atomic.Bool
+	api, err := httpapi.New(hub, &httpapi.Options{
+		MaxBodyBytes: int64(c.maxBody),
+		MaxWait:      c.maxWait,
+		PageSize:     c.pageSize,
+		Logger:       log,
+		Observer:     met,
+		Metrics:      met.Handler(),
+		Ready: func() error {
+			if stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: c.readHeaderTO,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(func() { hub.Close() })
+
+	log.Info("viewsync serving", "addr", ln.Addr().String(), "data", dbPath, "version", versionString(),
+		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String())
+	fmt.Fprintf(stdout, "viewsync listening on http://%s\n", ln.Addr())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stopping.Store(true)
+	log.Info("shutting down: finishing in-flight requests", "timeout", c.shutdownTO.String())
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out; closing remaining connections", "err", err)
+		srv.Close()
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package metrics exports viewsync's measurements to Prometheus. It adapts
+// the hub's viewsync.Metrics and the HTTP API's httpapi.Observer, keeping
+// the Prometheus client out of the core packages.
+//
+// Caveats: the per-collection version gauge has one series per collection
+// written since start; deployments with very many collections should expect
+// as many series.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/transport/httpapi"
+)
+
+// Prometheus records viewsync's metrics in a Prometheus registry.
+type Prometheus struct {
+	reg       *prometheus.Registry
+	commits   prometheus.Counter
+	ops       prometheus.Counter
+	commitDur prometheus.Histogram
+	versions  *prometheus.GaugeVec
+	requests  *prometheus.CounterVec
+	reqDur    *prometheus.HistogramVec
+}
+
+var (
+	_ viewsync.Metrics = (*Prometheus)(nil)
+	_ httpapi.Observer = (*Prometheus)(nil)
+)
+
+// New returns metrics registered in a new registry, along with the Go
+// runtime and process collectors.
+func New() *Prometheus {
+	reg := prometheus.NewRegistry()
+	p := &Prometheus{
+		reg: reg,
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "viewsync_commits_total", Help: "Durable commits applied.",
+		}),
+		ops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "viewsync_commit_ops_total", Help: "Ops applied in durable commits.",
+		}),
+		commitDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "viewsync_commit_duration_seconds",
+			Help:    "Time from a commit's validation to its durable acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		versions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "viewsync_collection_version", Help: "Latest committed version per collection.",
+		}, []string{"collection"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "viewsync_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		reqDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "viewsync_http_request_duration_seconds",
+			Help:    "HTTP request latency by route (long-polls include their wait).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 14),
+		}, []string{"route"}),
+	}
+	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return p
+}
+
+// Committed implements viewsync.Metrics.
+func (p *Prometheus) Committed(collection string, ops int, version uint64, took time.Duration) {
+	p.commits.Inc()
+	p.ops.Add(float64(ops))
+	p.commitDur.Observe(took.Seconds())
+	p.versions.WithLabelValues(collection).Set(float64(version))
+}
+
+// ObserveRequest implements httpapi.Observer.
+func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration) {
+	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	p.reqDur.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// Registry returns the registry, for registering more collectors.
+func (p *Prometheus) Registry() *prometheus.Registry { return p.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (p *Prometheus) Handler() http.Handler {
+	return promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
+}

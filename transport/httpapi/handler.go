@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// Handler serves the HTTP API. Make one with New.
+type Handler struct {
+	hub  *viewsync.Hub
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns a handler serving hub. A nil opts means the defaults.
+func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
+	if hub == nil {
+		return nil, errors.New("httpapi: nil hub")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxBodyBytes < 0 || o.MaxWait < 0 || o.PageSize < 0 {
+		return nil, errors.New("httpapi: negative limit")
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxWait == 0 || o.MaxWait > DefaultMaxWait {
+		o.MaxWait = DefaultMaxWait
+	}
+	if o.PageSize == 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h := &Handler{hub: hub, opts: o, log: o.Logger, mux: http.NewServeMux()}
+	h.routes()
+	return h, nil
+}
+
+func (h *Handler) routes() {
+	const (
+		coll    = "/v1/collections/{c}"
+		version = coll + "/version"
+		changes = coll + "/changes"
+		record  = coll + "/records/{id...}"
+		commits = coll + "/commits"
+	)
+	h.handle("GET "+coll, h.getSnapshot)
+	h.handle("GET "+version, h.getVersion)
+	h.handle("GET "+changes, h.getChanges)
+	h.handle("GET "+record, h.getRecord)
+	h.handle("PUT "+record, h.putRecord)
+	h.handle("PATCH "+record, h.patchRecord)
+	h.handle("DELETE "+record, h.deleteRecord)
+	h.handle("POST "+commits, h.postCommit)
+	h.handle("GET /healthz", h.healthz)
+	h.handle("GET /readyz", h.readyz)
+	if h.opts.Metrics != nil {
+		h.mux.Handle("GET /metrics", h.opts.Metrics)
+	}
+
+	allow := map[string]string{
+		coll:    "GET, HEAD",
+		version: "GET, HEAD",
+		changes: "GET, HEAD",
+		record:  "GET, HEAD, PUT, PATCH, DELETE",
+		commits: "POST",
+	}
+	for path, methods := range allow {
+		h.handle(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			writeError(w, protocol.CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed here; allowed: %s", r.Method, methods))
+		})
+	}
+	h.handle("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, protocol.CodeNotFound, "no such endpoint: "+r.URL.Path)
+	})
+}
+
+// handle registers fn under pattern, measuring each request when an
+// Observer is set.
+func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
+	obs := h.opts.Observer
+	if obs == nil {
+		h.mux.HandleFunc(pattern, fn)
+		return
+	}
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		fn(sw, r)
+		obs.ObserveRequest(pattern, sw.status, time.Since(start))
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, `{"status":"ok"}`)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Ready != nil {
+		if err := h.opts.Ready(); err != nil {
+			writeError(w, protocol.CodeUnavailable, "not ready: "+err.Error())
+			return
+		}
+	}
+	h.healthz(w, r)
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

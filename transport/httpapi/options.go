@@ -1,0 +1,41 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Options configures a Handler. The zero value means the defaults.
+type Options struct {
+	// MaxBodyBytes bounds a request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxWait bounds a long-poll's wait. Default and upper bound 60s.
+	MaxWait time.Duration
+	// PageSize is the alignment, and the largest size, of a page of
+	// changes. Default 1000.
+	PageSize int
+	// Logger receives request errors. Default: discard.
+	Logger *slog.Logger
+	// Observer receives per-request measurements. Default: none.
+	Observer Observer
+	// Ready reports whether the server should receive traffic (/readyz).
+	// Default: always ready.
+	Ready func() error
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultMaxWait      = 60 * time.Second
+	DefaultPageSize     = 1000
+)
+
+// Observer receives one measurement per request.
+type Observer interface {
+	// ObserveRequest reports a finished request: its route pattern (such as
+	// "GET /v1/collections/{c}"), status code and duration.
+	ObserveRequest(route string, status int, took time.Duration)
+}

@@ -1,0 +1,92 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// changesQuery is the parsed query of a changes request.
+type changesQuery struct {
+	cursor protocol.Cursor
+	// epochGiven tells whether the client named its epoch; only then can a
+	// page be immutable.
+	epochGiven bool
+	wait       time.Duration
+	// limit is 0 when not given.
+	limit int
+}
+
+// parseChangesQuery parses after, epoch, wait and limit. Unknown parameters
+// are ignored (cache busters); malformed known ones are errors.
+func parseChangesQuery(q url.Values, maxWait time.Duration) (changesQuery, error) {
+	var cq changesQuery
+	if vs, ok := q["after"]; ok {
+		if len(vs) != 1 {
+			return cq, fmt.Errorf("%w: after given %d times", viewsync.ErrInvalid, len(vs))
+		}
+		v, err := protocol.ParseVersion(vs[0])
+		if err != nil {
+			return cq, fmt.Errorf("%w: after: %w", viewsync.ErrInvalid, err)
+		}
+		cq.cursor.Version = v
+	}
+	if vs, ok := q["epoch"]; ok {
+		if len(vs) != 1 {
+			return cq, fmt.Errorf("%w: epoch given %d times", viewsync.ErrInvalid, len(vs))
+		}
+		if err := protocol.ValidateEpoch(vs[0]); err != nil {
+			return cq, fmt.Errorf("%w: epoch: %w", viewsync.ErrInvalid, err)
+		}
+		cq.cursor.Epoch = vs[0]
+		cq.epochGiven = vs[0] != ""
+	}
+	if s := q.Get("wait"); s != "" {
+		d, err := parseWait(s)
+		if err != nil {
+			return cq, err
+		}
+		if d > maxWait {
+			return cq, fmt.Errorf("%w: wait %s is over the limit of %s", viewsync.ErrInvalid, d, maxWait)
+		}
+		cq.wait = d
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return cq, fmt.Errorf("%w: limit must be a positive integer, got %q", viewsync.ErrInvalid, s)
+		}
+		cq.limit = n
+	}
+	return cq, nil
+}
+
+// parseWait accepts a Go duration ("25s", "1m") or whole seconds ("25").
+func parseWait(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 || n > 3600 {
+			return 0, fmt.Errorf("%w: wait %q out of range", viewsync.ErrInvalid, s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: wait must be a duration like 25s, got %q", viewsync.ErrInvalid, s)
+	}
+	return d, nil
+}
+
+// pageLimit returns how many commits a page after `after` may hold: up to
+// the next multiple of pageSize, and at most limit when given.
+func pageLimit(after uint64, pageSize, limit int) int {
+	ps := uint64(pageSize)
+	n := int(ps - after%ps)
+	if limit > 0 && limit < n {
+		n = limit
+	}
+	return n
+}

@@ -1,0 +1,184 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// errUnsupportedMedia marks a request body of the wrong content type.
+var errUnsupportedMedia = errors.New("unsupported media type")
+
+// readBody checks the content type against accepted and reads the body,
+// at most MaxBodyBytes of it.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, accepted ...string) ([]byte, error) {
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	ok := err == nil
+	if ok {
+		ok = false
+		for _, a := range accepted {
+			ok = ok || mt == a
+		}
+		if cs, has := params["charset"]; has && !equalFoldASCII(cs, "utf-8") {
+			ok = false
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: Content-Type %q; send %s", errUnsupportedMedia, ct, accepted[0])
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: body over %d bytes", viewsync.ErrTooLarge, mbe.Limit)
+		}
+		return nil, fmt.Errorf("%w: reading body: %v", viewsync.ErrInvalid, err)
+	}
+	return body, nil
+}
+
+func equalFoldASCII(a, b string) bool {
+	return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b))
+}
+
+// failWrite answers a failed write, including the media-type error.
+func (h *Handler) failWrite(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errUnsupportedMedia) {
+		writeError(w, protocol.CodeUnsupportedMediaType, err.Error())
+		return
+	}
+	h.fail(w, r, err)
+}
+
+// recordWrite prepares a single-record write: collection, id and the
+// preconditions of If-Match / If-None-Match. With If-Match: * it pins the
+// record's current version, so the write fails if the record is gone.
+func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (*viewsync.Collection, string, []viewsync.WriteOption, bool) {
+	c, ok := h.collection(w, r)
+	if !ok {
+		return nil, "", nil, false
+	}
+	id := r.PathValue("id")
+	if err := protocol.ValidateID(id, h.hub.Limits().MaxIDBytes); err != nil {
+		h.fail(w, r, errors.Join(viewsync.ErrInvalid, err))
+		return nil, "", nil, false
+	}
+	opts, mustExist, err := writePreconditions(r.Header.Get("If-Match"), r.Header.Get("If-None-Match"))
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, "", nil, false
+	}
+	if mustExist {
+		cur, err := c.Get(r.Context(), id)
+		if errors.Is(err, viewsync.ErrNotFound) {
+			writeError(w, protocol.CodePreconditionFailed, fmt.Sprintf("record %q does not exist (If-Match: *)", id))
+			return nil, "", nil, false
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return nil, "", nil, false
+		}
+		opts = []viewsync.WriteOption{viewsync.IfVersion(cur.Version)}
+	}
+	return c, id, opts, true
+}
+
+func (h *Handler) putRecord(w http.ResponseWriter, r *http.Request) {
+	c, id, opts, ok := h.recordWrite(w, r)
+	if !ok {
+		return
+	}
+	body, err := h.readBody(w, r, "application/json")
+	if err != nil {
+		h.failWrite(w, r, err)
+		return
+	}
+	rec, err := c.Put(r.Context(), id, body, opts...)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", versionETag(rec.Version))
+	writeJSON(w, http.StatusOK, protocol.RecordResponse{Version: rec.Version, Record: rec})
+}
+
+func (h *Handler) patchRecord(w http.ResponseWriter, r *http.Request) {
+	c, id, opts, ok := h.recordWrite(w, r)
+	if !ok {
+		return
+	}
+	body, err := h.readBody(w, r, "application/merge-patch+json", "application/json")
+	if err != nil {
+		h.failWrite(w, r, err)
+		return
+	}
+	rec, err := c.Patch(r.Context(), id, body, opts...)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", versionETag(rec.Version))
+	writeJSON(w, http.StatusOK, protocol.RecordResponse{Version: rec.Version, Record: rec})
+}
+
+func (h *Handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
+	c, id, opts, ok := h.recordWrite(w, r)
+	if !ok {
+		return
+	}
+	v, err := c.Delete(r.Context(), id, opts...)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: v})
+}
+
+func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.collection(w, r)
+	if !ok {
+		return
+	}
+	body, err := h.readBody(w, r, "application/json")
+	if err != nil {
+		h.failWrite(w, r, err)
+		return
+	}
+	req, err := decodeCommitRequest(body)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	cm, err := c.Commit(r.Context(), req.Ops, req.If)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: cm.Version})
+}
+
+// decodeCommitRequest parses a commit body strictly: one JSON object with
+// only the fields ops and if, each op only op, id and value.
+func decodeCommitRequest(body []byte) (protocol.CommitRequest, error) {
+	var req protocol.CommitRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: commit body: %v", viewsync.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, fmt.Errorf("%w: commit body: trailing data after the JSON object", viewsync.ErrInvalid)
+	}
+	if req.Ops == nil {
+		return req, fmt.Errorf("%w: commit body: \"ops\" is missing", viewsync.ErrInvalid)
+	}
+	return req, nil
+}
