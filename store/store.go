@@ -19,6 +19,23 @@
 // least Config.RetainTombstones. A reader behind the tombstone horizon gets
 // ErrHistoryGone and must reset from a snapshot.
 //
+// Rules every implementation keeps (the storetest suite checks them):
+//   - Snapshot.Records, Changes.Commits, CatchUp.Records and CatchUp.Deleted
+//     are never nil, so they encode as [] on the wire.
+//   - A never-written collection's epoch is the one its first commit gets;
+//     only Drop (or losing the data) starts a new epoch.
+//   - Commit times are UTC from Config.Now, kept to at least the millisecond.
+//   - Retention is bounded as well as guaranteed: once a collection has had
+//     five times RetainCommits commits its first is no longer in the log, and
+//     tombstones older than RetainTombstones are forgotten by the time the
+//     next commit to their collection is acknowledged.
+//   - CatchUp and Changes with a cursor ahead of the head return nothing
+//     after it; the caller compares the cursor with the returned version.
+//   - A done context fails a call with an error wrapping ctx.Err(), and the
+//     call changes nothing. Values come back byte for byte and never share
+//     memory with what the caller passed or received.
+//   - A second Close returns nil or ErrClosed.
+//
 // Implementations are safe for concurrent use and expect ops already
 // validated and normalized with protocol.NormalizeOp (the hub does that).
 package store

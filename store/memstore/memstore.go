@@ -1,0 +1,258 @@
+package memstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Options configure a Store. The zero value (or a nil *Options) means the
+// defaults.
+type Options struct {
+	// Config holds the retention settings and the clock; zero fields mean
+	// their defaults (see store.Config.WithDefaults).
+	Config store.Config
+}
+
+// Store is an in-memory store.Store. It is safe for concurrent use.
+//
+// Locking: Store.mu guards the collection map and the closed flag; each
+// collection has its own mu guarding its state. The two are never held
+// together: a method looks the collection up under Store.mu, releases it,
+// then locks the collection.
+type Store struct {
+	cfg store.Config
+	// epoch is the epoch of every collection that has never been dropped.
+	// It never changes.
+	epoch string
+
+	mu     sync.Mutex
+	closed bool
+	// colls holds every collection written or dropped since New. Reads of
+	// other collections do not add to it, so reading arbitrary names
+	// costs no memory.
+	colls map[string]*collection
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store with a fresh random epoch. opts may be nil.
+func New(opts *Options) *Store {
+	var cfg store.Config
+	if opts != nil {
+		cfg = opts.Config
+	}
+	return &Store{
+		cfg:   cfg.WithDefaults(),
+		epoch: newEpoch(""),
+		colls: make(map[string]*collection),
+	}
+}
+
+// Head implements store.Store.
+func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return protocol.Head{}, fmt.Errorf("memstore: head of %s: %w", collection, err)
+	}
+	if c == nil {
+		return protocol.Head{Epoch: s.epoch}, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return protocol.Head{Epoch: c.epoch, Version: c.version}, nil
+}
+
+// Apply implements store.Store. It also checks the ops with
+// protocol.NormalizeOp, so that a malformed op fails (wrapping one of the
+// protocol's errors) instead of corrupting the collection.
+func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (store.Applied, error) {
+	if _, err := s.lookup(ctx, collection, false); err != nil {
+		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
+	}
+	if len(ops) == 0 {
+		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, store.ErrEmptyCommit)
+	}
+	own := make([]protocol.Op, len(ops))
+	for i, op := range ops {
+		n, err := protocol.NormalizeOp(op, 0, 0)
+		if err != nil {
+			return store.Applied{}, fmt.Errorf("memstore: apply to %s: op %d: %w", collection, i, err)
+		}
+		n.Value = cloneValue(n.Value)
+		own[i] = n
+	}
+	c, err := s.lookup(ctx, collection, true)
+	if err != nil {
+		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cm, err := c.apply(own, ifs, s.cfg)
+	if err != nil {
+		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
+	}
+	return store.Applied{Epoch: c.epoch, Commit: cloneCommit(cm)}, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return protocol.Record{}, fmt.Errorf("memstore: get %s/%s: %w", collection, id, err)
+	}
+	if c != nil {
+		c.mu.RLock()
+		r, ok := c.records[id]
+		c.mu.RUnlock()
+		if ok {
+			return cloneRecord(r), nil
+		}
+	}
+	return protocol.Record{}, fmt.Errorf("memstore: get %s/%s: %w", collection, id, store.ErrNotFound)
+}
+
+// Snapshot implements store.Store.
+func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return protocol.Snapshot{}, fmt.Errorf("memstore: snapshot of %s: %w", collection, err)
+	}
+	if c == nil {
+		return protocol.Snapshot{Epoch: s.epoch, Records: []protocol.Record{}}, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snapshot(), nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return protocol.Changes{}, fmt.Errorf("memstore: changes of %s after %d: %w", collection, after, err)
+	}
+	if c == nil {
+		return protocol.Changes{Epoch: s.epoch, Commits: []protocol.Commit{}}, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ch, err := c.changes(after, limit)
+	if err != nil {
+		return protocol.Changes{}, fmt.Errorf("memstore: changes of %s after %d: %w", collection, after, err)
+	}
+	return ch, nil
+}
+
+// CatchUp implements store.Store.
+func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return protocol.CatchUp{}, fmt.Errorf("memstore: catch-up of %s after %d: %w", collection, after, err)
+	}
+	if c == nil {
+		return protocol.CatchUp{Epoch: s.epoch, Compacted: true, Records: []protocol.Record{}, Deleted: []string{}}, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cu, err := c.catchUp(after)
+	if err != nil {
+		return protocol.CatchUp{}, fmt.Errorf("memstore: catch-up of %s after %d: %w", collection, after, err)
+	}
+	return cu, nil
+}
+
+// Drop implements store.Store.
+func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, error) {
+	c, err := s.lookup(ctx, collection, true)
+	if err != nil {
+		return protocol.Head{}, fmt.Errorf("memstore: drop %s: %w", collection, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reset(newEpoch(c.epoch))
+	return protocol.Head{Epoch: c.epoch}, nil
+}
+
+// Close implements store.Store: it forgets every collection. Calls after
+// it, including another Close, return store.ErrClosed; calls already under
+// way when it is called may still complete.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("memstore: close: %w", store.ErrClosed)
+	}
+	s.closed = true
+	s.colls = nil
+	return nil
+}
+
+// lookup checks ctx, the collection name and that the store is open, then
+// returns the collection's state. A collection never written nor dropped
+// has none: lookup returns nil, unless create is set, in which case it
+// makes one at version 0 in the store's epoch.
+func (s *Store) lookup(ctx context.Context, name string, create bool) (*collection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := protocol.ValidateCollection(name); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	c := s.colls[name]
+	if c == nil && create {
+		c = newCollection(s.epoch)
+		s.colls[name] = c
+	}
+	return c, nil
+}
+
+// newEpoch returns a fresh random epoch (22 characters of unpadded
+// URL-safe base64, which protocol.ValidateEpoch accepts), different from
+// old.
+func newEpoch(old string) string {
+	for {
+		var b [16]byte
+		rand.Read(b[:]) // never fails; it crashes the program instead
+		if e := base64.RawURLEncoding.EncodeToString(b[:]); e != old {
+			return e
+		}
+	}
+}
+
+// cloneValue returns a copy of v that shares no memory with it.
+func cloneValue(v json.RawMessage) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	return slices.Clone(v)
+}
+
+// cloneRecord returns a copy of r that shares no memory with it.
+func cloneRecord(r protocol.Record) protocol.Record {
+	r.Value = cloneValue(r.Value)
+	return r
+}
+
+// cloneCommit returns a copy of c that shares no memory with it.
+func cloneCommit(c protocol.Commit) protocol.Commit {
+	ops := make([]protocol.Op, len(c.Ops))
+	for i, op := range c.Ops {
+		op.Value = cloneValue(op.Value)
+		ops[i] = op
+	}
+	c.Ops = ops
+	return c
+}
