@@ -66,7 +66,7 @@ func ValidateID(id string, maxLen int) error {
 	return nil
 }
 
-// CompactValue checks that v is one JSON value and returns it without
+// CompactValue checks that v is one JSON value in UTF-8 and returns it without
 // insignificant whitespace. It returns v itself when v is already compact.
 func CompactValue(v json.RawMessage) (json.RawMessage, error) {
 	if len(v) == 0 {
@@ -74,6 +74,9 @@ func CompactValue(v json.RawMessage) (json.RawMessage, error) {
 	}
 	if !json.Valid(v) {
 		return nil, fmt.Errorf("%w: not valid JSON", ErrBadValue)
+	}
+	if !utf8.Valid(v) {
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrBadValue)
 	}
 	if isCompact(v) {
 		return v, nil

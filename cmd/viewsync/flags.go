@@ -12,6 +12,10 @@ import (
 // errUsage reports bad command-line use; the message was already printed.
 var errUsage = errors.New("usage")
 
+// errBadFlag reports a flag or environment value that parsed but is not
+// allowed; the process exits 2, like for other usage errors.
+var errBadFlag = errors.New("bad flag value")
+
 // envName returns the environment variable that sets a flag.
 func envName(flagName string) string {
 	return "VIEWSYNC_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -39,7 +43,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+				err = fmt.Errorf("%w: %s=%q: %w", errBadFlag, envName(f.Name), v, e)
 			}
 		}
 	})

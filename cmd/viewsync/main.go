@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errBadFlag):
+		fmt.Fprintf(stderr, "viewsync %s: %v\n", args[0], err)
+		return 2
 	default:
 		fmt.Fprintf(stderr, "viewsync %s: %v\n", args[0], err)
 		return 1

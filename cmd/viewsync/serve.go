@@ -35,6 +35,7 @@ type serveConfig struct {
 	pageSize         int
 	readHeaderTO     time.Duration
 	shutdownTO       time.Duration
+	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
 }
@@ -55,6 +56,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
 	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
@@ -89,6 +91,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-wait must be in (0, 60s]")
 	case c.pageSize <= 0:
 		return errors.New("--page-size must be positive")
+	case c.drainDelay < 0:
+		return errors.New("--drain-delay must not be negative")
 	}
 	return nil
 }
@@ -114,11 +118,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := c.validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
 
 	if err := os.MkdirAll(c.data, 0o750); err != nil {
@@ -185,6 +189,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	stopping.Store(true)
+	if c.drainDelay > 0 {
+		log.Info("shutting down: /readyz now unavailable; draining", "drain_delay", c.drainDelay.String())
+		time.Sleep(c.drainDelay)
+	}
 	log.Info("shutting down: finishing in-flight requests", "timeout", c.shutdownTO.String())
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)
 	defer cancel()

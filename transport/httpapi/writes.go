@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/protocol"
@@ -41,6 +42,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, accepted ...s
 			return nil, fmt.Errorf("%w: body over %d bytes", viewsync.ErrTooLarge, mbe.Limit)
 		}
 		return nil, fmt.Errorf("%w: reading body: %v", viewsync.ErrInvalid, err)
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would silently replace the bad bytes, changing ids.
+		return nil, fmt.Errorf("%w: body is not valid UTF-8", viewsync.ErrInvalid)
 	}
 	return body, nil
 }
