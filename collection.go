@@ -202,8 +202,9 @@ func (c *Collection) Delete(ctx context.Context, id string, opts ...WriteOption)
 }
 
 // maxPatchRetries bounds the read-merge-write loop of Patch when concurrent
-// writers keep changing the record.
-const maxPatchRetries = 16
+// writers keep changing the record. Each retry means another write to the
+// record succeeded, so the bound only stops a patch starved by a flood.
+const maxPatchRetries = 1000
 
 // Patch applies a JSON merge patch (RFC 7396) to the record id, which must
 // exist, and returns the record as stored. With IfVersion the patch applies
@@ -229,6 +230,9 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 		merged, err := protocol.MergePatch(cur.Value, patch)
 		if err != nil {
 			return Record{}, invalid(err)
+		}
+		if err := ctx.Err(); err != nil {
+			return Record{}, err
 		}
 		rec, err := c.Put(ctx, id, merged, IfVersion(cur.Version))
 		if err == nil || !errors.Is(err, ErrPrecondition) || o.ifVersion != nil || attempt >= maxPatchRetries {

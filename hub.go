@@ -26,7 +26,8 @@ type Hub struct {
 	done chan struct{}
 
 	// heads caches each collection's head: name → *headCache. Lock order:
-	// a headCache's mu is never held while taking another's.
+	// evictMu before a headCache's mu; a headCache's mu is never held while
+	// taking another's, nor while calling cache (which may evict).
 	heads  sync.Map
 	nheads atomic.Int64
 	// evictMu serialises evictions.
@@ -35,8 +36,14 @@ type Hub struct {
 
 // headCache is one collection's head as last seen by this hub.
 type headCache struct {
-	// mu serialises loading and advancing; readers use state without it.
+	// mu serialises loading, advancing and eviction; readers use state
+	// without it.
 	mu sync.Mutex
+	// evicted is set (under mu) once the cache has been removed from
+	// Hub.heads. Its state then never changes again and, if loaded, has its
+	// changed channel closed, so that whoever still holds it looks the
+	// collection up again instead of waiting on a cache no commit reaches.
+	evicted bool
 	// state is nil until loaded from the store.
 	state atomic.Pointer[headState]
 }
@@ -85,8 +92,8 @@ func (h *Hub) Collection(name string) (*Collection, error) {
 	return &Collection{hub: h, name: name}, nil
 }
 
-// Close stops the hub's waiting: calls blocked in Wait, and later ones,
-// return ErrClosed at once, so long-polls answer and a server can shut down.
+// Close stops the hub's waiting: calls blocked in Wait, and later ones that
+// would block, return ErrClosed at once, so long-polls answer and a server can shut down.
 // Writes go on until the store is closed; Close does not close the store.
 func (h *Hub) Close() error {
 	if h.closed.CompareAndSwap(false, true) {
@@ -108,7 +115,7 @@ func (h *Hub) cache(name string) *headCache {
 }
 
 // evict forgets about half of the cached heads (never keep). A forgotten
-// cache's waiters are woken and look the collection up again.
+// entry's waiters are woken and look the collection up again.
 func (h *Hub) evict(keep string) {
 	if !h.evictMu.TryLock() {
 		return
@@ -126,8 +133,8 @@ func (h *Hub) evict(keep string) {
 		h.nheads.Add(-1)
 		c := v.(*headCache)
 		c.mu.Lock()
+		c.evicted = true
 		if st := c.state.Load(); st != nil {
-			c.state.Store(&headState{head: st.head, changed: make(chan struct{})})
 			close(st.changed)
 		}
 		c.mu.Unlock()
@@ -137,18 +144,36 @@ func (h *Hub) evict(keep string) {
 
 // head returns the collection's head, loading it from the store once.
 func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
-	c := h.cache(name)
-	if st := c.state.Load(); st != nil {
-		return st, nil
+	for {
+		c := h.cache(name)
+		if st := c.state.Load(); st != nil {
+			return st, nil
+		}
+		st, err := c.load(ctx, h.store, name)
+		if err != nil {
+			return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
+		}
+		if st != nil {
+			return st, nil
+		}
+		// The entry was evicted while we loaded it: look it up again.
 	}
+}
+
+// load reads the head from the store into c, unless c is already loaded.
+// It returns nil without error when c has been evicted.
+func (c *headCache) load(ctx context.Context, s store.Store, name string) (*headState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.evicted {
+		return nil, nil
+	}
 	if st := c.state.Load(); st != nil {
 		return st, nil
 	}
-	hd, err := h.store.Head(ctx, name)
+	hd, err := s.Head(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
+		return nil, err
 	}
 	st := &headState{head: hd, changed: make(chan struct{})}
 	c.state.Store(st)
@@ -159,9 +184,23 @@ func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 // wakes waiters. Heads only move forward within an epoch; another epoch
 // means the history was replaced, and the head is read again from the store.
 func (h *Hub) advance(ctx context.Context, name string, hd Head) {
-	c := h.cache(name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	for {
+		c := h.cache(name)
+		c.mu.Lock()
+		if c.evicted {
+			// Evicted after cache returned it: advance the entry that
+			// replaced it.
+			c.mu.Unlock()
+			continue
+		}
+		h.advanceLocked(ctx, name, c, hd)
+		c.mu.Unlock()
+		return
+	}
+}
+
+// advanceLocked is advance on c, whose mu is held.
+func (h *Hub) advanceLocked(ctx context.Context, name string, c *headCache, hd Head) {
 	old := c.state.Load()
 	if old == nil {
 		return // not loaded yet: the next reader loads it from the store
