@@ -1,0 +1,255 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// batch is the work of one write transaction: the requests of one group
+// commit, applied in order. It opens each collection it touches once and
+// keeps its meta in memory; finish trims what the batch's commits made
+// trimmable and writes the meta back.
+type batch struct {
+	s     *Store
+	tx    *bolt.Tx
+	colls map[string]*batchColl
+}
+
+// batchColl is a collection as the batch sees it.
+type batchColl struct {
+	c coll
+	m collMeta
+	// exists is false until the collection has buckets.
+	exists bool
+	// commits counts the commits of this batch applied to it; retention
+	// may do that many times its per-commit work.
+	commits int
+	// scratch holds keys that bbolt does not keep (seeks, deletes).
+	scratch []byte
+}
+
+// coll returns the collection, opening it on first use. An error means the
+// collection's bucket is damaged; nothing was written.
+func (b *batch) coll(name string) (*batchColl, error) {
+	if bc, ok := b.colls[name]; ok {
+		return bc, nil
+	}
+	c, exists, err := openColl(b.tx, name)
+	if err != nil {
+		return nil, err
+	}
+	bc := &batchColl{c: c, exists: exists, m: collMeta{epoch: b.s.epoch}}
+	if exists {
+		if bc.m, err = c.readMeta(); err != nil {
+			return nil, err
+		}
+	}
+	b.colls[name] = bc
+	return bc, nil
+}
+
+// apply checks and applies one commit. A failed check comes back as
+// checkErr, before anything was written, and concerns this commit only
+// (a damaged collection fails its own commits, not the batch); err is a
+// failure of the transaction itself, which must then be rolled back.
+func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
+	bc, err := b.coll(r.collection)
+	if err != nil {
+		return a, err, nil
+	}
+	if err := check(bc.c, bc.exists, r.ops, r.ifs); err != nil {
+		return a, err, nil
+	}
+	if !bc.exists {
+		if bc.c, err = createColl(b.tx, r.collection, bc.m.epoch); err != nil {
+			return a, nil, err
+		}
+		bc.exists = true
+	}
+
+	m := &bc.m
+	m.version++
+	at := b.s.cfg.Now().UTC()
+	m.at = at.UnixNano()
+	vals := r.vals
+	for i := range r.ops {
+		op := &r.ops[i]
+		var val []byte
+		if op.Op == protocol.OpPut {
+			n := 8 + len(op.Value)
+			val, vals = vals[:n:n], vals[n:]
+		}
+		if err := bc.write(op, val, m.version, m.at); err != nil {
+			return a, nil, err
+		}
+	}
+	entry := appendCommit(make([]byte, 0, len(r.opsJSON)+commitJSONLen), m.version, at, r.opsJSON)
+	if err := bc.c.log.Put(be64(m.version), entry); err != nil {
+		return a, nil, fmt.Errorf("append commit %d: %w", m.version, err)
+	}
+	bc.commits++
+	return store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}}, nil, nil
+}
+
+// drop replaces the collection's bucket with an empty one under a new
+// epoch at version 0.
+func (b *batch) drop(name string) (protocol.Head, error) {
+	old := b.s.epoch
+	if bc, err := b.coll(name); err == nil {
+		old = bc.m.epoch
+	} else if !errors.Is(err, errDamaged) {
+		return protocol.Head{}, err
+	}
+	if b.tx.Bucket([]byte(name)) != nil {
+		if err := b.tx.DeleteBucket([]byte(name)); err != nil {
+			return protocol.Head{}, fmt.Errorf("delete collection bucket: %w", err)
+		}
+	}
+	epoch := newEpoch(old)
+	c, err := createColl(b.tx, name, epoch)
+	if err != nil {
+		return protocol.Head{}, err
+	}
+	b.colls[name] = &batchColl{c: c, exists: true, m: collMeta{epoch: epoch}}
+	return protocol.Head{Epoch: epoch, Version: 0}, nil
+}
+
+// finish runs retention for every collection the batch wrote and writes
+// its meta.
+func (b *batch) finish() error {
+	for name, bc := range b.colls {
+		if bc.commits == 0 {
+			continue
+		}
+		m := &bc.m
+		if err := bc.c.trimLog(m, b.s.cfg.RetainCommits, maxLogTrim*bc.commits); err != nil {
+			return fmt.Errorf("collection %q: %w", name, err)
+		}
+		cutoff := m.at - b.s.cfg.RetainTombstones.Nanoseconds()
+		if err := bc.c.trimTombstones(m, cutoff, maxTombTrim*bc.commits); err != nil {
+			return fmt.Errorf("collection %q: %w", name, err)
+		}
+		if err := bc.c.writeMeta(m); err != nil {
+			return fmt.Errorf("collection %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// write applies one checked op at version, keeping the byversion index and
+// the tombstones in step with the records. For a put, val is the records
+// value: 8 bytes for the version, which write fills in, then the value.
+//
+// It uses the collection's cursors for lookups and deletes, which saves
+// bbolt a cursor per call, and relies on an invariant of the layout: an id
+// has a record or a tombstone, never both.
+func (bc *batchColl) write(op *protocol.Op, val []byte, version uint64, nanos int64) error {
+	c := &bc.c
+	key := []byte(op.ID)
+	if k, v := c.recCur().Seek(key); bytes.Equal(k, key) {
+		ov, ok := recordVersion(v)
+		if !ok {
+			return fmt.Errorf("record %q: %w", op.ID, errDamaged)
+		}
+		if op.Op == protocol.OpDelete {
+			if err := c.recCur().Delete(); err != nil {
+				return fmt.Errorf("delete %q: %w", op.ID, err)
+			}
+		}
+		if err := bc.deleteAt(c.byVerCur(), ov, op.ID); err != nil {
+			return fmt.Errorf("unindex record %q: %w", op.ID, err)
+		}
+	} else if k, v := c.tombCur().Seek(key); bytes.Equal(k, key) {
+		tv, _, ok := tombstone(v)
+		if !ok {
+			return fmt.Errorf("tombstone %q: %w", op.ID, errDamaged)
+		}
+		if err := c.tombCur().Delete(); err != nil {
+			return fmt.Errorf("delete tombstone %q: %w", op.ID, err)
+		}
+		if err := bc.deleteAt(c.tombIdxCur(), tv, op.ID); err != nil {
+			return fmt.Errorf("unindex tombstone %q: %w", op.ID, err)
+		}
+	}
+	switch op.Op {
+	case protocol.OpPut:
+		binary.BigEndian.PutUint64(val, version)
+		if err := c.records.Put(key, val); err != nil {
+			return fmt.Errorf("put %q: %w", op.ID, err)
+		}
+		if err := c.byVersion.Put(versionKey(version, op.ID), nil); err != nil {
+			return fmt.Errorf("index %q: %w", op.ID, err)
+		}
+	case protocol.OpDelete:
+		if err := c.tombstones.Put(key, encodeTombstone(version, nanos)); err != nil {
+			return fmt.Errorf("tombstone %q: %w", op.ID, err)
+		}
+		if err := c.tombIndex.Put(versionKey(version, op.ID), be64(uint64(nanos))); err != nil {
+			return fmt.Errorf("index tombstone %q: %w", op.ID, err)
+		}
+	}
+	return nil
+}
+
+// deleteAt deletes the index entry (version, id) through cur. The entry
+// must exist: the indexes are kept in step with what they index.
+func (bc *batchColl) deleteAt(cur *bolt.Cursor, version uint64, id string) error {
+	bc.scratch = appendVersionKey(bc.scratch[:0], version, id)
+	if k, _ := cur.Seek(bc.scratch); !bytes.Equal(k, bc.scratch) {
+		return fmt.Errorf("no entry %d/%q: %w", version, id, errDamaged)
+	}
+	return cur.Delete()
+}
+
+// trimLog deletes the oldest commits while the log holds more than retain,
+// at most budget of them.
+func (c coll) trimLog(m *collMeta, retain, budget int) error {
+	for i := 0; i < budget && m.version-m.logFloor > uint64(retain); i++ {
+		if err := c.log.Delete(be64(m.logFloor + 1)); err != nil {
+			return fmt.Errorf("trim log: %w", err)
+		}
+		m.logFloor++
+	}
+	return nil
+}
+
+// trimTombstones forgets, oldest version first, up to budget tombstones
+// made before cutoff (Unix nanoseconds), raising m.tombFloor to the version
+// of each.
+func (c coll) trimTombstones(m *collMeta, cutoff int64, budget int) error {
+	cur := c.tombIndex.Cursor()
+	for i := 0; i < budget; i++ {
+		k, v := cur.First()
+		if k == nil {
+			break
+		}
+		if len(k) < 8 || len(v) != 8 {
+			return fmt.Errorf("tombstone index: %w", errDamaged)
+		}
+		if int64(binary.BigEndian.Uint64(v)) >= cutoff {
+			break
+		}
+		version := binary.BigEndian.Uint64(k)
+		key := bytes.Clone(k)
+		id := key[8:]
+		if t := c.tombstones.Get(id); t != nil {
+			if tv, _, ok := tombstone(t); ok && tv == version {
+				if err := c.tombstones.Delete(id); err != nil {
+					return fmt.Errorf("trim tombstone: %w", err)
+				}
+			}
+		}
+		if err := c.tombIndex.Delete(key); err != nil {
+			return fmt.Errorf("trim tombstone: %w", err)
+		}
+		m.tombFloor = max(m.tombFloor, version)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Group commit.
+//
+// Apply and Drop queue a request and wait. One goroutine, the committer,
+// takes everything queued (up to MaxBatch requests), runs them in arrival
+// order inside one bbolt write transaction, commits it (one fsync) and then
+// answers every request. While a transaction is being written and synced,
+// new requests queue up and form the next batch, so the batch size follows
+// the load: a lone writer is never delayed by a timer, and N concurrent
+// writers share one fsync.
+//
+// Each request is checked before it writes anything, so one that fails its
+// preconditions leaves no trace in the transaction and does not disturb the
+// others. An error from bbolt itself (I/O, a full disk) aborts the
+// transaction and fails every request of the batch that had not already
+// failed its checks.
+
+// The states of a request. A request is answered by whoever moves it out
+// of stateQueued: the committer (to stateTaken, then it answers after the
+// transaction), Apply giving up on its context (stateAbandoned, never
+// answered) or Close (stateDone, answered with ErrClosed).
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+	stateDone
+)
+
+// request is one queued Apply or Drop.
+type request struct {
+	collection string
+	// drop tells a Drop from an Apply.
+	drop bool
+	ops  []protocol.Op
+	ifs  map[string]uint64
+	// opsJSON is ops encoded by appendOps, for the log.
+	opsJSON []byte
+	// vals holds the records values of the puts, from recordValues.
+	vals []byte
+
+	state atomic.Int32
+	// done is closed once applied, head and err are set.
+	done chan struct{}
+
+	applied store.Applied
+	head    protocol.Head
+	// err is the answer's error, nil on success.
+	err error
+	// checkFailed is set when err is the request's own check failure
+	// rather than the batch's.
+	checkFailed bool
+}
+
+// submit queues r and waits for its answer. While r is queued, a done ctx
+// withdraws it; once the committer has taken it, submit waits for the
+// transaction, which is bounded by one write and one fsync, so that the
+// answer always tells whether the commit happened.
+func (s *Store) submit(ctx context.Context, r *request) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.done = make(chan struct{})
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	s.queue = append(s.queue, r)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			return ctx.Err()
+		}
+		<-r.done
+		return r.err
+	}
+}
+
+// run is the committer goroutine.
+func (s *Store) run() {
+	defer close(s.exited)
+	var reqs []*request
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		}
+		for {
+			reqs = s.take(reqs[:0])
+			if len(reqs) == 0 {
+				break
+			}
+			s.commit(reqs)
+			clear(reqs)
+		}
+	}
+}
+
+// take moves up to maxBatch live requests from the queue into batch.
+func (s *Store) take(batch []*request) []*request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.queue) && len(batch) < s.maxBatch {
+		r := s.queue[n]
+		n++
+		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+			batch = append(batch, r)
+		}
+	}
+	rest := copy(s.queue, s.queue[n:])
+	clear(s.queue[rest:])
+	s.queue = s.queue[:rest]
+	return batch
+}
+
+// commit writes one batch in one transaction and answers its requests.
+func (s *Store) commit(reqs []*request) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := batch{s: s, tx: tx, colls: make(map[string]*batchColl)}
+		for _, r := range reqs {
+			if r.drop {
+				h, err := b.drop(r.collection)
+				if err != nil {
+					return fmt.Errorf("drop %q: %w", r.collection, err)
+				}
+				r.head = h
+				continue
+			}
+			a, checkErr, err := b.apply(r)
+			if err != nil {
+				return fmt.Errorf("apply %q: %w", r.collection, err)
+			}
+			if checkErr != nil {
+				r.err, r.checkFailed = checkErr, true
+				continue
+			}
+			r.applied = a
+		}
+		return b.finish()
+	})
+	if err == nil {
+		n := 0
+		for _, r := range reqs {
+			if !r.checkFailed {
+				n++
+			}
+		}
+		s.commits.Add(uint64(n))
+		s.batches.Add(1)
+	} else {
+		err = closedErr(err)
+		if !errors.Is(err, store.ErrClosed) {
+			s.log.Error("boltstore: batch failed", "commits", len(reqs), "err", err)
+		}
+		for _, r := range reqs {
+			if !r.checkFailed {
+				r.applied, r.head, r.err = store.Applied{}, protocol.Head{}, err
+			}
+		}
+	}
+	for _, r := range reqs {
+		close(r.done)
+	}
+}
