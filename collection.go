@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -17,6 +18,9 @@ import (
 type Collection struct {
 	hub  *Hub
 	name string
+	// call, when set, records the versions this handle reads and writes
+	// for a call's answer.
+	call *Call
 }
 
 // Name returns the collection's name.
@@ -56,6 +60,7 @@ func (c *Collection) Head(ctx context.Context) (Head, error) {
 	if err != nil {
 		return Head{}, err
 	}
+	c.call.observe(c.name, st.head.Version)
 	return st.head, nil
 }
 
@@ -68,7 +73,18 @@ func (c *Collection) Get(ctx context.Context, id string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("viewsync: get %s/%s: %w", c.name, id, err)
 	}
+	c.observeHead(ctx)
 	return r, nil
+}
+
+// observeHead records the current head for a call reading this collection.
+func (c *Collection) observeHead(ctx context.Context) {
+	if c.call == nil {
+		return
+	}
+	if st, err := c.hub.head(ctx, c.name); err == nil {
+		c.call.observe(c.name, st.head.Version)
+	}
 }
 
 // Snapshot returns every record of the collection, read at one version.
@@ -78,6 +94,7 @@ func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("viewsync: snapshot %s: %w", c.name, err)
 	}
 	s.Collection = c.name
+	c.call.observe(c.name, s.Version)
 	return s, nil
 }
 
@@ -178,6 +195,8 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
 	}
 	c.hub.advance(ctx, c.name, Head{Epoch: ap.Epoch, Version: ap.Commit.Version})
+	c.hub.broker.Publish(c.name, ap.Epoch, ap.Commit)
+	c.call.observe(c.name, ap.Commit.Version)
 	c.hub.met.Committed(c.name, len(norm), ap.Commit.Version, time.Since(start))
 	return ap.Commit, nil
 }
@@ -249,5 +268,18 @@ func (c *Collection) Drop(ctx context.Context) (Head, error) {
 		return Head{}, fmt.Errorf("viewsync: drop %s: %w", c.name, err)
 	}
 	c.hub.advance(ctx, c.name, hd)
+	c.hub.broker.Reset(c.name)
+	c.call.observe(c.name, hd.Version)
 	return hd, nil
+}
+
+// Subscribe follows the collection live. With a cursor it resumes after it:
+// first the commits after the cursor (or a catch-up, or a reset, when those
+// are gone), then each new commit. With nil it starts with a reset (a
+// snapshot). The caller must Close the subscription.
+func (c *Collection) Subscribe(cursor *Cursor) (*fanout.Subscription, error) {
+	if c.hub.closed.Load() {
+		return nil, ErrClosed
+	}
+	return c.hub.broker.Subscribe(c.name, cursor)
 }

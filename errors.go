@@ -28,15 +28,18 @@ var (
 // the HTTP API contract. It is the one place where that mapping lives; every
 // transport uses it.
 func ErrorCode(err error) protocol.Code {
+	var ce *CallError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &ce):
+		return ce.Code
 	case errors.Is(err, ErrTooLarge):
 		return protocol.CodeTooLarge
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrEmptyCommit),
 		errors.Is(err, protocol.ErrBadCursor), errors.Is(err, protocol.ErrBadName),
 		errors.Is(err, protocol.ErrBadID), errors.Is(err, protocol.ErrBadValue),
-		errors.Is(err, protocol.ErrBadOp):
+		errors.Is(err, protocol.ErrBadOp), errors.Is(err, protocol.ErrBadCallName):
 		return protocol.CodeBadRequest
 	case errors.Is(err, ErrNotFound):
 		return protocol.CodeNotFound

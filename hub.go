@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -20,6 +21,14 @@ type Hub struct {
 	met    Metrics
 	limits Limits
 	maxCol int
+
+	// broker fans commits out to live subscribers.
+	broker *fanout.Broker
+
+	// calls maps call names to handlers; fallback serves the others.
+	callsMu  sync.RWMutex
+	calls    map[string]CallFunc
+	fallback CallFunc
 
 	closed atomic.Bool
 	// done is closed by Close; waiters watch it.
@@ -69,12 +78,18 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 			return nil, err
 		}
 	}
+	fo := o.fanout
+	if fo.Logger == nil {
+		fo.Logger = o.logger
+	}
 	return &Hub{
 		store:  s,
 		log:    o.logger,
 		met:    o.metrics,
 		limits: o.limits.withDefaults(),
 		maxCol: o.maxCollection,
+		broker: fanout.New(s, &fo),
+		calls:  map[string]CallFunc{},
 		done:   make(chan struct{}),
 	}, nil
 }
@@ -93,14 +108,19 @@ func (h *Hub) Collection(name string) (*Collection, error) {
 }
 
 // Close stops the hub's waiting: calls blocked in Wait, and later ones that
-// would block, return ErrClosed at once, so long-polls answer and a server can shut down.
-// Writes go on until the store is closed; Close does not close the store.
+// would block, return ErrClosed at once, and every subscription ends, so
+// long-polls answer, streams close and a server can shut down. Writes go on
+// until the store is closed; Close does not close the store.
 func (h *Hub) Close() error {
 	if h.closed.CompareAndSwap(false, true) {
 		close(h.done)
+		h.broker.Close()
 	}
 	return nil
 }
+
+// LiveCollections returns how many collections have live subscribers.
+func (h *Hub) LiveCollections() int { return h.broker.Topics() }
 
 // cache returns the head cache of a collection, creating it if needed.
 func (h *Hub) cache(name string) *headCache {

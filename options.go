@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/viewsync/viewsync/fanout"
 )
 
 // Limits bound what one write may carry. The zero value of a field means its
@@ -56,6 +58,19 @@ type options struct {
 	metrics       Metrics
 	limits        Limits
 	maxCollection int
+	fanout        fanout.Options
+}
+
+// WithFanout configures live delivery to subscribers: how far one may fall
+// behind before it gets a catch-up instead of its backlog, and more.
+func WithFanout(fo fanout.Options) Option {
+	return func(o *options) error {
+		if fo.BufferBytes < 0 || fo.PageSize < 0 || fo.GapTimeout < 0 {
+			return errors.New("viewsync: negative fanout option")
+		}
+		o.fanout = fo
+		return nil
+	}
 }
 
 // WithLogger sets the hub's logger. Default: discard.

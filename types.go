@@ -1,6 +1,9 @@
 package viewsync
 
-import "github.com/viewsync/viewsync/protocol"
+import (
+	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/protocol"
+)
 
 // Wire types, shared with package protocol.
 type (
@@ -18,6 +21,10 @@ type (
 	Snapshot = protocol.Snapshot
 	// CatchUp is the compacted form of the commits after a cursor.
 	CatchUp = protocol.CatchUp
+	// Subscription follows a collection live; see Collection.Subscribe.
+	Subscription = fanout.Subscription
+	// Event is what a Subscription delivers.
+	Event = fanout.Event
 )
 
 // Put returns an op that writes value under id.

@@ -141,3 +141,20 @@ func NormalizeOp(op Op, maxID, maxValue int) (Op, error) {
 
 // ErrTooLarge is returned (wrapped) for input over a size limit.
 var ErrTooLarge = errors.New("too large")
+
+// ErrBadCallName is returned (wrapped) for an invalid call name.
+var ErrBadCallName = errors.New("bad call name")
+
+// ValidateCallName checks a call name: 1-64 characters of [A-Za-z0-9_.-].
+func ValidateCallName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("%w: %q must be 1-64 characters", ErrBadCallName, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("%w: %q must match ^[A-Za-z0-9_.-]{1,64}$", ErrBadCallName, name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// EventKind tells what an Event carries.
+type EventKind int
+
+// The kinds of event a subscription delivers.
+const (
+	// EventCommits: one or more commits, in order, right after the cursor.
+	EventCommits EventKind = iota
+	// EventCatchUp: the records changed and ids deleted since the cursor,
+	// replacing a backlog that was dropped or trimmed.
+	EventCatchUp
+	// EventReset: a full snapshot; the client replaces its state.
+	EventReset
+)
+
+// String names the kind as the wire does.
+func (k EventKind) String() string {
+	switch k {
+	case EventCommits:
+		return "commit"
+	case EventCatchUp:
+		return "catchup"
+	default:
+		return "reset"
+	}
+}
+
+// Event is what Next returns. Exactly the field named by Kind is set.
+type Event struct {
+	Kind EventKind
+	// Frames are the commits of an EventCommits, oldest first. The slice
+	// is reused by the next call to Next; the frames themselves are
+	// immutable and may be kept.
+	Frames []*Frame
+	// CatchUp is set for EventCatchUp.
+	CatchUp *protocol.CatchUp
+	// Reset is set for EventReset.
+	Reset *protocol.Snapshot
+}
+
+// Subscription follows one collection from a cursor. Next is not safe for
+// concurrent use; Close may be called from any goroutine.
+type Subscription struct {
+	b *Broker
+	t *topic
+
+	// cur is the position after the last event returned.
+	cur       protocol.Cursor
+	needReset bool
+	// live is set once the subscription has read from the topic's buffer
+	// (or been given a catch-up or reset): falling behind the buffer then
+	// means it was too slow, and it gets a catch-up instead of the backlog.
+	live bool
+	// checkedAhead is set once a cursor ahead of the buffer was found to be
+	// within the store's history.
+	checkedAhead bool
+	buf          []*Frame
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// Cursor returns the position after the last event Next returned.
+func (s *Subscription) Cursor() protocol.Cursor { return s.cur }
+
+// Close ends the subscription; a blocked Next returns ErrClosed.
+func (s *Subscription) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.b.release(s.t)
+	})
+}
+
+// Next blocks until there is something after the cursor and returns it:
+// the commits that follow (all the buffer holds, for one coalesced write),
+// a catch-up, or a reset. It returns ctx.Err() when ctx ends, and ErrClosed
+// when the subscription or broker is closed.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	t := s.t
+	for {
+		select {
+		case <-s.done:
+			return Event{}, ErrClosed
+		default:
+		}
+		if s.needReset {
+			return s.reset(ctx)
+		}
+		t.mu.RLock()
+		if !t.ready {
+			t.mu.RUnlock()
+			t.mu.Lock()
+			err := t.initLocked(ctx)
+			t.mu.Unlock()
+			if err != nil {
+				return Event{}, err
+			}
+			continue
+		}
+		if t.stopped {
+			t.mu.RUnlock()
+			return Event{}, ErrClosed
+		}
+		if s.cur.Epoch == "" {
+			s.cur.Epoch = t.epoch
+		}
+		if s.cur.Epoch != t.epoch {
+			t.mu.RUnlock()
+			return s.reset(ctx)
+		}
+		switch v := s.cur.Version; {
+		case v >= t.last:
+			changed := t.changed
+			ahead := v > t.last
+			t.mu.RUnlock()
+			if ahead && !s.checkedAhead {
+				// The store may be ahead of the buffer (a commit not yet
+				// published), or the cursor is bogus.
+				hd, err := s.b.store.Head(ctx, t.name)
+				if err != nil {
+					return Event{}, err
+				}
+				if hd.Epoch != s.cur.Epoch || v > hd.Version {
+					return s.reset(ctx)
+				}
+				s.checkedAhead = true
+			}
+			if err := s.wait(ctx, changed); err != nil {
+				return Event{}, err
+			}
+		case v+1 >= t.first:
+			s.buf = append(s.buf[:0], t.frames[v+1-t.first:]...)
+			s.cur.Version = t.last
+			t.mu.RUnlock()
+			s.live, s.checkedAhead = true, false
+			return Event{Kind: EventCommits, Frames: s.buf}, nil
+		default:
+			t.mu.RUnlock()
+			if s.live {
+				return s.catchUp(ctx)
+			}
+			ev, ok, err := s.page(ctx)
+			if err != nil || ok {
+				return ev, err
+			}
+		}
+	}
+}
+
+func (s *Subscription) wait(ctx context.Context, changed <-chan struct{}) error {
+	select {
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	case <-s.b.done:
+		return ErrClosed
+	}
+}
+
+// page reads the next page of commits after the cursor from the store.
+func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
+	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, s.b.opts.PageSize)
+	switch {
+	case errors.Is(err, store.ErrCompacted):
+		ev, err := s.catchUp(ctx)
+		return ev, true, err
+	case err != nil:
+		return Event{}, false, err
+	case ch.Epoch != s.cur.Epoch || s.cur.Version > ch.Version:
+		ev, err := s.reset(ctx)
+		return ev, true, err
+	case len(ch.Commits) == 0:
+		return Event{}, false, nil // the buffer has moved on meanwhile: look again
+	}
+	s.buf = s.buf[:0]
+	for _, c := range ch.Commits {
+		f, err := NewFrame(s.t.name, ch.Epoch, c)
+		if err != nil {
+			return Event{}, false, err
+		}
+		s.buf = append(s.buf, f)
+	}
+	s.cur.Version = ch.Commits[len(ch.Commits)-1].Version
+	return Event{Kind: EventCommits, Frames: s.buf}, true, nil
+}
+
+// catchUp replaces everything after the cursor with one compacted catch-up.
+func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
+	cu, err := s.b.store.CatchUp(ctx, s.t.name, s.cur.Version)
+	switch {
+	case errors.Is(err, store.ErrHistoryGone):
+		return s.reset(ctx)
+	case err != nil:
+		return Event{}, err
+	case cu.Epoch != s.cur.Epoch || s.cur.Version > cu.Version:
+		return s.reset(ctx)
+	}
+	cu.Collection, cu.Compacted = s.t.name, true
+	s.cur.Version = cu.Version
+	s.live, s.checkedAhead = true, false
+	return Event{Kind: EventCatchUp, CatchUp: &cu}, nil
+}
+
+// reset reads a snapshot and continues after it.
+func (s *Subscription) reset(ctx context.Context) (Event, error) {
+	snap, err := s.b.store.Snapshot(ctx, s.t.name)
+	if err != nil {
+		return Event{}, err
+	}
+	snap.Collection, snap.Reset = s.t.name, true
+	s.cur = protocol.Cursor{Epoch: snap.Epoch, Version: snap.Version}
+	s.needReset, s.live, s.checkedAhead = false, false, false
+	return Event{Kind: EventReset, Reset: &snap}, nil
+}
