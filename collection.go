@@ -239,6 +239,10 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 	}
 	for attempt := 0; ; attempt++ {
 		cur, err := c.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) && o.ifVersion != nil && *o.ifVersion != 0 {
+			return Record{}, fmt.Errorf("viewsync: patch %s/%s: %w", c.name, id,
+				&store.PreconditionError{ID: id, Want: *o.ifVersion})
+		}
 		if err != nil {
 			return Record{}, err
 		}

@@ -486,12 +486,17 @@ func runReader(ctx context.Context, srv *apiServer, coll string, r int, rng *ran
 		}
 		if n := len(ch.Commits); n > 0 {
 			lastV := ch.Commits[n-1].Version
-			if boundary := (cur.Version/uint64(pageSize) + 1) * uint64(pageSize); lastV > boundary {
+			boundary := (cur.Version/uint64(pageSize) + 1) * uint64(pageSize)
+			if lastV > boundary {
 				return fmt.Errorf("GET %s: page ends at %d, past the aligned boundary %d", path, lastV, boundary)
 			}
 			if resp.header.Get("Cache-Control") == "public, max-age=31536000, immutable" {
-				if !sendEpoch || lastV >= ch.Version {
-					return fmt.Errorf("GET %s: page ending at %d of %d marked immutable", path, lastV, ch.Version)
+				// An immutable page is full (it reaches the aligned boundary
+				// or the limit), names its epoch, and carries its own end as
+				// version so that its body never changes.
+				full := lastV == boundary || (limit > 0 && n == limit)
+				if !sendEpoch || !full || ch.Version != lastV {
+					return fmt.Errorf("GET %s: page ending at %d (version %d, full %v) marked immutable", path, lastV, ch.Version, full)
 				}
 				lg.immutable++
 			}

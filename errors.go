@@ -3,6 +3,7 @@ package viewsync
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -56,5 +57,5 @@ func ErrorCode(err error) protocol.Code {
 
 // invalid wraps err as ErrInvalid unless it already is a typed input error.
 func invalid(err error) error {
-	return errors.Join(ErrInvalid, err)
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }

@@ -64,9 +64,9 @@ func writePreconditions(ifMatch, ifNoneMatch string) (opts []viewsync.WriteOptio
 	return nil, false, nil
 }
 
-// parseVersionETag parses a quoted record version such as "12" (W/ allowed).
+// parseVersionETag parses a quoted record version such as "12". Weak tags
+// are refused: If-Match compares strongly (RFC 9110, 13.1.1).
 func parseVersionETag(s string) (uint64, error) {
-	s = strings.TrimPrefix(s, "W/")
 	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
 		return 0, fmt.Errorf("%w: If-Match must be a quoted record version like \"12\", got %q", viewsync.ErrInvalid, s)
 	}

@@ -135,7 +135,11 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 			cs.Commits = []protocol.Commit{}
 		}
 		if q.epochGiven && len(cs.Commits) == n && cs.Commits[n-1].Version < cs.Version {
+			// The page is full and history is immutable: the same URL
+			// always returns these commits. Its version is the page's
+			// end, not the head, so the body is the same every time.
 			cache = cacheImmutable
+			cs.Version = cs.Commits[n-1].Version
 		}
 		body = cs
 	case viewsync.KindCatchUp:

@@ -1,0 +1,149 @@
+package protocol_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// FuzzParseCursor checks that ParseCursor never accepts what it cannot
+// print back: a cursor that parses formats to text that parses to the same
+// cursor.
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{
+		"E1:42", ":42", "42", "0", ":", "", "E:", "a:b:3", "E:-1", "E:+1",
+		"E:18446744073709551615", "E:18446744073709551616", "E:007",
+		"bad epoch!:3", "x_-Y9:1", " 1", "1 ", "é:1", "E:１",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := protocol.ParseCursor(s)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrBadCursor) {
+				t.Fatalf("ParseCursor(%q) error %v does not wrap ErrBadCursor", s, err)
+			}
+			return
+		}
+		if err := protocol.ValidateEpoch(c.Epoch); err != nil {
+			t.Fatalf("ParseCursor(%q) = %+v with an invalid epoch: %v", s, c, err)
+		}
+		text := c.String()
+		if got := string(c.AppendTo(nil)); got != text {
+			t.Fatalf("AppendTo = %q, String = %q", got, text)
+		}
+		again, err := protocol.ParseCursor(text)
+		if err != nil {
+			t.Fatalf("ParseCursor(%q) = %+v, but its String %q does not parse: %v", s, c, text, err)
+		}
+		if again != c {
+			t.Fatalf("ParseCursor(%q) = %+v, String %q parses to %+v", s, c, text, again)
+		}
+	})
+}
+
+// FuzzCompactValue checks that CompactValue accepts exactly the valid
+// UTF-8 JSON values and returns them compact, and that it is idempotent.
+func FuzzCompactValue(f *testing.F) {
+	for _, s := range []string{
+		`1`, ` 1 `, `{"a": 1}`, `{"a b":"c  d"}`, `[1, 2,` + "\n" + `3]`, `"\" x"`, `{"a":"\\" , "b":1}`,
+		`null`, `{`, `1 2`, `{}{}`, `'a'`, "\"\xff\"", "\ufeff1", `"\u00e9"`, `1.10`, `12345678901234567890`,
+		`[[[[[]]]]]`, `{"a":[{"b":null}]}`, "\t\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		orig := bytes.Clone(in)
+		out, err := protocol.CompactValue(in)
+		if !bytes.Equal(in, orig) {
+			t.Fatalf("CompactValue modified its input: %q became %q", orig, in)
+		}
+		valid := json.Valid(in) && utf8.Valid(in)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrBadValue) {
+				t.Fatalf("CompactValue(%q) error %v does not wrap ErrBadValue", in, err)
+			}
+			if valid {
+				t.Fatalf("CompactValue(%q) rejected valid JSON: %v", in, err)
+			}
+			return
+		}
+		if !valid {
+			t.Fatalf("CompactValue(%q) = %q, accepted input that is not valid UTF-8 JSON", in, out)
+		}
+		if !json.Valid(out) || !utf8.Valid(out) {
+			t.Fatalf("CompactValue(%q) = %q, not valid UTF-8 JSON", in, out)
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, in); err != nil {
+			t.Fatalf("json.Compact(%q): %v", in, err)
+		}
+		if !bytes.Equal(out, want.Bytes()) {
+			t.Fatalf("CompactValue(%q) = %q, want %q", in, out, want.Bytes())
+		}
+		again, err := protocol.CompactValue(out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("CompactValue not idempotent: %q -> %q -> %q, %v", in, out, again, err)
+		}
+	})
+}
+
+// FuzzMergePatch checks that MergePatch never panics, that it accepts every
+// valid patch on every valid target, that its output is compact valid JSON,
+// and that applying the same patch twice changes nothing more (RFC 7396
+// merge patches are idempotent).
+func FuzzMergePatch(f *testing.F) {
+	seeds := [][2]string{
+		{`{"a":"b"}`, `{"a":"c"}`},
+		{`{"a":"b"}`, `{"b":"c"}`},
+		{`{"a":"b"}`, `{"a":null}`},
+		{`{"a":"b","b":"c"}`, `{"a":null}`},
+		{`{"a":["b"]}`, `{"a":"c"}`},
+		{`{"a":"c"}`, `{"a":["b"]}`},
+		{`{"a":{"b":"c"}}`, `{"a":{"b":"d","c":null}}`},
+		{`{"a":[{"b":"c"}]}`, `{"a":[1]}`},
+		{`["a","b"]`, `["c","d"]`},
+		{`{"a":"b"}`, `["c"]`},
+		{`{"a":"foo"}`, `null`},
+		{`{"a":"foo"}`, `"bar"`},
+		{`{"e":null}`, `{"a":1}`},
+		{`[1,2]`, `{"a":"b","c":null}`},
+		{`{}`, `{"a":{"bb":{"ccc":null}}}`},
+		{``, `{"n":12345678901234567890,"f":1.10}`},
+		{`{"a":"<b>&"}`, `{"c":"\u2028"}`},
+		{`{"a":1}`, `{"a":`},
+		{"\"\xff\"", `{"a":1}`},
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, target, patch []byte) {
+		out, err := protocol.MergePatch(target, patch)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrBadValue) {
+				t.Fatalf("MergePatch(%q, %q) error %v does not wrap ErrBadValue", target, patch, err)
+			}
+			if json.Valid(patch) && (len(target) == 0 || json.Valid(target)) {
+				t.Fatalf("MergePatch(%q, %q) rejected valid input: %v", target, patch, err)
+			}
+			return
+		}
+		if !json.Valid(out) || !utf8.Valid(out) {
+			t.Fatalf("MergePatch(%q, %q) = %q, not valid UTF-8 JSON", target, patch, out)
+		}
+		if !isCompactJSON(out) {
+			t.Fatalf("MergePatch(%q, %q) = %q, not compact", target, patch, out)
+		}
+		twice, err := protocol.MergePatch(out, patch)
+		if err != nil {
+			t.Fatalf("MergePatch(%q, %q) on its own output %q: %v", target, patch, out, err)
+		}
+		if !bytes.Equal(twice, out) {
+			t.Fatalf("MergePatch not idempotent: target %q patch %q: once %q, twice %q", target, patch, out, twice)
+		}
+	})
+}
