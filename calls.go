@@ -134,25 +134,31 @@ func (h *Hub) Call(ctx context.Context, name string, arg json.RawMessage) (CallR
 		return CallResult{}, fmt.Errorf("%w: %q", ErrUnknownCall, name)
 	}
 	call := &Call{Name: name, Arg: arg, hub: h, versions: map[string]uint64{}}
-	res, err := h.runCall(ctx, fn, call)
+	b, err := h.runCall(ctx, fn, call)
 	if err != nil {
 		return CallResult{}, err
-	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return CallResult{}, fmt.Errorf("call %s: encoding result: %w", name, err)
 	}
 	call.mu.Lock()
 	defer call.mu.Unlock()
 	return CallResult{Result: b, Versions: maps.Clone(call.versions)}, nil
 }
 
-func (h *Hub) runCall(ctx context.Context, fn CallFunc, call *Call) (res any, err error) {
+// runCall runs fn and encodes its result, turning a panic in either into
+// ErrCallPanic.
+func (h *Hub) runCall(ctx context.Context, fn CallFunc, call *Call) (result json.RawMessage, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.log.Error("call handler panicked", "call", call.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			res, err = nil, fmt.Errorf("%w: %s", ErrCallPanic, call.Name)
+			result, err = nil, fmt.Errorf("%w: %s", ErrCallPanic, call.Name)
 		}
 	}()
-	return fn(ctx, call)
+	res, err := fn(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("call %s: encoding result: %w", call.Name, err)
+	}
+	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -34,6 +35,9 @@ func ErrorCode(err error) protocol.Code {
 	case err == nil:
 		return ""
 	case errors.As(err, &ce):
+		if ce.Code == "" || ce.Code.Status() == http.StatusInternalServerError {
+			return protocol.CodeInternal // unknown codes are not relayed
+		}
 		return ce.Code
 	case errors.Is(err, ErrTooLarge):
 		return protocol.CodeTooLarge

@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/callproxy"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -38,6 +40,9 @@ type serveConfig struct {
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
+	callProxy        string
+	callProxyTO      time.Duration
+	callTO           time.Duration
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -59,6 +64,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
+	fs.DurationVar(&c.callProxyTO, "call-proxy-timeout", callproxy.DefaultTimeout, "time the --call-proxy backend has to answer a call; past it the caller gets 504")
+	fs.DurationVar(&c.callTO, "call-timeout", httpapi.DefaultCallTimeout, "time a call may take in all; past it the caller gets 504")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
 
@@ -93,6 +101,10 @@ func (c *serveConfig) validate() error {
 		return errors.New("--page-size must be positive")
 	case c.drainDelay < 0:
 		return errors.New("--drain-delay must not be negative")
+	case c.callProxyTO <= 0:
+		return errors.New("--call-proxy-timeout must be positive")
+	case c.callTO <= 0:
+		return errors.New("--call-timeout must be positive")
 	}
 	return nil
 }
@@ -124,6 +136,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
+	var proxy viewsync.CallFunc
+	if c.callProxy != "" {
+		if proxy, err = callproxy.New(c.callProxy, &callproxy.Options{Timeout: c.callProxyTO}); err != nil {
+			return fmt.Errorf("%w: --call-proxy: %w", errBadFlag, err)
+		}
+	}
 
 	if err := os.MkdirAll(c.data, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -147,11 +165,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if proxy != nil {
+		hub.HandleCallFallback(proxy)
+	}
 	var stopping atomic.Bool
 	api, err := httpapi.New(hub, &httpapi.Options{
 		MaxBodyBytes: int64(c.maxBody),
 		MaxWait:      c.maxWait,
 		PageSize:     c.pageSize,
+		CallTimeout:  c.callTO,
 		Logger:       log,
 		Observer:     met,
 		Metrics:      met.Handler(),
@@ -179,6 +201,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	log.Info("viewsync serving", "addr", ln.Addr().String(), "data", dbPath, "version", versionString(),
 		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String())
+	if proxy != nil {
+		log.Info("calls without a handler go to the call proxy", "url", redactURL(c.callProxy), "timeout", c.callProxyTO.String())
+	}
 	fmt.Fprintf(stdout, "viewsync listening on http://%s\n", ln.Addr())
 
 	errc := make(chan error, 1)
@@ -205,4 +230,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// redactURL hides the password of a URL for the logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -31,7 +31,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if o.MaxBodyBytes < 0 || o.MaxWait < 0 || o.PageSize < 0 {
+	if o.MaxBodyBytes < 0 || o.MaxWait < 0 || o.PageSize < 0 || o.CallTimeout < 0 {
 		return nil, errors.New("httpapi: negative limit")
 	}
 	if o.MaxBodyBytes == 0 {
@@ -42,6 +42,9 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	}
 	if o.PageSize == 0 {
 		o.PageSize = DefaultPageSize
+	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -58,6 +61,7 @@ func (h *Handler) routes() {
 		changes = coll + "/changes"
 		record  = coll + "/records/{id...}"
 		commits = coll + "/commits"
+		calls   = "/v1/calls/{name}"
 	)
 	h.handle("GET "+coll, h.getSnapshot)
 	h.handle("GET "+version, h.getVersion)
@@ -67,6 +71,7 @@ func (h *Handler) routes() {
 	h.handle("PATCH "+record, h.patchRecord)
 	h.handle("DELETE "+record, h.deleteRecord)
 	h.handle("POST "+commits, h.postCommit)
+	h.handle("POST "+calls, h.postCall)
 	h.handle("GET /healthz", h.healthz)
 	h.handle("GET /readyz", h.readyz)
 	if h.opts.Metrics != nil {
@@ -79,6 +84,7 @@ func (h *Handler) routes() {
 		changes: "GET, HEAD",
 		record:  "GET, HEAD, PUT, PATCH, DELETE",
 		commits: "POST",
+		calls:   "POST",
 	}
 	for path, methods := range allow {
 		h.handle(path, func(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,9 @@ type Options struct {
 	Ready func() error
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// CallTimeout bounds a call (POST /v1/calls/{name}): its handler's
+	// context ends then, and the caller gets 504 timeout. Default 30s.
+	CallTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -31,6 +34,7 @@ const (
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxWait      = 60 * time.Second
 	DefaultPageSize     = 1000
+	DefaultCallTimeout  = 30 * time.Second
 )
 
 // Observer receives one measurement per request.

@@ -40,6 +40,9 @@ func writeError(w http.ResponseWriter, code protocol.Code, msg string) {
 // fail answers with the error err maps to. Internal errors are logged and
 // their details kept from the client.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away: nobody to answer, nothing to log
+	}
 	code := viewsync.ErrorCode(err)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
