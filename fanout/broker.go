@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -35,8 +36,13 @@ const (
 	DefaultGapTimeout  = 100 * time.Millisecond
 )
 
-// ErrClosed is returned by a subscription whose broker is closed.
-var ErrClosed = errors.New("fanout: closed")
+// ErrClosed is returned by a subscription that is closed, or whose broker
+// is. It matches store.ErrClosed, so transports answer it as "unavailable".
+var ErrClosed = fmt.Errorf("fanout: subscription %w", store.ErrClosed)
+
+// ErrIdle is returned by NextIdle when nothing arrived within the idle
+// time; the subscription stays usable.
+var ErrIdle = errors.New("fanout: idle")
 
 // Broker holds one topic per collection that has subscribers.
 type Broker struct {

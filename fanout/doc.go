@@ -20,7 +20,8 @@
 // even that is impossible (another epoch, history gone) it gets a reset.
 //
 // Memory is bounded by the topics' buffers, not by the subscribers: a
-// subscriber holds only its cursor. Stalled clients are the transports'
+// subscriber holds its cursor and the batch it is writing, which is at most
+// a buffer's worth and is shared with the other subscribers. Stalled clients are the transports'
 // business: they bound each write with a deadline.
 //
 // Lock order: Broker.mu before topic.mu.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -65,6 +66,8 @@ type Subscription struct {
 	// within the store's history.
 	checkedAhead bool
 	buf          []*Frame
+	// idle is NextIdle's reusable timer.
+	idle *time.Timer
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -86,10 +89,34 @@ func (s *Subscription) Close() {
 // a catch-up, or a reset. It returns ctx.Err() when ctx ends, and ErrClosed
 // when the subscription or broker is closed.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	return s.next(ctx, 0)
+}
+
+// NextIdle is Next with a bound on waiting: when nothing arrives within
+// idle it returns ErrIdle (a transport then sends a keep-alive and calls
+// again). Only the waiting is bounded; store reads are bounded by ctx alone,
+// so a slow snapshot is never cut short by the idle time.
+func (s *Subscription) NextIdle(ctx context.Context, idle time.Duration) (Event, error) {
+	return s.next(ctx, idle)
+}
+
+func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, error) {
 	t := s.t
+	var idleC <-chan time.Time
+	if idle > 0 {
+		if s.idle == nil {
+			s.idle = time.NewTimer(idle)
+		} else {
+			s.idle.Reset(idle)
+		}
+		defer s.idle.Stop()
+		idleC = s.idle.C
+	}
 	for {
 		select {
 		case <-s.done:
+			return Event{}, ErrClosed
+		case <-s.b.done:
 			return Event{}, ErrClosed
 		default:
 		}
@@ -135,10 +162,11 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 				}
 				s.checkedAhead = true
 			}
-			if err := s.wait(ctx, changed); err != nil {
+			if err := s.wait(ctx, changed, idleC); err != nil {
 				return Event{}, err
 			}
 		case v+1 >= t.first:
+			clear(s.buf) // drop the last batch's frames, so they can be freed
 			s.buf = append(s.buf[:0], t.frames[v+1-t.first:]...)
 			s.cur.Version = t.last
 			t.mu.RUnlock()
@@ -157,10 +185,12 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 }
 
-func (s *Subscription) wait(ctx context.Context, changed <-chan struct{}) error {
+func (s *Subscription) wait(ctx context.Context, changed <-chan struct{}, idle <-chan time.Time) error {
 	select {
 	case <-changed:
 		return nil
+	case <-idle:
+		return ErrIdle
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:
@@ -185,6 +215,7 @@ func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
 	case len(ch.Commits) == 0:
 		return Event{}, false, nil // the buffer has moved on meanwhile: look again
 	}
+	clear(s.buf)
 	s.buf = s.buf[:0]
 	for _, c := range ch.Commits {
 		f, err := NewFrame(s.t.name, ch.Epoch, c)
