@@ -4,8 +4,9 @@
 // The flow: the hub applies a commit to the store and, once it is durable,
 // publishes it here. The collection's topic encodes it once per wire format
 // (a Frame) and appends it to a buffer of recent frames shared by all
-// subscribers, bounded in bytes; publishing costs the same with one
-// subscriber or ten thousand, and never blocks. Commits published out of
+// subscribers, bounded in bytes; publishing allocates the same with one
+// subscriber or ten thousand, never blocks, and wakes the subscribers that
+// wait. Commits published out of
 // order (concurrent writers finish in any order) are held until their
 // predecessors arrive, and read from the store if they are late.
 //

@@ -90,8 +90,8 @@ func (t *topic) offer(f *Frame) {
 	}
 	if f.Epoch != t.epoch {
 		// The history was replaced, or f is from the one before. The store
-		// says which.
-		t.reloadLocked()
+		// says which; only a new epoch restarts the buffer.
+		t.reloadLocked(false)
 		if f.Epoch != t.epoch {
 			return
 		}
@@ -191,7 +191,7 @@ func (t *topic) fillGap() {
 		// buffer afresh at the store's head; live subscribers now behind
 		// it get a catch-up or a reset.
 		t.b.log.Warn("fanout: filling a gap from the store failed; restarting the stream", "collection", t.name, "after", from, "err", err)
-		t.reloadLocked()
+		t.reloadLocked(true)
 		return
 	}
 	for _, c := range ch.Commits {
@@ -211,8 +211,8 @@ func (t *topic) fillGap() {
 }
 
 // reloadLocked re-reads the head from the store and restarts the buffer
-// there.
-func (t *topic) reloadLocked() {
+// there: always when force is set, else only if the epoch changed.
+func (t *topic) reloadLocked(force bool) {
 	ctx, cancel := t.b.storeCtx()
 	defer cancel()
 	hd, err := t.b.store.Head(ctx, t.name)
@@ -220,7 +220,9 @@ func (t *topic) reloadLocked() {
 		t.b.log.Warn("fanout: reading head failed", "collection", t.name, "err", err)
 		return
 	}
-	t.resetLocked(hd.Epoch, hd.Version)
+	if force || hd.Epoch != t.epoch {
+		t.resetLocked(hd.Epoch, hd.Version)
+	}
 }
 
 // reinit restarts the topic from the store's head (after a drop).
@@ -228,7 +230,7 @@ func (t *topic) reinit() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ready && !t.stopped {
-		t.reloadLocked()
+		t.reloadLocked(false)
 	}
 }
 
