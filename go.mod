@@ -7,7 +7,7 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
-require github.com/coder/websocket v1.8.15 // indirect
+require github.com/coder/websocket v1.8.15
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

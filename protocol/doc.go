@@ -3,7 +3,10 @@
 // vocabulary shared by the store, the hub, the transports, the bench tool and
 // tests, and it depends on nothing else in the module.
 //
-// The JSON shapes are those of the HTTP API v1 contract in DESIGN.md.
+// The JSON shapes are those of the HTTP API v1 contract in DESIGN.md,
+// including the WebSocket messages (ws.go): a strict decoder for what
+// clients send, and encoders for what the server sends that splice shared,
+// already-encoded JSON instead of encoding it again.
 //
 // Caveats: values are carried as json.RawMessage and are expected to be
 // compact (no insignificant whitespace), which Normalize guarantees; the

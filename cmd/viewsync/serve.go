@@ -12,15 +12,19 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
+	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
+	"github.com/viewsync/viewsync/transport/sse"
+	"github.com/viewsync/viewsync/transport/ws"
 )
 
 // serveConfig holds the flags of 'viewsync serve'.
@@ -37,6 +41,14 @@ type serveConfig struct {
 	pageSize         int
 	readHeaderTO     time.Duration
 	shutdownTO       time.Duration
+	bufferBytes      byteSize
+	pingInterval     time.Duration
+	stallTimeout     time.Duration
+	maxSSE           int
+	maxWS            int
+	wsMaxMessage     byteSize
+	wsMaxSubs        int
+	wsOrigins        string
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
@@ -46,7 +58,12 @@ type serveConfig struct {
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
-	c := &serveConfig{maxBody: httpapi.DefaultMaxBodyBytes, maxValue: viewsync.DefaultMaxValueBytes}
+	c := &serveConfig{
+		maxBody:      httpapi.DefaultMaxBodyBytes,
+		maxValue:     viewsync.DefaultMaxValueBytes,
+		bufferBytes:  fanout.DefaultBufferBytes,
+		wsMaxMessage: ws.DefaultMaxMessageBytes,
+	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to listen on (host:port)")
@@ -62,6 +79,14 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
 	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
+	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
+	fs.DurationVar(&c.pingInterval, "ping-interval", 15*time.Second, "keep-alive interval of idle SSE and WebSocket connections")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "an SSE or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
+	fs.IntVar(&c.maxSSE, "max-sse-connections", sse.DefaultMaxConnections, "most concurrent Server-Sent Events streams")
+	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
+	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
+	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
+	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
@@ -99,6 +124,18 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-wait must be in (0, 60s]")
 	case c.pageSize <= 0:
 		return errors.New("--page-size must be positive")
+	case c.bufferBytes <= 0:
+		return errors.New("--buffer-bytes must be positive")
+	case c.pingInterval <= 0:
+		return errors.New("--ping-interval must be positive")
+	case c.stallTimeout <= 0:
+		return errors.New("--stall-timeout must be positive")
+	case c.maxSSE <= 0 || c.maxWS <= 0:
+		return errors.New("--max-sse-connections and --max-ws-connections must be positive")
+	case c.wsMaxMessage <= 0:
+		return errors.New("--ws-max-message must be positive")
+	case c.wsMaxSubs <= 0:
+		return errors.New("--ws-max-subscriptions must be positive")
 	case c.drainDelay < 0:
 		return errors.New("--drain-delay must not be negative")
 	case c.callProxyTO <= 0:
@@ -161,6 +198,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		viewsync.WithLogger(log),
 		viewsync.WithMetrics(met),
 		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue)}),
+		viewsync.WithFanout(fanout.Options{BufferBytes: int(c.bufferBytes)}),
 	)
 	if err != nil {
 		return err
@@ -169,7 +207,36 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		hub.HandleCallFallback(proxy)
 	}
 	var stopping atomic.Bool
+	events, err := sse.New(hub, &sse.Options{
+		PingInterval:   c.pingInterval,
+		WriteTimeout:   c.stallTimeout,
+		MaxConnections: c.maxSSE,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	var origins []string
+	for o := range strings.SplitSeq(c.wsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	sockets, err := ws.New(hub, &ws.Options{
+		PingInterval:     c.pingInterval,
+		WriteTimeout:     c.stallTimeout,
+		MaxMessageBytes:  int64(c.wsMaxMessage),
+		MaxSubscriptions: c.wsMaxSubs,
+		MaxConnections:   c.maxWS,
+		OriginPatterns:   origins,
+		Logger:           log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBadFlag, err)
+	}
 	api, err := httpapi.New(hub, &httpapi.Options{
+		Events:       events,
+		WebSocket:    sockets,
 		MaxBodyBytes: int64(c.maxBody),
 		MaxWait:      c.maxWait,
 		PageSize:     c.pageSize,
@@ -197,7 +264,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ReadHeaderTimeout: c.readHeaderTO,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(func() { hub.Close() })
+	// Shutdown waits for handlers, so long-lived ones must be told to end:
+	// closing the hub answers long-polls and ends SSE streams; WebSockets
+	// (hijacked, invisible to Shutdown) are closed with 1001 going away.
+	srv.RegisterOnShutdown(func() {
+		hub.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)
+		defer cancel()
+		if err := sockets.Shutdown(ctx); err != nil {
+			log.Warn("closing WebSocket connections", "err", err)
+		}
+	})
 
 	log.Info("viewsync serving", "addr", ln.Addr().String(), "data", dbPath, "version", versionString(),
 		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String())

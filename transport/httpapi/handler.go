@@ -62,6 +62,8 @@ func (h *Handler) routes() {
 		record  = coll + "/records/{id...}"
 		commits = coll + "/commits"
 		calls   = "/v1/calls/{name}"
+		events  = coll + "/events"
+		ws      = "/v1/ws"
 	)
 	h.handle("GET "+coll, h.getSnapshot)
 	h.handle("GET "+version, h.getVersion)
@@ -77,6 +79,13 @@ func (h *Handler) routes() {
 	if h.opts.Metrics != nil {
 		h.mux.Handle("GET /metrics", h.opts.Metrics)
 	}
+	// Streams are mounted unmeasured: their duration is the session's.
+	if h.opts.Events != nil {
+		h.mux.Handle("GET "+events, h.opts.Events)
+	}
+	if h.opts.WebSocket != nil {
+		h.mux.Handle("GET "+ws, h.opts.WebSocket)
+	}
 
 	allow := map[string]string{
 		coll:    "GET, HEAD",
@@ -85,6 +94,12 @@ func (h *Handler) routes() {
 		record:  "GET, HEAD, PUT, PATCH, DELETE",
 		commits: "POST",
 		calls:   "POST",
+	}
+	if h.opts.Events != nil {
+		allow[events] = "GET, HEAD"
+	}
+	if h.opts.WebSocket != nil {
+		allow[ws] = "GET"
 	}
 	for path, methods := range allow {
 		h.handle(path, func(w http.ResponseWriter, r *http.Request) {

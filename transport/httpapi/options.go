@@ -24,6 +24,11 @@ type Options struct {
 	Ready func() error
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// Events, when set, serves GET /v1/collections/{c}/events (the
+	// Server-Sent Events transport, package transport/sse).
+	Events http.Handler
+	// WebSocket, when set, serves GET /v1/ws (package transport/ws).
+	WebSocket http.Handler
 	// CallTimeout bounds a call (POST /v1/calls/{name}): its handler's
 	// context ends then, and the caller gets 504 timeout. Default 30s.
 	CallTimeout time.Duration

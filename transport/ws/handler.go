@@ -1,0 +1,241 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"strconv"
+	"sync"
+
+	"github.com/coder/websocket"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// Handler serves WebSocket connections (GET /v1/ws). Make one with New.
+type Handler struct {
+	hub    *viewsync.Hub
+	opts   Options
+	log    *slog.Logger
+	accept websocket.AcceptOptions
+
+	// mu guards the fields below. It is never held while taking another
+	// lock or waiting, so it takes no part in any lock order.
+	mu sync.Mutex
+	// slots counts the connections being served, from before the upgrade
+	// to the end of their goroutines; at most Options.MaxConnections.
+	slots int
+	// conns holds the upgraded connections.
+	conns map[*conn]struct{}
+	// shuttingDown is set by Shutdown: no connection is accepted after.
+	shuttingDown bool
+	// served counts slots too, for Shutdown to wait on. Add is only called
+	// under mu with shuttingDown unset, so never after Shutdown's Wait.
+	served sync.WaitGroup
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns a handler serving hub over WebSocket. A nil opts means the
+// defaults.
+func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
+	if hub == nil {
+		return nil, errors.New("ws: nil hub")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.MaxMessageBytes < 0 || o.MaxSubscriptions < 0 ||
+		o.MaxConnections < 0 || o.OutboundQueue < 0 || o.MaxBadMessages < 0 {
+		return nil, errors.New("ws: negative option")
+	}
+	for _, p := range o.OriginPatterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("ws: origin pattern %q: %w", p, err)
+		}
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.OutboundQueue == 0 {
+		o.OutboundQueue = DefaultOutboundQueue
+	}
+	if o.MaxBadMessages == 0 {
+		o.MaxBadMessages = DefaultMaxBadMessages
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		hub:  hub,
+		opts: o,
+		log:  o.Logger,
+		accept: websocket.AcceptOptions{
+			Subprotocols:   []string{protocol.WSSubprotocol},
+			OriginPatterns: append([]string(nil), o.OriginPatterns...),
+		},
+		conns: map[*conn]struct{}{},
+	}, nil
+}
+
+// Connections returns how many WebSocket connections are open.
+func (h *Handler) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it
+// until it ends.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(w, protocol.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: GET (a WebSocket upgrade)")
+		return
+	}
+	if err := h.reserve(); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(5))
+		writeError(w, protocol.CodeUnavailable, err.Error())
+		return
+	}
+	defer h.release()
+
+	ws, err := websocket.Accept(w, r, &h.accept)
+	if err != nil {
+		// Accept has answered the request.
+		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if ws.Subprotocol() != protocol.WSSubprotocol {
+		ws.Close(websocket.StatusProtocolError, "subprotocol "+protocol.WSSubprotocol+" required")
+		return
+	}
+	ws.SetReadLimit(h.opts.MaxMessageBytes)
+
+	// The request's context must not be used after the upgrade; the
+	// connection's own ends when the connection is closing.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newConn(h, ws, cancel, h.log.With("remote", r.RemoteAddr))
+	if !h.register(c) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer h.unregister(c)
+	c.serve(ctx)
+}
+
+// Shutdown makes the handler refuse new connections (503 unavailable) and
+// closes every open one with status 1001 (going away); clients reconnect,
+// to this server or another, and resume from their cursors. It waits until
+// every connection's goroutines have ended, or ctx is done; a client that
+// does not answer the close handshake holds its connection up to 10s (the
+// library's bound) before it is cut.
+//
+// Hub.Close alone closes, with the same status, the connections that have
+// a subscription (their subscriptions end); Shutdown also reaches those
+// that only commit and call, and those still being upgraded. A server
+// calls both when it stops, e.g. from http.Server.RegisterOnShutdown:
+//
+//	srv.RegisterOnShutdown(func() {
+//		hub.Close()
+//		wsHandler.Shutdown(context.Background())
+//	})
+//
+// http.Server.Shutdown does not wait for hijacked connections such as
+// these: call Shutdown with a deadline where the server must wait for them.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.shuttingDown = true
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.close(goingAway)
+	}
+	done := make(chan struct{})
+	go func() {
+		h.served.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var (
+	errShuttingDown = errors.New("server shutting down")
+	errTooMany      = errors.New("too many WebSocket connections; try again later")
+)
+
+// reserve takes a connection slot.
+func (h *Handler) reserve() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.shuttingDown:
+		return errShuttingDown
+	case h.slots >= h.opts.MaxConnections:
+		return errTooMany
+	}
+	h.slots++
+	h.served.Add(1)
+	return nil
+}
+
+func (h *Handler) release() {
+	h.mu.Lock()
+	h.slots--
+	h.mu.Unlock()
+	h.served.Done()
+}
+
+// register records an upgraded connection, unless shutting down.
+func (h *Handler) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shuttingDown {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	return true
+}
+
+func (h *Handler) unregister(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.conns, c)
+}
+
+// writeError answers a plain HTTP request with the contract's error body.
+func writeError(w http.ResponseWriter, code protocol.Code, msg string) {
+	b := protocol.MarshalError(code, msg)
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code.Status())
+	w.Write(b)
+}

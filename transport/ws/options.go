@@ -1,0 +1,73 @@
+package ws
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configures a Handler. The zero value of each field means its
+// default; negative values are refused by New.
+type Options struct {
+	// PingInterval is how often an idle-or-not connection is pinged.
+	// Default 20s.
+	PingInterval time.Duration
+
+	// WriteTimeout bounds each write of a message and each ping's wait for
+	// its pong. A client that takes longer is stalled: its connection is
+	// cut (no close frame can reach a client that does not read) and it
+	// resumes from its cursors when it reconnects. Default 30s.
+	WriteTimeout time.Duration
+
+	// MaxMessageBytes bounds one client message. A larger one closes the
+	// connection with status 1009 (message too big). Default 1 MiB.
+	MaxMessageBytes int64
+
+	// MaxSubscriptions bounds the subscriptions of one connection. A
+	// subscribe past it is answered with an error of code rate_limited
+	// (a quota, not malformed input) and the connection stays.
+	// Default 100.
+	MaxSubscriptions int
+
+	// MaxConnections bounds the open WebSocket connections of the
+	// handler; past it an upgrade is refused with 503 unavailable.
+	// Default 10000.
+	MaxConnections int
+
+	// OutboundQueue is how many messages a connection buffers for its
+	// writer. When it is full, the connection's subscriptions wait; the
+	// commits they miss meanwhile are replaced by one catch-up when the
+	// client can take it. Default 256.
+	OutboundQueue int
+
+	// MaxBadMessages is how many bad messages (malformed JSON, unknown
+	// type, missing or invalid fields, binary frames) a connection may
+	// send; each is answered with a bad_request error. One more closes
+	// the connection with status 1008 (policy violation). Default 10.
+	MaxBadMessages int
+
+	// OriginPatterns lists the origins, besides the request's own host,
+	// whose pages may connect (host patterns, see
+	// websocket.AcceptOptions.OriginPatterns). Empty means same-origin
+	// only. Security: every origin listed can act with the credentials
+	// (cookies) of the users who visit it.
+	OriginPatterns []string
+
+	// Logger receives connection failures: stalled clients, abusive ones,
+	// internal errors. Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultPingInterval     = 20 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+	DefaultMaxMessageBytes  = 1 << 20
+	DefaultMaxSubscriptions = 100
+	DefaultMaxConnections   = 10000
+	DefaultOutboundQueue    = 256
+	DefaultMaxBadMessages   = 10
+)
+
+// maxConcurrentCalls bounds the calls one connection runs at once; the
+// connection reads no further message while a call waits for a slot.
+const maxConcurrentCalls = 16
