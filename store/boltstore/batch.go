@@ -132,7 +132,7 @@ func (b *batch) finish() error {
 		if err := bc.c.trimLog(m, b.s.cfg.RetainCommits, maxLogTrim*bc.commits); err != nil {
 			return fmt.Errorf("collection %q: %w", name, err)
 		}
-		cutoff := m.at - b.s.cfg.RetainTombstones.Nanoseconds()
+		cutoff := b.s.tombCutoff(m.at)
 		if err := bc.c.trimTombstones(m, cutoff, maxTombTrim*bc.commits); err != nil {
 			return fmt.Errorf("collection %q: %w", name, err)
 		}

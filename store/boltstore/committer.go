@@ -16,11 +16,11 @@ import (
 //
 // Apply and Drop queue a request and wait. One goroutine, the committer,
 // takes everything queued (up to MaxBatch requests), runs them in arrival
-// order inside one bbolt write transaction, commits it (one fsync) and then
-// answers every request. While a transaction is being written and synced,
-// new requests queue up and form the next batch, so the batch size follows
-// the load: a lone writer is never delayed by a timer, and N concurrent
-// writers share one fsync.
+// order inside one bbolt write transaction, takes in whatever arrived while
+// it did, commits (one fsync) and then answers every request. While a
+// transaction is being synced, new requests queue up and form the next
+// batch, so the batch size follows the load: a lone writer is never delayed
+// by a timer, and N concurrent writers share one fsync.
 //
 // Each request is checked before it writes anything, so one that fails its
 // preconditions leaves no trace in the transaction and does not disturb the
@@ -112,13 +112,14 @@ func (s *Store) run() {
 			if len(reqs) == 0 {
 				break
 			}
-			s.commit(reqs)
+			reqs = s.commit(reqs)
 			clear(reqs)
 		}
 	}
 }
 
-// take moves up to maxBatch live requests from the queue into batch.
+// take moves live requests from the queue to the end of batch, until it
+// holds maxBatch.
 func (s *Store) take(batch []*request) []*request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -136,28 +137,37 @@ func (s *Store) take(batch []*request) []*request {
 	return batch
 }
 
-// commit writes one batch in one transaction and answers its requests.
-func (s *Store) commit(reqs []*request) {
+// commit writes a batch in one transaction and answers its requests. It
+// starts with reqs and, before committing, takes into the same transaction
+// whatever arrived meanwhile (up to MaxBatch): those requests would
+// otherwise wait for this transaction's fsync and then pay for their own,
+// and the requests already in it wait only for the few microseconds of
+// applying them. It returns the batch, reqs and what joined.
+func (s *Store) commit(reqs []*request) []*request {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := batch{s: s, tx: tx, colls: make(map[string]*batchColl)}
-		for _, r := range reqs {
+		for i := 0; i < len(reqs); i++ {
+			r := reqs[i]
 			if r.drop {
 				h, err := b.drop(r.collection)
 				if err != nil {
 					return fmt.Errorf("drop %q: %w", r.collection, err)
 				}
 				r.head = h
-				continue
+			} else {
+				a, checkErr, err := b.apply(r)
+				if err != nil {
+					return fmt.Errorf("apply %q: %w", r.collection, err)
+				}
+				if checkErr != nil {
+					r.err, r.checkFailed = checkErr, true
+				} else {
+					r.applied = a
+				}
 			}
-			a, checkErr, err := b.apply(r)
-			if err != nil {
-				return fmt.Errorf("apply %q: %w", r.collection, err)
+			if i == len(reqs)-1 {
+				reqs = s.take(reqs)
 			}
-			if checkErr != nil {
-				r.err, r.checkFailed = checkErr, true
-				continue
-			}
-			r.applied = a
 		}
 		return b.finish()
 	})
@@ -184,4 +194,5 @@ func (s *Store) commit(reqs []*request) {
 	for _, r := range reqs {
 		close(r.done)
 	}
+	return reqs
 }

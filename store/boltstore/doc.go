@@ -6,10 +6,11 @@
 //
 // Apply and Drop hand their request to a single committer goroutine and
 // wait. The committer takes everything queued (up to Options.MaxBatch),
-// runs it in arrival order in one bbolt write transaction, commits that
-// transaction with one fsync and answers every request. Requests arriving
-// while a transaction syncs form the next batch, so a lone writer pays one
-// fsync per commit and no timer, while N concurrent writers share one. Each
+// runs it in arrival order in one bbolt write transaction, takes in what
+// arrived meanwhile, commits that transaction with one fsync and answers
+// every request. Requests arriving while a transaction syncs form the next
+// batch, so a lone writer pays one fsync per commit and no timer, while N
+// concurrent writers share one. Each
 // commit is checked (preconditions, deletes of existing records) before it
 // writes anything, so a commit that fails its checks does not disturb the
 // others of its batch; a failure of bbolt itself fails the whole batch and

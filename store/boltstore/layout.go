@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -115,6 +116,7 @@ func openColl(tx *bolt.Tx, name string) (c coll, ok bool, err error) {
 	if c.meta == nil || c.records == nil || c.byVersion == nil || c.log == nil || c.tombstones == nil || c.tombIndex == nil {
 		return coll{}, false, fmt.Errorf("%w: a nested bucket is missing", errDamaged)
 	}
+	c.fillPages()
 	return c, true, nil
 }
 
@@ -142,6 +144,7 @@ func createColl(tx *bolt.Tx, name, epoch string) (coll, error) {
 			return coll{}, fmt.Errorf("create %s bucket: %w", nb.name, err)
 		}
 	}
+	c.fillPages()
 	if err := c.meta.Put(keyEpoch, []byte(epoch)); err != nil {
 		return coll{}, fmt.Errorf("write epoch: %w", err)
 	}
@@ -150,6 +153,20 @@ func createColl(tx *bolt.Tx, name, epoch string) (coll, error) {
 		return coll{}, err
 	}
 	return c, nil
+}
+
+// fullPages is bbolt's highest Bucket.FillPercent.
+const fullPages = 1.0
+
+// fillPages tells bbolt to fill the pages of the buckets whose keys only
+// ever grow (log, byversion, tombindex: keys start with a new version)
+// before splitting them. With bbolt's default of half-full pages, every
+// page left behind by appends would stay half empty, and a batch would
+// write twice as many pages for them.
+func (c *coll) fillPages() {
+	c.log.FillPercent = fullPages
+	c.byVersion.FillPercent = fullPages
+	c.tombIndex.FillPercent = fullPages
 }
 
 // readMeta decodes the collection's meta bucket.
@@ -254,4 +271,14 @@ func newEpoch(old string) string {
 			return e
 		}
 	}
+}
+
+// tombCutoff returns the time (Unix nanoseconds) before which a tombstone
+// is past the horizon, for a collection whose latest commit was at at.
+func (s *Store) tombCutoff(at int64) int64 {
+	cutoff := at - s.cfg.RetainTombstones.Nanoseconds()
+	if cutoff > at { // overflow: nothing is that old
+		return math.MinInt64
+	}
+	return cutoff
 }

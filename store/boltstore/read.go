@@ -196,7 +196,7 @@ func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (p
 		// Trimming is incremental, so tombstones that had expired by the
 		// latest commit may still be here; the answer is the one a full
 		// trim at that commit would give.
-		cutoff := m.at - s.cfg.RetainTombstones.Nanoseconds()
+		cutoff := s.tombCutoff(m.at)
 		cur = c.tombIndex.Cursor()
 		for k, v := cur.Seek(be64(after + 1)); k != nil; k, v = cur.Next() {
 			if n++; n%ctxCheckEvery == 0 {
