@@ -195,6 +195,7 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
 	}
 	c.hub.advance(ctx, c.name, Head{Epoch: ap.Epoch, Version: ap.Commit.Version})
+	c.hub.vis.committed(c.name, ap.Commit.Version, ap.Commit.At, c.hub.maxCol)
 	c.hub.broker.Publish(c.name, ap.Epoch, ap.Commit)
 	c.call.observe(c.name, ap.Commit.Version)
 	c.hub.met.Committed(c.name, len(norm), ap.Commit.Version, time.Since(start))

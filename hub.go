@@ -24,6 +24,8 @@ type Hub struct {
 
 	// broker fans commits out to live subscribers.
 	broker *fanout.Broker
+	// vis measures how long commits take to reach clients' screens.
+	vis *visibility
 
 	// calls maps call names to handlers; fallback serves the others.
 	callsMu  sync.RWMutex
@@ -89,6 +91,7 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 		limits: o.limits.withDefaults(),
 		maxCol: o.maxCollection,
 		broker: fanout.New(s, &fo),
+		vis:    newVisibility(),
 		calls:  map[string]CallFunc{},
 		done:   make(chan struct{}),
 	}, nil

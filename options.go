@@ -44,11 +44,15 @@ func (l Limits) withDefaults() Limits {
 type Metrics interface {
 	// Committed is called after each durable commit.
 	Committed(collection string, ops int, version uint64, took time.Duration)
+	// Visible is called when a client reports it has rendered a commit,
+	// with the time from the commit to that report.
+	Visible(collection string, took time.Duration)
 }
 
 type nopMetrics struct{}
 
 func (nopMetrics) Committed(string, int, uint64, time.Duration) {}
+func (nopMetrics) Visible(string, time.Duration)                {}
 
 // Option configures a Hub.
 type Option func(*options) error

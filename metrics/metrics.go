@@ -29,6 +29,7 @@ type Prometheus struct {
 	versions  *prometheus.GaugeVec
 	requests  *prometheus.CounterVec
 	reqDur    *prometheus.HistogramVec
+	visible   *prometheus.HistogramVec
 }
 
 var (
@@ -64,8 +65,13 @@ func New() *Prometheus {
 			Help:    "HTTP request latency by route (long-polls include their wait).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 14),
 		}, []string{"route"}),
+		visible: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "viewsync_commit_visible_seconds",
+			Help:    "Time from a commit to a client reporting it rendered (WebSocket ack, or the cursor of its next poll), per collection.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"collection"}),
 	}
-	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur,
+	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur, p.visible,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }
@@ -76,6 +82,35 @@ func (p *Prometheus) Committed(collection string, ops int, version uint64, took 
 	p.ops.Add(float64(ops))
 	p.commitDur.Observe(took.Seconds())
 	p.versions.WithLabelValues(collection).Set(float64(version))
+}
+
+// Visible implements viewsync.Metrics.
+func (p *Prometheus) Visible(collection string, took time.Duration) {
+	p.visible.WithLabelValues(collection).Observe(took.Seconds())
+}
+
+// TrackLagging exports viewsync_clients_lagging{collection}: the clients
+// whose first unrendered commit is older than threshold, computed at each
+// scrape.
+func (p *Prometheus) TrackLagging(hub *viewsync.Hub, threshold time.Duration) {
+	p.reg.MustRegister(&laggingCollector{hub: hub, threshold: threshold})
+}
+
+var laggingDesc = prometheus.NewDesc("viewsync_clients_lagging",
+	"Clients showing a version whose next commit was made more than the lag threshold ago, per collection.",
+	[]string{"collection"}, nil)
+
+type laggingCollector struct {
+	hub       *viewsync.Hub
+	threshold time.Duration
+}
+
+func (c *laggingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- laggingDesc }
+
+func (c *laggingCollector) Collect(ch chan<- prometheus.Metric) {
+	for coll, n := range c.hub.Lagging(c.threshold) {
+		ch <- prometheus.MustNewConstMetric(laggingDesc, prometheus.GaugeValue, float64(n), coll)
+	}
 }
 
 // ObserveRequest implements httpapi.Observer.

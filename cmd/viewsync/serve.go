@@ -49,6 +49,7 @@ type serveConfig struct {
 	wsMaxMessage     byteSize
 	wsMaxSubs        int
 	wsOrigins        string
+	lagThreshold     time.Duration
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
@@ -87,6 +88,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
+	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
@@ -136,6 +138,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--ws-max-message must be positive")
 	case c.wsMaxSubs <= 0:
 		return errors.New("--ws-max-subscriptions must be positive")
+	case c.lagThreshold <= 0:
+		return errors.New("--lag-threshold must be positive")
 	case c.drainDelay < 0:
 		return errors.New("--drain-delay must not be negative")
 	case c.callProxyTO <= 0:
@@ -203,6 +207,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	met.TrackLagging(hub, c.lagThreshold)
 	if proxy != nil {
 		hub.HandleCallFallback(proxy)
 	}

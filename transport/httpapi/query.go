@@ -19,9 +19,12 @@ type changesQuery struct {
 	wait       time.Duration
 	// limit is 0 when not given.
 	limit int
+	// client optionally names the polling client, so the cursor it sends
+	// counts as what it has rendered (the visibility metric).
+	client string
 }
 
-// parseChangesQuery parses after, epoch, wait and limit. Unknown parameters
+// parseChangesQuery parses after, epoch, wait, limit and client. Unknown parameters
 // are ignored (cache busters); malformed known ones are errors.
 func parseChangesQuery(q url.Values, maxWait time.Duration) (changesQuery, error) {
 	var cq changesQuery
@@ -54,6 +57,12 @@ func parseChangesQuery(q url.Values, maxWait time.Duration) (changesQuery, error
 			return cq, fmt.Errorf("%w: wait %s is over the limit of %s", viewsync.ErrInvalid, d, maxWait)
 		}
 		cq.wait = d
+	}
+	if s := q.Get("client"); s != "" {
+		if err := protocol.ValidateEpoch(s); err != nil || len(s) > 64 {
+			return cq, fmt.Errorf("%w: client must be 1-64 characters of [A-Za-z0-9_-], got %q", viewsync.ErrInvalid, s)
+		}
+		cq.client = s
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

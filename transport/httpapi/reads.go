@@ -100,6 +100,10 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if q.client != "" && q.cursor.Version > 0 {
+		// A polling client's cursor is what it has rendered.
+		h.hub.Rendered("poll-"+q.client, c.Name(), q.cursor.Version)
+	}
 	n := pageLimit(q.cursor.Version, h.opts.PageSize, q.limit)
 	ch, err := c.Changes(r.Context(), q.cursor, n)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,8 @@ type conn struct {
 	h   *Handler
 	ws  *websocket.Conn
 	log *slog.Logger
+	// id names the connection in the hub's visibility tracking.
+	id string
 
 	// out is the bounded queue of messages for the writer.
 	out chan outMsg
@@ -78,6 +81,7 @@ func newConn(h *Handler, ws *websocket.Conn, cancel context.CancelFunc, log *slo
 		h:         h,
 		ws:        ws,
 		log:       log,
+		id:        "ws-" + strconv.FormatUint(h.nextConnID.Add(1), 10),
 		out:       make(chan outMsg, h.opts.OutboundQueue),
 		callSlots: make(chan struct{}, maxConcurrentCalls),
 		subs:      map[string]*subscription{},
@@ -216,7 +220,8 @@ func (c *conn) stopSubscriptions() {
 	subs := c.subs
 	c.subs = map[string]*subscription{}
 	c.mu.Unlock()
-	for _, s := range subs {
+	for name, s := range subs {
 		s.stop()
+		c.h.hub.Forget(c.id, name)
 	}
 }

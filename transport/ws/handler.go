@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -18,10 +19,12 @@ import (
 
 // Handler serves WebSocket connections (GET /v1/ws). Make one with New.
 type Handler struct {
-	hub    *viewsync.Hub
-	opts   Options
-	log    *slog.Logger
-	accept websocket.AcceptOptions
+	hub *viewsync.Hub
+	// nextConnID numbers connections.
+	nextConnID atomic.Uint64
+	opts       Options
+	log        *slog.Logger
+	accept     websocket.AcceptOptions
 
 	// mu guards the fields below. It is never held while taking another
 	// lock or waiting, so it takes no part in any lock order.

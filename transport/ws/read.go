@@ -167,4 +167,5 @@ func (c *conn) ack(ctx context.Context, m *protocol.AckMessage) {
 		return
 	}
 	s.acked.Store(m.Version)
+	c.h.hub.Rendered(c.id, m.Collection, m.Version)
 }

@@ -94,6 +94,7 @@ func (c *conn) unsubscribe(ctx context.Context, m *protocol.UnsubscribeMessage) 
 		return
 	}
 	s.stop()
+	c.h.hub.Forget(c.id, m.Collection)
 }
 
 // stop ends the subscription; its goroutine returns soon after.

@@ -1,0 +1,179 @@
+package viewsync
+
+import (
+	"sync"
+	"time"
+)
+
+// Visibility: how long a commit takes to be on a client's screen. Clients
+// report what they have rendered (a WebSocket "ack", or the cursor of their
+// next poll); the hub looks up when that commit was made and reports the
+// difference through Metrics.Visible. It also keeps each reporting client's
+// position, so Lagging can count the clients that are behind.
+
+// commitTimesKept is how many recent commit times the hub keeps per
+// collection; renders of older commits are not measured.
+const commitTimesKept = 1024
+
+// maxClientsTracked bounds the client positions kept for Lagging.
+const maxClientsTracked = 100_000
+
+// clientTTL is how long a client that stopped reporting is remembered.
+const clientTTL = 2 * time.Minute
+
+// visibility holds recent commit times and client positions.
+type visibility struct {
+	mu sync.Mutex
+	// times maps a collection to a ring of its recent commits' times.
+	times map[string]*timeRing
+	// clients maps a client (and collection) to its last rendered version.
+	clients map[clientKey]clientPos
+}
+
+type timeRing struct {
+	versions [commitTimesKept]uint64
+	at       [commitTimesKept]int64
+}
+
+type clientKey struct {
+	client     string
+	collection string
+}
+
+type clientPos struct {
+	version uint64
+	seen    time.Time
+}
+
+func newVisibility() *visibility {
+	return &visibility{times: map[string]*timeRing{}, clients: map[clientKey]clientPos{}}
+}
+
+// committed records when a commit was made.
+func (v *visibility) committed(collection string, version uint64, at time.Time, maxCollections int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	r := v.times[collection]
+	if r == nil {
+		if len(v.times) >= maxCollections {
+			clear(v.times) // forget all: only measurements are lost
+		}
+		r = &timeRing{}
+		v.times[collection] = r
+	}
+	i := version % commitTimesKept
+	r.versions[i], r.at[i] = version, at.UnixNano()
+}
+
+// commitTime returns when a recent commit was made.
+func (v *visibility) commitTimeLocked(collection string, version uint64) (time.Time, bool) {
+	r := v.times[collection]
+	if r == nil {
+		return time.Time{}, false
+	}
+	i := version % commitTimesKept
+	if r.versions[i] != version || version == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, r.at[i]), true
+}
+
+// rendered records that client shows collection at version and returns
+// how long after its commit that is; ok is false when the version was
+// already reported by this client, or its commit time is not known.
+func (v *visibility) rendered(client, collection string, version uint64, now time.Time) (time.Duration, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	key := clientKey{client, collection}
+	prev, known := v.clients[key]
+	if len(v.clients) >= maxClientsTracked && !known {
+		v.expireLocked(now)
+		if len(v.clients) >= maxClientsTracked {
+			return 0, false
+		}
+	}
+	v.clients[key] = clientPos{version: max(version, prev.version), seen: now}
+	if known && version <= prev.version {
+		return 0, false
+	}
+	at, ok := v.commitTimeLocked(collection, version)
+	if !ok {
+		return 0, false
+	}
+	return max(now.Sub(at), 0), true
+}
+
+// forget drops a client's position (it disconnected).
+func (v *visibility) forget(client, collection string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.clients, clientKey{client, collection})
+}
+
+func (v *visibility) expireLocked(now time.Time) {
+	for k, p := range v.clients {
+		if now.Sub(p.seen) > clientTTL {
+			delete(v.clients, k)
+		}
+	}
+}
+
+// lagging counts, per collection, the clients whose first unrendered
+// commit (per head) was made more than threshold ago.
+func (v *visibility) lagging(heads func(collection string) (uint64, bool), threshold time.Duration, now time.Time) map[string]int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.expireLocked(now)
+	out := map[string]int{}
+	for k, p := range v.clients {
+		head, ok := heads(k.collection)
+		if !ok {
+			continue
+		}
+		if _, seen := out[k.collection]; !seen {
+			out[k.collection] = 0
+		}
+		if p.version >= head {
+			continue
+		}
+		at, ok := v.commitTimeLocked(k.collection, p.version+1)
+		if !ok || now.Sub(at) > threshold {
+			out[k.collection]++
+		}
+	}
+	return out
+}
+
+// Rendered reports that a client (an opaque id, unique per connection or
+// browser session) shows collection at version. The time since that
+// commit was made is reported once per client and version through
+// Metrics.Visible; the client's position feeds Lagging. Transports call it
+// on a WebSocket ack, and with the cursor of a poll that names its client.
+func (h *Hub) Rendered(client, collection string, version uint64) {
+	if client == "" {
+		return
+	}
+	if d, ok := h.vis.rendered(client, collection, version, time.Now()); ok {
+		h.met.Visible(collection, d)
+	}
+}
+
+// Forget drops a client's position, when it disconnects.
+func (h *Hub) Forget(client, collection string) { h.vis.forget(client, collection) }
+
+// Lagging returns, for each collection with reporting clients, how many of
+// them show a version whose successor was committed more than threshold
+// ago: the clients that are behind.
+func (h *Hub) Lagging(threshold time.Duration) map[string]int {
+	return h.vis.lagging(func(name string) (uint64, bool) {
+		c, ok := h.heads.Load(name)
+		if !ok {
+			return 0, false
+		}
+		st := c.(*headCache).state.Load()
+		if st == nil {
+			return 0, false
+		}
+		return st.head.Version, true
+	}, threshold, time.Now())
+}
