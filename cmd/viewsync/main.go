@@ -1,6 +1,7 @@
 // Command viewsync runs the viewsync server and its tools.
 //
 //	viewsync serve     run the server (HTTP API, metrics) on an embedded store
+//	viewsync bench     load a server with many live subscribers and measure it
 //	viewsync version   print the version
 //
 // Every flag of a subcommand can also be set by an environment variable:
@@ -27,6 +28,7 @@ Usage:
 
 Commands:
   serve     run the server: HTTP API v1, health and metrics, on an embedded durable store
+  bench     load a server with many live subscribers and measure it (fanout, idle)
   version   print the version and exit
 
 Run 'viewsync <command> --help' for the flags of a command. Every flag can
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = bench(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

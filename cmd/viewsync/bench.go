@@ -1,0 +1,281 @@
+package main
+
+// viewsync bench: the load tool. It drives a server (one it starts itself
+// with --spawn, or any at --url) with many live subscribers over Server-Sent
+// Events or WebSocket and reports what they see and what it costs.
+//
+// The pieces: bench.go (the command, the flags every scenario shares, the
+// target server, the report), bench_server.go (a spawned server and its
+// /proc figures), bench_client.go (the subscribers' connections and their
+// small parsers), bench_fanout.go and bench_idle.go (the scenarios),
+// bench_rlimit_*.go (the open-files limit).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const benchUsage = `Usage: viewsync bench <scenario> [flags]
+
+Drives a viewsync server with many live subscribers and reports what they
+see and what it costs. The server is one the tool starts itself (--spawn:
+'viewsync serve' on a fresh data directory, whose CPU time and memory it
+then reads from /proc) or any server at --url.
+
+Scenarios:
+  fanout   N subscribers, one writer at R commits/s: deliveries/s, commit to
+           receipt latency, missing and duplicated commits, server CPU per
+           delivery
+  idle     N idle subscriptions: server memory per connection
+
+Run 'viewsync bench <scenario> --help' for its flags. Every flag can also be
+set by an environment variable: VIEWSYNC_ + the flag name in upper case with
+'-' as '_' (VIEWSYNC_SUBSCRIBERS=1000). A spawned server takes its own
+settings from the environment the same way (VIEWSYNC_BUFFER_BYTES=1MiB).
+`
+
+// bench runs 'viewsync bench SCENARIO ...'.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, benchUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "fanout":
+		return benchFanout(ctx, args[1:], stdout, stderr)
+	case "idle":
+		return benchIdle(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, benchUsage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "viewsync bench: unknown scenario %q\n\n%s", args[0], benchUsage)
+	return errUsage
+}
+
+// benchCommon holds the flags every scenario has.
+type benchCommon struct {
+	transport      string
+	collection     string
+	url            string
+	spawn          bool
+	json           bool
+	sourceIPs      string
+	dialParallel   int
+	connectTimeout time.Duration
+	setupTimeout   time.Duration
+}
+
+func (c *benchCommon) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.transport, "transport", "sse", "how subscribers connect: sse (Server-Sent Events) or ws (WebSocket)")
+	fs.StringVar(&c.collection, "collection", "bench", "the collection subscribed to (and written to)")
+	fs.StringVar(&c.url, "url", "", "base URL of the server to load, e.g. http://127.0.0.1:8080 (or use --spawn)")
+	fs.BoolVar(&c.spawn, "spawn", false, "start 'viewsync serve' on a fresh data directory and load it; reports its CPU time and memory")
+	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of a table")
+	fs.StringVar(&c.sourceIPs, "source-ips", "", "local addresses to spread connections over, round-robin: a comma-separated list of IPs or ranges like 127.0.0.2-9 (default: 127.0.0.1 below 10000 connections to a loopback server, 127.0.0.2-9 from 10000; the system's choice for other servers)")
+	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections being set up at once")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 30*time.Second, "time one connection has to be set up and get its first event")
+	fs.DurationVar(&c.setupTimeout, "setup-timeout", 5*time.Minute, "time every subscriber has to connect before the scenario goes on without the rest")
+}
+
+func (c *benchCommon) validate() error {
+	switch {
+	case c.transport != "sse" && c.transport != "ws":
+		return fmt.Errorf("--transport must be sse or ws, not %q", c.transport)
+	case c.spawn == (c.url != ""):
+		return errors.New("give exactly one of --url and --spawn")
+	case c.dialParallel <= 0:
+		return errors.New("--dial-parallel must be positive")
+	case c.connectTimeout <= 0 || c.setupTimeout <= 0:
+		return errors.New("--connect-timeout and --setup-timeout must be positive")
+	}
+	if c.url != "" {
+		u, err := url.Parse(c.url)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--url must be an http:// or https:// URL, not %q", c.url)
+		}
+	}
+	return nil
+}
+
+// parseBenchFlags parses a scenario's flags, with the environment, and
+// checks the common ones.
+func parseBenchFlags(fs *flag.FlagSet, c *benchCommon, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", errBadFlag, err)
+	}
+	return nil
+}
+
+// benchTarget is the server under load.
+type benchTarget struct {
+	// base is the server's URL without a trailing slash.
+	base string
+	// server is the spawned server; nil with --url.
+	server *spawnedServer
+	dialer *benchDialer
+	// stderr receives the log of a spawned server that died.
+	stderr io.Writer
+}
+
+// openTarget starts the server (--spawn) or checks the one at --url, and
+// raises this process's open-files limit. conns is how many connections
+// the scenario will open.
+func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer) (*benchTarget, error) {
+	if soft, hard, err := raiseOpenFiles(); err != nil {
+		fmt.Fprintf(stderr, "bench: cannot raise the open-files limit: %v\n", err)
+	} else if need := uint64(conns) + 256; soft < need {
+		fmt.Fprintf(stderr, "bench: warning: the open-files limit is %d (hard %d), below the %d this run needs\n", soft, hard, need)
+	}
+	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), stderr: stderr}
+	if c.spawn {
+		s, err := spawnServer(ctx, conns, stderr)
+		if err != nil {
+			return nil, err
+		}
+		t.server, t.base = s, "http://"+s.addr
+	}
+	host := strings.TrimPrefix(strings.TrimPrefix(t.base, "http://"), "https://")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ips, err := sourceIPs(c.sourceIPs, conns, host)
+	if err != nil {
+		t.close()
+		return nil, fmt.Errorf("%w: --source-ips: %w", errBadFlag, err)
+	}
+	t.dialer = newBenchDialer(ips)
+	return t, nil
+}
+
+// close stops a spawned server and drops idle connections. A spawned
+// server that exited on its own has its log's end shown.
+func (t *benchTarget) close() {
+	if t.dialer != nil {
+		t.dialer.closeIdle()
+	}
+	if t.server != nil && t.server.stop() {
+		fmt.Fprintf(t.stderr, "bench: the spawned server exited during the run (%v); the end of its log:\n%s\n", t.server.cmd.ProcessState, t.server.stderr)
+	}
+}
+
+// sourceIPs returns the local addresses to dial from: those listed in
+// spec, or by default (spec empty) 127.0.0.1 for fewer than 10000
+// connections to a loopback host and the eight addresses 127.0.0.2-9 from
+// 10000 on. For a host that is not a loopback address the default is none:
+// the system chooses.
+func sourceIPs(spec string, conns int, host string) ([]net.IP, error) {
+	if strings.TrimSpace(spec) == "" {
+		ip := net.ParseIP(host)
+		if host == "localhost" {
+			ip = net.IPv4(127, 0, 0, 1)
+		}
+		if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			return nil, nil
+		}
+		if conns < 10000 {
+			return []net.IP{net.IPv4(127, 0, 0, 1)}, nil
+		}
+		return parseSourceIPs("127.0.0.2-9")
+	}
+	return parseSourceIPs(spec)
+}
+
+// parseSourceIPs parses a comma-separated list of IPs and IPv4 ranges
+// written A.B.C.D-E (last octet D to E).
+func parseSourceIPs(spec string) ([]net.IP, error) {
+	var ips []net.IP
+	for part := range strings.SplitSeq(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		first, last, isRange := strings.Cut(part, "-")
+		ip := net.ParseIP(first)
+		if ip == nil {
+			return nil, fmt.Errorf("%q is not an IP address", first)
+		}
+		if !isRange {
+			ips = append(ips, ip)
+			continue
+		}
+		v4 := ip.To4()
+		end, err := strconv.Atoi(last)
+		if v4 == nil || err != nil || end < int(v4[3]) || end > 255 {
+			return nil, fmt.Errorf("%q is not a range like 127.0.0.2-9", part)
+		}
+		for o := int(v4[3]); o <= end; o++ {
+			ips = append(ips, net.IPv4(v4[0], v4[1], v4[2], byte(o)))
+		}
+	}
+	if len(ips) == 0 {
+		return nil, errors.New("no address given")
+	}
+	return ips, nil
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted by the
+// nearest-rank method; 0 when sorted is empty.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// latencySummary is the distribution of commit → receipt latencies.
+type latencySummary struct {
+	Samples int     `json:"samples"`
+	P50ms   float64 `json:"p50_ms"`
+	P90ms   float64 `json:"p90_ms"`
+	P99ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+}
+
+// summarize sorts samples and summarises them.
+func summarize(samples []time.Duration) latencySummary {
+	slices.Sort(samples)
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+	s := latencySummary{Samples: len(samples)}
+	if len(samples) > 0 {
+		s.P50ms, s.P90ms, s.P99ms = ms(percentile(samples, 50)), ms(percentile(samples, 90)), ms(percentile(samples, 99))
+		s.MaxMs = ms(samples[len(samples)-1])
+	}
+	return s
+}
+
+// reportRow is one line of a report table.
+type reportRow struct{ name, value string }
+
+// printReport writes v as indented JSON, or rows as a table.
+func printReport(w io.Writer, asJSON bool, v any, rows []reportRow) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", r.name, r.value)
+	}
+	return tw.Flush()
+}
+
+// mib formats bytes as MiB.
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

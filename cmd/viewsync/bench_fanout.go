@@ -1,0 +1,500 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// fanoutConfig holds the flags of 'viewsync bench fanout'.
+type fanoutConfig struct {
+	benchCommon
+	subscribers int
+	rate        float64
+	duration    time.Duration
+	valueSize   int
+	drain       time.Duration
+	maxInflight int
+}
+
+// minValueSize fits the send time, the sequence number and the JSON
+// around them.
+const minValueSize = 64
+
+// writerIDs is how many records the writer cycles through: the collection
+// stays small, so that the subscribers' resets are cheap.
+const writerIDs = 16
+
+func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := &fanoutConfig{}
+	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.register(fs)
+	fs.IntVar(&c.subscribers, "subscribers", 100, "subscribers, each on a connection of its own")
+	fs.Float64Var(&c.rate, "rate", 10, "commits per second of the one writer (each a PUT of one record)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writer writes")
+	fs.IntVar(&c.valueSize, "value-size", 100, "bytes of each value written (at least 64)")
+	fs.IntVar(&c.maxInflight, "max-inflight", 32, "most writes awaiting their answer at once; the writer sends each at its scheduled time (open loop) unless this many are pending")
+	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: viewsync bench fanout [flags]
+
+Connects --subscribers subscribers to --collection (each first gets a
+reset), then one writer commits --rate times a second for --duration, each
+commit a PUT of a value carrying its send time. Reports deliveries/s, the
+commit to receipt latency (receipt time minus the send time in the value:
+it includes the commit itself), missing and duplicated commits per
+subscriber (both must be 0; catch-ups are counted apart), and with --spawn
+the server's CPU time per delivery and its peak memory. A progress line goes
+to stderr every second, the report to stdout. Exits 1 when a commit went
+missing or twice, a write failed or a subscriber could not connect.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
+`)
+		fs.PrintDefaults()
+	}
+	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+		return err
+	}
+	switch {
+	case c.subscribers <= 0:
+		return fmt.Errorf("%w: --subscribers must be positive", errBadFlag)
+	case c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate):
+		return fmt.Errorf("%w: --rate must be positive", errBadFlag)
+	case c.duration <= 0 || c.drain <= 0:
+		return fmt.Errorf("%w: --duration and --drain must be positive", errBadFlag)
+	case c.maxInflight <= 0:
+		return fmt.Errorf("%w: --max-inflight must be positive", errBadFlag)
+	case c.valueSize < minValueSize:
+		return fmt.Errorf("%w: --value-size must be at least %d", errBadFlag, minValueSize)
+	case int(c.rate*c.duration.Seconds()) < 1:
+		return fmt.Errorf("%w: --rate times --duration must make at least one commit", errBadFlag)
+	}
+	if err := protocol.ValidateCollection(c.collection); err != nil {
+		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
+	}
+	return runFanout(ctx, c, stdout, stderr)
+}
+
+// fanoutReport is the result of a fanout run.
+type fanoutReport struct {
+	Scenario     string  `json:"scenario"`
+	Transport    string  `json:"transport"`
+	URL          string  `json:"url"`
+	Spawned      bool    `json:"spawned"`
+	Collection   string  `json:"collection"`
+	Subscribers  int     `json:"subscribers"`
+	Established  int     `json:"established"`
+	SetupSeconds float64 `json:"setup_seconds"`
+	Rate         float64 `json:"rate"`
+	Seconds      float64 `json:"duration_seconds"`
+	ValueBytes   int     `json:"value_bytes"`
+
+	// Commits is how many writes were acknowledged; CommitRate their rate.
+	Commits      int     `json:"commits"`
+	CommitErrors int     `json:"commit_errors"`
+	CommitRate   float64 `json:"commit_rate"`
+	// CommitLatency is the PUT's round trip.
+	CommitLatency latencySummary `json:"commit_latency"`
+
+	Deliveries         int64          `json:"deliveries"`
+	ExpectedDeliveries int64          `json:"expected_deliveries"`
+	DeliveriesPerSec   float64        `json:"deliveries_per_second"`
+	Latency            latencySummary `json:"latency"`
+	Missing            int64          `json:"missing"`
+	Duplicated         int64          `json:"duplicated"`
+	SubscribersMissing int            `json:"subscribers_missing"`
+	CatchUps           int64          `json:"catch_ups"`
+	CompactedCommits   int64          `json:"compacted_commits"`
+	ExtraResets        int64          `json:"extra_resets"`
+	Reconnects         int64          `json:"reconnects"`
+	Errors             int64          `json:"errors"`
+	LastError          string         `json:"last_error,omitempty"`
+
+	Server           *serverReport `json:"server,omitempty"`
+	LoaderCPUSeconds float64       `json:"loader_cpu_seconds"`
+}
+
+// serverReport is a spawned server's figures over the measured window.
+type serverReport struct {
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUMicrosPerDelivery is CPUSeconds over the deliveries, in µs.
+	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery"`
+	RSSBytes             uint64  `json:"rss_bytes"`
+	PeakRSSBytes         uint64  `json:"peak_rss_bytes"`
+}
+
+func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) error {
+	t, err := openTarget(ctx, &c.benchCommon, c.subscribers+1, stderr)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	wclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.maxInflight}, Timeout: 30 * time.Second}
+	defer wclient.CloseIdleConnections()
+	if _, err := getHead(ctx, wclient, t.base, c.collection); err != nil {
+		return err
+	}
+
+	rep := &fanoutReport{Scenario: "fanout", Transport: c.transport, URL: t.base, Spawned: t.server != nil,
+		Collection: c.collection, Subscribers: c.subscribers, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
+	subs, stopSubs, setup := startSubs(ctx, t, &c.benchCommon, c.subscribers, true, stderr)
+	defer stopSubs()
+	var sent atomic.Int64
+	prog := startProgress(stderr, t, subs, &sent)
+	defer prog.stop()
+	rep.Established, rep.SetupSeconds = setup.wait(ctx, c.setupTimeout)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if rep.Established < c.subscribers {
+		fmt.Fprintf(stderr, "bench: only %d of %d subscribers connected within %v; going on with them\n", rep.Established, c.subscribers, c.setupTimeout)
+	}
+
+	// The measured window: from the writer's start to the last delivery.
+	srvBefore, _ := t.serverStats()
+	selfBefore, _ := readProc("self")
+	start := time.Now()
+	w := runWriter(ctx, wclient, t.base, c, &sent)
+	rep.Commits, rep.CommitErrors, rep.CommitLatency = w.acked, w.errors, summarize(w.putLat)
+	rep.CommitRate = round3(float64(w.acked) / w.elapsed.Seconds())
+	if w.lastErr != nil {
+		fmt.Fprintf(stderr, "bench: %d writes failed; the last: %v\n", w.errors, w.lastErr)
+	}
+	drainSubs(ctx, subs, w.last, c.drain)
+	window := time.Since(start)
+	srvAfter, srvErr := t.serverStats()
+	selfAfter, _ := readProc("self")
+	prog.stop()
+	stopSubs()
+
+	var lat []time.Duration
+	for _, s := range subs {
+		rep.Deliveries += s.deliveries.Load()
+		rep.CatchUps += s.catchUps.Load()
+		rep.Errors += s.errs.Load()
+		rep.Duplicated += s.dups
+		rep.CompactedCommits += s.compacted
+		rep.ExtraResets += s.resets
+		rep.Reconnects += s.reconnects
+		missing := s.missing
+		if s.established.Load() && s.last.Load() < w.last {
+			missing += int64(w.last - s.last.Load())
+		}
+		rep.Missing += missing
+		if missing > 0 {
+			rep.SubscribersMissing++
+		}
+		if s.lastErr != nil {
+			rep.LastError = s.lastErr.Error()
+		}
+		lat = append(lat, s.lat...)
+	}
+	rep.ExpectedDeliveries = int64(rep.Established) * int64(w.acked)
+	rep.DeliveriesPerSec = round3(float64(rep.Deliveries) / window.Seconds())
+	rep.Latency = summarize(lat)
+	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
+	if t.server != nil && srvErr == nil {
+		cpu := srvAfter.cpu - srvBefore.cpu
+		rep.Server = &serverReport{PID: t.server.pid(), CPUSeconds: round3(cpu.Seconds()), RSSBytes: srvAfter.rss, PeakRSSBytes: srvAfter.hwm}
+		if rep.Deliveries > 0 {
+			rep.Server.CPUMicrosPerDelivery = round3(float64(cpu.Microseconds()) / float64(rep.Deliveries))
+		}
+	}
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
+		return err
+	}
+	var problems []string
+	if rep.Missing > 0 || rep.Duplicated > 0 {
+		problems = append(problems, fmt.Sprintf("%d commits missing (at %d subscribers), %d duplicated", rep.Missing, rep.SubscribersMissing, rep.Duplicated))
+	}
+	if rep.CommitErrors > 0 {
+		problems = append(problems, fmt.Sprintf("%d writes failed", rep.CommitErrors))
+	}
+	if rep.Established < rep.Subscribers {
+		problems = append(problems, fmt.Sprintf("%d of %d subscribers connected", rep.Established, rep.Subscribers))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (r *fanoutReport) rows() []reportRow {
+	rows := []reportRow{
+		{"scenario", fmt.Sprintf("fanout over %s, %s", r.Transport, r.URL)},
+		{"subscribers", fmt.Sprintf("%d of %d connected in %.1fs", r.Established, r.Subscribers, r.SetupSeconds)},
+		{"writer", fmt.Sprintf("%d commits in %.0fs (%.1f/s, asked %.1f/s), %d failed; %d-byte values", r.Commits, r.Seconds, r.CommitRate, r.Rate, r.CommitErrors, r.ValueBytes)},
+		{"commit round trip", fmt.Sprintf("p50 %.2fms  p99 %.2fms  max %.2fms", r.CommitLatency.P50ms, r.CommitLatency.P99ms, r.CommitLatency.MaxMs)},
+		{"deliveries", fmt.Sprintf("%d of %d expected, %.0f/s", r.Deliveries, r.ExpectedDeliveries, r.DeliveriesPerSec)},
+		{"commit → receipt", fmt.Sprintf("p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  (%d samples)", r.Latency.P50ms, r.Latency.P90ms, r.Latency.P99ms, r.Latency.MaxMs, r.Latency.Samples)},
+		{"missing", fmt.Sprintf("%d (at %d subscribers)", r.Missing, r.SubscribersMissing)},
+		{"duplicated", strconv.FormatInt(r.Duplicated, 10)},
+		{"catch-ups", fmt.Sprintf("%d, standing for %d commits; extra resets %d", r.CatchUps, r.CompactedCommits, r.ExtraResets)},
+		{"reconnects", fmt.Sprintf("%d; connection errors %d", r.Reconnects, r.Errors)},
+	}
+	if r.LastError != "" {
+		rows = append(rows, reportRow{"last error", r.LastError})
+	}
+	if s := r.Server; s != nil {
+		rows = append(rows,
+			reportRow{"server CPU", fmt.Sprintf("%.2fs (pid %d): %.2f µs per delivery", s.CPUSeconds, s.PID, s.CPUMicrosPerDelivery)},
+			reportRow{"server memory", fmt.Sprintf("RSS %s, peak %s", mib(s.RSSBytes), mib(s.PeakRSSBytes))})
+	}
+	return append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// serverStats reads the spawned server's figures.
+func (t *benchTarget) serverStats() (procStats, error) {
+	if t.server == nil {
+		return procStats{}, errors.New("no spawned server")
+	}
+	return readProc(strconv.Itoa(t.server.pid()))
+}
+
+// getHead reads the collection's head, checking that the server answers.
+func getHead(ctx context.Context, client *http.Client, base, coll string) (protocol.Head, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/collections/"+coll+"/version", nil)
+	if err != nil {
+		return protocol.Head{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return protocol.Head{}, fmt.Errorf("the server does not answer: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var hd protocol.Head
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &hd) != nil {
+		return protocol.Head{}, fmt.Errorf("GET %s: %s %s", req.URL, resp.Status, bytes.TrimSpace(b))
+	}
+	return hd, nil
+}
+
+// writerResult is what the writer did.
+type writerResult struct {
+	acked, errors int
+	// last is the highest version acknowledged.
+	last    uint64
+	lastErr error
+	putLat  []time.Duration
+	elapsed time.Duration
+}
+
+// runWriter PUTs rate values a second for the duration, in open loop:
+// each at its scheduled time whether or not earlier ones were answered (up
+// to --max-inflight unanswered at once; past that the next waits), so that
+// a slow answer delays no later commit. It counts the writes in sent.
+func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutConfig, sent *atomic.Int64) writerResult {
+	var (
+		mu  sync.Mutex
+		res writerResult
+		wg  sync.WaitGroup
+	)
+	inflight := make(chan struct{}, c.maxInflight)
+	n := int(c.rate * c.duration.Seconds())
+	interval := time.Duration(float64(time.Second) / c.rate)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			sleepFor(ctx, d)
+		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-inflight }()
+			now := time.Now()
+			v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/k%02d", base, c.collection, i%writerIDs), benchValue(now, i, c.valueSize))
+			took := time.Since(now)
+			sent.Add(1)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.errors, res.lastErr = res.errors+1, err
+				return
+			}
+			res.putLat = append(res.putLat, took)
+			res.acked++
+			res.last = max(res.last, v)
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+// benchValue is the value of the writer's i-th commit, padded to size
+// bytes: {"sent_ns":…,"seq":…,"pad":"xx…"}.
+func benchValue(now time.Time, i, size int) []byte {
+	b := fmt.Appendf(nil, `{"sent_ns":%d,"seq":%d,"pad":"`, now.UnixNano(), i)
+	for len(b) < size-2 {
+		b = append(b, 'x')
+	}
+	return append(b, `"}`...)
+}
+
+// put PUTs a value and returns the version it was acknowledged at.
+func put(ctx context.Context, client *http.Client, url string, value []byte) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(value))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var ans protocol.RecordResponse
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &ans) != nil || ans.Version == 0 {
+		return 0, fmt.Errorf("PUT: %s %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return ans.Version, nil
+}
+
+// drainSubs waits until every connected subscriber has reached version
+// last, or for at most d.
+func drainSubs(ctx context.Context, subs []*benchSub, last uint64, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		behind := 0
+		for _, s := range subs {
+			if s.established.Load() && s.last.Load() < last {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// subSetup tracks the subscribers connecting.
+type subSetup struct {
+	n     int
+	start time.Time
+	ready atomic.Int64
+	// all is closed when every subscriber is connected.
+	all  chan struct{}
+	once sync.Once
+}
+
+func (s *subSetup) readyOne() {
+	if int(s.ready.Add(1)) == s.n {
+		s.once.Do(func() { close(s.all) })
+	}
+}
+
+// wait waits until every subscriber is connected, or the timeout. It
+// returns how many are, and how long the setup took.
+func (s *subSetup) wait(ctx context.Context, timeout time.Duration) (int, float64) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.all:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return int(s.ready.Load()), round3(time.Since(s.start).Seconds())
+}
+
+// startSubs starts n subscribers. stop ends them and waits for them; it
+// may be called more than once.
+func startSubs(ctx context.Context, t *benchTarget, c *benchCommon, n int, record bool, stderr io.Writer) ([]*benchSub, func(), *subSetup) {
+	setup := &subSetup{n: n, start: time.Now(), all: make(chan struct{})}
+	env := &subEnv{target: t, common: c, sem: make(chan struct{}, c.dialParallel), ready: setup.readyOne, record: record}
+	sctx, cancel := context.WithCancel(ctx)
+	subs := make([]*benchSub, n)
+	var wg sync.WaitGroup
+	for i := range subs {
+		s := &benchSub{}
+		subs[i] = s
+		wg.Go(func() { s.run(sctx, env) })
+	}
+	fmt.Fprintf(stderr, "bench: connecting %d %s subscribers to %s (%d at a time)\n", n, c.transport, t.base, c.dialParallel)
+	return subs, func() {
+		cancel()
+		wg.Wait()
+	}, setup
+}
+
+// progress prints a line to stderr every second.
+type progress struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func startProgress(w io.Writer, t *benchTarget, subs []*benchSub, sent *atomic.Int64) *progress {
+	p := &progress{done: make(chan struct{})}
+	start := time.Now()
+	p.wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var prevDeliveries int64
+		prevCPU, cpuErr := t.serverStats()
+		prevAt := time.Now()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+			}
+			var connected int
+			var deliveries, catchUps, errs int64
+			for _, s := range subs {
+				if s.established.Load() {
+					connected++
+				}
+				deliveries += s.deliveries.Load()
+				catchUps += s.catchUps.Load()
+				errs += s.errs.Load()
+			}
+			now := time.Now()
+			line := fmt.Sprintf("bench: %4.0fs  connected %d/%d  commits %d  deliveries %d (%.0f/s)  catch-ups %d  errors %d",
+				now.Sub(start).Seconds(), connected, len(subs), sent.Load(), deliveries,
+				float64(deliveries-prevDeliveries)/now.Sub(prevAt).Seconds(), catchUps, errs)
+			if cpuErr == nil {
+				if st, err := t.serverStats(); err == nil {
+					line += fmt.Sprintf("  server CPU %.0f%% RSS %s", 100*(st.cpu-prevCPU.cpu).Seconds()/now.Sub(prevAt).Seconds(), mib(st.rss))
+					prevCPU = st
+				}
+			}
+			fmt.Fprintln(w, line)
+			prevDeliveries, prevAt = deliveries, now
+		}
+	})
+	return p
+}
+
+// stop ends the progress lines; it may be called more than once.
+func (p *progress) stop() {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+}

@@ -1,0 +1,608 @@
+package e2e
+
+// The soak test: a randomised, history-checking test of live delivery
+// through a real server.
+//
+// A server runs in-process on a real listener: a hub over a bbolt store
+// that fsyncs every commit, with a small fanout buffer and a short change
+// log, so that slow and returning clients take every path there is (live
+// commits, pages of the log, compacted catch-ups from the buffer and from
+// the store, resets). Writers commit random multi-op puts and deletes to
+// two collections over HTTP and record every acknowledged commit (version
+// → ops). Hundreds of subscribers, over Server-Sent Events and WebSocket,
+// follow the collections; each disconnects at random and resumes from its
+// last cursor (Last-Event-ID; subscribe with after and epoch), some read
+// slowly or stall, some join late, some without a cursor. Each keeps its
+// own state and the sequence of everything it saw.
+//
+// When the writers are done and every subscriber has drained to the final
+// head, the histories are checked (guarantees 2-4 of the design): per
+// collection, commits in strictly consecutive versions, no duplicate and
+// no gap, except where a catch-up (never going back) or a reset intervened;
+// a reset only first on a connection that had no cursor; every commit's
+// ops exactly those acknowledged for its version; the final state equal to
+// the snapshot, which itself equals the acknowledged commits replayed.
+//
+// Replay a run with -seed=N or VIEWSYNC_SEED=N; the test logs its seed.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/boltstore"
+	"github.com/viewsync/viewsync/transport/httpapi"
+	"github.com/viewsync/viewsync/transport/sse"
+	"github.com/viewsync/viewsync/transport/ws"
+)
+
+var seedFlag = flag.Uint64("seed", 0, "seed of the soak test (0: $VIEWSYNC_SEED, else from the clock); the test logs the one it uses")
+
+// soakCollections are the collections the writers share.
+var soakCollections = []string{"soak-a", "soak-b"}
+
+// The server's settings: small enough that slow and returning clients fall
+// out of the fanout buffer and out of the change log within the run.
+const (
+	soakBufferBytes   = 256 << 10
+	soakRetainCommits = 16
+	// soakSendBuffer shrinks the socket send buffer of every accepted
+	// connection, so that a subscriber that stops reading blocks the
+	// server's writes soon, as one far away would.
+	soakSendBuffer = 16 << 10
+	// soakOutboundQueue is the WebSocket connections' queue, in messages.
+	soakOutboundQueue = 16
+)
+
+// shape is the size of one run.
+type shape struct {
+	writers int
+	// writeFor is how long the writers write.
+	writeFor time.Duration
+	// writeGap bounds each writer's pause between commits: [0, writeGap).
+	writeGap time.Duration
+	// sse and ws are the numbers of subscribers per transport; wsBoth of
+	// the ws ones follow both collections on their one connection.
+	sse, ws, wsBoth int
+	// drainFor bounds the wait for every subscriber to reach the head.
+	drainFor time.Duration
+}
+
+func soakShape() shape {
+	s := shape{writers: 4, writeFor: 12 * time.Second, writeGap: 50 * time.Millisecond,
+		sse: 150, ws: 150, wsBoth: 50, drainFor: 30 * time.Second}
+	if testing.Short() {
+		s.writeFor, s.sse, s.ws, s.wsBoth = 4*time.Second, 50, 50, 16
+	}
+	return s
+}
+
+// soakSeed returns the run's seed and logs it.
+func soakSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := *seedFlag
+	if seed == 0 {
+		if s := os.Getenv("VIEWSYNC_SEED"); s != "" {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("VIEWSYNC_SEED=%q: not a seed: %v", s, err)
+			}
+			seed = v
+		}
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay with -seed=%d or VIEWSYNC_SEED=%d)", seed, seed, seed)
+	return seed
+}
+
+// startSoakServer starts the server under test and returns its base URL,
+// "http://HOST:PORT". It is stopped, in the order a server stops, when the
+// test ends.
+func startSoakServer(t *testing.T) string {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "viewsync.db"), &boltstore.Options{
+		Config: store.Config{RetainCommits: soakRetainCommits},
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	hub, err := viewsync.New(st, viewsync.WithFanout(fanout.Options{BufferBytes: soakBufferBytes}))
+	if err != nil {
+		st.Close()
+		t.Fatalf("hub: %v", err)
+	}
+	events, err := sse.New(hub, nil)
+	if err != nil {
+		t.Fatalf("sse: %v", err)
+	}
+	sockets, err := ws.New(hub, &ws.Options{OutboundQueue: soakOutboundQueue})
+	if err != nil {
+		t.Fatalf("ws: %v", err)
+	}
+	api, err := httpapi.New(hub, &httpapi.Options{Events: events, WebSocket: sockets})
+	if err != nil {
+		t.Fatalf("httpapi: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(api)
+	srv.Config.ConnState = func(c net.Conn, state http.ConnState) {
+		if tc, ok := c.(*net.TCPConn); ok && state == http.StateNew {
+			if err := tc.SetWriteBuffer(soakSendBuffer); err != nil {
+				t.Errorf("set send buffer: %v", err)
+			}
+		}
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sockets.Shutdown(ctx); err != nil {
+			t.Errorf("WebSocket shutdown: %v", err)
+		}
+		hub.Close()
+		srv.Close()
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return srv.URL
+}
+
+// TestSoak runs writers and subscribers against a real server for a few
+// seconds and checks every subscriber's history; see the top of this file.
+func TestSoak(t *testing.T) {
+	seed := soakSeed(t)
+	sh := soakShape()
+	base := startSoakServer(t)
+	started := time.Now()
+
+	// Subscribers first, so that most see the history from its start.
+	led := newLedger()
+	ph := &phases{led: led}
+	var writing context.CancelFunc
+	ph.writing, writing = context.WithCancel(context.Background())
+	defer writing()
+	// drainCtx bounds the whole run of the subscribers.
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), sh.writeFor+sh.drainFor)
+	defer cancelDrain()
+
+	rng := rand.New(rand.NewPCG(seed, 0))
+	var subs []*subscriber
+	for i := range sh.sse + sh.ws {
+		isWS := i >= sh.sse
+		s := newSubscriber(rng, seed, i, isWS)
+		if !isWS {
+			s.follows = []*follower{newFollower(soakCollections[rng.IntN(len(soakCollections))], rng.IntN(3) == 0)}
+		} else if i-sh.sse < sh.wsBoth {
+			for _, c := range soakCollections {
+				s.follows = append(s.follows, newFollower(c, rng.IntN(3) == 0))
+			}
+		} else {
+			s.follows = []*follower{newFollower(soakCollections[rng.IntN(len(soakCollections))], rng.IntN(3) == 0)}
+		}
+		if rng.IntN(3) == 0 {
+			s.joinAfter = time.Duration(rng.Int64N(int64(sh.writeFor / 2)))
+		}
+		subs = append(subs, s)
+	}
+	subErrs := make([]error, len(subs))
+	var subWG sync.WaitGroup
+	for i, s := range subs {
+		subWG.Go(func() {
+			subErrs[i] = s.run(drainCtx, base, ph)
+		})
+	}
+	defer func() {
+		cancelDrain()
+		subWG.Wait()
+		for _, s := range subs {
+			s.tr.CloseIdleConnections()
+		}
+	}()
+
+	// Writers.
+	wtr := &http.Transport{MaxIdleConnsPerHost: sh.writers}
+	defer wtr.CloseIdleConnections()
+	wclient := &http.Client{Transport: wtr, Timeout: 30 * time.Second}
+	until := time.Now().Add(sh.writeFor)
+	writeErrs := make([]error, sh.writers)
+	var wWG sync.WaitGroup
+	for i := range sh.writers {
+		w := newWriter(i, rand.New(rand.NewPCG(seed, uint64(1<<32+i))), wclient, base)
+		wWG.Go(func() {
+			writeErrs[i] = w.run(context.Background(), until, sh.writeGap, led)
+		})
+	}
+	wWG.Wait()
+	wrote := time.Since(started)
+	for i, err := range writeErrs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+
+	// The final heads: every subscriber drains to them.
+	ph.targets = map[string]protocol.Head{}
+	for _, c := range soakCollections {
+		ph.targets[c] = getJSON[protocol.Head](t, wclient, base+"/v1/collections/"+c+"/version")
+	}
+	writing()
+	subWG.Wait()
+	drained := time.Since(started)
+	for i, err := range subErrs {
+		if err != nil {
+			t.Errorf("%s: %v", subs[i].name, err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// The ledger must explain the log: every version of each collection
+	// acknowledged once, and the acknowledged commits, replayed, give the
+	// snapshot.
+	snaps := map[string]protocol.Snapshot{}
+	hashes := map[string]map[uint64]uint64{}
+	for _, c := range soakCollections {
+		snap := getJSON[protocol.Snapshot](t, wclient, base+"/v1/collections/"+c)
+		snaps[c] = snap
+		if hd := ph.targets[c]; snap.Epoch != hd.Epoch || snap.Version != hd.Version {
+			t.Fatalf("%s: snapshot at %s:%d after the writers were done at %s:%d", c, snap.Epoch, snap.Version, hd.Epoch, hd.Version)
+		}
+		acked := led.acked[c]
+		if len(acked) != int(snap.Version) {
+			t.Errorf("%s: %d commits acknowledged, head is version %d", c, len(acked), snap.Version)
+		}
+		replayed := map[string]string{}
+		hashes[c] = map[uint64]uint64{}
+		for v := uint64(1); v <= snap.Version; v++ {
+			ops, ok := acked[v]
+			if !ok {
+				t.Errorf("%s: version %d in the log was never acknowledged", c, v)
+				continue
+			}
+			applyOps(replayed, ops)
+			hashes[c][v] = opsHash(ops)
+		}
+		if got := recordMap(snap.Records); !maps.Equal(got, replayed) {
+			t.Errorf("%s: snapshot at version %d differs from the acknowledged commits replayed:\n%s", c, snap.Version, diffStates(got, replayed))
+		}
+	}
+
+	// Every subscriber's history.
+	var tot totals
+	for _, s := range subs {
+		tot.reconnects += s.reconnects
+		for _, f := range s.follows {
+			snap := snaps[f.coll]
+			if err := f.check(protocol.Head{Epoch: snap.Epoch, Version: snap.Version}, hashes[f.coll]); err != nil {
+				t.Errorf("%s, %s: %v\n%s", s.name, f.coll, err, f.describe())
+				continue
+			}
+			if !maps.Equal(f.records, recordMap(snap.Records)) {
+				t.Errorf("%s, %s: final state differs from the snapshot at version %d:\n%s", s.name, f.coll, snap.Version, diffStates(f.records, recordMap(snap.Records)))
+			}
+			tot.add(s.isWS, f)
+		}
+	}
+	var commits []string
+	for _, c := range soakCollections {
+		commits = append(commits, fmt.Sprintf("%s %d", c, snaps[c].Version))
+	}
+	t.Logf("%d writers wrote for %v: commits %s; %d SSE + %d WebSocket subscribers (%d following both collections) drained by %v",
+		sh.writers, wrote.Round(time.Millisecond), strings.Join(commits, ", "), sh.sse, sh.ws, sh.wsBoth, drained.Round(time.Millisecond))
+	t.Logf("deliveries %d (SSE %d, WebSocket %d); catch-ups %d (SSE %d, WebSocket %d); resets %d; reconnects %d",
+		tot.commits[0]+tot.commits[1], tot.commits[0], tot.commits[1],
+		tot.catchUps[0]+tot.catchUps[1], tot.catchUps[0], tot.catchUps[1],
+		tot.resets[0]+tot.resets[1], tot.reconnects)
+	if tot.catchUps[0]+tot.catchUps[1] == 0 {
+		t.Errorf("no subscriber got a catch-up: the run did not exercise the slow path")
+	}
+}
+
+// totals sums what the subscribers saw, [0] over SSE, [1] over WebSocket.
+type totals struct {
+	commits, catchUps, resets [2]int
+	reconnects                int
+}
+
+func (t *totals) add(isWS bool, f *follower) {
+	i := 0
+	if isWS {
+		i = 1
+	}
+	t.commits[i] += f.commits
+	t.catchUps[i] += f.catchUps
+	t.resets[i] += f.resets
+}
+
+// phases tells the subscribers where the run is.
+type phases struct {
+	// writing ends when the writers are done; targets is set before.
+	writing context.Context
+	// targets are the collections' final heads.
+	targets map[string]protocol.Head
+	// led counts the commits made.
+	led *ledger
+}
+
+// draining reports whether the writers are done; targets may be read then.
+func (p *phases) draining() bool { return p.writing.Err() != nil }
+
+// waitCommits waits until n more commits were acknowledged to coll, or
+// ctx ends.
+func (p *phases) waitCommits(ctx context.Context, coll string, n int64) {
+	until := p.led.count(coll) + n
+	for p.led.count(coll) < until && sleepCtx(ctx, 10*time.Millisecond) {
+	}
+}
+
+// getJSON GETs url and decodes its 200 answer.
+func getJSON[T any](t *testing.T, client *http.Client, url string) T {
+	t.Helper()
+	var v T
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s (%v)", url, resp.StatusCode, b, err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, b)
+	}
+	return v
+}
+
+// ledger records every acknowledged commit.
+type ledger struct {
+	mu sync.Mutex
+	// acked maps collection → version → the ops acknowledged at it.
+	acked map[string]map[uint64][]protocol.Op
+	// counts holds how many commits each collection had acknowledged;
+	// the map itself never changes.
+	counts map[string]*atomic.Int64
+}
+
+func newLedger() *ledger {
+	l := &ledger{acked: map[string]map[uint64][]protocol.Op{}, counts: map[string]*atomic.Int64{}}
+	for _, c := range soakCollections {
+		l.acked[c] = map[uint64][]protocol.Op{}
+		l.counts[c] = new(atomic.Int64)
+	}
+	return l
+}
+
+// count returns how many commits coll had acknowledged.
+func (l *ledger) count(coll string) int64 { return l.counts[coll].Load() }
+
+// record notes an acknowledged commit; a version acknowledged twice is an
+// error.
+func (l *ledger) record(coll string, v uint64, ops []protocol.Op) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if prev, ok := l.acked[coll][v]; ok {
+		return fmt.Errorf("%s: version %d acknowledged twice: %s and %s", coll, v, opsString(prev), opsString(ops))
+	}
+	l.acked[coll][v] = ops
+	l.counts[coll].Add(1)
+	return nil
+}
+
+// writer commits random ops to the collections. Each writer writes only
+// records of its own (ids w<N>-…), so it knows which exist and at which
+// version: its deletes find their record and its preconditions hold, and
+// every commit it sends must be acknowledged.
+type writer struct {
+	id     int
+	rng    *rand.Rand
+	client *http.Client
+	base   string
+	// own maps collection → id → record version of the writer's records.
+	own map[string]map[string]uint64
+	seq int
+}
+
+// writerIDs is how many record ids each writer uses per collection.
+const writerIDs = 10
+
+// maxPad bounds the padding of a value, so that commits vary in size and
+// a few hundred fill the fanout buffer.
+const maxPad = 6000
+
+func newWriter(id int, rng *rand.Rand, client *http.Client, base string) *writer {
+	w := &writer{id: id, rng: rng, client: client, base: base, own: map[string]map[string]uint64{}}
+	for _, c := range soakCollections {
+		w.own[c] = map[string]uint64{}
+	}
+	return w
+}
+
+// run writes until the time is up, pausing [0, gap) between commits.
+func (w *writer) run(ctx context.Context, until time.Time, gap time.Duration, led *ledger) error {
+	for time.Now().Before(until) {
+		coll := soakCollections[w.rng.IntN(len(soakCollections))]
+		ops, ifs := w.plan(coll)
+		v, err := w.send(ctx, coll, ops, ifs)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", coll, opsString(ops), err)
+		}
+		if err := led.record(coll, v, ops); err != nil {
+			return err
+		}
+		for _, op := range ops {
+			if op.Op == protocol.OpPut {
+				w.own[coll][op.ID] = v
+			} else {
+				delete(w.own[coll], op.ID)
+			}
+		}
+		time.Sleep(time.Duration(w.rng.Int64N(int64(gap))))
+	}
+	return nil
+}
+
+// plan makes the next commit: 1-4 ops on distinct records, deleting some
+// that exist and putting the others, and sometimes preconditions.
+func (w *writer) plan(coll string) ([]protocol.Op, map[string]uint64) {
+	w.seq++
+	own := w.own[coll]
+	n := 1 + w.rng.IntN(4)
+	var ops []protocol.Op
+	for i, k := range w.rng.Perm(writerIDs)[:n] {
+		id := fmt.Sprintf("w%d-r%d", w.id, k)
+		if _, ok := own[id]; ok && w.rng.IntN(3) == 0 {
+			ops = append(ops, protocol.Op{Op: protocol.OpDelete, ID: id})
+			continue
+		}
+		value := fmt.Sprintf(`{"w":%d,"seq":%d,"i":%d,"pad":%q}`, w.id, w.seq, i, strings.Repeat("x", w.rng.IntN(maxPad)))
+		ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: id, Value: json.RawMessage(value)})
+	}
+	var ifs map[string]uint64
+	if w.rng.IntN(2) == 0 {
+		ifs = map[string]uint64{}
+		for _, op := range ops[:1+w.rng.IntN(len(ops))] {
+			ifs[op.ID] = own[op.ID] // 0: must not exist
+		}
+	}
+	return ops, ifs
+}
+
+// send sends one commit, as a PUT or DELETE of one record or a POST of the
+// commit, and returns the version acknowledged.
+func (w *writer) send(ctx context.Context, coll string, ops []protocol.Op, ifs map[string]uint64) (uint64, error) {
+	var req *http.Request
+	var err error
+	single := len(ops) == 1 && len(ifs) <= 1 && w.rng.IntN(2) == 0
+	switch {
+	case single:
+		op := ops[0]
+		method := http.MethodPut
+		if op.Op == protocol.OpDelete {
+			method = http.MethodDelete
+		}
+		req, err = http.NewRequestWithContext(ctx, method, w.base+"/v1/collections/"+coll+"/records/"+op.ID, bytes.NewReader(op.Value))
+		if err != nil {
+			return 0, err
+		}
+		if v, ok := ifs[op.ID]; ok {
+			if v == 0 {
+				req.Header.Set("If-None-Match", "*")
+			} else {
+				req.Header.Set("If-Match", `"`+strconv.FormatUint(v, 10)+`"`)
+			}
+		}
+	default:
+		body, err := json.Marshal(protocol.CommitRequest{Ops: ops, If: ifs})
+		if err != nil {
+			return 0, err
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, w.base+"/v1/collections/"+coll+"/commits", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %d %s", req.Method, resp.StatusCode, b)
+	}
+	var ans protocol.RecordResponse
+	if err := json.Unmarshal(b, &ans); err != nil || ans.Version == 0 {
+		return 0, fmt.Errorf("%s: answer %s (%v)", req.Method, b, err)
+	}
+	if single && ops[0].Op == protocol.OpPut && (ans.Record.ID != ops[0].ID || !bytes.Equal(ans.Record.Value, ops[0].Value) || ans.Record.Version != ans.Version) {
+		return 0, fmt.Errorf("PUT answered %s", b)
+	}
+	return ans.Version, nil
+}
+
+// applyOps applies a commit's ops to a state (id → value).
+func applyOps(state map[string]string, ops []protocol.Op) {
+	for _, op := range ops {
+		if op.Op == protocol.OpDelete {
+			delete(state, op.ID)
+		} else {
+			state[op.ID] = string(op.Value)
+		}
+	}
+}
+
+// recordMap returns records as id → value.
+func recordMap(recs []protocol.Record) map[string]string {
+	m := make(map[string]string, len(recs))
+	for _, r := range recs {
+		m[r.ID] = string(r.Value)
+	}
+	return m
+}
+
+// diffStates describes how two states differ, by id.
+func diffStates(got, want map[string]string) string {
+	var b strings.Builder
+	ids := slices.Sorted(maps.Keys(got))
+	for id := range want {
+		if _, ok := got[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		g, gok := got[id]
+		w, wok := want[id]
+		switch {
+		case !gok:
+			fmt.Fprintf(&b, "  %s: missing, want %.60s\n", id, w)
+		case !wok:
+			fmt.Fprintf(&b, "  %s: %.60s, want none\n", id, g)
+		case g != w:
+			fmt.Fprintf(&b, "  %s: %.60s, want %.60s\n", id, g, w)
+		}
+	}
+	return b.String()
+}
+
+// opsString summarises ops for messages.
+func opsString(ops []protocol.Op) string {
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = string(op.Op) + " " + op.ID
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// errNotAtHead marks a subscriber that did not reach the final head in time.
+var errNotAtHead = errors.New("did not reach the final head")
