@@ -18,6 +18,8 @@ import (
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
+	"github.com/viewsync/viewsync/client"
+	"github.com/viewsync/viewsync/examples/products"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
@@ -50,6 +52,7 @@ type serveConfig struct {
 	wsMaxSubs        int
 	wsOrigins        string
 	lagThreshold     time.Duration
+	demo             bool
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
@@ -89,6 +92,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
+	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
@@ -260,12 +264,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The API owns /v1/, health and metrics (and answers unknown paths with
+	// a JSON 404); the browser client and, unless disabled, the demo sit
+	// beside it.
+	root := http.NewServeMux()
+	root.Handle("/", api)
+	root.Handle("GET /viewsync.js", client.Handler())
+	root.Handle("GET /viewsync.d.ts", client.Handler())
+	if c.demo {
+		if err := products.Register(hub); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		demo := products.Handler()
+		root.Handle("GET /{$}", demo)
+		root.Handle("GET /index.html", demo)
+		root.Handle("GET /app.js", demo)
+		root.Handle("GET /style.css", demo)
+	}
+
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           root,
 		ReadHeaderTimeout: c.readHeaderTO,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -282,7 +304,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 
 	log.Info("viewsync serving", "addr", ln.Addr().String(), "data", dbPath, "version", versionString(),
-		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String())
+		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String(), "demo", c.demo)
 	if proxy != nil {
 		log.Info("calls without a handler go to the call proxy", "url", redactURL(c.callProxy), "timeout", c.callProxyTO.String())
 	}

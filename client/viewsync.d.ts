@@ -1,0 +1,335 @@
+// Types of viewsync.js, the browser client of viewsync (HTTP API v1).
+// Hand-written; kept in step with viewsync.js.
+
+/** Any JSON value: what a record holds. */
+export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
+
+/** A transport the session may use. */
+export type Transport = 'ws' | 'sse' | 'longpoll' | 'poll';
+
+/** The state of a session's connection. */
+export type ConnectionState = 'connecting' | 'live' | 'offline' | 'closed';
+
+/** What `session.status` and 'status' listeners get. */
+export interface Status {
+  /**
+   * connecting: trying to connect (also while falling back to another
+   * transport); live: connected, changes arrive as they happen; offline: the
+   * last attempt failed or the connection dropped, a reconnect is scheduled
+   * (jittered exponential backoff, 250 ms doubling to 10 s); closed: after
+   * `session.close()`.
+   */
+  state: ConnectionState;
+  /** The transport in use or being tried. */
+  transport: Transport;
+}
+
+/**
+ * The error codes of the contract, plus the client's own:
+ * `network` (no answer at all), `closed` (the session or view was closed),
+ * `bad_response` (an answer that does not follow the contract).
+ */
+export type ErrorCode =
+  | 'bad_request' | 'unauthorized' | 'forbidden' | 'not_found' | 'method_not_allowed'
+  | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'rate_limited'
+  | 'internal' | 'bad_gateway' | 'unavailable' | 'timeout'
+  | 'network' | 'closed' | 'bad_response';
+
+/** Every failure rejects with a ViewsyncError. */
+export class ViewsyncError extends Error {
+  constructor(code: ErrorCode | string, message: string, status?: number);
+  readonly name: 'ViewsyncError';
+  /** The contract's error code (e.g. `precondition_failed`), or one of the client's. */
+  readonly code: ErrorCode | string;
+  /** The HTTP status (e.g. 412); for WebSocket answers the status that goes with the code; 0 when there was no answer. */
+  readonly status: number;
+}
+
+export interface ConnectOptions {
+  /** The server's base URL (may carry a path prefix). Default: the page's origin. */
+  url?: string;
+  /**
+   * The bearer token, or a function returning it (called for every request
+   * and connection, so it may refresh). Sent as `Authorization: Bearer …` on
+   * HTTP requests (the SSE transport included, which uses fetch) and as the
+   * `token` query parameter of the WebSocket URL, since browsers cannot set
+   * headers on WebSockets.
+   */
+  token?: string | (() => string | Promise<string>);
+  /**
+   * Forces one transport. Default 'auto': WebSocket, then SSE, then
+   * long-poll, then poll; a transport is given up after two failures to
+   * connect while the server still answers plain HTTP (a failure while the
+   * server is unreachable does not count). The session stays on the
+   * transport it settled on until closed.
+   */
+  transport?: Transport | 'auto';
+  /** Collections to open at once (same as calling `collection` for each). */
+  collections?: string[];
+  /** Listener of status changes (same as `session.on('status', fn)`). */
+  onStatus?: (status: Status) => void;
+  /** The fetch to use. Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** The WebSocket class to use. Default: the global WebSocket. */
+  WebSocket?: typeof WebSocket;
+  /** Poll transport: time between version checks, ms. Default 2000. */
+  pollInterval?: number;
+  /** Long-poll transport: how long the server holds a request, seconds (at most the server's --max-wait). Default 25. */
+  longPollWait?: number;
+  /** SSE: a stream silent this long (ms) is reconnected; the server pings idle streams. Default 45000. */
+  idleTimeout?: number;
+  /** Time allowed to connect (ms) before a try counts as failed. Default 10000. */
+  openTimeout?: number;
+  /** Reconnect backoff: full jitter, uniform in [0, min(cap, base·2ⁿ)) ms. Default {base: 250, cap: 10000}. */
+  backoff?: { base?: number; cap?: number };
+}
+
+/** Opens a session. It connects at once and reconnects by itself until closed. */
+export function connect(options?: ConnectOptions): Session;
+
+/** One op of a commit. */
+export type Op =
+  | { op: 'put'; id: string; value: JSONValue }
+  | { op: 'delete'; id: string };
+
+/** A record as the view holds it. */
+export interface RecordOf<T = JSONValue> {
+  id: string;
+  value: T;
+  /** The collection version of the commit that last wrote it. */
+  version: number;
+}
+
+interface ChangeBase {
+  /** The epoch of the view after the change. */
+  epoch: string;
+  /** The version the view is at after the change. */
+  version: number;
+  /** Ids of records that are new to the view. */
+  added: string[];
+  /** Ids of records whose value changed (for a reset to another epoch: every kept record). */
+  updated: string[];
+  /** Ids of records gone from the view. */
+  removed: string[];
+  /** added, updated and removed together. */
+  changed: string[];
+}
+
+/** One commit, applied whole, in version order, exactly once. */
+export interface CommitChange extends ChangeBase {
+  type: 'commit';
+  ops: Op[];
+  /** When the commit was made (RFC 3339), when the transport carries it. */
+  at?: string;
+}
+
+/** A catch-up: the records written and the ids deleted since the view's cursor (a compacted stretch of history). */
+export interface CatchUpChange<T = JSONValue> extends ChangeBase {
+  type: 'catchup';
+  records: RecordOf<T>[];
+  deleted: string[];
+}
+
+/** A reset: the view's state was replaced by a snapshot. */
+export interface ResetChange<T = JSONValue> extends ChangeBase {
+  type: 'reset';
+  records: RecordOf<T>[];
+}
+
+export type Change<T = JSONValue> = CommitChange | CatchUpChange<T> | ResetChange<T>;
+
+/** Preconditions of a single-record write. */
+export interface WriteOptions {
+  /** 0: only if the record does not exist (If-None-Match: *); V: only if the record is at version V (If-Match: "V"). */
+  ifVersion?: number;
+}
+
+export class Session {
+  private constructor();
+  /** The current state and transport. */
+  readonly status: Status;
+  /** Listens to status changes. Returns the function that stops listening. */
+  on(type: 'status', fn: (status: Status) => void): () => void;
+  /**
+   * Listens to errors no promise reports: an HTTP answer that made the
+   * transport reconnect (401, 403, 5xx, …), a WebSocket error message that
+   * answers no request.
+   */
+  on(type: 'error', fn: (error: ViewsyncError) => void): () => void;
+  /**
+   * The live view of a collection; the same object for the same name while
+   * it is open. Throws a ViewsyncError (bad_request) for an invalid name
+   * (`^[a-z0-9][a-z0-9_.-]{0,63}$`).
+   */
+  collection<T = JSONValue>(name: string): View<T>;
+  /**
+   * Runs the named server function with `arg` (over the WebSocket when it is
+   * open, else POST /v1/calls/{name}). Resolves only once every view of
+   * this session includes the versions the answer lists (read-your-writes):
+   * collections not open are followed for the wait and let go after.
+   * `context` is handed back untouched, so a caller can tell its calls apart.
+   */
+  call<R = JSONValue, C = undefined>(name: string, arg?: JSONValue, context?: C, options?: { signal?: AbortSignal }): Promise<{ result: R; context: C }>;
+  /** Closes the connection and every view; pending waits reject with code `closed`. */
+  close(): void;
+}
+
+export class View<T = JSONValue> {
+  private constructor();
+  /** The collection's name. */
+  readonly name: string;
+  /**
+   * The records: id → value. Updated in place (the same Map for the whole
+   * life of the view, also across resets). Read-only for callers.
+   */
+  readonly records: ReadonlyMap<string, T>;
+  /** The collection version the view includes; 0 before the first sync. */
+  readonly version: number;
+  /** The history the view follows; null before the first sync. */
+  readonly epoch: string | null;
+  /** Whether the view has received its first state. */
+  readonly synced: boolean;
+  /** Resolves (with the version) once the view has its first state. */
+  readonly ready: Promise<number>;
+  /** The value of record `id`, or undefined. */
+  get(id: string): T | undefined;
+  /** Record `id` with its version, or undefined. */
+  record(id: string): RecordOf<T> | undefined;
+  /**
+   * Calls fn after each change is applied (not for the state already there:
+   * read `records` first, or wait for `ready`). Returns the function that
+   * stops it.
+   */
+  subscribe(fn: (change: Change<T>) => void): () => void;
+  /** Resolves once the view includes `version` (or moved to another epoch). */
+  waitFor(version: number, options?: { signal?: AbortSignal }): Promise<number>;
+  /**
+   * Writes a whole value (over the WebSocket when open, else PUT). Resolves
+   * the commit's version; the view includes the write once `waitFor` of it
+   * resolves. Fails with precondition_failed (412) when ifVersion does not hold.
+   */
+  put(id: string, value: T, options?: WriteOptions): Promise<number>;
+  /**
+   * Applies a JSON merge patch (RFC 7396) over HTTP (PATCH). For the ids
+   * "." and "..", which no URL path can carry, the merge is done here and
+   * written with the record's version as precondition.
+   */
+  patch(id: string, patch: JSONValue, options?: WriteOptions): Promise<number>;
+  /** Deletes a record; not_found (404) when it does not exist. */
+  delete(id: string, options?: WriteOptions): Promise<number>;
+  /** Applies ops atomically, all or nothing, if every precondition holds (id → version; 0: must not exist). */
+  commit(ops: Op[], options?: { if?: Record<string, number> }): Promise<number>;
+  /** Stops following the collection. The state stays readable. */
+  close(): void;
+}
+
+/** What a row's conflict is. */
+export interface Conflict<T = JSONValue> {
+  /** The record was deleted remotely while the user edited it. */
+  deleted: boolean;
+  /** The edited fields whose remote value changed since the user began (all edited fields after a refused save, until the change arrives). */
+  fields: string[];
+  /** The record as it now is remotely (null when deleted, or not known yet). */
+  theirs: RecordOf<T> | null;
+}
+
+/** The state of one row of a binding. */
+export interface RowState<T = JSONValue> {
+  /** The fields the user has edited and not saved. */
+  dirty: string[];
+  conflict: Conflict<T> | null;
+  /** A save is in flight. */
+  saving: boolean;
+}
+
+export interface BindTableOptions<T = JSONValue> {
+  /** The element whose children are the rows (a tbody, ul, div…). The binding owns its children. */
+  container: Element;
+  /**
+   * Makes the row of a new record: an element, or `{cells}` (strings or
+   * nodes, set as text) for a tr of td (in a table) or a div of divs.
+   * Controls inside it with `data-field="path"` (a field of the value,
+   * dots for nested fields) are filled and guarded by the binding.
+   */
+  render(record: RecordOf<T>): Element | { cells: Array<string | number | Node | null | undefined> };
+  /** Called after a row is made and after each remote change to it (fields already synced), for what is not a data-field control. */
+  update?(el: Element, record: RecordOf<T>, state: RowState<T>): void;
+  /** Row order. Default: by id. When given, rows also move when a value changes (never the row holding focus). */
+  sort?(a: RecordOf<T>, b: RecordOf<T>): number;
+  /** Which records get a row. Default: all. */
+  filter?(record: RecordOf<T>): boolean;
+  /** Reads a control's value as JSON. Default: checkbox → boolean, number input (or data-type="number") → number, empty → null, else string. */
+  read?(control: Element): JSONValue;
+  /** Shows a value in a control. Default: the value as text (JSON for objects); checkbox → checked. */
+  write?(control: Element, value: JSONValue | undefined): void;
+  /** A row's conflict appeared, changed, or went away (conflict null). */
+  onConflict?(el: Element, conflict: Conflict<T> | null, record: RecordOf<T> | null): void;
+  /** A save or delete failed otherwise than by a conflict. */
+  onError?(error: ViewsyncError, id: string): void;
+  /** A save was written; version is its commit's. */
+  onSaved?(el: Element, version: number): void;
+  /** Enter in a control saves the row, Escape discards its edits. Default true. */
+  keys?: boolean;
+}
+
+/**
+ * A keyed, form-safe binding of a view to the DOM.
+ *
+ * Rows: one per record, `data-key` = id, kept in `sort` order; a change
+ * patches only the rows it touches (insert, move, remove by key, update only
+ * changed rows).
+ *
+ * Form safety: a `data-field` control is never overwritten while it has
+ * focus (it gets the class `vs-stale` and catches up when it loses
+ * focus, unless edited) nor once the user
+ * has typed into it (an `input` event) until the row is saved or its edits
+ * discarded. Edited rows get the class `vs-dirty` and `data-dirty="f1 f2"`;
+ * edited controls the class `vs-dirty`.
+ *
+ * Conflicts: when a record being edited changes remotely, each edited field
+ * whose remote value differs from the value the user started from (and from
+ * what the user typed) is in conflict: the row gets the class `vs-conflict`
+ * and `data-conflict="f1 f2"` (or `"deleted"`), those controls the class
+ * `vs-conflict`, and `onConflict` is called. The user's text stays. Remote
+ * changes to fields not being edited are shown and simply become the base.
+ *   - keep mine (`data-action="keep-mine"`, `keepMine(id)`): writes the
+ *     edited fields over the record with If-Match of the version the
+ *     conflict shows — the one the user saw and chose to override — so the
+ *     server decides: if the record moved again meanwhile it answers 412 and
+ *     the conflict shows again, with the newer version. A deleted record is
+ *     recreated (If-None-Match: *).
+ *   - take theirs (`data-action="take-theirs"` or `"discard"`,
+ *     `takeTheirs(id)`): drops the edits and shows the remote value (removes
+ *     the row of a deleted record).
+ *
+ * Saving (`data-action="save"`, Enter, `save(id)`) writes the whole value
+ * with the edited fields, with If-Match of the version shown; a row in
+ * conflict is not saved (precondition_failed) until the user chooses.
+ * `data-action="delete"` deletes the record. A save in flight adds
+ * `vs-saving`.
+ */
+export function bindTable<T = JSONValue>(view: View<T>, options: BindTableOptions<T>): Binding<T>;
+
+export interface Binding<T = JSONValue> {
+  /** Saves a row's edits; resolves the version, or undefined when nothing was written (nothing edited, or a conflict, now shown). */
+  save(id: string): Promise<number | undefined>;
+  /** Writes the user's edits over the version the conflict shows. */
+  keepMine(id: string): Promise<number | undefined>;
+  /** Drops the user's edits and shows the record as it is. */
+  takeTheirs(id: string): void;
+  /** Same as takeTheirs. */
+  discard(id: string): void;
+  /** Deletes the record (no precondition). */
+  remove(id: string): Promise<number>;
+  /** The row element of a record. */
+  row(id: string): Element | undefined;
+  /** The state of a row. */
+  state(id: string): RowState<T> | undefined;
+  /** Whether a row has unsaved edits. */
+  isDirty(id: string): boolean;
+  /** Stops updating the DOM and listening to it. */
+  destroy(): void;
+}
+
+/** The pure helpers, for tests. Not a stable API. */
+export const _internal: Record<string, unknown>;
