@@ -145,6 +145,8 @@ export interface WriteOptions {
 }
 
 export class Session {
+  /** Names this session to the server; polls send it so their cursor counts as rendered (the commit→visible metric). */
+  readonly clientId: string;
   private constructor();
   /** The current state and transport. */
   readonly status: Status;

@@ -385,6 +385,7 @@ export class Session {
   #order; #level = 0; #link = null; #attempt = 0; #fails = 0;
   #timer = null; #closed = false; #upAt = 0;
   #status;
+  #clientId = globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2);
   #onOnline = () => { if (this.#timer !== null && !this.#link) this.#startNow(); };
 
   constructor(options = {}) {
@@ -416,6 +417,13 @@ export class Session {
     for (const name of options.collections || []) this.collection(name);
     this.#startNow();
   }
+
+  /**
+   * clientId names this session to the server: polls send it so that their
+   * cursor counts as what this client has rendered (the server's
+   * commit→visible metric).
+   */
+  get clientId() { return this.#clientId; }
 
   /** status is the current {state, transport}. */
   get status() { return { ...this.#status }; }
@@ -1055,7 +1063,7 @@ class HTTPLink {
 
   /** _changes fetches and applies what follows the view's cursor; returns how many commits it applied, -1 on a gap. */
   async _changes(v, cur, wait, signal) {
-    let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}`;
+    let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s.clientId}`;
     if (wait) path += `&wait=${wait}s`;
     const res = await this._s._fetch('GET', path, { signal });
     await this._check(res, `GET ${path}`);
