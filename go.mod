@@ -7,7 +7,13 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
-require github.com/coder/websocket v1.8.15
+require (
+	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/chromedp v0.22.1
+	github.com/coder/websocket v1.8.15
+)
+
+require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every viewsync test: the whole Go suite under the race detector, then
-# each fuzz target for a short, bounded time. Installs what the tests need
-# when it is missing (a C compiler for -race).
+# Runs every viewsync test: the browser client's unit tests (node --test),
+# the whole Go suite under the race detector (the real-browser tests in
+# e2e/browser included), then each fuzz target for a short, bounded time.
+# Installs what the tests need when it is missing: a C compiler for -race,
+# Chromium for the browser tests, Node.js for the client's tests.
 #
 #   ./scripts/test.sh              everything
 #   FUZZTIME=30s ./scripts/test.sh longer fuzzing (default 5s per target; 0 skips fuzzing)
@@ -11,8 +13,11 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v go >/dev/null || { echo "test.sh: Go is required (https://go.dev/dl/)" >&2; exit 1; }
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+# e2e/browser drives Chromium; it fails (never skips) without it.
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test.sh: installing ${need_apt[*]} (needed by go test -race)"
+  echo "test.sh: installing ${need_apt[*]} (gcc: go test -race; chromium: e2e/browser; nodejs: client tests)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
@@ -21,6 +26,26 @@ fi
 echo "== go vet"
 go vet ./...
 
+# The browser client's unit tests. TAP output, whose closing "# pass N" and
+# "# fail N" lines are counted into the summary.
+NODE_LOG=$(mktemp -t viewsync-node-test.XXXXXX.log)
+echo "== node --test client/test/ (full log: $NODE_LOG)"
+node_status=0
+node --test --test-reporter=tap client/test/ >"$NODE_LOG" 2>&1 || node_status=$?
+tap_count() { sed -n "s/^# $1 \([0-9][0-9]*\)\$/\1/p" "$NODE_LOG" | tail -n 1; }
+node_passed=$(tap_count pass); node_passed=${node_passed:-0}
+node_failed=$(tap_count fail); node_failed=${node_failed:-0}
+node_cancelled=$(tap_count cancelled); node_failed=$((node_failed + ${node_cancelled:-0}))
+if [ "$node_status" -ne 0 ] && [ "$node_failed" -eq 0 ]; then
+  node_failed=1 # it failed before counting (a syntax error, no tests found)
+fi
+echo "client: $node_passed passed, $node_failed failed"
+if [ "$node_status" -ne 0 ]; then
+  echo "== client test failures"
+  grep -E -A30 '^\s*not ok' "$NODE_LOG" | head -n 200 || tail -n 40 "$NODE_LOG"
+  echo "test.sh: node --test client/test/ failed (exit $node_status); full log in $NODE_LOG" >&2
+fi
+
 LOG=${TEST_LOG:-$(mktemp -t viewsync-test.XXXXXX.log)}
 echo "== go test -race (full log: $LOG)"
 status=0
@@ -28,12 +53,18 @@ CGO_ENABLED=1 go test -race -count=1 -timeout 20m -v ./... >"$LOG" 2>&1 || statu
 grep -E '^(ok|FAIL|panic:)' "$LOG" || true
 passed=$(grep -cE '^\s*--- PASS' "$LOG" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$LOG" || true)
+passed=$((passed + node_passed))
+failed=$((failed + node_failed))
 if [ "$status" -ne 0 ]; then
   echo "== failures"
   grep -E -B3 -A40 -- '--- FAIL|^panic:' "$LOG" | head -n 400 || true
   echo "test.sh: go test failed (exit $status); full log in $LOG" >&2
   echo "tests: $passed passed, $failed failed"
   exit "$status"
+fi
+if [ "$node_status" -ne 0 ]; then
+  echo "tests: $passed passed, $failed failed"
+  exit "$node_status"
 fi
 
 FUZZTIME=${FUZZTIME:-5s}
