@@ -262,6 +262,8 @@ export interface BindTableOptions<T = JSONValue> {
   filter?(record: RecordOf<T>): boolean;
   /** Reads a control's value as JSON. Default: checkbox → boolean, number input (or data-type="number") → number, empty → null, else string. */
   read?(control: Element): JSONValue;
+  /** Checks a row's value before it is saved; throwing stops the save, and the error reaches onError. */
+  validate?(value: JSONValue, id: string): void;
   /** Shows a value in a control. Default: the value as text (JSON for objects); checkbox → checked. */
   write?(control: Element, value: JSONValue | undefined): void;
   /** A row's conflict appeared, changed, or went away (conflict null). */

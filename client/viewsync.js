@@ -1246,7 +1246,7 @@ export function bindTable(view, options) {
   const {
     container, render, update, filter, onConflict, onError, onSaved,
     sort = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-    read = readControl, write = writeControl, keys = true,
+    read = readControl, write = writeControl, validate, keys = true,
   } = options;
   if (!container || typeof render !== 'function') throw new ViewsyncError('bad_request', 'bindTable: container and render are required');
   const doc = container.ownerDocument;
@@ -1412,6 +1412,8 @@ export function bindTable(view, options) {
     }
     let value = row.rec ? row.rec.value : row.last.value;
     for (const [f, x] of mine) value = setPath(value, f, x);
+    // The app's own rules: a throw stops the save and reaches onError.
+    validate?.(value, id);
     // Save: the version shown. Keep mine: the version the conflict showed,
     // which the user has seen and overrides; a newer one makes the server
     // refuse (412) and the conflict shows again.

@@ -280,6 +280,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		root.Handle("GET /index.html", demo)
 		root.Handle("GET /app.js", demo)
 		root.Handle("GET /style.css", demo)
+		root.Handle("GET /favicon.svg", demo)
 	}
 
 	ln, err := net.Listen("tcp", c.addr)

@@ -174,3 +174,41 @@ func TestTypingIsNotClobbered(t *testing.T) {
 		t.Errorf("server: %+v after take theirs, want the remote write untouched", got)
 	}
 }
+
+// TestInlinePriceIsValidated: an inline edit obeys the add form's rules —
+// a negative price is refused with an error and nothing is written; a price
+// with more than cents is saved rounded to cents.
+func TestInlinePriceIsValidated(t *testing.T) {
+	b := newBrowser(t)
+	srv := startServer(t, t.TempDir(), "")
+	const id = "p-price"
+	v0 := srv.put(id, product{Name: "Lamp", Description: "d", Price: 5})
+
+	p := b.open(t, "A", srv.url+"/")
+	p.waitLive("")
+	p.waitRow(id, "shown", `r && r.name === 'Lamp'`, changeTimeout)
+
+	p.do("saving a negative price",
+		typeInto(inRow(id, "product-price"), "-5"),
+		chromedp.Click(chromedp.CSS(inRow(id, "product-save"))),
+	)
+	var banner string
+	p.waitFor("the error banner", `(() => { const e = document.querySelector('[data-testid="error-banner"]'); return e && !e.hidden && e.textContent; })()`, actionTimeout, &banner)
+	if !strings.Contains(banner, "price") {
+		t.Errorf("error banner says %q, want it to name the price", banner)
+	}
+	if got := srv.get(id); got.Version != v0 || got.Value.Price != 5 {
+		t.Fatalf("server: %+v at version %d after a refused save, want price 5 at version %d", got.Value, got.Version, v0)
+	}
+
+	p.do("saving a price with tenths of cents",
+		typeInto(inRow(id, "product-price"), "12.345"),
+		chromedp.Click(chromedp.CSS(inRow(id, "product-save"))),
+	)
+	srv.eventually("server has the rounded price", changeTimeout, func() error {
+		if got := srv.get(id).Value.Price; got != 12.35 && got != 12.34 {
+			return fmt.Errorf("price %v", got)
+		}
+		return nil
+	})
+}

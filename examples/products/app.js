@@ -64,6 +64,23 @@ const binding = bindTable(products, {
   update(el, rec) {
     el.querySelector('.ref').textContent = `ref ${rec.version}`;
   },
+  // Prices are kept to cents (an unreadable price stays text, for validate).
+  read(control) {
+    if (control.dataset.field !== 'price') return control.value;
+    const price = Number(control.value);
+    if (control.value.trim() === '' || !Number.isFinite(price)) return control.value;
+    return Math.round(price * 100) / 100;
+  },
+  // A saved product needs a name and a price of 0 or more, as the add form
+  // requires; anything else stops the save with an error.
+  validate(value) {
+    if (!value || typeof value.name !== 'string' || value.name.trim() === '') {
+      throw new Error('A product needs a name.');
+    }
+    if (typeof value.price !== 'number' || value.price < 0) {
+      throw new Error('A price must be a number of 0 or more.');
+    }
+  },
   // Prices show with cents; everything else as text.
   write(control, value) {
     const s = control.dataset.field === 'price' ? formatPrice(value) : value == null ? '' : String(value);

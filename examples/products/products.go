@@ -41,13 +41,14 @@ import (
 // value is {"name": string, "description": string, "price": number}.
 const Collection = "products"
 
-//go:embed index.html app.js style.css
+//go:embed index.html app.js style.css favicon.svg
 var static embed.FS
 
 var contentTypes = map[string]string{
 	".html": "text/html; charset=utf-8",
 	".js":   "text/javascript; charset=utf-8",
 	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
 }
 
 // hostRE accepts what a Host header may hold (a name or an IP literal, with
@@ -55,7 +56,7 @@ var contentTypes = map[string]string{
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
 
 // Handler returns the handler of the demo's static files: GET and HEAD of
-// /, /index.html, /app.js and /style.css, each with security headers (a
+// /, /index.html, /app.js, /style.css and /favicon.svg, each with security headers (a
 // Content-Security-Policy allowing only this origin, nosniff, no framing,
 // no referrer). Any other path is 404.
 func Handler() http.Handler {
