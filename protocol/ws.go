@@ -825,3 +825,35 @@ func DecodeServerMessage(b []byte) (ServerMessage, error) {
 	}
 	return ServerMessage{}, fmt.Errorf("%w: unknown server message type %q", ErrBadMessage, truncate(m.Type))
 }
+
+// DecodeCommitRequest decodes the body of POST /v1/collections/{c}/commits,
+// {"ops":[…],"if":{…}}, as strictly as a WebSocket commit message: one
+// UTF-8 JSON object, case-sensitive keys, no repeated or unknown fields,
+// "ops" required (an array of {"op","id","value"?}), "if" optional.
+// Errors wrap ErrBadMessage.
+func DecodeCommitRequest(b []byte) (CommitRequest, error) {
+	fields, err := parseMessage(b)
+	if err != nil {
+		return CommitRequest{}, badMessagef("", "commit body: %v", err)
+	}
+	d := decoder{fields: fields, typ: "commit body"}
+	var req CommitRequest
+	if raw, ok := d.raw("ops", true); ok {
+		if req.Ops, err = decodeOps(raw); err != nil {
+			d.fail("field %q: %v", "ops", err)
+		}
+	}
+	if raw, ok := d.raw("if", false); ok {
+		if req.If, err = decodeIfs(raw); err != nil {
+			d.fail("field %q: %v", "if", err)
+		}
+	}
+	if _, ok := fields.get("type"); ok {
+		d.fail("unknown field %q", "type")
+	}
+	d.done()
+	if d.err != nil {
+		return CommitRequest{}, d.err
+	}
+	return req, nil
+}

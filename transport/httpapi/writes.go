@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,19 +170,12 @@ func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeCommitRequest parses a commit body strictly: one JSON object with
-// only the fields ops and if, each op only op, id and value.
+// only the fields ops and if, each op only op, id and value, keys
+// case-sensitive and never repeated.
 func decodeCommitRequest(body []byte) (protocol.CommitRequest, error) {
-	var req protocol.CommitRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("%w: commit body: %v", viewsync.ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return req, fmt.Errorf("%w: commit body: trailing data after the JSON object", viewsync.ErrInvalid)
-	}
-	if req.Ops == nil {
-		return req, fmt.Errorf("%w: commit body: \"ops\" is missing", viewsync.ErrInvalid)
+	req, err := protocol.DecodeCommitRequest(body)
+	if err != nil {
+		return req, fmt.Errorf("%w: %w", viewsync.ErrInvalid, err)
 	}
 	return req, nil
 }
