@@ -28,7 +28,9 @@
 //   - Retention is bounded as well as guaranteed: once a collection has had
 //     five times RetainCommits commits its first is no longer in the log, and
 //     tombstones older than RetainTombstones are forgotten by the time the
-//     next commit to their collection is acknowledged.
+//     next commit to their collection is acknowledged. A store that trims a
+//     bounded amount per commit must therefore also apply the horizon when
+//     it reads (CatchUp treats an expired tombstone as already gone).
 //   - CatchUp and Changes with a cursor ahead of the head return nothing
 //     after it; the caller compares the cursor with the returned version.
 //   - A done context fails a call with an error wrapping ctx.Err(), and the
@@ -98,7 +100,8 @@ type Store interface {
 type Applied struct {
 	// Epoch is the collection's epoch the commit belongs to.
 	Epoch string
-	// Commit is the commit as stored, with its version and time.
+	// Commit is the commit as stored, with its version and time. Its Ops
+	// may share memory with the ops the caller passed to Apply.
 	Commit protocol.Commit
 }
 
