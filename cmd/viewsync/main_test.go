@@ -259,3 +259,34 @@ func TestServeEnv(t *testing.T) {
 		}
 	})
 }
+
+// TestPprofOnItsOwnAddress: --pprof serves the profiler on its own
+// listener, never on the API's.
+func TestPprofOnItsOwnAddress(t *testing.T) {
+	clearEnv(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := l.Addr().String()
+	l.Close()
+	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--pprof", pprofAddr)
+	status := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("http://" + pprofAddr + "/debug/pprof/"); got != http.StatusOK {
+		t.Errorf("profiler address: status %d, want 200", got)
+	}
+	if got := status("http://" + addr + "/debug/pprof/"); got != http.StatusNotFound {
+		t.Errorf("API address serves the profiler: status %d, want 404", got)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("serve exited %d", code)
+	}
+}

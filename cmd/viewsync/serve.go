@@ -53,6 +53,7 @@ type serveConfig struct {
 	wsOrigins        string
 	lagThreshold     time.Duration
 	demo             bool
+	pprofAddr        string
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
@@ -93,6 +94,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
+	fs.StringVar(&c.pprofAddr, "pprof", "", "debugging: serve Go's profiler (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
@@ -286,6 +288,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if c.pprofAddr != "" {
+		stopPprof, err := servePprof(c.pprofAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
 	}
 	srv := &http.Server{
 		Handler:           root,
