@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,36 +97,30 @@ func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (*viewsync
 	return c, id, opts, true
 }
 
+// recordWriter is Collection.Put or Collection.Patch.
+type recordWriter func(c *viewsync.Collection, ctx context.Context, id string, body json.RawMessage, opts ...viewsync.WriteOption) (viewsync.Record, error)
+
 func (h *Handler) putRecord(w http.ResponseWriter, r *http.Request) {
-	c, id, opts, ok := h.recordWrite(w, r)
-	if !ok {
-		return
-	}
-	body, err := h.readBody(w, r, "application/json")
-	if err != nil {
-		h.failWrite(w, r, err)
-		return
-	}
-	rec, err := c.Put(r.Context(), id, body, opts...)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set("ETag", versionETag(rec.Version))
-	writeJSON(w, http.StatusOK, protocol.RecordResponse{Version: rec.Version, Record: rec})
+	h.writeRecord(w, r, (*viewsync.Collection).Put, "application/json")
 }
 
 func (h *Handler) patchRecord(w http.ResponseWriter, r *http.Request) {
+	h.writeRecord(w, r, (*viewsync.Collection).Patch, "application/merge-patch+json", "application/json")
+}
+
+// writeRecord answers a PUT or PATCH of one record: the body (of one of the
+// accepted content types) goes to write, under the request's preconditions.
+func (h *Handler) writeRecord(w http.ResponseWriter, r *http.Request, write recordWriter, accepted ...string) {
 	c, id, opts, ok := h.recordWrite(w, r)
 	if !ok {
 		return
 	}
-	body, err := h.readBody(w, r, "application/merge-patch+json", "application/json")
+	body, err := h.readBody(w, r, accepted...)
 	if err != nil {
 		h.failWrite(w, r, err)
 		return
 	}
-	rec, err := c.Patch(r.Context(), id, body, opts...)
+	rec, err := write(c, r.Context(), id, body, opts...)
 	if err != nil {
 		h.fail(w, r, err)
 		return
