@@ -1,7 +1,10 @@
 package fanout
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -31,19 +34,45 @@ type Frame struct {
 const frameOverhead = 256
 
 // NewFrame encodes c. Collection and epoch must be valid (they are written
-// into the encodings without escaping).
+// into the encodings without escaping), and c's values compact JSON, as
+// every stored commit's are (others are compacted here). It fails only
+// for values that are not JSON.
 func NewFrame(collection, epoch string, c protocol.Commit) (*Frame, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
+	enc, copied := c, false
+	for i, op := range c.Ops {
+		if len(op.Value) == 0 || protocol.IsCompact(op.Value) {
+			continue
+		}
+		// Not as stored commits are: compact a copy, so that an event
+		// stays on one line.
+		if !copied {
+			enc.Ops, copied = slices.Clone(c.Ops), true
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, op.Value); err != nil {
+			return nil, fmt.Errorf("fanout: op %d of commit %d: %w", i, c.Version, err)
+		}
+		enc.Ops[i].Value = buf.Bytes()
 	}
+	b := protocol.AppendCommit(make([]byte, 0, commitSize(enc)), enc)
 	return &Frame{Collection: collection, Epoch: epoch, Commit: c, json: b}, nil
+}
+
+// commitSize estimates the JSON size of c, to allocate once.
+func commitSize(c protocol.Commit) int {
+	n := protocol.CommitJSONOverhead
+	for _, op := range c.Ops {
+		n += len(`{"op":"delete","id":"","value":},`) + len(op.ID) + len(op.Value)
+	}
+	return n
 }
 
 // Version returns the commit's version.
 func (f *Frame) Version() uint64 { return f.Commit.Version }
 
-// JSON returns the commit as the contract encodes it.
+// JSON returns the commit as the contract encodes it. Values are written as
+// stored (encoding/json would escape <, > and & in them; both are the same
+// JSON).
 func (f *Frame) JSON() []byte { return f.json }
 
 // SSE returns the commit as one Server-Sent Event:

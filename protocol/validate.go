@@ -89,6 +89,10 @@ func CompactValue(v json.RawMessage) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
+// IsCompact reports whether valid JSON v has no whitespace outside strings:
+// a cheap scan, for encoders that copy values as they are.
+func IsCompact(v []byte) bool { return isCompact(v) }
+
 // isCompact reports whether valid JSON v has no whitespace outside strings.
 func isCompact(v []byte) bool {
 	inString, escaped := false, false

@@ -32,7 +32,7 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	}
 	// Encoding the ops here, in the caller's goroutine, keeps it out of
 	// the committer, which every commit waits for.
-	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: appendOps(nil, ops), vals: recordValues(ops)}
+	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: protocol.AppendOps(nil, ops), vals: recordValues(ops)}
 	if err := s.submit(ctx, r); err != nil {
 		return store.Applied{}, fmt.Errorf("boltstore: apply %q: %w", collection, err)
 	}

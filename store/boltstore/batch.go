@@ -90,7 +90,7 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 			return a, nil, err
 		}
 	}
-	entry := appendCommit(make([]byte, 0, len(r.opsJSON)+commitJSONLen), m.version, at, r.opsJSON)
+	entry := protocol.AppendCommitOps(make([]byte, 0, len(r.opsJSON)+protocol.CommitJSONOverhead), m.version, at, r.opsJSON)
 	if err := bc.c.log.Put(be64(m.version), entry); err != nil {
 		return a, nil, fmt.Errorf("append commit %d: %w", m.version, err)
 	}

@@ -46,7 +46,7 @@ type request struct {
 	drop bool
 	ops  []protocol.Op
 	ifs  map[string]uint64
-	// opsJSON is ops encoded by appendOps, for the log.
+	// opsJSON is ops encoded by protocol.AppendOps, for the log.
 	opsJSON []byte
 	// vals holds the records values of the puts, from recordValues.
 	vals []byte

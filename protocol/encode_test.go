@@ -1,4 +1,4 @@
-package boltstore
+package protocol
 
 import (
 	"bytes"
@@ -6,24 +6,25 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/viewsync/viewsync/protocol"
 )
 
 // checkCommitJSON fails the test unless the log encoding of the commit is
 // valid JSON that decodes to exactly the commit, values byte for byte, and
 // equals what encoding/json makes of it up to the HTML escaping that
 // encoding/json applies inside values (and which would change them).
-func checkCommitJSON(t *testing.T, version uint64, at time.Time, ops []protocol.Op) {
+func checkCommitJSON(t *testing.T, version uint64, at time.Time, ops []Op) {
 	t.Helper()
 	at = at.UTC()
-	in := protocol.Commit{Version: version, At: at, Ops: ops}
-	opsJSON := appendOps(nil, ops)
-	got := appendCommit(nil, version, at, opsJSON)
-	if extra := len(got) - len(opsJSON); extra > commitJSONLen {
-		t.Fatalf("commit wrapper is %d bytes, commitJSONLen says at most %d", extra, commitJSONLen)
+	in := Commit{Version: version, At: at, Ops: ops}
+	opsJSON := AppendOps(nil, ops)
+	got := AppendCommitOps(nil, version, at, opsJSON)
+	if extra := len(got) - len(opsJSON); extra > CommitJSONOverhead {
+		t.Fatalf("commit wrapper is %d bytes, CommitJSONOverhead says at most %d", extra, CommitJSONOverhead)
 	}
-	var out protocol.Commit
+	if whole := AppendCommit(nil, in); !bytes.Equal(whole, got) {
+		t.Fatalf("AppendCommit gives\n%s\nAppendCommitOps gives\n%s", whole, got)
+	}
+	var out Commit
 	if err := json.Unmarshal(got, &out); err != nil {
 		t.Fatalf("log encoding %s does not decode: %v", got, err)
 	}
@@ -47,20 +48,20 @@ func TestCommitJSON(t *testing.T) {
 		name    string
 		version uint64
 		at      time.Time
-		ops     []protocol.Op
+		ops     []Op
 	}{
-		{"put", 1, at, []protocol.Op{{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(`{"n":1,"s":"x y"}`)}}},
-		{"delete", 18446744073709551615, at.Truncate(time.Second), []protocol.Op{{Op: protocol.OpDelete, ID: "b"}}},
-		{"several", 42, at.Truncate(time.Millisecond), []protocol.Op{
-			{Op: protocol.OpPut, ID: "x", Value: json.RawMessage(`[1,2,{"a":null}]`)},
-			{Op: protocol.OpDelete, ID: "y"},
-			{Op: protocol.OpPut, ID: "z", Value: json.RawMessage(`"<b>&amp;</b>"`)},
+		{"put", 1, at, []Op{{Op: OpPut, ID: "a", Value: json.RawMessage(`{"n":1,"s":"x y"}`)}}},
+		{"delete", 18446744073709551615, at.Truncate(time.Second), []Op{{Op: OpDelete, ID: "b"}}},
+		{"several", 42, at.Truncate(time.Millisecond), []Op{
+			{Op: OpPut, ID: "x", Value: json.RawMessage(`[1,2,{"a":null}]`)},
+			{Op: OpDelete, ID: "y"},
+			{Op: OpPut, ID: "z", Value: json.RawMessage(`"<b>&amp;</b>"`)},
 		}},
-		{"escaped ids", 7, at, []protocol.Op{
-			{Op: protocol.OpPut, ID: `quote"back\slash`, Value: json.RawMessage(`true`)},
-			{Op: protocol.OpPut, ID: "<html>&", Value: json.RawMessage(`1`)},
-			{Op: protocol.OpPut, ID: "héllo wörld ✓ 😀", Value: json.RawMessage(`1`)},
-			{Op: protocol.OpDelete, ID: "line\u2028sep\u2029"},
+		{"escaped ids", 7, at, []Op{
+			{Op: OpPut, ID: `quote"back\slash`, Value: json.RawMessage(`true`)},
+			{Op: OpPut, ID: "<html>&", Value: json.RawMessage(`1`)},
+			{Op: OpPut, ID: "héllo wörld ✓ 😀", Value: json.RawMessage(`1`)},
+			{Op: OpDelete, ID: "line\u2028sep\u2029"},
 		}},
 	}
 	for _, tc := range cases {
@@ -77,11 +78,11 @@ func FuzzCommitJSON(f *testing.F) {
 	f.Add("<&>\"\\", []byte(`"\u00e9<"`), uint64(99), int64(1_700_000_000_123_456_789), true)
 	f.Add("é✓\u2028", []byte(`[1.5e3,-2]`), uint64(1<<63), int64(-1), false)
 	f.Fuzz(func(t *testing.T, id string, value []byte, version uint64, nanos int64, isDelete bool) {
-		op := protocol.Op{Op: protocol.OpPut, ID: id, Value: value}
+		op := Op{Op: OpPut, ID: id, Value: value}
 		if isDelete {
-			op = protocol.Op{Op: protocol.OpDelete, ID: id}
+			op = Op{Op: OpDelete, ID: id}
 		}
-		op, err := protocol.NormalizeOp(op, 0, 0)
+		op, err := NormalizeOp(op, 0, 0)
 		if err != nil {
 			return
 		}
@@ -89,6 +90,6 @@ func FuzzCommitJSON(f *testing.F) {
 		if y := at.UTC().Year(); y < 0 || y > 9999 {
 			return
 		}
-		checkCommitJSON(t, version, at, []protocol.Op{op, op})
+		checkCommitJSON(t, version, at, []Op{op, op})
 	})
 }
