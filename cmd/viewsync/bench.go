@@ -8,7 +8,8 @@ package main
 // target server, the report), bench_server.go (a spawned server and its
 // /proc figures), bench_client.go (the subscribers' connections and their
 // small parsers), bench_fanout.go and bench_idle.go (the scenarios),
-// bench_rlimit_*.go (the open-files limit).
+// bench_writes.go, bench_catchup.go and bench_poll.go (the scenarios
+// of plain HTTP requests), bench_rlimit_*.go (the open-files limit).
 
 import (
 	"context"
@@ -19,6 +20,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -29,8 +31,8 @@ import (
 
 const benchUsage = `Usage: viewsync bench <scenario> [flags]
 
-Drives a viewsync server with many live subscribers and reports what they
-see and what it costs. The server is one the tool starts itself (--spawn:
+Drives a viewsync server with many live subscribers, writers or pollers and
+reports what they see and what it costs. The server is one the tool starts itself (--spawn:
 'viewsync serve' on a fresh data directory, whose CPU time and memory it
 then reads from /proc) or any server at --url.
 
@@ -39,6 +41,13 @@ Scenarios:
            receipt latency, missing and duplicated commits, server CPU per
            delivery
   idle     N idle subscriptions: server memory per connection
+  writes   C concurrent writers PUTting distinct records: durable commits/s,
+           commit latency, server CPU per commit
+  catchup  K commits behind: time for a client at the start to be current by
+           paging through /changes (or via a compacted catch-up when the
+           spawned server keeps a short log: --retain-commits)
+  poll     N keep-alive clients polling the version with If-None-Match:
+           requests/s, latency, server CPU per request
 
 Run 'viewsync bench <scenario> --help' for its flags. Every flag can also be
 set by an environment variable: VIEWSYNC_ + the flag name in upper case with
@@ -57,6 +66,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchFanout(ctx, args[1:], stdout, stderr)
 	case "idle":
 		return benchIdle(ctx, args[1:], stdout, stderr)
+	case "writes":
+		return benchWrites(ctx, args[1:], stdout, stderr)
+	case "catchup":
+		return benchCatchup(ctx, args[1:], stdout, stderr)
+	case "poll":
+		return benchPoll(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, benchUsage)
 		return nil
@@ -76,18 +91,32 @@ type benchCommon struct {
 	dialParallel   int
 	connectTimeout time.Duration
 	setupTimeout   time.Duration
+	// serverArgs are added to a spawned server's command line.
+	serverArgs []string
+}
+
+// newBenchCommon returns the common flags at their defaults, for the
+// scenarios that register only the target's flags.
+func newBenchCommon() benchCommon {
+	return benchCommon{transport: "sse", collection: "bench", dialParallel: 64, connectTimeout: 30 * time.Second, setupTimeout: 5 * time.Minute}
 }
 
 func (c *benchCommon) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.transport, "transport", "sse", "how subscribers connect: sse (Server-Sent Events) or ws (WebSocket)")
-	fs.StringVar(&c.collection, "collection", "bench", "the collection subscribed to (and written to)")
-	fs.StringVar(&c.url, "url", "", "base URL of the server to load, e.g. http://127.0.0.1:8080 (or use --spawn)")
-	fs.BoolVar(&c.spawn, "spawn", false, "start 'viewsync serve' on a fresh data directory and load it; reports its CPU time and memory")
-	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of a table")
+	c.registerTarget(fs, "the collection subscribed to (and written to)")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "local addresses to spread connections over, round-robin: a comma-separated list of IPs or ranges like 127.0.0.2-9 (default: 127.0.0.1 below 10000 connections to a loopback server, 127.0.0.2-9 from 10000; the system's choice for other servers)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections being set up at once")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 30*time.Second, "time one connection has to be set up and get its first event")
 	fs.DurationVar(&c.setupTimeout, "setup-timeout", 5*time.Minute, "time every subscriber has to connect before the scenario goes on without the rest")
+}
+
+// registerTarget registers the flags that name the server and the
+// report: --collection (described by collUsage), --url, --spawn, --json.
+func (c *benchCommon) registerTarget(fs *flag.FlagSet, collUsage string) {
+	fs.StringVar(&c.collection, "collection", "bench", collUsage)
+	fs.StringVar(&c.url, "url", "", "base URL of the server to load, e.g. http://127.0.0.1:8080 (or use --spawn)")
+	fs.BoolVar(&c.spawn, "spawn", false, "start 'viewsync serve' on a fresh data directory and load it; reports its CPU time and memory")
+	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of a table")
 }
 
 func (c *benchCommon) validate() error {
@@ -144,7 +173,7 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 	}
 	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), stderr: stderr}
 	if c.spawn {
-		s, err := spawnServer(ctx, conns, stderr)
+		s, err := spawnServer(ctx, conns, c.serverArgs, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -279,3 +308,118 @@ func printReport(w io.Writer, asJSON bool, v any, rows []reportRow) error {
 
 // mib formats bytes as MiB.
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// keepAliveClient returns a client that keeps up to conns connections to
+// the target open between requests.
+func (t *benchTarget) keepAliveClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         t.dialer.dial,
+		DisableCompression:  true,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+	}, Timeout: 30 * time.Second}
+}
+
+// opsServer is a spawned server's figures over a measured window of
+// requests.
+type opsServer struct {
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUMicrosPerOp is CPUSeconds over the window's operations, in µs.
+	CPUMicrosPerOp float64 `json:"cpu_us_per_op"`
+	RSSBytes       uint64  `json:"rss_bytes"`
+	PeakRSSBytes   uint64  `json:"peak_rss_bytes"`
+}
+
+// serverWindow measures the spawned server between begin and end; with
+// --url it measures nothing.
+type serverWindow struct {
+	t      *benchTarget
+	before procStats
+	err    error
+}
+
+func (t *benchTarget) beginWindow() *serverWindow {
+	w := &serverWindow{t: t}
+	w.before, w.err = t.serverStats()
+	return w
+}
+
+// end returns the figures since begin, with the CPU time spread over ops;
+// nil without a spawned server.
+func (w *serverWindow) end(ops int64) *opsServer {
+	if w.t.server == nil || w.err != nil {
+		return nil
+	}
+	after, err := w.t.serverStats()
+	if err != nil {
+		return nil
+	}
+	return serverFigures(w.t.server.pid(), after.cpu-w.before.cpu, after, ops)
+}
+
+// serverFigures makes the report of a window that cost cpu and ended at
+// after.
+func serverFigures(pid int, cpu time.Duration, after procStats, ops int64) *opsServer {
+	s := &opsServer{PID: pid, CPUSeconds: round3(cpu.Seconds()), RSSBytes: after.rss, PeakRSSBytes: after.hwm}
+	if ops > 0 {
+		s.CPUMicrosPerOp = round3(float64(cpu.Microseconds()) / float64(ops))
+	}
+	return s
+}
+
+// rows returns the server's lines of a report; per names the operation
+// the CPU time is spread over.
+func (s *opsServer) rows(per string) []reportRow {
+	if s == nil {
+		return nil
+	}
+	return []reportRow{
+		{"server CPU", fmt.Sprintf("%.2fs (pid %d): %.2f µs per %s", s.CPUSeconds, s.PID, s.CPUMicrosPerOp, per)},
+		{"server memory", fmt.Sprintf("RSS %s, peak %s", mib(s.RSSBytes), mib(s.PeakRSSBytes))},
+	}
+}
+
+// startTicker prints line's text to w every second, followed by the
+// spawned server's CPU use and memory, until stop.
+func startTicker(w io.Writer, t *benchTarget, line func(elapsed, since time.Duration) string) *progress {
+	p := &progress{done: make(chan struct{})}
+	start := time.Now()
+	p.wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		prevCPU, cpuErr := t.serverStats()
+		prevAt := start
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+			}
+			now := time.Now()
+			s := "bench: " + fmt.Sprintf("%4.0fs  ", now.Sub(start).Seconds()) + line(now.Sub(start), now.Sub(prevAt))
+			if cpuErr == nil {
+				if st, err := t.serverStats(); err == nil {
+					s += fmt.Sprintf("  server CPU %.0f%% RSS %s", 100*(st.cpu-prevCPU.cpu).Seconds()/now.Sub(prevAt).Seconds(), mib(st.rss))
+					prevCPU = st
+				}
+			}
+			fmt.Fprintln(w, s)
+			prevAt = now
+		}
+	})
+	return p
+}
+
+// rate returns n per second over d, rounded; 0 for an empty d.
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return round3(float64(n) / d.Seconds())
+}
+
+// latencyRow formats a latency summary for a report.
+func latencyRow(l latencySummary) string {
+	return fmt.Sprintf("p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  (%d samples)", l.P50ms, l.P90ms, l.P99ms, l.MaxMs, l.Samples)
+}

@@ -36,8 +36,8 @@ var serveExecutable = os.Executable
 // spawnServer starts the server and returns once it has said where it
 // listens. Its connection limits are raised to fit conns; its logs below
 // warnings are off. The rest of its settings come from the environment,
-// as for any 'viewsync serve'.
-func spawnServer(ctx context.Context, conns int, stderr io.Writer) (*spawnedServer, error) {
+// as for any 'viewsync serve', or from extra, added to its command line.
+func spawnServer(ctx context.Context, conns int, extra []string, stderr io.Writer) (*spawnedServer, error) {
 	exe, err := serveExecutable()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
@@ -47,8 +47,9 @@ func spawnServer(ctx context.Context, conns int, stderr io.Writer) (*spawnedServ
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
 	limit := strconv.Itoa(max(10000, conns+1000))
-	cmd := exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn",
-		"--max-sse-connections", limit, "--max-ws-connections", limit)
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn",
+		"--max-sse-connections", limit, "--max-ws-connections", limit}, extra...)
+	cmd := exec.Command(exe, args...)
 	s := &spawnedServer{cmd: cmd, dir: dir, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	stdout, err := cmd.StdoutPipe()

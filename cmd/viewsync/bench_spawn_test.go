@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// TestBenchSpawn runs both scenarios on a server the bench starts itself,
+// TestBenchSpawn runs the scenarios on a server the bench starts itself,
 // the built binary, and checks the figures read from /proc.
 func TestBenchSpawn(t *testing.T) {
 	clearEnv(t)
@@ -48,6 +48,49 @@ func TestBenchSpawn(t *testing.T) {
 		}
 		if s := r.Server; s.PID == 0 || s.PeakRSSBytes == 0 || s.RSSBytes == 0 || s.CPUMicrosPerDelivery < 0 {
 			t.Errorf("server figures %+v", s)
+		}
+	})
+	t.Run("writes", func(t *testing.T) {
+		code, stdout, stderr := runCmd(t, "bench", "writes", "--spawn", "--writers", "4", "--duration", "500ms", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r writesReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		if s := r.Server; r.Commits <= 0 || r.Errors != 0 || s == nil || s.PID == 0 || s.PeakRSSBytes == 0 || s.CPUMicrosPerOp <= 0 {
+			t.Errorf("report %+v, server %+v", r, s)
+		}
+	})
+	t.Run("poll", func(t *testing.T) {
+		code, stdout, stderr := runCmd(t, "bench", "poll", "--spawn", "--connections", "4", "--duration", "500ms", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r pollReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		if s := r.Server; r.Requests <= 0 || r.NotModified != r.Requests || s == nil || s.PeakRSSBytes == 0 || s.CPUMicrosPerOp <= 0 {
+			t.Errorf("report %+v, server %+v", r, s)
+		}
+	})
+	t.Run("catchup-trimmed", func(t *testing.T) {
+		// With a log of 100 commits, 2000 behind is past the trimming
+		// bound: the client gets a compacted catch-up.
+		code, stdout, stderr := runCmd(t, "bench", "catchup", "--spawn", "--behind", "2000", "--retain-commits", "100",
+			"--page-size", "50", "--records", "30", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r catchupReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		cu := r.Read.CatchUp
+		if cu == nil || cu.Records != 30 || cu.Bytes <= 0 || r.Read.To != 2000 || r.Verified != 30 || r.ReadServer == nil || r.PrepareServer == nil {
+			t.Errorf("report %+v, catch-up %+v", r, cu)
 		}
 	})
 }

@@ -233,6 +233,20 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"fanout", "--url", "http://x", "--value-size", "10"}, "--value-size"},
 		{[]string{"fanout", "--url", "http://x", "--collection", "No Such"}, "--collection"},
 		{[]string{"idle", "--url", "http://x", "--connections", "-1"}, "--connections"},
+		{[]string{"writes"}, "--url and --spawn"},
+		{[]string{"writes", "--url", "http://x", "--writers", "0"}, "--writers"},
+		{[]string{"writes", "--url", "http://x", "--duration", "0s"}, "--duration"},
+		{[]string{"writes", "--url", "http://x", "--value-size", "63"}, "--value-size"},
+		{[]string{"writes", "--url", "http://x", "--collections", "0"}, "--collections"},
+		{[]string{"writes", "--url", "http://x", "--transport", "ws"}, "flag provided but not defined"},
+		{[]string{"catchup", "--url", "http://x", "--behind", "0"}, "--behind"},
+		{[]string{"catchup", "--url", "http://x", "--page-size", "-1"}, "--page-size"},
+		{[]string{"catchup", "--url", "http://x", "--records", "0"}, "--records"},
+		{[]string{"catchup", "--url", "http://x", "--retain-commits", "10"}, "--retain-commits needs --spawn"},
+		{[]string{"catchup", "--url", "http://x", "--collection", "No Such"}, "--collection"},
+		{[]string{"poll", "--url", "http://x", "--connections", "0"}, "--connections"},
+		{[]string{"poll", "--url", "http://x", "--duration", "-1s"}, "--duration"},
+		{[]string{"poll", "--url", "http://x", "surplus"}, "unexpected argument"},
 		{[]string{"stampede"}, `unknown scenario "stampede"`},
 		{[]string{}, "Usage: viewsync bench"},
 	}
@@ -250,9 +264,9 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 
 func TestBenchHelp(t *testing.T) {
 	clearEnv(t)
-	for _, sc := range []string{"fanout", "idle"} {
+	for _, sc := range []string{"fanout", "idle", "writes", "catchup", "poll"} {
 		code, _, stderr := runCmd(t, "bench", sc, "--help")
-		if code != 0 || !strings.Contains(stderr, "Usage: viewsync bench "+sc) || !strings.Contains(stderr, "-transport") {
+		if code != 0 || !strings.Contains(stderr, "Usage: viewsync bench "+sc) || !strings.Contains(stderr, "-spawn") {
 			t.Errorf("bench %s --help: exit %d, stderr %q", sc, code, stderr)
 		}
 	}

@@ -28,7 +28,7 @@ Usage:
 
 Commands:
   serve     run the server: HTTP API v1, health and metrics, on an embedded durable store
-  bench     load a server with many live subscribers and measure it (fanout, idle)
+  bench     load a server with many live subscribers and measure it (fanout, idle, writes, catchup, poll)
   version   print the version and exit
 
 Run 'viewsync <command> --help' for the flags of a command. Every flag can

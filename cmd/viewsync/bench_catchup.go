@@ -1,0 +1,529 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// catchupConfig holds the flags of 'viewsync bench catchup'.
+type catchupConfig struct {
+	benchCommon
+	behind        int
+	pageSize      int
+	writers       int
+	records       int
+	valueSize     int
+	retainCommits int
+}
+
+func benchCatchup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := &catchupConfig{benchCommon: newBenchCommon()}
+	fs := flag.NewFlagSet("bench catchup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.registerTarget(fs, "the collection written to and read")
+	fs.IntVar(&c.behind, "behind", 10000, "commits the reading client is behind: the writers make this many, each a PUT of one record")
+	fs.IntVar(&c.pageSize, "page-size", 0, "commits per page of changes, sent as limit=; with --spawn also the server's --page-size, so pages stay aligned (default: the server's)")
+	fs.IntVar(&c.writers, "writers", 64, "concurrent writers making the commits")
+	fs.IntVar(&c.records, "records", 1000, "distinct records the commits write, round-robin: what a compacted catch-up holds")
+	fs.IntVar(&c.valueSize, "value-size", 100, "bytes of each value written (at least 64)")
+	fs.IntVar(&c.retainCommits, "retain-commits", 0, "with --spawn: the server's --retain-commits; below a fifth of --behind the log is trimmed and the client catches up through a compacted catch-up (default: the server's)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: viewsync bench catchup [flags]
+
+Makes --behind commits to --collection (each a PUT of one record, by
+--writers concurrent writers), then reads them as a client at the start of
+the epoch would: GET /v1/collections/{c}/changes?after=V&epoch=E, following
+the aligned pages until one is empty, applying each commit, catch-up or
+reset to a copy of the records, which is then checked against a snapshot.
+Reports the time to be current, the pages, their bytes and the commits
+read per second; when the server's log was trimmed (a spawned server with
+a small --retain-commits), the compacted catch-up's size and time. With
+--spawn, the server's CPU time and peak memory. A progress line goes to
+stderr every second, the report to stdout. Exits 1 when a write failed or
+the copy does not match the snapshot.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_BEHIND):
+`)
+		fs.PrintDefaults()
+	}
+	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+		return err
+	}
+	switch {
+	case c.behind <= 0:
+		return fmt.Errorf("%w: --behind must be positive", errBadFlag)
+	case c.pageSize < 0:
+		return fmt.Errorf("%w: --page-size must not be negative", errBadFlag)
+	case c.writers <= 0:
+		return fmt.Errorf("%w: --writers must be positive", errBadFlag)
+	case c.records <= 0:
+		return fmt.Errorf("%w: --records must be positive", errBadFlag)
+	case c.valueSize < minValueSize:
+		return fmt.Errorf("%w: --value-size must be at least %d", errBadFlag, minValueSize)
+	case c.retainCommits < 0:
+		return fmt.Errorf("%w: --retain-commits must not be negative", errBadFlag)
+	case c.retainCommits > 0 && !c.spawn:
+		return fmt.Errorf("%w: --retain-commits needs --spawn", errBadFlag)
+	}
+	if err := protocol.ValidateCollection(c.collection); err != nil {
+		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
+	}
+	if c.retainCommits > 0 {
+		c.serverArgs = append(c.serverArgs, "--retain-commits", strconv.Itoa(c.retainCommits))
+	}
+	if c.pageSize > 0 && c.spawn {
+		c.serverArgs = append(c.serverArgs, "--page-size", strconv.Itoa(c.pageSize))
+	}
+	return runCatchup(ctx, c, stdout, stderr)
+}
+
+// catchupReport is the result of a catchup run.
+type catchupReport struct {
+	Scenario   string `json:"scenario"`
+	URL        string `json:"url"`
+	Spawned    bool   `json:"spawned"`
+	Collection string `json:"collection"`
+	Behind     int    `json:"behind"`
+	Records    int    `json:"records"`
+	ValueBytes int    `json:"value_bytes"`
+	// PageSize and RetainCommits are as asked, 0 for the server's.
+	PageSize      int `json:"page_size"`
+	RetainCommits int `json:"retain_commits"`
+
+	// The preparation: the commits made, how fast, the failures.
+	Prepared         int64      `json:"prepared"`
+	PrepareSeconds   float64    `json:"prepare_seconds"`
+	PrepareRate      float64    `json:"prepare_commits_per_second"`
+	PrepareErrors    int64      `json:"prepare_errors"`
+	PrepareLastError string     `json:"prepare_last_error,omitempty"`
+	PrepareServer    *opsServer `json:"prepare_server,omitempty"`
+
+	// The read, from the start cursor to the head.
+	Read catchupRead `json:"read"`
+	// Verified is how many records the client's copy and the snapshot
+	// agree on (id and version); the copy matches when no error is shown.
+	Verified    int        `json:"verified_records"`
+	VerifyError string     `json:"verify_error,omitempty"`
+	ReadServer  *opsServer `json:"read_server,omitempty"`
+}
+
+// catchupRead is what reading the changes took.
+type catchupRead struct {
+	From    uint64  `json:"from_version"`
+	To      uint64  `json:"to_version"`
+	Seconds float64 `json:"seconds"`
+	// Requests counts every GET; Pages those that carried commits, and
+	// Immutable the pages the server marked cacheable.
+	Requests  int   `json:"requests"`
+	Pages     int   `json:"pages"`
+	Immutable int   `json:"immutable_pages"`
+	Bytes     int64 `json:"bytes"`
+	// Commits were read one by one from the log; CommitsPerSec is every
+	// version covered (commits, catch-up and reset alike) per second.
+	Commits       int64   `json:"commits"`
+	CommitsPerSec float64 `json:"commits_per_second"`
+	Resets        int     `json:"resets"`
+	// CatchUp is the compacted catch-up, when the log no longer held the
+	// cursor.
+	CatchUp *catchupFigures `json:"catch_up,omitempty"`
+}
+
+// catchupFigures describe one compacted catch-up.
+type catchupFigures struct {
+	// Covers is how many commits it stood for.
+	Covers  uint64  `json:"covers_commits"`
+	Records int     `json:"records"`
+	Deleted int     `json:"deleted"`
+	Bytes   int     `json:"bytes"`
+	Millis  float64 `json:"ms"`
+}
+
+func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer) error {
+	t, err := openTarget(ctx, &c.benchCommon, c.writers+1, stderr)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	client := t.keepAliveClient(c.writers + 1)
+	defer client.CloseIdleConnections()
+	base, err := getHead(ctx, client, t.base, c.collection)
+	if err != nil {
+		return err
+	}
+	rep := &catchupReport{Scenario: "catchup", URL: t.base, Spawned: t.server != nil, Collection: c.collection,
+		Behind: c.behind, Records: c.records, ValueBytes: c.valueSize, PageSize: c.pageSize, RetainCommits: c.retainCommits}
+
+	fmt.Fprintf(stderr, "bench: making %d commits to %s with %d writers\n", c.behind, c.collection, c.writers)
+	win := t.beginWindow()
+	start := time.Now()
+	p := prepareCommits(ctx, t, client, c, stderr)
+	rep.PrepareSeconds = round3(time.Since(start).Seconds())
+	rep.Prepared, rep.PrepareErrors = p.ok.Load(), p.errs.Load()
+	rep.PrepareRate = rate(rep.Prepared, time.Since(start))
+	if p.lastErr != nil {
+		rep.PrepareLastError = p.lastErr.Error()
+	}
+	rep.PrepareServer = win.end(rep.Prepared)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if rep.PrepareErrors > 0 {
+		printReport(stdout, c.json, rep, rep.rows())
+		return fmt.Errorf("%d writes failed; the last: %s", rep.PrepareErrors, rep.PrepareLastError)
+	}
+	head, err := getHead(ctx, client, t.base, c.collection)
+	if err != nil {
+		return err
+	}
+	client.CloseIdleConnections()
+
+	// The reading client: from the start cursor, page by page.
+	from := base.Version
+	if base.Epoch != head.Epoch {
+		from = 0
+	}
+	fmt.Fprintf(stderr, "bench: reading %d commits of %s from version %d (epoch %s)\n", head.Version-from, c.collection, from, head.Epoch)
+	rc := &http.Client{Transport: &http.Transport{DialContext: t.dialer.dial}, Timeout: 5 * time.Minute}
+	defer rc.CloseIdleConnections()
+	r := &changesReader{client: rc, base: t.base, coll: c.collection, limit: c.pageSize,
+		cur: protocol.Cursor{Epoch: head.Epoch, Version: from}, state: map[string]uint64{}}
+	prog := startTicker(stderr, t, func(_, _ time.Duration) string {
+		v, n, b := r.progress()
+		return fmt.Sprintf("read to version %d of %d  pages %d  %s", v, head.Version, n, mib(uint64(b)))
+	})
+	defer prog.stop()
+	win = t.beginWindow()
+	readErr := r.readToEnd(ctx)
+	rep.Read = r.result(from)
+	rep.ReadServer = win.end(int64(rep.Read.To - from))
+	prog.stop()
+	if readErr != nil {
+		return readErr
+	}
+	if from == 0 {
+		snap, err := getSnapshot(ctx, rc, t.base, c.collection)
+		if err != nil {
+			return err
+		}
+		rep.Verified, err = verifyCopy(r.state, r.cur, snap)
+		if err != nil {
+			rep.VerifyError = err.Error()
+		}
+	}
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
+		return err
+	}
+	if rep.VerifyError != "" {
+		return errors.New("the client's copy does not match the snapshot: " + rep.VerifyError)
+	}
+	if rep.Read.To < head.Version {
+		return fmt.Errorf("the client reached version %d, not the head %d", rep.Read.To, head.Version)
+	}
+	return nil
+}
+
+// prepareCommits has the writers make c.behind commits, each a PUT of
+// one of c.records records, printing progress.
+func prepareCommits(ctx context.Context, t *benchTarget, client *http.Client, c *catchupConfig, stderr io.Writer) *workerStats {
+	var (
+		next atomic.Int64
+		res  workerStats
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		prev int64
+	)
+	prog := startTicker(stderr, t, func(_, since time.Duration) string {
+		ok := res.ok.Load()
+		line := fmt.Sprintf("prepared %d/%d commits (%.0f/s)  errors %d", ok, c.behind, rate(ok-prev, since), res.errs.Load())
+		prev = ok
+		return line
+	})
+	defer prog.stop()
+	prefix := t.base + "/v1/collections/" + c.collection + "/records/r"
+	for range c.writers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				n := int(next.Add(1))
+				if n > c.behind {
+					return
+				}
+				_, err := put(ctx, client, prefix+strconv.Itoa(n%c.records), benchValue(time.Now(), n, c.valueSize))
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					res.errs.Add(1)
+					mu.Lock()
+					res.lastErr = err
+					mu.Unlock()
+					continue
+				}
+				res.ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return &res
+}
+
+// changesBody is any answer of the changes endpoint: commits, a catch-up
+// (Compacted) or a reset.
+type changesBody struct {
+	Epoch     string            `json:"epoch"`
+	Version   uint64            `json:"version"`
+	Commits   []protocol.Commit `json:"commits"`
+	Compacted bool              `json:"compacted"`
+	Reset     bool              `json:"reset"`
+	Records   []protocol.Record `json:"records"`
+	Deleted   []string          `json:"deleted"`
+}
+
+// changesReader is a polling client catching up: it keeps each record's
+// version.
+type changesReader struct {
+	client *http.Client
+	base   string
+	coll   string
+	limit  int
+
+	cur   protocol.Cursor
+	state map[string]uint64
+
+	mu      sync.Mutex
+	at      uint64
+	elapsed time.Duration
+	read    catchupRead
+}
+
+// progress returns the version reached, the pages and the bytes read.
+func (r *changesReader) progress() (uint64, int, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at, r.read.Pages, r.read.Bytes
+}
+
+// result returns the figures of the read from version from.
+func (r *changesReader) result(from uint64) catchupRead {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.read
+	res.From, res.To, res.Seconds = from, r.at, round3(r.elapsed.Seconds())
+	res.CommitsPerSec = rate(int64(r.at-from), r.elapsed)
+	return res
+}
+
+// readToEnd reads pages until one comes back empty.
+func (r *changesReader) readToEnd(ctx context.Context) error {
+	start := time.Now()
+	defer func() {
+		r.mu.Lock()
+		r.elapsed = time.Since(start)
+		r.mu.Unlock()
+	}()
+	for {
+		q := url.Values{"after": {strconv.FormatUint(r.cur.Version, 10)}, "epoch": {r.cur.Epoch}}
+		if r.limit > 0 {
+			q.Set("limit", strconv.Itoa(r.limit))
+		}
+		u := r.base + "/v1/collections/" + r.coll + "/changes?" + q.Encode()
+		reqStart := time.Now()
+		b, cache, err := getBody(ctx, r.client, u)
+		if err != nil {
+			return err
+		}
+		var ch changesBody
+		if err := json.Unmarshal(b, &ch); err != nil {
+			return fmt.Errorf("GET %s: %w", u, err)
+		}
+		done, err := r.apply(&ch, len(b), cache, time.Since(reqStart))
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// apply applies one answer of size bytes to the copy; done is true for an
+// empty page.
+func (r *changesReader) apply(ch *changesBody, size int, cache string, took time.Duration) (done bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.read.Requests++
+	r.read.Bytes += int64(size)
+	switch {
+	case ch.Reset:
+		clear(r.state)
+		for _, rec := range ch.Records {
+			r.state[rec.ID] = rec.Version
+		}
+		r.read.Resets++
+		r.cur = protocol.Cursor{Epoch: ch.Epoch, Version: ch.Version}
+	case ch.Compacted:
+		if ch.Epoch != r.cur.Epoch || ch.Version < r.cur.Version {
+			return false, fmt.Errorf("catch-up to %s:%d at cursor %s", ch.Epoch, ch.Version, r.cur)
+		}
+		for _, rec := range ch.Records {
+			r.state[rec.ID] = rec.Version
+		}
+		for _, id := range ch.Deleted {
+			delete(r.state, id)
+		}
+		cu := &catchupFigures{Covers: ch.Version - r.cur.Version, Records: len(ch.Records), Deleted: len(ch.Deleted), Bytes: size,
+			Millis: round3(float64(took.Microseconds()) / 1e3)}
+		if r.read.CatchUp != nil {
+			cu.Covers += r.read.CatchUp.Covers
+			cu.Records += r.read.CatchUp.Records
+			cu.Deleted += r.read.CatchUp.Deleted
+			cu.Bytes += r.read.CatchUp.Bytes
+			cu.Millis += r.read.CatchUp.Millis
+		}
+		r.read.CatchUp = cu
+		r.cur.Version = ch.Version
+	default:
+		if ch.Epoch != r.cur.Epoch {
+			return false, fmt.Errorf("commits of epoch %s at cursor %s", ch.Epoch, r.cur)
+		}
+		if len(ch.Commits) == 0 {
+			return true, nil
+		}
+		r.read.Pages++
+		if cache == "public, max-age=31536000, immutable" {
+			r.read.Immutable++
+		}
+		for _, cm := range ch.Commits {
+			if cm.Version != r.cur.Version+1 {
+				return false, fmt.Errorf("commit %d after version %d", cm.Version, r.cur.Version)
+			}
+			applyOps(r.state, cm)
+			r.cur.Version = cm.Version
+		}
+		r.read.Commits += int64(len(ch.Commits))
+	}
+	r.at = r.cur.Version
+	return false, nil
+}
+
+// applyOps applies a commit's ops to a copy that keeps each record's
+// version.
+func applyOps(state map[string]uint64, cm protocol.Commit) {
+	for _, op := range cm.Ops {
+		switch op.Op {
+		case protocol.OpDelete:
+			delete(state, op.ID)
+		default:
+			state[op.ID] = cm.Version
+		}
+	}
+}
+
+// verifyCopy compares the client's copy at cur with a snapshot; it
+// returns how many records agree.
+func verifyCopy(state map[string]uint64, cur protocol.Cursor, snap protocol.Snapshot) (int, error) {
+	if snap.Epoch != cur.Epoch || snap.Version != cur.Version {
+		return 0, fmt.Errorf("the copy is at %s, the snapshot at %s:%d", cur, snap.Epoch, snap.Version)
+	}
+	agree := 0
+	for _, rec := range snap.Records {
+		if v, ok := state[rec.ID]; ok && v == rec.Version {
+			agree++
+		}
+	}
+	if agree != len(snap.Records) || len(state) != len(snap.Records) {
+		return agree, fmt.Errorf("%d records agree; the copy has %d, the snapshot %d", agree, len(state), len(snap.Records))
+	}
+	return agree, nil
+}
+
+// getBody GETs url and returns the body of a 200 and its Cache-Control.
+func getBody(ctx context.Context, client *http.Client, url string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("GET %s: %s %.300s", url, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, resp.Header.Get("Cache-Control"), nil
+}
+
+// getSnapshot reads the whole collection.
+func getSnapshot(ctx context.Context, client *http.Client, base, coll string) (protocol.Snapshot, error) {
+	u := base + "/v1/collections/" + coll
+	b, _, err := getBody(ctx, client, u)
+	if err != nil {
+		return protocol.Snapshot{}, err
+	}
+	var s protocol.Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return protocol.Snapshot{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return s, nil
+}
+
+func (r *catchupReport) rows() []reportRow {
+	page := "the server's"
+	if r.PageSize > 0 {
+		page = strconv.Itoa(r.PageSize)
+	}
+	retain := "the server's"
+	if r.RetainCommits > 0 {
+		retain = strconv.Itoa(r.RetainCommits)
+	}
+	rows := []reportRow{
+		{"scenario", fmt.Sprintf("catchup on %s, %s", r.Collection, r.URL)},
+		{"prepared", fmt.Sprintf("%d of %d commits over %d records in %.1fs (%.0f/s), %d failed; %d-byte values", r.Prepared, r.Behind, r.Records, r.PrepareSeconds, r.PrepareRate, r.PrepareErrors, r.ValueBytes)},
+	}
+	if r.PrepareLastError != "" {
+		rows = append(rows, reportRow{"last write error", r.PrepareLastError})
+	}
+	if s := r.PrepareServer; s != nil {
+		rows = append(rows, reportRow{"server CPU, preparing", fmt.Sprintf("%.2fs: %.2f µs per commit", s.CPUSeconds, s.CPUMicrosPerOp)})
+	}
+	rd := r.Read
+	rows = append(rows,
+		reportRow{"settings", fmt.Sprintf("page size %s, retain commits %s", page, retain)},
+		reportRow{"current after", fmt.Sprintf("%.3fs: version %d to %d, %.0f commits/s", rd.Seconds, rd.From, rd.To, rd.CommitsPerSec)},
+		reportRow{"requests", fmt.Sprintf("%d: %d pages of commits (%d immutable), %s; %d commits read from the log", rd.Requests, rd.Pages, rd.Immutable, mib(uint64(rd.Bytes)), rd.Commits)})
+	if cu := rd.CatchUp; cu != nil {
+		rows = append(rows, reportRow{"compacted catch-up", fmt.Sprintf("%d commits as %d records + %d deleted, %s (%d bytes) in %.1fms", cu.Covers, cu.Records, cu.Deleted, mib(uint64(cu.Bytes)), cu.Bytes, cu.Millis)})
+	} else {
+		rows = append(rows, reportRow{"compacted catch-up", "none: the log held every commit"})
+	}
+	if rd.Resets > 0 {
+		rows = append(rows, reportRow{"resets", strconv.Itoa(rd.Resets)})
+	}
+	verified := fmt.Sprintf("%d records match the snapshot", r.Verified)
+	if r.VerifyError != "" {
+		verified = "MISMATCH: " + r.VerifyError
+	} else if rd.From != 0 {
+		verified = "not checked (the collection was not empty)"
+	}
+	rows = append(rows, reportRow{"client copy", verified})
+	if s := r.ReadServer; s != nil {
+		rows = append(rows,
+			reportRow{"server CPU, reading", fmt.Sprintf("%.2fs (pid %d): %.2f µs per commit covered", s.CPUSeconds, s.PID, s.CPUMicrosPerOp)},
+			reportRow{"server memory", fmt.Sprintf("RSS %s, peak %s", mib(s.RSSBytes), mib(s.PeakRSSBytes))})
+	}
+	return rows
+}

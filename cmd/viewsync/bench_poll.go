@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// pollConfig holds the flags of 'viewsync bench poll'.
+type pollConfig struct {
+	benchCommon
+	connections int
+	duration    time.Duration
+}
+
+func benchPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := &pollConfig{benchCommon: newBenchCommon()}
+	fs := flag.NewFlagSet("bench poll", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.registerTarget(fs, "the collection whose version is polled")
+	fs.IntVar(&c.connections, "connections", 16, "polling clients, each on a keep-alive connection of its own, each request waiting for the one before")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the clients poll")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: viewsync bench poll [flags]
+
+Runs --connections clients for --duration, each in a closed loop of
+GET /v1/collections/{c}/version with If-None-Match: the ETag it last saw,
+over keep-alive HTTP: the cheap "am I stale?" poll, answered 304 while
+nothing changes. Reports requests/s, the latency, the 304 and 200 answers,
+the errors (must be 0) and with --spawn the server's CPU time per request
+and its peak memory. A progress line goes to stderr every second, the
+report to stdout. Exits 1 when a request failed.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
+`)
+		fs.PrintDefaults()
+	}
+	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+		return err
+	}
+	switch {
+	case c.connections <= 0:
+		return fmt.Errorf("%w: --connections must be positive", errBadFlag)
+	case c.duration <= 0:
+		return fmt.Errorf("%w: --duration must be positive", errBadFlag)
+	}
+	if err := protocol.ValidateCollection(c.collection); err != nil {
+		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
+	}
+	return runPoll(ctx, c, stdout, stderr)
+}
+
+// pollReport is the result of a poll run.
+type pollReport struct {
+	Scenario    string  `json:"scenario"`
+	URL         string  `json:"url"`
+	Spawned     bool    `json:"spawned"`
+	Collection  string  `json:"collection"`
+	Connections int     `json:"connections"`
+	Seconds     float64 `json:"duration_seconds"`
+
+	Requests       int64          `json:"requests"`
+	RequestsPerSec float64        `json:"requests_per_second"`
+	NotModified    int64          `json:"not_modified"`
+	Changed        int64          `json:"changed"`
+	Latency        latencySummary `json:"latency"`
+	Errors         int64          `json:"errors"`
+	LastError      string         `json:"last_error,omitempty"`
+
+	// Server is the spawned server's figures, its CPU time per request.
+	Server           *opsServer `json:"server,omitempty"`
+	LoaderCPUSeconds float64    `json:"loader_cpu_seconds"`
+}
+
+// poller is one polling client.
+type poller struct {
+	workerStats
+	// notModified counts the 304s, the rest of ok were 200s.
+	notModified atomic.Int64
+}
+
+func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error {
+	t, err := openTarget(ctx, &c.benchCommon, c.connections, stderr)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	client := t.keepAliveClient(c.connections)
+	defer client.CloseIdleConnections()
+	url := t.base + "/v1/collections/" + c.collection + "/version"
+	// Every client starts from the current ETag, got on its connection.
+	etags := make([]string, c.connections)
+	var setup sync.WaitGroup
+	var setupErr atomic.Pointer[error]
+	for i := range etags {
+		setup.Go(func() {
+			_, etag, err := pollOnce(ctx, client, url, "")
+			if err != nil {
+				setupErr.Store(&err)
+			}
+			etags[i] = etag
+		})
+	}
+	setup.Wait()
+	if p := setupErr.Load(); p != nil {
+		return *p
+	}
+	rep := &pollReport{Scenario: "poll", URL: t.base, Spawned: t.server != nil, Collection: c.collection,
+		Connections: c.connections, Seconds: c.duration.Seconds()}
+	fmt.Fprintf(stderr, "bench: %d clients polling %s for %v\n", c.connections, url, c.duration)
+
+	pollers := make([]*poller, c.connections)
+	stats := make([]*workerStats, c.connections)
+	for i := range pollers {
+		pollers[i] = &poller{}
+		stats[i] = &pollers[i].workerStats
+	}
+	var prev int64
+	prog := startTicker(stderr, t, func(_, since time.Duration) string {
+		ok, errs := sumOK(stats)
+		line := fmt.Sprintf("requests %d (%.0f/s)  errors %d", ok, rate(ok-prev, since), errs)
+		prev = ok
+		return line
+	})
+	defer prog.stop()
+	win := t.beginWindow()
+	selfBefore, _ := readProc("self")
+	start := time.Now()
+	deadline := start.Add(c.duration)
+	var wg sync.WaitGroup
+	for i, p := range pollers {
+		wg.Go(func() { p.pollLoop(ctx, client, url, etags[i], deadline) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	selfAfter, _ := readProc("self")
+	prog.stop()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	var lat []time.Duration
+	var lastErr error
+	rep.Requests, rep.Errors, lat, lastErr = mergeWorkers(stats)
+	if lastErr != nil {
+		rep.LastError = lastErr.Error()
+	}
+	for _, p := range pollers {
+		rep.NotModified += p.notModified.Load()
+	}
+	rep.Changed = rep.Requests - rep.NotModified
+	rep.RequestsPerSec = rate(rep.Requests, elapsed)
+	rep.Latency = summarize(lat)
+	rep.Server = win.end(rep.Requests + rep.Errors)
+	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
+		return err
+	}
+	if rep.Errors > 0 {
+		return fmt.Errorf("%d requests failed; the last: %s", rep.Errors, rep.LastError)
+	}
+	if rep.Requests == 0 {
+		return errors.New("no request was answered")
+	}
+	return nil
+}
+
+// pollLoop polls until the deadline, each request naming the last ETag.
+func (p *poller) pollLoop(ctx context.Context, client *http.Client, url, etag string, deadline time.Time) {
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		now := time.Now()
+		status, newTag, err := pollOnce(ctx, client, url, etag)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.errs.Add(1)
+			p.lastErr = err
+			continue
+		}
+		p.lat = append(p.lat, time.Since(now))
+		if status == http.StatusNotModified {
+			p.notModified.Add(1)
+		} else {
+			etag = newTag
+		}
+		p.ok.Add(1)
+	}
+}
+
+// pollOnce GETs the version, with If-None-Match: etag unless it is empty.
+// It returns the status, 200 or 304, and the ETag answered.
+func pollOnce(ctx context.Context, client *http.Client, url, etag string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if etag != "" {
+		req.Header["If-None-Match"] = []string{etag}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err
+	}
+	tag := resp.Header.Get("ETag")
+	switch {
+	case resp.StatusCode == http.StatusNotModified && etag != "":
+		return resp.StatusCode, etag, nil
+	case resp.StatusCode == http.StatusOK && tag != "":
+		return resp.StatusCode, tag, nil
+	}
+	return 0, "", fmt.Errorf("GET %s: %s (ETag %q) %s", url, resp.Status, tag, bytes.TrimSpace(b))
+}
+
+func (r *pollReport) rows() []reportRow {
+	rows := []reportRow{
+		{"scenario", fmt.Sprintf("poll %s, %s", r.Collection, r.URL)},
+		{"clients", fmt.Sprintf("%d keep-alive, %.0fs", r.Connections, r.Seconds)},
+		{"requests", fmt.Sprintf("%d, %.0f/s: %d not modified (304), %d changed (200)", r.Requests, r.RequestsPerSec, r.NotModified, r.Changed)},
+		{"latency", latencyRow(r.Latency)},
+		{"errors", strconv.FormatInt(r.Errors, 10)},
+	}
+	if r.LastError != "" {
+		rows = append(rows, reportRow{"last error", r.LastError})
+	}
+	rows = append(rows, r.Server.rows("request")...)
+	return append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+func TestPollOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/bad":
+			w.Header().Set("ETag", `"E:1"`)
+			http.Error(w, "nope", http.StatusTeapot)
+		case r.URL.Path == "/notag":
+			w.Write([]byte(`{}`))
+		case r.Header.Get("If-None-Match") == `"E:1"`:
+			w.WriteHeader(http.StatusNotModified)
+		default:
+			w.Header().Set("ETag", `"E:1"`)
+			w.Write([]byte(`{"epoch":"E","version":1}`))
+		}
+	}))
+	defer srv.Close()
+	ctx, c := t.Context(), testClient()
+	if st, tag, err := pollOnce(ctx, c, srv.URL+"/v", ""); st != 200 || tag != `"E:1"` || err != nil {
+		t.Errorf("first poll = %d, %q, %v", st, tag, err)
+	}
+	if st, tag, err := pollOnce(ctx, c, srv.URL+"/v", `"E:1"`); st != 304 || tag != `"E:1"` || err != nil {
+		t.Errorf("poll with the ETag = %d, %q, %v", st, tag, err)
+	}
+	if st, tag, err := pollOnce(ctx, c, srv.URL+"/v", `"E:0"`); st != 200 || tag != `"E:1"` || err != nil {
+		t.Errorf("poll with an old ETag = %d, %q, %v", st, tag, err)
+	}
+	if _, _, err := pollOnce(ctx, c, srv.URL+"/bad", `"E:1"`); err == nil || !strings.Contains(err.Error(), "418") {
+		t.Errorf("bad status: %v", err)
+	}
+	if _, _, err := pollOnce(ctx, c, srv.URL+"/notag", ""); err == nil {
+		t.Error("200 without an ETag: no error")
+	}
+}
+
+// TestBenchPoll polls an in-process server whose collection changes once
+// during the run.
+func TestBenchPoll(t *testing.T) {
+	clearEnv(t)
+	base := startBenchServer(t)
+	if _, err := put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":2}`))
+	}()
+	code, stdout, stderr := runCmd(t, "bench", "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var r pollReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if r.Requests <= 0 || r.Errors != 0 || r.RequestsPerSec <= 0 || r.Latency.Samples != int(r.Requests) || r.Server != nil {
+		t.Errorf("report %+v", r)
+	}
+	// Each client sees the one change once, as a 200; the rest are 304s.
+	if r.Changed != 4 || r.NotModified != r.Requests-4 {
+		t.Errorf("changed %d, not modified %d of %d; want 4 changed", r.Changed, r.NotModified, r.Requests)
+	}
+	if !strings.Contains(stderr, "requests ") {
+		t.Errorf("no progress on stderr: %s", stderr)
+	}
+}
