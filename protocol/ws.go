@@ -855,5 +855,8 @@ func DecodeCommitRequest(b []byte) (CommitRequest, error) {
 	if d.err != nil {
 		return CommitRequest{}, d.err
 	}
+	if len(req.If) == 0 {
+		req.If = nil // "if":{} says no more than no "if"
+	}
 	return req, nil
 }
