@@ -125,13 +125,7 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 		pollers[i] = &poller{}
 		stats[i] = &pollers[i].workerStats
 	}
-	var prev int64
-	prog := startTicker(stderr, t, func(_, since time.Duration) string {
-		ok, errs := sumOK(stats)
-		line := fmt.Sprintf("requests %d (%.0f/s)  errors %d", ok, rate(ok-prev, since), errs)
-		prev = ok
-		return line
-	})
+	prog := startRateTicker(stderr, t, "requests", stats)
 	defer prog.stop()
 	win := t.beginWindow()
 	selfBefore, _ := readProc("self")

@@ -127,6 +127,18 @@ func mergeWorkers(ws []*workerStats) (ok, errs int64, lat []time.Duration, lastE
 }
 
 // sumOK adds up the workers' successes so far.
+// startRateTicker prints, each second, how many operations (named by noun)
+// the workers completed, their rate since the last line, and their errors.
+func startRateTicker(w io.Writer, t *benchTarget, noun string, ws []*workerStats) *progress {
+	var prev int64
+	return startTicker(w, t, func(_, since time.Duration) string {
+		ok, errs := sumOK(ws)
+		line := fmt.Sprintf("%s %d (%.0f/s)  errors %d", noun, ok, rate(ok-prev, since), errs)
+		prev = ok
+		return line
+	})
+}
+
 func sumOK(ws []*workerStats) (ok, errs int64) {
 	for _, w := range ws {
 		ok += w.ok.Load()
@@ -155,13 +167,7 @@ func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) e
 	for i := range workers {
 		workers[i] = &workerStats{}
 	}
-	var prev int64
-	prog := startTicker(stderr, t, func(_, since time.Duration) string {
-		ok, errs := sumOK(workers)
-		line := fmt.Sprintf("commits %d (%.0f/s)  errors %d", ok, rate(ok-prev, since), errs)
-		prev = ok
-		return line
-	})
+	prog := startRateTicker(stderr, t, "commits", workers)
 	defer prog.stop()
 	win := t.beginWindow()
 	selfBefore, _ := readProc("self")
