@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -24,7 +25,47 @@ var (
 	ErrTooLarge = protocol.ErrTooLarge
 	// ErrInvalid: malformed input (bad name, id, op or value).
 	ErrInvalid = errors.New("invalid input")
+	// ErrUnauthorized: the request carries no valid credentials (a
+	// missing, malformed, expired or wrongly signed token).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the credentials are valid but do not grant the right
+	// the request needs.
+	ErrForbidden = errors.New("forbidden")
+	// ErrRateLimited: the caller is over a rate or connection limit. A
+	// *RateLimitError says when to retry.
+	ErrRateLimited = errors.New("rate limited")
 )
+
+// RateLimitError is returned when a caller is over a limit. It matches
+// ErrRateLimited.
+type RateLimitError struct {
+	// Limit names what was exceeded, such as "commits per second".
+	Limit string
+	// RetryAfter is how long the caller should wait before trying again.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited: over the limit of %s; retry after %s", e.Limit, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// RetryAfter returns how long to wait before retrying after err: the delay
+// of a *RateLimitError in it, in whole seconds rounded up (at least 1), or
+// 0 when err is not a rate-limit error.
+func RetryAfter(err error) time.Duration {
+	var rl *RateLimitError
+	if !errors.As(err, &rl) {
+		if errors.Is(err, ErrRateLimited) {
+			return time.Second
+		}
+		return 0
+	}
+	return max(time.Second, (rl.RetryAfter+time.Second-1).Truncate(time.Second))
+}
 
 // ErrorCode maps an error returned by this package to the wire error code of
 // the HTTP API contract. It is the one place where that mapping lives; every
@@ -39,6 +80,12 @@ func ErrorCode(err error) protocol.Code {
 			return protocol.CodeInternal // unknown codes are not relayed
 		}
 		return ce.Code
+	case errors.Is(err, ErrUnauthorized):
+		return protocol.CodeUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return protocol.CodeForbidden
+	case errors.Is(err, ErrRateLimited):
+		return protocol.CodeRateLimited
 	case errors.Is(err, ErrTooLarge):
 		return protocol.CodeTooLarge
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrEmptyCommit),

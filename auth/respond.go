@@ -1,0 +1,36 @@
+package auth
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// WriteDenied answers a request the Policy refused with the contract's
+// error body: 401 unauthorized (with a WWW-Authenticate: Bearer challenge),
+// 403 forbidden or 429 rate_limited (with Retry-After in seconds).
+func WriteDenied(w http.ResponseWriter, err error) {
+	code := viewsync.ErrorCode(err)
+	hd := w.Header()
+	switch code {
+	case protocol.CodeUnauthorized:
+		hd.Set("WWW-Authenticate", `Bearer realm="viewsync", error="invalid_token"`)
+	case protocol.CodeRateLimited:
+		hd.Set("Retry-After", strconv.Itoa(int(viewsync.RetryAfter(err).Seconds())))
+	case protocol.CodeForbidden:
+	default:
+		code = protocol.CodeInternal
+	}
+	msg := err.Error()
+	if code == protocol.CodeInternal {
+		msg = "internal error"
+	}
+	b := protocol.MarshalError(code, msg)
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code.Status())
+	w.Write(b)
+}
