@@ -30,6 +30,7 @@ type Prometheus struct {
 	requests  *prometheus.CounterVec
 	reqDur    *prometheus.HistogramVec
 	visible   *prometheus.HistogramVec
+	denied    *prometheus.CounterVec
 }
 
 var (
@@ -70,8 +71,15 @@ func New() *Prometheus {
 			Help:    "Time from a commit to a client reporting it rendered (WebSocket ack, or the cursor of its next poll), per collection.",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{"collection"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "viewsync_denied_total",
+			Help: "Requests and WebSocket messages refused by access control, by code: unauthorized, forbidden, rate_limited (commits or calls per second) or too_many_connections (per client address).",
+		}, []string{"code"}),
 	}
-	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur, p.visible,
+	for _, c := range []string{"unauthorized", "forbidden", "rate_limited", "too_many_connections"} {
+		p.denied.WithLabelValues(c)
+	}
+	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur, p.visible, p.denied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }
@@ -118,6 +126,11 @@ func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration
 	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	p.reqDur.WithLabelValues(route).Observe(took.Seconds())
 }
+
+// Denied counts a refusal by access control; code is "unauthorized",
+// "forbidden", "rate_limited" or "too_many_connections". It fits
+// auth.Policy.Denied.
+func (p *Prometheus) Denied(code string) { p.denied.WithLabelValues(code).Inc() }
 
 // Registry returns the registry, for registering more collectors.
 func (p *Prometheus) Registry() *prometheus.Registry { return p.reg }

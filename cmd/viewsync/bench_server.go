@@ -48,7 +48,9 @@ func spawnServer(ctx context.Context, conns int, extra []string, stderr io.Write
 	}
 	limit := strconv.Itoa(max(10000, conns+1000))
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn",
-		"--max-sse-connections", limit, "--max-ws-connections", limit}, extra...)
+		"--max-sse-connections", limit, "--max-ws-connections", limit,
+		// The bench measures the engine, not the per-client limits.
+		"--max-conns-per-ip", "0", "--commit-rate", "0", "--call-rate", "0"}, extra...)
 	cmd := exec.Command(exe, args...)
 	s := &spawnedServer{cmd: cmd, dir: dir, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr

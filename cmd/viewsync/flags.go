@@ -50,6 +50,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
+// flagGiven reports whether the flag was set on the command line or by its
+// environment variable.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	_, env := os.LookupEnv(envName(name))
+	return given || env
+}
+
 // byteSize is a flag value for a size in bytes: 1048576, 512KiB, 1MiB, 1MB.
 type byteSize int64
 

@@ -240,10 +240,16 @@ func TestServeEnv(t *testing.T) {
 		if code := stop(); code != 0 {
 			t.Fatalf("exit %d after stop, want 0:\n%s", code, stderr)
 		}
-		first, _, _ := strings.Cut(stderr.String(), "\n")
-		var entry struct{ Msg string }
-		if err := json.Unmarshal([]byte(first), &entry); err != nil || entry.Msg != "viewsync serving" {
-			t.Errorf("first log line %q; want JSON (VIEWSYNC_LOG_FORMAT=json) saying viewsync serving", first)
+		serving := false
+		for line := range strings.Lines(strings.TrimSpace(stderr.String())) {
+			var entry struct{ Msg string }
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Errorf("log line %q is not JSON (VIEWSYNC_LOG_FORMAT=json): %v", line, err)
+			}
+			serving = serving || entry.Msg == "viewsync serving"
+		}
+		if !serving {
+			t.Errorf("no log line says viewsync serving:\n%s", stderr)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "viewsync.db")); err != nil {
 			t.Errorf("no store in the data directory: %v", err)

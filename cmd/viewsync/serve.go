@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +59,7 @@ type serveConfig struct {
 	callProxy        string
 	callProxyTO      time.Duration
 	callTO           time.Duration
+	access           accessConfig
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -100,6 +100,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.callProxy, "call-proxy", "", "URL of a backend that serves the calls without a Go handler: POST /v1/calls/{name} is relayed to it as {\"name\",\"arg\"} (user:password in the URL is sent as Basic auth)")
 	fs.DurationVar(&c.callProxyTO, "call-proxy-timeout", callproxy.DefaultTimeout, "time the --call-proxy backend has to answer a call; past it the caller gets 504")
 	fs.DurationVar(&c.callTO, "call-timeout", httpapi.DefaultCallTimeout, "time a call may take in all; past it the caller gets 504")
+	c.access.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
 
@@ -153,7 +154,7 @@ func (c *serveConfig) validate() error {
 	case c.callTO <= 0:
 		return errors.New("--call-timeout must be positive")
 	}
-	return nil
+	return c.access.validate()
 }
 
 func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
@@ -204,6 +205,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer st.Close()
 
 	met := metrics.New()
+	acc, err := c.access.build(c.addr, func(name string) bool { return flagGiven(fs, name) }, met, log)
+	if err != nil {
+		return err
+	}
 	hub, err := viewsync.New(st,
 		viewsync.WithLogger(log),
 		viewsync.WithMetrics(met),
@@ -223,16 +228,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:   c.stallTimeout,
 		MaxConnections: c.maxSSE,
 		Logger:         log,
+		Policy:         acc.policy,
 	})
 	if err != nil {
 		return err
 	}
-	var origins []string
-	for o := range strings.SplitSeq(c.wsOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
+	origins := append(splitList(c.wsOrigins), acc.origins...)
 	sockets, err := ws.New(hub, &ws.Options{
 		PingInterval:     c.pingInterval,
 		WriteTimeout:     c.stallTimeout,
@@ -241,6 +242,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxConnections:   c.maxWS,
 		OriginPatterns:   origins,
 		Logger:           log,
+		Policy:           acc.policy,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
@@ -252,6 +254,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxWait:      c.maxWait,
 		PageSize:     c.pageSize,
 		CallTimeout:  c.callTO,
+		Policy:       acc.policy,
 		Logger:       log,
 		Observer:     met,
 		Metrics:      met.Handler(),
@@ -298,7 +301,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopPprof()
 	}
 	srv := &http.Server{
-		Handler:           root,
+		Handler:           acc.wrap(root),
 		ReadHeaderTimeout: c.readHeaderTO,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -65,15 +66,15 @@ func (h *Handler) routes() {
 		events  = coll + "/events"
 		ws      = "/v1/ws"
 	)
-	h.handle("GET "+coll, h.getSnapshot)
-	h.handle("GET "+version, h.getVersion)
-	h.handle("GET "+changes, h.getChanges)
-	h.handle("GET "+record, h.getRecord)
-	h.handle("PUT "+record, h.putRecord)
-	h.handle("PATCH "+record, h.patchRecord)
-	h.handle("DELETE "+record, h.deleteRecord)
-	h.handle("POST "+commits, h.postCommit)
-	h.handle("POST "+calls, h.postCall)
+	h.handle("GET "+coll, h.guard(auth.Read, "c", h.getSnapshot))
+	h.handle("GET "+version, h.guard(auth.Read, "c", h.getVersion))
+	h.handle("GET "+changes, h.guard(auth.Read, "c", h.getChanges))
+	h.handle("GET "+record, h.guard(auth.Read, "c", h.getRecord))
+	h.handle("PUT "+record, h.guard(auth.Write, "c", h.putRecord))
+	h.handle("PATCH "+record, h.guard(auth.Write, "c", h.patchRecord))
+	h.handle("DELETE "+record, h.guard(auth.Write, "c", h.deleteRecord))
+	h.handle("POST "+commits, h.guard(auth.Write, "c", h.postCommit))
+	h.handle("POST "+calls, h.guard(auth.Call, "name", h.postCall))
 	h.handle("GET /healthz", h.healthz)
 	h.handle("GET /readyz", h.readyz)
 	if h.opts.Metrics != nil {
@@ -110,6 +111,26 @@ func (h *Handler) routes() {
 	h.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.CodeNotFound, "no such endpoint: "+r.URL.Path)
 	})
+}
+
+// guard admits a request under the Policy before fn serves it: the
+// caller must be authenticated, hold right a on the collection or call
+// named by the path parameter param, and be within its rate. The principal
+// travels in the request's context (call handlers read it with
+// auth.FromContext).
+func (h *Handler) guard(a auth.Action, param string, fn http.HandlerFunc) http.HandlerFunc {
+	pol := h.opts.Policy
+	if pol == nil {
+		return fn
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, err := pol.Admit(r, a, r.PathValue(param))
+		if err != nil {
+			auth.WriteDenied(w, err)
+			return
+		}
+		fn(w, r.WithContext(auth.NewContext(r.Context(), pr)))
+	}
 }
 
 // handle registers fn under pattern, measuring each request when an

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"github.com/viewsync/viewsync/auth"
 	"log/slog"
 	"net/http"
 	"time"
@@ -32,6 +33,11 @@ type Options struct {
 	// CallTimeout bounds a call (POST /v1/calls/{name}): its handler's
 	// context ends then, and the caller gets 504 timeout. Default 30s.
 	CallTimeout time.Duration
+	// Policy authenticates every /v1/ request, checks its rights on the
+	// collection or call it names and the principal's commit and call
+	// rates. Nil: anonymous access with every right. The Events and
+	// WebSocket handlers enforce their own (give them the same one).
+	Policy *auth.Policy
 }
 
 // Defaults of Options.

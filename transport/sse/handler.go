@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -80,6 +81,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: GET, HEAD")
 		return
 	}
+	pr, err := h.opts.Policy.Admit(r, auth.Read, r.PathValue("c"))
+	if err != nil {
+		auth.WriteDenied(w, err)
+		return
+	}
 	coll, err := h.hub.Collection(r.PathValue("c"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -113,9 +119,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Close()
 
+	ctx, cancel := auth.UntilExpiry(r.Context(), pr)
+	defer cancel()
 	s := newStream(h, w, sub)
 	start := time.Now()
-	end := s.run(r.Context())
+	end := s.run(ctx)
 	h.log.Log(r.Context(), end.level, "sse: stream ended",
 		"reason", end.reason, "err", end.err, "collection", coll.Name(),
 		"cursor", sub.Cursor().String(), "remote", r.RemoteAddr,

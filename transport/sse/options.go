@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"github.com/viewsync/viewsync/auth"
 	"log/slog"
 	"time"
 )
@@ -27,6 +28,11 @@ type Options struct {
 	// MaxConnections bounds the streams served at once; past it requests
 	// get 503 unavailable. Default 10000.
 	MaxConnections int
+	// Policy admits each stream: the caller must hold the read right on
+	// the collection. A stream ends, with an "error" event (code
+	// unauthorized), when the principal's token expires. Nil: anonymous
+	// access with every right.
+	Policy *auth.Policy
 }
 
 // Defaults of Options.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -83,6 +84,13 @@ func (s *stream) run(ctx context.Context) streamEnd {
 			}
 			continue
 		case err == nil:
+		case auth.Expired(ctx):
+			// Tell the client why, so that it fetches a fresh token and
+			// resumes from its cursor.
+			s.setDeadline()
+			s.w.Write(expiredEvent)
+			s.flush()
+			return streamEnd{reason: "token expired", level: slog.LevelDebug}
 		case ctx.Err() != nil:
 			return streamEnd{reason: "client went away", level: slog.LevelDebug}
 		case errors.Is(err, viewsync.ErrClosed): // fanout.ErrClosed matches too
@@ -175,6 +183,10 @@ func writeEvent(bw *bufio.Writer, kind string, id protocol.Cursor, data []byte) 
 	bw.Write(data)
 	bw.WriteString("\n\n")
 }
+
+// expiredEvent ends a stream whose token expired: an "error" event with
+// the contract's error body.
+var expiredEvent = []byte("event: error\ndata: " + string(protocol.MarshalError(protocol.CodeUnauthorized, "token expired; reconnect with a fresh token")) + "\n\n")
 
 // ping writes a keep-alive comment.
 func (s *stream) ping() error {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/viewsync/viewsync/auth"
 )
 
 // conn is one WebSocket connection and the goroutines serving it:
@@ -29,6 +31,10 @@ type conn struct {
 	log *slog.Logger
 	// id names the connection in the hub's visibility tracking.
 	id string
+	// principal is who opened the connection; addr is the client's
+	// address (the rate-limit key of anonymous principals).
+	principal auth.Principal
+	addr      string
 
 	// out is the bounded queue of messages for the writer.
 	out chan outMsg
@@ -75,6 +81,12 @@ type closeStatus struct {
 }
 
 var goingAway = closeStatus{code: websocket.StatusGoingAway, reason: "server shutting down"}
+
+// StatusTokenExpired is the close status of a connection whose token
+// expired: the client fetches a fresh token and reconnects.
+const StatusTokenExpired websocket.StatusCode = 4401
+
+var tokenExpired = closeStatus{code: StatusTokenExpired, reason: "token expired"}
 
 func newConn(h *Handler, ws *websocket.Conn, cancel context.CancelFunc, log *slog.Logger) *conn {
 	return &conn{

@@ -10,10 +10,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -113,6 +116,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: GET (a WebSocket upgrade)")
 		return
 	}
+	pr, err := h.opts.Policy.Principal(r)
+	if err != nil {
+		auth.WriteDenied(w, err)
+		return
+	}
 	if err := h.reserve(); err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(5))
 		writeError(w, protocol.CodeUnavailable, err.Error())
@@ -134,9 +142,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The request's context must not be used after the upgrade; the
 	// connection's own ends when the connection is closing.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(auth.NewContext(context.Background(), pr))
 	defer cancel()
 	c := newConn(h, ws, cancel, h.log.With("remote", r.RemoteAddr))
+	c.principal, c.addr = pr, limit.ClientAddr(r)
+	if !pr.Expires.IsZero() {
+		t := time.AfterFunc(time.Until(pr.Expires), func() { c.close(tokenExpired) })
+		defer t.Stop()
+	}
 	if !h.register(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"github.com/viewsync/viewsync/auth"
 	"log/slog"
 	"time"
 )
@@ -53,6 +54,13 @@ type Options struct {
 	// only. Security: every origin listed can act with the credentials
 	// (cookies) of the users who visit it.
 	OriginPatterns []string
+	// Policy authenticates the upgrade request (401 before the upgrade)
+	// and then admits every message: subscribe needs the read right on
+	// the collection, commit the write right and the principal's commit
+	// rate, call the call right and the call rate. The connection is
+	// closed with status 4401 ("token expired") when the principal's token
+	// expires. Nil: anonymous access with every right.
+	Policy *auth.Policy
 
 	// Logger receives connection failures: stalled clients, abusive ones,
 	// internal errors. Default: discard.

@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -119,6 +120,10 @@ func (c *conn) answer(ctx context.Context, id string, result []byte, versions ma
 // commit applies a commit message. Commits of one connection are applied
 // one at a time, in the order they arrive.
 func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
+	if err := c.admit(auth.Write, m.Collection); err != nil {
+		c.answerError(ctx, m.ID, err)
+		return
+	}
 	col, err := c.h.hub.Collection(m.Collection)
 	if err != nil {
 		c.answerError(ctx, m.ID, err)
@@ -137,6 +142,10 @@ func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 // call runs a call message in its own goroutine, waiting first while
 // maxConcurrentCalls are running.
 func (c *conn) call(ctx context.Context, m *protocol.CallMessage) {
+	if err := c.admit(auth.Call, m.Name); err != nil {
+		c.answerError(ctx, m.ID, err)
+		return
+	}
 	select {
 	case c.callSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -153,6 +162,19 @@ func (c *conn) call(ctx context.Context, m *protocol.CallMessage) {
 		}
 		c.answer(ctx, m.ID, res.Result, res.Versions)
 	}()
+}
+
+// admit checks a message against the Policy: the connection's principal
+// must hold right a on name and, for writes and calls, be within its rate.
+func (c *conn) admit(a auth.Action, name string) error {
+	pol := c.h.opts.Policy
+	if pol == nil {
+		return nil
+	}
+	if err := pol.Authorize(c.principal, a, name); err != nil {
+		return err
+	}
+	return pol.Spend(c.principal, c.addr, a)
 }
 
 // ack records what the client has rendered of a subscription.

@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -50,6 +51,10 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	if old == nil && n >= c.h.opts.MaxSubscriptions {
 		c.send(ctx, outMsg{data: protocol.EncodeError("", protocol.CodeRateLimited,
 			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n))})
+		return
+	}
+	if err := c.admit(auth.Read, m.Collection); err != nil {
+		c.answerError(ctx, "", err)
 		return
 	}
 	col, err := c.h.hub.Collection(m.Collection)
