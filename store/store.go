@@ -179,3 +179,32 @@ func (e *PreconditionError) Error() string {
 
 // Is makes errors.Is(err, ErrPrecondition) true.
 func (e *PreconditionError) Is(target error) bool { return target == ErrPrecondition }
+
+// Watcher is implemented by stores that several processes share (package
+// natskv): through it, commits made by any process reach the subscribers of
+// every process. The hub watches a store that implements it.
+type Watcher interface {
+	// Watch calls fn for every commit that becomes durable in a collection
+	// this store has open (one it has read or written since it was opened),
+	// whichever process made it, per collection in version order, and for
+	// every replacement of a collection's history (Drop, or the data lost
+	// and recreated). Commits this process made are reported too. fn is
+	// called from one goroutine at a time; it must return quickly and must
+	// not call the store. Watch returns a function that stops the calls;
+	// after it returns fn is not called again.
+	Watch(fn func(Event)) (stop func())
+}
+
+// Event is what a Watcher reports.
+type Event struct {
+	// Collection is the collection that changed.
+	Collection string
+	// Epoch is the collection's epoch: the commit's, or the new one after a
+	// replaced history.
+	Epoch string
+	// Commit is the durable commit, or nil when the collection's history
+	// was replaced; Version then is the new history's head version.
+	Commit *protocol.Commit
+	// Version is the collection's version after the event.
+	Version uint64
+}
