@@ -43,6 +43,10 @@ type Hub struct {
 	nheads atomic.Int64
 	// evictMu serialises evictions.
 	evictMu sync.Mutex
+
+	// watcher relays commits made by other processes, when the store is
+	// shared (a store.Watcher); nil otherwise.
+	watcher *watcher
 }
 
 // headCache is one collection's head as last seen by this hub.
@@ -65,7 +69,9 @@ type headState struct {
 	changed chan struct{}
 }
 
-// New returns a hub serving the collections of s.
+// New returns a hub serving the collections of s. When s is shared by
+// several processes (it implements store.Watcher, as the NATS engine
+// does), the hub also delivers the commits the others make.
 func New(s store.Store, opts ...Option) (*Hub, error) {
 	if s == nil {
 		return nil, fmt.Errorf("viewsync: nil store")
@@ -84,7 +90,7 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 	if fo.Logger == nil {
 		fo.Logger = o.logger
 	}
-	return &Hub{
+	h := &Hub{
 		store:  s,
 		log:    o.logger,
 		met:    o.metrics,
@@ -94,7 +100,11 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 		vis:    newVisibility(),
 		calls:  map[string]CallFunc{},
 		done:   make(chan struct{}),
-	}, nil
+	}
+	if w, ok := s.(store.Watcher); ok {
+		h.watcher = h.watch(w)
+	}
+	return h, nil
 }
 
 // Limits returns the write limits in force.
@@ -116,6 +126,9 @@ func (h *Hub) Collection(name string) (*Collection, error) {
 // until the store is closed; Close does not close the store.
 func (h *Hub) Close() error {
 	if h.closed.CompareAndSwap(false, true) {
+		if h.watcher != nil {
+			h.watcher.close()
+		}
 		close(h.done)
 		h.broker.Close()
 	}
