@@ -64,7 +64,7 @@ func RetryAfter(err error) time.Duration {
 		}
 		return 0
 	}
-	return max(time.Second, (rl.RetryAfter+time.Second-1).Truncate(time.Second))
+	return max(time.Second, (rl.RetryAfter + time.Second - 1).Truncate(time.Second))
 }
 
 // ErrorCode maps an error returned by this package to the wire error code of
