@@ -60,11 +60,11 @@ func (p *Policy) Authorize(pr Principal, a Action, name string) error {
 	if pr.Allows(a, name) {
 		return nil
 	}
-	what := "collection"
+	what := " collection"
 	if a == Call {
-		what = "call"
+		what = ""
 	}
-	err := fmt.Errorf("%w: %s may not %s %s %q", viewsync.ErrForbidden, pr, a, what, name)
+	err := fmt.Errorf("%w: %s may not %s%s %q", viewsync.ErrForbidden, pr, a, what, name)
 	p.denied(err)
 	return err
 }

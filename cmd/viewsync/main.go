@@ -2,6 +2,7 @@
 //
 //	viewsync serve     run the server (HTTP API, metrics) on an embedded store
 //	viewsync bench     load a server with many live subscribers and measure it
+//	viewsync token     print a signed access token for development and tests
 //	viewsync version   print the version
 //
 // Every flag of a subcommand can also be set by an environment variable:
@@ -29,6 +30,7 @@ Usage:
 Commands:
   serve     run the server: HTTP API v1, health and metrics, on an embedded durable store
   bench     load a server with many live subscribers and measure it (fanout, idle, writes, catchup, poll)
+  token     print a signed access token (JWT) for development, tests and scripts
   version   print the version and exit
 
 Run 'viewsync <command> --help' for the flags of a command. Every flag can
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = token(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
