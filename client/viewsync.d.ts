@@ -53,7 +53,11 @@ export interface ConnectOptions {
    * and connection, so it may refresh). Sent as `Authorization: Bearer …` on
    * HTTP requests (the SSE transport included, which uses fetch) and as the
    * `token` query parameter of the WebSocket URL, since browsers cannot set
-   * headers on WebSockets.
+   * headers on WebSockets. When the server ends a stream because the token
+   * expired (WebSocket close 4401, SSE `error` event), the session emits an
+   * `unauthorized` error, calls the function again for a fresh token and
+   * resumes from its cursors at once; a request refused with 401 is retried
+   * with backoff, also with a fresh token.
    */
   token?: string | (() => string | Promise<string>);
   /**

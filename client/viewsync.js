@@ -17,6 +17,8 @@ const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const CALL_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const ORDER = ['ws', 'sse', 'longpoll', 'poll'];
 const SUBPROTOCOL = 'viewsync.v1';
+/** The WebSocket close status of a connection whose token expired. */
+const CLOSE_TOKEN_EXPIRED = 4401;
 // Writes and calls larger than this go over HTTP, which answers an oversize
 // body with a clean 413 instead of closing the shared WebSocket (1009).
 const WS_MAX_SEND = 64 * 1024;
@@ -873,7 +875,14 @@ class WSLink {
       for (const v of s._views.values()) this.add(v);
     };
     ws.onmessage = (e) => this.#message(e.data);
-    ws.onclose = () => this.#fail({ opened: this.open, transport: !this.open });
+    ws.onclose = (e) => {
+      if (e?.code === CLOSE_TOKEN_EXPIRED) {
+        // Reconnect at once: start() asks the token option for a fresh one.
+        s._emit('error', new ViewsyncError('unauthorized', e.reason || 'token expired', 401));
+        return this.#fail({ opened: true, immediate: true });
+      }
+      this.#fail({ opened: this.open, transport: !this.open });
+    };
     // Browsers follow an error with a close event; some runtimes do not
     // when the handshake fails.
     ws.onerror = () => { if (!this.open) this.#fail({ transport: true }); };
@@ -1115,7 +1124,18 @@ class SSELink extends HTTPLink {
         reader = res.body.getReader();
         const dec = new TextDecoder();
         const parser = new SSEParser((e) => {
-          if (resync || (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit')) return;
+          if (resync) return;
+          if (e.type === 'error') {
+            // The server ends the stream (an expired token): say why and
+            // reopen at once from the cursor, with a fresh token.
+            let m = null;
+            try { m = JSON.parse(e.data)?.error; } catch { /* not JSON */ }
+            const code = m?.code || 'unavailable';
+            this._s._emit('error', new ViewsyncError(code, m?.message || 'stream ended by the server', CODE_STATUS[code] ?? 0));
+            resync = true;
+            return;
+          }
+          if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit') return;
           let m;
           try { m = JSON.parse(e.data); } catch { return; }
           m.type = e.type;

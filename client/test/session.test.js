@@ -367,3 +367,56 @@ test('waits reject on close and on abort', async (t) => {
   await assert.rejects(pending, { code: 'closed' });
   assert.throws(() => s.collection('w'), { code: 'closed' });
 });
+
+test('ws: a close for an expired token reports it and reconnects at once with a fresh token', async (t) => {
+  const WS = fakeWS();
+  let n = 0;
+  const errors = [];
+  const s = open(t, { url: BASE, WebSocket: WS, fetch: fakeFetch(() => json({})), token: () => `tok${++n}`, backoff: { base: 60000, cap: 60000 } });
+  s.on('error', (e) => errors.push(e));
+  const v = s.collection('c');
+  await until(() => WS.all[0]?.of('subscribe').length === 1, 'subscribe');
+  assert.equal(WS.all[0].url, 'ws://vs.test/v1/ws?token=tok1');
+  WS.all[0].deliver({ type: 'reset', collection: 'c', epoch: 'E', version: 7, records: [] });
+  assert.equal(await v.ready, 7);
+  WS.all[0].onclose({ code: 4401, reason: 'token expired' });
+  // Without the immediate reconnect the 60 s backoff would hold it back.
+  await until(() => WS.all[1]?.of('subscribe').length === 1, 'resubscribe on a new socket');
+  assert.equal(WS.all[1].url, 'ws://vs.test/v1/ws?token=tok2');
+  assert.deepEqual(WS.all[1].of('subscribe')[0], { type: 'subscribe', collection: 'c', after: 7, epoch: 'E' });
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, 'unauthorized');
+  assert.equal(errors[0].status, 401);
+  s.close();
+});
+
+test('sse: an error event for an expired token reopens the stream at once from the cursor with a fresh token', async (t) => {
+  const streams = [];
+  const fetch = fakeFetch((method, url, init) => {
+    if (url.pathname.endsWith('/events')) {
+      let ctl;
+      const body = new ReadableStream({ start(c) { ctl = c; } });
+      streams.push({ ctl, headers: init.headers, signal: init.signal });
+      return new Response(body, { headers: { 'Content-Type': 'text/event-stream' } });
+    }
+    return json({ error: { code: 'not_found', message: 'x' } }, 404);
+  });
+  let n = 0;
+  const errors = [];
+  const s = open(t, { url: BASE, fetch, transport: 'sse', token: () => `tok${++n}`, backoff: { base: 60000, cap: 60000 } });
+  s.on('error', (e) => errors.push(e));
+  const v = s.collection('p');
+  await until(() => streams.length === 1, 'SSE stream');
+  assert.equal(streams[0].headers.Authorization, 'Bearer tok1');
+  const enc = new TextEncoder();
+  streams[0].ctl.enqueue(enc.encode('retry: 2000\n\nid: E:3\nevent: reset\ndata: {"collection":"p","epoch":"E","version":3,"reset":true,"records":[]}\n\n'));
+  await until(() => v.version === 3, 'reset');
+  streams[0].ctl.enqueue(enc.encode('event: error\ndata: {"error":{"code":"unauthorized","message":"token expired; reconnect with a fresh token"}}\n\n'));
+  await until(() => streams.length === 2, 'reopened stream');
+  assert.equal(streams[1].headers.Authorization, 'Bearer tok2');
+  assert.equal(streams[1].headers['Last-Event-ID'], 'E:3');
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, 'unauthorized');
+  assert.match(errors[0].message, /token expired/);
+  s.close();
+});
