@@ -9,9 +9,13 @@ const LABELS = { ws: 'WebSocket', sse: 'SSE', longpoll: 'long-poll', poll: 'poll
 const MAX_LOG = 100;
 
 const wanted = new URLSearchParams(location.search).get('transport');
+// On a server that requires tokens, open the demo as /#token=… (from
+// `viewsync token`); the fragment never reaches the server or its logs.
+const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
 const session = connect({
   transport: TRANSPORTS.includes(wanted) ? wanted : 'auto',
   collections: ['products'],
+  token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
 });
 const products = session.collection('products');
 
@@ -29,6 +33,7 @@ session.on('status', showStatus);
 for (const a of $('transport-links').querySelectorAll('a')) {
   const t = new URLSearchParams(a.search).get('transport');
   if (t === wanted || (!t && !TRANSPORTS.includes(wanted))) a.setAttribute('aria-current', 'page');
+  if (token) a.hash = location.hash; // keep the token across transports
 }
 
 // --- errors -------------------------------------------------------------------
