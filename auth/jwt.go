@@ -46,6 +46,7 @@ type JWT struct {
 	secret    []byte
 	secretAlg string
 	keys      *KeySet
+	algs      []string // the algorithms accepted
 	cookie    string
 	parser    *jwt.Parser
 }
@@ -105,6 +106,7 @@ func NewJWT(o JWTOptions) (*JWT, error) {
 		popts = append(popts, jwt.WithTimeFunc(o.Now))
 	}
 	v.parser = jwt.NewParser(popts...)
+	v.algs = algs
 	return v, nil
 }
 
@@ -129,9 +131,15 @@ func (v *JWT) Verify(token string) (Principal, error) {
 		return Principal{}, fmt.Errorf("%w: token longer than %d bytes", viewsync.ErrUnauthorized, MaxTokenBytes)
 	}
 	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, v.key)
+	t, err := v.parser.ParseWithClaims(token, &c, v.key)
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %s", viewsync.ErrUnauthorized, reason(err))
+		why := reason(err)
+		if t != nil && t.Method != nil && !slices.Contains(v.algs, t.Method.Alg()) {
+			// jwt.WithValidMethods refused the header's alg (as a bare
+			// ErrTokenSignatureInvalid) before any key was tried.
+			why = "token algorithm not allowed"
+		}
+		return Principal{}, fmt.Errorf("%w: %s", viewsync.ErrUnauthorized, why)
 	}
 	p := Principal{Subject: c.Subject}
 	if c.ExpiresAt != nil {
@@ -188,11 +196,12 @@ func reason(err error) string {
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return "token from another issuer"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "token lacks a required claim (exp)"
+		return "token lacks a required claim (exp, or the aud or iss configured)"
+	case errors.Is(err, errNoKey):
+		// Before ErrTokenUnverifiable, which wraps every keyfunc error.
+		return err.Error()
 	case errors.Is(err, errAlgorithm), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "token algorithm not allowed"
-	case errors.Is(err, errNoKey):
-		return err.Error()
 	}
 	return "invalid token"
 }

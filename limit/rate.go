@@ -57,8 +57,9 @@ func (r *Rate) Allow(key string) (ok bool, retryAfter time.Duration) {
 	if r == nil {
 		return true, 0
 	}
-	now := r.now()
 	r.mu.Lock()
+	// The clock is read under the lock, so the buckets see time in order.
+	now := r.now()
 	l := r.keys[key]
 	if l == nil {
 		if len(r.keys) >= r.maxKeys {

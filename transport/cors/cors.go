@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -53,7 +54,7 @@ func Middleware(o Options) (func(http.Handler) http.Handler, error) {
 			continue
 		}
 		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || strings.ContainsAny(s, "?#") {
 			return nil, fmt.Errorf("cors: origin %q: want scheme://host[:port], such as https://app.example.com", s)
 		}
 		if strings.Contains(u.Host, "*") && (!strings.HasPrefix(u.Host, "*.") || strings.Count(u.Host, "*") > 1) {
@@ -73,7 +74,11 @@ func Middleware(o Options) (func(http.Handler) http.Handler, error) {
 			return true
 		}
 		u, err := url.Parse(o)
-		if err != nil || u.Host == "" {
+		// Only a serialized origin (scheme://host[:port], ASCII), as
+		// browsers send it: never a value with a path, query, fragment or
+		// user info, which would be echoed in Access-Control-Allow-Origin.
+		if err != nil || u.Host == "" || o != u.Scheme+"://"+u.Host ||
+			strings.ContainsFunc(o, func(r rune) bool { return r >= utf8.RuneSelf }) {
 			return false
 		}
 		host := strings.ToLower(u.Host)
