@@ -95,7 +95,7 @@ func FuzzVerify(f *testing.F) {
 		sign(f, jwt.SigningMethodHS256, fk.secret, "", claims("expired", "exp", now.Add(-time.Minute).Unix())),
 		sign(f, jwt.SigningMethodHS256, fk.secret, "", claims("early", "nbf", now.Add(time.Minute).Unix())),
 		sign(f, jwt.SigningMethodHS256, fk.secret, "", claims("other-aud", "aud", "other")),
-		sign(f, jwt.SigningMethodHS256, fk.secret, "", claims("bad-rights", "viewsync", map[string]any{"read": []string{"A"}})),
+		sign(f, jwt.SigningMethodHS256, fk.secret, "", claims("bad-rights", "viewsync", map[string]any{"read": []string{"a b"}})),
 		sign(f, jwt.SigningMethodHS384, fk.secret, "", claims("hs384")),
 		sign(f, jwt.SigningMethodEdDSA, fk.ed, "fz-ec", claims("wrong-kid")),
 		sign(f, jwt.SigningMethodEdDSA, fk.ed, "", claims("no-kid")),

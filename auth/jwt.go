@@ -46,6 +46,7 @@ type JWT struct {
 	secret    []byte
 	secretAlg string
 	keys      *KeySet
+	leeway    time.Duration
 	algs      []string // the algorithms accepted
 	cookie    string
 	parser    *jwt.Parser
@@ -59,7 +60,7 @@ type claims struct {
 
 // NewJWT returns a verifier configured by o.
 func NewJWT(o JWTOptions) (*JWT, error) {
-	v := &JWT{secret: o.Secret, keys: o.Keys, cookie: o.Cookie}
+	v := &JWT{secret: o.Secret, keys: o.Keys, cookie: o.Cookie, leeway: o.Leeway}
 	var algs []string
 	if len(o.Secret) > 0 {
 		if len(o.Secret) < 32 {
@@ -143,7 +144,9 @@ func (v *JWT) Verify(token string) (Principal, error) {
 	}
 	p := Principal{Subject: c.Subject}
 	if c.ExpiresAt != nil {
-		p.Expires = c.ExpiresAt.Time
+		// Streams end when the token stops being accepted: exp plus the
+		// leeway the parser allows.
+		p.Expires = c.ExpiresAt.Add(v.leeway)
 	}
 	if c.Viewsync != nil {
 		if err := c.Viewsync.Validate(); err != nil {

@@ -273,7 +273,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"wrong EC key", main, sign(t, jwt.SigningMethodES256, freshP256(t), kidES256, good), badSig},
 		{"unknown kid", main, sign(t, jwt.SigningMethodRS256, k.rsa, "nobody", good), noKey},
 		{"no kid with several keys", main, sign(t, jwt.SigningMethodRS256, k.rsa, "", good), noKey},
-		{"bad rights pattern", main, sign(t, jwt.SigningMethodHS256, k.secret, "", claimsFor("ana", "viewsync", map[string]any{"read": []string{"Orders"}})), rightsClaim},
+		{"bad rights pattern", main, sign(t, jwt.SigningMethodHS256, k.secret, "", claimsFor("ana", "viewsync", map[string]any{"read": []string{"orders/eu"}})), rightsClaim},
 		{"empty rights pattern", main, sign(t, jwt.SigningMethodHS256, k.secret, "", claimsFor("ana", "viewsync", map[string]any{"call": []string{""}})), rightsClaim},
 		{"oversized", main, valid + "." + strings.Repeat("a", MaxTokenBytes), "longer than"},
 	}
@@ -366,6 +366,22 @@ func TestVerifyLeeway(t *testing.T) {
 	now = t0.Add(-30 * time.Second)
 	check(t, strict, tok("nbf", t0.Unix()), "token not valid yet")
 	check(t, lenient, tok("nbf", t0.Unix()), "")
+
+	// A principal expires when its token stops being accepted: exp plus
+	// the leeway, so a stream admitted within the leeway is not ended at
+	// once.
+	now = t0
+	exp := t0.Add(-30 * time.Second)
+	p, err := lenient.Verify(tok("exp", exp.Unix()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := exp.Add(time.Minute); !p.Expires.Equal(want) {
+		t.Errorf("lenient principal expires %v, want exp + leeway %v", p.Expires, want)
+	}
+	if p, _ := strict.Verify(tok("exp", t0.Add(time.Minute).Unix())); !p.Expires.Equal(t0.Add(time.Minute)) {
+		t.Errorf("strict principal expires %v, want exp %v", p.Expires, t0.Add(time.Minute))
+	}
 }
 
 func TestNewJWT(t *testing.T) {

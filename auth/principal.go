@@ -49,7 +49,8 @@ type Rights struct {
 var All = Rights{Read: []string{"*"}, Write: []string{"*"}, Call: []string{"*"}}
 
 // Validate checks that every pattern is well formed: 1 to 128 characters
-// of a-z, 0-9, '_', '.', '-' and '*'.
+// of a-z, A-Z, 0-9, '_', '.', '-' and '*' (collection names are lower
+// case; call names may have capitals). Matching is case-sensitive.
 func (r Rights) Validate() error {
 	for _, set := range []struct {
 		a Action
@@ -70,8 +71,8 @@ func validatePattern(p string) error {
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '*') {
-			return fmt.Errorf("character %q is not allowed (a-z, 0-9, _ . - and the wildcard *)", c)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '*') {
+			return fmt.Errorf("character %q is not allowed (a-z, A-Z, 0-9, _ . - and the wildcard *)", c)
 		}
 	}
 	return nil

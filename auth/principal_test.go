@@ -194,7 +194,7 @@ func TestRightsValidate(t *testing.T) {
 	}{
 		{Rights{Read: []string{""}}, `read right ""`},
 		{Rights{Read: []string{long + "a"}}, "read right"},
-		{Rights{Write: []string{"Orders"}}, `write right "Orders"`},
+		{Rights{Write: []string{"orders/eu"}}, `write right "orders/eu"`},
 		{Rights{Call: []string{"dis count"}}, `call right "dis count"`},
 		{Rights{Read: []string{"ok", "a/b"}}, `read right "a/b"`},
 		{Rights{Read: []string{"caf\u00e9"}}, "read right"},
@@ -210,6 +210,20 @@ func TestRightsValidate(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v.Validate() = %q, want it to mention %q", tt.r, err, tt.want)
+		}
+	}
+}
+
+// TestCallNamesWithCapitals: call names may have capitals, so patterns
+// may too; matching is case-sensitive.
+func TestCallNamesWithCapitals(t *testing.T) {
+	r := Rights{Call: []string{"getUser", "admin.*"}}
+	if err := r.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	for name, want := range map[string]bool{"getUser": true, "getuser": false, "GetUser": false, "admin.Reset": true} {
+		if got := r.Allows(Call, name); got != want {
+			t.Errorf("Allows(call, %q) = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -8,11 +8,15 @@ import (
 	"strconv"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
 const (
 	cacheImmutable = "public, max-age=31536000, immutable"
+	// cachePrivateImmutable is for immutable pages read with credentials:
+	// only the reader's own cache may keep them, never a shared one.
+	cachePrivateImmutable = "private, max-age=31536000, immutable"
 	cacheNoStore   = "no-store"
 	// cacheRevalidate lets a client keep a snapshot but ask each time.
 	cacheRevalidate = "no-cache"
@@ -141,6 +145,9 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 			// always returns these commits. Its version is the page's
 			// end, not the head, so the body is the same every time.
 			cache = cacheImmutable
+			if p, ok := auth.FromContext(r.Context()); ok && !p.Anonymous {
+				cache = cachePrivateImmutable
+			}
 			cs.Version = cs.Commits[n-1].Version
 		}
 		w.Header().Set("Cache-Control", cache)

@@ -1,0 +1,41 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/transport/httpapi"
+)
+
+// TestImmutablePagesReadWithCredentialsArePrivate: a full page of changes
+// is immutable, but when it was read with credentials only the reader's
+// own cache may keep it: a shared cache would serve it to anyone.
+func TestImmutablePagesReadWithCredentialsArePrivate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy *auth.Policy
+		want   string
+	}{
+		{"anonymous", nil, "public, max-age=31536000, immutable"},
+		{"authenticated", &auth.Policy{Authenticate: func(*http.Request) (auth.Principal, error) {
+			return auth.Principal{Subject: "ana", Rights: auth.All}, nil
+		}}, "private, max-age=31536000, immutable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t, &httpapi.Options{PageSize: 10, Policy: tc.policy})
+			epoch := s.head("c").Epoch
+			for i := range 15 {
+				s.put("c", "k", strconv.Itoa(i))
+			}
+			r := s.get("/v1/collections/c/changes?after=0&epoch=" + epoch)
+			if r.Status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			if cc := r.Header.Get("Cache-Control"); cc != tc.want {
+				t.Errorf("Cache-Control %q, want %q", cc, tc.want)
+			}
+		})
+	}
+}
