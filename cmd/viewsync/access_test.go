@@ -140,3 +140,29 @@ func TestTokenCommandRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestServeMetricsAddr: --metrics-addr moves /metrics off the API's
+// listener, which needs no token for it.
+func TestServeMetricsAddr(t *testing.T) {
+	clearEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ln.Addr().String()
+	ln.Close()
+	addr, _, _ := startServe(t, "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "data"), "--metrics-addr", maddr)
+	if got, _ := status(t, "GET", "http://"+addr+"/metrics", "", ""); got != http.StatusNotFound {
+		t.Errorf("/metrics on the API listener: %d, want 404", got)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), "viewsync_denied_total") {
+		t.Errorf("/metrics on --metrics-addr: %d\n%.300s", resp.StatusCode, b.String())
+	}
+}

@@ -53,6 +53,7 @@ type serveConfig struct {
 	lagThreshold     time.Duration
 	demo             bool
 	pprofAddr        string
+	metricsAddr      string
 	drainDelay       time.Duration
 	logLevel         string
 	logFormat        string
@@ -72,7 +73,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to listen on (host:port)")
-	fs.StringVar(&c.data, "data", "./viewsync-data", "directory of the durable store (created if missing)")
+	fs.StringVar(&c.data, "data", "./viewsync-data", "directory of the durable store (created if missing; --engine bbolt)")
 	fs.IntVar(&c.retainCommits, "retain-commits", store.DefaultRetainCommits, "commits each collection's change log keeps at least; older cursors get a compacted catch-up")
 	fs.DurationVar(&c.retainTombstones, "retain-tombstones", store.DefaultRetainTombstones, "how long deletions are remembered for catch-ups; older cursors get a full reset")
 	fs.Var(&c.maxBody, "max-body", "largest request body (bytes, or with KiB/MiB)")
@@ -94,6 +95,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this separate address (e.g. 127.0.0.1:9090) instead of the API's, which needs no token: keep it off the public network")
 	fs.StringVar(&c.pprofAddr, "pprof", "", "debugging: serve Go's profiler (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -105,8 +107,12 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
 
 Runs the viewsync server: the HTTP API v1 under /v1/, /healthz, /readyz and
-/metrics, on a durable embedded store in --data. Stops gracefully on SIGINT or
+/metrics, on a durable embedded store in --data, or with --engine nats on NATS
+JetStream, which several viewsync nodes share. Stops gracefully on SIGINT or
 SIGTERM, finishing in-flight commits.
+
+Without --auth-secret or --auth-jwks access is anonymous and only a loopback
+--addr is served (see --insecure-anonymous).
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_RETAIN_COMMITS):
 `)
@@ -247,6 +253,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
+	apiMetrics := met.Handler()
+	if c.metricsAddr != "" {
+		apiMetrics = nil
+	}
 	api, err := httpapi.New(hub, &httpapi.Options{
 		Events:       events,
 		WebSocket:    sockets,
@@ -257,7 +267,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Policy:       acc.policy,
 		Logger:       log,
 		Observer:     met,
-		Metrics:      met.Handler(),
+		Metrics:      apiMetrics,
 		Ready: func() error {
 			if stopping.Load() {
 				return errors.New("shutting down")
@@ -291,6 +301,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if c.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(c.metricsAddr, met.Handler(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
 	}
 	if c.pprofAddr != "" {
 		stopPprof, err := servePprof(c.pprofAddr, log)
