@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/transport/httpapi"
@@ -37,5 +38,25 @@ func TestImmutablePagesReadWithCredentialsArePrivate(t *testing.T) {
 				t.Errorf("Cache-Control %q, want %q", cc, tc.want)
 			}
 		})
+	}
+}
+
+// TestLongPollEndsWhenTheTokenExpires: a long-poll holds at most until its
+// principal's token expires, then answers (empty) like a timed-out wait.
+func TestLongPollEndsWhenTheTokenExpires(t *testing.T) {
+	expires := time.Now().Add(300 * time.Millisecond)
+	s := newTestServer(t, &httpapi.Options{Policy: &auth.Policy{Authenticate: func(*http.Request) (auth.Principal, error) {
+		return auth.Principal{Subject: "ana", Rights: auth.All, Expires: expires}, nil
+	}}})
+	epoch := s.head("c").Epoch
+	r := s.get("/v1/collections/c/changes?after=0&wait=60s&epoch=" + epoch)
+	if r.Status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	if time.Now().Before(expires) {
+		t.Fatalf("the long-poll answered before the token expired")
+	}
+	if time.Since(expires) > 30*time.Second {
+		t.Fatalf("the long-poll held %v past the token's expiry", time.Since(expires))
 	}
 }

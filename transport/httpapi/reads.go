@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
@@ -17,7 +18,7 @@ const (
 	// cachePrivateImmutable is for immutable pages read with credentials:
 	// only the reader's own cache may keep them, never a shared one.
 	cachePrivateImmutable = "private, max-age=31536000, immutable"
-	cacheNoStore   = "no-store"
+	cacheNoStore          = "no-store"
 	// cacheRevalidate lets a client keep a snapshot but ask each time.
 	cacheRevalidate = "no-cache"
 )
@@ -116,7 +117,13 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ch.Kind == viewsync.KindCommits && len(ch.Commits.Commits) == 0 && q.wait > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), q.wait)
+		wait := q.wait
+		if p, ok := auth.FromContext(r.Context()); ok && !p.Expires.IsZero() {
+			// A long-poll ends when its token expires, like a stream: the
+			// next poll needs a fresh token.
+			wait = min(wait, max(0, time.Until(p.Expires)))
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, err := c.Wait(ctx, q.cursor)
 		cancel()
 		switch {
