@@ -60,3 +60,18 @@ func TestLongPollEndsWhenTheTokenExpires(t *testing.T) {
 		t.Fatalf("the long-poll held %v past the token's expiry", time.Since(expires))
 	}
 }
+
+// TestNoSniff: answers, errors quoting the request included, are never
+// sniffed as HTML by a browser.
+func TestNoSniff(t *testing.T) {
+	s := newTestServer(t, nil)
+	for _, path := range []string{"/v1/collections/c/version", "/<script>alert(1)</script>", "/v1/collections/%3Cb%3E/version"} {
+		r := s.get(path)
+		if got := r.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("GET %s: X-Content-Type-Options %q, want nosniff", path, got)
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET %s: Content-Type %q, want application/json", path, ct)
+		}
+	}
+}

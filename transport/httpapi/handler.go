@@ -149,10 +149,15 @@ func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
 	})
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. Every answer says nosniff: bodies are
+// JSON (or event streams), and no browser may take one — an error message
+// that quotes the request, say — for HTML.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["X-Content-Type-Options"] = nosniff
 	h.mux.ServeHTTP(w, r)
 }
+
+var nosniff = []string{"nosniff"}
 
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
