@@ -100,9 +100,50 @@ func (s *Subscription) NextIdle(ctx context.Context, idle time.Duration) (Event,
 	return s.next(ctx, idle)
 }
 
+// ErrWouldBlock is returned by TryNext and NextNow when there is nothing
+// after the cursor yet: the caller waits on Changed and tries again.
+var ErrWouldBlock = errors.New("fanout: nothing new yet")
+
+// ErrBehind is returned by TryNext when what follows the cursor is not in
+// the topic's buffer (a page, catch-up or reset must be read from the
+// store): the caller goes on with NextNow or Next, which read it.
+var ErrBehind = errors.New("fanout: behind the buffer")
+
+// TryNext returns, without waiting and without reading the store, the
+// commits the topic's buffer holds after the cursor. It returns
+// ErrWouldBlock when there are none yet, ErrBehind when the next event
+// needs the store, and ErrClosed when the subscription or broker is closed.
+// It is for transports that serve many idle subscriptions without a
+// goroutine each: they wait on Changed and sweep their subscriptions.
+func (s *Subscription) TryNext() (Event, error) {
+	return s.next(context.Background(), -1)
+}
+
+// NextNow is Next without the wait: it reads the store when needed (a
+// page, catch-up or reset) but returns ErrWouldBlock instead of waiting
+// for a commit.
+func (s *Subscription) NextNow(ctx context.Context) (Event, error) {
+	return s.next(ctx, -2)
+}
+
+// Changed returns a channel closed when the topic next changes (a commit
+// arrives, the history is replaced or the topic stops). Take it before
+// TryNext, so that a change in between is not missed.
+func (s *Subscription) Changed() <-chan struct{} {
+	s.t.mu.RLock()
+	defer s.t.mu.RUnlock()
+	return s.t.changed
+}
+
+// next is Next (idle 0), NextIdle (idle > 0), TryNext (idle -1: no wait,
+// no store) or NextNow (idle -2: no wait).
 func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, error) {
 	t := s.t
+	bufferOnly, noWait := idle == -1, idle < 0
 	var idleC <-chan time.Time
+	if noWait {
+		idle = 0
+	}
 	if idle > 0 {
 		if s.idle == nil {
 			s.idle = time.NewTimer(idle)
@@ -121,11 +162,17 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 		default:
 		}
 		if s.needReset {
+			if bufferOnly {
+				return Event{}, ErrBehind
+			}
 			return s.reset(ctx)
 		}
 		t.mu.RLock()
 		if !t.ready {
 			t.mu.RUnlock()
+			if bufferOnly {
+				return Event{}, ErrBehind
+			}
 			t.mu.Lock()
 			err := t.initLocked(ctx)
 			t.mu.Unlock()
@@ -143,6 +190,9 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 		}
 		if s.cur.Epoch != t.epoch {
 			t.mu.RUnlock()
+			if bufferOnly {
+				return Event{}, ErrBehind
+			}
 			return s.reset(ctx)
 		}
 		switch v := s.cur.Version; {
@@ -151,6 +201,9 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 			ahead := v > t.last
 			t.mu.RUnlock()
 			if ahead && !s.checkedAhead {
+				if bufferOnly {
+					return Event{}, ErrBehind
+				}
 				// The store may be ahead of the buffer (a commit not yet
 				// published), or the cursor is bogus.
 				hd, err := s.b.store.Head(ctx, t.name)
@@ -161,6 +214,14 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 					return s.reset(ctx)
 				}
 				s.checkedAhead = true
+			}
+			if noWait {
+				select {
+				case <-s.done:
+					return Event{}, ErrClosed
+				default:
+				}
+				return Event{}, ErrWouldBlock
 			}
 			if err := s.wait(ctx, changed, idleC); err != nil {
 				return Event{}, err
@@ -174,6 +235,9 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 			return Event{Kind: EventCommits, Frames: s.buf}, nil
 		default:
 			t.mu.RUnlock()
+			if bufferOnly {
+				return Event{}, ErrBehind
+			}
 			if s.live {
 				return s.catchUp(ctx)
 			}

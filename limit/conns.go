@@ -1,10 +1,12 @@
 package limit
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -76,9 +78,35 @@ func (c *Conns) Middleware(next http.Handler) http.Handler {
 			w.Write(b)
 			return
 		}
-		defer c.Release(addr)
-		next.ServeHTTP(w, r)
+		sl := &slot{release: func() { c.Release(addr) }}
+		defer func() {
+			if !sl.kept.Load() {
+				sl.release()
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), slotKey{}, sl)))
 	})
+}
+
+// slot is a request's place in a Conns count.
+type slot struct {
+	kept    atomic.Bool
+	release func()
+}
+
+type slotKey struct{}
+
+// Keep is for handlers that keep serving a connection after they return
+// (a hijacked stream): it keeps the request's slot of its client address
+// taken and returns the function that gives it back, to be called once the
+// connection ends. It returns nil when the request holds no slot.
+func Keep(ctx context.Context) (release func()) {
+	sl, ok := ctx.Value(slotKey{}).(*slot)
+	if !ok || !sl.kept.CompareAndSwap(false, true) {
+		return nil
+	}
+	var once sync.Once
+	return func() { once.Do(sl.release) }
 }
 
 // ClientAddr returns the IP address r came from: the host part of

@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -293,5 +294,40 @@ func TestClientAddr(t *testing.T) {
 		if got := ClientAddr(r); got != tt.want {
 			t.Errorf("ClientAddr(%q) = %q, want %q", tt.remote, got, tt.want)
 		}
+	}
+}
+
+// TestKeep: a handler that keeps serving its connection after it returns
+// (a hijacked stream) keeps its address's slot until it releases it.
+func TestKeep(t *testing.T) {
+	c := NewConns(1)
+	var release func()
+	h := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release = Keep(r.Context())
+		if again := Keep(r.Context()); again != nil {
+			t.Error("a second Keep returned a release function")
+		}
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "192.0.2.7:1234"
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if release == nil {
+		t.Fatal("Keep inside the middleware returned nil")
+	}
+	if n := c.Open("192.0.2.7"); n != 1 {
+		t.Fatalf("Open = %d after the handler returned with its slot kept, want 1", n)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("second request while the slot is kept: %d, want 429", rec.Code)
+	}
+	release()
+	release() // idempotent
+	if n := c.Open("192.0.2.7"); n != 0 {
+		t.Fatalf("Open = %d after release, want 0", n)
+	}
+	if Keep(context.Background()) != nil {
+		t.Fatal("Keep outside the middleware returned a release function")
 	}
 }

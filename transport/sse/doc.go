@@ -20,14 +20,25 @@
 // reset.
 //
 // The flow: the hub's fanout topic encodes each commit once (the frame's
-// SSE bytes are shared by every subscriber); a stream asks its subscription
-// for everything past its cursor, writes all of it into one buffer and
-// flushes once, under a write deadline. A client too slow for the topic's
-// bounded buffer gets one catch-up instead of its backlog; a client whose
-// writes block longer than Options.WriteTimeout is cut off and resumes from
-// its last id when it reconnects. A stream costs its handler goroutine and
-// nothing else: pings come from the deadline of the wait for the next
-// event, not from a timer goroutine.
+// SSE bytes are shared by every subscriber). On HTTP/1.1 the handler
+// hijacks the connection, writes the response head and whatever the client
+// is behind (a reset, a catch-up, pages of commits), and hands the
+// connection to its collection's pump: a few goroutines (one per 512
+// streams) wait for the topic to change and write each stream the commits
+// after its cursor in one non-blocking writev. An idle or current stream
+// holds no goroutine and no buffer — about 3 KiB in all — and a client that
+// hangs up is noticed at once (epoll, on Linux; elsewhere at the next
+// write). A stream whose socket is full, or that fell behind the buffer,
+// gets a goroutine of its own until it is current again, writing under
+// Options.WriteTimeout. The response has no chunked encoding: it says
+// Connection: close and ends when the connection does. Over HTTP/2 (or a
+// ResponseWriter that cannot be hijacked) each stream is served by its
+// handler goroutine instead, flushing through the ResponseWriter.
+//
+// A client too slow for the topic's bounded buffer gets one catch-up
+// instead of its backlog; a client whose writes block longer than
+// Options.WriteTimeout is cut off and resumes from its last id when it
+// reconnects.
 //
 // # Caveats
 //
@@ -36,9 +47,13 @@
 //     name with r.PathValue("c"). Mounted elsewhere the name is empty and
 //     every request is refused with 400.
 //   - Streams end only when the client goes away, a write stalls, or the
-//     hub closes. http.Server.Shutdown waits for handlers to return, so
-//     close the hub (hub.Close) when shutting down, for example from
-//     http.Server.RegisterOnShutdown.
+//     hub closes. Hijacked streams are invisible to http.Server.Shutdown,
+//     and HTTP/2 ones hold their handlers, so close the hub (hub.Close)
+//     when shutting down, for example from http.Server.RegisterOnShutdown:
+//     that ends both.
+//   - Middleware that counts requests sees a hijacked stream's handler
+//     return at once; package limit's Conns keeps the stream's slot until
+//     the stream ends (limit.Keep), others must do likewise.
 //   - The handler sets a write deadline before each write, which
 //     supersedes http.Server.WriteTimeout (http.Server.ReadTimeout bounds
 //     only the reading of the request). That needs a ResponseWriter that

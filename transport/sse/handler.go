@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,12 @@ type Handler struct {
 	conns atomic.Int64
 	// warnedDeadlines is set once the lack of write deadlines is logged.
 	warnedDeadlines atomic.Bool
+
+	// pumps holds the live (hijacked) streams of each collection.
+	pumpMu sync.Mutex
+	pumps  map[string]*pump
+	// hangups notices live streams whose client went away.
+	hangups hangupWatcher
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -65,6 +72,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		opts:  o,
 		log:   o.Logger,
 		retry: fmt.Appendf(nil, "retry: %d\n\n", o.Retry.Milliseconds()),
+		pumps: map[string]*pump{},
 	}, nil
 }
 
@@ -111,12 +119,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, fmt.Sprintf("too many event streams (limit %d); retry later", h.opts.MaxConnections))
 		return
 	}
-	defer h.conns.Add(-1)
 	sub, err := coll.Subscribe(cur)
 	if err != nil {
+		h.conns.Add(-1)
 		h.fail(w, r, err)
 		return
 	}
+	if h.serveLive(w, r, coll.Name(), sub, pr) {
+		return // the live stream owns the slot and the subscription
+	}
+	defer h.conns.Add(-1)
 	defer sub.Close()
 
 	ctx, cancel := auth.UntilExpiry(r.Context(), pr)

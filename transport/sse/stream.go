@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -109,29 +110,8 @@ func (s *stream) run(ctx context.Context) streamEnd {
 }
 
 // send writes one event (a batch of commits, a catch-up or a reset) and
-// flushes it, under one write deadline set once the event is encoded.
+// flushes it, under one write deadline.
 func (s *stream) send(ev fanout.Event) error {
-	var (
-		kind string
-		id   protocol.Cursor
-		data []byte
-		err  error
-	)
-	switch ev.Kind {
-	case fanout.EventCommits:
-	case fanout.EventCatchUp:
-		kind, id = "catchup", protocol.Cursor{Epoch: ev.CatchUp.Epoch, Version: ev.CatchUp.Version}
-		data, err = json.Marshal(ev.CatchUp)
-	case fanout.EventReset:
-		kind, id = "reset", protocol.Cursor{Epoch: ev.Reset.Epoch, Version: ev.Reset.Version}
-		data, err = json.Marshal(ev.Reset)
-	default:
-		return &encodeError{fmt.Errorf("sse: unknown event kind %d", int(ev.Kind))}
-	}
-	if err != nil {
-		return &encodeError{fmt.Errorf("sse: encode %s: %w", kind, err)}
-	}
-
 	s.setDeadline()
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(s.w)
@@ -139,29 +119,55 @@ func (s *stream) send(ev fanout.Event) error {
 		bw.Reset(nil)
 		writers.Put(bw)
 	}()
-	switch ev.Kind {
-	case fanout.EventCommits:
-		// Each frame is the commit's event, encoded once for every
-		// subscriber.
-		for _, f := range ev.Frames {
-			bw.Write(f.SSE())
-		}
-		s.commits += len(ev.Frames)
-		// The slice is the subscription's own buffer, reused by the next
-		// Next: drop its references, so that a later, shorter batch does
-		// not keep these frames alive once the topic has let them go.
-		clear(ev.Frames)
-	case fanout.EventCatchUp:
-		writeEvent(bw, kind, id, data)
-		s.catchups++
-	case fanout.EventReset:
-		writeEvent(bw, kind, id, data)
-		s.resets++
+	if err := appendEvent(bw, ev, &s.commits, &s.catchups, &s.resets); err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
 	return s.flush()
+}
+
+// eventWriter is what events are written into: a bufio.Writer or a
+// bytes.Buffer.
+type eventWriter interface {
+	io.Writer
+	io.StringWriter
+	AvailableBuffer() []byte
+}
+
+// appendEvent writes one event into w and counts it. Commits are their
+// frames' SSE bytes, encoded once for every subscriber; a catch-up or a
+// reset is encoded here. An encoding failure is an *encodeError.
+func appendEvent(w eventWriter, ev fanout.Event, commits, catchups, resets *int) error {
+	switch ev.Kind {
+	case fanout.EventCommits:
+		for _, f := range ev.Frames {
+			w.Write(f.SSE())
+		}
+		*commits += len(ev.Frames)
+		// The slice is the subscription's own buffer, reused by the next
+		// call: drop its references, so that a later, shorter batch does
+		// not keep these frames alive once the topic has let them go.
+		clear(ev.Frames)
+	case fanout.EventCatchUp:
+		data, err := json.Marshal(ev.CatchUp)
+		if err != nil {
+			return &encodeError{fmt.Errorf("sse: encode catchup: %w", err)}
+		}
+		writeEvent(w, "catchup", protocol.Cursor{Epoch: ev.CatchUp.Epoch, Version: ev.CatchUp.Version}, data)
+		*catchups++
+	case fanout.EventReset:
+		data, err := json.Marshal(ev.Reset)
+		if err != nil {
+			return &encodeError{fmt.Errorf("sse: encode reset: %w", err)}
+		}
+		writeEvent(w, "reset", protocol.Cursor{Epoch: ev.Reset.Epoch, Version: ev.Reset.Version}, data)
+		*resets++
+	default:
+		return &encodeError{fmt.Errorf("sse: unknown event kind %d", int(ev.Kind))}
+	}
+	return nil
 }
 
 // encodeError is an event that could not be encoded, as opposed to one
@@ -174,7 +180,7 @@ func (e *encodeError) Unwrap() error { return e.err }
 // writeEvent writes one event whose data is JSON from encoding/json, which
 // writes no raw line breaks (control characters in strings are escaped,
 // raw values compacted): the data is one line. Errors stick in bw.
-func writeEvent(bw *bufio.Writer, kind string, id protocol.Cursor, data []byte) {
+func writeEvent(bw eventWriter, kind string, id protocol.Cursor, data []byte) {
 	bw.WriteString("id: ")
 	bw.Write(id.AppendTo(bw.AvailableBuffer()))
 	bw.WriteString("\nevent: ")

@@ -1,0 +1,520 @@
+package sse
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/limit"
+)
+
+// The live path: a stream on an HTTP/1.x connection that can be hijacked
+// costs no goroutine while it is idle or keeping up. Its handler goroutine
+// writes the response head and whatever the client is behind (a reset, a
+// catch-up, pages of commits), then hands the connection to its
+// collection's pump and returns. The pump's few goroutines wait for the
+// topic to change and sweep their connections: each gets the commits after
+// its cursor from the topic's buffer (frames encoded once for everyone) in
+// one non-blocking writev. A connection whose socket cannot take it all,
+// or that fell behind the buffer, goes back to a goroutine of its own (the
+// slow path), which writes under the stall deadline, reads the store as
+// needed, and returns the connection to the pump once it is current.
+//
+// The response has no chunked encoding: the body ends when the connection
+// closes (the response says Connection: close). A client that goes away is
+// noticed at the next write — a commit or a ping.
+
+// shardSize is how many connections one pump goroutine sweeps.
+const shardSize = 512
+
+// liveConn is a hijacked stream.
+type liveConn struct {
+	h       *Handler
+	conn    net.Conn
+	raw     syscall.RawConn
+	sub     *fanout.Subscription
+	coll    string
+	remote  string
+	expires time.Time
+	start   time.Time
+	// lastWrite is when the connection was last written to; pings are due
+	// PingInterval after it. Owned by whoever holds the connection (its
+	// shard or its slow-path goroutine).
+	lastWrite time.Time
+	// release gives back the client address's connection slot (package
+	// limit), held for the stream's life; nil when none was taken.
+	release func()
+	// watched is set while the hang-up watcher has the connection.
+	watched bool
+
+	// mu guards shard and hungUp: the shard holding the connection (nil
+	// while a goroutine of its own serves it), and whether the client has
+	// hung up.
+	mu     sync.Mutex
+	shard  *shard
+	hungUp bool
+
+	endOnce sync.Once
+
+	commits, catchups, resets, pings int
+}
+
+// pump holds the live connections of one collection, in shards.
+type pump struct {
+	h    *Handler
+	coll string
+	// shards and the pump's place in Handler.pumps are guarded by
+	// Handler.pumpMu.
+	shards []*shard
+}
+
+// shard is a set of live connections swept by one goroutine, which runs
+// while the set is not empty.
+type shard struct {
+	p *pump
+
+	mu    sync.Mutex
+	conns map[*liveConn]struct{}
+	// added wakes the goroutine for connections added since its sweep, and
+	// when the last one is taken out.
+	added   chan struct{}
+	running bool
+}
+
+// add gives c to its collection's pump: the shard with room, or a new one.
+// A connection whose client has hung up is ended instead.
+func (h *Handler) add(c *liveConn) {
+	c.mu.Lock()
+	if c.hungUp {
+		c.mu.Unlock()
+		c.end(streamEnd{reason: "client went away", level: slog.LevelDebug})
+		return
+	}
+	h.pumpMu.Lock()
+	p := h.pumps[c.coll]
+	if p == nil {
+		p = &pump{h: h, coll: c.coll}
+		h.pumps[c.coll] = p
+	}
+	var sh *shard
+	for _, s := range p.shards {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n < shardSize {
+			sh = s
+			break
+		}
+	}
+	if sh == nil {
+		sh = &shard{p: p, conns: map[*liveConn]struct{}{}, added: make(chan struct{}, 1)}
+		p.shards = append(p.shards, sh)
+	}
+	sh.mu.Lock()
+	sh.conns[c] = struct{}{}
+	c.shard = sh
+	start := !sh.running
+	sh.running = true
+	sh.mu.Unlock()
+	h.pumpMu.Unlock()
+	c.mu.Unlock()
+	if start {
+		go sh.run()
+	} else {
+		select {
+		case sh.added <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take takes c out of the shard for its caller, which then owns it; it
+// reports false when c was no longer there (another owner took it).
+func (sh *shard) take(c *liveConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shard != sh {
+		return false
+	}
+	sh.mu.Lock()
+	delete(sh.conns, c)
+	empty := len(sh.conns) == 0
+	sh.mu.Unlock()
+	c.shard = nil
+	if empty {
+		// Wake the goroutine, so that it ends.
+		select {
+		case sh.added <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// hangUp is called when the client has closed its end: a connection held
+// by a shard is ended at once; one served by its own goroutine is closed,
+// so that goroutine's next write fails.
+func (c *liveConn) hangUp() {
+	c.mu.Lock()
+	c.hungUp = true
+	sh := c.shard
+	c.mu.Unlock()
+	if sh != nil && sh.take(c) {
+		c.end(streamEnd{reason: "client went away", level: slog.LevelDebug})
+		return
+	}
+	c.conn.Close()
+}
+
+// run sweeps the shard's connections whenever the topic changes, pings the
+// idle ones, and returns once the shard is empty.
+func (sh *shard) run() {
+	h := sh.p.h
+	tick := time.NewTicker(max(h.opts.PingInterval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	var conns []*liveConn
+	for {
+		sh.mu.Lock()
+		if len(sh.conns) == 0 {
+			sh.running = false
+			sh.mu.Unlock()
+			sh.p.drop(sh)
+			return
+		}
+		conns = conns[:0]
+		for c := range sh.conns {
+			conns = append(conns, c)
+		}
+		sh.mu.Unlock()
+
+		// Take the change channel before sweeping, so a commit arriving
+		// during the sweep wakes the next one.
+		changed := conns[0].sub.Changed()
+		for _, c := range conns {
+			sh.deliver(c)
+		}
+		clear(conns)
+		select {
+		case <-changed:
+		case <-sh.added:
+		case now := <-tick.C:
+			sh.mu.Lock()
+			conns = conns[:0]
+			for c := range sh.conns {
+				conns = append(conns, c)
+			}
+			sh.mu.Unlock()
+			for _, c := range conns {
+				sh.keepAlive(c, now)
+			}
+			clear(conns)
+		}
+	}
+}
+
+// drop forgets an empty shard, and the pump once it has none.
+func (p *pump) drop(sh *shard) {
+	p.h.pumpMu.Lock()
+	defer p.h.pumpMu.Unlock()
+	sh.mu.Lock()
+	empty := len(sh.conns) == 0 && !sh.running
+	sh.mu.Unlock()
+	if !empty {
+		return
+	}
+	for i, s := range p.shards {
+		if s == sh {
+			p.shards = append(p.shards[:i], p.shards[i+1:]...)
+			break
+		}
+	}
+	if len(p.shards) == 0 && p.h.pumps[p.coll] == p {
+		delete(p.h.pumps, p.coll)
+	}
+}
+
+// deliver writes to c what its subscription's buffer holds for it, without
+// blocking.
+func (sh *shard) deliver(c *liveConn) {
+	ev, err := c.sub.TryNext()
+	switch {
+	case errors.Is(err, fanout.ErrWouldBlock):
+		return
+	case errors.Is(err, fanout.ErrBehind):
+		if sh.take(c) {
+			go c.slow(nil)
+		}
+		return
+	case err != nil:
+		if sh.take(c) {
+			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
+		}
+		return
+	}
+	// Only commits come from the buffer.
+	var stack [16][]byte
+	bufs := stack[:0]
+	total := 0
+	for _, f := range ev.Frames {
+		b := f.SSE()
+		bufs = append(bufs, b)
+		total += len(b)
+	}
+	c.commits += len(ev.Frames)
+	n, err := tryWritev(c.raw, bufs)
+	var left []byte
+	if err == nil && n < total {
+		left = rest(bufs, n)
+	}
+	clear(bufs)
+	clear(ev.Frames)
+	switch {
+	case err != nil:
+		if sh.take(c) {
+			c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err})
+		}
+	case left != nil:
+		// The socket is full: the rest goes out under the stall deadline.
+		if sh.take(c) {
+			go c.slow(left)
+		}
+	default:
+		c.lastWrite = time.Now()
+	}
+}
+
+// rest returns a copy of the bytes of bufs after the first n.
+func rest(bufs [][]byte, n int) []byte {
+	var b []byte
+	for _, s := range bufs {
+		if n >= len(s) {
+			n -= len(s)
+			continue
+		}
+		b = append(b, s[n:]...)
+		n = 0
+	}
+	return b
+}
+
+// keepAlive pings c when it has been silent for a ping interval, and ends
+// it when its token has expired.
+func (sh *shard) keepAlive(c *liveConn, now time.Time) {
+	if !c.expires.IsZero() && !now.Before(c.expires) {
+		if sh.take(c) {
+			tryWritev(c.raw, [][]byte{expiredEvent})
+			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
+		}
+		return
+	}
+	if now.Sub(c.lastWrite) < c.h.opts.PingInterval {
+		return
+	}
+	n, err := tryWritev(c.raw, [][]byte{pingEvent})
+	switch {
+	case err != nil:
+		if sh.take(c) {
+			c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err})
+		}
+	case n < len(pingEvent):
+		if sh.take(c) {
+			go c.slow(append([]byte(nil), pingEvent[n:]...))
+		}
+	default:
+		c.pings++
+		c.lastWrite = now
+	}
+}
+
+// slow serves c on a goroutine of its own: it writes pending, then every
+// event until the client is current, each under the stall deadline, and
+// hands c back to the pump.
+func (c *liveConn) slow(pending []byte) {
+	ctx, cancel := auth.UntilExpiry(context.Background(), auth.Principal{Expires: c.expires})
+	defer cancel()
+	if len(pending) > 0 {
+		if err := c.write(pending); err != nil {
+			c.end(c.writeFailed(err))
+			return
+		}
+	}
+	var buf bytes.Buffer
+	for {
+		ev, err := c.sub.NextNow(ctx)
+		switch {
+		case errors.Is(err, fanout.ErrWouldBlock):
+			c.conn.SetWriteDeadline(time.Time{})
+			c.h.add(c)
+			return
+		case auth.Expired(ctx):
+			c.write(expiredEvent)
+			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
+			return
+		case errors.Is(err, fanout.ErrClosed):
+			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
+			return
+		case err != nil:
+			c.end(streamEnd{reason: "subscription failed", level: slog.LevelWarn, err: err})
+			return
+		}
+		buf.Reset()
+		if err := appendEvent(&buf, ev, &c.commits, &c.catchups, &c.resets); err != nil {
+			c.end(streamEnd{reason: "encoding an event failed", level: slog.LevelError, err: err})
+			return
+		}
+		if err := c.write(buf.Bytes()); err != nil {
+			c.end(c.writeFailed(err))
+			return
+		}
+		if buf.Cap() > writeBufferSize {
+			buf = bytes.Buffer{} // don't keep a snapshot's buffer
+		}
+	}
+}
+
+// write writes b whole under the stall deadline.
+func (c *liveConn) write(b []byte) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+	_, err := c.conn.Write(b)
+	if err == nil {
+		c.lastWrite = time.Now()
+	}
+	return err
+}
+
+func (c *liveConn) writeFailed(err error) streamEnd {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return streamEnd{reason: "client stalled: write blocked longer than " + c.h.opts.WriteTimeout.String(), level: slog.LevelInfo, err: err}
+	}
+	return streamEnd{reason: "client went away", level: slog.LevelDebug, err: err}
+}
+
+// end closes the stream and releases what it holds, once.
+func (c *liveConn) end(e streamEnd) {
+	c.endOnce.Do(func() {
+		if c.watched {
+			c.h.hangups.unwatch(c)
+		}
+		c.conn.Close()
+		c.sub.Close()
+		c.h.conns.Add(-1)
+		if c.release != nil {
+			c.release()
+		}
+		c.h.log.Log(context.Background(), e.level, "sse: stream ended",
+			"reason", e.reason, "err", e.err, "collection", c.coll,
+			"cursor", c.sub.Cursor().String(), "remote", c.remote,
+			"took", time.Since(c.start), "commits", c.commits, "catchups", c.catchups,
+			"resets", c.resets, "pings", c.pings)
+	})
+}
+
+// serveLive hijacks the connection of an admitted stream and serves it on
+// the live path. It reports false, having done nothing, when the
+// connection cannot be hijacked (HTTP/2, or a ResponseWriter that does not
+// allow it); the caller then streams through the ResponseWriter.
+func (h *Handler) serveLive(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal) bool {
+	if r.ProtoMajor != 1 || !liveSupported {
+		return false
+	}
+	// The head is written by hand: the headers set so far (by
+	// middleware: CORS, nosniff) and the stream's own.
+	setStreamHeaders(w)
+	hd := w.Header()
+	hd.Del("Content-Length")
+	hd.Del("Transfer-Encoding")
+	hd["Connection"] = []string{"close"}
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	hd.Write(&head)
+	head.WriteString("\r\n")
+	head.Write(h.retry)
+
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		hd.Del("Connection")
+		return false
+	}
+	sc, ok := conn.(syscall.Conn)
+	var raw syscall.RawConn
+	if ok {
+		raw, err = sc.SyscallConn()
+	}
+	if !ok || err != nil {
+		// Hijacked but not a socket we can write to without blocking
+		// (a test's pipe, TLS): serve it from this goroutine.
+		raw = nil
+	}
+	discard(brw)
+	c := &liveConn{h: h, conn: conn, raw: raw, sub: sub, coll: coll, remote: r.RemoteAddr, expires: pr.Expires, start: time.Now(),
+		release: limit.Keep(r.Context())}
+	if raw == nil {
+		c.blocking(head.Bytes())
+		return true
+	}
+	c.watched = h.hangups.watch(c)
+	c.slow(head.Bytes())
+	return true
+}
+
+// blocking serves a hijacked connection that allows no non-blocking writes
+// from the calling goroutine until it ends.
+func (c *liveConn) blocking(head []byte) {
+	ctx, cancel := auth.UntilExpiry(context.Background(), auth.Principal{Expires: c.expires})
+	defer cancel()
+	if err := c.write(head); err != nil {
+		c.end(c.writeFailed(err))
+		return
+	}
+	var buf bytes.Buffer
+	for {
+		ev, err := c.sub.NextIdle(ctx, time.Until(c.lastWrite.Add(c.h.opts.PingInterval)))
+		switch {
+		case errors.Is(err, fanout.ErrIdle):
+			if err := c.write(pingEvent); err != nil {
+				c.end(c.writeFailed(err))
+				return
+			}
+			c.pings++
+			continue
+		case auth.Expired(ctx):
+			c.write(expiredEvent)
+			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
+			return
+		case errors.Is(err, fanout.ErrClosed):
+			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
+			return
+		case err != nil:
+			c.end(streamEnd{reason: "subscription failed", level: slog.LevelWarn, err: err})
+			return
+		}
+		buf.Reset()
+		if err := appendEvent(&buf, ev, &c.commits, &c.catchups, &c.resets); err != nil {
+			c.end(streamEnd{reason: "encoding an event failed", level: slog.LevelError, err: err})
+			return
+		}
+		if err := c.write(buf.Bytes()); err != nil {
+			c.end(c.writeFailed(err))
+			return
+		}
+	}
+}
+
+// discard drops the hijacked connection's buffers; a client sends nothing
+// after its request on an event stream.
+func discard(brw *bufio.ReadWriter) {
+	if brw != nil {
+		brw.Reader.Reset(nil)
+		brw.Writer.Reset(nil)
+	}
+}

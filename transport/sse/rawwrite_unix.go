@@ -1,0 +1,45 @@
+//go:build unix
+
+package sse
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// liveSupported tells whether this platform has the live path's
+// non-blocking writes.
+const liveSupported = true
+
+// maxIovecs bounds one writev; the rest of a longer batch goes out on the
+// slow path.
+const maxIovecs = 512
+
+// tryWritev writes bufs to the socket without waiting: it returns how
+// many bytes the socket took (0 when its buffer is full) or the error that
+// ended the connection.
+func tryWritev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+	if len(bufs) > maxIovecs {
+		bufs = bufs[:maxIovecs]
+	}
+	var n int
+	var werr error
+	err := raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Writev(int(fd), bufs)
+			if werr != unix.EINTR {
+				return true // done, whatever happened: never wait
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case werr == unix.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return max(n, 0), nil
+}
