@@ -1,0 +1,432 @@
+package natskv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/viewsync/viewsync/store"
+)
+
+// coll is a collection this store has open: its follower and state, its
+// committer's queue and the goroutine that re-syncs it with the stream.
+//
+// Locking: mu guards fol, st, loaded, broken, closed and changed. wmu is
+// held by the committer while it plans and publishes a batch and by Drop,
+// so one process never races itself for the stream. rmu serialises
+// restarts of the follower.
+type coll struct {
+	s     *Store
+	name  string
+	names names
+
+	mu     sync.RWMutex
+	fol    *follower
+	st     *state // the last complete state; nil until first loaded
+	broken bool   // the follower saw something it cannot follow
+	closed bool
+	// changed is closed and replaced whenever st changes.
+	changed chan struct{}
+	// ready is closed once st is first set (or opening failed: initErr).
+	ready     chan struct{}
+	readyOnce sync.Once
+	initErr   error
+
+	// batches maps the ids of the latest batches the follower applied to
+	// the sequence each ended at, so a committer can tell whether a batch
+	// whose acknowledgement it missed was committed; ring holds them in
+	// order, to forget the oldest.
+	batches map[string]uint64
+	ring    []string
+
+	wmu sync.Mutex
+	rmu sync.Mutex
+
+	qmu   sync.Mutex
+	queue []*request
+	wake  chan struct{} // committer
+	kick  chan struct{} // re-sync
+}
+
+func newColl(s *Store, name string) *coll {
+	return &coll{
+		s:       s,
+		name:    name,
+		names:   newNames(s.prefix, name),
+		changed: make(chan struct{}),
+		batches: make(map[string]uint64),
+		ready:   make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// streamInfo describes the collection's current stream.
+type streamInfo struct {
+	epoch   string
+	lastSeq uint64
+	msgs    uint64
+}
+
+// info returns the collection's stream, creating it with a fresh epoch
+// (not old) when there is none.
+func (c *coll) info(ctx context.Context, old string) (streamInfo, error) {
+	js := c.s.js
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return streamInfo{}, fmt.Errorf("stream %s: %w", c.names.stream, ctx.Err())
+			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+			}
+		}
+		st, err := js.Stream(ctx, c.names.stream)
+		if err == nil {
+			return c.describe(st.CachedInfo())
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return streamInfo{}, fmt.Errorf("stream %s: %w", c.names.stream, err)
+		}
+		epoch := newEpoch(old)
+		st, err = js.CreateStream(ctx, c.s.streamConfig(c, epoch))
+		if err == nil {
+			return c.describe(st.CachedInfo())
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+			// Another process created it first: adopt its epoch.
+		case errors.As(err, &apiErr) && apiErr.Code >= 500:
+			// The server may still be removing a stream of that name
+			// deleted a moment ago: try again.
+		default:
+			return streamInfo{}, fmt.Errorf("create stream %s: %w", c.names.stream, err)
+		}
+	}
+}
+
+// replace starts a new history of the collection: it updates the stream
+// to a fresh epoch's subjects and metadata, so that batches planned in an
+// older epoch find no stream, then purges the messages stored before the
+// update. (Deleting and re-creating the stream is no alternative: a stream
+// re-created at once under the same name can come back with the deleted
+// one's messages.)
+func (c *coll) replace(ctx context.Context, old string) error {
+	stream, err := c.s.js.Stream(ctx, c.names.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Lost already: the next one made has a fresh epoch.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.names.stream, err)
+	}
+	cfg := stream.CachedInfo().Config
+	epoch := newEpoch(old)
+	cfg.Subjects = []string{c.names.subjects(epoch)}
+	cfg.Metadata = maps.Clone(cfg.Metadata)
+	if cfg.Metadata == nil {
+		cfg.Metadata = make(map[string]string)
+	}
+	cfg.Metadata[metaEpoch] = epoch
+	info, err := c.s.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("update stream %s: %w", c.names.stream, err)
+	}
+	last := info.CachedInfo().State.LastSeq
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(last+1)); err != nil {
+		return fmt.Errorf("purge stream %s: %w", c.names.stream, err)
+	}
+	// The start of the new history, which every follower reads: those of
+	// the old epoch know from it that the stream was replaced, and those
+	// that began replaying the new epoch before the purge read it as the
+	// end of an (empty) stream. Unless someone wrote in the new epoch
+	// already.
+	m := nats.NewMsg(startSubject(c.names.prefix(epoch)))
+	m.Header.Set(hdrEnd, "1")
+	m.Header.Set(hdrExpectedLast, strconv.FormatUint(last, 10))
+	if _, err := c.s.js.PublishMsg(ctx, m); err != nil {
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeWrongLastSeq {
+			return fmt.Errorf("publish the start of stream %s: %w", c.names.stream, err)
+		}
+	}
+	return nil
+}
+
+// describe reads the epoch and last sequence of a stream.
+func (c *coll) describe(info *jetstream.StreamInfo) (streamInfo, error) {
+	e := info.Config.Metadata[metaEpoch]
+	if !validEpoch(e) || info.Config.Metadata[metaFormat] != formatVersion {
+		return streamInfo{}, fmt.Errorf("stream %s is not a viewsync collection stream (metadata %v)", c.names.stream, info.Config.Metadata)
+	}
+	return streamInfo{epoch: e, lastSeq: info.State.LastSeq, msgs: info.State.Msgs}, nil
+}
+
+// open finds or creates the stream and starts following it; the state is
+// installed when the follower has caught up.
+func (c *coll) open() {
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	defer cancel()
+	si, err := c.info(ctx, "")
+	if err == nil {
+		err = c.restart(ctx, si, true)
+	}
+	if err != nil {
+		c.mu.Lock()
+		if c.st == nil {
+			c.initErr = err
+			c.readyOnce.Do(func() { close(c.ready) })
+		}
+		c.mu.Unlock()
+	}
+}
+
+// restart follows si's stream afresh, unless the current follower already
+// follows that epoch without trouble (and force is unset).
+func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return store.ErrClosed
+	}
+	old := c.fol
+	if !force && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
+		c.mu.Unlock()
+		return nil
+	}
+	f := &follower{epoch: si.epoch, prefix: c.names.prefix(si.epoch)}
+	if old != nil {
+		f.gen = old.gen + 1
+	}
+	c.fol = f
+	c.broken = false
+	if si.msgs == 0 {
+		// An empty stream: the empty state is complete, and whatever the
+		// consumer delivers from now on is live.
+		st := newState(si.epoch)
+		st.lastSeq = si.lastSeq
+		c.installLocked(st)
+	} else {
+		f.ld = newLoader()
+	}
+	c.mu.Unlock()
+	if old != nil && old.cc != nil {
+		old.cc.Stop()
+	}
+
+	cons, err := c.s.js.OrderedConsumer(ctx, c.names.stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: c.s.timeout,
+		// One attempt: when the consumer cannot be re-created, the re-sync
+		// goroutine finds out why and retries.
+		MaxResetAttempts: 1,
+	})
+	if err == nil {
+		var cc jetstream.ConsumeContext
+		cc, err = cons.Consume(func(m jetstream.Msg) { c.handle(f, m) },
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				c.s.log.Debug("natskv: consumer error", "collection", c.name, "err", err)
+				if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+					// The ordered consumer re-creates itself; the re-sync
+					// checks that the stream is still the same.
+					c.resync()
+					return
+				}
+				c.mu.Lock()
+				if c.fol == f {
+					c.breakLocked(fmt.Errorf("consumer: %w", err))
+				}
+				c.mu.Unlock()
+			}))
+		if err == nil {
+			c.mu.Lock()
+			f.cc = cc
+			stale := c.fol != f || c.closed
+			c.mu.Unlock()
+			if stale {
+				cc.Stop()
+			}
+			return nil
+		}
+	}
+	c.mu.Lock()
+	if c.fol == f {
+		c.broken = true
+	}
+	c.mu.Unlock()
+	c.resync()
+	return fmt.Errorf("follow stream %s: %w", c.names.stream, err)
+}
+
+// installLocked makes st the collection's state. A state after the first
+// is reported to the watchers: as the commits they missed when it
+// continues the same history and the log still holds them, else as a
+// replaced history. c.mu must be held.
+func (c *coll) installLocked(st *state) {
+	prev := c.st
+	c.st = st
+	switch {
+	case prev == nil:
+		c.readyOnce.Do(func() { close(c.ready) })
+	case !c.s.watch.active():
+	case prev.epoch == st.epoch && st.version >= prev.version && st.logFloor <= prev.version:
+		// A reload of the same history: the watchers get the commits
+		// they missed, if any, from the log.
+		for _, e := range st.log[prev.version-st.logFloor:] {
+			cm := cloneCommit(e.commit)
+			c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &cm, Version: cm.Version})
+		}
+	default:
+		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Version: st.version})
+	}
+	c.notifyLocked()
+}
+
+// batchSeen records that the batch id ended at seq. c.mu must be held.
+func (c *coll) batchSeen(id string, seq uint64) {
+	if id == "" {
+		return
+	}
+	if len(c.ring) == batchesKept {
+		delete(c.batches, c.ring[0])
+		c.ring = c.ring[1:]
+	}
+	c.ring = append(c.ring, id)
+	c.batches[id] = seq
+}
+
+// batchesKept is how many batch ids a collection remembers.
+const batchesKept = 1024
+
+// notifyLocked wakes whoever waits for the state to change.
+func (c *coll) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// breakLocked stops following: the follower met something it cannot
+// apply; the re-sync goroutine reloads the state from the stream.
+func (c *coll) breakLocked(err error) {
+	if !c.broken {
+		c.s.log.Warn("natskv: reloading collection", "collection", c.name, "reason", err)
+	}
+	c.broken = true
+	c.notifyLocked()
+	c.resync()
+}
+
+// resync asks the re-sync goroutine to compare the follower with the
+// stream.
+func (c *coll) resync() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// runResync re-syncs the collection whenever asked until the store closes:
+// when the stream is gone, replaced (another epoch) or the follower broke,
+// it follows the stream afresh.
+func (c *coll) runResync() {
+	for {
+		select {
+		case <-c.s.ctx.Done():
+			return
+		case <-c.kick:
+		}
+		c.mu.RLock()
+		old := ""
+		if c.fol != nil {
+			old = c.fol.epoch
+		}
+		c.mu.RUnlock()
+		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+		si, err := c.info(ctx, old)
+		c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
+		if err == nil {
+			err = c.restart(ctx, si, false)
+		}
+		cancel()
+		if err != nil && c.s.ctx.Err() == nil {
+			c.s.log.Warn("natskv: re-sync failed", "collection", c.name, "err", err)
+			c.mu.Lock()
+			c.broken = true
+			c.mu.Unlock()
+			// Try again later, unless the store closes.
+			select {
+			case <-c.s.ctx.Done():
+				return
+			case <-time.After(retryDelay):
+				c.resync()
+			}
+		}
+	}
+}
+
+// current returns the collection's state for a read, waiting for the
+// first one. The caller must hold c.mu for reading while using it.
+func (c *coll) waitReady(ctx context.Context) error {
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.s.ctx.Done():
+		return store.ErrClosed
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.initErr != nil {
+		return c.initErr
+	}
+	if c.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// waitFor waits, with c.mu unlocked, until cond (called with c.mu held for
+// reading) holds, ctx is done or the store closes.
+func (c *coll) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		c.mu.RLock()
+		ok := cond()
+		ch := c.changed
+		closed := c.closed
+		c.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		if closed {
+			return store.ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.s.ctx.Done():
+			return store.ErrClosed
+		}
+	}
+}
+
+// stop stops following; the store is closing.
+func (c *coll) stop() {
+	c.mu.Lock()
+	c.closed = true
+	f := c.fol
+	c.notifyLocked()
+	c.mu.Unlock()
+	c.rmu.Lock()
+	if f != nil && f.cc != nil {
+		f.cc.Stop()
+	}
+	c.rmu.Unlock()
+}

@@ -1,0 +1,525 @@
+package natskv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// request is one Apply waiting for the committer.
+type request struct {
+	ops     []protocol.Op
+	opsJSON []byte // AppendOps of ops
+	ifs     map[string]uint64
+	// msgs bounds the messages the request adds to a batch.
+	msgs int
+
+	state atomic.Int32 // reqPending, reqTaken or reqCancelled
+	done  chan struct{}
+	res   store.Applied
+	err   error
+
+	commit protocol.Commit // as planned by the last attempt
+}
+
+// Request states: the committer takes a pending request, or the caller,
+// its context done, cancels it; whoever swaps first decides.
+const (
+	reqPending int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+// answer completes a taken request.
+func (r *request) answer(res store.Applied, err error) {
+	r.res, r.err = res, err
+	close(r.done)
+}
+
+// enqueue hands r to the committer.
+func (c *coll) enqueue(r *request) {
+	c.qmu.Lock()
+	c.queue = append(c.queue, r)
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runCommitter commits queued requests, a group at a time, until the store
+// closes.
+func (c *coll) runCommitter() {
+	for {
+		select {
+		case <-c.s.ctx.Done():
+			for _, r := range c.take(true) {
+				r.answer(store.Applied{}, store.ErrClosed)
+			}
+			return
+		case <-c.wake:
+		}
+		for {
+			group := c.take(false)
+			if len(group) == 0 {
+				break
+			}
+			c.commitGroup(group)
+		}
+	}
+}
+
+// take takes the next group of pending requests: as many as fit in one
+// batch by their bounds (at least one), or all when all is set.
+func (c *coll) take(all bool) []*request {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	budget := c.s.maxBatch - 1 // the horizon message
+	bytes := 0
+	var group []*request
+	i := 0
+	for ; i < len(c.queue); i++ {
+		r := c.queue[i]
+		if r.state.Load() != reqPending {
+			continue
+		}
+		if !all && len(group) > 0 && (r.msgs > budget || bytes+len(r.opsJSON) > maxGroupBytes) {
+			break
+		}
+		if !r.state.CompareAndSwap(reqPending, reqTaken) {
+			continue
+		}
+		group = append(group, r)
+		budget -= r.msgs
+		bytes += len(r.opsJSON)
+	}
+	clear(c.queue[:i])
+	c.queue = c.queue[i:]
+	return group
+}
+
+// maxGroupBytes bounds the encoded ops of the commits grouped in one batch
+// (a single larger commit gets a batch of its own).
+const maxGroupBytes = 4 << 20
+
+// maxAttempts bounds how often a group is re-planned after other
+// processes' commits or a replaced stream got in the way.
+const maxAttempts = 1000
+
+// plan is one attempt at committing a group: the batch and what it does.
+type plan struct {
+	epoch  string
+	expect uint64 // the stream's last sequence the plan was made at
+	ok     []*request
+	failed []*request
+	msgs   []*nats.Msg
+	id     string // batch id
+}
+
+// pending is the state of a record after the commits planned so far.
+type pending struct {
+	exists  bool
+	value   []byte
+	version uint64
+	tomb    bool // deleted by a planned commit while it existed
+	at      time.Time
+}
+
+// commitGroup commits the group's requests that pass their checks as
+// consecutive commits in one atomic batch, and answers every request.
+func (c *coll) commitGroup(group []*request) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	ctx := c.s.ctx
+	fail := func(err error) {
+		for _, r := range group {
+			r.answer(store.Applied{}, err)
+		}
+	}
+	var tried []*plan // attempts whose outcome is unknown
+	for attempt := 0; ; attempt++ {
+		if attempt == maxAttempts {
+			fail(fmt.Errorf("natskv: apply to %s: gave up after %d attempts against concurrent writers", c.name, attempt))
+			return
+		}
+		err := c.waitFor(ctx, func() bool {
+			return c.st != nil && !c.broken && c.fol != nil && c.fol.ld == nil && c.fol.epoch == c.st.epoch
+		})
+		if err != nil {
+			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+			return
+		}
+		// Did an earlier attempt commit after all?
+		if p, seq := c.committed(tried); p != nil {
+			c.finish(p, seq)
+			return
+		}
+		c.mu.RLock()
+		p, err := c.plan(group)
+		c.mu.RUnlock()
+		if err != nil {
+			fail(err)
+			return
+		}
+		if len(p.ok) == 0 {
+			for _, r := range p.failed {
+				r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, r.err))
+			}
+			return
+		}
+		seq, err := c.publish(p)
+		if err == nil {
+			c.finish(p, seq)
+			return
+		}
+		var wl *wrongLastError
+		switch {
+		case errors.As(err, &wl):
+			// Another process committed first: catch up, check again.
+			c.waitFor(ctx, func() bool {
+				return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= wl.seq
+			})
+		case errors.Is(err, nats.ErrNoResponders):
+			// No stream takes this epoch's subjects: it was dropped or
+			// lost. Follow its successor and commit there.
+			c.s.log.Debug("natskv: no stream for epoch", "collection", c.name, "epoch", p.epoch)
+			c.mu.Lock()
+			c.breakLocked(fmt.Errorf("no stream takes epoch %s", p.epoch))
+			c.mu.Unlock()
+			c.waitFor(ctx, func() bool { return !c.broken })
+		case errors.Is(err, errRejected):
+			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+			return
+		default:
+			// The outcome is unknown: wait until the follower has read
+			// what the stream holds now, then look for the batch.
+			tried = append(tried, p)
+			c.s.log.Warn("natskv: commit outcome unknown, checking", "collection", c.name, "err", err)
+			if err := c.catchUp(ctx, p.epoch); err != nil {
+				if ctx.Err() != nil {
+					fail(fmt.Errorf("natskv: apply to %s: outcome unknown: %w", c.name, err))
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(retryDelay):
+				}
+			}
+		}
+	}
+}
+
+// retryDelay is how long to wait before trying again after the server
+// could not be reached.
+const retryDelay = 250 * time.Millisecond
+
+// committed returns the attempt among tried that the follower has seen
+// commit, and the sequence its batch ended at.
+func (c *coll) committed(tried []*plan) (*plan, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range tried {
+		if seq, ok := c.batches[p.id]; ok && c.st.epoch == p.epoch {
+			return p, seq
+		}
+	}
+	return nil, 0
+}
+
+// catchUp waits until the follower has read everything the stream held
+// when it was called.
+func (c *coll) catchUp(ctx context.Context, epoch string) error {
+	ictx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	defer cancel()
+	si, err := c.info(ictx, epoch)
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ictx, func() bool {
+		return c.broken || c.st.epoch != si.epoch || c.st.epoch == si.epoch && c.st.lastSeq >= si.lastSeq
+	})
+}
+
+// finish answers a group whose batch the stream acknowledged at seq, once
+// the follower has applied it (read-your-writes), then trims the stream.
+func (c *coll) finish(p *plan, seq uint64) {
+	// The commits are durable: they are answered as such even if the
+	// store closes before the follower gets there.
+	_ = c.waitFor(c.s.ctx, func() bool {
+		return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= seq
+	})
+	for _, r := range p.ok {
+		r.answer(store.Applied{Epoch: p.epoch, Commit: r.commit}, nil)
+	}
+	for _, r := range p.failed {
+		r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, r.err))
+	}
+	c.trim()
+}
+
+// plan checks each request of the group against the state and the
+// commits planned before it, and builds the batch of those that pass.
+// c.mu must be held for reading.
+func (c *coll) plan(group []*request) (*plan, error) {
+	st := c.st
+	p := &plan{epoch: st.epoch, expect: st.lastSeq}
+	at := c.s.cfg.Now().UTC()
+	prefix := c.fol.prefix
+	ov := make(map[string]*pending)
+	lookup := func(id string) (bool, uint64) {
+		if o := ov[id]; o != nil {
+			if !o.exists {
+				return false, 0
+			}
+			return true, o.version
+		}
+		r, ok := st.records[id]
+		return ok, r.Version
+	}
+	v := st.version
+	type change struct {
+		value   []byte
+		deleted bool
+	}
+	for _, r := range group {
+		r.err = nil
+		for _, id := range slices.Sorted(maps.Keys(r.ifs)) {
+			want := r.ifs[id]
+			if _, have := lookup(id); have != want {
+				r.err = &store.PreconditionError{ID: id, Want: want, Have: have}
+				break
+			}
+		}
+		net := make(map[string]change, len(r.ops))
+		for i, op := range r.ops {
+			if r.err != nil {
+				break
+			}
+			if op.Op == protocol.OpPut {
+				net[op.ID] = change{value: op.Value}
+				continue
+			}
+			exists, _ := lookup(op.ID)
+			if ch, ok := net[op.ID]; ok {
+				exists = !ch.deleted
+			}
+			if !exists {
+				r.err = fmt.Errorf("op %d: delete %q: %w", i, op.ID, store.ErrNotFound)
+			}
+			net[op.ID] = change{deleted: true}
+		}
+		if r.err != nil {
+			p.failed = append(p.failed, r)
+			continue
+		}
+		v++
+		for id, ch := range net {
+			existed, _ := lookup(id)
+			switch {
+			case !ch.deleted:
+				ov[id] = &pending{exists: true, value: ch.value, version: v}
+			case existed:
+				ov[id] = &pending{tomb: true, version: v, at: at}
+			}
+		}
+		r.commit = protocol.Commit{Version: v, At: at, Ops: r.ops}
+		p.ok = append(p.ok, r)
+	}
+	if len(p.ok) == 0 {
+		return p, nil
+	}
+
+	for _, id := range slices.Sorted(maps.Keys(ov)) {
+		o := ov[id]
+		m := nats.NewMsg(recordSubject(prefix, id))
+		m.Header.Set(hdrVersion, strconv.FormatUint(o.version, 10))
+		if o.exists {
+			m.Data = o.value
+		} else {
+			m.Header.Set(hdrDeleted, strconv.FormatInt(o.at.UnixNano(), 10))
+		}
+		p.msgs = append(p.msgs, m)
+	}
+	if h := st.expiredHorizon(at, c.s.cfg.RetainTombstones); h > st.tombFloor {
+		m := nats.NewMsg(horizonSubject(prefix))
+		m.Data = strconv.AppendUint(nil, h, 10)
+		p.msgs = append(p.msgs, m)
+	}
+	chunk := c.s.chunkSize()
+	for _, r := range p.ok {
+		js := protocol.AppendCommitOps(nil, r.commit.Version, at, r.opsJSON)
+		n := (len(js) + chunk - 1) / chunk
+		for k := range n {
+			m := nats.NewMsg(logSubject(prefix, r.commit.Version, k))
+			m.Header.Set(hdrChunks, strconv.Itoa(n))
+			m.Data = js[k*chunk : min(len(js), (k+1)*chunk)]
+			p.msgs = append(p.msgs, m)
+		}
+	}
+	if len(p.msgs) > c.s.maxBatch {
+		// Only a group of one request can exceed the bound (see take).
+		return nil, fmt.Errorf("natskv: apply to %s: %w: the commit needs a batch of %d messages, the limit is %d (Options.MaxBatch, the server's max_batch_size)",
+			c.name, protocol.ErrTooLarge, len(p.msgs), c.s.maxBatch)
+	}
+	return p, nil
+}
+
+// wrongLastError is the stream's refusal of a batch planned at an old
+// last sequence: another process committed first.
+type wrongLastError struct{ seq uint64 }
+
+func (e *wrongLastError) Error() string {
+	return fmt.Sprintf("wrong last sequence: the stream is at %d", e.seq)
+}
+
+// errRejected marks a batch the stream refused for good.
+var errRejected = errors.New("batch rejected")
+
+// pubAck is the stream's answer to a batch's commit message.
+type pubAck struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Seq   uint64 `json:"seq"`
+	Count int    `json:"count"`
+}
+
+// JetStream error codes the committer tells apart.
+const (
+	errCodeWrongLastSeq = 10071
+	errCodeNotLeader    = 10011 // JSClusterNotLeaderErr
+	errCodeIncomplete   = 10176 // JSAtomicPublishIncompleteBatchErr
+)
+
+// publish sends p's batch as one JetStream atomic batch and returns the
+// stream sequence of its last message.
+func (c *coll) publish(p *plan) (uint64, error) {
+	nc := c.s.nc
+	p.id = nuid.Next()
+	n := len(p.msgs)
+	for i, m := range p.msgs {
+		m.Header.Set(hdrBatchID, p.id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+	}
+	p.msgs[0].Header.Set(hdrExpectedLast, strconv.FormatUint(p.expect, 10))
+	last := p.msgs[n-1]
+	last.Header.Set(hdrEnd, "1")
+	last.Header.Set(hdrBatchCommit, "1")
+	for _, m := range p.msgs[:n-1] {
+		if err := nc.PublishMsg(m); err != nil {
+			return 0, fmt.Errorf("publish: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	defer cancel()
+	resp, err := nc.RequestMsgWithContext(ctx, last)
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("publish: bad acknowledgement %q: %w", resp.Data, err)
+	}
+	if e := ack.Error; e != nil {
+		if e.ErrCode == errCodeWrongLastSeq {
+			var seq uint64
+			if _, err := fmt.Sscanf(e.Description, "wrong last sequence: %d", &seq); err == nil {
+				return 0, &wrongLastError{seq: seq}
+			}
+			return 0, &wrongLastError{seq: p.expect + 1}
+		}
+		apiErr := &jetstream.APIError{Code: e.Code, ErrorCode: jetstream.ErrorCode(e.ErrCode), Description: e.Description}
+		if e.ErrCode == errCodeNotLeader || e.ErrCode == errCodeIncomplete || e.Code >= 500 {
+			// Transient (a leader change, a lost message): the batch did
+			// not commit; try again.
+			return 0, &transientError{apiErr}
+		}
+		return 0, fmt.Errorf("%w: %w", errRejected, apiErr)
+	}
+	if ack.Count != 0 && ack.Count != n {
+		return 0, fmt.Errorf("%w: stream stored %d messages of a batch of %d", errRejected, ack.Count, n)
+	}
+	return ack.Seq, nil
+}
+
+// transientError is a refusal that did not commit the batch and that a
+// later attempt may not meet.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// trim purges from the stream what the state has let go of: log entries
+// below the retained log and forgotten tombstones, a bounded number per
+// call.
+func (c *coll) trim() {
+	c.mu.RLock()
+	st, f := c.st, c.fol
+	if st == nil || f == nil || f.epoch != st.epoch {
+		c.mu.RUnlock()
+		return
+	}
+	var logBound, floor uint64
+	if st.logFloor > st.diskFloor && len(st.log) > 0 {
+		logBound, floor = st.log[0].seq, st.logFloor
+	}
+	tombs := slices.Clone(st.purge[:min(len(st.purge), maxPurges)])
+	prefix := f.prefix
+	c.mu.RUnlock()
+	if logBound == 0 && len(tombs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	defer cancel()
+	stream, err := c.s.js.Stream(ctx, c.names.stream)
+	if err != nil {
+		c.s.log.Warn("natskv: trim", "collection", c.name, "err", err)
+		return
+	}
+	if logBound > 0 {
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject(logFilter(prefix)), jetstream.WithPurgeSequence(logBound))
+		if err != nil {
+			c.s.log.Warn("natskv: trim log", "collection", c.name, "err", err)
+		} else {
+			c.mu.Lock()
+			if c.st == st {
+				st.diskFloor = max(st.diskFloor, floor)
+			}
+			c.mu.Unlock()
+		}
+	}
+	done := 0
+	for _, t := range tombs {
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject(recordSubject(prefix, t.id)), jetstream.WithPurgeSequence(t.bound))
+		if err != nil {
+			c.s.log.Warn("natskv: trim tombstone", "collection", c.name, "id", t.id, "err", err)
+			break
+		}
+		done++
+	}
+	if done > 0 {
+		c.mu.Lock()
+		if c.st == st {
+			clear(st.purge[:done])
+			st.purge = st.purge[done:]
+		}
+		c.mu.Unlock()
+	}
+}
+
+// maxPurges bounds the tombstones purged after one batch.
+const maxPurges = 64

@@ -1,0 +1,342 @@
+package natskv
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// follower tails one epoch's stream with an ordered consumer and keeps the
+// collection's state. It starts in replay mode, where the stream's record,
+// tombstone, horizon and log messages are gathered by a loader; once it has
+// read a batch's last message with nothing pending it installs the state
+// and goes live, applying each commit from its log entry.
+type follower struct {
+	gen    uint64
+	epoch  string
+	prefix string
+	cc     jetstream.ConsumeContext
+	// ld is the loader while replaying, nil once live.
+	ld *loader
+	// asm assembles the chunks of the log entry being read.
+	asm chunks
+}
+
+// chunks assembles a commit's log entry from its messages c.V.0 … c.V.n-1.
+type chunks struct {
+	version uint64
+	n, next int
+	seq     uint64 // of chunk 0
+	buf     []byte
+}
+
+// add adds one chunk. It returns the commit's JSON when complete, ok false
+// while incomplete, and an error when the chunk does not continue the
+// entry under way (a gap, after a purge of what was not yet read).
+func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, complete bool, err error) {
+	if k == 0 {
+		*a = chunks{version: v, n: n, seq: seq, buf: append([]byte(nil), data...), next: 1}
+	} else {
+		if a.buf == nil || a.version != v || a.next != k || a.n != n {
+			*a = chunks{}
+			return nil, false, fmt.Errorf("log entry %d: chunk %d of %d without its predecessors", v, k, n)
+		}
+		a.buf = append(a.buf, data...)
+		a.next++
+	}
+	if a.next < a.n {
+		return nil, false, nil
+	}
+	js = a.buf
+	*a = chunks{version: v, seq: a.seq}
+	return js, true, nil
+}
+
+// loader gathers what the stream holds while a follower replays it.
+type loader struct {
+	records map[string]protocol.Record
+	tombs   map[string]tomb
+	log     []logEntry
+	horizon uint64
+}
+
+func newLoader() *loader {
+	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]tomb)}
+}
+
+// message is what the follower needs of a stream message.
+type message struct {
+	kind    byte // 'r', 'c' or 'g'
+	rest    string
+	seq     uint64
+	pending uint64
+	hdr     func(string) string
+	data    []byte
+	end     bool
+}
+
+// parseMessage splits a stream message of the follower's epoch; ok is
+// false for a message of another epoch or of an unknown kind.
+func (f *follower) parseMessage(m jetstream.Msg) (message, bool, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return message{}, false, err
+	}
+	subj := m.Subject()
+	if !strings.HasPrefix(subj, f.prefix) || len(subj) < len(f.prefix)+1 {
+		return message{}, false, nil
+	}
+	rest := subj[len(f.prefix):]
+	h := m.Headers()
+	msg := message{
+		kind:    rest[0],
+		seq:     md.Sequence.Stream,
+		pending: md.NumPending,
+		hdr:     h.Get,
+		data:    m.Data(),
+		end:     h.Get(hdrEnd) != "",
+	}
+	switch {
+	case (msg.kind == 'g' || msg.kind == 'e') && len(rest) == 1:
+	case (msg.kind == 'r' || msg.kind == 'c') && len(rest) > 2 && rest[1] == '.':
+		msg.rest = rest[2:]
+	default:
+		return message{}, false, nil
+	}
+	return msg, true, nil
+}
+
+// logChunk parses a log message's subject remainder V.K and its header.
+func logChunk(m message) (v uint64, k, n int, err error) {
+	vs, ks, ok := strings.Cut(m.rest, ".")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("log subject %q", m.rest)
+	}
+	if v, err = strconv.ParseUint(vs, 10, 64); err != nil {
+		return 0, 0, 0, fmt.Errorf("log subject %q: %w", m.rest, err)
+	}
+	if k, err = strconv.Atoi(ks); err != nil {
+		return 0, 0, 0, fmt.Errorf("log subject %q: %w", m.rest, err)
+	}
+	if n, err = strconv.Atoi(m.hdr(hdrChunks)); err != nil || n < 1 || k >= n {
+		return 0, 0, 0, fmt.Errorf("log entry %d chunk %d: bad chunk count %q", v, k, m.hdr(hdrChunks))
+	}
+	return v, k, n, nil
+}
+
+// decodeCommit parses a log entry.
+func decodeCommit(b []byte) (protocol.Commit, error) {
+	var c protocol.Commit
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("log entry: %w", err)
+	}
+	c.At = c.At.UTC()
+	if c.Ops == nil {
+		c.Ops = []protocol.Op{}
+	}
+	return c, nil
+}
+
+// add takes one message in replay mode.
+func (l *loader) add(f *follower, m message) error {
+	switch m.kind {
+	case 'r':
+		idb, err := base64.RawURLEncoding.DecodeString(m.rest)
+		if err != nil {
+			return fmt.Errorf("record subject %q: %w", m.rest, err)
+		}
+		id := string(idb)
+		v, err := strconv.ParseUint(m.hdr(hdrVersion), 10, 64)
+		if err != nil {
+			return fmt.Errorf("record %q: version header: %w", id, err)
+		}
+		if del := m.hdr(hdrDeleted); del != "" {
+			ns, err := strconv.ParseInt(del, 10, 64)
+			if err != nil {
+				return fmt.Errorf("tombstone %q: time header: %w", id, err)
+			}
+			delete(l.records, id)
+			l.tombs[id] = tomb{version: v, id: id, at: time.Unix(0, ns).UTC(), bound: m.seq + 1}
+			return nil
+		}
+		delete(l.tombs, id)
+		l.records[id] = protocol.Record{ID: id, Value: slices.Clone(m.data), Version: v}
+	case 'g':
+		h, err := strconv.ParseUint(string(m.data), 10, 64)
+		if err != nil {
+			return fmt.Errorf("horizon: %w", err)
+		}
+		l.horizon = max(l.horizon, h)
+	case 'c':
+		v, k, n, err := logChunk(m)
+		if err != nil {
+			return err
+		}
+		js, complete, err := f.asm.add(v, k, n, m.seq, m.data)
+		if err != nil || !complete {
+			// A log entry whose start was purged before it was read:
+			// older than anything kept, so it is skipped.
+			return nil
+		}
+		c, err := decodeCommit(js)
+		if err != nil {
+			return err
+		}
+		if c.Version != v {
+			return fmt.Errorf("log entry %d holds commit %d", v, c.Version)
+		}
+		if len(l.log) > 0 && l.log[len(l.log)-1].commit.Version+1 != v {
+			// The entries before were purged while being read: the log
+			// starts here.
+			l.log = l.log[:0]
+		}
+		l.log = append(l.log, logEntry{commit: c, seq: f.asm.seq})
+	}
+	return nil
+}
+
+// finish builds the state the loader gathered, read up to and including
+// the batch ending at stream sequence lastSeq.
+func (l *loader) finish(epoch string, lastSeq uint64, retain int) (*state, error) {
+	st := newState(epoch)
+	st.lastSeq = lastSeq
+	if len(l.log) == 0 {
+		if len(l.records) > 0 || len(l.tombs) > 0 {
+			return nil, fmt.Errorf("stream holds records but no log entry")
+		}
+		return st, nil
+	}
+	st.version = l.log[len(l.log)-1].commit.Version
+	st.logFloor = l.log[0].commit.Version - 1
+	st.diskFloor = st.logFloor
+	st.log = l.log
+	st.records = l.records
+	for id, r := range l.records {
+		if r.Version > st.version {
+			return nil, fmt.Errorf("record %q at version %d beyond the log's %d", id, r.Version, st.version)
+		}
+		st.written = append(st.written, entry{version: r.Version, id: id})
+	}
+	slices.SortFunc(st.written, func(a, b entry) int {
+		if a.version != b.version {
+			return cmpUint(a.version, b.version)
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	for id, t := range l.tombs {
+		st.tombs = append(st.tombs, t)
+		st.tombVersion[id] = t.version
+	}
+	slices.SortFunc(st.tombs, func(a, b tomb) int {
+		if a.version != b.version {
+			return cmpUint(a.version, b.version)
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	st.raiseHorizon(l.horizon)
+	st.tombFloor = max(st.tombFloor, l.horizon)
+	st.trimLog(retain)
+	return st, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// handle takes one message of follower f: it is called by the consumer,
+// one message at a time, in stream order.
+func (c *coll) handle(f *follower, jm jetstream.Msg) {
+	m, ok, err := f.parseMessage(jm)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fol != f || c.closed {
+		return
+	}
+	switch {
+	case err != nil:
+		c.breakLocked(fmt.Errorf("message metadata: %w", err))
+		return
+	case !ok:
+		// Another epoch's subjects: the stream was replaced under the
+		// consumer.
+		c.breakLocked(fmt.Errorf("message %q is not of epoch %s", jm.Subject(), f.epoch))
+		return
+	}
+
+	if m.end {
+		c.batchSeen(m.hdr(hdrBatchID), m.seq)
+	}
+	if f.ld != nil {
+		if err := f.ld.add(f, m); err != nil {
+			c.breakLocked(err)
+			return
+		}
+		if m.end && m.pending == 0 {
+			st, err := f.ld.finish(f.epoch, m.seq, c.s.cfg.RetainCommits)
+			if err != nil {
+				c.breakLocked(err)
+				return
+			}
+			f.ld = nil
+			c.installLocked(st)
+		}
+		return
+	}
+
+	st := c.st
+	switch m.kind {
+	case 'g':
+		h, err := strconv.ParseUint(string(m.data), 10, 64)
+		if err != nil {
+			c.breakLocked(fmt.Errorf("horizon: %w", err))
+			return
+		}
+		st.raiseHorizon(h)
+	case 'c':
+		v, k, n, err := logChunk(m)
+		if err != nil {
+			c.breakLocked(err)
+			return
+		}
+		js, complete, err := f.asm.add(v, k, n, m.seq, m.data)
+		if err != nil {
+			c.breakLocked(err)
+			return
+		}
+		if complete {
+			cm, err := decodeCommit(js)
+			if err != nil {
+				c.breakLocked(err)
+				return
+			}
+			if cm.Version != st.version+1 || cm.Version != v {
+				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.version))
+				return
+			}
+			st.applyCommit(cm, f.asm.seq)
+			st.trimLog(c.s.cfg.RetainCommits)
+			if c.s.watch.active() {
+				ev := cloneCommit(cm)
+				c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &ev, Version: cm.Version})
+			}
+		}
+	}
+	if m.end {
+		st.lastSeq = m.seq
+		c.notifyLocked()
+	}
+}

@@ -1,0 +1,120 @@
+package natskv
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Headers viewsync sets on the messages of a commit batch.
+const (
+	// hdrVersion (record messages) is the version of the commit that
+	// wrote the record or, on a tombstone, deleted it.
+	hdrVersion = "Vs-V"
+	// hdrDeleted marks a tombstone; its value is the deletion time in Unix
+	// nanoseconds.
+	hdrDeleted = "Vs-Del"
+	// hdrChunks (log messages) is how many messages the commit's JSON is
+	// split into.
+	hdrChunks = "Vs-N"
+	// hdrEnd marks the last message of a batch.
+	hdrEnd = "Vs-End"
+)
+
+// JetStream headers of atomic batch publishing and optimistic concurrency.
+const (
+	hdrBatchID      = "Nats-Batch-Id"
+	hdrBatchSeq     = "Nats-Batch-Sequence"
+	hdrBatchCommit  = "Nats-Batch-Commit"
+	hdrExpectedLast = "Nats-Expected-Last-Sequence"
+)
+
+// Stream metadata keys.
+const (
+	metaEpoch      = "viewsync.epoch"
+	metaCollection = "viewsync.collection"
+	metaFormat     = "viewsync.format"
+	formatVersion  = "1"
+)
+
+// validPrefix reports whether p can start stream names and subjects: 1-32
+// characters of [A-Za-z0-9_-].
+func validPrefix(p string) error {
+	if p == "" || len(p) > 32 {
+		return fmt.Errorf("natskv: prefix %q must be 1-32 characters", p)
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("natskv: prefix %q must match ^[A-Za-z0-9_-]{1,32}$", p)
+		}
+	}
+	return nil
+}
+
+// escape maps a valid collection name to a stream-name-safe subject token:
+// '.' (not allowed in stream names, a token separator in subjects) becomes
+// '~', which collection names never contain, so the mapping is reversible.
+func escape(collection string) string { return strings.ReplaceAll(collection, ".", "~") }
+
+// names are the stream name and subjects of one collection.
+type names struct {
+	stream string
+	// base is PREFIX.ESCAPED, to which an epoch is appended.
+	base string
+}
+
+// newNames returns the names of collection under prefix.
+func newNames(prefix, collection string) names {
+	e := escape(collection)
+	return names{stream: prefix + "_" + e, base: prefix + "." + e}
+}
+
+// subjects returns the stream's subject filter for epoch.
+func (n names) subjects(epoch string) string { return n.base + "." + epoch + ".>" }
+
+// prefix returns the subject prefix of epoch, ending in '.'.
+func (n names) prefix(epoch string) string { return n.base + "." + epoch + "." }
+
+// recordSubject returns the subject of record id.
+func recordSubject(prefix, id string) string {
+	return prefix + "r." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// logSubject returns the subject of chunk k of commit v's log entry.
+func logSubject(prefix string, v uint64, k int) string {
+	return fmt.Sprintf("%sc.%d.%d", prefix, v, k)
+}
+
+// horizonSubject returns the subject of the tombstone horizon.
+func horizonSubject(prefix string) string { return prefix + "g" }
+
+// startSubject returns the subject of the message that starts a history
+// replaced by Drop.
+func startSubject(prefix string) string { return prefix + "e" }
+
+// logFilter returns the subject filter of the whole log.
+func logFilter(prefix string) string { return prefix + "c.>" }
+
+// newEpoch returns a fresh random epoch of 16 hex digits, different from
+// old. It is a valid protocol epoch and a valid subject token.
+func newEpoch(old string) string {
+	for {
+		var b [8]byte
+		rand.Read(b[:]) // never fails; it crashes the program instead
+		if e := hex.EncodeToString(b[:]); e != old {
+			return e
+		}
+	}
+}
+
+// validEpoch reports whether e is an epoch this package makes.
+func validEpoch(e string) bool {
+	if len(e) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(e)
+	return err == nil && strings.ToLower(e) == e
+}

@@ -1,0 +1,489 @@
+package natskv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Conn is an established connection to use. The Store does not close
+	// it. When nil, Open connects to URL with NATSOptions and closes that
+	// connection on Close.
+	Conn *nats.Conn
+	// URL is the server to connect to when Conn is nil; default
+	// nats.DefaultURL.
+	URL string
+	// NATSOptions are passed to nats.Connect when Conn is nil (credentials,
+	// TLS, reconnect policy, ...).
+	NATSOptions []nats.Option
+	// Prefix starts every stream name (PREFIX_COLLECTION) and subject
+	// (PREFIX.COLLECTION.EPOCH.…) of the store; default "VS". Stores that
+	// share a prefix on one server (or cluster) share their collections.
+	Prefix string
+	// Replicas is the replication factor of the collections' streams;
+	// default 1. It applies to streams this store creates.
+	Replicas int
+	// Config holds the retention settings and the clock; zero fields mean
+	// their defaults (see store.Config.WithDefaults). Every store sharing a
+	// prefix should use the same Config.
+	Config store.Config
+	// Logger receives warnings (reloads, failed trims); default: discard.
+	Logger *slog.Logger
+	// Timeout bounds each JetStream API call and the wait for a batch's
+	// acknowledgement; default 10s.
+	Timeout time.Duration
+	// MaxBatch is the most messages one atomic batch may hold: it must not
+	// exceed the server's jetstream max_batch_size (default 1000). Default
+	// 1000. See the package documentation for what a commit needs.
+	MaxBatch int
+}
+
+// Defaults of Options.
+const (
+	DefaultPrefix   = "VS"
+	DefaultTimeout  = 10 * time.Second
+	DefaultMaxBatch = 1000
+)
+
+// Store is a store.Store and store.Watcher on NATS JetStream. It is safe
+// for concurrent use.
+type Store struct {
+	cfg      store.Config
+	prefix   string
+	replicas int
+	timeout  time.Duration
+	maxBatch int
+	log      *slog.Logger
+
+	nc      *nats.Conn
+	ownConn bool
+	js      jetstream.JetStream
+	watch   *watchHub
+	subs    []*nats.Subscription
+
+	// ctx is done when the store closes; goroutines are counted in wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	// colls holds the open collections, by name.
+	colls map[string]*coll
+	// streams maps stream names to open collections.
+	streams map[string]*coll
+}
+
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Watcher = (*Store)(nil)
+)
+
+// Open connects to JetStream (or uses opts.Conn) and returns a Store.
+// Collections are opened lazily, on first use.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("natskv: open: %w", err)
+	}
+	s := &Store{
+		cfg:      opts.Config.WithDefaults(),
+		prefix:   opts.Prefix,
+		replicas: opts.Replicas,
+		timeout:  opts.Timeout,
+		maxBatch: opts.MaxBatch,
+		log:      opts.Logger,
+		colls:    make(map[string]*coll),
+		streams:  make(map[string]*coll),
+		watch:    newWatchHub(),
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if err := validPrefix(s.prefix); err != nil {
+		return nil, err
+	}
+	if s.replicas <= 0 {
+		s.replicas = 1
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = DefaultMaxBatch
+	}
+	if s.maxBatch < 3 {
+		return nil, fmt.Errorf("natskv: open: MaxBatch %d is too small", s.maxBatch)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.nc = opts.Conn
+	if s.nc == nil {
+		url := opts.URL
+		if url == "" {
+			url = nats.DefaultURL
+		}
+		nc, err := nats.Connect(url, opts.NATSOptions...)
+		if err != nil {
+			return nil, fmt.Errorf("natskv: open: connect to %s: %w", url, err)
+		}
+		s.nc, s.ownConn = nc, true
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("natskv: open: %w", err)
+	}
+	s.js = js
+	if _, err := js.AccountInfo(ctx); err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("natskv: open: JetStream not available: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	// Stream advisories tell of collections dropped or re-created by other
+	// processes at once; without them (no permission) the followers notice
+	// on their own, later.
+	for _, subj := range []string{"$JS.EVENT.ADVISORY.STREAM.DELETED.*", "$JS.EVENT.ADVISORY.STREAM.CREATED.*", "$JS.EVENT.ADVISORY.STREAM.UPDATED.*"} {
+		sub, err := s.nc.Subscribe(subj, s.advisory)
+		if err != nil {
+			s.log.Warn("natskv: no stream advisories", "subject", subj, "err", err)
+			continue
+		}
+		s.subs = append(s.subs, sub)
+	}
+
+	s.wg.Go(func() { s.watch.run(s.ctx.Done()) })
+	return s, nil
+}
+
+// advisory kicks the collection whose stream was deleted or created.
+func (s *Store) advisory(m *nats.Msg) {
+	name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	s.mu.Lock()
+	c := s.streams[name]
+	s.mu.Unlock()
+	if c != nil {
+		c.resync()
+	}
+}
+
+// closeConn closes the connection if the store opened it.
+func (s *Store) closeConn() {
+	if s.ownConn {
+		s.nc.Close()
+	}
+}
+
+// streamConfig is the configuration of a collection's stream in epoch.
+func (s *Store) streamConfig(c *coll, epoch string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:               c.names.stream,
+		Description:        "viewsync collection " + c.name,
+		Subjects:           []string{c.names.subjects(epoch)},
+		Storage:            jetstream.FileStorage,
+		Replicas:           s.replicas,
+		Retention:          jetstream.LimitsPolicy,
+		Discard:            jetstream.DiscardOld,
+		MaxMsgsPerSubject:  1,
+		AllowAtomicPublish: true,
+		Metadata: map[string]string{
+			metaEpoch:      epoch,
+			metaCollection: c.name,
+			metaFormat:     formatVersion,
+		},
+	}
+}
+
+// chunkSize is the most bytes of a commit's JSON one log message holds.
+func (s *Store) chunkSize() int {
+	return max(4096, int(s.nc.MaxPayload())-4096)
+}
+
+// coll returns the open collection, opening it (and creating its stream)
+// on first use, once its state is loaded.
+func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := protocol.ValidateCollection(name); err != nil {
+		return nil, err
+	}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, store.ErrClosed
+		}
+		c := s.colls[name]
+		if c == nil {
+			c = newColl(s, name)
+			s.colls[name] = c
+			s.streams[c.names.stream] = c
+			s.wg.Go(c.open)
+			s.wg.Go(c.runResync)
+			s.wg.Go(c.runCommitter)
+		}
+		s.mu.Unlock()
+		err := c.waitReady(ctx)
+		if err == nil {
+			return c, nil
+		}
+		c.mu.RLock()
+		failed := c.initErr != nil
+		c.mu.RUnlock()
+		if !failed || ctx.Err() != nil {
+			return nil, err
+		}
+		// Opening failed: forget the collection; a later call tries again.
+		s.mu.Lock()
+		if s.colls[name] == c {
+			delete(s.colls, name)
+			delete(s.streams, c.names.stream)
+		}
+		s.mu.Unlock()
+		c.stop()
+		return nil, err
+	}
+}
+
+// read runs fn on the collection's state, read at one version.
+func (s *Store) read(ctx context.Context, name string, fn func(st *state) error) error {
+	c, err := s.coll(ctx, name)
+	if err != nil {
+		return err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return store.ErrClosed
+	}
+	return fn(c.st)
+}
+
+// Head implements store.Store.
+func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, error) {
+	var h protocol.Head
+	err := s.read(ctx, collection, func(st *state) error {
+		h = st.head()
+		return nil
+	})
+	if err != nil {
+		return protocol.Head{}, fmt.Errorf("natskv: head of %s: %w", collection, err)
+	}
+	return h, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
+	var r protocol.Record
+	err := s.read(ctx, collection, func(st *state) error {
+		var ok bool
+		if r, ok = st.get(id); !ok {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return protocol.Record{}, fmt.Errorf("natskv: get %s/%s: %w", collection, id, err)
+	}
+	return r, nil
+}
+
+// Snapshot implements store.Store.
+func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
+	var snap protocol.Snapshot
+	err := s.read(ctx, collection, func(st *state) error {
+		snap = st.snapshot()
+		return nil
+	})
+	if err != nil {
+		return protocol.Snapshot{}, fmt.Errorf("natskv: snapshot of %s: %w", collection, err)
+	}
+	return snap, nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error) {
+	var ch protocol.Changes
+	err := s.read(ctx, collection, func(st *state) (err error) {
+		ch, err = st.changes(after, limit)
+		return err
+	})
+	if err != nil {
+		return protocol.Changes{}, fmt.Errorf("natskv: changes of %s after %d: %w", collection, after, err)
+	}
+	return ch, nil
+}
+
+// CatchUp implements store.Store.
+func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
+	var cu protocol.CatchUp
+	err := s.read(ctx, collection, func(st *state) (err error) {
+		cu, err = st.catchUp(after)
+		return err
+	})
+	if err != nil {
+		return protocol.CatchUp{}, fmt.Errorf("natskv: catch-up of %s after %d: %w", collection, after, err)
+	}
+	return cu, nil
+}
+
+// Apply implements store.Store. It also checks the ops with
+// protocol.NormalizeOp, so that a malformed op fails (wrapping one of the
+// protocol's errors) instead of corrupting the collection. A put whose
+// value does not fit in one NATS message fails with protocol.ErrTooLarge.
+func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (store.Applied, error) {
+	fail := func(err error) (store.Applied, error) {
+		return store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", collection, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := protocol.ValidateCollection(collection); err != nil {
+		return fail(err)
+	}
+	if len(ops) == 0 {
+		return fail(store.ErrEmptyCommit)
+	}
+	maxValue := int(s.nc.MaxPayload()) - 1024
+	own := make([]protocol.Op, len(ops))
+	ids := make(map[string]struct{}, len(ops))
+	for i, op := range ops {
+		n, err := protocol.NormalizeOp(op, 0, maxValue)
+		if err != nil {
+			return fail(fmt.Errorf("op %d: %w", i, err))
+		}
+		if n.Value != nil {
+			n.Value = append([]byte(nil), n.Value...)
+		}
+		own[i] = n
+		ids[n.ID] = struct{}{}
+	}
+	ifsCopy := make(map[string]uint64, len(ifs))
+	for id, v := range ifs {
+		ifsCopy[id] = v
+	}
+	r := &request{ops: own, ifs: ifsCopy, done: make(chan struct{})}
+	r.opsJSON = protocol.AppendOps(nil, own)
+	chunk := s.chunkSize()
+	r.msgs = len(ids) + (len(r.opsJSON)+protocol.CommitJSONOverhead+chunk-1)/chunk
+
+	c, err := s.coll(ctx, collection)
+	if err != nil {
+		return fail(err)
+	}
+	c.enqueue(r)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqPending, reqCancelled) {
+			return fail(ctx.Err())
+		}
+		<-r.done
+	case <-s.ctx.Done():
+		if r.state.CompareAndSwap(reqPending, reqCancelled) {
+			return fail(store.ErrClosed)
+		}
+		<-r.done
+	}
+	return r.res, r.err
+}
+
+// Drop implements store.Store: it gives the collection's stream a fresh
+// epoch (its subjects and metadata), which fences off writers of the old
+// one, then purges every message of the old epoch.
+func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, error) {
+	fail := func(err error) (protocol.Head, error) {
+		return protocol.Head{}, fmt.Errorf("natskv: drop %s: %w", collection, err)
+	}
+	c, err := s.coll(ctx, collection)
+	if err != nil {
+		return fail(err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	c.mu.RLock()
+	old := c.st.epoch
+	c.mu.RUnlock()
+	// Once started, Drop runs to its end whatever the caller's context.
+	dctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	if err := c.replace(dctx, old); err != nil {
+		return fail(err)
+	}
+	si, err := c.info(dctx, old)
+	if err != nil {
+		return fail(err)
+	}
+	if err := c.restart(dctx, si, false); err != nil {
+		return fail(err)
+	}
+	var h protocol.Head
+	err = c.waitFor(dctx, func() bool {
+		if c.st.epoch == si.epoch && c.fol.ld == nil && c.fol.epoch == c.st.epoch {
+			h = c.st.head()
+			return true
+		}
+		return c.st.epoch != old && c.st.epoch != si.epoch
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if h.Epoch == "" {
+		// Dropped again meanwhile, by another process.
+		c.mu.RLock()
+		h = c.st.head()
+		c.mu.RUnlock()
+	}
+	return h, nil
+}
+
+// Watch implements store.Watcher. fn must not call stop.
+func (s *Store) Watch(fn func(store.Event)) (stop func()) {
+	return s.watch.add(fn)
+}
+
+// Close implements store.Store: it stops following the collections, fails
+// queued commits with store.ErrClosed and closes the connection if Open
+// made it. A second Close returns store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("natskv: close: %w", store.ErrClosed)
+	}
+	s.closed = true
+	colls := make([]*coll, 0, len(s.colls))
+	for _, c := range s.colls {
+		colls = append(colls, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range colls {
+		c.stop()
+	}
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	s.wg.Wait()
+	for _, c := range colls {
+		c.stop() // a follower started while closing
+	}
+	s.closeConn()
+	return nil
+}
