@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
-	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
 	"github.com/viewsync/viewsync/transport/sse"
 	"github.com/viewsync/viewsync/transport/ws"
@@ -61,6 +58,7 @@ type serveConfig struct {
 	callProxyTO      time.Duration
 	callTO           time.Duration
 	access           accessConfig
+	engine           engineConfig
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -103,6 +101,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.callProxyTO, "call-proxy-timeout", callproxy.DefaultTimeout, "time the --call-proxy backend has to answer a call; past it the caller gets 504")
 	fs.DurationVar(&c.callTO, "call-timeout", httpapi.DefaultCallTimeout, "time a call may take in all; past it the caller gets 504")
 	c.access.register(fs)
+	c.engine.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
 
@@ -160,6 +159,9 @@ func (c *serveConfig) validate() error {
 	case c.callTO <= 0:
 		return errors.New("--call-timeout must be positive")
 	}
+	if err := c.engine.validate(); err != nil {
+		return err
+	}
 	return c.access.validate()
 }
 
@@ -197,16 +199,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	if err := os.MkdirAll(c.data, 0o750); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	dbPath := filepath.Join(c.data, "viewsync.db")
-	st, err := boltstore.Open(dbPath, &boltstore.Options{
-		Config: store.Config{RetainCommits: c.retainCommits, RetainTombstones: c.retainTombstones},
-		Logger: log,
-	})
+	st, err := c.engine.open(ctx, c.data, store.Config{RetainCommits: c.retainCommits, RetainTombstones: c.retainTombstones}, log)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer st.Close()
 
@@ -272,7 +267,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if stopping.Load() {
 				return errors.New("shutting down")
 			}
-			return nil
+			return st.ready()
 		},
 	})
 	if err != nil {
@@ -335,7 +330,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	})
 
-	log.Info("viewsync serving", "addr", ln.Addr().String(), "data", dbPath, "version", versionString(),
+	log.Info("viewsync serving", "addr", ln.Addr().String(), "store", st.where, "version", versionString(),
 		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String(), "demo", c.demo)
 	if proxy != nil {
 		log.Info("calls without a handler go to the call proxy", "url", redactURL(c.callProxy), "timeout", c.callProxyTO.String())

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/boltstore"
+	"github.com/viewsync/viewsync/store/natskv"
+)
+
+// engineConfig holds the flags of 'viewsync serve' that choose and
+// configure the store.
+type engineConfig struct {
+	engine      string
+	natsURL     string
+	natsCreds   string
+	natsTLSCA   string
+	natsTLSCert string
+	natsTLSKey  string
+	replicas    int
+	prefix      string
+	natsTimeout time.Duration
+	maxBatch    int
+}
+
+func (c *engineConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.engine, "engine", "bbolt", "store engine: bbolt (embedded, one file in --data) or nats (NATS JetStream, shared by several viewsync nodes)")
+	fs.StringVar(&c.natsURL, "nats-url", nats.DefaultURL, "--engine nats: server URL(s), comma-separated (nats://user:password@host:4222, tls://…)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "--engine nats: credentials file (JWT + NKey seed)")
+	fs.StringVar(&c.natsTLSCA, "nats-tls-ca", "", "--engine nats: CA certificate file to verify the servers with")
+	fs.StringVar(&c.natsTLSCert, "nats-tls-cert", "", "--engine nats: client certificate file (mutual TLS; with --nats-tls-key)")
+	fs.StringVar(&c.natsTLSKey, "nats-tls-key", "", "--engine nats: client key file")
+	fs.IntVar(&c.replicas, "nats-replicas", 1, "--engine nats: replicas of each collection's stream (3 on a 3-node cluster: a commit is acknowledged once a quorum has it)")
+	fs.StringVar(&c.prefix, "nats-prefix", natskv.DefaultPrefix, "--engine nats: prefix of the streams and subjects; nodes sharing it share the collections")
+	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request and commit acknowledgement")
+	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
+}
+
+func (c *engineConfig) validate() error {
+	switch {
+	case c.engine != "bbolt" && c.engine != "nats":
+		return fmt.Errorf("--engine must be bbolt or nats, not %q", c.engine)
+	case c.replicas < 1 || c.replicas > 5:
+		return errors.New("--nats-replicas must be 1..5")
+	case c.natsTimeout <= 0:
+		return errors.New("--nats-timeout must be positive")
+	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	return nil
+}
+
+// openedStore is the store serve runs on, and how to describe and check it.
+type openedStore struct {
+	store.Store
+	// where names it in logs.
+	where string
+	// ready reports whether the store can take traffic (/readyz).
+	ready func() error
+}
+
+// open opens the configured store.
+func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, log *slog.Logger) (*openedStore, error) {
+	if c.engine == "bbolt" {
+		if err := os.MkdirAll(data, 0o750); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		path := filepath.Join(data, "viewsync.db")
+		st, err := boltstore.Open(path, &boltstore.Options{Config: cfg, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return &openedStore{Store: st, where: path, ready: func() error { return nil }}, nil
+	}
+
+	host, _ := os.Hostname()
+	opts := []nats.Option{
+		nats.Name("viewsync " + host),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats: disconnected; reconnecting", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if c.natsCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.natsCreds))
+	}
+	if c.natsTLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.natsTLSCA))
+	}
+	if c.natsTLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.natsTLSCert, c.natsTLSKey))
+	}
+	nc, err := nats.Connect(c.natsURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(c.natsURL), err)
+	}
+	st, err := natskv.Open(ctx, natskv.Options{
+		Conn:     nc,
+		Prefix:   c.prefix,
+		Replicas: c.replicas,
+		Config:   cfg,
+		Logger:   log,
+		Timeout:  c.natsTimeout,
+		MaxBatch: c.maxBatch,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("open NATS store: %w", err)
+	}
+	return &openedStore{
+		Store: natsStore{Store: st, nc: nc},
+		where: "nats " + nc.ConnectedUrlRedacted() + " prefix " + c.prefix,
+		ready: func() error {
+			if s := nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("NATS connection %s", s)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// natsStore is the NATS store, closing its connection after it. Embedding
+// keeps its store.Watcher, through which the hub learns of other nodes'
+// commits.
+type natsStore struct {
+	*natskv.Store
+	nc *nats.Conn
+}
+
+func (s natsStore) Close() error {
+	err := s.Store.Close()
+	s.nc.Close()
+	return err
+}
+
+var _ store.Watcher = natsStore{}
