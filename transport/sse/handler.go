@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
 // Handler serves the event streams of a hub's collections. Make one with
@@ -31,10 +31,9 @@ type Handler struct {
 	warnedDeadlines atomic.Bool
 
 	// pumps holds the live (hijacked) streams of each collection.
-	pumpMu sync.Mutex
-	pumps  map[string]*pump
+	pumps live.Pumps
 	// hangups notices live streams whose client went away.
-	hangups hangupWatcher
+	hangups live.Hangups
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -72,7 +71,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		opts:  o,
 		log:   o.Logger,
 		retry: fmt.Appendf(nil, "retry: %d\n\n", o.Retry.Milliseconds()),
-		pumps: map[string]*pump{},
+		pumps: live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond)},
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/limit"
+	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
 // The live path: a stream on an HTTP/1.x connection that can be hijacked
@@ -33,11 +34,10 @@ import (
 // closes (the response says Connection: close). A client that goes away is
 // noticed at the next write — a commit or a ping.
 
-// shardSize is how many connections one pump goroutine sweeps.
-const shardSize = 512
-
 // liveConn is a hijacked stream.
 type liveConn struct {
+	member live.Member
+
 	h       *Handler
 	conn    net.Conn
 	raw     syscall.RawConn
@@ -48,7 +48,7 @@ type liveConn struct {
 	start   time.Time
 	// lastWrite is when the connection was last written to; pings are due
 	// PingInterval after it. Owned by whoever holds the connection (its
-	// shard or its slow-path goroutine).
+	// shard or its own goroutine).
 	lastWrite time.Time
 	// release gives back the client address's connection slot (package
 	// limit), held for the stream's life; nil when none was taken.
@@ -56,209 +56,50 @@ type liveConn struct {
 	// watched is set while the hang-up watcher has the connection.
 	watched bool
 
-	// mu guards shard and hungUp: the shard holding the connection (nil
-	// while a goroutine of its own serves it), and whether the client has
-	// hung up.
-	mu     sync.Mutex
-	shard  *shard
-	hungUp bool
-
 	endOnce sync.Once
 
 	commits, catchups, resets, pings int
 }
 
-// pump holds the live connections of one collection, in shards.
-type pump struct {
-	h    *Handler
-	coll string
-	// shards and the pump's place in Handler.pumps are guarded by
-	// Handler.pumpMu.
-	shards []*shard
-}
+var _ live.Stream = (*liveConn)(nil)
 
-// shard is a set of live connections swept by one goroutine, which runs
-// while the set is not empty.
-type shard struct {
-	p *pump
+// Changed implements live.Stream.
+func (c *liveConn) Changed() <-chan struct{} { return c.sub.Changed() }
 
-	mu    sync.Mutex
-	conns map[*liveConn]struct{}
-	// added wakes the goroutine for connections added since its sweep, and
-	// when the last one is taken out.
-	added   chan struct{}
-	running bool
-}
+// Member implements live.Stream.
+func (c *liveConn) Member() *live.Member { return &c.member }
 
-// add gives c to its collection's pump: the shard with room, or a new one.
-// A connection whose client has hung up is ended instead.
-func (h *Handler) add(c *liveConn) {
-	c.mu.Lock()
-	if c.hungUp {
-		c.mu.Unlock()
-		c.end(streamEnd{reason: "client went away", level: slog.LevelDebug})
-		return
-	}
-	h.pumpMu.Lock()
-	p := h.pumps[c.coll]
-	if p == nil {
-		p = &pump{h: h, coll: c.coll}
-		h.pumps[c.coll] = p
-	}
-	var sh *shard
-	for _, s := range p.shards {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n < shardSize {
-			sh = s
-			break
-		}
-	}
-	if sh == nil {
-		sh = &shard{p: p, conns: map[*liveConn]struct{}{}, added: make(chan struct{}, 1)}
-		p.shards = append(p.shards, sh)
-	}
-	sh.mu.Lock()
-	sh.conns[c] = struct{}{}
-	c.shard = sh
-	start := !sh.running
-	sh.running = true
-	sh.mu.Unlock()
-	h.pumpMu.Unlock()
-	c.mu.Unlock()
-	if start {
-		go sh.run()
-	} else {
-		select {
-		case sh.added <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// take takes c out of the shard for its caller, which then owns it; it
-// reports false when c was no longer there (another owner took it).
-func (sh *shard) take(c *liveConn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.shard != sh {
-		return false
-	}
-	sh.mu.Lock()
-	delete(sh.conns, c)
-	empty := len(sh.conns) == 0
-	sh.mu.Unlock()
-	c.shard = nil
-	if empty {
-		// Wake the goroutine, so that it ends.
-		select {
-		case sh.added <- struct{}{}:
-		default:
-		}
-	}
-	return true
-}
-
-// hangUp is called when the client has closed its end: a connection held
-// by a shard is ended at once; one served by its own goroutine is closed,
-// so that goroutine's next write fails.
+// hangUp is called when the client has closed its end: a stream in its
+// pump is ended at once; one served by its own goroutine is closed, so
+// that goroutine's next write fails (and it cannot return to the pump).
 func (c *liveConn) hangUp() {
-	c.mu.Lock()
-	c.hungUp = true
-	sh := c.shard
-	c.mu.Unlock()
-	if sh != nil && sh.take(c) {
+	if c.h.pumps.Remove(c) {
 		c.end(streamEnd{reason: "client went away", level: slog.LevelDebug})
 		return
 	}
 	c.conn.Close()
 }
 
-// run sweeps the shard's connections whenever the topic changes, pings the
-// idle ones, and returns once the shard is empty.
-func (sh *shard) run() {
-	h := sh.p.h
-	tick := time.NewTicker(max(h.opts.PingInterval/4, 10*time.Millisecond))
-	defer tick.Stop()
-	var conns []*liveConn
-	for {
-		sh.mu.Lock()
-		if len(sh.conns) == 0 {
-			sh.running = false
-			sh.mu.Unlock()
-			sh.p.drop(sh)
-			return
-		}
-		conns = conns[:0]
-		for c := range sh.conns {
-			conns = append(conns, c)
-		}
-		sh.mu.Unlock()
-
-		// Take the change channel before sweeping, so a commit arriving
-		// during the sweep wakes the next one.
-		changed := conns[0].sub.Changed()
-		for _, c := range conns {
-			sh.deliver(c)
-		}
-		clear(conns)
-		select {
-		case <-changed:
-		case <-sh.added:
-		case now := <-tick.C:
-			sh.mu.Lock()
-			conns = conns[:0]
-			for c := range sh.conns {
-				conns = append(conns, c)
-			}
-			sh.mu.Unlock()
-			for _, c := range conns {
-				sh.keepAlive(c, now)
-			}
-			clear(conns)
-		}
+// toPump returns c to its collection's pump, or ends it when its client
+// hung up meanwhile.
+func (c *liveConn) toPump() {
+	c.conn.SetWriteDeadline(time.Time{})
+	if !c.h.pumps.Add(c.coll, c) {
+		c.end(streamEnd{reason: "client went away", level: slog.LevelDebug})
 	}
 }
 
-// drop forgets an empty shard, and the pump once it has none.
-func (p *pump) drop(sh *shard) {
-	p.h.pumpMu.Lock()
-	defer p.h.pumpMu.Unlock()
-	sh.mu.Lock()
-	empty := len(sh.conns) == 0 && !sh.running
-	sh.mu.Unlock()
-	if !empty {
-		return
-	}
-	for i, s := range p.shards {
-		if s == sh {
-			p.shards = append(p.shards[:i], p.shards[i+1:]...)
-			break
-		}
-	}
-	if len(p.shards) == 0 && p.h.pumps[p.coll] == p {
-		delete(p.h.pumps, p.coll)
-	}
-}
-
-// deliver writes to c what its subscription's buffer holds for it, without
-// blocking.
-func (sh *shard) deliver(c *liveConn) {
+// Sweep implements live.Stream: it writes what the subscription's buffer
+// holds for the client in one writev, without blocking.
+func (c *liveConn) Sweep() (leave func()) {
 	ev, err := c.sub.TryNext()
 	switch {
 	case errors.Is(err, fanout.ErrWouldBlock):
-		return
+		return nil
 	case errors.Is(err, fanout.ErrBehind):
-		if sh.take(c) {
-			go c.slow(nil)
-		}
-		return
+		return func() { go c.slow(nil) }
 	case err != nil:
-		if sh.take(c) {
-			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
-		}
-		return
+		return func() { c.end(streamEnd{reason: "server closing", level: slog.LevelDebug}) }
 	}
 	// Only commits come from the buffer.
 	var stack [16][]byte
@@ -270,7 +111,7 @@ func (sh *shard) deliver(c *liveConn) {
 		total += len(b)
 	}
 	c.commits += len(ev.Frames)
-	n, err := tryWritev(c.raw, bufs)
+	n, err := live.TryWritev(c.raw, bufs)
 	var left []byte
 	if err == nil && n < total {
 		left = rest(bufs, n)
@@ -279,17 +120,13 @@ func (sh *shard) deliver(c *liveConn) {
 	clear(ev.Frames)
 	switch {
 	case err != nil:
-		if sh.take(c) {
-			c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err})
-		}
+		return func() { c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err}) }
 	case left != nil:
 		// The socket is full: the rest goes out under the stall deadline.
-		if sh.take(c) {
-			go c.slow(left)
-		}
-	default:
-		c.lastWrite = time.Now()
+		return func() { go c.slow(left) }
 	}
+	c.lastWrite = time.Now()
+	return nil
 }
 
 // rest returns a copy of the bytes of bufs after the first n.
@@ -306,33 +143,28 @@ func rest(bufs [][]byte, n int) []byte {
 	return b
 }
 
-// keepAlive pings c when it has been silent for a ping interval, and ends
-// it when its token has expired.
-func (sh *shard) keepAlive(c *liveConn, now time.Time) {
+// Tick implements live.Stream: it pings the client when it has been
+// silent for a ping interval, and ends the stream when its token expired.
+func (c *liveConn) Tick(now time.Time) (leave func()) {
 	if !c.expires.IsZero() && !now.Before(c.expires) {
-		if sh.take(c) {
-			tryWritev(c.raw, [][]byte{expiredEvent})
+		return func() {
+			live.TryWritev(c.raw, [][]byte{expiredEvent})
 			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
 		}
-		return
 	}
 	if now.Sub(c.lastWrite) < c.h.opts.PingInterval {
-		return
+		return nil
 	}
-	n, err := tryWritev(c.raw, [][]byte{pingEvent})
+	n, err := live.TryWritev(c.raw, [][]byte{pingEvent})
 	switch {
 	case err != nil:
-		if sh.take(c) {
-			c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err})
-		}
+		return func() { c.end(streamEnd{reason: "client went away", level: slog.LevelDebug, err: err}) }
 	case n < len(pingEvent):
-		if sh.take(c) {
-			go c.slow(append([]byte(nil), pingEvent[n:]...))
-		}
-	default:
-		c.pings++
-		c.lastWrite = now
+		return func() { go c.slow(append([]byte(nil), pingEvent[n:]...)) }
 	}
+	c.pings++
+	c.lastWrite = now
+	return nil
 }
 
 // slow serves c on a goroutine of its own: it writes pending, then every
@@ -352,8 +184,7 @@ func (c *liveConn) slow(pending []byte) {
 		ev, err := c.sub.NextNow(ctx)
 		switch {
 		case errors.Is(err, fanout.ErrWouldBlock):
-			c.conn.SetWriteDeadline(time.Time{})
-			c.h.add(c)
+			c.toPump()
 			return
 		case auth.Expired(ctx):
 			c.write(expiredEvent)
@@ -403,7 +234,7 @@ func (c *liveConn) writeFailed(err error) streamEnd {
 func (c *liveConn) end(e streamEnd) {
 	c.endOnce.Do(func() {
 		if c.watched {
-			c.h.hangups.unwatch(c)
+			c.h.hangups.Unwatch(c.raw)
 		}
 		c.conn.Close()
 		c.sub.Close()
@@ -424,7 +255,7 @@ func (c *liveConn) end(e streamEnd) {
 // connection cannot be hijacked (HTTP/2, or a ResponseWriter that does not
 // allow it); the caller then streams through the ResponseWriter.
 func (h *Handler) serveLive(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal) bool {
-	if r.ProtoMajor != 1 || !liveSupported {
+	if r.ProtoMajor != 1 || !live.Supported {
 		return false
 	}
 	// The head is written by hand: the headers set so far (by
@@ -462,7 +293,7 @@ func (h *Handler) serveLive(w http.ResponseWriter, r *http.Request, coll string,
 		c.blocking(head.Bytes())
 		return true
 	}
-	c.watched = h.hangups.watch(c)
+	c.watched = h.hangups.Watch(raw, c.hangUp)
 	c.slow(head.Bytes())
 	return true
 }

@@ -1,32 +1,41 @@
-package sse
+package live
 
 import (
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// hangupWatcher notices live streams whose client closed the connection,
-// without a goroutine per stream: one epoll instance watches their sockets
-// for a peer hang-up (a client sends nothing after its request, so any
-// readiness means it closed or misbehaves), and one goroutine, running only
-// while there is something to watch, ends them.
-type hangupWatcher struct {
+// Hangups notices connections whose peer closed, without a goroutine per
+// connection: one epoll instance watches their sockets for a hang-up, and
+// one goroutine, running only while there is something to watch, calls
+// their callbacks. It is for connections whose peer sends nothing (an
+// event stream after its request): any readiness counts as a hang-up. The
+// zero value is ready to use.
+type Hangups struct {
 	mu      sync.Mutex
 	epfd    int
-	conns   map[uint64]*liveConn
-	ids     map[*liveConn]uint64
+	conns   map[uint64]watched
+	ids     map[syscall.RawConn]uint64
 	next    uint64
 	running bool
+}
+
+// watched is a watched socket and what to call when its peer hangs up.
+type watched struct {
+	raw    syscall.RawConn
+	hangUp func()
 }
 
 // pollInterval bounds how long the watcher's goroutine blocks in one wait,
 // so that it notices when nothing is left to watch and ends.
 const pollInterval = 200
 
-// watch starts watching c's socket; it reports false when it cannot (the
-// stream then notices a hang-up at its next write).
-func (w *hangupWatcher) watch(c *liveConn) bool {
+// Watch calls hangUp, once, from a goroutine of its own, when raw's peer
+// hangs up. It reports false when it cannot watch (the caller then notices
+// a hang-up at its next write). Call Unwatch before closing the socket.
+func (w *Hangups) Watch(raw syscall.RawConn, hangUp func()) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.epfd == 0 {
@@ -34,13 +43,13 @@ func (w *hangupWatcher) watch(c *liveConn) bool {
 		if err != nil {
 			return false
 		}
-		w.epfd, w.conns, w.ids = fd, map[uint64]*liveConn{}, map[*liveConn]uint64{}
+		w.epfd, w.conns, w.ids = fd, map[uint64]watched{}, map[syscall.RawConn]uint64{}
 	}
 	w.next++
 	id := w.next
 	var fd int
 	var ok bool
-	c.raw.Control(func(f uintptr) {
+	raw.Control(func(f uintptr) {
 		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLIN | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLONESHOT}
 		ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32))
 		fd = int(f)
@@ -49,7 +58,7 @@ func (w *hangupWatcher) watch(c *liveConn) bool {
 	if !ok {
 		return false
 	}
-	w.conns[id], w.ids[c] = c, id
+	w.conns[id], w.ids[raw] = watched{raw, hangUp}, id
 	if !w.running {
 		w.running = true
 		go w.run()
@@ -57,22 +66,22 @@ func (w *hangupWatcher) watch(c *liveConn) bool {
 	return true
 }
 
-// unwatch stops watching c, before its socket is closed.
-func (w *hangupWatcher) unwatch(c *liveConn) {
+// Unwatch stops watching raw, before its socket is closed.
+func (w *Hangups) Unwatch(raw syscall.RawConn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	id, ok := w.ids[c]
+	id, ok := w.ids[raw]
 	if !ok {
 		return
 	}
-	delete(w.ids, c)
+	delete(w.ids, raw)
 	delete(w.conns, id)
-	c.raw.Control(func(f uintptr) {
+	raw.Control(func(f uintptr) {
 		unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(f), nil)
 	})
 }
 
-func (w *hangupWatcher) run() {
+func (w *Hangups) run() {
 	events := make([]unix.EpollEvent, 128)
 	for {
 		w.mu.Lock()
@@ -99,13 +108,13 @@ func (w *hangupWatcher) run() {
 		for _, ev := range events[:max(n, 0)] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			w.mu.Lock()
-			c := w.conns[id]
-			if c != nil {
+			c, ok := w.conns[id]
+			if ok {
 				delete(w.conns, id)
-				delete(w.ids, c)
+				delete(w.ids, c.raw)
 			}
 			w.mu.Unlock()
-			if c != nil {
+			if ok {
 				go c.hangUp()
 			}
 		}

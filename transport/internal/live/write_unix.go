@@ -1,6 +1,6 @@
 //go:build unix
 
-package sse
+package live
 
 import (
 	"syscall"
@@ -8,18 +8,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// liveSupported tells whether this platform has the live path's
+// Supported tells whether this platform has the live path's
 // non-blocking writes.
-const liveSupported = true
+const Supported = true
 
 // maxIovecs bounds one writev; the rest of a longer batch goes out on the
 // slow path.
 const maxIovecs = 512
 
-// tryWritev writes bufs to the socket without waiting: it returns how
+// TryWritev writes bufs to the socket without waiting: it returns how
 // many bytes the socket took (0 when its buffer is full) or the error that
 // ended the connection.
-func tryWritev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+func TryWritev(raw syscall.RawConn, bufs [][]byte) (int, error) {
 	if len(bufs) > maxIovecs {
 		bufs = bufs[:maxIovecs]
 	}
