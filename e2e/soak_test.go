@@ -72,8 +72,6 @@ const (
 	// connection, so that a subscriber that stops reading blocks the
 	// server's writes soon, as one far away would.
 	soakSendBuffer = 16 << 10
-	// soakOutboundQueue is the WebSocket connections' queue, in messages.
-	soakOutboundQueue = 16
 )
 
 // shape is the size of one run.
@@ -139,7 +137,7 @@ func startSoakServer(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("sse: %v", err)
 	}
-	sockets, err := ws.New(hub, &ws.Options{OutboundQueue: soakOutboundQueue})
+	sockets, err := ws.New(hub, nil)
 	if err != nil {
 		t.Fatalf("ws: %v", err)
 	}

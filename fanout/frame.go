@@ -26,7 +26,10 @@ type Frame struct {
 	sseOnce sync.Once
 	sse     []byte
 	wsOnce  sync.Once
-	ws      []byte
+	// ws is the WebSocket frame: wsHeader bytes of header, then the
+	// message.
+	ws       []byte
+	wsHeader int
 }
 
 // frameOverhead approximates a frame's memory beyond its encodings, for the
@@ -98,8 +101,16 @@ func (f *Frame) SSE() []byte {
 // WS returns the commit as one WebSocket message:
 // {"type":"commit","collection":…,"epoch":…,"version":…,"at":…,"ops":[…]}.
 func (f *Frame) WS() []byte {
+	b := f.WSFrame()
+	return b[f.wsHeader:]
+}
+
+// WSFrame returns the WebSocket message of WS as a whole frame, header
+// included, ready to be written to any client's connection.
+func (f *Frame) WSFrame() []byte {
 	f.wsOnce.Do(func() {
-		b := make([]byte, 0, len(f.json)+len(f.Collection)+len(f.Epoch)+48)
+		n := len(`{"type":"commit","collection":"`) + len(f.Collection) + len(`","epoch":"`) + len(f.Epoch) + len(`",`) + len(f.json) - 1
+		b := protocol.AppendWSFrameHeader(make([]byte, 0, protocol.WSFrameHeaderLen(n)+n), n)
 		b = append(b, `{"type":"commit","collection":"`...)
 		b = append(b, f.Collection...)
 		b = append(b, `","epoch":"`...)
@@ -107,6 +118,7 @@ func (f *Frame) WS() []byte {
 		b = append(b, `",`...)
 		b = append(b, f.json[1:]...) // the commit's fields, after its '{'
 		f.ws = b
+		f.wsHeader = len(b) - n
 	})
 	return f.ws
 }

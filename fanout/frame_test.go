@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -368,5 +369,26 @@ func TestPublishWithoutSubscribers(t *testing.T) {
 	s := subscribe(t, b, &protocol.Cursor{Epoch: aps[0].Epoch, Version: 99})
 	if ev := next(t, s); ev.Kind != fanout.EventCommits || fmt.Sprint(versions(ev.Frames)) != "[100 101]" {
 		t.Errorf("resume at 99: %s, want commits 100..101", describe(ev))
+	}
+}
+
+// TestWSFrame: the WebSocket frame is a final text frame whose payload is
+// exactly the WS message, for short and long commits alike.
+func TestWSFrame(t *testing.T) {
+	for _, size := range []int{10, 200, 70_000} {
+		c := frameCommit
+		c.Ops = []protocol.Op{{Op: protocol.OpPut, ID: "k", Value: json.RawMessage(strconv.Quote(strings.Repeat("x", size)))}}
+		f, err := fanout.NewFrame("products", "E", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, msg := f.WSFrame(), f.WS()
+		hdr := protocol.AppendWSFrameHeader(nil, len(msg))
+		if !bytes.Equal(fr, append(hdr, msg...)) {
+			t.Fatalf("value of %d bytes: frame is not header(%d) + message", size, len(msg))
+		}
+		if !json.Valid(msg) || !bytes.HasPrefix(msg, []byte(`{"type":"commit","collection":"products","epoch":"E",`)) {
+			t.Fatalf("message %.80s", msg)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package ws
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -12,23 +11,27 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/protocol"
 )
 
-// conn is one WebSocket connection and the goroutines serving it:
+// conn is one WebSocket connection. Its goroutines:
 //
-//   - the handler's goroutine (serve): pings, then closes and waits;
-//   - the reader (readLoop): decodes client messages and answers them;
-//     commits are applied here, in the order they arrive;
-//   - the writer (writeLoop): the only one writing data messages, from out;
-//   - one per subscription (subscription.run), feeding out;
-//   - one per running call, at most maxConcurrentCalls.
+//   - the handler's goroutine reads and answers client messages (readLoop);
+//     commits are applied there, in the order they arrive;
+//   - one per running call, at most maxConcurrentCalls;
+//   - one per subscription only while it is behind (a reset, a catch-up,
+//     pages of history, or a socket too full to take a commit at once):
+//     once current, a subscription waits in its collection's pump, which
+//     writes each commit's frame, encoded once for all, without blocking.
 //
-// All of them stop when the connection's context is done: close cancels
-// it, recording why first.
+// Every write goes through sock, which serializes them. All goroutines
+// stop when the connection's context is done: close cancels it, recording
+// why first.
 type conn struct {
-	h   *Handler
-	ws  *websocket.Conn
-	log *slog.Logger
+	h    *Handler
+	ws   *websocket.Conn
+	sock *sock
+	log  *slog.Logger
 	// id names the connection in the hub's visibility tracking.
 	id string
 	// principal is who opened the connection; addr is the client's
@@ -36,12 +39,17 @@ type conn struct {
 	principal auth.Principal
 	addr      string
 
-	// out is the bounded queue of messages for the writer.
-	out chan outMsg
+	// ctx ends when the connection closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	// callSlots holds one token per running call.
 	callSlots chan struct{}
-	// tasks counts the subscription and call goroutines.
-	tasks sync.WaitGroup
+	// tasks counts the call and subscription goroutines; spawnMu and
+	// spawnClosed keep any from starting once serve waits for them.
+	tasks       sync.WaitGroup
+	spawnMu     sync.Mutex
+	spawnClosed bool
 
 	// mu guards subs. It is never held while taking another lock or
 	// waiting.
@@ -51,24 +59,18 @@ type conn struct {
 	// bad counts bad messages; the reader's alone.
 	bad int
 
-	// writing is set while the writer is inside a write; writes counts the
-	// messages written. keepAlive pings only when neither moved.
-	writing atomic.Bool
-	writes  atomic.Uint64
+	// lastWrite is when data last went to the client (unix nanoseconds);
+	// pingSent when the unanswered ping went (0: none), lastRead when the
+	// client last sent something, a pong included.
+	lastWrite atomic.Int64
+	pingSent  atomic.Int64
+	lastRead  atomic.Int64
 
 	closeOnce sync.Once
 	// status says how to close; written once, before cancel.
 	status closeStatus
-	// cancel ends the connection's context.
-	cancel context.CancelFunc
-}
-
-// outMsg is one message for the writer.
-type outMsg struct {
-	data []byte
-	// sub is the subscription the message belongs to, nil for answers. A
-	// message of a subscription stopped since it was queued is dropped.
-	sub *subscription
+	// closed is closed once the close handshake (or cut) is done.
+	closed chan struct{}
 }
 
 // closeStatus says how a connection ends.
@@ -88,141 +90,145 @@ const StatusTokenExpired websocket.StatusCode = 4401
 
 var tokenExpired = closeStatus{code: StatusTokenExpired, reason: "token expired"}
 
-func newConn(h *Handler, ws *websocket.Conn, cancel context.CancelFunc, log *slog.Logger) *conn {
-	return &conn{
+func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr string, log *slog.Logger) *conn {
+	// The principal travels in the context, for call handlers.
+	ctx, cancel := context.WithCancel(auth.NewContext(context.Background(), pr))
+	c := &conn{
 		h:         h,
 		ws:        ws,
+		sock:      s,
 		log:       log,
+		principal: pr,
+		addr:      addr,
 		id:        "ws-" + strconv.FormatUint(h.nextConnID.Add(1), 10),
-		out:       make(chan outMsg, h.opts.OutboundQueue),
+		ctx:       ctx,
+		cancel:    cancel,
 		callSlots: make(chan struct{}, maxConcurrentCalls),
 		subs:      map[string]*subscription{},
-		cancel:    cancel,
+		closed:    make(chan struct{}),
 	}
+	now := time.Now().UnixNano()
+	c.lastWrite.Store(now)
+	c.lastRead.Store(now)
+	return c
 }
 
-// close asks the connection to end with st; the first request wins.
+// close asks the connection to end with st; the first request wins. The
+// close handshake runs on a goroutine of its own, so that no caller (a
+// pump among them) waits for the client.
 func (c *conn) close(st closeStatus) {
 	c.closeOnce.Do(func() {
 		c.status = st
 		c.cancel()
+		go func() {
+			defer close(c.closed)
+			if st.cut {
+				c.ws.CloseNow()
+			} else {
+				c.ws.Close(st.code, st.reason)
+			}
+		}()
 	})
 }
 
-// serve runs the connection until it ends and every goroutine it started
-// has returned. ctx is the connection's context; close cancels it.
-func (c *conn) serve(ctx context.Context) {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop(ctx)
-	}()
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		c.readLoop(ctx)
-	}()
-
-	c.keepAlive(ctx, readerDone)
+// serve reads and answers the client until the connection ends, then waits
+// for everything the connection started. ctx is the connection's context.
+func (c *conn) serve() {
+	c.readLoop(c.ctx)
 	c.close(closeStatus{cut: true}) // no-op unless the reader ended silently
-
-	// The context is done: once the writer has returned no data message
-	// is written, and the close frame can go out.
-	<-writerDone
-	st := c.status
-	if st.cut {
-		c.ws.CloseNow()
-	} else {
-		c.ws.Close(st.code, st.reason)
-	}
-	<-readerDone
+	<-c.closed
 	c.stopSubscriptions()
+	c.spawnMu.Lock()
+	c.spawnClosed = true
+	c.spawnMu.Unlock()
 	c.tasks.Wait()
 }
 
-// keepAlive pings the client when nothing was written to it for a whole
-// PingInterval, until the reader ends or the context is done. A ping not
-// answered within WriteTimeout cuts the connection, unless data went out
-// meanwhile. While data flows no ping is needed: it keeps intermediaries
-// from timing the connection out, and a client that stops reading it is
-// caught by the writer's WriteTimeout. Pinging only idle connections also
-// keeps pings from queueing behind big writes (the library gives a control
-// frame 5s, and cuts the connection when it cannot be written in time).
-func (c *conn) keepAlive(ctx context.Context, readerDone <-chan struct{}) {
-	t := time.NewTicker(c.h.opts.PingInterval)
-	defer t.Stop()
-	last := c.writes.Load()
-	for {
-		select {
-		case <-readerDone:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		written := c.writes.Load()
-		busy := c.writing.Load() || written != last
-		last = written
-		if busy {
-			continue
-		}
-		// Not derived from ctx: cancelling a ping midway through writing
-		// its frame would cut the connection before the close handshake.
-		pctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
-		err := c.ws.Ping(pctx)
-		cancel()
-		if err == nil || ctx.Err() != nil || c.writing.Load() || c.writes.Load() != written {
-			continue
-		}
-		c.log.Info("websocket client did not answer a ping in time; connection cut", "timeout", c.h.opts.WriteTimeout, "err", err)
-		c.close(closeStatus{cut: true})
-		return
-	}
-}
-
-// send queues a message for the writer, waiting while the queue is full.
-// It returns false when ctx is done first.
-func (c *conn) send(ctx context.Context, m outMsg) bool {
-	select {
-	case c.out <- m:
-		return true
-	case <-ctx.Done():
+// spawn runs f on a goroutine serve waits for, unless the connection is
+// past that point; it reports whether f runs.
+func (c *conn) spawn(f func()) bool {
+	c.spawnMu.Lock()
+	defer c.spawnMu.Unlock()
+	if c.spawnClosed {
 		return false
 	}
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		f()
+	}()
+	return true
 }
 
-// writeLoop writes queued messages, each within WriteTimeout, until the
-// context is done or a write fails.
-func (c *conn) writeLoop(ctx context.Context) {
-	for {
-		var m outMsg
-		select {
-		case <-ctx.Done():
-			return
-		case m = <-c.out:
-		}
-		if m.sub != nil && m.sub.stopped.Load() {
-			continue
-		}
-		// Not derived from ctx, so that a closing connection finishes the
-		// message it is writing and can still send its close frame.
-		wctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteTimeout)
-		c.writing.Store(true)
-		err := c.ws.Write(wctx, websocket.MessageText, m.data)
-		c.writing.Store(false)
-		cancel()
-		if err == nil {
-			c.writes.Add(1)
+// writeMessage writes one message, framed, under the write timeout. A
+// failed write cuts the connection.
+func (c *conn) writeMessage(data []byte) bool {
+	return c.writeFrame(nil, protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(data)), data)
+}
+
+// writeFrame writes a frame (header and payload) unless skip says not to;
+// it reports whether the connection goes on.
+func (c *conn) writeFrame(skip func() bool, header, payload []byte) bool {
+	if c.ctx.Err() != nil {
+		return false
+	}
+	if err := c.sock.write(skip, header, payload); err != nil {
+		c.writeFailed(err, len(header)+len(payload))
+		return false
+	}
+	c.lastWrite.Store(time.Now().UnixNano())
+	return true
+}
+
+// writeFailed cuts a connection whose write failed, saying why.
+func (c *conn) writeFailed(err error, n int) {
+	if c.ctx.Err() == nil {
+		if isTimeout(err) {
+			c.log.Warn("websocket client stalled: a write took longer than the write timeout; connection cut",
+				"timeout", c.h.opts.WriteTimeout, "bytes", n)
 		} else {
-			if errors.Is(err, context.DeadlineExceeded) {
-				c.log.Warn("websocket client stalled: a write took longer than the write timeout; connection cut",
-					"timeout", c.h.opts.WriteTimeout, "bytes", len(m.data))
-			} else if ctx.Err() == nil {
-				c.log.Debug("websocket write failed", "err", err)
-			}
+			c.log.Debug("websocket write failed", "err", err)
+		}
+	}
+	c.close(closeStatus{cut: true})
+}
+
+// keepAlive pings the connection when nothing was written to it for a
+// ping interval, cuts it when a ping went unanswered (nothing read since)
+// for the write timeout, and closes it when its token expired. It never
+// blocks: a socket busy with other writes needs no ping.
+func (c *conn) keepAlive(now time.Time) {
+	if !c.principal.Expires.IsZero() && !now.Before(c.principal.Expires) {
+		c.close(tokenExpired)
+		return
+	}
+	n := now.UnixNano()
+	if sent := c.pingSent.Load(); sent != 0 {
+		if c.lastRead.Load() >= sent {
+			c.pingSent.Store(0)
+		} else if n-sent > int64(c.h.opts.WriteTimeout) {
+			c.log.Info("websocket client did not answer a ping in time; connection cut", "timeout", c.h.opts.WriteTimeout)
 			c.close(closeStatus{cut: true})
 			return
 		}
+	}
+	if n-c.lastWrite.Load() < int64(c.h.opts.PingInterval) || c.pingSent.Load() != 0 {
+		return
+	}
+	switch res, err := c.sock.tryWrite(nil, [][]byte{protocol.WSPingFrame}); res {
+	case written:
+		c.pingSent.Store(n)
+		c.lastWrite.Store(n)
+	case partial:
+		c.pingSent.Store(n)
+		c.lastWrite.Store(n)
+		c.spawn(func() {
+			if err := c.sock.flush(); err != nil {
+				c.writeFailed(err, len(protocol.WSPingFrame))
+			}
+		})
+	case failed:
+		c.writeFailed(err, len(protocol.WSPingFrame))
 	}
 }
 

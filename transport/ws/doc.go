@@ -3,23 +3,29 @@
 // and calls on one connection (see DESIGN.md, "HTTP API v1", and package
 // protocol for the messages).
 //
-// The flow of one connection: a reader goroutine decodes each client
-// message strictly and answers it. A subscribe starts a goroutine that
-// turns the events of a fanout subscription (a reset first when the client
-// has no cursor, then commits, or a catch-up when it fell behind) into
-// messages; commits travel as the frames fanout encoded once for every
-// subscriber. A commit is applied by the reader itself, so one
-// connection's commits apply in the order sent; a call runs in its own
-// goroutine, at most 16 at a time per connection. Every outgoing message
-// goes through one bounded queue to the connection's single writer.
+// The flow of one connection: the handler's goroutine reads each client
+// message, decodes it strictly and answers it; a commit is applied there,
+// so one connection's commits apply in the order sent; a call runs in its
+// own goroutine, at most 16 at a time per connection. A subscription that
+// is behind (its first reset, a catch-up, pages of history) has a
+// goroutine of its own until it is current; then it waits in its
+// collection's pump (package transport/internal/live), whose few
+// goroutines write each commit's frame — framed once for every subscriber
+// — to every current subscription in one non-blocking writev. An idle
+// connection costs its reader goroutine, a 1 KiB read buffer and the
+// library's state, and nothing else. The server frames its own data
+// messages (server frames are unmasked); the library reads the client's
+// frames and writes the control frames, through the same serialized
+// socket.
 //
-// Slow and stalled clients: when a client reads slowly the queue fills,
-// the subscription goroutines wait, and the hub's fanout replaces the
-// commits they miss with one compacted catch-up, so what a connection
-// holds stays bounded by Options.OutboundQueue. A write that takes longer than
-// Options.WriteTimeout means the client is stalled: its connection is cut
-// and logged, and the others are not slowed. The client resumes from its
-// cursors when it reconnects.
+// Slow and stalled clients: a socket that cannot take a commit at once
+// moves the subscription to its own goroutine, writing under
+// Options.WriteTimeout. Meanwhile the hub's fanout buffer moves on; a
+// subscription that falls behind it gets one compacted catch-up instead of
+// its backlog, so what a connection holds stays bounded. A write that
+// takes longer than Options.WriteTimeout means the client is stalled: its
+// connection is cut and logged, and the others are not slowed. The client
+// resumes from its cursors when it reconnects.
 //
 // Errors answer the message they concern, with its id when it had one and
 // the contract's codes (bad_request, not_found, precondition_failed,
@@ -46,17 +52,15 @@
 //     for what the server writes after reading it; messages of the old
 //     subscription written before may still arrive, so clients apply
 //     commits by version and ignore collections they no longer follow.
-//   - The outbound queue is bounded in messages, not bytes. Commit frames
-//     are shared with every other subscriber; a queued reset or catch-up
-//     is the connection's own and as large as what it carries.
 //   - Keep-alive pings go only to connections nothing was written to for a
-//     whole Options.PingInterval. The WebSocket library gives a ping frame
-//     5s to be written, so a client whose socket stays full that long
-//     after its last message is cut.
+//     whole Options.PingInterval, from one goroutine for all connections;
+//     a client that then sends nothing (not even the pong) within
+//     Options.WriteTimeout is cut. The same goroutine closes connections
+//     whose token expired (4401), within a quarter of the ping interval.
 //   - Acks are validated (the collection must be subscribed to, the version
 //     not ahead of what was sent) and recorded per subscription, for a
 //     visibility metric still to come.
 //   - Origins are checked (same-origin unless Options.OriginPatterns says
-//     otherwise); authentication is the embedding server's business, before
-//     this handler.
+//     otherwise); Options.Policy authenticates the upgrade and admits
+//     every message.
 package ws

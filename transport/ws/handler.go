@@ -18,6 +18,7 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
 // Handler serves WebSocket connections (GET /v1/ws). Make one with New.
@@ -42,6 +43,13 @@ type Handler struct {
 	// served counts slots too, for Shutdown to wait on. Add is only called
 	// under mu with shuttingDown unset, so never after Shutdown's Wait.
 	served sync.WaitGroup
+	// keeping is set while the keep-alive goroutine runs (it runs while
+	// there are connections); keepWake wakes it when the last one goes.
+	keeping  bool
+	keepWake chan struct{}
+
+	// pumps holds the current subscriptions of each collection.
+	pumps live.Pumps
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -57,7 +65,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o = *opts
 	}
 	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.MaxMessageBytes < 0 || o.MaxSubscriptions < 0 ||
-		o.MaxConnections < 0 || o.OutboundQueue < 0 || o.MaxBadMessages < 0 {
+		o.MaxConnections < 0 || o.MaxBadMessages < 0 {
 		return nil, errors.New("ws: negative option")
 	}
 	for _, p := range o.OriginPatterns {
@@ -80,9 +88,6 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	if o.MaxConnections == 0 {
 		o.MaxConnections = DefaultMaxConnections
 	}
-	if o.OutboundQueue == 0 {
-		o.OutboundQueue = DefaultOutboundQueue
-	}
 	if o.MaxBadMessages == 0 {
 		o.MaxBadMessages = DefaultMaxBadMessages
 	}
@@ -96,8 +101,11 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		accept: websocket.AcceptOptions{
 			Subprotocols:   []string{protocol.WSSubprotocol},
 			OriginPatterns: append([]string(nil), o.OriginPatterns...),
+			OnPongReceived: pongReceived,
 		},
-		conns: map[*conn]struct{}{},
+		pumps:    live.Pumps{Tick: time.Hour}, // subscriptions do not tick
+		conns:    map[*conn]struct{}{},
+		keepWake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -128,10 +136,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.release()
 
-	ws, err := websocket.Accept(w, r, &h.accept)
+	hj := &hijacker{ResponseWriter: w, timeout: h.opts.WriteTimeout}
+	ws, err := websocket.Accept(hj, r, &h.accept)
 	if err != nil {
 		// Accept has answered the request.
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if hj.sock == nil {
+		// Cannot happen with Accept's success; refuse rather than serve
+		// with writes that could interleave.
+		h.log.Error("websocket upgrade without a hijacked connection", "err", errNotHijacked)
+		ws.CloseNow()
 		return
 	}
 	if ws.Subprotocol() != protocol.WSSubprotocol {
@@ -142,20 +158,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The request's context must not be used after the upgrade; the
 	// connection's own ends when the connection is closing.
-	ctx, cancel := context.WithCancel(auth.NewContext(context.Background(), pr))
-	defer cancel()
-	c := newConn(h, ws, cancel, h.log.With("remote", r.RemoteAddr))
-	c.principal, c.addr = pr, limit.ClientAddr(r)
-	if !pr.Expires.IsZero() {
-		t := time.AfterFunc(time.Until(pr.Expires), func() { c.close(tokenExpired) })
-		defer t.Stop()
-	}
+	c := newConn(h, ws, hj.sock, pr, limit.ClientAddr(r), h.log.With("remote", r.RemoteAddr))
 	if !h.register(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
 	defer h.unregister(c)
-	c.serve(ctx)
+	c.serve()
 }
 
 // Shutdown makes the handler refuse new connections (503 unavailable) and
@@ -236,13 +245,55 @@ func (h *Handler) register(c *conn) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
+	if !h.keeping {
+		h.keeping = true
+		go h.keepAlive()
+	}
 	return true
+}
+
+// keepAlive pings idle connections, cuts unresponsive ones and closes
+// those whose token expired: one goroutine for all, running while there
+// are connections.
+func (h *Handler) keepAlive() {
+	t := time.NewTicker(max(min(h.opts.PingInterval, h.opts.WriteTimeout)/4, 10*time.Millisecond))
+	defer t.Stop()
+	var conns []*conn
+	for {
+		var now time.Time
+		select {
+		case now = <-t.C:
+		case <-h.keepWake:
+			now = time.Now()
+		}
+		h.mu.Lock()
+		if len(h.conns) == 0 {
+			h.keeping = false
+			h.mu.Unlock()
+			return
+		}
+		conns = conns[:0]
+		for c := range h.conns {
+			conns = append(conns, c)
+		}
+		h.mu.Unlock()
+		for _, c := range conns {
+			c.keepAlive(now)
+		}
+		clear(conns)
+	}
 }
 
 func (h *Handler) unregister(c *conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.conns, c)
+	if len(h.conns) == 0 {
+		select {
+		case h.keepWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // writeError answers a plain HTTP request with the contract's error body.

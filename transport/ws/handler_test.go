@@ -35,7 +35,7 @@ func TestNew(t *testing.T) {
 	defer hub.Close()
 	for _, o := range []ws.Options{
 		{PingInterval: -time.Second}, {WriteTimeout: -1}, {MaxMessageBytes: -1}, {MaxSubscriptions: -1},
-		{MaxConnections: -1}, {OutboundQueue: -1}, {MaxBadMessages: -1}, {OriginPatterns: []string{"[bad"}},
+		{MaxConnections: -1}, {MaxBadMessages: -1}, {OriginPatterns: []string{"[bad"}},
 	} {
 		if _, err := ws.New(hub, &o); err == nil {
 			t.Errorf("New with %+v succeeded", o)

@@ -34,14 +34,6 @@ type Options struct {
 	// Default 10000.
 	MaxConnections int
 
-	// OutboundQueue is how many messages a connection buffers for its
-	// writer. When it is full, the connection's subscriptions wait; the
-	// commits they miss meanwhile are replaced by one catch-up when the
-	// client can take it. Each slot costs 32 bytes per connection, so the
-	// default is small: the fan-out buffer, not this queue, holds a slow
-	// client's backlog. Default 32.
-	OutboundQueue int
-
 	// MaxBadMessages is how many bad messages (malformed JSON, unknown
 	// type, missing or invalid fields, binary frames) a connection may
 	// send; each is answered with a bad_request error. One more closes
@@ -74,7 +66,6 @@ const (
 	DefaultMaxMessageBytes  = 1 << 20
 	DefaultMaxSubscriptions = 100
 	DefaultMaxConnections   = 10000
-	DefaultOutboundQueue    = 32
 	DefaultMaxBadMessages   = 10
 )
 

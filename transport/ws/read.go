@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -16,14 +17,17 @@ import (
 // readLoop reads and answers client messages until the connection ends.
 // It always leaves a close status behind.
 func (c *conn) readLoop(ctx context.Context) {
+	// Not ctx: a cancelled read cuts the connection, and the close
+	// handshake needs it. Closing the connection ends the read. The
+	// context carries the connection for the pong callback.
+	rctx := context.WithValue(context.Background(), connKey{}, c)
 	for {
-		// Not ctx: a cancelled read cuts the connection, and the close
-		// handshake needs it. Closing the connection ends the read.
-		typ, b, err := c.ws.Read(context.Background())
+		typ, b, err := c.ws.Read(rctx)
 		if err != nil {
 			c.readFailed(ctx, err)
 			return
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
 			return // closing: the message is not answered
 		}
@@ -60,6 +64,17 @@ func (c *conn) readLoop(ctx context.Context) {
 	}
 }
 
+// connKey carries the connection in its reads' context.
+type connKey struct{}
+
+// pongReceived notes that the client answered a ping (the library calls it
+// from the connection's reader).
+func pongReceived(ctx context.Context, _ []byte) {
+	if c, ok := ctx.Value(connKey{}).(*conn); ok {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+}
+
 // readFailed records why reading ended.
 func (c *conn) readFailed(ctx context.Context, err error) {
 	switch {
@@ -89,7 +104,7 @@ func (c *conn) refuse(ctx context.Context, id, msg string) bool {
 		c.close(closeStatus{code: websocket.StatusPolicyViolation, reason: "too many bad messages"})
 		return false
 	}
-	return c.send(ctx, outMsg{data: protocol.EncodeError(id, protocol.CodeBadRequest, msg)})
+	return c.writeMessage(protocol.EncodeError(id, protocol.CodeBadRequest, msg))
 }
 
 // answerError sends the error message err maps to. Internal errors are
@@ -104,7 +119,7 @@ func (c *conn) answerError(ctx context.Context, id string, err error) {
 		c.log.Error("websocket request failed", "id", id, "err", err)
 		msg = "internal error"
 	}
-	c.send(ctx, outMsg{data: protocol.EncodeError(id, code, msg)})
+	c.writeMessage(protocol.EncodeError(id, code, msg))
 }
 
 // answer sends a result message.
@@ -114,7 +129,7 @@ func (c *conn) answer(ctx context.Context, id string, result []byte, versions ma
 		c.answerError(ctx, id, fmt.Errorf("encoding result: %w", err))
 		return
 	}
-	c.send(ctx, outMsg{data: b})
+	c.writeMessage(b)
 }
 
 // commit applies a commit message. Commits of one connection are applied

@@ -266,7 +266,7 @@ func TestSlowConsumerGetsCatchUp(t *testing.T) {
 		hub: []viewsync.Option{viewsync.WithFanout(fanout.Options{BufferBytes: 64 << 10})},
 		// Slow is not stalled: the client below pauses, and must not be
 		// cut off for it.
-		ws:         ws.Options{OutboundQueue: 4, WriteTimeout: 10 * time.Minute},
+		ws:         ws.Options{WriteTimeout: 10 * time.Minute},
 		sendBuffer: 64 << 10,
 	})
 	c := e.dialWith(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}, readBuffer: 64 << 10})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -12,28 +14,34 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
-// subscription follows one collection for a connection: its goroutine
-// (run) turns the events of a fanout subscription into messages for the
-// writer, in order.
+// subscription follows one collection for a connection. While it is
+// current it waits in the collection's pump (package live), which writes
+// each commit's frame without blocking; while it is behind — its first
+// reset, a catch-up, pages of history, or a socket too full — a goroutine
+// of its own (catchUp) writes under the write timeout, and returns it to
+// the pump once it is current.
 type subscription struct {
+	member live.Member
+
 	c    *conn
 	name string
 	sub  *fanout.Subscription
 
-	// cancel ends the context run uses.
-	cancel context.CancelFunc
-	// stopped is set by stop; the writer drops the subscription's
-	// messages still queued, so that nothing of it is written after the
-	// server has read the unsubscribe (or the replacing subscribe).
+	// stopped is set by stop, under the socket's write lock: nothing of
+	// the subscription is written after the server has read the
+	// unsubscribe (or the replacing subscribe).
 	stopped atomic.Bool
-	// sent is the version of the latest message queued for the client;
+	// sent is the version of the latest message written to the client;
 	// an ack may not be ahead of it.
 	sent atomic.Uint64
 	// acked is the version the client last acknowledged having rendered.
 	acked atomic.Uint64
 }
+
+var _ live.Stream = (*subscription)(nil)
 
 // subscription returns the connection's subscription to name, or nil.
 func (c *conn) subscription(name string) *subscription {
@@ -49,8 +57,8 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	old, n := c.subs[m.Collection], len(c.subs)
 	c.mu.Unlock()
 	if old == nil && n >= c.h.opts.MaxSubscriptions {
-		c.send(ctx, outMsg{data: protocol.EncodeError("", protocol.CodeRateLimited,
-			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n))})
+		c.writeMessage(protocol.EncodeError("", protocol.CodeRateLimited,
+			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)))
 		return
 	}
 	if err := c.admit(auth.Read, m.Collection); err != nil {
@@ -76,16 +84,11 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	if old != nil {
 		old.stop()
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	s := &subscription{c: c, name: m.Collection, sub: fs, cancel: cancel}
+	s := &subscription{c: c, name: m.Collection, sub: fs}
 	c.mu.Lock()
 	c.subs[m.Collection] = s
 	c.mu.Unlock()
-	c.tasks.Add(1)
-	go func() {
-		defer c.tasks.Done()
-		s.run(sctx)
-	}()
+	c.spawn(s.catchUp)
 }
 
 // unsubscribe stops a subscription.
@@ -102,59 +105,152 @@ func (c *conn) unsubscribe(ctx context.Context, m *protocol.UnsubscribeMessage) 
 	c.h.hub.Forget(c.id, m.Collection)
 }
 
-// stop ends the subscription; its goroutine returns soon after.
+// stop ends the subscription: nothing of it is written once stop returns.
 func (s *subscription) stop() {
+	s.c.sock.mu.Lock()
 	s.stopped.Store(true)
-	s.cancel()
+	s.c.sock.mu.Unlock()
+	s.c.h.pumps.Remove(s)
 	s.sub.Close()
 }
 
-// run queues the subscription's events for the writer until it is
-// stopped or the connection closes. When the queue is full it waits; the
-// fanout subscription meanwhile falls behind and, past its buffer, turns
-// the backlog into one catch-up.
-func (s *subscription) run(ctx context.Context) {
-	defer s.cancel()
+func (s *subscription) isStopped() bool { return s.stopped.Load() }
+
+// Changed implements live.Stream.
+func (s *subscription) Changed() <-chan struct{} { return s.sub.Changed() }
+
+// Member implements live.Stream.
+func (s *subscription) Member() *live.Member { return &s.member }
+
+// Tick implements live.Stream; keep-alives are the connection's.
+func (s *subscription) Tick(time.Time) func() { return nil }
+
+// Sweep implements live.Stream: it writes the frames of the commits the
+// topic's buffer holds after the cursor, in one non-blocking writev.
+func (s *subscription) Sweep() (leave func()) {
+	if s.stopped.Load() || s.c.ctx.Err() != nil {
+		return func() {}
+	}
+	ev, err := s.sub.TryNext()
+	switch {
+	case errors.Is(err, fanout.ErrWouldBlock):
+		return nil
+	case errors.Is(err, fanout.ErrBehind):
+		return s.behind(nil)
+	case err != nil:
+		return func() { s.ended(err) }
+	}
+	var stack [16][]byte
+	bufs := stack[:0]
+	for _, f := range ev.Frames {
+		bufs = append(bufs, f.WSFrame())
+	}
+	// Sent before it is written: the client may ack it as soon as it has
+	// it.
+	s.sent.Store(ev.Frames[len(ev.Frames)-1].Version())
+	res, err := s.c.sock.tryWrite(s.isStopped, bufs)
+	clear(bufs)
+	switch res {
+	case written:
+		s.c.lastWrite.Store(time.Now().UnixNano())
+		clear(ev.Frames)
+		return nil
+	case skipped:
+		return func() {}
+	case failed:
+		return func() { s.c.writeFailed(err, 0) }
+	case partial:
+		// The rest is pending on the socket; the catch-up goroutine
+		// flushes it under the write timeout.
+		clear(ev.Frames)
+		return s.behind(nil)
+	}
+	// busy: another write holds the socket; write these on our own.
+	frames := append([]*fanout.Frame(nil), ev.Frames...)
+	clear(ev.Frames)
+	return s.behind(frames)
+}
+
+// behind returns the leave function that moves s to its own goroutine,
+// writing frames first.
+func (s *subscription) behind(frames []*fanout.Frame) func() {
+	return func() { s.c.spawn(func() { s.catchUpFrom(frames) }) }
+}
+
+// catchUp brings the client up to date on the subscription's own
+// goroutine, then hands it to the pump.
+func (s *subscription) catchUp() { s.catchUpFrom(nil) }
+
+func (s *subscription) catchUpFrom(frames []*fanout.Frame) {
+	c := s.c
+	if err := c.sock.flush(); err != nil {
+		c.writeFailed(err, 0)
+		return
+	}
+	if len(frames) > 0 && !s.writeFrames(frames) {
+		return
+	}
 	for {
-		ev, err := s.sub.Next(ctx)
-		if err != nil {
-			s.ended(ctx, err)
+		if s.stopped.Load() || c.ctx.Err() != nil {
+			return
+		}
+		ev, err := s.sub.NextNow(c.ctx)
+		switch {
+		case errors.Is(err, fanout.ErrWouldBlock):
+			c.h.pumps.Add(s.name, s) // does nothing once stopped
+			return
+		case err != nil:
+			s.ended(err)
 			return
 		}
 		switch ev.Kind {
 		case fanout.EventCommits:
-			for _, f := range ev.Frames {
-				if !s.queue(ctx, f.WS(), f.Version()) {
-					return
-				}
+			ok := s.writeFrames(ev.Frames)
+			clear(ev.Frames)
+			if !ok {
+				return
 			}
 		case fanout.EventCatchUp:
 			b, err := protocol.EncodeCatchUp(ev.CatchUp)
 			if err != nil {
-				s.ended(ctx, err)
+				s.ended(err)
 				return
 			}
-			if !s.queue(ctx, b, ev.CatchUp.Version) {
+			if !s.writeMessage(b, ev.CatchUp.Version) {
 				return
 			}
 		case fanout.EventReset:
 			b, err := protocol.EncodeReset(ev.Reset)
 			if err != nil {
-				s.ended(ctx, err)
+				s.ended(err)
 				return
 			}
-			if !s.queue(ctx, b, ev.Reset.Version) {
+			if !s.writeMessage(b, ev.Reset.Version) {
 				return
 			}
 		}
 	}
 }
 
-// queue hands one message, which brings the client to version, to the
-// writer.
-func (s *subscription) queue(ctx context.Context, b []byte, version uint64) bool {
+// writeFrames writes commit frames, blocking, unless stopped.
+func (s *subscription) writeFrames(frames []*fanout.Frame) bool {
+	bufs := make([][]byte, len(frames))
+	for i, f := range frames {
+		bufs[i] = f.WSFrame()
+	}
+	s.sent.Store(frames[len(frames)-1].Version())
+	if err := s.c.sock.write(s.isStopped, bufs...); err != nil {
+		s.c.writeFailed(err, 0)
+		return false
+	}
+	s.c.lastWrite.Store(time.Now().UnixNano())
+	return true
+}
+
+// writeMessage writes one message that brings the client to version.
+func (s *subscription) writeMessage(b []byte, version uint64) bool {
 	s.sent.Store(version)
-	return s.c.send(ctx, outMsg{data: b, sub: s})
+	return s.c.writeFrame(s.isStopped, protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(b)), b)
 }
 
 // ended handles the end of the fanout subscription: quietly when it was
@@ -162,13 +258,19 @@ func (s *subscription) queue(ctx context.Context, b []byte, version uint64) bool
 // closed; otherwise the stream can no longer be trusted to be gap-free, so
 // the connection closes with 1011 and the client resumes from its cursor
 // on a new one.
-func (s *subscription) ended(ctx context.Context, err error) {
+func (s *subscription) ended(err error) {
 	switch {
-	case s.stopped.Load() || ctx.Err() != nil:
+	case s.stopped.Load() || s.c.ctx.Err() != nil:
 	case errors.Is(err, fanout.ErrClosed):
 		s.c.close(goingAway)
 	default:
 		s.c.log.Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
 		s.c.close(closeStatus{code: websocket.StatusInternalError, reason: "subscription to " + s.name + " failed"})
 	}
+}
+
+// isTimeout reports whether err is a write deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

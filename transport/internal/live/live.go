@@ -115,14 +115,19 @@ func (ps *Pumps) Add(key string, s Stream) bool {
 }
 
 // Remove takes s out of its pump for good, if it is in one, reporting
-// whether it was; a later Add of s does nothing. The caller then owns s.
+// whether it was; a later Add of s does nothing. It waits while the pump
+// is sweeping s. The caller then owns s.
 func (ps *Pumps) Remove(s Stream) bool {
 	m := s.Member()
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.gone = true
 	sh := m.shard
-	m.mu.Unlock()
-	return sh != nil && sh.take(s)
+	if sh == nil {
+		return false
+	}
+	sh.takeLocked(m, s)
+	return true
 }
 
 func (sh *shard) poke() {
@@ -132,15 +137,28 @@ func (sh *shard) poke() {
 	}
 }
 
-// take takes s out of the shard for its caller, which then owns it; it
-// reports false when s was no longer there (another owner took it).
-func (sh *shard) take(s Stream) bool {
+// visit runs f (a Sweep or a Tick) on s with s's member locked, so that
+// nobody takes s meanwhile; when f says s leaves, s is taken out of the
+// shard and the leave function runs, unlocked.
+func (sh *shard) visit(s Stream, f func() func()) {
 	m := s.Member()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.shard != sh {
-		return false
+		m.mu.Unlock()
+		return // taken meanwhile
 	}
+	leave := f()
+	if leave != nil {
+		sh.takeLocked(m, s)
+	}
+	m.mu.Unlock()
+	if leave != nil {
+		leave()
+	}
+}
+
+// takeLocked takes s out of the shard; m.mu is held.
+func (sh *shard) takeLocked(m *Member, s Stream) {
 	sh.mu.Lock()
 	delete(sh.streams, s)
 	empty := len(sh.streams) == 0
@@ -149,7 +167,6 @@ func (sh *shard) take(s Stream) bool {
 	if empty {
 		sh.poke() // so that the goroutine ends
 	}
-	return true
 }
 
 // run sweeps the shard's streams whenever their topic changes, ticks them,
@@ -182,9 +199,7 @@ func (sh *shard) run() {
 		// sweep wakes the next one.
 		changed := streams[0].Changed()
 		for _, s := range streams {
-			if leave := s.Sweep(); leave != nil && sh.take(s) {
-				leave()
-			}
+			sh.visit(s, s.Sweep)
 		}
 		clear(streams)
 		select {
@@ -193,9 +208,7 @@ func (sh *shard) run() {
 		case now := <-tick.C:
 			snapshot()
 			for _, s := range streams {
-				if leave := s.Tick(now); leave != nil && sh.take(s) {
-					leave()
-				}
+				sh.visit(s, func() func() { return s.Tick(now) })
 			}
 			clear(streams)
 		}
