@@ -116,8 +116,8 @@ func (h *Handler) Connections() int {
 	return len(h.conns)
 }
 
-// ServeHTTP upgrades the request to a WebSocket connection and serves it
-// until it ends.
+// ServeHTTP upgrades the request to a WebSocket connection and hands it to
+// a goroutine of its own, which serves it until it ends.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -134,7 +134,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.CodeUnavailable, err.Error())
 		return
 	}
-	defer h.release()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			h.release()
+		}
+	}()
 
 	hj := &hijacker{ResponseWriter: w, timeout: h.opts.WriteTimeout}
 	ws, err := websocket.Accept(hj, r, &h.accept)
@@ -163,8 +168,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	defer h.unregister(c)
-	c.serve()
+	// The connection is served from a fresh goroutine, and this one
+	// returns: the HTTP server's state for the request (its buffers, this
+	// goroutine's grown stack) is freed. The client address's slot in a
+	// per-address limit stays taken until the connection ends.
+	handedOff = true
+	slot := limit.Keep(r.Context())
+	go func() {
+		defer h.release()
+		defer h.unregister(c)
+		if slot != nil {
+			defer slot()
+		}
+		c.serve()
+	}()
 }
 
 // Shutdown makes the handler refuse new connections (503 unavailable) and

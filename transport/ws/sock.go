@@ -150,7 +150,7 @@ type hijacker struct {
 }
 
 // readBufferSize is the library's read buffer per connection.
-const readBufferSize = 1024
+const readBufferSize = 512
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
@@ -168,7 +168,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	h.sock = s
-	return s, bufio.NewReadWriter(bufio.NewReaderSize(s, readBufferSize), bufio.NewWriterSize(s, 256)), nil
+	return s, bufio.NewReadWriter(bufio.NewReaderSize(s, readBufferSize), bufio.NewWriterSize(s, 160)), nil
 }
 
 // Unwrap lets http.ResponseController reach the ResponseWriter.
