@@ -9,7 +9,12 @@ package main
 // /proc figures), bench_client.go (the subscribers' connections and their
 // small parsers), bench_fanout.go and bench_idle.go (the scenarios),
 // bench_writes.go, bench_catchup.go and bench_poll.go (the scenarios
-// of plain HTTP requests), bench_rlimit_*.go (the open-files limit).
+// of plain HTTP requests), bench_rlimit_*.go (the open-files limit);
+// for fanout and idle also bench_runs.go (--runs and their median, the
+// progress line), bench_loaders.go (--loaders: the subscribers spread
+// over loader processes), bench_baseline.go (--baseline: the raw
+// broadcaster measured as the machine's ceiling) and bench_plot.go
+// (--plot: the SVG chart).
 
 import (
 	"context"
@@ -72,6 +77,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchCatchup(ctx, args[1:], stdout, stderr)
 	case "poll":
 		return benchPoll(ctx, args[1:], stdout, stderr)
+	case "loader": // hidden: a share of fanout's or idle's subscribers
+		return benchLoader(ctx, args[1:], stdout, stderr)
+	case "baseline-server": // hidden: the raw broadcaster of --baseline
+		return benchBaselineServer(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, benchUsage)
 		return nil
@@ -179,17 +188,26 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 		}
 		t.server, t.base = s, "http://"+s.addr
 	}
+	if err := t.setDialer(c, conns); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// setDialer gives the target the dialer of conns connections, from the
+// source addresses of --source-ips or their default.
+func (t *benchTarget) setDialer(c *benchCommon, conns int) error {
 	host := strings.TrimPrefix(strings.TrimPrefix(t.base, "http://"), "https://")
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	ips, err := sourceIPs(c.sourceIPs, conns, host)
 	if err != nil {
-		t.close()
-		return nil, fmt.Errorf("%w: --source-ips: %w", errBadFlag, err)
+		return fmt.Errorf("%w: --source-ips: %w", errBadFlag, err)
 	}
 	t.dialer = newBenchDialer(ips)
-	return t, nil
+	return nil
 }
 
 // close stops a spawned server and drops idle connections. A spawned

@@ -22,6 +22,7 @@ import (
 // fanoutConfig holds the flags of 'viewsync bench fanout'.
 type fanoutConfig struct {
 	benchCommon
+	meas        benchRunsFlags
 	subscribers int
 	rate        float64
 	duration    time.Duration
@@ -43,6 +44,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	c.meas.register(fs)
 	fs.IntVar(&c.subscribers, "subscribers", 100, "subscribers, each on a connection of its own")
 	fs.Float64Var(&c.rate, "rate", 10, "commits per second of the one writer (each a PUT of one record)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writer writes")
@@ -62,12 +64,23 @@ the server's CPU time per delivery and its peak memory. A progress line goes
 to stderr every second, the report to stdout. Exits 1 when a commit went
 missing or twice, a write failed or a subscriber could not connect.
 
+--runs K measures K times, each against a fresh spawned server, and
+reports the median of each figure. --baseline also measures, the same way
+and after each of viewsync's runs, a minimal raw broadcaster spawned as the
+machine's ceiling (pre-encoded frames, no store), and prints each figure
+also as a ratio to it. Subscribers past what this process may hold
+(or --loaders N) are spread over loader processes; the writer stays here.
+--plot FILE.svg draws the latency histogram and the deliveries per second.
+
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
 `)
 		fs.PrintDefaults()
 	}
 	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
 		return err
+	}
+	if err := c.meas.validate(); err != nil {
+		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
 	switch {
 	case c.subscribers <= 0:
@@ -105,7 +118,7 @@ type fanoutReport struct {
 
 	// Commits is how many writes were acknowledged; CommitRate their rate.
 	Commits      int     `json:"commits"`
-	CommitErrors int     `json:"commit_errors"`
+	CommitErrors int     `json:"commit_errors" runs:"sum"`
 	CommitRate   float64 `json:"commit_rate"`
 	// CommitLatency is the PUT's round trip.
 	CommitLatency latencySummary `json:"commit_latency"`
@@ -114,23 +127,36 @@ type fanoutReport struct {
 	ExpectedDeliveries int64          `json:"expected_deliveries"`
 	DeliveriesPerSec   float64        `json:"deliveries_per_second"`
 	Latency            latencySummary `json:"latency"`
-	Missing            int64          `json:"missing"`
-	Duplicated         int64          `json:"duplicated"`
-	SubscribersMissing int            `json:"subscribers_missing"`
-	CatchUps           int64          `json:"catch_ups"`
-	CompactedCommits   int64          `json:"compacted_commits"`
-	ExtraResets        int64          `json:"extra_resets"`
-	Reconnects         int64          `json:"reconnects"`
-	Errors             int64          `json:"errors"`
-	LastError          string         `json:"last_error,omitempty"`
+	Missing            int64          `json:"missing" runs:"sum"`
+	Duplicated         int64          `json:"duplicated" runs:"sum"`
+	SubscribersMissing int            `json:"subscribers_missing" runs:"sum"`
+	CatchUps           int64          `json:"catch_ups" runs:"sum"`
+	CompactedCommits   int64          `json:"compacted_commits" runs:"sum"`
+	ExtraResets        int64          `json:"extra_resets" runs:"sum"`
+	Reconnects         int64          `json:"reconnects" runs:"sum"`
+	Errors             int64          `json:"errors" runs:"sum"`
+	LastError          string         `json:"last_error,omitempty" runs:"last"`
 
 	Server           *serverReport `json:"server,omitempty"`
 	LoaderCPUSeconds float64       `json:"loader_cpu_seconds"`
+
+	// Runs is how many times it was measured: the figures above are the
+	// medians of the runs' (the counts of problems their sums), Min and
+	// Max (with more than one run) the least and the greatest.
+	Runs int           `json:"runs" runs:"-"`
+	Min  *fanoutReport `json:"min,omitempty" runs:"-"`
+	Max  *fanoutReport `json:"max,omitempty" runs:"-"`
+	// Loaders is how many processes held the subscribers' connections.
+	Loaders int `json:"loaders" runs:"-"`
+	// Baseline is the same measurement of the raw broadcaster (--baseline)
+	// and Ratio each figure over the baseline's.
+	Baseline *fanoutReport `json:"baseline,omitempty" runs:"-"`
+	Ratio    *fanoutRatio  `json:"ratio_to_baseline,omitempty" runs:"-"`
 }
 
 // serverReport is a spawned server's figures over the measured window.
 type serverReport struct {
-	PID        int     `json:"pid"`
+	PID        int     `json:"pid" runs:"first"`
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUMicrosPerDelivery is CPUSeconds over the deliveries, in µs.
 	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery"`
@@ -139,27 +165,120 @@ type serverReport struct {
 }
 
 func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) error {
-	t, err := openTarget(ctx, &c.benchCommon, c.subscribers+1, stderr)
-	if err != nil {
+	loaders := chooseLoaders(c.meas.loaders, c.subscribers)
+	var reps, bases []*fanoutReport
+	var traces []*runTrace
+	var problems []string
+	for run := 1; run <= c.meas.runs; run++ {
+		for _, baseline := range []bool{false, true} {
+			if baseline && !c.meas.baseline {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m := measurement{baseline: baseline, run: run, runs: c.meas.runs, loaders: loaders}
+			rep, tr, err := fanoutOnce(ctx, c, m, stderr)
+			if err != nil {
+				return err
+			}
+			traces = append(traces, tr)
+			for _, p := range rep.problems() {
+				problems = append(problems, m.label(c.meas.baseline)+p)
+			}
+			if baseline {
+				bases = append(bases, rep)
+			} else {
+				reps = append(reps, rep)
+			}
+		}
+	}
+	rep := aggregateFanout(reps, c.meas.runs, loaders)
+	if c.meas.baseline {
+		rep.Baseline = aggregateFanout(bases, c.meas.runs, loaders)
+		rep.Ratio = fanoutRatios(rep, rep.Baseline)
+	}
+	if c.meas.plot != "" {
+		title, subtitle, panels := fanoutPlot(c, rep, traces)
+		if err := writePlot(c.meas.plot, title, subtitle, panels); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: chart written to %s\n", c.meas.plot)
+	}
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// aggregateFanout returns the median of the runs' reports, with their
+// least and greatest figures when there is more than one.
+func aggregateFanout(reps []*fanoutReport, runs, loaders int) *fanoutReport {
+	med, lo, hi := aggregate(reps)
+	med.Runs, med.Loaders = runs, loaders
+	if len(reps) > 1 {
+		med.Min, med.Max = lo, hi
+	}
+	return med
+}
+
+// problems lists what went wrong in a run: commits missing or delivered
+// twice, failed writes, subscribers that did not connect.
+func (r *fanoutReport) problems() []string {
+	var problems []string
+	if r.Missing > 0 || r.Duplicated > 0 {
+		problems = append(problems, fmt.Sprintf("%d commits missing (at %d subscribers), %d duplicated", r.Missing, r.SubscribersMissing, r.Duplicated))
+	}
+	if r.CommitErrors > 0 {
+		problems = append(problems, fmt.Sprintf("%d writes failed", r.CommitErrors))
+	}
+	if r.Established < r.Subscribers {
+		problems = append(problems, fmt.Sprintf("%d of %d subscribers connected", r.Established, r.Subscribers))
+	}
+	return problems
+}
+
+// fanoutOnce measures one fanout: against a fresh spawned server (or the
+// one at --url), or with m.baseline against a fresh raw broadcaster.
+func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.Writer) (*fanoutReport, *runTrace, error) {
+	var t *benchTarget
+	var err error
+	if m.baseline {
+		t, err = openBaseline(ctx, &c.benchCommon, c.subscribers+1, stderr)
+	} else {
+		t, err = openTarget(ctx, &c.benchCommon, c.subscribers+1, stderr)
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	defer t.close()
 	wclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.maxInflight}, Timeout: 30 * time.Second}
 	defer wclient.CloseIdleConnections()
 	if _, err := getHead(ctx, wclient, t.base, c.collection); err != nil {
-		return err
+		return nil, nil, err
 	}
 
 	rep := &fanoutReport{Scenario: "fanout", Transport: c.transport, URL: t.base, Spawned: t.server != nil,
 		Collection: c.collection, Subscribers: c.subscribers, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
-	subs, stopSubs, setup := startSubs(ctx, t, &c.benchCommon, c.subscribers, true, stderr)
-	defer stopSubs()
+	setupStart := time.Now()
+	groups, err := startGroups(ctx, t, &c.benchCommon, c.subscribers, m.loaders, true, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		for _, g := range groups {
+			g.kill()
+		}
+	}()
 	var sent atomic.Int64
-	prog := startProgress(stderr, t, subs, &sent)
-	defer prog.stop()
-	rep.Established, rep.SetupSeconds = setup.wait(ctx, c.setupTimeout)
+	mon := startMonitor(stderr, m.label(c.meas.baseline), t, groups, c.subscribers, &sent)
+	defer mon.stop()
+	rep.Established, rep.SetupSeconds = waitGroups(ctx, groups, c.setupTimeout, setupStart)
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if rep.Established < c.subscribers {
 		fmt.Fprintf(stderr, "bench: only %d of %d subscribers connected within %v; going on with them\n", rep.Established, c.subscribers, c.setupTimeout)
@@ -167,7 +286,7 @@ func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) e
 
 	// The measured window: from the writer's start to the last delivery.
 	srvBefore, _ := t.serverStats()
-	selfBefore, _ := readProc("self")
+	loadBefore := loadersCPU(groups)
 	start := time.Now()
 	w := runWriter(ctx, wclient, t.base, c, &sent)
 	rep.Commits, rep.CommitErrors, rep.CommitLatency = w.acked, w.errors, summarize(w.putLat)
@@ -175,39 +294,25 @@ func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) e
 	if w.lastErr != nil {
 		fmt.Fprintf(stderr, "bench: %d writes failed; the last: %v\n", w.errors, w.lastErr)
 	}
-	drainSubs(ctx, subs, w.last, c.drain)
+	if err := drainGroups(ctx, groups, w.last, c.drain); err != nil {
+		return nil, nil, err
+	}
 	window := time.Since(start)
 	srvAfter, srvErr := t.serverStats()
-	selfAfter, _ := readProc("self")
-	prog.stop()
-	stopSubs()
-
-	var lat []time.Duration
-	for _, s := range subs {
-		rep.Deliveries += s.deliveries.Load()
-		rep.CatchUps += s.catchUps.Load()
-		rep.Errors += s.errs.Load()
-		rep.Duplicated += s.dups
-		rep.CompactedCommits += s.compacted
-		rep.ExtraResets += s.resets
-		rep.Reconnects += s.reconnects
-		missing := s.missing
-		if s.established.Load() && s.last.Load() < w.last {
-			missing += int64(w.last - s.last.Load())
-		}
-		rep.Missing += missing
-		if missing > 0 {
-			rep.SubscribersMissing++
-		}
-		if s.lastErr != nil {
-			rep.LastError = s.lastErr.Error()
-		}
-		lat = append(lat, s.lat...)
+	loadAfter := loadersCPU(groups)
+	mon.stop()
+	res, err := finishGroups(groups)
+	if err != nil {
+		return nil, nil, err
 	}
+
+	rep.Deliveries, rep.CatchUps, rep.Errors = res.Deliveries, res.CatchUps, res.Errors
+	rep.Duplicated, rep.CompactedCommits, rep.ExtraResets, rep.Reconnects = res.Duplicated, res.Compacted, res.ExtraResets, res.Reconnects
+	rep.Missing, rep.SubscribersMissing, rep.LastError = res.Missing, res.SubscribersMissing, res.LastError
 	rep.ExpectedDeliveries = int64(rep.Established) * int64(w.acked)
 	rep.DeliveriesPerSec = round3(float64(rep.Deliveries) / window.Seconds())
-	rep.Latency = summarize(lat)
-	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
+	rep.Latency = res.latencyOf()
+	rep.LoaderCPUSeconds = round3((loadAfter - loadBefore).Seconds())
 	if t.server != nil && srvErr == nil {
 		cpu := srvAfter.cpu - srvBefore.cpu
 		rep.Server = &serverReport{PID: t.server.pid(), CPUSeconds: round3(cpu.Seconds()), RSSBytes: srvAfter.rss, PeakRSSBytes: srvAfter.hwm}
@@ -215,23 +320,70 @@ func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) e
 			rep.Server.CPUMicrosPerDelivery = round3(float64(cpu.Microseconds()) / float64(rep.Deliveries))
 		}
 	}
-	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
-		return err
+	tr := &runTrace{measurement: m, start: start, end: start.Add(window), hist: res.Latency, ticks: mergeTicks(groups), server: mon.samples()}
+	return rep, tr, nil
+}
+
+// fanoutRatio is each figure of viewsync's fanout over the baseline's
+// (medians over the runs); 0 where the baseline's is 0 or unknown.
+type fanoutRatio struct {
+	DeliveriesPerSec     float64 `json:"deliveries_per_second"`
+	LatencyP50           float64 `json:"latency_p50"`
+	LatencyP90           float64 `json:"latency_p90"`
+	LatencyP99           float64 `json:"latency_p99"`
+	LatencyMax           float64 `json:"latency_max"`
+	CommitLatencyP50     float64 `json:"commit_latency_p50"`
+	CommitLatencyP99     float64 `json:"commit_latency_p99"`
+	ServerCPUSeconds     float64 `json:"server_cpu_seconds"`
+	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery"`
+	ServerRSS            float64 `json:"server_rss"`
+	ServerPeakRSS        float64 `json:"server_peak_rss"`
+	LoaderCPUSeconds     float64 `json:"loader_cpu_seconds"`
+}
+
+// fanoutFigure is one line of the comparison with the baseline.
+type fanoutFigure struct {
+	name string
+	get  func(*fanoutReport) float64
+	unit func(float64) string
+	// set stores the ratio.
+	set func(*fanoutRatio, float64)
+}
+
+var fanoutFigures = func() []fanoutFigure {
+	ms := func(f float64) string { return fmt.Sprintf("%.2fms", f) }
+	srv := func(get func(*serverReport) float64) func(*fanoutReport) float64 {
+		return func(r *fanoutReport) float64 {
+			if r.Server == nil {
+				return 0
+			}
+			return get(r.Server)
+		}
 	}
-	var problems []string
-	if rep.Missing > 0 || rep.Duplicated > 0 {
-		problems = append(problems, fmt.Sprintf("%d commits missing (at %d subscribers), %d duplicated", rep.Missing, rep.SubscribersMissing, rep.Duplicated))
+	mibf := func(f float64) string { return mib(uint64(f)) }
+	return []fanoutFigure{
+		{"deliveries/s", func(r *fanoutReport) float64 { return r.DeliveriesPerSec }, func(f float64) string { return fmt.Sprintf("%.0f", f) }, func(q *fanoutRatio, v float64) { q.DeliveriesPerSec = v }},
+		{"commit → receipt p50", func(r *fanoutReport) float64 { return r.Latency.P50ms }, ms, func(q *fanoutRatio, v float64) { q.LatencyP50 = v }},
+		{"commit → receipt p90", func(r *fanoutReport) float64 { return r.Latency.P90ms }, ms, func(q *fanoutRatio, v float64) { q.LatencyP90 = v }},
+		{"commit → receipt p99", func(r *fanoutReport) float64 { return r.Latency.P99ms }, ms, func(q *fanoutRatio, v float64) { q.LatencyP99 = v }},
+		{"commit → receipt max", func(r *fanoutReport) float64 { return r.Latency.MaxMs }, ms, func(q *fanoutRatio, v float64) { q.LatencyMax = v }},
+		{"commit round trip p50", func(r *fanoutReport) float64 { return r.CommitLatency.P50ms }, ms, func(q *fanoutRatio, v float64) { q.CommitLatencyP50 = v }},
+		{"commit round trip p99", func(r *fanoutReport) float64 { return r.CommitLatency.P99ms }, ms, func(q *fanoutRatio, v float64) { q.CommitLatencyP99 = v }},
+		{"server CPU", srv(func(s *serverReport) float64 { return s.CPUSeconds }), func(f float64) string { return fmt.Sprintf("%.2fs", f) }, func(q *fanoutRatio, v float64) { q.ServerCPUSeconds = v }},
+		{"server CPU per delivery", srv(func(s *serverReport) float64 { return s.CPUMicrosPerDelivery }), func(f float64) string { return fmt.Sprintf("%.2f µs", f) }, func(q *fanoutRatio, v float64) { q.CPUMicrosPerDelivery = v }},
+		{"server RSS", srv(func(s *serverReport) float64 { return float64(s.RSSBytes) }), mibf, func(q *fanoutRatio, v float64) { q.ServerRSS = v }},
+		{"server peak RSS", srv(func(s *serverReport) float64 { return float64(s.PeakRSSBytes) }), mibf, func(q *fanoutRatio, v float64) { q.ServerPeakRSS = v }},
+		{"loader CPU", func(r *fanoutReport) float64 { return r.LoaderCPUSeconds }, func(f float64) string { return fmt.Sprintf("%.2fs", f) }, func(q *fanoutRatio, v float64) { q.LoaderCPUSeconds = v }},
 	}
-	if rep.CommitErrors > 0 {
-		problems = append(problems, fmt.Sprintf("%d writes failed", rep.CommitErrors))
+}()
+
+// fanoutRatios returns r's figures over the baseline's.
+func fanoutRatios(r, base *fanoutReport) *fanoutRatio {
+	q := &fanoutRatio{}
+	for _, f := range fanoutFigures {
+		f.set(q, ratio(f.get(r), f.get(base)))
 	}
-	if rep.Established < rep.Subscribers {
-		problems = append(problems, fmt.Sprintf("%d of %d subscribers connected", rep.Established, rep.Subscribers))
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	return q
 }
 
 func (r *fanoutReport) rows() []reportRow {
@@ -255,7 +407,24 @@ func (r *fanoutReport) rows() []reportRow {
 			reportRow{"server CPU", fmt.Sprintf("%.2fs (pid %d): %.2f µs per delivery", s.CPUSeconds, s.PID, s.CPUMicrosPerDelivery)},
 			reportRow{"server memory", fmt.Sprintf("RSS %s, peak %s", mib(s.RSSBytes), mib(s.PeakRSSBytes))})
 	}
-	return append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+	rows = append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+	if r.Loaders > 1 {
+		rows = append(rows, reportRow{"loaders", fmt.Sprintf("%d processes held the subscribers", r.Loaders)})
+	}
+	if r.Runs > 1 {
+		rows = append(rows, reportRow{"runs", fmt.Sprintf("%d, each on a fresh server: the figures are medians (counts of problems: totals; min and max in --json)", r.Runs)})
+	}
+	if b := r.Baseline; b != nil {
+		rows = append(rows, reportRow{"baseline", fmt.Sprintf("raw broadcaster (pre-encoded frames, no store) at %s, same load: deliveries %d of %d expected, missing %d, duplicated %d",
+			b.URL, b.Deliveries, b.ExpectedDeliveries, b.Missing, b.Duplicated)})
+		var cmp [][4]string
+		for _, f := range fanoutFigures {
+			v, bv := f.get(r), f.get(b)
+			cmp = append(cmp, [4]string{f.name, f.unit(v), f.unit(bv), ratioText(ratio(v, bv))})
+		}
+		rows = append(rows, compareRows("vs baseline", cmp)...)
+	}
+	return rows
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
@@ -449,48 +618,6 @@ type progress struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
-}
-
-func startProgress(w io.Writer, t *benchTarget, subs []*benchSub, sent *atomic.Int64) *progress {
-	p := &progress{done: make(chan struct{})}
-	start := time.Now()
-	p.wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		var prevDeliveries int64
-		prevCPU, cpuErr := t.serverStats()
-		prevAt := time.Now()
-		for {
-			select {
-			case <-p.done:
-				return
-			case <-tick.C:
-			}
-			var connected int
-			var deliveries, catchUps, errs int64
-			for _, s := range subs {
-				if s.established.Load() {
-					connected++
-				}
-				deliveries += s.deliveries.Load()
-				catchUps += s.catchUps.Load()
-				errs += s.errs.Load()
-			}
-			now := time.Now()
-			line := fmt.Sprintf("bench: %4.0fs  connected %d/%d  commits %d  deliveries %d (%.0f/s)  catch-ups %d  errors %d",
-				now.Sub(start).Seconds(), connected, len(subs), sent.Load(), deliveries,
-				float64(deliveries-prevDeliveries)/now.Sub(prevAt).Seconds(), catchUps, errs)
-			if cpuErr == nil {
-				if st, err := t.serverStats(); err == nil {
-					line += fmt.Sprintf("  server CPU %.0f%% RSS %s", 100*(st.cpu-prevCPU.cpu).Seconds()/now.Sub(prevAt).Seconds(), mib(st.rss))
-					prevCPU = st
-				}
-			}
-			fmt.Fprintln(w, line)
-			prevDeliveries, prevAt = deliveries, now
-		}
-	})
-	return p
 }
 
 // stop ends the progress lines; it may be called more than once.

@@ -51,16 +51,24 @@ func spawnServer(ctx context.Context, conns int, extra []string, stderr io.Write
 		"--max-sse-connections", limit, "--max-ws-connections", limit,
 		// The bench measures the engine, not the per-client limits.
 		"--max-conns-per-ip", "0", "--commit-rate", "0", "--call-rate", "0"}, extra...)
+	return spawnProcess(ctx, exe, args, dir, "server", stderr)
+}
+
+// spawnProcess starts exe with args, a server of some kind (what) that
+// says where it listens on its stdout as 'viewsync listening on
+// http://ADDR', and returns once it has. dir, if not empty, is removed
+// when it stops.
+func spawnProcess(ctx context.Context, exe string, args []string, dir, what string, stderr io.Writer) (*spawnedServer, error) {
 	cmd := exec.Command(exe, args...)
 	s := &spawnedServer{cmd: cmd, dir: dir, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		os.RemoveAll(dir)
+		s.removeDir()
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		s.removeDir()
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
 	addrc := make(chan string, 1)
@@ -82,12 +90,16 @@ func spawnServer(ctx context.Context, conns int, extra []string, stderr io.Write
 	defer timer.Stop()
 	select {
 	case s.addr = <-addrc:
-		fmt.Fprintf(stderr, "bench: spawned server pid %d at http://%s, data in %s\n", cmd.Process.Pid, s.addr, dir)
+		where := ""
+		if dir != "" {
+			where = ", data in " + dir
+		}
+		fmt.Fprintf(stderr, "bench: spawned %s pid %d at http://%s%s\n", what, cmd.Process.Pid, s.addr, where)
 		return s, nil
 	case <-s.exited:
-		err = fmt.Errorf("spawned server exited before listening: %v\n%s", cmd.ProcessState, s.stderr)
+		err = fmt.Errorf("spawned %s exited before listening: %v\n%s", what, cmd.ProcessState, s.stderr)
 	case <-timer.C:
-		err = fmt.Errorf("spawned server did not say where it listens within 30s\n%s", s.stderr)
+		err = fmt.Errorf("spawned %s did not say where it listens within 30s\n%s", what, s.stderr)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -114,8 +126,15 @@ func (s *spawnedServer) stop() (exitedEarly bool) {
 			<-s.exited
 		}
 	}
-	os.RemoveAll(s.dir)
+	s.removeDir()
 	return exitedEarly
+}
+
+// removeDir removes the data directory, if any.
+func (s *spawnedServer) removeDir() {
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
 }
 
 // procStats are a process's figures from /proc.

@@ -205,6 +205,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 
+	if c.engine.engine == "nats" {
+		// A commit is one atomic batch: a message per op, the log entry
+		// (up to two chunks within --max-body) and the head.
+		if most := c.engine.maxBatch - 3; c.maxOps > most {
+			if flagGiven(fs, "max-ops") {
+				return fmt.Errorf("%w: --max-ops %d needs --nats-max-batch (and the NATS servers' jetstream batch max_msgs) of at least %d", errBadFlag, c.maxOps, c.maxOps+3)
+			}
+			log.Info("commits limited to what one NATS atomic batch holds", "max_ops", most, "nats_max_batch", c.engine.maxBatch)
+			c.maxOps = most
+		}
+	}
 	met := metrics.New()
 	acc, err := c.access.build(c.addr, func(name string) bool { return flagGiven(fs, name) }, met, log)
 	if err != nil {

@@ -1,0 +1,133 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBenchLoadersAndBaseline runs fanout and idle with their subscribers
+// in loader processes, and with the baseline, on servers the bench
+// spawns: the built binary, which is also the loaders' and the baseline's.
+func TestBenchLoadersAndBaseline(t *testing.T) {
+	clearEnv(t)
+	bin := serverBinary(t)
+	serveExecutable = func() (string, error) { return bin, nil }
+	t.Cleanup(func() { serveExecutable = os.Executable })
+
+	t.Run("fanout-loaders", func(t *testing.T) {
+		for _, transport := range []string{"sse", "ws"} {
+			code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--loaders", "2", "--transport", transport,
+				"--subscribers", "11", "--rate", "20", "--duration", "1s", "--json")
+			if code != 0 {
+				t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", transport, code, stdout, stderr)
+			}
+			var r fanoutReport
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatalf("report: %v\n%s", err, stdout)
+			}
+			if r.Loaders != 2 || r.Established != 11 || r.Commits != 20 {
+				t.Errorf("%s: loaders %d, established %d, commits %d; want 2, 11, 20", transport, r.Loaders, r.Established, r.Commits)
+			}
+			if r.Missing != 0 || r.Duplicated != 0 || r.Deliveries != 11*20 || r.ExpectedDeliveries != 11*20 || r.Latency.Samples != 11*20 {
+				t.Errorf("%s: deliveries %d of %d, %d latencies, missing %d, duplicated %d; want 220, 220, 220, 0, 0",
+					transport, r.Deliveries, r.ExpectedDeliveries, r.Latency.Samples, r.Missing, r.Duplicated)
+			}
+			if l := r.Latency; !(l.P50ms > 0 && l.P50ms <= l.P90ms && l.P90ms <= l.P99ms && l.P99ms <= l.MaxMs) {
+				t.Errorf("%s: latency %+v", transport, l)
+			}
+			if r.Server == nil || r.LoaderCPUSeconds < 0 {
+				t.Errorf("%s: report %+v", transport, r)
+			}
+			if !strings.Contains(stderr, "over 2 loader processes") || !strings.Contains(stderr, "connected 11/11") {
+				t.Errorf("%s: stderr does not show the loaders and their progress:\n%s", transport, stderr)
+			}
+		}
+	})
+	t.Run("idle-loaders", func(t *testing.T) {
+		code, stdout, stderr := runCmd(t, "bench", "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r idleReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		if r.Loaders != 2 || r.Established != 40 || r.Errors != 0 || r.RSSPerConnectionBytes <= 0 {
+			t.Errorf("report %+v", r)
+		}
+	})
+	t.Run("fanout-baseline", func(t *testing.T) {
+		plot := filepath.Join(t.TempDir(), "fanout.svg")
+		code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--baseline", "--subscribers", "10", "--rate", "20", "--duration", "1s", "--plot", plot)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		if !strings.Contains(stdout, "vs baseline") || !strings.Contains(stderr, "spawned baseline broadcaster pid") {
+			t.Fatalf("no comparison with the baseline:\nstdout: %s\nstderr: %s", stdout, stderr)
+		}
+		for _, name := range []string{"deliveries/s", "commit → receipt p50", "commit → receipt p90", "commit → receipt p99",
+			"commit → receipt max", "server peak RSS"} {
+			if r := parseRatio(stdout, name); r <= 0 {
+				t.Errorf("%s: ratio %v, want positive\n%s", name, r, stdout)
+			}
+		}
+		b, err := os.ReadFile(plot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := parseSVG(t, b)
+		if doc.series["latency-viewsync"] == 0 || doc.series["latency-baseline"] == 0 ||
+			doc.series["deliveries-viewsync"] == 0 || doc.series["deliveries-baseline"] == 0 {
+			t.Errorf("chart series %v", doc.series)
+		}
+	})
+	t.Run("fanout-baseline-runs", func(t *testing.T) {
+		code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--baseline", "--runs", "2", "--transport", "ws",
+			"--subscribers", "10", "--rate", "20", "--duration", "1s", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r fanoutReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		b, q := r.Baseline, r.Ratio
+		if r.Runs != 2 || r.Min == nil || r.Max == nil || b == nil || q == nil {
+			t.Fatalf("report %+v", r)
+		}
+		if r.Deliveries != 200 || r.Missing != 0 || b.Deliveries != 200 || b.Missing != 0 || b.Duplicated != 0 || b.Server == nil {
+			t.Errorf("deliveries %d (missing %d), baseline %d (missing %d, duplicated %d)", r.Deliveries, r.Missing, b.Deliveries, b.Missing, b.Duplicated)
+		}
+		if r.Min.Latency.P50ms > r.Latency.P50ms || r.Max.Latency.P50ms < r.Latency.P50ms {
+			t.Errorf("median p50 %v not within min %v and max %v", r.Latency.P50ms, r.Min.Latency.P50ms, r.Max.Latency.P50ms)
+		}
+		if q.DeliveriesPerSec <= 0 || q.LatencyP50 <= 0 || q.LatencyP90 <= 0 || q.LatencyP99 <= 0 || q.LatencyMax <= 0 || q.ServerPeakRSS <= 0 {
+			t.Errorf("ratios %+v, want positive", q)
+		}
+		if b.Server.CPUSeconds > 0 && q.CPUMicrosPerDelivery <= 0 {
+			t.Errorf("CPU per delivery ratio %v, baseline CPU %vs", q.CPUMicrosPerDelivery, b.Server.CPUSeconds)
+		}
+	})
+	t.Run("idle-baseline", func(t *testing.T) {
+		code, stdout, stderr := runCmd(t, "bench", "idle", "--spawn", "--baseline", "--connections", "200", "--settle", "200ms", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		var r idleReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		b, q := r.Baseline, r.Ratio
+		if b == nil || q == nil || b.Established != 200 || b.RSSPerConnectionBytes <= 0 {
+			t.Fatalf("report %+v, baseline %+v", r, b)
+		}
+		if q.RSSPerConnection <= 0 || q.RSSAfter <= 0 || q.ConnectsPerSec <= 0 {
+			t.Errorf("ratios %+v, want positive", q)
+		}
+	})
+}
