@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,9 +160,16 @@ func (h *rawHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		h.subscribe(w, r, true)
 	case strings.HasSuffix(r.URL.Path, "/version"):
+		// The bare conditional GET: an ETag, and 304 while it matches.
 		h.mu.Lock()
 		v := h.version
 		h.mu.Unlock()
+		etag := `"` + baselineEpoch + ":" + strconv.FormatUint(v, 10) + `"`
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"epoch":%q,"version":%d}`, baselineEpoch, v)
 	default:

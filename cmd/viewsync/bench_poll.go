@@ -21,6 +21,7 @@ type pollConfig struct {
 	benchCommon
 	connections int
 	duration    time.Duration
+	baseline    bool
 }
 
 func benchPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,7 @@ func benchPoll(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	c.registerTarget(fs, "the collection whose version is polled")
 	fs.IntVar(&c.connections, "connections", 16, "polling clients, each on a keep-alive connection of its own, each request waiting for the one before")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the clients poll")
+	fs.BoolVar(&c.baseline, "baseline", false, "also poll, in the same run, a bare net/http handler answering the same conditional GET with an ETag and 304, and print the figures as ratios to it")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: viewsync bench poll [flags]
 
@@ -80,6 +82,12 @@ type pollReport struct {
 	// Server is the spawned server's figures, its CPU time per request.
 	Server           *opsServer `json:"server,omitempty"`
 	LoaderCPUSeconds float64    `json:"loader_cpu_seconds"`
+
+	// Baseline is the same run against a bare 304 handler (--baseline),
+	// and the ratios of this run's figures to its.
+	Baseline            *pollReport `json:"baseline,omitempty"`
+	RatioRequestsPerSec float64     `json:"ratio_requests_per_second,omitempty"`
+	RatioCPUPerRequest  float64     `json:"ratio_cpu_per_request,omitempty"`
 }
 
 // poller is one polling client.
@@ -94,7 +102,47 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer t.close()
+	rep, err := measurePoll(ctx, c, t, stderr)
+	t.close()
+	if err != nil {
+		return err
+	}
+	rows := rep.rows()
+	if c.baseline {
+		bt, err := openBaseline(ctx, &c.benchCommon, c.connections, stderr)
+		if err != nil {
+			return err
+		}
+		base, err := measurePoll(ctx, c, bt, stderr)
+		bt.close()
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		rep.Baseline = base
+		rep.RatioRequestsPerSec = round3(rep.RequestsPerSec / base.RequestsPerSec)
+		rows = append(rows,
+			reportRow{"baseline requests/s", fmt.Sprintf("%.0f (bare net/http 304 handler)", base.RequestsPerSec)},
+			reportRow{"ratio to baseline", fmt.Sprintf("requests/s ×%.3f", rep.RatioRequestsPerSec)})
+		if rep.Server != nil && base.Server != nil && base.Server.CPUMicrosPerOp > 0 {
+			rep.RatioCPUPerRequest = round3(rep.Server.CPUMicrosPerOp / base.Server.CPUMicrosPerOp)
+			rows = append(rows, reportRow{"", fmt.Sprintf("server CPU per request ×%.3f (%.1f vs %.1f µs)",
+				rep.RatioCPUPerRequest, rep.Server.CPUMicrosPerOp, base.Server.CPUMicrosPerOp)})
+		}
+	}
+	if err := printReport(stdout, c.json, rep, rows); err != nil {
+		return err
+	}
+	if rep.Errors > 0 {
+		return fmt.Errorf("%d requests failed; the last: %s", rep.Errors, rep.LastError)
+	}
+	if rep.Requests == 0 {
+		return errors.New("no request was answered")
+	}
+	return nil
+}
+
+// measurePoll runs the poll scenario against t.
+func measurePoll(ctx context.Context, c *pollConfig, t *benchTarget, stderr io.Writer) (*pollReport, error) {
 	client := t.keepAliveClient(c.connections)
 	defer client.CloseIdleConnections()
 	url := t.base + "/v1/collections/" + c.collection + "/version"
@@ -113,7 +161,7 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	}
 	setup.Wait()
 	if p := setupErr.Load(); p != nil {
-		return *p
+		return nil, *p
 	}
 	rep := &pollReport{Scenario: "poll", URL: t.base, Spawned: t.server != nil, Collection: c.collection,
 		Connections: c.connections, Seconds: c.duration.Seconds()}
@@ -140,7 +188,7 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	selfAfter, _ := readProc("self")
 	prog.stop()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 
 	var lat []time.Duration
@@ -157,16 +205,7 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	rep.Latency = summarize(lat)
 	rep.Server = win.end(rep.Requests + rep.Errors)
 	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
-	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
-		return err
-	}
-	if rep.Errors > 0 {
-		return fmt.Errorf("%d requests failed; the last: %s", rep.Errors, rep.LastError)
-	}
-	if rep.Requests == 0 {
-		return errors.New("no request was answered")
-	}
-	return nil
+	return rep, nil
 }
 
 // pollLoop polls until the deadline, each request naming the last ETag.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,31 @@ func TestBenchPoll(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "requests ") {
 		t.Errorf("no progress on stderr: %s", stderr)
+	}
+}
+
+// TestBenchPollBaseline: --baseline polls a bare 304 handler in the same
+// run and reports the ratio.
+func TestBenchPollBaseline(t *testing.T) {
+	clearEnv(t)
+	bin := serverBinary(t)
+	serveExecutable = func() (string, error) { return bin, nil }
+	t.Cleanup(func() { serveExecutable = os.Executable })
+	base := startBenchServer(t)
+	code, stdout, stderr := runCmd(t, "bench", "poll", "--url", base, "--collection", "polled", "--connections", "2", "--duration", "500ms", "--baseline", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var r pollReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if r.Baseline == nil || r.Baseline.Requests <= 0 || r.Baseline.Errors != 0 || r.RatioRequestsPerSec <= 0 {
+		t.Fatalf("report %+v, baseline %+v", r, r.Baseline)
+	}
+	// The baseline answers conditional GETs like the server: 304 after the
+	// first answer on each connection.
+	if r.Baseline.NotModified != r.Baseline.Requests {
+		t.Errorf("baseline: %d of %d requests not modified", r.Baseline.NotModified, r.Baseline.Requests)
 	}
 }
