@@ -31,7 +31,8 @@ type conn struct {
 	h    *Handler
 	ws   *websocket.Conn
 	sock *sock
-	log  *slog.Logger
+	// remote is the client's address, for the logs.
+	remote string
 	// id names the connection in the hub's visibility tracking.
 	id string
 	// principal is who opened the connection; addr is the client's
@@ -51,8 +52,8 @@ type conn struct {
 	spawnMu     sync.Mutex
 	spawnClosed bool
 
-	// mu guards subs. It is never held while taking another lock or
-	// waiting.
+	// mu guards subs (nil until the first subscribe). It is never held
+	// while taking another lock or waiting.
 	mu   sync.Mutex
 	subs map[string]*subscription
 
@@ -90,21 +91,20 @@ const StatusTokenExpired websocket.StatusCode = 4401
 
 var tokenExpired = closeStatus{code: StatusTokenExpired, reason: "token expired"}
 
-func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr string, log *slog.Logger) *conn {
+func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr, remote string) *conn {
 	// The principal travels in the context, for call handlers.
 	ctx, cancel := context.WithCancel(auth.NewContext(context.Background(), pr))
 	c := &conn{
 		h:         h,
 		ws:        ws,
 		sock:      s,
-		log:       log,
+		remote:    remote,
 		principal: pr,
 		addr:      addr,
 		id:        "ws-" + strconv.FormatUint(h.nextConnID.Add(1), 10),
 		ctx:       ctx,
 		cancel:    cancel,
 		callSlots: make(chan struct{}, maxConcurrentCalls),
-		subs:      map[string]*subscription{},
 		closed:    make(chan struct{}),
 	}
 	now := time.Now().UnixNano()
@@ -112,6 +112,10 @@ func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr st
 	c.lastRead.Store(now)
 	return c
 }
+
+// logger returns the handler's logger naming the client. It is made when
+// needed: connections log rarely, and an idle one should cost little.
+func (c *conn) logger() *slog.Logger { return c.h.log.With("remote", c.remote) }
 
 // close asks the connection to end with st; the first request wins. The
 // close handshake runs on a goroutine of its own, so that no caller (a
@@ -184,10 +188,10 @@ func (c *conn) writeFrame(skip func() bool, header, payload []byte) bool {
 func (c *conn) writeFailed(err error, n int) {
 	if c.ctx.Err() == nil {
 		if isTimeout(err) {
-			c.log.Warn("websocket client stalled: a write took longer than the write timeout; connection cut",
+			c.logger().Warn("websocket client stalled: a write took longer than the write timeout; connection cut",
 				"timeout", c.h.opts.WriteTimeout, "bytes", n)
 		} else {
-			c.log.Debug("websocket write failed", "err", err)
+			c.logger().Debug("websocket write failed", "err", err)
 		}
 	}
 	c.close(closeStatus{cut: true})
@@ -207,7 +211,7 @@ func (c *conn) keepAlive(now time.Time) {
 		if c.lastRead.Load() >= sent {
 			c.pingSent.Store(0)
 		} else if n-sent > int64(c.h.opts.WriteTimeout) {
-			c.log.Info("websocket client did not answer a ping in time; connection cut", "timeout", c.h.opts.WriteTimeout)
+			c.logger().Info("websocket client did not answer a ping in time; connection cut", "timeout", c.h.opts.WriteTimeout)
 			c.close(closeStatus{cut: true})
 			return
 		}
@@ -236,7 +240,7 @@ func (c *conn) keepAlive(now time.Time) {
 func (c *conn) stopSubscriptions() {
 	c.mu.Lock()
 	subs := c.subs
-	c.subs = map[string]*subscription{}
+	c.subs = nil
 	c.mu.Unlock()
 	for name, s := range subs {
 		s.stop()

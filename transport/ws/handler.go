@@ -163,7 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The request's context must not be used after the upgrade; the
 	// connection's own ends when the connection is closing.
-	c := newConn(h, ws, hj.sock, pr, limit.ClientAddr(r), h.log.With("remote", r.RemoteAddr))
+	c := newConn(h, ws, hj.sock, pr, limit.ClientAddr(r), r.RemoteAddr)
 	if !h.register(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return

@@ -86,10 +86,10 @@ func (c *conn) readFailed(ctx context.Context, err error) {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		// The library has sent the close frame (1009); closing with the
 		// handshake waits for the client's answer.
-		c.log.Info("websocket client sent a message over the limit; connection closed", "limit", c.h.opts.MaxMessageBytes)
+		c.logger().Info("websocket client sent a message over the limit; connection closed", "limit", c.h.opts.MaxMessageBytes)
 		c.close(closeStatus{code: websocket.StatusMessageTooBig, reason: "message too big"})
 	default:
-		c.log.Debug("websocket read failed", "err", err)
+		c.logger().Debug("websocket read failed", "err", err)
 		c.close(closeStatus{cut: true})
 	}
 }
@@ -100,7 +100,7 @@ func (c *conn) readFailed(ctx context.Context, err error) {
 func (c *conn) refuse(ctx context.Context, id, msg string) bool {
 	c.bad++
 	if c.bad > c.h.opts.MaxBadMessages {
-		c.log.Warn("websocket client sent too many bad messages; connection closed", "bad_messages", c.bad, "last", msg)
+		c.logger().Warn("websocket client sent too many bad messages; connection closed", "bad_messages", c.bad, "last", msg)
 		c.close(closeStatus{code: websocket.StatusPolicyViolation, reason: "too many bad messages"})
 		return false
 	}
@@ -116,7 +116,7 @@ func (c *conn) answerError(ctx context.Context, id string, err error) {
 	code := viewsync.ErrorCode(err)
 	msg := err.Error()
 	if code == protocol.CodeInternal {
-		c.log.Error("websocket request failed", "id", id, "err", err)
+		c.logger().Error("websocket request failed", "id", id, "err", err)
 		msg = "internal error"
 	}
 	c.writeMessage(protocol.EncodeError(id, code, msg))

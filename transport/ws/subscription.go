@@ -86,6 +86,9 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	}
 	s := &subscription{c: c, name: m.Collection, sub: fs}
 	c.mu.Lock()
+	if c.subs == nil {
+		c.subs = map[string]*subscription{}
+	}
 	c.subs[m.Collection] = s
 	c.mu.Unlock()
 	c.spawn(s.catchUp)
@@ -264,7 +267,7 @@ func (s *subscription) ended(err error) {
 	case errors.Is(err, fanout.ErrClosed):
 		s.c.close(goingAway)
 	default:
-		s.c.log.Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
+		s.c.logger().Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
 		s.c.close(closeStatus{code: websocket.StatusInternalError, reason: "subscription to " + s.name + " failed"})
 	}
 }
