@@ -170,7 +170,17 @@ func (c *liveConn) Tick(now time.Time) (leave func()) {
 // slow serves c on a goroutine of its own: it writes pending, then every
 // event until the client is current, each under the stall deadline, and
 // hands c back to the pump.
-func (c *liveConn) slow(pending []byte) {
+func (c *liveConn) slow(pending []byte) { c.serve(pending, true) }
+
+// blocking serves a hijacked connection that allows no non-blocking writes
+// from the calling goroutine until it ends.
+func (c *liveConn) blocking(head []byte) { c.serve(head, false) }
+
+// serve writes pending, then the subscription's events, each under the
+// stall deadline. With toPump it returns the connection to the pump once
+// the client is current; without, it waits for events itself, pinging an
+// idle client, until the stream ends.
+func (c *liveConn) serve(pending []byte, toPump bool) {
 	ctx, cancel := auth.UntilExpiry(context.Background(), auth.Principal{Expires: c.expires})
 	defer cancel()
 	if len(pending) > 0 {
@@ -181,11 +191,24 @@ func (c *liveConn) slow(pending []byte) {
 	}
 	var buf bytes.Buffer
 	for {
-		ev, err := c.sub.NextNow(ctx)
+		var ev fanout.Event
+		var err error
+		if toPump {
+			ev, err = c.sub.NextNow(ctx)
+		} else {
+			ev, err = c.sub.NextIdle(ctx, time.Until(c.lastWrite.Add(c.h.opts.PingInterval)))
+		}
 		switch {
 		case errors.Is(err, fanout.ErrWouldBlock):
 			c.toPump()
 			return
+		case errors.Is(err, fanout.ErrIdle):
+			if err := c.write(pingEvent); err != nil {
+				c.end(c.writeFailed(err))
+				return
+			}
+			c.pings++
+			continue
 		case auth.Expired(ctx):
 			c.write(expiredEvent)
 			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
@@ -296,49 +319,6 @@ func (h *Handler) serveLive(w http.ResponseWriter, r *http.Request, coll string,
 	c.watched = h.hangups.Watch(raw, c.hangUp)
 	c.slow(head.Bytes())
 	return true
-}
-
-// blocking serves a hijacked connection that allows no non-blocking writes
-// from the calling goroutine until it ends.
-func (c *liveConn) blocking(head []byte) {
-	ctx, cancel := auth.UntilExpiry(context.Background(), auth.Principal{Expires: c.expires})
-	defer cancel()
-	if err := c.write(head); err != nil {
-		c.end(c.writeFailed(err))
-		return
-	}
-	var buf bytes.Buffer
-	for {
-		ev, err := c.sub.NextIdle(ctx, time.Until(c.lastWrite.Add(c.h.opts.PingInterval)))
-		switch {
-		case errors.Is(err, fanout.ErrIdle):
-			if err := c.write(pingEvent); err != nil {
-				c.end(c.writeFailed(err))
-				return
-			}
-			c.pings++
-			continue
-		case auth.Expired(ctx):
-			c.write(expiredEvent)
-			c.end(streamEnd{reason: "token expired", level: slog.LevelDebug})
-			return
-		case errors.Is(err, fanout.ErrClosed):
-			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
-			return
-		case err != nil:
-			c.end(streamEnd{reason: "subscription failed", level: slog.LevelWarn, err: err})
-			return
-		}
-		buf.Reset()
-		if err := appendEvent(&buf, ev, &c.commits, &c.catchups, &c.resets); err != nil {
-			c.end(streamEnd{reason: "encoding an event failed", level: slog.LevelError, err: err})
-			return
-		}
-		if err := c.write(buf.Bytes()); err != nil {
-			c.end(c.writeFailed(err))
-			return
-		}
-	}
 }
 
 // discard drops the hijacked connection's buffers; a client sends nothing

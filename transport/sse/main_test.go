@@ -58,6 +58,8 @@ type config struct {
 	Wrap func(store.Store) store.Store
 	// HTTP2 serves over TLS with HTTP/2.
 	HTTP2 bool
+	// TLS serves over TLS with HTTP/1.1.
+	TLS bool
 	// ReadTimeout is the server's http.Server.ReadTimeout.
 	ReadTimeout time.Duration
 }
@@ -113,6 +115,8 @@ func newEnv(t *testing.T, cfg config) *env {
 	srv.Config.ReadTimeout = cfg.ReadTimeout
 	if cfg.HTTP2 {
 		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else if cfg.TLS {
 		srv.StartTLS()
 	} else {
 		srv.Start()

@@ -381,6 +381,30 @@ func TestHTTP2(t *testing.T) {
 	e.waitConnections(0)
 }
 
+// TestHTTP1OverTLS streams over HTTP/1.1 on TLS: the connection is
+// hijacked, but a TLS connection takes no non-blocking writes, so the
+// stream is served by its own goroutine on the raw connection.
+func TestHTTP1OverTLS(t *testing.T) {
+	e := newEnv(t, config{TLS: true, SSE: sse.Options{PingInterval: 50 * time.Millisecond}})
+	e.put("a", 1)
+	cl := e.newClient("items", "", nil)
+	if cl.resp.ProtoMajor != 1 || cl.resp.TLS == nil {
+		t.Fatalf("served over %s (TLS %v), want HTTP/1.1 on TLS", cl.resp.Proto, cl.resp.TLS != nil)
+	}
+	hd := e.head()
+	if ev := cl.nextEvent(); ev.Event != "reset" || ev.ID != hd.Cursor().String() {
+		t.Fatalf("event %+v, want a reset at %s", ev, hd.Cursor())
+	}
+	if ev := cl.next(); !ev.IsComment || ev.Comment != "ping" {
+		t.Fatalf("got %+v, want a ping", ev)
+	}
+	e.put("b", 2)
+	cl.expectCommits(hd.Epoch, 2, 2)
+	e.hub.Close()
+	cl.expectEnd()
+	e.waitConnections(0)
+}
+
 // TestServerReadTimeoutDoesNotEndStreams: http.Server.ReadTimeout bounds
 // reading the request, not the stream that answers it, as the package
 // documentation promises.
