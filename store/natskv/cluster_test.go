@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,17 +23,27 @@ import (
 	"github.com/viewsync/viewsync/store/natskv"
 )
 
-// freePorts returns n loopback ports free at the time of the call.
+// freePorts returns n loopback ports free at the time of the call. They
+// are taken below the usual ephemeral range (32768 and up): while a node
+// is down, an outgoing connection could otherwise get its port as a local
+// port, and the node could not listen on it again.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	ports := make([]int, 0, n)
+	for attempt := 0; len(ports) < n; attempt++ {
+		if attempt == 1000 {
+			t.Fatal("no free port")
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		p := 10000 + rand.IntN(22000)
+		if slices.Contains(ports, p) {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
 		l.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }

@@ -17,7 +17,7 @@ import (
 // coll is a collection this store has open: its follower and state, its
 // committer's queue and the goroutine that re-syncs it with the stream.
 //
-// Locking: mu guards fol, st, loaded, broken, closed and changed. wmu is
+// Locking: mu guards fol, st, broken, closed, changed and awaited. wmu is
 // held by the committer while it plans and publishes a batch and by Drop,
 // so one process never races itself for the stream. rmu serialises
 // restarts of the follower.
@@ -38,12 +38,15 @@ type coll struct {
 	readyOnce sync.Once
 	initErr   error
 
-	// batches maps the ids of the latest batches the follower applied to
-	// the sequence each ended at, so a committer can tell whether a batch
-	// whose acknowledgement it missed was committed; ring holds them in
-	// order, to forget the oldest.
-	batches map[string]uint64
-	ring    []string
+	// awaited maps the ids of the batches the committer has published and
+	// not finished with to the stream sequence the follower read each
+	// one's last message at (0: not read), so that the committer can tell
+	// whether a batch whose acknowledgement it missed was stored. Only the
+	// committer adds and removes ids; it does so before publishing and
+	// once the group is answered, so no id is forgotten while it matters
+	// (however many batches others commit, however often the state is
+	// reloaded).
+	awaited map[string]uint64
 
 	wmu sync.Mutex
 	rmu sync.Mutex
@@ -60,7 +63,7 @@ func newColl(s *Store, name string) *coll {
 		name:    name,
 		names:   newNames(s.prefix, name),
 		changed: make(chan struct{}),
-		batches: make(map[string]uint64),
+		awaited: make(map[string]uint64),
 		ready:   make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
@@ -290,21 +293,13 @@ func (c *coll) installLocked(st *state) {
 	c.notifyLocked()
 }
 
-// batchSeen records that the batch id ended at seq. c.mu must be held.
+// batchSeen records that the batch id ended at seq, if the committer
+// awaits it. c.mu must be held.
 func (c *coll) batchSeen(id string, seq uint64) {
-	if id == "" {
-		return
+	if _, ok := c.awaited[id]; ok {
+		c.awaited[id] = seq
 	}
-	if len(c.ring) == batchesKept {
-		delete(c.batches, c.ring[0])
-		c.ring = c.ring[1:]
-	}
-	c.ring = append(c.ring, id)
-	c.batches[id] = seq
 }
-
-// batchesKept is how many batch ids a collection remembers.
-const batchesKept = 1024
 
 // notifyLocked wakes whoever waits for the state to change.
 func (c *coll) notifyLocked() {

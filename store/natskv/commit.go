@@ -30,8 +30,6 @@ type request struct {
 	done  chan struct{}
 	res   store.Applied
 	err   error
-
-	commit protocol.Commit // as planned by the last attempt
 }
 
 // Request states: the committer takes a pending request, or the caller,
@@ -119,13 +117,18 @@ const maxGroupBytes = 4 << 20
 const maxAttempts = 1000
 
 // plan is one attempt at committing a group: the batch and what it does.
+// A group may be planned several times, each time against another state,
+// so what an attempt decided for each request is kept with the attempt:
+// the answer a request gets is that of the attempt that was stored.
 type plan struct {
-	epoch  string
-	expect uint64 // the stream's last sequence the plan was made at
-	ok     []*request
-	failed []*request
-	msgs   []*nats.Msg
-	id     string // batch id
+	epoch   string
+	expect  uint64 // the stream's last sequence the plan was made at
+	ok      []*request
+	commits []protocol.Commit // the commit of each request of ok
+	failed  []*request
+	errs    []error // why each request of failed failed
+	msgs    []*nats.Msg
+	id      string // batch id
 }
 
 // pending is the state of a record after the commits planned so far.
@@ -143,12 +146,16 @@ func (c *coll) commitGroup(group []*request) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	ctx := c.s.ctx
+	var tried []*plan // attempts whose outcome is unknown
+	defer func() { c.forget(tried...) }()
 	fail := func(err error) {
+		if len(tried) > 0 {
+			err = fmt.Errorf("%w (an earlier attempt's outcome is unknown: the commit may have been made)", err)
+		}
 		for _, r := range group {
 			r.answer(store.Applied{}, err)
 		}
 	}
-	var tried []*plan // attempts whose outcome is unknown
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
 			fail(fmt.Errorf("natskv: apply to %s: gave up after %d attempts against concurrent writers", c.name, attempt))
@@ -161,45 +168,56 @@ func (c *coll) commitGroup(group []*request) {
 			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
 			return
 		}
-		// Did an earlier attempt commit after all?
-		if p, seq := c.committed(tried); p != nil {
-			c.finish(p, seq)
+		// Did an earlier attempt commit after all? If not, plan again
+		// from the same state, read under the same lock: a state that
+		// holds none of the earlier attempts. Each of them was planned at
+		// a last sequence at or below this one, so at most one of them
+		// and this plan can be stored (the server refuses the others).
+		c.mu.RLock()
+		done, seq := c.committed(tried)
+		var p *plan
+		if done == nil {
+			p, err = c.plan(group)
+		}
+		c.mu.RUnlock()
+		if done != nil {
+			c.finish(done, seq)
 			return
 		}
-		c.mu.RLock()
-		p, err := c.plan(group)
-		c.mu.RUnlock()
 		if err != nil {
 			fail(err)
 			return
 		}
 		if len(p.ok) == 0 {
-			for _, r := range p.failed {
-				r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, r.err))
-			}
+			c.answerFailed(p)
 			return
 		}
-		seq, err := c.publish(p)
+		// The follower records the batch's id from now on, so that it
+		// can be found should the acknowledgement be lost.
+		p.id = nuid.Next()
+		c.mu.Lock()
+		c.awaited[p.id] = 0
+		c.mu.Unlock()
+		seq, err = c.publish(p)
 		if err == nil {
+			c.forget(p)
 			c.finish(p, seq)
 			return
 		}
 		var wl *wrongLastError
 		switch {
 		case errors.As(err, &wl):
-			// Another process committed first: catch up, check again.
-			c.waitFor(ctx, func() bool {
-				return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= wl.seq
-			})
+			// Another batch got there first: catch up, check again.
+			c.forget(p)
+			c.afterWrongLast(ctx, p, wl)
 		case errors.Is(err, nats.ErrNoResponders):
-			// No stream takes this epoch's subjects: it was dropped or
-			// lost. Follow its successor and commit there.
-			c.s.log.Debug("natskv: no stream for epoch", "collection", c.name, "epoch", p.epoch)
-			c.mu.Lock()
-			c.breakLocked(fmt.Errorf("no stream takes epoch %s", p.epoch))
-			c.mu.Unlock()
-			c.waitFor(ctx, func() bool { return !c.broken })
+			// Nobody took the batch's commit message, so it was not
+			// stored: the stream is electing a leader, or no stream
+			// takes this epoch's subjects any more (dropped or lost).
+			c.forget(p)
+			c.afterNoResponders(ctx, p)
 		case errors.Is(err, errRejected):
+			c.forget(p)
 			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
 			return
 		default:
@@ -212,12 +230,75 @@ func (c *coll) commitGroup(group []*request) {
 					fail(fmt.Errorf("natskv: apply to %s: outcome unknown: %w", c.name, err))
 					return
 				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(retryDelay):
-				}
+				sleep(ctx, retryDelay)
 			}
 		}
+	}
+}
+
+// forget stops recording the ids of the batches of plans.
+func (c *coll) forget(plans ...*plan) {
+	c.mu.Lock()
+	for _, p := range plans {
+		delete(c.awaited, p.id)
+	}
+	c.mu.Unlock()
+}
+
+// afterWrongLast waits, after the stream refused p's batch for being
+// planned at an old last sequence, until the follower has read the
+// stream up to the sequence the server reported, or for a while: the
+// server counts batches it has not stored yet, which may still fail.
+func (c *coll) afterWrongLast(ctx context.Context, p *plan, wl *wrongLastError) {
+	if wl.seq <= p.expect {
+		// The stream holds less than the state was read from: it lost
+		// messages. Read it again.
+		c.mu.Lock()
+		if c.st != nil && c.st.epoch == p.epoch && c.st.lastSeq == p.expect {
+			c.breakLocked(fmt.Errorf("the stream is at sequence %d, behind the state at %d", wl.seq, p.expect))
+		}
+		c.mu.Unlock()
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	defer cancel()
+	err := c.waitFor(wctx, func() bool {
+		return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= wl.seq
+	})
+	if err != nil && ctx.Err() == nil {
+		// Not there yet: read what the stream holds now instead.
+		if err := c.catchUp(ctx, p.epoch); err != nil {
+			sleep(ctx, retryDelay)
+		}
+	}
+}
+
+// afterNoResponders finds out, after nobody took p's batch, whether the
+// stream still takes p's epoch: then it waits a moment (a leader election
+// is under way) and the batch is tried again; if not, it reloads the
+// collection from its successor.
+func (c *coll) afterNoResponders(ctx context.Context, p *plan) {
+	ictx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	si, err := c.info(ictx, p.epoch)
+	cancel()
+	if err != nil || si.epoch == p.epoch {
+		sleep(ctx, retryDelay)
+		return
+	}
+	c.s.log.Debug("natskv: no stream for epoch", "collection", c.name, "epoch", p.epoch)
+	c.mu.Lock()
+	c.breakLocked(fmt.Errorf("no stream takes epoch %s", p.epoch))
+	c.mu.Unlock()
+	c.waitFor(ctx, func() bool { return !c.broken })
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -226,12 +307,11 @@ func (c *coll) commitGroup(group []*request) {
 const retryDelay = 250 * time.Millisecond
 
 // committed returns the attempt among tried that the follower has seen
-// commit, and the sequence its batch ended at.
+// stored, and the sequence its batch ended at. c.mu must be held for
+// reading.
 func (c *coll) committed(tried []*plan) (*plan, uint64) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
 	for _, p := range tried {
-		if seq, ok := c.batches[p.id]; ok && c.st.epoch == p.epoch {
+		if seq := c.awaited[p.id]; seq != 0 && c.st.epoch == p.epoch && c.st.lastSeq >= seq {
 			return p, seq
 		}
 	}
@@ -260,13 +340,18 @@ func (c *coll) finish(p *plan, seq uint64) {
 	_ = c.waitFor(c.s.ctx, func() bool {
 		return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= seq
 	})
-	for _, r := range p.ok {
-		r.answer(store.Applied{Epoch: p.epoch, Commit: r.commit}, nil)
+	for i, r := range p.ok {
+		r.answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i]}, nil)
 	}
-	for _, r := range p.failed {
-		r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, r.err))
-	}
+	c.answerFailed(p)
 	c.trim()
+}
+
+// answerFailed answers the requests that failed their checks in p.
+func (c *coll) answerFailed(p *plan) {
+	for i, r := range p.failed {
+		r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, p.errs[i]))
+	}
 }
 
 // plan checks each request of the group against the state and the
@@ -294,17 +379,17 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		deleted bool
 	}
 	for _, r := range group {
-		r.err = nil
+		var err error
 		for _, id := range slices.Sorted(maps.Keys(r.ifs)) {
 			want := r.ifs[id]
 			if _, have := lookup(id); have != want {
-				r.err = &store.PreconditionError{ID: id, Want: want, Have: have}
+				err = &store.PreconditionError{ID: id, Want: want, Have: have}
 				break
 			}
 		}
 		net := make(map[string]change, len(r.ops))
 		for i, op := range r.ops {
-			if r.err != nil {
+			if err != nil {
 				break
 			}
 			if op.Op == protocol.OpPut {
@@ -316,12 +401,13 @@ func (c *coll) plan(group []*request) (*plan, error) {
 				exists = !ch.deleted
 			}
 			if !exists {
-				r.err = fmt.Errorf("op %d: delete %q: %w", i, op.ID, store.ErrNotFound)
+				err = fmt.Errorf("op %d: delete %q: %w", i, op.ID, store.ErrNotFound)
 			}
 			net[op.ID] = change{deleted: true}
 		}
-		if r.err != nil {
+		if err != nil {
 			p.failed = append(p.failed, r)
+			p.errs = append(p.errs, err)
 			continue
 		}
 		v++
@@ -334,8 +420,8 @@ func (c *coll) plan(group []*request) (*plan, error) {
 				ov[id] = &pending{tomb: true, version: v, at: at}
 			}
 		}
-		r.commit = protocol.Commit{Version: v, At: at, Ops: r.ops}
 		p.ok = append(p.ok, r)
+		p.commits = append(p.commits, protocol.Commit{Version: v, At: at, Ops: r.ops})
 	}
 	if len(p.ok) == 0 {
 		return p, nil
@@ -358,12 +444,21 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		p.msgs = append(p.msgs, m)
 	}
 	chunk := c.s.chunkSize()
-	for _, r := range p.ok {
-		js := protocol.AppendCommitOps(nil, r.commit.Version, at, r.opsJSON)
+	for i, r := range p.ok {
+		v := p.commits[i].Version
+		js := protocol.AppendCommitOps(nil, v, at, r.opsJSON)
 		n := (len(js) + chunk - 1) / chunk
 		for k := range n {
-			m := nats.NewMsg(logSubject(prefix, r.commit.Version, k))
+			m := nats.NewMsg(logSubject(prefix, v, k))
 			m.Header.Set(hdrChunks, strconv.Itoa(n))
+			if k == 0 {
+				// The log entry must not exist yet: a batch planned from a
+				// state that lacks version v is refused even should the
+				// stream's last sequence match by mistake, instead of
+				// overwriting the entry (the stream keeps one message per
+				// subject).
+				m.Header.Set(hdrExpectedLastSubjSeq, "0")
+			}
 			m.Data = js[k*chunk : min(len(js), (k+1)*chunk)]
 			p.msgs = append(p.msgs, m)
 		}
@@ -400,16 +495,18 @@ type pubAck struct {
 
 // JetStream error codes the committer tells apart.
 const (
-	errCodeWrongLastSeq = 10071
-	errCodeNotLeader    = 10011 // JSClusterNotLeaderErr
-	errCodeIncomplete   = 10176 // JSAtomicPublishIncompleteBatchErr
+	errCodeWrongLastSeq = 10071 // JSStreamWrongLastSequenceErrF, the stream's or a subject's
+	// JSStreamWrongLastSequenceConstantErr: a subject expectation met a
+	// batch under way that writes the subject.
+	errCodeWrongLastSeqConst = 10164
+	errCodeNotLeader         = 10011 // JSClusterNotLeaderErr
+	errCodeIncomplete        = 10176 // JSAtomicPublishIncompleteBatchErr
 )
 
 // publish sends p's batch as one JetStream atomic batch and returns the
 // stream sequence of its last message.
 func (c *coll) publish(p *plan) (uint64, error) {
 	nc := c.s.nc
-	p.id = nuid.Next()
 	n := len(p.msgs)
 	for i, m := range p.msgs {
 		m.Header.Set(hdrBatchID, p.id)
@@ -435,6 +532,11 @@ func (c *coll) publish(p *plan) (uint64, error) {
 		return 0, fmt.Errorf("publish: bad acknowledgement %q: %w", resp.Data, err)
 	}
 	if e := ack.Error; e != nil {
+		if e.ErrCode == errCodeWrongLastSeqConst {
+			// An expectation on a subject the batch writes met a batch
+			// under way: this one was planned from an old state.
+			return 0, &wrongLastError{seq: p.expect + 1}
+		}
 		if e.ErrCode == errCodeWrongLastSeq {
 			var seq uint64
 			if _, err := fmt.Sscanf(e.Description, "wrong last sequence: %d", &seq); err == nil {

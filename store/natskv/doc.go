@@ -36,7 +36,12 @@
 // the writer read its state at (header Nats-Expected-Last-Sequence on the
 // batch's first message). So at most one batch can follow any given
 // state: versions are unique, gap-free and in stream order, and every
-// reader following the stream sees them in that order.
+// reader following the stream sees them in that order. The first message
+// of each log entry also carries Nats-Expected-Last-Subject-Sequence 0
+// (the server honours it inside atomic batches): a batch claiming a
+// version whose log entry exists is refused, so that even a batch the
+// last-sequence check let through by mistake could not replace an
+// acknowledged commit's entry (the stream keeps one message per subject).
 //
 // # Commits
 //
@@ -57,14 +62,25 @@
 //
 // When another process committed first, the server refuses the batch
 // (wrong last sequence); the committer waits for the follower to catch up
-// and checks and plans again, so a precondition is always checked against
-// the state the commit follows. When the answer is lost (time-out), the
+// (for at most Options.Timeout: the server's count includes batches not
+// stored yet) and checks and plans again, so a precondition is always
+// checked against the state the commit follows. When nobody takes the
+// batch (no responders: a leader election, or the stream was dropped or
+// lost) it was not stored; the committer tries again in a moment, or in
+// the stream's new epoch. When the answer is lost (time-out), the
 // committer waits for the follower to read what the stream holds and looks
-// for the batch's id there before trying again, so a commit is never made
-// twice. A failed check (precondition, delete of a missing record) fails
-// that Apply alone; it is answered with the group. Once a commit is handed
-// to the server the caller's context no longer cancels it: Apply returns
-// its outcome.
+// for the batch's id there before trying again: the follower notes the
+// ids of the batches its committer awaits until their group is answered,
+// and the committer looks for them and plans again under one lock, from a
+// state that holds none of its earlier attempts. Each attempt is planned
+// at the last sequence of the one before or a later one, so at most one of
+// them can be stored, and a commit is never made twice; each Apply is
+// answered as the attempt that was stored decided (its version, or its
+// failed check). A
+// failed check (precondition, delete of a missing record) fails that Apply
+// alone; it is answered with the group. Once a commit is handed to the
+// server the caller's context no longer cancels it: Apply returns its
+// outcome.
 //
 // # Reads and the follower
 //

@@ -29,6 +29,9 @@ const (
 	hdrBatchSeq     = "Nats-Batch-Sequence"
 	hdrBatchCommit  = "Nats-Batch-Commit"
 	hdrExpectedLast = "Nats-Expected-Last-Sequence"
+	// hdrExpectedLastSubjSeq "0": the message's subject must hold no
+	// message yet.
+	hdrExpectedLastSubjSeq = "Nats-Expected-Last-Subject-Sequence"
 )
 
 // Stream metadata keys.
