@@ -211,9 +211,12 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 	}
 	c.fol = f
 	c.broken = false
-	if si.msgs == 0 {
+	if si.msgs == 0 && (c.st == nil || c.st.epoch != si.epoch || c.st.version == 0) {
 		// An empty stream: the empty state is complete, and whatever the
-		// consumer delivers from now on is live.
+		// consumer delivers from now on is live. (Not when this process
+		// has already seen commits of that history: the stream info is
+		// then older than they are, and installing an empty state would
+		// take readers back; the stream is replayed instead.)
 		st := newState(si.epoch)
 		st.lastSeq = si.lastSeq
 		c.installLocked(st)
