@@ -166,44 +166,23 @@ type serverReport struct {
 
 func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) error {
 	loaders := chooseLoaders(c.meas.loaders, c.subscribers)
-	var reps, bases []*fanoutReport
-	var traces []*runTrace
-	var problems []string
-	for run := 1; run <= c.meas.runs; run++ {
-		for _, baseline := range []bool{false, true} {
-			if baseline && !c.meas.baseline {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			m := measurement{baseline: baseline, run: run, runs: c.meas.runs, loaders: loaders}
-			rep, tr, err := fanoutOnce(ctx, c, m, stderr)
-			if err != nil {
-				return err
-			}
-			traces = append(traces, tr)
-			for _, p := range rep.problems() {
-				problems = append(problems, m.label(c.meas.baseline)+p)
-			}
-			if baseline {
-				bases = append(bases, rep)
-			} else {
-				reps = append(reps, rep)
-			}
+	reps, bases, traces, problems, err := measureRuns(ctx, c.meas, loaders, func(m measurement) (*fanoutReport, *runTrace, []string, error) {
+		rep, tr, err := fanoutOnce(ctx, c, m, stderr)
+		if err != nil {
+			return nil, nil, nil, err
 		}
+		return rep, tr, rep.problems(), nil
+	})
+	if err != nil {
+		return err
 	}
 	rep := aggregateFanout(reps, c.meas.runs, loaders)
 	if c.meas.baseline {
 		rep.Baseline = aggregateFanout(bases, c.meas.runs, loaders)
 		rep.Ratio = fanoutRatios(rep, rep.Baseline)
 	}
-	if c.meas.plot != "" {
-		title, subtitle, panels := fanoutPlot(c, rep, traces)
-		if err := writePlot(c.meas.plot, title, subtitle, panels); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "bench: chart written to %s\n", c.meas.plot)
+	if err := writeChart(c.meas.plot, stderr, func() (string, string, []plotPanel) { return fanoutPlot(c, rep, traces) }); err != nil {
+		return err
 	}
 	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err

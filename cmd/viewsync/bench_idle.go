@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -105,49 +106,31 @@ type idleReport struct {
 
 func runIdle(ctx context.Context, c *idleConfig, stdout, stderr io.Writer) error {
 	loaders := chooseLoaders(c.meas.loaders, c.connections)
-	var reps, bases []*idleReport
-	var traces []*runTrace
-	var problems []error
-	for run := 1; run <= c.meas.runs; run++ {
-		for _, baseline := range []bool{false, true} {
-			if baseline && !c.meas.baseline {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			m := measurement{baseline: baseline, run: run, runs: c.meas.runs, loaders: loaders}
-			rep, tr, problem, err := idleOnce(ctx, c, m, stderr)
-			if err != nil {
-				return err
-			}
-			traces = append(traces, tr)
-			if problem != nil {
-				problems = append(problems, fmt.Errorf("%s%w", m.label(c.meas.baseline), problem))
-			}
-			if baseline {
-				bases = append(bases, rep)
-			} else {
-				reps = append(reps, rep)
-			}
+	reps, bases, traces, problems, err := measureRuns(ctx, c.meas, loaders, func(m measurement) (*idleReport, *runTrace, []string, error) {
+		rep, tr, problem, err := idleOnce(ctx, c, m, stderr)
+		if err != nil || problem == nil {
+			return rep, tr, nil, err
 		}
+		return rep, tr, []string{problem.Error()}, nil
+	})
+	if err != nil {
+		return err
 	}
 	rep := aggregateIdle(reps, c.meas.runs, loaders)
 	if c.meas.baseline {
 		rep.Baseline = aggregateIdle(bases, c.meas.runs, loaders)
 		rep.Ratio = idleRatios(rep, rep.Baseline)
 	}
-	if c.meas.plot != "" {
-		title, subtitle, panels := idlePlot(c, rep, traces)
-		if err := writePlot(c.meas.plot, title, subtitle, panels); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "bench: chart written to %s\n", c.meas.plot)
+	if err := writeChart(c.meas.plot, stderr, func() (string, string, []plotPanel) { return idlePlot(c, rep, traces) }); err != nil {
+		return err
 	}
 	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err
 	}
-	return errors.Join(problems...)
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
 }
 
 // aggregateIdle returns the median of the runs' reports, with their least

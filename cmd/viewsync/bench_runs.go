@@ -12,6 +12,7 @@ package main
 // then baseline, so that a machine whose load drifts weighs on both alike.
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,6 +72,52 @@ func (m measurement) label(withBaseline bool) string {
 		s += fmt.Sprintf("run %d/%d ", m.run, m.runs)
 	}
 	return s
+}
+
+// measureRuns measures --runs times, each run of viewsync followed, with
+// --baseline, by one of the raw broadcaster, and returns the reports of
+// each, the runs' traces in order, and the problems once reported, each
+// prefixed with the label of its measurement.
+func measureRuns[R any](ctx context.Context, meas benchRunsFlags, loaders int,
+	once func(measurement) (rep R, tr *runTrace, problems []string, err error)) (reps, bases []R, traces []*runTrace, problems []string, err error) {
+	for run := 1; run <= meas.runs; run++ {
+		for _, baseline := range []bool{false, true} {
+			if baseline && !meas.baseline {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, nil, nil, nil, err
+			}
+			m := measurement{baseline: baseline, run: run, runs: meas.runs, loaders: loaders}
+			rep, tr, ps, err := once(m)
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			traces = append(traces, tr)
+			for _, p := range ps {
+				problems = append(problems, m.label(meas.baseline)+p)
+			}
+			if baseline {
+				bases = append(bases, rep)
+			} else {
+				reps = append(reps, rep)
+			}
+		}
+	}
+	return reps, bases, traces, problems, nil
+}
+
+// writeChart writes the --plot chart, when asked for, and says where.
+func writeChart(path string, stderr io.Writer, chart func() (title, subtitle string, panels []plotPanel)) error {
+	if path == "" {
+		return nil
+	}
+	title, subtitle, panels := chart()
+	if err := writePlot(path, title, subtitle, panels); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: chart written to %s\n", path)
+	return nil
 }
 
 // aggregate returns, field by field, the median, the least and the
