@@ -94,13 +94,9 @@ type access struct {
 // On loopback without a key (development), the per-client limits are off
 // unless given explicitly: every local client shares one address.
 func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *metrics.Prometheus, log *slog.Logger) (*access, error) {
-	secret := []byte(c.secret)
-	if c.secretFile != "" {
-		b, err := os.ReadFile(c.secretFile)
-		if err != nil {
-			return nil, fmt.Errorf("--auth-secret-file: %w", err)
-		}
-		secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	secret, err := loadSecret(c.secret, c.secretFile)
+	if err != nil {
+		return nil, err
 	}
 	a := &access{policy: &auth.Policy{Denied: met.Denied}, wrap: func(h http.Handler) http.Handler { return h }}
 	if len(secret) > 0 || c.jwks != "" {
@@ -179,6 +175,19 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 		return h
 	}
 	return a, nil
+}
+
+// loadSecret returns the HMAC secret given on the command line, or read
+// from file (its trailing line break dropped) when file is set.
+func loadSecret(secret, file string) ([]byte, error) {
+	if file == "" {
+		return []byte(secret), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-secret-file: %w", err)
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
 }
 
 // burst is the configured burst, or twice the rate.

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -61,13 +60,9 @@ Flags (each also settable as VIEWSYNC_<NAME>):
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	secret := []byte(c.secret)
-	if c.secretFile != "" {
-		b, err := os.ReadFile(c.secretFile)
-		if err != nil {
-			return fmt.Errorf("--auth-secret-file: %w", err)
-		}
-		secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	secret, err := loadSecret(c.secret, c.secretFile)
+	if err != nil {
+		return err
 	}
 	switch {
 	case len(secret) == 0:
