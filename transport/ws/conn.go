@@ -166,16 +166,15 @@ func (c *conn) spawn(f func()) bool {
 
 // writeMessage writes one message, framed, under the write timeout. A
 // failed write cuts the connection.
-func (c *conn) writeMessage(data []byte) bool {
-	return c.writeFrame(nil, protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(data)), data)
-}
+func (c *conn) writeMessage(data []byte) bool { return c.writeFrame(nil, data) }
 
-// writeFrame writes a frame (header and payload) unless skip says not to;
-// it reports whether the connection goes on.
-func (c *conn) writeFrame(skip func() bool, header, payload []byte) bool {
+// writeFrame writes payload as one text frame unless skip says not to; it
+// reports whether the connection goes on.
+func (c *conn) writeFrame(skip func() bool, payload []byte) bool {
 	if c.ctx.Err() != nil {
 		return false
 	}
+	header := protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(payload))
 	if err := c.sock.write(skip, header, payload); err != nil {
 		c.writeFailed(err, len(header)+len(payload))
 		return false

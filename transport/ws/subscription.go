@@ -253,7 +253,7 @@ func (s *subscription) writeFrames(frames []*fanout.Frame) bool {
 // writeMessage writes one message that brings the client to version.
 func (s *subscription) writeMessage(b []byte, version uint64) bool {
 	s.sent.Store(version)
-	return s.c.writeFrame(s.isStopped, protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(b)), b)
+	return s.c.writeFrame(s.isStopped, b)
 }
 
 // ended handles the end of the fanout subscription: quietly when it was
