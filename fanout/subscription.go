@@ -89,7 +89,7 @@ func (s *Subscription) Close() {
 // a catch-up, or a reset. It returns ctx.Err() when ctx ends, and ErrClosed
 // when the subscription or broker is closed.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
-	return s.next(ctx, 0)
+	return s.next(ctx, modeWait, 0)
 }
 
 // NextIdle is Next with a bound on waiting: when nothing arrives within
@@ -97,7 +97,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 // again). Only the waiting is bounded; store reads are bounded by ctx alone,
 // so a slow snapshot is never cut short by the idle time.
 func (s *Subscription) NextIdle(ctx context.Context, idle time.Duration) (Event, error) {
-	return s.next(ctx, idle)
+	return s.next(ctx, modeWait, idle)
 }
 
 // ErrWouldBlock is returned by TryNext and NextNow when there is nothing
@@ -116,14 +116,14 @@ var ErrBehind = errors.New("fanout: behind the buffer")
 // It is for transports that serve many idle subscriptions without a
 // goroutine each: they wait on Changed and sweep their subscriptions.
 func (s *Subscription) TryNext() (Event, error) {
-	return s.next(context.Background(), -1)
+	return s.next(context.Background(), modeBuffer, 0)
 }
 
 // NextNow is Next without the wait: it reads the store when needed (a
 // page, catch-up or reset) but returns ErrWouldBlock instead of waiting
 // for a commit.
 func (s *Subscription) NextNow(ctx context.Context) (Event, error) {
-	return s.next(ctx, -2)
+	return s.next(ctx, modeNoWait, 0)
 }
 
 // Changed returns a channel closed when the topic next changes (a commit
@@ -135,15 +135,24 @@ func (s *Subscription) Changed() <-chan struct{} {
 	return s.t.changed
 }
 
-// next is Next (idle 0), NextIdle (idle > 0), TryNext (idle -1: no wait,
-// no store) or NextNow (idle -2: no wait).
-func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, error) {
+// nextMode says how next may get what follows the cursor.
+type nextMode int
+
+const (
+	// modeWait: read the store when needed, and wait for a commit (Next,
+	// NextIdle).
+	modeWait nextMode = iota
+	// modeNoWait: read the store when needed, never wait (NextNow).
+	modeNoWait
+	// modeBuffer: only the topic's buffer, never wait (TryNext).
+	modeBuffer
+)
+
+// next returns what follows the cursor as mode allows; in modeWait, idle
+// (when positive) bounds the wait.
+func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Duration) (Event, error) {
 	t := s.t
-	bufferOnly, noWait := idle == -1, idle < 0
 	var idleC <-chan time.Time
-	if noWait {
-		idle = 0
-	}
 	if idle > 0 {
 		if s.idle == nil {
 			s.idle = time.NewTimer(idle)
@@ -162,7 +171,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 		default:
 		}
 		if s.needReset {
-			if bufferOnly {
+			if mode == modeBuffer {
 				return Event{}, ErrBehind
 			}
 			return s.reset(ctx)
@@ -170,7 +179,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 		t.mu.RLock()
 		if !t.ready {
 			t.mu.RUnlock()
-			if bufferOnly {
+			if mode == modeBuffer {
 				return Event{}, ErrBehind
 			}
 			t.mu.Lock()
@@ -190,7 +199,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 		}
 		if s.cur.Epoch != t.epoch {
 			t.mu.RUnlock()
-			if bufferOnly {
+			if mode == modeBuffer {
 				return Event{}, ErrBehind
 			}
 			return s.reset(ctx)
@@ -201,7 +210,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 			ahead := v > t.last
 			t.mu.RUnlock()
 			if ahead && !s.checkedAhead {
-				if bufferOnly {
+				if mode == modeBuffer {
 					return Event{}, ErrBehind
 				}
 				// The store may be ahead of the buffer (a commit not yet
@@ -215,7 +224,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 				}
 				s.checkedAhead = true
 			}
-			if noWait {
+			if mode != modeWait {
 				select {
 				case <-s.done:
 					return Event{}, ErrClosed
@@ -235,7 +244,7 @@ func (s *Subscription) next(ctx context.Context, idle time.Duration) (Event, err
 			return Event{Kind: EventCommits, Frames: s.buf}, nil
 		default:
 			t.mu.RUnlock()
-			if bufferOnly {
+			if mode == modeBuffer {
 				return Event{}, ErrBehind
 			}
 			if s.live {
