@@ -559,19 +559,6 @@ func (s *subSetup) readyOne() {
 	}
 }
 
-// wait waits until every subscriber is connected, or the timeout. It
-// returns how many are, and how long the setup took.
-func (s *subSetup) wait(ctx context.Context, timeout time.Duration) (int, float64) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-s.all:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return int(s.ready.Load()), round3(time.Since(s.start).Seconds())
-}
-
 // startSubs starts n subscribers. stop ends them and waits for them; it
 // may be called more than once.
 func startSubs(ctx context.Context, t *benchTarget, c *benchCommon, n int, record bool, stderr io.Writer) ([]*benchSub, func(), *subSetup) {
