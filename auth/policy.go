@@ -105,13 +105,21 @@ func (p *Policy) Admit(r *http.Request, a Action, name string) (Principal, error
 	if err != nil {
 		return Principal{}, err
 	}
-	if err := p.Authorize(pr, a, name); err != nil {
-		return Principal{}, err
-	}
-	if err := p.Spend(pr, limit.ClientAddr(r), a); err != nil {
+	if err := p.Allow(pr, limit.ClientAddr(r), a, name); err != nil {
 		return Principal{}, err
 	}
 	return pr, nil
+}
+
+// Allow authorizes a on name for an authenticated principal and spends
+// from its budget (addr is the client's address, the key of anonymous
+// callers): what Admit does once the principal is known, as for each
+// message of a WebSocket.
+func (p *Policy) Allow(pr Principal, addr string, a Action, name string) error {
+	if err := p.Authorize(pr, a, name); err != nil {
+		return err
+	}
+	return p.Spend(pr, addr, a)
 }
 
 func (p *Policy) denied(err error) {

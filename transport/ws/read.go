@@ -182,14 +182,10 @@ func (c *conn) call(ctx context.Context, m *protocol.CallMessage) {
 // admit checks a message against the Policy: the connection's principal
 // must hold right a on name and, for writes and calls, be within its rate.
 func (c *conn) admit(a auth.Action, name string) error {
-	pol := c.h.opts.Policy
-	if pol == nil {
+	if c.h.opts.Policy == nil {
 		return nil
 	}
-	if err := pol.Authorize(c.principal, a, name); err != nil {
-		return err
-	}
-	return pol.Spend(c.principal, c.addr, a)
+	return c.h.opts.Policy.Allow(c.principal, c.addr, a, name)
 }
 
 // ack records what the client has rendered of a subscription.
