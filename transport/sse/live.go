@@ -114,7 +114,7 @@ func (c *liveConn) Sweep() (leave func()) {
 	n, err := live.TryWritev(c.raw, bufs)
 	var left []byte
 	if err == nil && n < total {
-		left = rest(bufs, n)
+		left = live.AppendUnwritten(nil, bufs, n)
 	}
 	clear(bufs)
 	clear(ev.Frames)
@@ -127,20 +127,6 @@ func (c *liveConn) Sweep() (leave func()) {
 	}
 	c.lastWrite = time.Now()
 	return nil
-}
-
-// rest returns a copy of the bytes of bufs after the first n.
-func rest(bufs [][]byte, n int) []byte {
-	var b []byte
-	for _, s := range bufs {
-		if n >= len(s) {
-			n -= len(s)
-			continue
-		}
-		b = append(b, s[n:]...)
-		n = 0
-	}
-	return b
 }
 
 // Tick implements live.Stream: it pings the client when it has been

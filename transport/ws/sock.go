@@ -129,14 +129,7 @@ func (s *sock) tryWrite(skip func() bool, bufs [][]byte) (tryResult, error) {
 	case n == total:
 		return written, nil
 	}
-	for _, b := range bufs {
-		if n >= len(b) {
-			n -= len(b)
-			continue
-		}
-		s.pending = append(s.pending, b[n:]...)
-		n = 0
-	}
+	s.pending = live.AppendUnwritten(s.pending, bufs, n)
 	return partial, nil
 }
 

@@ -239,3 +239,17 @@ func (sh *shard) stop() bool {
 	}
 	return true
 }
+
+// AppendUnwritten appends to dst the bytes of bufs after the first n: what
+// a partial write left over.
+func AppendUnwritten(dst []byte, bufs [][]byte, n int) []byte {
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		dst = append(dst, b[n:]...)
+		n = 0
+	}
+	return dst
+}
