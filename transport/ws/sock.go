@@ -44,14 +44,10 @@ func (s *sock) Read(p []byte) (int, error) {
 // Write writes p whole, after any pending bytes, under the write timeout.
 // The library writes its control frames with it.
 func (s *sock) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.flushLocked(); err != nil {
+	if err := s.write(nil, p); err != nil {
 		return 0, err
 	}
-	defer s.Conn.SetWriteDeadline(time.Time{})
-	s.Conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	return s.Conn.Write(p)
+	return len(p), nil
 }
 
 // write writes bufs whole, in one writev where it can, after any pending
