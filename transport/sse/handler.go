@@ -33,7 +33,7 @@ type Handler struct {
 	// pumps holds the live (hijacked) streams of each collection.
 	pumps live.Pumps
 	// hangups notices live streams whose client went away.
-	hangups live.Hangups
+	hangups live.Watcher
 }
 
 var _ http.Handler = (*Handler)(nil)

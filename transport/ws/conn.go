@@ -8,28 +8,33 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// conn is one WebSocket connection. Its goroutines:
+// conn is one WebSocket connection. No goroutine waits on it while it is
+// idle. Its goroutines:
 //
-//   - the handler's goroutine reads and answers client messages (readLoop);
-//     commits are applied there, in the order they arrive;
+//   - read, started by the handler's watcher when the client has sent
+//     something: it answers every message that arrived, in order (commits
+//     are applied there, one at a time), then watches the connection
+//     again. Where sockets cannot be watched, one goroutine reads all
+//     along instead;
 //   - one per running call, at most maxConcurrentCalls;
 //   - one per subscription only while it is behind (a reset, a catch-up,
 //     pages of history, or a socket too full to take a commit at once):
 //     once current, a subscription waits in its collection's pump, which
-//     writes each commit's frame, encoded once for all, without blocking.
+//     writes each commit's frame, encoded once for all, without blocking;
+//   - finish, once the connection is closing: the close handshake, then
+//     the end of everything above.
 //
 // Every write goes through sock, which serializes them. All goroutines
 // stop when the connection's context is done: close cancels it, recording
 // why first.
 type conn struct {
 	h    *Handler
-	ws   *websocket.Conn
 	sock *sock
 	// remote is the client's address, for the logs.
 	remote string
@@ -39,6 +44,8 @@ type conn struct {
 	// address (the rate-limit key of anonymous principals).
 	principal auth.Principal
 	addr      string
+	// end is called once the connection and all its goroutines are done.
+	end func()
 
 	// ctx ends when the connection closes.
 	ctx    context.Context
@@ -46,18 +53,23 @@ type conn struct {
 
 	// callSlots holds one token per running call.
 	callSlots chan struct{}
-	// tasks counts the call and subscription goroutines; spawnMu and
-	// spawnClosed keep any from starting once serve waits for them.
+	// tasks counts the goroutines of the connection but finish; spawnMu
+	// and spawnClosed keep any from starting once finish waits for them.
 	tasks       sync.WaitGroup
 	spawnMu     sync.Mutex
 	spawnClosed bool
+
+	// watchMu guards unwatched, set by finish once the socket is no longer
+	// watched, so that no reader watches it again.
+	watchMu   sync.Mutex
+	unwatched bool
 
 	// mu guards subs (nil until the first subscribe). It is never held
 	// while taking another lock or waiting.
 	mu   sync.Mutex
 	subs map[string]*subscription
 
-	// bad counts bad messages; the reader's alone.
+	// bad counts bad messages; the reader's alone (one reads at a time).
 	bad int
 
 	// lastWrite is when data last went to the client (unix nanoseconds);
@@ -68,35 +80,38 @@ type conn struct {
 	lastRead  atomic.Int64
 
 	closeOnce sync.Once
-	// status says how to close; written once, before cancel.
-	status closeStatus
-	// closed is closed once the close handshake (or cut) is done.
-	closed chan struct{}
+	// peerGone is closed once nothing more will be read from the client:
+	// its close frame arrived, or reading failed.
+	peerGone     chan struct{}
+	peerGoneOnce sync.Once
 }
 
 // closeStatus says how a connection ends.
 type closeStatus struct {
-	code   websocket.StatusCode
+	code   gws.StatusCode
 	reason string
 	// cut means: close without a handshake (the peer is gone, stalled or
 	// has already closed).
 	cut bool
 }
 
-var goingAway = closeStatus{code: websocket.StatusGoingAway, reason: "server shutting down"}
+var goingAway = closeStatus{code: gws.StatusGoingAway, reason: "server shutting down"}
 
 // StatusTokenExpired is the close status of a connection whose token
 // expired: the client fetches a fresh token and reconnects.
-const StatusTokenExpired websocket.StatusCode = 4401
+const StatusTokenExpired = 4401
 
 var tokenExpired = closeStatus{code: StatusTokenExpired, reason: "token expired"}
 
-func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr, remote string) *conn {
+// closeWait bounds the close handshake: how long a closing connection waits
+// for the client's close frame before it is cut.
+const closeWait = 5 * time.Second
+
+func newConn(h *Handler, s *sock, pr auth.Principal, addr, remote string) *conn {
 	// The principal travels in the context, for call handlers.
 	ctx, cancel := context.WithCancel(auth.NewContext(context.Background(), pr))
 	c := &conn{
 		h:         h,
-		ws:        ws,
 		sock:      s,
 		remote:    remote,
 		principal: pr,
@@ -105,7 +120,7 @@ func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr, r
 		ctx:       ctx,
 		cancel:    cancel,
 		callSlots: make(chan struct{}, maxConcurrentCalls),
-		closed:    make(chan struct{}),
+		peerGone:  make(chan struct{}),
 	}
 	now := time.Now().UnixNano()
 	c.lastWrite.Store(now)
@@ -117,46 +132,112 @@ func newConn(h *Handler, ws *websocket.Conn, s *sock, pr auth.Principal, addr, r
 // needed: connections log rarely, and an idle one should cost little.
 func (c *conn) logger() *slog.Logger { return c.h.log.With("remote", c.remote) }
 
+// start serves the connection: what the client sent with its upgrade
+// request is read at once; then the connection is watched.
+func (c *conn) start() {
+	if len(c.sock.pre) == 0 && c.watch() {
+		return
+	}
+	c.spawn(func() { c.read(len(c.sock.pre) > 0) })
+}
+
+// readable is the watcher's callback: the client has sent something.
+func (c *conn) readable() {
+	if !c.enter() {
+		return
+	}
+	defer c.tasks.Done()
+	c.read(true)
+}
+
+// read reads and answers what the client sent, then watches the connection
+// again. ready says bytes are known to be there; where the connection
+// cannot be watched, read goes on reading, waiting for the client.
+func (c *conn) read(ready bool) {
+	for c.readAvailable(ready) {
+		if c.watch() {
+			return
+		}
+		ready = false
+	}
+}
+
+// watch asks the handler's watcher to call readable when the client sends
+// something. It reports false when the connection cannot be watched; true
+// too once the connection is no longer read (finish).
+func (c *conn) watch() bool {
+	if c.sock.raw == nil {
+		return false
+	}
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	return c.unwatched || c.h.readable.Watch(c.sock.raw, c.readable)
+}
+
 // close asks the connection to end with st; the first request wins. The
-// close handshake runs on a goroutine of its own, so that no caller (a
-// pump among them) waits for the client.
+// close handshake runs on a goroutine of its own (finish), so that no
+// caller (a pump among them) waits for the client.
 func (c *conn) close(st closeStatus) {
 	c.closeOnce.Do(func() {
-		c.status = st
 		c.cancel()
-		go func() {
-			defer close(c.closed)
-			if st.cut {
-				c.ws.CloseNow()
-			} else {
-				c.ws.Close(st.code, st.reason)
-			}
-		}()
+		go c.finish(st)
 	})
 }
 
-// serve reads and answers the client until the connection ends, then waits
-// for everything the connection started. ctx is the connection's context.
-func (c *conn) serve() {
-	c.readLoop(c.ctx)
-	c.close(closeStatus{cut: true}) // no-op unless the reader ended silently
-	<-c.closed
+// noMoreReads records that nothing more will be read from the client.
+func (c *conn) noMoreReads() {
+	c.peerGoneOnce.Do(func() { close(c.peerGone) })
+}
+
+// finish ends the connection: it sends the close frame of st and waits, up
+// to closeWait, for the client's (unless st cuts), closes the socket, then
+// stops the subscriptions and waits for every goroutine of the
+// connection before calling end.
+func (c *conn) finish(st closeStatus) {
+	if !st.cut {
+		if c.sock.write(nil, closeFrame(st)) == nil {
+			t := time.NewTimer(closeWait)
+			select {
+			case <-c.peerGone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	c.watchMu.Lock()
+	c.unwatched = true
+	if c.sock.raw != nil {
+		c.h.readable.Unwatch(c.sock.raw)
+	}
+	c.watchMu.Unlock()
+	c.sock.Close()
 	c.stopSubscriptions()
 	c.spawnMu.Lock()
 	c.spawnClosed = true
 	c.spawnMu.Unlock()
 	c.tasks.Wait()
+	c.end()
 }
 
-// spawn runs f on a goroutine serve waits for, unless the connection is
-// past that point; it reports whether f runs.
-func (c *conn) spawn(f func()) bool {
+// enter counts the calling goroutine among the connection's tasks, unless
+// the connection is past that point; it reports whether it did (the
+// caller then calls tasks.Done when it returns).
+func (c *conn) enter() bool {
 	c.spawnMu.Lock()
 	defer c.spawnMu.Unlock()
 	if c.spawnClosed {
 		return false
 	}
 	c.tasks.Add(1)
+	return true
+}
+
+// spawn runs f on a goroutine finish waits for, unless the connection is
+// past that point; it reports whether f runs.
+func (c *conn) spawn(f func()) bool {
+	if !c.enter() {
+		return false
+	}
 	go func() {
 		defer c.tasks.Done()
 		f()

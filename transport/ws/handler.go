@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
@@ -28,7 +30,9 @@ type Handler struct {
 	nextConnID atomic.Uint64
 	opts       Options
 	log        *slog.Logger
-	accept     websocket.AcceptOptions
+	upgrader   gws.HTTPUpgrader
+	// origins are Options.OriginPatterns, lower-cased.
+	origins []string
 
 	// mu guards the fields below. It is never held while taking another
 	// lock or waiting, so it takes no part in any lock order.
@@ -50,6 +54,9 @@ type Handler struct {
 
 	// pumps holds the current subscriptions of each collection.
 	pumps live.Pumps
+	// readable tells when a connection has something to read, so that an
+	// idle connection holds no goroutine.
+	readable live.Watcher
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -68,10 +75,12 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o.MaxConnections < 0 || o.MaxBadMessages < 0 {
 		return nil, errors.New("ws: negative option")
 	}
-	for _, p := range o.OriginPatterns {
+	origins := make([]string, len(o.OriginPatterns))
+	for i, p := range o.OriginPatterns {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("ws: origin pattern %q: %w", p, err)
 		}
+		origins[i] = strings.ToLower(p)
 	}
 	if o.PingInterval == 0 {
 		o.PingInterval = DefaultPingInterval
@@ -95,13 +104,13 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		hub:  hub,
-		opts: o,
-		log:  o.Logger,
-		accept: websocket.AcceptOptions{
-			Subprotocols:   []string{protocol.WSSubprotocol},
-			OriginPatterns: append([]string(nil), o.OriginPatterns...),
-			OnPongReceived: pongReceived,
+		hub:     hub,
+		opts:    o,
+		log:     o.Logger,
+		origins: origins,
+		upgrader: gws.HTTPUpgrader{
+			Timeout:  o.WriteTimeout,
+			Protocol: func(p string) bool { return p == protocol.WSSubprotocol },
 		},
 		pumps:    live.Pumps{Tick: time.Hour}, // subscriptions do not tick
 		conns:    map[*conn]struct{}{},
@@ -116,8 +125,9 @@ func (h *Handler) Connections() int {
 	return len(h.conns)
 }
 
-// ServeHTTP upgrades the request to a WebSocket connection and hands it to
-// a goroutine of its own, which serves it until it ends.
+// ServeHTTP upgrades the request to a WebSocket connection and returns;
+// the connection is served from then on by goroutines started when the
+// client sends something (see conn).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -141,55 +151,98 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	hj := &hijacker{ResponseWriter: w, timeout: h.opts.WriteTimeout}
-	ws, err := websocket.Accept(hj, r, &h.accept)
+	if !isUpgrade(r) {
+		writeError(w, protocol.CodeBadRequest, "expected a WebSocket upgrade: GET with Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
+		return
+	}
+	if origin := r.Header.Get("Origin"); !h.originAllowed(origin, r.Host) {
+		writeError(w, protocol.CodeForbidden, fmt.Sprintf("origin %q may not open a WebSocket here; allowed: this server's own pages and its configured origins", origin))
+		return
+	}
+	nc, brw, hs, err := h.upgrader.Upgrade(r, w)
 	if err != nil {
-		// Accept has answered the request.
+		// The upgrader has answered the request.
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		if nc != nil {
+			nc.Close()
+		}
 		return
 	}
-	if hj.sock == nil {
-		// Cannot happen with Accept's success; refuse rather than serve
-		// with writes that could interleave.
-		h.log.Error("websocket upgrade without a hijacked connection", "err", errNotHijacked)
-		ws.CloseNow()
+	s := newSock(nc, brw.Reader, h.opts.WriteTimeout)
+	if hs.Protocol != protocol.WSSubprotocol {
+		s.refuse(closeStatus{code: gws.StatusProtocolError, reason: "subprotocol " + protocol.WSSubprotocol + " required"})
 		return
 	}
-	if ws.Subprotocol() != protocol.WSSubprotocol {
-		ws.Close(websocket.StatusProtocolError, "subprotocol "+protocol.WSSubprotocol+" required")
-		return
-	}
-	ws.SetReadLimit(h.opts.MaxMessageBytes)
-
-	// The request's context must not be used after the upgrade; the
-	// connection's own ends when the connection is closing.
-	c := newConn(h, ws, hj.sock, pr, limit.ClientAddr(r), r.RemoteAddr)
-	if !h.register(c) {
-		ws.Close(websocket.StatusGoingAway, "server shutting down")
-		return
-	}
-	// The connection is served from a fresh goroutine, and this one
-	// returns: the HTTP server's state for the request (its buffers, this
-	// goroutine's grown stack) is freed. The client address's slot in a
-	// per-address limit stays taken until the connection ends.
+	c := newConn(h, s, pr, limit.ClientAddr(r), r.RemoteAddr)
+	// The connection is served by no goroutine of its own: a watcher
+	// calls it when the client sent something, and this goroutine
+	// returns, freeing the HTTP server's state for the request (its
+	// buffers, this goroutine's grown stack). The client address's slot in
+	// a per-address limit stays taken until the connection ends.
 	handedOff = true
 	slot := limit.Keep(r.Context())
-	go func() {
-		defer h.release()
-		defer h.unregister(c)
+	c.end = func() {
+		h.unregister(c)
 		if slot != nil {
-			defer slot()
+			slot()
 		}
-		c.serve()
-	}()
+		h.release()
+	}
+	if !h.register(c) {
+		s.refuse(goingAway)
+		c.end()
+		return
+	}
+	c.start()
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade.
+func isUpgrade(r *http.Request) bool {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed reports whether a page of origin may connect to host: no
+// Origin (not a browser), the server's own host, or a host (scheme://host
+// for patterns with a scheme) matching one of the OriginPatterns.
+func (h *Handler) originAllowed(origin, host string) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	for _, p := range h.origins {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(p, strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Shutdown makes the handler refuse new connections (503 unavailable) and
 // closes every open one with status 1001 (going away); clients reconnect,
 // to this server or another, and resume from their cursors. It waits until
 // every connection's goroutines have ended, or ctx is done; a client that
-// does not answer the close handshake holds its connection up to 10s (the
-// library's bound) before it is cut.
+// does not answer the close handshake holds its connection up to
+// closeWait (5s) before it is cut.
 //
 // Hub.Close alone closes, with the same status, the connections that have
 // a subscription (their subscriptions end); Shutdown also reaches those

@@ -8,10 +8,11 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// TestIdleConnectionsCostOneGoroutine: a current subscription holds no
-// goroutine (it waits in its collection's pump) and a connection only its
-// reader, yet every commit reaches every client, in order.
-func TestIdleConnectionsCostOneGoroutine(t *testing.T) {
+// TestIdleConnectionsCostNoGoroutine: a current subscription holds no
+// goroutine (it waits in its collection's pump), nor does an idle
+// connection where sockets are watched (Linux; elsewhere it holds its
+// reader), yet every commit reaches every client, in order.
+func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 	e := newEnv(t, nil)
 	e.put("a", "k", "1")
 	const n = 100
@@ -21,16 +22,21 @@ func TestIdleConnectionsCostOneGoroutine(t *testing.T) {
 		clients[i].subscribe("a", nil, "")
 		clients[i].expect(protocol.TypeReset)
 	}
+	// The test's clients hold no goroutine while they do not read.
+	limit := 2 * n
+	if runtime.GOOS == "linux" {
+		limit = n / 4
+	}
 	var g int
 	for range 50 { // let the subscriptions' catch-up goroutines return
 		g = runtime.NumGoroutine()
-		if g < 2*n {
+		if g < limit {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if g >= 2*n {
-		t.Fatalf("%d goroutines for %d idle connections: more than one each", g, n)
+	if g >= limit {
+		t.Fatalf("%d goroutines for %d idle connections; want fewer than %d", g, n, limit)
 	}
 	for v := range 3 {
 		version := e.put("a", "k", "2")

@@ -1,107 +1,185 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// readLoop reads and answers client messages until the connection ends.
-// It always leaves a close status behind.
-func (c *conn) readLoop(ctx context.Context) {
-	// Not ctx: a cancelled read cuts the connection, and the close
-	// handshake needs it. Closing the connection ends the read. The
-	// context carries the connection for the pong callback.
-	rctx := context.WithValue(context.Background(), connKey{}, c)
+// readers holds the buffered readers of the connections being read: an
+// idle connection holds none.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// readBufferSize is the read buffer of a connection while it is read.
+const readBufferSize = 4 << 10
+
+// readAvailable reads and answers the client's messages. With ready (bytes
+// are known to be there), it returns once it has used up what arrived,
+// reading the rest of a message begun under the write timeout; otherwise
+// it waits for the client and reads on. It reports whether the connection
+// goes on; when it does not, the connection is closing.
+func (c *conn) readAvailable(ready bool) bool {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(c.sock)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
+	if ready {
+		c.sock.SetReadDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+		defer c.sock.SetReadDeadline(time.Time{})
+	}
+	rd := &wsutil.Reader{
+		Source: br,
+		State:  gws.StateServerSide,
+		// Text that is not UTF-8 is a bad message like any other
+		// (answered; the connection stays): the decoder refuses it.
+		CheckUTF8:      false,
+		MaxMessageSize: c.h.opts.MaxMessageBytes,
+	}
+	// Control frames between the fragments of a message.
+	rd.OnIntermediate = func(hdr gws.Header, r io.Reader) error { return c.control(hdr, r) }
 	for {
-		typ, b, err := c.ws.Read(rctx)
+		hdr, err := rd.NextFrame()
+		if err == nil {
+			c.lastRead.Store(time.Now().UnixNano())
+			if hdr.OpCode.IsControl() {
+				err = c.control(hdr, rd)
+			} else {
+				err = c.message(rd, hdr)
+			}
+		}
 		if err != nil {
-			c.readFailed(ctx, err)
-			return
+			c.readFailed(err, br)
+			return false
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		if ctx.Err() != nil {
-			return // closing: the message is not answered
-		}
-		if typ != websocket.MessageText {
-			if !c.refuse(ctx, "", "binary messages are not supported; send JSON text messages") {
-				return
-			}
-			continue
-		}
-		m, err := protocol.DecodeClientMessage(b)
-		if err != nil {
-			var me *protocol.MessageError
-			id := ""
-			if errors.As(err, &me) {
-				id = me.ID
-			}
-			if !c.refuse(ctx, id, err.Error()) {
-				return
-			}
-			continue
-		}
-		switch m := m.(type) {
-		case *protocol.SubscribeMessage:
-			c.subscribe(ctx, m)
-		case *protocol.UnsubscribeMessage:
-			c.unsubscribe(ctx, m)
-		case *protocol.CommitMessage:
-			c.commit(ctx, m)
-		case *protocol.CallMessage:
-			c.call(ctx, m)
-		case *protocol.AckMessage:
-			c.ack(ctx, m)
+		if ready && br.Buffered() == 0 {
+			return true
 		}
 	}
 }
 
-// connKey carries the connection in its reads' context.
-type connKey struct{}
-
-// pongReceived notes that the client answered a ping (the library calls it
-// from the connection's reader).
-func pongReceived(ctx context.Context, _ []byte) {
-	if c, ok := ctx.Value(connKey{}).(*conn); ok {
-		c.lastRead.Store(time.Now().UnixNano())
+// message reads the data message whose first frame is hdr and answers it.
+func (c *conn) message(rd *wsutil.Reader, hdr gws.Header) error {
+	if hdr.OpCode != gws.OpText {
+		if err := rd.Discard(); err != nil {
+			return err
+		}
+		if c.ctx.Err() == nil {
+			// Past the bad messages allowed, the connection closes; reading
+			// goes on until the client's close frame.
+			c.refuse("", "binary messages are not supported; send JSON text messages")
+		}
+		return nil
 	}
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	if c.ctx.Err() != nil {
+		return nil // closing: the message is not answered
+	}
+	m, err := protocol.DecodeClientMessage(b)
+	if err != nil {
+		var me *protocol.MessageError
+		id := ""
+		if errors.As(err, &me) {
+			id = me.ID
+		}
+		c.refuse(id, err.Error())
+		return nil
+	}
+	ctx := c.ctx
+	switch m := m.(type) {
+	case *protocol.SubscribeMessage:
+		c.subscribe(ctx, m)
+	case *protocol.UnsubscribeMessage:
+		c.unsubscribe(ctx, m)
+	case *protocol.CommitMessage:
+		c.commit(ctx, m)
+	case *protocol.CallMessage:
+		c.call(ctx, m)
+	case *protocol.AckMessage:
+		c.ack(ctx, m)
+	}
+	return nil
 }
 
-// readFailed records why reading ended.
-func (c *conn) readFailed(ctx context.Context, err error) {
+// control handles a control frame whose payload r holds: a ping is
+// answered with a pong, a pong only counts as the client's sign of life
+// (noted by the reader), and a close frame is answered with the client's
+// own status and ends the connection, unless the server closed first.
+func (c *conn) control(hdr gws.Header, r io.Reader) error {
+	h := wsutil.ControlHandler{Src: r, Dst: c.sock, State: gws.StateServerSide, DisableSrcCiphering: true}
+	if hdr.OpCode == gws.OpClose && c.ctx.Err() != nil {
+		// The client answers the server's close frame: the handshake is
+		// done.
+		io.Copy(io.Discard, r)
+		return errClosing
+	}
+	return h.Handle(hdr)
+}
+
+// errClosing ends reading: the connection is closing.
+var errClosing = errors.New("ws: connection closing")
+
+// readFailed records why reading ended and closes the connection. After a
+// malformed frame, br is drained while the client gets the close frame, so
+// that unread bytes do not make the system reset the connection before
+// the client has read why it ends.
+func (c *conn) readFailed(err error, br *bufio.Reader) {
+	var protoErr gws.ProtocolError
+	var st closeStatus
 	switch {
-	case ctx.Err() != nil:
+	case errors.Is(err, errClosing) || c.ctx.Err() != nil:
 		// Closing already.
-	case websocket.CloseStatus(err) != -1:
-		// The client closed; the library has answered its close frame.
-		c.close(closeStatus{cut: true})
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		// The library has sent the close frame (1009); closing with the
-		// handshake waits for the client's answer.
+		st.cut = true
+	case errors.As(err, new(wsutil.ClosedError)):
+		// The client closed; its close frame was answered.
+		st.cut = true
+	case errors.Is(err, wsutil.ErrMessageTooLarge):
 		c.logger().Info("websocket client sent a message over the limit; connection closed", "limit", c.h.opts.MaxMessageBytes)
-		c.close(closeStatus{code: websocket.StatusMessageTooBig, reason: "message too big"})
+		st = closeStatus{code: gws.StatusMessageTooBig, reason: "message too big"}
+	case errors.As(err, &protoErr):
+		st = closeStatus{code: gws.StatusProtocolError, reason: protoErr.Error()}
+	case isTimeout(err):
+		c.logger().Info("websocket client sent part of a message, then nothing for the write timeout; connection cut", "timeout", c.h.opts.WriteTimeout)
+		st.cut = true
 	default:
 		c.logger().Debug("websocket read failed", "err", err)
-		c.close(closeStatus{cut: true})
+		st.cut = true
 	}
+	if st.cut {
+		c.noMoreReads()
+		c.close(st)
+		return
+	}
+	c.close(st)
+	c.sock.SetReadDeadline(time.Now().Add(closeWait))
+	io.Copy(io.Discard, br)
+	c.noMoreReads()
 }
 
 // refuse answers a bad message with a bad_request error, or closes the
 // connection with 1008 once the client has sent more than MaxBadMessages.
 // It reports whether the connection goes on.
-func (c *conn) refuse(ctx context.Context, id, msg string) bool {
+func (c *conn) refuse(id, msg string) bool {
 	c.bad++
 	if c.bad > c.h.opts.MaxBadMessages {
 		c.logger().Warn("websocket client sent too many bad messages; connection closed", "bad_messages", c.bad, "last", msg)
-		c.close(closeStatus{code: websocket.StatusPolicyViolation, reason: "too many bad messages"})
+		c.close(closeStatus{code: gws.StatusPolicyViolation, reason: "too many bad messages"})
 		return false
 	}
 	return c.writeMessage(protocol.EncodeError(id, protocol.CodeBadRequest, msg))

@@ -3,19 +3,19 @@ package ws
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"net"
-	"net/http"
 	"sync"
 	"syscall"
 	"time"
+
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
 // sock is the connection under a WebSocket: every byte the server writes
-// goes through it, the library's control frames (pongs, close) and the
-// data frames this package frames itself, so writes never interleave. It
+// goes through it, control frames (pings, pongs, close) and data frames,
+// so writes never interleave. It
 // holds bytes a non-blocking write left over (pending) until they are out,
 // before anything else.
 type sock struct {
@@ -42,7 +42,8 @@ func (s *sock) Read(p []byte) (int, error) {
 }
 
 // Write writes p whole, after any pending bytes, under the write timeout.
-// The library writes its control frames with it.
+// The library's control-frame handler writes its answers (pongs, the echo
+// of a client's close) with it.
 func (s *sock) Write(p []byte) (int, error) {
 	if err := s.write(nil, p); err != nil {
 		return 0, err
@@ -129,38 +130,32 @@ func (s *sock) tryWrite(skip func() bool, bufs [][]byte) (tryResult, error) {
 	return partial, nil
 }
 
-// hijacker hands the WebSocket library a sock instead of the raw
-// connection, with small buffers: the library only reads client frames
-// through them and writes control frames.
-type hijacker struct {
-	http.ResponseWriter
-	timeout time.Duration
-	sock    *sock
-}
-
-// readBufferSize is the library's read buffer per connection.
-const readBufferSize = 512
-
-func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	s := &sock{Conn: conn, timeout: h.timeout}
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
+// newSock wraps a connection just upgraded; br is the HTTP server's reader
+// of it, whose buffered bytes (what the client sent right after its
+// upgrade request) are read first. Neither br nor the server's other
+// buffers are kept.
+func newSock(nc net.Conn, br *bufio.Reader, timeout time.Duration) *sock {
+	s := &sock{Conn: nc, timeout: timeout}
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
 		s.pre = bytes.Clone(b)
 	}
-	if sc, ok := conn.(syscall.Conn); ok && live.Supported {
+	if sc, ok := nc.(syscall.Conn); ok && live.Supported {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
 		}
 	}
-	h.sock = s
-	return s, bufio.NewReadWriter(bufio.NewReaderSize(s, readBufferSize), bufio.NewWriterSize(s, 160)), nil
+	return s
 }
 
-// Unwrap lets http.ResponseController reach the ResponseWriter.
-func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+// refuse closes a connection that is not served: it sends the close frame
+// of st and ends the connection without waiting for the client's.
+func (s *sock) refuse(st closeStatus) {
+	s.write(nil, closeFrame(st))
+	s.Close()
+}
 
-var errNotHijacked = errors.New("ws: the connection was not hijacked")
+// closeFrame returns the close frame saying st.
+func closeFrame(st closeStatus) []byte {
+	return gws.MustCompileFrame(gws.NewCloseFrame(gws.NewCloseFrameBody(st.code, st.reason)))
+}

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
@@ -268,7 +268,7 @@ func (s *subscription) ended(err error) {
 		s.c.close(goingAway)
 	default:
 		s.c.logger().Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
-		s.c.close(closeStatus{code: websocket.StatusInternalError, reason: "subscription to " + s.name + " failed"})
+		s.c.close(closeStatus{code: gws.StatusInternalServerError, reason: "subscription to " + s.name + " failed"})
 	}
 }
 

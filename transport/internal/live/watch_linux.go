@@ -7,13 +7,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hangups notices connections whose peer closed, without a goroutine per
-// connection: one epoll instance watches their sockets for a hang-up, and
+// Watcher notices sockets that have something to read, or whose peer hung
+// up, without a goroutine per socket: one epoll instance watches them, and
 // one goroutine, running only while there is something to watch, calls
-// their callbacks. It is for connections whose peer sends nothing (an
-// event stream after its request): any readiness counts as a hang-up. The
-// zero value is ready to use.
-type Hangups struct {
+// their callbacks. A watch fires once; watching the socket again re-arms
+// it. An event stream, whose client sends nothing after its request, takes
+// any readiness as a hang-up; a WebSocket reads what arrived, then watches
+// again. The zero value is ready to use.
+type Watcher struct {
 	mu      sync.Mutex
 	epfd    int
 	conns   map[uint64]watched
@@ -22,20 +23,22 @@ type Hangups struct {
 	running bool
 }
 
-// watched is a watched socket and what to call when its peer hangs up.
+// watched is a watched socket and what to call when it is ready.
 type watched struct {
-	raw    syscall.RawConn
-	hangUp func()
+	raw   syscall.RawConn
+	ready func()
 }
 
 // pollInterval bounds how long the watcher's goroutine blocks in one wait,
 // so that it notices when nothing is left to watch and ends.
 const pollInterval = 200
 
-// Watch calls hangUp, once, from a goroutine of its own, when raw's peer
-// hangs up. It reports false when it cannot watch (the caller then notices
-// a hang-up at its next write). Call Unwatch before closing the socket.
-func (w *Hangups) Watch(raw syscall.RawConn, hangUp func()) bool {
+// Watch calls ready, once, from a goroutine of its own, when raw has
+// something to read or its peer hung up; a watch of a socket whose watch
+// fired re-arms it. It reports false when it cannot watch (the caller then
+// reads, or notices a hang-up at its next write, by other means). Call
+// Unwatch before closing the socket.
+func (w *Watcher) Watch(raw syscall.RawConn, ready func()) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.epfd == 0 {
@@ -53,12 +56,18 @@ func (w *Hangups) Watch(raw syscall.RawConn, hangUp func()) bool {
 		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLIN | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLONESHOT}
 		ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32))
 		fd = int(f)
-		ok = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev) == nil
+		err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+		if err == unix.EEXIST {
+			// Registered by a watch that fired (one-shot): re-arm it.
+			// Data that arrived meanwhile fires it at once.
+			err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+		}
+		ok = err == nil
 	})
 	if !ok {
 		return false
 	}
-	w.conns[id], w.ids[raw] = watched{raw, hangUp}, id
+	w.conns[id], w.ids[raw] = watched{raw, ready}, id
 	if !w.running {
 		w.running = true
 		go w.run()
@@ -67,7 +76,7 @@ func (w *Hangups) Watch(raw syscall.RawConn, hangUp func()) bool {
 }
 
 // Unwatch stops watching raw, before its socket is closed.
-func (w *Hangups) Unwatch(raw syscall.RawConn) {
+func (w *Watcher) Unwatch(raw syscall.RawConn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	id, ok := w.ids[raw]
@@ -81,7 +90,7 @@ func (w *Hangups) Unwatch(raw syscall.RawConn) {
 	})
 }
 
-func (w *Hangups) run() {
+func (w *Watcher) run() {
 	events := make([]unix.EpollEvent, 128)
 	for {
 		w.mu.Lock()
@@ -98,8 +107,8 @@ func (w *Hangups) run() {
 		w.mu.Unlock()
 		n, err := unix.EpollWait(epfd, events, pollInterval)
 		if err != nil && err != unix.EINTR {
-			// Cannot wait: the streams notice hang-ups at their next
-			// write instead.
+			// Cannot wait: the watched sockets are not told (an event
+			// stream notices a hang-up at its next write).
 			w.mu.Lock()
 			w.running = false
 			w.mu.Unlock()
@@ -115,7 +124,7 @@ func (w *Hangups) run() {
 			}
 			w.mu.Unlock()
 			if ok {
-				go c.hangUp()
+				go c.ready()
 			}
 		}
 	}
