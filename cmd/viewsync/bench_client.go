@@ -10,12 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -200,26 +202,33 @@ func parseSSEEvent(id, event []byte, sent int64) (benchEvent, error) {
 	return ev, nil
 }
 
-// wsStream reads one subscription on a WebSocket connection of its own.
+// wsStream reads one subscription on a WebSocket connection of its own,
+// frame by frame, into one reused buffer: the loader shares the machine
+// with the server, and what it spends per message is taken from it.
 type wsStream struct {
-	ctx context.Context
-	c   *websocket.Conn
+	conn net.Conn
+	br   *bufio.Reader
+	// buf holds the message being read.
+	buf []byte
+	// stop undoes the closing of conn when the subscription's context
+	// ends.
+	stop func() bool
 }
 
 func (d *benchDialer) openWS(ctx context.Context, base, collection string, cur *protocol.Cursor) (*wsStream, error) {
 	u := "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
-	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient:      d.client,
-		Subprotocols:    []string{protocol.WSSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	dl := gws.Dialer{Protocols: []string{protocol.WSSubprotocol}, NetDial: d.dial}
+	conn, br, hs, err := dl.Dial(ctx, u)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial: %s: %w", resp.Status, err)
-		}
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	c.SetReadLimit(64 << 20)
+	if hs.Protocol != protocol.WSSubprotocol {
+		conn.Close()
+		return nil, fmt.Errorf("dial: the server did not take subprotocol %s", protocol.WSSubprotocol)
+	}
+	if br == nil {
+		br = bufio.NewReaderSize(conn, 4<<10)
+	}
 	m := &protocol.SubscribeMessage{Collection: collection}
 	if cur != nil {
 		v := cur.Version
@@ -227,16 +236,60 @@ func (d *benchDialer) openWS(ctx context.Context, base, collection string, cur *
 	}
 	b, err := json.Marshal(m)
 	if err == nil {
-		err = c.Write(ctx, websocket.MessageText, b)
+		err = wsutil.WriteClientText(conn, b)
 	}
 	if err != nil {
-		c.CloseNow()
+		conn.Close()
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	return &wsStream{ctx: ctx, c: c}, nil
+	// The context's end ends the reads, as it does an SSE stream's.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	return &wsStream{conn: conn, br: br, stop: stop}, nil
 }
 
-func (s *wsStream) close() { s.c.CloseNow() }
+func (s *wsStream) close() {
+	s.stop()
+	s.conn.Close()
+}
+
+// message reads the next text message, answering pings on the way. The
+// bytes are valid until the next call.
+func (s *wsStream) message() ([]byte, error) {
+	s.buf = s.buf[:0]
+	for {
+		h, err := gws.ReadHeader(s.br)
+		if err != nil {
+			return nil, err
+		}
+		if h.Length > 64<<20 || h.Masked {
+			return nil, fmt.Errorf("server frame of %d bytes (masked %v)", h.Length, h.Masked)
+		}
+		n := len(s.buf)
+		s.buf = slices.Grow(s.buf, int(h.Length))[:n+int(h.Length)]
+		if _, err := io.ReadFull(s.br, s.buf[n:]); err != nil {
+			return nil, err
+		}
+		switch h.OpCode {
+		case gws.OpText, gws.OpContinuation:
+			if h.Fin {
+				return s.buf, nil
+			}
+			continue
+		case gws.OpPing:
+			err = wsutil.WriteClientMessage(s.conn, gws.OpPong, s.buf[n:])
+		case gws.OpClose:
+			code, reason := gws.ParseCloseFrameData(s.buf[n:])
+			err = fmt.Errorf("server closed the connection: %d %s", code, reason)
+		case gws.OpPong:
+		default:
+			err = fmt.Errorf("server sent a %v frame", h.OpCode)
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.buf = s.buf[:n]
+	}
+}
 
 // commitPrefix starts every commit message (fanout encodes them so).
 var commitPrefix = []byte(`{"type":"commit",`)
@@ -244,12 +297,9 @@ var commitPrefix = []byte(`{"type":"commit",`)
 // next reads the next message. Commits, nearly all of them, are read by
 // looking up two fields; the rest are decoded whole.
 func (s *wsStream) next() (benchEvent, error) {
-	typ, b, err := s.c.Read(s.ctx)
+	b, err := s.message()
 	if err != nil {
 		return benchEvent{}, err
-	}
-	if typ != websocket.MessageText {
-		return benchEvent{}, fmt.Errorf("server sent a %v message", typ)
 	}
 	if bytes.HasPrefix(b, commitPrefix) {
 		v := extractInt(b, `"version":`)

@@ -48,7 +48,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.Retry < 0 || o.MaxConnections < 0 {
+	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.Retry < 0 || o.MaxConnections < 0 || o.FlushInterval < 0 {
 		return nil, errors.New("sse: negative option")
 	}
 	if o.PingInterval == 0 {
@@ -71,7 +71,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		opts:  o,
 		log:   o.Logger,
 		retry: fmt.Appendf(nil, "retry: %d\n\n", o.Retry.Milliseconds()),
-		pumps: live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond)},
+		pumps: live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond), Interval: o.FlushInterval},
 	}, nil
 }
 

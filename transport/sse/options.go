@@ -19,6 +19,13 @@ type Options struct {
 	// what keeps a stalled client from holding its handler forever.
 	// Default 30s.
 	WriteTimeout time.Duration
+	// FlushInterval is the shortest time between two writes of commits
+	// to the live clients of a collection: commits that come faster wait
+	// for the next write and go out together, one system call for several,
+	// which divides the CPU each delivery costs, for at most this much
+	// added delay. A commit after a quiet spell is written at once.
+	// Default 0: every commit is written at once.
+	FlushInterval time.Duration
 	// Retry is the reconnection delay hinted to clients in the stream's
 	// first line (retry: milliseconds). Default 2s.
 	Retry time.Duration

@@ -72,7 +72,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o = *opts
 	}
 	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.MaxMessageBytes < 0 || o.MaxSubscriptions < 0 ||
-		o.MaxConnections < 0 || o.MaxBadMessages < 0 {
+		o.MaxConnections < 0 || o.MaxBadMessages < 0 || o.FlushInterval < 0 {
 		return nil, errors.New("ws: negative option")
 	}
 	origins := make([]string, len(o.OriginPatterns))
@@ -112,7 +112,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 			Timeout:  o.WriteTimeout,
 			Protocol: func(p string) bool { return p == protocol.WSSubprotocol },
 		},
-		pumps:    live.Pumps{Tick: time.Hour}, // subscriptions do not tick
+		pumps:    live.Pumps{Tick: time.Hour, Interval: o.FlushInterval}, // subscriptions do not tick
 		conns:    map[*conn]struct{}{},
 		keepWake: make(chan struct{}, 1),
 	}, nil

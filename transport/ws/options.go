@@ -19,6 +19,14 @@ type Options struct {
 	// resumes from its cursors when it reconnects. Default 30s.
 	WriteTimeout time.Duration
 
+	// FlushInterval is the shortest time between two writes of commits
+	// to the live clients of a collection: commits that come faster wait
+	// for the next write and go out together, one system call for several,
+	// which divides the CPU each delivery costs, for at most this much
+	// added delay. A commit after a quiet spell is written at once.
+	// Default 0: every commit is written at once.
+	FlushInterval time.Duration
+
 	// MaxMessageBytes bounds one client message. A larger one closes the
 	// connection with status 1009 (message too big). Default 1 MiB.
 	MaxMessageBytes int64

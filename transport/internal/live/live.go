@@ -45,6 +45,12 @@ type Member struct {
 type Pumps struct {
 	// Tick is the interval of Stream.Tick. Default 1s.
 	Tick time.Duration
+	// Interval is the shortest time between the starts of two sweeps of a
+	// shard: commits that come faster wait for the next sweep and are
+	// written together, one write for several, so that each delivery
+	// costs less CPU for a bounded delay. A commit after a quiet spell is
+	// swept at once. 0: every change is swept at once.
+	Interval time.Duration
 
 	mu    sync.Mutex
 	pumps map[string]*pump
@@ -178,6 +184,13 @@ func (sh *shard) run() {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var hold *time.Timer // waits out Pumps.Interval
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
+	var swept time.Time
 	var streams []Stream
 	snapshot := func() bool {
 		sh.mu.Lock()
@@ -198,12 +211,24 @@ func (sh *shard) run() {
 		// Take the change channel before sweeping, so a change during the
 		// sweep wakes the next one.
 		changed := streams[0].Changed()
+		if sh.p.ps.Interval > 0 {
+			swept = time.Now()
+		}
 		for _, s := range streams {
 			sh.visit(s, s.Sweep)
 		}
 		clear(streams)
 		select {
 		case <-changed:
+			if d := sh.p.ps.Interval - time.Since(swept); sh.p.ps.Interval > 0 && d > 0 {
+				// Let more commits come, to be written with this one.
+				if hold == nil {
+					hold = time.NewTimer(d)
+				} else {
+					hold.Reset(d)
+				}
+				<-hold.C
+			}
 		case <-sh.wake:
 		case now := <-tick.C:
 			snapshot()
