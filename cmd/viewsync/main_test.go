@@ -123,6 +123,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{name: "log-level loud", args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{name: "max-wait over 60s", args: []string{"--max-wait", "61s"}, want: "--max-wait"},
 		{name: "max-wait zero", args: []string{"--max-wait", "0s"}, want: "--max-wait"},
+		{name: "flush-interval negative", args: []string{"--flush-interval", "-1ms"}, want: "--flush-interval"},
 		{name: "page-size zero", args: []string{"--page-size", "0"}, want: "--page-size"},
 		{name: "max-ops negative", args: []string{"--max-ops", "-1"}, want: "--max-ops"},
 		{name: "retain-commits zero", args: []string{"--retain-commits", "0"}, want: "--retain-commits"},
