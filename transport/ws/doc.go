@@ -3,20 +3,24 @@
 // and calls on one connection (see DESIGN.md, "HTTP API v1", and package
 // protocol for the messages).
 //
-// The flow of one connection: the handler's goroutine reads each client
-// message, decodes it strictly and answers it; a commit is applied there,
-// so one connection's commits apply in the order sent; a call runs in its
-// own goroutine, at most 16 at a time per connection. A subscription that
-// is behind (its first reset, a catch-up, pages of history) has a
-// goroutine of its own until it is current; then it waits in its
-// collection's pump (package transport/internal/live), whose few
-// goroutines write each commit's frame — framed once for every subscriber
-// — to every current subscription in one non-blocking writev. An idle
-// connection costs its reader goroutine, a 1 KiB read buffer and the
-// library's state, and nothing else. The server frames its own data
-// messages (server frames are unmasked); the library reads the client's
-// frames and writes the control frames, through the same serialized
-// socket.
+// The flow of one connection: no goroutine waits on an idle connection.
+// One epoll instance (Linux; elsewhere a goroutine per connection reads)
+// watches every connection's socket; when a client has sent something, a
+// goroutine reads the frames that arrived with a pooled buffer, decodes
+// each message strictly and answers it, then watches the socket again. A
+// commit is applied there, so one connection's commits apply in the order
+// sent; a call runs in its own goroutine, at most 16 at a time per
+// connection. A subscription that is behind (its first reset, a catch-up,
+// pages of history) has a goroutine of its own until it is current; then
+// it waits in its collection's pump (package transport/internal/live),
+// whose few goroutines write each commit's frame — framed once for every
+// subscriber — to every current subscription in one non-blocking writev,
+// with Options.FlushInterval between two writes when commits come faster.
+// An idle connection costs its socket, its subscriptions and a few hundred
+// bytes of bookkeeping. Frames are read with github.com/gobwas/ws (which
+// also answers the upgrade); the server frames its own messages (server
+// frames are unmasked), and every frame it writes, control frames
+// included, goes through one serialized socket.
 //
 // Slow and stalled clients: a socket that cannot take a commit at once
 // moves the subscription to its own goroutine, writing under
@@ -31,13 +35,18 @@
 // the contract's codes (bad_request, not_found, precondition_failed,
 // too_large, rate_limited, …); the connection stays. Only abuse ends it:
 // more than Options.MaxBadMessages bad messages (1008), a message over
-// Options.MaxMessageBytes (1009), a missing subprotocol (1002).
+// Options.MaxMessageBytes (1009), a missing subprotocol or a frame that
+// breaks RFC 6455 (1002). Text that is not UTF-8 is a bad message like any
+// other.
 //
 // Close codes the server uses: 1001 when the hub closes or the handler
-// shuts down, 1002 without the viewsync.v1 subprotocol, 1008 for too many
-// bad messages, 1009 for an oversize message, 1011 when a subscription
-// fails inside the server. A stalled or unresponsive client is cut without
-// a close frame.
+// shuts down, 1002 without the viewsync.v1 subprotocol or for a broken
+// frame, 1008 for too many bad messages, 1009 for an oversize message,
+// 1011 when a subscription fails inside the server, 4401 when the token
+// expired. The server then waits up to 5s for the client's close frame.
+// A stalled or unresponsive client is cut without a close frame, and so
+// is one that sends part of a frame and then nothing for
+// Options.WriteTimeout.
 //
 // Shutting down: Hub.Close ends every subscription, and so closes the
 // connections that have one with 1001. Handler.Shutdown closes every

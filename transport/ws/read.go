@@ -38,7 +38,6 @@ func (c *conn) readAvailable(ready bool) bool {
 		readers.Put(br)
 	}()
 	if ready {
-		c.sock.SetReadDeadline(time.Now().Add(c.h.opts.WriteTimeout))
 		defer c.sock.SetReadDeadline(time.Time{})
 	}
 	rd := &wsutil.Reader{
@@ -52,6 +51,12 @@ func (c *conn) readAvailable(ready bool) bool {
 	// Control frames between the fragments of a message.
 	rd.OnIntermediate = func(hdr gws.Header, r io.Reader) error { return c.control(hdr, r) }
 	for {
+		if ready {
+			// Bytes are there: the rest of a frame begun must follow
+			// within the write timeout (the time taken to answer the
+			// messages before does not count).
+			c.sock.SetReadDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+		}
 		hdr, err := rd.NextFrame()
 		if err == nil {
 			c.lastRead.Store(time.Now().UnixNano())
