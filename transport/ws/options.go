@@ -49,10 +49,14 @@ type Options struct {
 	MaxBadMessages int
 
 	// OriginPatterns lists the origins, besides the request's own host,
-	// whose pages may connect (host patterns, see
-	// websocket.AcceptOptions.OriginPatterns). Empty means same-origin
-	// only. Security: every origin listed can act with the credentials
-	// (cookies) of the users who visit it.
+	// whose pages may connect: path.Match patterns matched, case
+	// insensitively, against the Origin's host ("app.example.com",
+	// "*.example.com"), or against scheme://host when the pattern has a
+	// scheme ("https://*.example.com"). Others are refused with 403
+	// forbidden before the upgrade. Empty means same-origin only.
+	// Requests without an Origin (not from a browser) are not checked.
+	// Security: every origin listed can act with the credentials (cookies)
+	// of the users who visit it.
 	OriginPatterns []string
 	// Policy authenticates the upgrade request (401 before the upgrade)
 	// and then admits every message: subscribe needs the read right on
