@@ -30,11 +30,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/protocol"
@@ -628,46 +629,42 @@ func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") 
 
 // dialWS opens a WebSocket with the viewsync.v1 subprotocol, the token at
 // p (inQuery or inHeader). On a refused upgrade it returns the answer.
-func dialWS(ctx context.Context, client *http.Client, base string, p placement, token string, missing bool, scheme string) (*websocket.Conn, reply, error) {
+func dialWS(ctx context.Context, client *http.Client, base string, p placement, token string, missing bool, scheme string) (*wstest.Client, reply, error) {
 	req, _ := http.NewRequest(http.MethodGet, wsURL(base), nil)
 	attach(req, p, token, missing, scheme)
-	c, resp, err := websocket.Dial(ctx, req.URL.String(), &websocket.DialOptions{
-		HTTPClient:   client,
-		HTTPHeader:   req.Header,
+	c, resp, err := wstest.Dial(ctx, req.URL.String(), &wstest.Options{
 		Subprotocols: []string{protocol.WSSubprotocol},
+		Header:       req.Header,
+		NetDial:      wstest.NetDialOf(client),
 	})
 	if err != nil {
 		var r reply
 		if resp != nil {
 			r = reply{status: resp.StatusCode, header: resp.Header}
-			if resp.Body != nil {
-				r.body, _ = io.ReadAll(resp.Body)
-				resp.Body.Close()
-			}
+			r.body, _ = io.ReadAll(resp.Body)
 		}
 		return nil, r, err
 	}
-	c.SetReadLimit(-1)
 	return c, reply{status: http.StatusSwitchingProtocols}, nil
 }
 
 // wsSend writes one client message.
-func wsSend(ctx context.Context, c *websocket.Conn, m protocol.ClientMessage) error {
+func wsSend(ctx context.Context, c *wstest.Client, m protocol.ClientMessage) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return c.Write(ctx, websocket.MessageText, b)
+	return c.WriteMessage(ctx, gws.OpText, b)
 }
 
 // wsRead reads the next server message.
-func wsRead(ctx context.Context, c *websocket.Conn) (protocol.ServerMessage, error) {
-	typ, b, err := c.Read(ctx)
+func wsRead(ctx context.Context, c *wstest.Client) (protocol.ServerMessage, error) {
+	op, b, err := c.ReadMessage(ctx)
 	if err != nil {
 		return protocol.ServerMessage{}, err
 	}
-	if typ != websocket.MessageText {
-		return protocol.ServerMessage{}, fmt.Errorf("server sent a %v message", typ)
+	if op != gws.OpText {
+		return protocol.ServerMessage{}, fmt.Errorf("server sent a message of opcode %d", op)
 	}
 	m, err := protocol.DecodeServerMessage(b)
 	if err != nil {
@@ -720,7 +717,7 @@ func (e *accessEnv) scrapeDenied(t *testing.T, client *http.Client) map[string]f
 
 // isClosedWith reports whether err is the close of a WebSocket with
 // code and reason.
-func isClosedWith(err error, code websocket.StatusCode, reason string) bool {
-	var ce websocket.CloseError
+func isClosedWith(err error, code gws.StatusCode, reason string) bool {
+	var ce *wstest.CloseError
 	return errors.As(err, &ce) && ce.Code == code && ce.Reason == reason
 }

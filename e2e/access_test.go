@@ -33,7 +33,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewsync/viewsync/auth"
@@ -388,7 +388,7 @@ func TestAccessRefusals(t *testing.T) {
 				if got, err := wsRead(ctx, conn); err != nil || got.Type != protocol.TypeReset || got.Collection != "a" {
 					t.Errorf("answer to the probe (subscribe to a): %+v %v, want a reset of a", got, err)
 				}
-				conn.Close(websocket.StatusNormalClosure, "")
+				conn.Close(gws.StatusNormalClosure, "")
 				e.checkUnchanged(t, before)
 			})
 		}
@@ -422,7 +422,7 @@ func TestAccessRefusals(t *testing.T) {
 						t.Fatalf("subscribe: %+v %v, want a reset at %d", got, err, head.Version)
 					}
 				}
-				conn.Close(websocket.StatusNormalClosure, "")
+				conn.Close(gws.StatusNormalClosure, "")
 			})
 		}
 	})
@@ -768,7 +768,7 @@ func TestAccessTokenExpiry(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		conn.Close(websocket.StatusNormalClosure, "")
+		conn.Close(gws.StatusNormalClosure, "")
 		if err := seq.check(w); err != nil {
 			t.Error(err)
 		}
@@ -1157,7 +1157,7 @@ func TestAccessFlood(t *testing.T) {
 				fc.unexpected("websocket commit: %+v", m)
 			}
 		}
-		conn.Close(websocket.StatusNormalClosure, "")
+		conn.Close(gws.StatusNormalClosure, "")
 	})
 	wg.Wait()
 	took2 := time.Since(start2)

@@ -14,8 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -326,9 +327,10 @@ func (f *follower) applySSE(ev sseEvent) error {
 // connection, subscribing with after and epoch where it has a cursor. It
 // returns nil when ctx ends, or when draining and at the targets.
 func (s *subscriber) websocket(ctx context.Context, base string, ph *phases, draining bool) error {
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/ws", &websocket.DialOptions{
-		HTTPClient:   s.client,
+	c, resp, err := wstest.Dial(ctx, wsURL(base), &wstest.Options{
 		Subprotocols: []string{protocol.WSSubprotocol},
+		NetDial:      wstest.NetDialOf(s.client),
+		ReadLimit:    64 << 20,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -341,7 +343,6 @@ func (s *subscriber) websocket(ctx context.Context, base string, ph *phases, dra
 		return fmt.Errorf("dial: %w (status %d)", err, status)
 	}
 	defer c.CloseNow()
-	c.SetReadLimit(64 << 20)
 	byName := map[string]*follower{}
 	for _, f := range s.follows {
 		m := &protocol.SubscribeMessage{Collection: f.coll}
@@ -353,7 +354,7 @@ func (s *subscriber) websocket(ctx context.Context, base string, ph *phases, dra
 		if err != nil {
 			return err
 		}
-		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+		if err := c.WriteMessage(ctx, gws.OpText, b); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -363,15 +364,15 @@ func (s *subscriber) websocket(ctx context.Context, base string, ph *phases, dra
 		byName[f.coll] = f
 	}
 	for {
-		typ, b, err := c.Read(ctx)
+		op, b, err := c.ReadMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("connection ended at %s: %w", s.cursors(), err)
 		}
-		if typ != websocket.MessageText {
-			return fmt.Errorf("server sent a %v message", typ)
+		if op != gws.OpText {
+			return fmt.Errorf("server sent a message of opcode %d", op)
 		}
 		m, err := protocol.DecodeServerMessage(b)
 		if err != nil {

@@ -22,8 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -540,9 +541,10 @@ func (f *follower) sseEvent(id, name, data string) error {
 // websocket follows the collection over one connection, subscribing with
 // after and epoch. It reports whether the subscription was sent.
 func (f *follower) websocket(ctx context.Context, base string) (bool, error) {
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/ws", &websocket.DialOptions{
-		HTTPClient:   f.client,
+	c, resp, err := wstest.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/ws", &wstest.Options{
 		Subprotocols: []string{protocol.WSSubprotocol},
+		NetDial:      wstest.NetDialOf(f.client),
+		ReadLimit:    64 << 20,
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode < 500 && resp.StatusCode != 0 {
@@ -551,7 +553,6 @@ func (f *follower) websocket(ctx context.Context, base string) (bool, error) {
 		return false, errRetry{err}
 	}
 	defer c.CloseNow()
-	c.SetReadLimit(64 << 20)
 	f.connected(base)
 	m := &protocol.SubscribeMessage{Collection: f.coll}
 	if cur, ok := f.cursor(); ok {
@@ -562,16 +563,16 @@ func (f *follower) websocket(ctx context.Context, base string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := c.WriteMessage(ctx, gws.OpText, b); err != nil {
 		return true, errRetry{fmt.Errorf("subscribe on %s: %w", base, err)}
 	}
 	for {
-		typ, b, err := c.Read(ctx)
+		op, b, err := c.ReadMessage(ctx)
 		if err != nil {
 			return true, errRetry{fmt.Errorf("connection to %s ended at %s: %w", base, f.where(), err)}
 		}
-		if typ != websocket.MessageText {
-			return true, fmt.Errorf("server sent a %v message", typ)
+		if op != gws.OpText {
+			return true, fmt.Errorf("server sent a message of opcode %d", op)
 		}
 		m, err := protocol.DecodeServerMessage(b)
 		if err != nil {

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
 )
@@ -46,7 +47,7 @@ func TestAckRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{
+	c, _, err := wstest.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &wstest.Options{
 		Subprotocols: []string{protocol.WSSubprotocol},
 	})
 	if err != nil {
@@ -55,19 +56,19 @@ func TestAckRecorded(t *testing.T) {
 	defer c.CloseNow()
 	write := func(s string) {
 		t.Helper()
-		if err := c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
+		if err := c.WriteMessage(ctx, gws.OpText, []byte(s)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	write(`{"type":"subscribe","collection":"a"}`)
-	if _, b, err := c.Read(ctx); err != nil || !strings.HasPrefix(string(b), `{"type":"reset","collection":"a",`) {
+	if _, b, err := c.ReadMessage(ctx); err != nil || !strings.HasPrefix(string(b), `{"type":"reset","collection":"a",`) {
 		t.Fatalf("read %s, %v; want a reset", b, err)
 	}
 	write(`{"type":"ack","collection":"a","version":2}`)
 	write(`{"type":"ack","collection":"a","version":3}`)
 	// Messages are handled in order: once this is answered, the acks are in.
 	write(`{"type":"unsubscribe","collection":"b"}`)
-	if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), `"code":"not_found"`) {
+	if _, b, err := c.ReadMessage(ctx); err != nil || !strings.Contains(string(b), `"code":"not_found"`) {
 		t.Fatalf("read %s, %v; want a not_found error", b, err)
 	}
 

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/ws"
@@ -53,17 +54,17 @@ func TestNew(t *testing.T) {
 func TestSubprotocolRequired(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, offered := range [][]string{nil, {"chat"}, {"viewsync.v2"}} {
-		c := e.dialWith(&dialConfig{subprotocols: offered})
-		if got := c.c.Subprotocol(); got != "" {
+		c := e.dialWith(&wstest.Options{Subprotocols: offered})
+		if got := c.Protocol(); got != "" {
 			t.Fatalf("offered %q, negotiated %q", offered, got)
 		}
-		err := c.expectClosed(websocket.StatusProtocolError)
+		err := c.expectClosed(gws.StatusProtocolError)
 		if !strings.Contains(err.Error(), "subprotocol viewsync.v1 required") {
 			t.Errorf("close %v does not say the subprotocol is required", err)
 		}
 	}
-	c := e.dialWith(&dialConfig{subprotocols: []string{"chat", protocol.WSSubprotocol}})
-	if got := c.c.Subprotocol(); got != protocol.WSSubprotocol {
+	c := e.dialWith(&wstest.Options{Subprotocols: []string{"chat", protocol.WSSubprotocol}})
+	if got := c.Protocol(); got != protocol.WSSubprotocol {
 		t.Fatalf("negotiated %q, want %q", got, protocol.WSSubprotocol)
 	}
 	c.send(&protocol.AckMessage{Collection: "c", Version: 0})
@@ -105,17 +106,12 @@ func TestNotAnUpgrade(t *testing.T) {
 func TestCrossOrigin(t *testing.T) {
 	e := newEnv(t, &config{ws: ws.Options{OriginPatterns: []string{"app.example.com"}}})
 	dial := func(origin string) (*http.Response, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		tr := &http.Transport{}
-		defer tr.CloseIdleConnections()
-		c, resp, err := websocket.Dial(ctx, e.url(), &websocket.DialOptions{
-			HTTPClient:   &http.Client{Transport: tr},
-			HTTPHeader:   http.Header{"Origin": {origin}},
+		c, resp, err := e.tryDial(&wstest.Options{
 			Subprotocols: []string{protocol.WSSubprotocol},
+			Header:       http.Header{"Origin": {origin}},
 		})
 		if err == nil {
-			c.Close(websocket.StatusNormalClosure, "")
+			c.Close(gws.StatusNormalClosure, "")
 		}
 		return resp, err
 	}
@@ -137,7 +133,7 @@ func TestMaxConnections(t *testing.T) {
 	a := e.dial()
 	e.dial()
 	eventually(t, "two connections", func() bool { return e.h.Connections() == 2 })
-	_, resp, err := e.tryDial(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}})
+	_, resp, err := e.tryDial(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("third connection: %v, %v; want 503", resp, err)
 	}
@@ -146,7 +142,7 @@ func TestMaxConnections(t *testing.T) {
 	if err := json.Unmarshal(body, &eb); err != nil || eb.Error == nil || eb.Error.Code != protocol.CodeUnavailable {
 		t.Fatalf("third connection: body %s", body)
 	}
-	a.c.Close(websocket.StatusNormalClosure, "bye")
+	a.Close(gws.StatusNormalClosure, "bye")
 	eventually(t, "a slot frees", func() bool { return e.h.Connections() == 1 })
 	c := e.dial()
 	c.send(&protocol.AckMessage{Collection: "c"})
@@ -185,11 +181,11 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("%d connections after Shutdown", n)
 	}
 	for range 2 {
-		if err := <-ended; websocket.CloseStatus(err) != websocket.StatusGoingAway || !strings.Contains(err.Error(), "shutting down") {
+		if err := <-ended; wstest.CloseStatus(err) != gws.StatusGoingAway || !strings.Contains(err.Error(), "shutting down") {
 			t.Fatalf("client: %v, want 1001 going away", err)
 		}
 	}
-	_, resp, err := e.tryDial(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}})
+	_, resp, err := e.tryDial(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial after Shutdown: %v, %v; want 503", resp, err)
 	}
@@ -216,7 +212,7 @@ func TestClientCloseEndsEverything(t *testing.T) {
 	if n := e.hub.LiveCollections(); n != 2 {
 		t.Fatalf("%d live collections, want 2", n)
 	}
-	c.c.Close(websocket.StatusNormalClosure, "bye")
+	c.Close(gws.StatusNormalClosure, "bye")
 	eventually(t, "the connection is gone", func() bool { return e.h.Connections() == 0 })
 	if n := e.hub.LiveCollections(); n != 0 {
 		t.Fatalf("%d live collections after the client left, want 0", n)
@@ -229,9 +225,9 @@ func TestPing(t *testing.T) {
 	e := newEnv(t, &config{ws: ws.Options{PingInterval: 20 * time.Millisecond, WriteTimeout: 500 * time.Millisecond}})
 
 	var pings atomic.Int64
-	answering := e.dialWith(&dialConfig{
-		subprotocols: []string{protocol.WSSubprotocol},
-		onPing: func(context.Context, []byte) bool {
+	answering := e.dialWith(&wstest.Options{
+		Subprotocols: []string{protocol.WSSubprotocol},
+		OnPing: func([]byte) bool {
 			pings.Add(1)
 			return true
 		},
@@ -251,9 +247,9 @@ func TestPing(t *testing.T) {
 	}()
 
 	var silentPings atomic.Int64
-	silent := e.dialWith(&dialConfig{
-		subprotocols: []string{protocol.WSSubprotocol},
-		onPing: func(context.Context, []byte) bool {
+	silent := e.dialWith(&wstest.Options{
+		Subprotocols: []string{protocol.WSSubprotocol},
+		OnPing: func([]byte) bool {
 			silentPings.Add(1)
 			return false // no pong
 		},
@@ -268,7 +264,7 @@ func TestPing(t *testing.T) {
 		}
 	}()
 
-	if err := <-silentDone; websocket.CloseStatus(err) != -1 {
+	if err := <-silentDone; wstest.CloseStatus(err) != wstest.Cut {
 		t.Fatalf("silent client: %v, want the connection cut", err)
 	}
 	if silentPings.Load() == 0 {
@@ -285,6 +281,6 @@ func TestPing(t *testing.T) {
 	case err := <-readErr:
 		t.Fatalf("answering client: %v", err)
 	}
-	answering.c.Close(websocket.StatusNormalClosure, "")
+	answering.Close(gws.StatusNormalClosure, "")
 	<-readErr
 }

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 	"go.uber.org/goleak"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/ws"
@@ -111,30 +112,23 @@ func (l *smallSendBuffers) Accept() (net.Conn, error) {
 
 func (e *env) url() string { return "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/v1/ws" }
 
-// dialConfig sets up a client.
-type dialConfig struct {
-	subprotocols []string
-	// readBuffer, when positive, shrinks the client's socket receive
-	// buffer.
-	readBuffer int
-	onPing     func(ctx context.Context, payload []byte) bool
-}
-
-// client is a test's WebSocket client.
+// client is a test's WebSocket client, failing the test when a step it
+// takes fails; every read and write is bounded by waitFor.
 type client struct {
+	*wstest.Client
 	t *testing.T
-	c *websocket.Conn
 }
 
 // dial connects with the viewsync.v1 subprotocol.
 func (e *env) dial() *client {
 	e.t.Helper()
-	return e.dialWith(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}})
+	return e.dialWith(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}})
 }
 
-func (e *env) dialWith(dc *dialConfig) *client {
+// dialWith connects as o says, failing the test if it cannot.
+func (e *env) dialWith(o *wstest.Options) *client {
 	e.t.Helper()
-	c, resp, err := e.tryDial(dc)
+	c, resp, err := e.tryDial(o)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -145,38 +139,42 @@ func (e *env) dialWith(dc *dialConfig) *client {
 	return c
 }
 
-func (e *env) tryDial(dc *dialConfig) (*client, *http.Response, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil && dc.readBuffer > 0 {
-				err = c.(*net.TCPConn).SetReadBuffer(dc.readBuffer)
-			}
-			return c, err
-		},
-	}
-	e.t.Cleanup(tr.CloseIdleConnections)
+// tryDial connects; when the server refuses the upgrade, it returns its
+// answer too, the body read whole.
+func (e *env) tryDial(o *wstest.Options) (*client, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, e.url(), &websocket.DialOptions{
-		HTTPClient:     &http.Client{Transport: tr},
-		Subprotocols:   dc.subprotocols,
-		OnPingReceived: dc.onPing,
-	})
+	c, resp, err := wstest.Dial(ctx, e.url(), o)
 	if err != nil {
 		return nil, resp, err
 	}
-	c.SetReadLimit(-1)
 	e.t.Cleanup(func() { c.CloseNow() })
-	return &client{t: e.t, c: c}, resp, nil
+	return &client{Client: c, t: e.t}, nil, nil
+}
+
+// readBuffer returns a NetDial that shrinks the client's socket receive
+// buffer to size.
+func readBuffer(size int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(size)
+		}
+		return c, err
+	}
+}
+
+// write writes one message (or control frame) of the given type.
+func (c *client) write(op gws.OpCode, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	return c.WriteMessage(ctx, op, payload)
 }
 
 // sendRaw writes one message of the given type.
-func (c *client) sendRaw(typ websocket.MessageType, b []byte) {
+func (c *client) sendRaw(op gws.OpCode, b []byte) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := c.c.Write(ctx, typ, b); err != nil {
+	if err := c.write(op, b); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }
@@ -188,25 +186,25 @@ func (c *client) send(m protocol.ClientMessage) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.sendRaw(websocket.MessageText, b)
+	c.sendRaw(gws.OpText, b)
 }
 
 // sendText writes one text message as is.
 func (c *client) sendText(s string) {
 	c.t.Helper()
-	c.sendRaw(websocket.MessageText, []byte(s))
+	c.sendRaw(gws.OpText, []byte(s))
 }
 
 // read returns the next server message, or the read error.
 func (c *client) read() (protocol.ServerMessage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	typ, b, err := c.c.Read(ctx)
+	op, b, err := c.ReadMessage(ctx)
 	if err != nil {
 		return protocol.ServerMessage{}, err
 	}
-	if typ != websocket.MessageText {
-		return protocol.ServerMessage{}, fmt.Errorf("server sent a %v message", typ)
+	if op != gws.OpText {
+		return protocol.ServerMessage{}, fmt.Errorf("server sent a %v message", op)
 	}
 	return protocol.DecodeServerMessage(b)
 }
@@ -253,8 +251,8 @@ func (c *client) expectResult(id string) protocol.ServerMessage {
 }
 
 // expectClosed reads until the connection ends and checks the close
-// status (-1: cut without a close frame).
-func (c *client) expectClosed(code websocket.StatusCode) error {
+// status (wstest.Cut: ended without a close frame).
+func (c *client) expectClosed(code gws.StatusCode) error {
 	c.t.Helper()
 	for {
 		_, err := c.read()
@@ -264,7 +262,7 @@ func (c *client) expectClosed(code websocket.StatusCode) error {
 		if errors.Is(err, protocol.ErrBadMessage) {
 			c.t.Fatalf("read: %v", err)
 		}
-		if got := websocket.CloseStatus(err); got != code {
+		if got := wstest.CloseStatus(err); got != code {
 			c.t.Fatalf("connection ended with %v (status %d), want status %d", err, got, code)
 		}
 		return err

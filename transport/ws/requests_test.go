@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/protocol"
@@ -239,23 +239,23 @@ func TestBadMessages(t *testing.T) {
 	c := e.dial()
 	bad := []struct {
 		name string
-		typ  websocket.MessageType
+		typ  gws.OpCode
 		in   string
 		id   string
 	}{
-		{"not json", websocket.MessageText, `subscribe me`, ""},
-		{"truncated", websocket.MessageText, `{"type":"subscribe","collection":"c"`, ""},
-		{"trailing", websocket.MessageText, `{"type":"unsubscribe","collection":"c"} {}`, ""},
-		{"unknown type", websocket.MessageText, `{"type":"publish","collection":"c"}`, ""},
-		{"missing type", websocket.MessageText, `{"collection":"c"}`, ""},
-		{"missing collection", websocket.MessageText, `{"type":"subscribe"}`, ""},
-		{"bad collection", websocket.MessageText, `{"type":"subscribe","collection":"C!"}`, ""},
-		{"unknown field", websocket.MessageText, `{"type":"ack","collection":"c","version":1,"at":2}`, ""},
-		{"call missing arg", websocket.MessageText, `{"type":"call","id":"q1","name":"n"}`, "q1"},
-		{"commit ops not array", websocket.MessageText, `{"type":"commit","id":"q2","collection":"c","ops":{}}`, "q2"},
-		{"invalid utf-8", websocket.MessageText, "{\"type\":\"unsubscribe\",\"collection\":\"\xff\"}", ""},
-		{"binary", websocket.MessageBinary, `{"type":"subscribe","collection":"c"}`, ""},
-		{"empty", websocket.MessageText, ``, ""},
+		{"not json", gws.OpText, `subscribe me`, ""},
+		{"truncated", gws.OpText, `{"type":"subscribe","collection":"c"`, ""},
+		{"trailing", gws.OpText, `{"type":"unsubscribe","collection":"c"} {}`, ""},
+		{"unknown type", gws.OpText, `{"type":"publish","collection":"c"}`, ""},
+		{"missing type", gws.OpText, `{"collection":"c"}`, ""},
+		{"missing collection", gws.OpText, `{"type":"subscribe"}`, ""},
+		{"bad collection", gws.OpText, `{"type":"subscribe","collection":"C!"}`, ""},
+		{"unknown field", gws.OpText, `{"type":"ack","collection":"c","version":1,"at":2}`, ""},
+		{"call missing arg", gws.OpText, `{"type":"call","id":"q1","name":"n"}`, "q1"},
+		{"commit ops not array", gws.OpText, `{"type":"commit","id":"q2","collection":"c","ops":{}}`, "q2"},
+		{"invalid utf-8", gws.OpText, "{\"type\":\"unsubscribe\",\"collection\":\"\xff\"}", ""},
+		{"binary", gws.OpBinary, `{"type":"subscribe","collection":"c"}`, ""},
+		{"empty", gws.OpText, ``, ""},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
@@ -283,7 +283,7 @@ func TestTooManyBadMessages(t *testing.T) {
 	c.send(&protocol.CommitMessage{ID: "x", Collection: "c", Ops: []protocol.Op{del("missing")}})
 	c.expectError("x", protocol.CodeNotFound)
 	c.sendText(`{"type":"nope"}`)
-	err := c.expectClosed(websocket.StatusPolicyViolation)
+	err := c.expectClosed(gws.StatusPolicyViolation)
 	if !strings.Contains(err.Error(), "too many bad messages") {
 		t.Errorf("close %v does not give the reason", err)
 	}
@@ -304,12 +304,10 @@ func TestOversizeMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The write may fail once the server has closed.
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := c.c.Write(ctx, websocket.MessageText, b); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := c.write(gws.OpText, b); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Logf("writing the big message: %v", err)
 	}
-	c.expectClosed(websocket.StatusMessageTooBig)
+	c.expectClosed(gws.StatusMessageTooBig)
 	eventually(t, "the connection is gone", func() bool { return e.h.Connections() == 0 })
 	if r, err := e.collection("c").Get(context.Background(), "a"); err != nil || r.Version != 1 {
 		t.Fatalf("record a = %+v, %v; want it unchanged at version 1", r, err)

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/transport/ws"
 )
@@ -269,7 +270,7 @@ func TestSlowConsumerGetsCatchUp(t *testing.T) {
 		ws:         ws.Options{WriteTimeout: 10 * time.Minute},
 		sendBuffer: 64 << 10,
 	})
-	c := e.dialWith(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}, readBuffer: 64 << 10})
+	c := e.dialWith(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}, NetDial: readBuffer(64 << 10)})
 	c.subscribe("big", nil, "")
 	v := newView("big")
 	v.apply(t, c.expect(protocol.TypeReset))
@@ -313,7 +314,7 @@ func TestSlowConsumerGetsCatchUp(t *testing.T) {
 // same collection keeps receiving every commit meanwhile.
 func TestStalledClientIsCut(t *testing.T) {
 	e := newEnv(t, &config{ws: ws.Options{WriteTimeout: time.Second}, sendBuffer: 64 << 10})
-	stalled := e.dialWith(&dialConfig{subprotocols: []string{protocol.WSSubprotocol}, readBuffer: 64 << 10})
+	stalled := e.dialWith(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}, NetDial: readBuffer(64 << 10)})
 	stalled.subscribe("s", nil, "")
 	stalled.expect(protocol.TypeReset)
 
@@ -366,7 +367,7 @@ func TestStalledClientIsCut(t *testing.T) {
 
 	// The stalled client finds what was buffered for it, then the end of a
 	// connection cut without a close frame.
-	stalled.expectClosed(-1)
+	stalled.expectClosed(wstest.Cut)
 }
 
 // TestHubCloseClosesConnections: when the hub closes, subscriptions end and
@@ -378,7 +379,7 @@ func TestHubCloseClosesConnections(t *testing.T) {
 	c.subscribe("b", u64(0), "")
 	c.expect(protocol.TypeReset)
 	e.hub.Close()
-	err := c.expectClosed(websocket.StatusGoingAway)
+	err := c.expectClosed(gws.StatusGoingAway)
 	if !strings.Contains(err.Error(), "shutting down") {
 		t.Errorf("close reason in %v does not say the server is shutting down", err)
 	}
@@ -388,5 +389,5 @@ func TestHubCloseClosesConnections(t *testing.T) {
 	// subscribe.
 	c2 := e.dial()
 	c2.subscribe("a", nil, "")
-	c2.expectClosed(websocket.StatusGoingAway)
+	c2.expectClosed(gws.StatusGoingAway)
 }
