@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/viewsync/viewsync/transport/sse"
 )
 
 // rawStream is an event stream read by hand from a TCP connection, with no
@@ -96,4 +98,28 @@ func TestLiveStreamsCostNoGoroutine(t *testing.T) {
 		s.conn.Close()
 	}
 	e.waitConnections(0)
+}
+
+// TestFlushIntervalKeepsEveryCommit: with a flush interval, commits that
+// come faster than it reach every live stream together, each once, in
+// order.
+func TestFlushIntervalKeepsEveryCommit(t *testing.T) {
+	e := newEnv(t, config{SSE: sse.Options{FlushInterval: 50 * time.Millisecond}})
+	base := e.put("a", 0)
+	epoch := e.head().Epoch
+	clients := make([]*client, 3)
+	for i := range clients {
+		clients[i] = e.newClient("items", "", nil)
+		if ev := clients[i].nextEvent(); ev.Event != "reset" {
+			t.Fatalf("client %d: first event %q, want reset", i, ev.Event)
+		}
+	}
+	e.waitConnections(len(clients))
+	const commits = 40
+	for n := range commits {
+		e.put(fmt.Sprintf("r%d", n%7), n)
+	}
+	for _, c := range clients {
+		c.expectCommits(epoch, base+1, base+commits)
+	}
 }

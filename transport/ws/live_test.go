@@ -1,11 +1,14 @@
 package ws_test
 
 import (
+	"fmt"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/ws"
 )
 
 // TestIdleConnectionsCostNoGoroutine: a current subscription holds no
@@ -44,6 +47,31 @@ func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 			m := c.expect(protocol.TypeCommit)
 			if m.Version != version {
 				t.Fatalf("client %d, commit %d: version %d, want %d", i, v, m.Version, version)
+			}
+		}
+	}
+}
+
+// TestFlushIntervalKeepsEveryCommit: with a flush interval, commits that
+// come faster than it reach every live subscription together, each once,
+// in order.
+func TestFlushIntervalKeepsEveryCommit(t *testing.T) {
+	e := newEnv(t, &config{ws: ws.Options{FlushInterval: 50 * time.Millisecond}})
+	base := e.put("a", "k", "0")
+	clients := make([]*client, 3)
+	for i := range clients {
+		clients[i] = e.dial()
+		clients[i].subscribe("a", nil, "")
+		clients[i].expect(protocol.TypeReset)
+	}
+	const commits = 40
+	for n := range commits {
+		e.put("a", fmt.Sprintf("r%d", n%7), strconv.Itoa(n))
+	}
+	for i, c := range clients {
+		for v := base + 1; v <= base+commits; v++ {
+			if m := c.expect(protocol.TypeCommit); m.Version != v {
+				t.Fatalf("client %d: commit version %d, want %d", i, m.Version, v)
 			}
 		}
 	}
