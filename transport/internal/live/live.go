@@ -16,6 +16,10 @@ import (
 // ShardSize is how many streams one pump goroutine sweeps.
 const ShardSize = 512
 
+// SpacingFactor is how many times its duration a sweep is kept apart from
+// the next when Pumps.Interval is set.
+const SpacingFactor = 10
+
 // Stream is one subscription on the live path. Its methods are called from
 // the goroutine of the shard holding it, one at a time.
 type Stream interface {
@@ -45,11 +49,16 @@ type Member struct {
 type Pumps struct {
 	// Tick is the interval of Stream.Tick. Default 1s.
 	Tick time.Duration
-	// Interval is the shortest time between the starts of two sweeps of a
-	// shard: commits that come faster wait for the next sweep and are
-	// written together, one write for several, so that each delivery
-	// costs less CPU for a bounded delay. A commit after a quiet spell is
-	// swept at once. 0: every change is swept at once.
+	// Interval bounds how long a change may wait for its sweep. The
+	// sweeps of a shard start at least SpacingFactor times the last
+	// sweep's duration apart, and at most Interval: changes that come
+	// faster wait for the next sweep and are written together, one write
+	// for several, so that the pump spends at most about a tenth of its
+	// time writing. A shard whose sweeps are quick (few streams, an idle
+	// machine) holds nothing back; a large one under a fast stream of
+	// changes trades up to Interval of delay for a fraction of the CPU. A
+	// change after a quiet spell is swept at once. 0: every change is
+	// swept at once.
 	Interval time.Duration
 
 	mu    sync.Mutex
@@ -184,13 +193,16 @@ func (sh *shard) run() {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var hold *time.Timer // waits out Pumps.Interval
+	var hold *time.Timer // waits out the spacing
 	defer func() {
 		if hold != nil {
 			hold.Stop()
 		}
 	}()
+	// swept is when the last sweep started; spacing how far apart from it
+	// the next one starts.
 	var swept time.Time
+	var spacing time.Duration
 	var streams []Stream
 	snapshot := func() bool {
 		sh.mu.Lock()
@@ -218,9 +230,12 @@ func (sh *shard) run() {
 			sh.visit(s, s.Sweep)
 		}
 		clear(streams)
+		if limit := sh.p.ps.Interval; limit > 0 {
+			spacing = min(limit, SpacingFactor*time.Since(swept))
+		}
 		select {
 		case <-changed:
-			if d := sh.p.ps.Interval - time.Since(swept); sh.p.ps.Interval > 0 && d > 0 {
+			if d := spacing - time.Since(swept); d > 0 {
 				// Let more commits come, to be written with this one.
 				if hold == nil {
 					hold = time.NewTimer(d)
