@@ -86,7 +86,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
 	fs.DurationVar(&c.pingInterval, "ping-interval", 15*time.Second, "keep-alive interval of idle SSE and WebSocket connections")
-	fs.DurationVar(&c.flushInterval, "flush-interval", defaultFlushInterval, "shortest time between two writes of commits to a collection's SSE and WebSocket clients: commits coming faster go out together, one system call for several (less CPU per delivery, at most this much later); 0 writes every commit at once")
+	fs.DurationVar(&c.flushInterval, "flush-interval", defaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "an SSE or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
 	fs.IntVar(&c.maxSSE, "max-sse-connections", sse.DefaultMaxConnections, "most concurrent Server-Sent Events streams")
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")

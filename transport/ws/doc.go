@@ -14,8 +14,9 @@
 // pages of history) has a goroutine of its own until it is current; then
 // it waits in its collection's pump (package transport/internal/live),
 // whose few goroutines write each commit's frame — framed once for every
-// subscriber — to every current subscription in one non-blocking writev,
-// with Options.FlushInterval between two writes when commits come faster.
+// subscriber — to every current subscription in one non-blocking writev;
+// when commits come fast to many subscribers, several go out in one write
+// (Options.FlushInterval).
 // An idle connection costs its socket, its subscriptions and a few hundred
 // bytes of bookkeeping. Frames are read with github.com/gobwas/ws (which
 // also answers the upgrade); the server frames its own messages (server
