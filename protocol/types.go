@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -37,6 +38,17 @@ type Commit struct {
 	Ops []Op `json:"ops"`
 }
 
+// Clone returns a copy of c that shares no memory with it.
+func (c Commit) Clone() Commit {
+	ops := make([]Op, len(c.Ops))
+	for i, op := range c.Ops {
+		op.Value = slices.Clone(op.Value)
+		ops[i] = op
+	}
+	c.Ops = ops
+	return c
+}
+
 // Record is one record of a collection.
 type Record struct {
 	// ID is the record's key within its collection.
@@ -45,6 +57,12 @@ type Record struct {
 	Value json.RawMessage `json:"value"`
 	// Version is the collection version of the commit that last wrote it.
 	Version uint64 `json:"version"`
+}
+
+// Clone returns a copy of r that shares no memory with it.
+func (r Record) Clone() Record {
+	r.Value = slices.Clone(r.Value)
+	return r
 }
 
 // Head names a collection's current history and position in it.

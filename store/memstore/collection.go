@@ -212,7 +212,7 @@ func (c *collection) compact() {
 func (c *collection) snapshot() protocol.Snapshot {
 	recs := make([]protocol.Record, 0, len(c.records))
 	for _, r := range c.records {
-		recs = append(recs, cloneRecord(r))
+		recs = append(recs, r.Clone())
 	}
 	slices.SortFunc(recs, func(a, b protocol.Record) int {
 		switch {
@@ -243,7 +243,7 @@ func (c *collection) changes(after uint64, limit int) (protocol.Changes, error) 
 	}
 	ch.Commits = make([]protocol.Commit, 0, to-from)
 	for _, cm := range c.log[from:to] {
-		ch.Commits = append(ch.Commits, cloneCommit(cm))
+		ch.Commits = append(ch.Commits, cm.Clone())
 	}
 	return ch, nil
 }
@@ -264,7 +264,7 @@ func (c *collection) catchUp(after uint64) (protocol.CatchUp, error) {
 	i := sort.Search(len(c.written), func(i int) bool { return c.written[i].version > after })
 	for _, e := range c.written[i:] {
 		if r, ok := c.records[e.id]; ok && r.Version == e.version {
-			cu.Records = append(cu.Records, cloneRecord(r))
+			cu.Records = append(cu.Records, r.Clone())
 		}
 	}
 	j := sort.Search(len(c.tombs), func(j int) bool { return c.tombs[j].version > after })

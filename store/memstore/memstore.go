@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -86,7 +85,7 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 		if err != nil {
 			return store.Applied{}, fmt.Errorf("memstore: apply to %s: op %d: %w", collection, i, err)
 		}
-		n.Value = cloneValue(n.Value)
+		n.Value = slices.Clone(n.Value)
 		own[i] = n
 	}
 	c, err := s.lookup(ctx, collection, true)
@@ -99,7 +98,7 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	if err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
 	}
-	return store.Applied{Epoch: c.epoch, Commit: cloneCommit(cm)}, nil
+	return store.Applied{Epoch: c.epoch, Commit: cm.Clone()}, nil
 }
 
 // Get implements store.Store.
@@ -113,7 +112,7 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 		r, ok := c.records[id]
 		c.mu.RUnlock()
 		if ok {
-			return cloneRecord(r), nil
+			return r.Clone(), nil
 		}
 	}
 	return protocol.Record{}, fmt.Errorf("memstore: get %s/%s: %w", collection, id, store.ErrNotFound)
@@ -230,29 +229,4 @@ func newEpoch(old string) string {
 			return e
 		}
 	}
-}
-
-// cloneValue returns a copy of v that shares no memory with it.
-func cloneValue(v json.RawMessage) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	return slices.Clone(v)
-}
-
-// cloneRecord returns a copy of r that shares no memory with it.
-func cloneRecord(r protocol.Record) protocol.Record {
-	r.Value = cloneValue(r.Value)
-	return r
-}
-
-// cloneCommit returns a copy of c that shares no memory with it.
-func cloneCommit(c protocol.Commit) protocol.Commit {
-	ops := make([]protocol.Op, len(c.Ops))
-	for i, op := range c.Ops {
-		op.Value = cloneValue(op.Value)
-		ops[i] = op
-	}
-	c.Ops = ops
-	return c
 }

@@ -287,7 +287,7 @@ func (c *coll) installLocked(st *state) {
 		// A reload of the same history: the watchers get the commits
 		// they missed, if any, from the log.
 		for _, e := range st.log[prev.version-st.logFloor:] {
-			cm := cloneCommit(e.commit)
+			cm := e.commit.Clone()
 			c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &cm, Version: cm.Version})
 		}
 	default:

@@ -330,7 +330,7 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 			st.applyCommit(cm, f.asm.seq)
 			st.trimLog(c.s.cfg.RetainCommits)
 			if c.s.watch.active() {
-				ev := cloneCommit(cm)
+				ev := cm.Clone()
 				c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &ev, Version: cm.Version})
 			}
 		}

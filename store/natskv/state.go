@@ -219,14 +219,14 @@ func (s *state) get(id string) (protocol.Record, bool) {
 	if !ok {
 		return protocol.Record{}, false
 	}
-	return cloneRecord(r), true
+	return r.Clone(), true
 }
 
 // snapshot returns a copy of every record, sorted by id.
 func (s *state) snapshot() protocol.Snapshot {
 	recs := make([]protocol.Record, 0, len(s.records))
 	for _, r := range s.records {
-		recs = append(recs, cloneRecord(r))
+		recs = append(recs, r.Clone())
 	}
 	slices.SortFunc(recs, func(a, b protocol.Record) int { return strings.Compare(a.ID, b.ID) })
 	return protocol.Snapshot{Epoch: s.epoch, Version: s.version, Records: recs}
@@ -249,7 +249,7 @@ func (s *state) changes(after uint64, limit int) (protocol.Changes, error) {
 	}
 	ch.Commits = make([]protocol.Commit, 0, to-from)
 	for _, e := range s.log[from:to] {
-		ch.Commits = append(ch.Commits, cloneCommit(e.commit))
+		ch.Commits = append(ch.Commits, e.commit.Clone())
 	}
 	return ch, nil
 }
@@ -270,7 +270,7 @@ func (s *state) catchUp(after uint64) (protocol.CatchUp, error) {
 	i := sort.Search(len(s.written), func(i int) bool { return s.written[i].version > after })
 	for _, e := range s.written[i:] {
 		if r, ok := s.records[e.id]; ok && r.Version == e.version {
-			cu.Records = append(cu.Records, cloneRecord(r))
+			cu.Records = append(cu.Records, r.Clone())
 		}
 	}
 	j := sort.Search(len(s.tombs), func(j int) bool { return s.tombs[j].version > after })
@@ -280,21 +280,4 @@ func (s *state) catchUp(after uint64) (protocol.CatchUp, error) {
 		}
 	}
 	return cu, nil
-}
-
-// cloneRecord returns a copy of r that shares no memory with it.
-func cloneRecord(r protocol.Record) protocol.Record {
-	r.Value = slices.Clone(r.Value)
-	return r
-}
-
-// cloneCommit returns a copy of c that shares no memory with it.
-func cloneCommit(c protocol.Commit) protocol.Commit {
-	ops := make([]protocol.Op, len(c.Ops))
-	for i, op := range c.Ops {
-		op.Value = slices.Clone(op.Value)
-		ops[i] = op
-	}
-	c.Ops = ops
-	return c
 }

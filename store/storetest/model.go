@@ -69,22 +69,11 @@ func (h *history) add(c protocol.Commit) error {
 	if err := next.apply(c); err != nil {
 		return err
 	}
-	h.commits = append(h.commits, cloneCommit(c))
+	// A copy, so the suite's history cannot change when a test
+	// scribbles on what a store returned.
+	h.commits = append(h.commits, c.Clone())
 	h.states = append(h.states, next)
 	return nil
-}
-
-// cloneCommit returns a copy of c that shares no memory with it, so the
-// suite's history cannot change when a test scribbles on what a store
-// returned.
-func cloneCommit(c protocol.Commit) protocol.Commit {
-	ops := make([]protocol.Op, len(c.Ops))
-	for i, op := range c.Ops {
-		op.Value = slices.Clone(op.Value)
-		ops[i] = op
-	}
-	c.Ops = ops
-	return c
 }
 
 // head returns the latest version.
