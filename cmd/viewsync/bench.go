@@ -32,6 +32,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/viewsync/viewsync/protocol"
 )
 
 const benchUsage = `Usage: viewsync bench <scenario> [flags]
@@ -144,6 +146,9 @@ func (c *benchCommon) validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--url must be an http:// or https:// URL, not %q", c.url)
 		}
+	}
+	if err := protocol.ValidateCollection(c.collection); err != nil {
+		return fmt.Errorf("--collection: %w", err)
 	}
 	return nil
 }

@@ -78,9 +78,6 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_BEHIND):
 	case c.retainCommits > 0 && !c.spawn:
 		return fmt.Errorf("%w: --retain-commits needs --spawn", errBadFlag)
 	}
-	if err := protocol.ValidateCollection(c.collection); err != nil {
-		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
-	}
 	if c.retainCommits > 0 {
 		c.serverArgs = append(c.serverArgs, "--retain-commits", strconv.Itoa(c.retainCommits))
 	}

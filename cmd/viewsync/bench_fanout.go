@@ -96,9 +96,6 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
 	case int(c.rate*c.duration.Seconds()) < 1:
 		return fmt.Errorf("%w: --rate times --duration must make at least one commit", errBadFlag)
 	}
-	if err := protocol.ValidateCollection(c.collection); err != nil {
-		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
-	}
 	return runFanout(ctx, c, stdout, stderr)
 }
 

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/viewsync/viewsync/protocol"
 )
 
 // idleConfig holds the flags of 'viewsync bench idle'.
@@ -60,9 +58,6 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
 	}
 	if c.settle < 0 {
 		return fmt.Errorf("%w: --settle must not be negative", errBadFlag)
-	}
-	if err := protocol.ValidateCollection(c.collection); err != nil {
-		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
 	}
 	return runIdle(ctx, c, stdout, stderr)
 }

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/viewsync/viewsync/protocol"
 )
 
 // pollConfig holds the flags of 'viewsync bench poll'.
@@ -55,9 +53,6 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
 		return fmt.Errorf("%w: --connections must be positive", errBadFlag)
 	case c.duration <= 0:
 		return fmt.Errorf("%w: --duration must be positive", errBadFlag)
-	}
-	if err := protocol.ValidateCollection(c.collection); err != nil {
-		return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
 	}
 	return runPoll(ctx, c, stdout, stderr)
 }
