@@ -106,6 +106,22 @@ func ErrorCode(err error) protocol.Code {
 	}
 }
 
+// Redact returns the error of a write as it may be told to a caller who
+// may write the collection but not read it. A failed precondition keeps its
+// meaning (it is still ErrPrecondition, 412) but names no record and no
+// version: the record's current version, whether it exists, and which of a
+// commit's preconditions failed are what a reader would learn. Other errors
+// are returned as they are.
+func Redact(err error) error {
+	if errors.Is(err, ErrPrecondition) {
+		return errRedactedPrecondition
+	}
+	return err
+}
+
+// errRedactedPrecondition is what Redact makes of a failed precondition.
+var errRedactedPrecondition = fmt.Errorf("%w: a record is not at the version the write required", ErrPrecondition)
+
 // invalid wraps err as ErrInvalid unless it already is a typed input error.
 func invalid(err error) error {
 	return fmt.Errorf("%w: %w", ErrInvalid, err)

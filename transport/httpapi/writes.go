@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -64,6 +65,22 @@ func (h *Handler) failWrite(w http.ResponseWriter, r *http.Request, err error) {
 	h.fail(w, r, err)
 }
 
+// mayRead reports whether the caller of r may read collection c. Without a
+// Policy every caller may.
+func mayRead(r *http.Request, c string) bool {
+	pr, ok := auth.FromContext(r.Context())
+	return !ok || pr.Allows(auth.Read, c)
+}
+
+// failWriteTo answers a write to collection c that the hub refused. A
+// caller who may not read c is told no more than viewsync.Redact leaves.
+func (h *Handler) failWriteTo(w http.ResponseWriter, r *http.Request, c string, err error) {
+	if !mayRead(r, c) {
+		err = viewsync.Redact(err)
+	}
+	h.fail(w, r, err)
+}
+
 // recordWrite prepares a single-record write: collection, id and the
 // preconditions of If-Match / If-None-Match. With If-Match: * it pins the
 // record's current version, so the write fails if the record is gone.
@@ -110,6 +127,9 @@ func (h *Handler) patchRecord(w http.ResponseWriter, r *http.Request) {
 
 // writeRecord answers a PUT or PATCH of one record: the body (of one of the
 // accepted content types) goes to write, under the request's preconditions.
+// The answer is {"version","record"}, or only {"version"} for a caller who
+// may write the collection but not read it: a patch's record holds the
+// value it was merged into.
 func (h *Handler) writeRecord(w http.ResponseWriter, r *http.Request, write recordWriter, accepted ...string) {
 	c, id, opts, ok := h.recordWrite(w, r)
 	if !ok {
@@ -122,10 +142,15 @@ func (h *Handler) writeRecord(w http.ResponseWriter, r *http.Request, write reco
 	}
 	rec, err := write(c, r.Context(), id, body, opts...)
 	if err != nil {
-		h.fail(w, r, err)
+		h.failWriteTo(w, r, c.Name(), err)
 		return
 	}
+	// The ETag is the new version, which every writer is told.
 	w.Header().Set("ETag", versionETag(rec.Version))
+	if !mayRead(r, c.Name()) {
+		writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: rec.Version})
+		return
+	}
 	writeJSON(w, http.StatusOK, protocol.RecordResponse{Version: rec.Version, Record: rec})
 }
 
@@ -136,7 +161,7 @@ func (h *Handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := c.Delete(r.Context(), id, opts...)
 	if err != nil {
-		h.fail(w, r, err)
+		h.failWriteTo(w, r, c.Name(), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: v})
@@ -159,7 +184,7 @@ func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	cm, err := c.Commit(r.Context(), req.Ops, req.If)
 	if err != nil {
-		h.fail(w, r, err)
+		h.failWriteTo(w, r, c.Name(), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: cm.Version})

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
 func etagOf(v uint64) string { return `"` + strconv.FormatUint(v, 10) + `"` }
@@ -351,4 +354,156 @@ func equalState(a, b storeState) bool {
 		}
 	}
 	return true
+}
+
+// TestWritesAnswerWhatTheCallerMayRead: a caller who may write a
+// collection but not read it learns, from every write endpoint, only the
+// version its write made: no record value (a patch's answer would hold the
+// value it merged into), and from a failed precondition neither the
+// record's version nor whether it exists. A caller who may read both gets
+// the full answers (the control).
+func TestWritesAnswerWhatTheCallerMayRead(t *testing.T) {
+	const secret = `{"secret":"hidden-5b1c"}`
+	writer := auth.Principal{Subject: "wanda", Rights: auth.Rights{Write: []string{"*"}}}
+	reader := auth.Principal{Subject: "rita", Rights: auth.Rights{Read: []string{"*"}, Write: []string{"*"}}}
+	s := newTestServer(t, &httpapi.Options{Policy: &auth.Policy{
+		Authenticate: func(r *http.Request) (auth.Principal, error) {
+			if r.Header.Get("Authorization") == "Bearer reader" {
+				return reader, nil
+			}
+			return writer, nil
+		},
+	}})
+	// Record a of c1 is at version 13 (its collection moves on to 17);
+	// c2 has no record a.
+	restoreAt13(t, s, secret)
+	s.put("c2", "filler", `0`)
+	const hidden = "13" // what a writer must not learn
+
+	type write struct {
+		name, method, path, contentType, body string
+		header                                []string
+	}
+	rec := func(c string) string { return "/v1/collections/" + c + "/records/a" }
+	commits := func(c string) string { return "/v1/collections/" + c + "/commits" }
+	send := func(who string, w write, c string) response {
+		t.Helper()
+		kv := append([]string{"Authorization", "Bearer " + who}, w.header...)
+		var body []byte
+		if w.body != "" {
+			body = []byte(w.body)
+			kv = append(kv, "Content-Type", w.contentType)
+		}
+		return s.do(w.method, strings.ReplaceAll(w.path, "{c}", c), body, kv...)
+	}
+
+	t.Run("accepted", func(t *testing.T) {
+		for _, w := range []write{
+			{name: "PUT", method: http.MethodPut, path: rec("{c}"), contentType: "application/json", body: `{"n":1}`},
+			{name: "PUT If-Match", method: http.MethodPut, path: rec("{c}"), contentType: "application/json", body: `{"n":1}`, header: []string{"If-Match", `"13"`}},
+			{name: "PUT If-Match *", method: http.MethodPut, path: rec("{c}"), contentType: "application/json", body: `{"n":1}`, header: []string{"If-Match", "*"}},
+			{name: "PATCH {}", method: http.MethodPatch, path: rec("{c}"), contentType: "application/merge-patch+json", body: `{}`},
+			{name: "PATCH a field", method: http.MethodPatch, path: rec("{c}"), contentType: "application/merge-patch+json", body: `{"n":2}`},
+			{name: "DELETE", method: http.MethodDelete, path: rec("{c}")},
+			{name: "POST commits", method: http.MethodPost, path: commits("{c}"), contentType: "application/json",
+				body: `{"ops":[{"op":"put","id":"b","value":1}],"if":{"a":13}}`},
+		} {
+			t.Run(w.name, func(t *testing.T) {
+				// Each write finds a back at version 13 with the secret.
+				restoreAt13(t, s, secret)
+				v := s.head("c1").Version + 1
+				r := send("writer", w, "c1")
+				if r.Status != http.StatusOK {
+					t.Fatalf("status %d: %s", r.Status, r.Body)
+				}
+				var got map[string]json.RawMessage
+				wantJSON(t, r, &got)
+				if len(got) != 1 || string(got["version"]) != strconv.FormatUint(v, 10) {
+					t.Errorf("a writer without read got %s, want only {\"version\":%d}", r.Body, v)
+				}
+				if strings.Contains(string(r.Body), "hidden") {
+					t.Errorf("a writer without read got the record's value: %s", r.Body)
+				}
+				if et := r.Header.Get("ETag"); et != "" && et != etagOf(v) {
+					t.Errorf("ETag %s, want none or the new version %s", et, etagOf(v))
+				}
+			})
+		}
+	})
+
+	t.Run("precondition failed", func(t *testing.T) {
+		for _, w := range []write{
+			{name: "PUT If-Match", method: http.MethodPut, path: rec("{c}"), contentType: "application/json", body: `{"n":1}`, header: []string{"If-Match", `"7"`}},
+			{name: "PATCH If-Match", method: http.MethodPatch, path: rec("{c}"), contentType: "application/merge-patch+json", body: `{}`, header: []string{"If-Match", `"7"`}},
+			{name: "DELETE If-Match", method: http.MethodDelete, path: rec("{c}"), header: []string{"If-Match", `"7"`}},
+			{name: "POST commits if", method: http.MethodPost, path: commits("{c}"), contentType: "application/json",
+				body: `{"ops":[{"op":"put","id":"b","value":1}],"if":{"a":7}}`},
+			{name: "POST commits two ifs", method: http.MethodPost, path: commits("{c}"), contentType: "application/json",
+				body: `{"ops":[{"op":"put","id":"b","value":1}],"if":{"a":7,"z":0}}`},
+		} {
+			t.Run(w.name, func(t *testing.T) {
+				before := s.state("c1", "c2")
+				// The same write where a exists at 13 and where it does
+				// not: the writer cannot tell them apart.
+				present, absent := send("writer", w, "c1"), send("writer", w, "c2")
+				for _, r := range []response{present, absent} {
+					wantError(t, r, http.StatusPreconditionFailed, protocol.CodePreconditionFailed)
+					if strings.Contains(string(r.Body), hidden) || strings.Contains(string(r.Body), "hidden") {
+						t.Errorf("the 412 tells a writer without read the record's version: %s", r.Body)
+					}
+					if et := r.Header.Get("ETag"); et != "" {
+						t.Errorf("the 412 carries ETag %s", et)
+					}
+				}
+				if !bytes.Equal(present.Body, bytes.ReplaceAll(absent.Body, []byte("c2"), []byte("c1"))) {
+					t.Errorf("the 412 tells whether the record exists:\n present: %s\n absent:  %s", present.Body, absent.Body)
+				}
+				if after := s.state("c1", "c2"); !equalState(before, after) {
+					t.Errorf("a failed precondition changed the store")
+				}
+				// The control: a caller who may read is told the version.
+				r := send("reader", w, "c1")
+				wantError(t, r, http.StatusPreconditionFailed, protocol.CodePreconditionFailed)
+				if !strings.Contains(string(r.Body), hidden) {
+					t.Errorf("a reader's 412 does not tell the version: %s", r.Body)
+				}
+			})
+		}
+	})
+
+	t.Run("create only", func(t *testing.T) {
+		// If-None-Match: * tells existence by its nature, nothing more.
+		r := send("writer", write{method: http.MethodPut, path: rec("{c}"), contentType: "application/json", body: `1`,
+			header: []string{"If-None-Match", "*"}}, "c1")
+		wantError(t, r, http.StatusPreconditionFailed, protocol.CodePreconditionFailed)
+		if strings.Contains(string(r.Body), hidden) || r.Header.Get("ETag") != "" {
+			t.Errorf("If-None-Match: * told a writer without read more than existence: %v %s", r.Header, r.Body)
+		}
+	})
+
+	t.Run("reader", func(t *testing.T) {
+		restoreAt13(t, s, secret)
+		v := s.head("c1").Version + 1
+		r := send("reader", write{method: http.MethodPatch, path: rec("{c}"), contentType: "application/merge-patch+json", body: `{}`}, "c1")
+		wantRecordResponse(t, s, r, "c1", "a", secret, v)
+	})
+}
+
+// restoreAt13 makes record a of c1 hold value at version 13, in a new
+// epoch of c1 whose head is at 17.
+func restoreAt13(t *testing.T, s *testServer, value string) {
+	t.Helper()
+	col := s.coll("c1")
+	if _, err := col.Drop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 12 {
+		s.put("c1", "filler", `0`)
+	}
+	if v := s.put("c1", "a", value); v != 13 {
+		t.Fatalf("a at version %d, want 13", v)
+	}
+	for range 4 {
+		s.put("c1", "filler", `0`)
+	}
 }

@@ -216,7 +216,9 @@ func (c *conn) answer(ctx context.Context, id string, result []byte, versions ma
 }
 
 // commit applies a commit message. Commits of one connection are applied
-// one at a time, in the order they arrive.
+// one at a time, in the order they arrive. The answer is the new version;
+// a failure is told to a principal without the read right on the
+// collection as viewsync.Redact leaves it.
 func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 	if err := c.admit(auth.Write, m.Collection); err != nil {
 		c.answerError(ctx, m.ID, err)
@@ -229,6 +231,9 @@ func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 	}
 	cm, err := col.Commit(ctx, m.Ops, m.If)
 	if err != nil {
+		if !c.mayRead(m.Collection) {
+			err = viewsync.Redact(err)
+		}
 		c.answerError(ctx, m.ID, err)
 		return
 	}
@@ -269,6 +274,12 @@ func (c *conn) admit(a auth.Action, name string) error {
 		return nil
 	}
 	return c.h.opts.Policy.Allow(c.principal, c.addr, a, name)
+}
+
+// mayRead reports whether the connection's principal may read the
+// collection name. Without a Policy everyone may.
+func (c *conn) mayRead(name string) bool {
+	return c.h.opts.Policy == nil || c.principal.Allows(auth.Read, name)
 }
 
 // ack records what the client has rendered of a subscription.
