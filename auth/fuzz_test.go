@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,6 +105,10 @@ func FuzzVerify(f *testing.F) {
 		sign(f, jwt.SigningMethodHS256, jwksDoc(f, fk.jwks...), "fz-ed", claims("confused")),
 		unsigned(f, map[string]any{"alg": "none"}, claims("none"), ""),
 		parts[0] + "." + b64([]byte(`{"sub":"seed-hs","exp":99999999999,"aud":"fuzz","iss":"fuzz-issuer","viewsync":{"read":["*"]}}`)) + "." + parts[2],
+		// Correctly signed, but ambiguous or with an extension to honour.
+		signRaw(f, jwt.SigningMethodHS256, fk.secret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"seed-hs","aud":"fuzz","iss":"fuzz-issuer","exp":1,"exp":%d}`, now.Add(time.Hour).Unix())),
+		signRaw(f, jwt.SigningMethodHS256, fk.secret, `{"alg":"none","alg":"HS256"}`, fmt.Sprintf(`{"sub":"seed-hs","aud":"fuzz","iss":"fuzz-issuer","exp":%d}`, now.Add(time.Hour).Unix())),
+		signRaw(f, jwt.SigningMethodHS256, fk.secret, `{"alg":"HS256","crit":["b64"],"b64":false}`, fmt.Sprintf(`{"sub":"seed-hs","aud":"fuzz","iss":"fuzz-issuer","exp":%d}`, now.Add(time.Hour).Unix())),
 	}
 	for _, tok := range invalid {
 		if _, err := v.Verify(tok); err == nil {
@@ -135,4 +142,122 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("seed %s verified as %+v", p.Subject, p)
 		}
 	})
+}
+
+// FuzzVerifyStrict signs arbitrary headers and claims with the secret, so
+// that only the reading of the JSON can refuse them. It must never panic,
+// and a token it accepts must be unambiguous: no key repeated at any depth
+// of the header or claims (by a reference check on encoding/json's
+// tokenizer), no "crit" header, the claims it reads spelled exactly, and
+// its principal's subject the one encoding/json reads.
+func FuzzVerifyStrict(f *testing.F) {
+	fk := fuzzKeys(f)
+	now := time.Unix(1_800_000_000, 0)
+	v, err := NewJWT(JWTOptions{Secret: fk.secret, Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	exp := now.Add(time.Hour).Unix()
+	for _, seed := range [][2]string{
+		{`{"alg":"HS256","typ":"JWT"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":["*"]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":1,"exp":%d}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"EXP":1}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":[],"read":["*"]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":[],"READ":["*"]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"x":[{"a":1,"a":2}]}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d}{"sub":"root"}`, exp)},
+		{`{"alg":"HS256","alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
+		{`{"alg":"HS256","crit":["b64"],"b64":false}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
+		{`{"alg":"HS256","crit":[]}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, header, claims string) {
+		p, err := v.Verify(signRaw(t, jwt.SigningMethodHS256, fk.secret, header, claims))
+		if err != nil {
+			if !errors.Is(err, viewsync.ErrUnauthorized) {
+				t.Fatalf("error %v does not wrap ErrUnauthorized", err)
+			}
+			return
+		}
+		for _, seg := range []string{header, claims} {
+			if refRepeats([]byte(seg)) {
+				t.Fatalf("accepted %q, which repeats a key", seg)
+			}
+		}
+		var h, c map[string]json.RawMessage
+		if json.Unmarshal([]byte(header), &h) != nil || json.Unmarshal([]byte(claims), &c) != nil {
+			t.Fatalf("accepted header %q and claims %q, not both JSON objects", header, claims)
+		}
+		if _, ok := h["crit"]; ok {
+			t.Fatalf("accepted the header %q, with crit", header)
+		}
+		for key := range c {
+			for _, name := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "viewsync"} {
+				if key != name && strings.EqualFold(key, name) {
+					t.Fatalf("accepted the claim %q for %q", key, name)
+				}
+			}
+		}
+		var rights map[string]json.RawMessage
+		json.Unmarshal(c["viewsync"], &rights)
+		for key := range rights {
+			for _, name := range []string{"read", "write", "call"} {
+				if key != name && strings.EqualFold(key, name) {
+					t.Fatalf("accepted the viewsync field %q for %q", key, name)
+				}
+			}
+		}
+		var sub string
+		json.Unmarshal(c["sub"], &sub)
+		if p.Subject != sub {
+			t.Fatalf("subject %q, but the claims say %q", p.Subject, sub)
+		}
+	})
+}
+
+// refRepeats reports whether the JSON text b has an object that repeats a
+// key, reading it with encoding/json's tokenizer: a check independent of
+// the one Verify makes. Text that is not JSON repeats nothing.
+func refRepeats(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func() (bool, error)
+	walk = func() (bool, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return false, err
+		}
+		repeats := false
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return false, err
+				}
+				key, _ := k.(string)
+				repeats = repeats || seen[key]
+				seen[key] = true
+				r, err := walk()
+				if err != nil {
+					return false, err
+				}
+				repeats = repeats || r
+			}
+			_, err = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				r, err := walk()
+				if err != nil {
+					return false, err
+				}
+				repeats = repeats || r
+			}
+			_, err = dec.Token()
+		}
+		return repeats, err
+	}
+	repeats, err := walk()
+	return err == nil && repeats
 }

@@ -41,7 +41,9 @@ type JWTOptions struct {
 // must carry "exp"; "nbf", "aud" and "iss" are checked when present or
 // configured. The algorithm comes from the configuration: a token whose
 // header names another ("none", or HS256 signed with a public key) is
-// refused.
+// refused. Tokens are read strictly: a header or claims repeating a key,
+// a claim Verify reads spelled in another case, or a "crit" header
+// parameter (no extension is understood) is refused.
 type JWT struct {
 	secret    []byte
 	secretAlg string
@@ -130,6 +132,9 @@ func (v *JWT) Authenticate(r *http.Request) (Principal, error) {
 func (v *JWT) Verify(token string) (Principal, error) {
 	if len(token) > MaxTokenBytes {
 		return Principal{}, fmt.Errorf("%w: token longer than %d bytes", viewsync.ErrUnauthorized, MaxTokenBytes)
+	}
+	if err := checkStrict(token); err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", viewsync.ErrUnauthorized, err)
 	}
 	var c claims
 	t, err := v.parser.ParseWithClaims(token, &c, v.key)
