@@ -107,7 +107,7 @@ func TestCatchUpAfterTrimmedLog(t *testing.T) {
 	}
 
 	// The log no longer reaches back to V0.
-	if _, err := st.Changes(ctx, coll, v0, 1); !errors.Is(err, store.ErrCompacted) {
+	if _, err := st.Changes(ctx, coll, v0, store.Page{Commits: 1}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("store changes after %d: %v, want the log trimmed past it", v0, err)
 	}
 

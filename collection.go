@@ -99,12 +99,12 @@ func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
 }
 
 // Changes returns what a client at cursor needs to move forward: the commits
-// after it (at most limit; limit <= 0 means no bound) when the log still
-// holds them, else a compacted catch-up, else a reset. A cursor from another
-// epoch or ahead of the head gets a reset. An empty cursor epoch means the
-// current epoch.
-func (c *Collection) Changes(ctx context.Context, cur Cursor, limit int) (Changes, error) {
-	ch, err := c.hub.store.Changes(ctx, c.name, cur.Version, limit)
+// after it (as many as page takes: see Page) when the log still holds them,
+// else a compacted catch-up, else a reset. A cursor from another epoch or
+// ahead of the head gets a reset. An empty cursor epoch means the current
+// epoch.
+func (c *Collection) Changes(ctx context.Context, cur Cursor, page Page) (Changes, error) {
+	ch, err := c.hub.store.Changes(ctx, c.name, cur.Version, page)
 	switch {
 	case err == nil:
 		if (cur.Epoch != "" && cur.Epoch != ch.Epoch) || cur.Version > ch.Version {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -97,7 +98,7 @@ func ErrorCode(err error) protocol.Code {
 		return protocol.CodeNotFound
 	case errors.Is(err, ErrPrecondition):
 		return protocol.CodePreconditionFailed
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed), errors.Is(err, limit.ErrBusy):
 		return protocol.CodeUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return protocol.CodeTimeout

@@ -248,7 +248,7 @@ func ExampleCollection_Wait() {
 	}()
 
 	for cur.Version < 3 {
-		ch, err := todos.Changes(ctx, cur, 100)
+		ch, err := todos.Changes(ctx, cur, viewsync.Page{Commits: 100})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -351,7 +351,7 @@ func TestValuesCompacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := c.Changes(t.Context(), viewsync.Cursor{}, 0)
+	ch, err := c.Changes(t.Context(), viewsync.Cursor{}, viewsync.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +795,7 @@ func TestChanges(t *testing.T) {
 			{viewsync.Cursor{Epoch: epoch, Version: 12}, 0, 13, 12}, // at the head: none
 		}
 		for _, tt := range tests {
-			ch, err := c.Changes(ctx, tt.cur, tt.limit)
+			ch, err := c.Changes(ctx, tt.cur, viewsync.Page{Commits: tt.limit})
 			if err != nil {
 				t.Fatalf("Changes(%v): %v", tt.cur, err)
 			}
@@ -825,7 +825,7 @@ func TestChanges(t *testing.T) {
 		for _, after := range []uint64{0, 1, 2, 3, 6} {
 			for _, e := range []string{epoch, ""} {
 				cur := viewsync.Cursor{Epoch: e, Version: after}
-				ch, err := c.Changes(ctx, cur, 0)
+				ch, err := c.Changes(ctx, cur, viewsync.Page{})
 				if err != nil {
 					t.Fatalf("Changes(%v): %v", cur, err)
 				}
@@ -850,11 +850,11 @@ func TestChanges(t *testing.T) {
 		}
 		// After 3, only d changed and nothing was deleted: the catch-up is
 		// what changed, not the collection.
-		ch, _ := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 3}, 0)
+		ch, _ := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 3}, viewsync.Page{})
 		if cu := ch.CatchUp; cu == nil || len(cu.Records) != 1 || cu.Records[0].ID != "d" || len(cu.Deleted) != 0 {
 			t.Errorf("catch-up after 3 = %+v, want only d", cu)
 		}
-		ch, _ = c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 2}, 0)
+		ch, _ = c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 2}, viewsync.Page{})
 		if cu := ch.CatchUp; cu == nil || !slices.Equal(cu.Deleted, []string{"b"}) {
 			t.Errorf("catch-up after 2 = %+v, want b deleted", cu)
 		}
@@ -872,7 +872,7 @@ func TestChanges(t *testing.T) {
 			{"far ahead, no epoch", viewsync.Cursor{Version: 1 << 40}},
 		}
 		for _, tt := range tests {
-			ch, err := c.Changes(ctx, tt.cur, 0)
+			ch, err := c.Changes(ctx, tt.cur, viewsync.Page{})
 			if err != nil {
 				t.Fatalf("%s: %v", tt.name, err)
 			}
@@ -883,7 +883,7 @@ func TestChanges(t *testing.T) {
 	t.Run("tombstones past the horizon", func(t *testing.T) {
 		// Deletion of b at version 3 is within the horizon: a catch-up
 		// after 2 can still tell it.
-		ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 2}, 0)
+		ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 2}, viewsync.Page{})
 		if err != nil || ch.Kind != viewsync.KindCatchUp {
 			t.Fatalf("Changes after 2 = %v, %v; want a catch-up", ch.Kind, err)
 		}
@@ -893,14 +893,14 @@ func TestChanges(t *testing.T) {
 		cm := commit(t, c, viewsync.Put("e", []byte(`13`)))
 		now := snapshot(t, c)
 		for _, after := range []uint64{0, 1, 2} {
-			ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: after}, 0)
+			ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: after}, viewsync.Page{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkReset(t, fmt.Sprintf("after %d, deletion forgotten", after), ch, now)
 		}
 		// A client that saw the deletion still gets a catch-up.
-		ch, err = c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 3}, 0)
+		ch, err = c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 3}, viewsync.Page{})
 		if err != nil || ch.Kind != viewsync.KindCatchUp {
 			t.Fatalf("Changes after 3 = %v, %v; want a catch-up", ch.Kind, err)
 		}
@@ -916,12 +916,12 @@ func TestChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 12}, 0)
+		ch, err := c.Changes(ctx, viewsync.Cursor{Epoch: epoch, Version: 12}, viewsync.Page{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkReset(t, "old epoch after drop", ch, viewsync.Snapshot{Epoch: dropped.Epoch})
-		ch, err = c.Changes(ctx, dropped.Cursor(), 0)
+		ch, err = c.Changes(ctx, dropped.Cursor(), viewsync.Page{})
 		if err != nil || ch.Kind != viewsync.KindCommits || len(ch.Commits.Commits) != 0 {
 			t.Errorf("Changes at the new head = %+v, %v; want no commits", ch, err)
 		}

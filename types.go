@@ -3,6 +3,7 @@ package viewsync
 import (
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
 )
 
 // Wire types, shared with package protocol.
@@ -25,6 +26,9 @@ type (
 	Subscription = fanout.Subscription
 	// Event is what a Subscription delivers.
 	Event = fanout.Event
+	// Page bounds one page of commits read by Collection.Changes: a count
+	// and a byte bound.
+	Page = store.Page
 )
 
 // Put returns an op that writes value under id.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -22,6 +23,17 @@ type Options struct {
 	// PageSize is how many commits a subscriber resuming from an old
 	// cursor reads from the store at a time. Default 1000.
 	PageSize int
+	// PageBytes bounds the size of such a page (protocol.CommitSize
+	// summed; a single larger commit comes alone). Default 4 MiB.
+	PageBytes int
+	// Memory, when set, bounds the memory of the history reads of all
+	// subscriptions (and of whatever else shares it): each page,
+	// catch-up and reset holds its bytes from the store read until the
+	// next call to Next. Nil: no bound.
+	Memory *limit.Memory
+	// MemoryWait bounds how long a subscription waits for Memory before
+	// its read fails with ErrBusy. Default 10s.
+	MemoryWait time.Duration
 	// GapTimeout is how long a commit published out of order waits for its
 	// predecessors before they are read from the store. Default 100ms.
 	GapTimeout time.Duration
@@ -33,12 +45,20 @@ type Options struct {
 const (
 	DefaultBufferBytes = 4 << 20
 	DefaultPageSize    = 1000
+	DefaultPageBytes   = store.DefaultPageBytes
+	DefaultMemoryWait  = 10 * time.Second
 	DefaultGapTimeout  = 100 * time.Millisecond
 )
 
 // ErrClosed is returned by a subscription that is closed, or whose broker
 // is. It matches store.ErrClosed, so transports answer it as "unavailable".
 var ErrClosed = fmt.Errorf("fanout: subscription %w", store.ErrClosed)
+
+// ErrBusy is returned by a subscription whose read of history waited
+// Options.MemoryWait for the memory budget in vain: too many clients are
+// reading history at once. The client should resume from its cursor
+// later. It matches limit.ErrBusy.
+var ErrBusy = fmt.Errorf("fanout: too many clients reading history at once: %w", limit.ErrBusy)
 
 // ErrIdle is returned by NextIdle when nothing arrived within the idle
 // time; the subscription stays usable.
@@ -67,6 +87,12 @@ func New(s store.Store, opts *Options) *Broker {
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = DefaultPageSize
+	}
+	if o.PageBytes <= 0 {
+		o.PageBytes = DefaultPageBytes
+	}
+	if o.MemoryWait <= 0 {
+		o.MemoryWait = DefaultMemoryWait
 	}
 	if o.GapTimeout <= 0 {
 		o.GapTimeout = DefaultGapTimeout

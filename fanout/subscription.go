@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -66,6 +68,10 @@ type Subscription struct {
 	// within the store's history.
 	checkedAhead bool
 	buf          []*Frame
+	// hold is the history memory the last event read from the store
+	// holds (Options.Memory), released when the caller comes back for
+	// the next event, or closes.
+	hold atomic.Pointer[limit.Hold]
 	// idle is NextIdle's reusable timer.
 	idle *time.Timer
 
@@ -81,6 +87,7 @@ func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.b.release(s.t)
+		s.hold.Swap(nil).Release()
 	})
 }
 
@@ -151,6 +158,8 @@ const (
 // next returns what follows the cursor as mode allows; in modeWait, idle
 // (when positive) bounds the wait.
 func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Duration) (Event, error) {
+	// The caller is done with the last event: its memory is free again.
+	s.hold.Swap(nil).Release()
 	t := s.t
 	var idleC <-chan time.Time
 	if idle > 0 {
@@ -273,9 +282,51 @@ func (s *Subscription) wait(ctx context.Context, changed <-chan struct{}, idle <
 	}
 }
 
+// reserve waits, at most Options.MemoryWait, for the history memory a read
+// of the store may hold, and keeps it in s.hold until the next event is
+// asked for.
+func (s *Subscription) reserve(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, s.b.opts.MemoryWait)
+	defer cancel()
+	want := int64(s.b.opts.PageBytes)
+	h, err := s.b.opts.Memory.Reserve(wctx, want, want)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrBusy
+	}
+	s.hold.Store(h)
+	select {
+	case <-s.done: // closed meanwhile: Close may have missed h
+		s.hold.Swap(nil).Release()
+	default:
+	}
+	return nil
+}
+
+// charge makes the read's hold what it actually took, once known, or lets
+// it go when the read failed.
+func (s *Subscription) charge(size int, err error) {
+	if err != nil {
+		s.hold.Swap(nil).Release()
+		return
+	}
+	s.hold.Load().Set(int64(size))
+}
+
 // page reads the next page of commits after the cursor from the store.
 func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
-	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, s.b.opts.PageSize)
+	if err := s.reserve(ctx); err != nil {
+		return Event{}, false, err
+	}
+	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, store.Page{Commits: s.b.opts.PageSize, Bytes: int(s.hold.Load().Bytes())})
+	size := 0
+	for _, c := range ch.Commits {
+		size += protocol.CommitSize(c)
+	}
+	// A frame keeps the commit and its encodings: twice its size at least.
+	s.charge(2*size, err)
 	switch {
 	case errors.Is(err, store.ErrCompacted):
 		ev, err := s.catchUp(ctx)
@@ -303,7 +354,13 @@ func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
 
 // catchUp replaces everything after the cursor with one compacted catch-up.
 func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
+	if s.hold.Load() == nil {
+		if err := s.reserve(ctx); err != nil {
+			return Event{}, err
+		}
+	}
 	cu, err := s.b.store.CatchUp(ctx, s.t.name, s.cur.Version)
+	s.charge(protocol.RecordsSize(cu.Records)+protocol.IDsSize(cu.Deleted), err)
 	switch {
 	case errors.Is(err, store.ErrHistoryGone):
 		return s.reset(ctx)
@@ -320,7 +377,13 @@ func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
 
 // reset reads a snapshot and continues after it.
 func (s *Subscription) reset(ctx context.Context) (Event, error) {
+	if s.hold.Load() == nil {
+		if err := s.reserve(ctx); err != nil {
+			return Event{}, err
+		}
+	}
 	snap, err := s.b.store.Snapshot(ctx, s.t.name)
+	s.charge(protocol.RecordsSize(snap.Records), err)
 	if err != nil {
 		return Event{}, err
 	}

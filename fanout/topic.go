@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/viewsync/viewsync/store"
 )
 
 // topic is one collection's live stream: a buffer of recent frames, in
@@ -179,7 +181,7 @@ func (t *topic) fillGap() {
 
 	ctx, cancel := t.b.storeCtx()
 	defer cancel()
-	ch, err := t.b.store.Changes(ctx, t.name, from, int(to-1-from))
+	ch, err := t.b.store.Changes(ctx, t.name, from, store.Page{Commits: int(to - 1 - from)})
 
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -40,6 +40,40 @@ func AppendOps(b []byte, ops []Op) []byte {
 // field names, a 20-digit version and a 35-byte RFC 3339 time.
 const CommitJSONOverhead = len(`{"version":,"at":"","ops":}`) + 20 + len(time.RFC3339Nano)
 
+// OpJSONOverhead is what AppendOps adds around one op's id and value: the
+// field names, quotes and separators.
+const OpJSONOverhead = len(`{"op":"delete","id":"","value":},`)
+
+// CommitSize is the size of c's JSON as AppendCommit writes it, within
+// the escaping of ids: what a commit weighs in a page of history and in
+// memory bounds.
+func CommitSize(c Commit) int {
+	n := CommitJSONOverhead + 2
+	for i := range c.Ops {
+		n += OpJSONOverhead + len(c.Ops[i].ID) + len(c.Ops[i].Value)
+	}
+	return n
+}
+
+// RecordsSize is about the size of the JSON of records: what they weigh in
+// memory bounds.
+func RecordsSize(records []Record) int {
+	n := 0
+	for i := range records {
+		n += len(`{"id":"","value":,"version":18446744073709551615},`) + len(records[i].ID) + len(records[i].Value)
+	}
+	return n
+}
+
+// IDsSize is about the size of the JSON array of ids.
+func IDsSize(ids []string) int {
+	n := 0
+	for _, id := range ids {
+		n += len(`"",`) + len(id)
+	}
+	return n
+}
+
 // AppendCommitOps appends the JSON of the commit with the given version,
 // time and ops already encoded by AppendOps.
 func AppendCommitOps(b []byte, version uint64, at time.Time, ops []byte) []byte {

@@ -75,11 +75,12 @@ type Store interface {
 	Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error)
 
 	// Changes returns, read at one version, the commits after version
-	// `after`, oldest first, at most limit of them (limit <= 0: no bound),
-	// with the epoch and head version they were read at. When the log no
-	// longer holds commit after+1 it returns ErrCompacted. A cursor ahead of
-	// the head gets no commits; the caller compares it with the version.
-	Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error)
+	// `after`, oldest first, as many as page takes (Page.Takes: a count
+	// and a byte bound, the first commit always), with the epoch and head
+	// version they were read at. When the log no longer holds commit
+	// after+1 it returns ErrCompacted. A cursor ahead of the head gets no
+	// commits; the caller compares it with the version.
+	Changes(ctx context.Context, collection string, after uint64, page Page) (protocol.Changes, error)
 
 	// CatchUp returns, read at one version, the records whose version is
 	// greater than after and the ids deleted after it and not written since.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/natskv"
 )
 
@@ -460,7 +461,7 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 	if err != nil {
 		t.Fatalf("open a fresh store: %v", err)
 	}
-	ch, err := fresh.Changes(ctx, coll, 0, 0)
+	ch, err := fresh.Changes(ctx, coll, 0, store.Page{})
 	fresh.Close()
 	if err != nil {
 		t.Fatalf("fresh store: changes: %v", err)

@@ -155,7 +155,7 @@ func TestApplyAndRead(t *testing.T) {
 		t.Fatalf("Snapshot = %+v", snap)
 	}
 
-	ch, err := s.Changes(ctx, "products", 0, 0)
+	ch, err := s.Changes(ctx, "products", 0, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,11 +163,11 @@ func TestApplyAndRead(t *testing.T) {
 	if ch.Version != 2 || ch.Epoch != h0.Epoch || !reflect.DeepEqual(ch.Commits, want) {
 		t.Fatalf("Changes(0) = %+v, want commits %+v", ch, want)
 	}
-	ch, err = s.Changes(ctx, "products", 0, 1)
+	ch, err = s.Changes(ctx, "products", 0, store.Page{Commits: 1})
 	if err != nil || len(ch.Commits) != 1 || ch.Commits[0].Version != 1 || ch.Version != 2 {
 		t.Fatalf("Changes(0, limit 1) = %+v, %v", ch, err)
 	}
-	ch, err = s.Changes(ctx, "products", 5, 0)
+	ch, err = s.Changes(ctx, "products", 5, store.Page{})
 	if err != nil || ch.Commits == nil || len(ch.Commits) != 0 || ch.Version != 2 {
 		t.Fatalf("Changes ahead of head = %+v, %v; want no commits, version 2", ch, err)
 	}
@@ -313,7 +313,7 @@ func TestDrop(t *testing.T) {
 	if snap, _ := s.Snapshot(ctx, "d"); len(snap.Records) != 0 || snap.Epoch != h.Epoch {
 		t.Fatalf("snapshot after drop = %+v", snap)
 	}
-	if ch, err := s.Changes(ctx, "d", 0, 0); err != nil || len(ch.Commits) != 0 {
+	if ch, err := s.Changes(ctx, "d", 0, store.Page{}); err != nil || len(ch.Commits) != 0 {
 		t.Fatalf("changes after drop = %+v, %v", ch, err)
 	}
 	if cu, err := s.CatchUp(ctx, "d", 0); err != nil || len(cu.Records)+len(cu.Deleted) != 0 {
@@ -347,14 +347,14 @@ func TestLogTrimming(t *testing.T) {
 		mustApply(t, s, "l", []protocol.Op{put(strconv.Itoa(i%3), strconv.Itoa(i))}, nil)
 	}
 	// The log holds exactly the last five commits, 16 through 20.
-	ch, err := s.Changes(ctx, "l", 15, 0)
+	ch, err := s.Changes(ctx, "l", 15, store.Page{})
 	if err != nil || len(ch.Commits) != 5 || ch.Commits[0].Version != 16 {
 		t.Fatalf("Changes(15) = %+v, %v; want commits 16-20", ch, err)
 	}
-	if _, err := s.Changes(ctx, "l", 14, 0); !errors.Is(err, store.ErrCompacted) {
+	if _, err := s.Changes(ctx, "l", 14, store.Page{}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(14): %v, want ErrCompacted", err)
 	}
-	if _, err := s.Changes(ctx, "l", 0, 1); !errors.Is(err, store.ErrCompacted) {
+	if _, err := s.Changes(ctx, "l", 0, store.Page{Commits: 1}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(0): %v, want ErrCompacted", err)
 	}
 	// Behind the log, a catch-up still works and holds every record.
@@ -371,7 +371,7 @@ func TestLogTrimming(t *testing.T) {
 	for i := range 20 {
 		mustApply(t, s, "l", []protocol.Op{put("x", strconv.Itoa(i))}, nil)
 	}
-	if ch, err := s.Changes(ctx, "l", 15, 0); err != nil || len(ch.Commits) != 25 {
+	if ch, err := s.Changes(ctx, "l", 15, store.Page{}); err != nil || len(ch.Commits) != 25 {
 		t.Fatalf("Changes(15) = %d commits, %v; want 25", len(ch.Commits), err)
 	}
 	if err := s.Close(); err != nil {
@@ -382,19 +382,19 @@ func TestLogTrimming(t *testing.T) {
 	// not all at once.
 	s = openAt(t, path, &boltstore.Options{Config: store.Config{RetainCommits: 1}, NoSync: true})
 	mustApply(t, s, "l", []protocol.Op{put("x", `1`)}, nil) // version 41
-	if _, err := s.Changes(ctx, "l", 15, 0); !errors.Is(err, store.ErrCompacted) {
+	if _, err := s.Changes(ctx, "l", 15, store.Page{}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(15) after one commit: %v, want ErrCompacted", err)
 	}
-	if ch, err := s.Changes(ctx, "l", 30, 0); err != nil || len(ch.Commits) != 11 {
+	if ch, err := s.Changes(ctx, "l", 30, store.Page{}); err != nil || len(ch.Commits) != 11 {
 		t.Fatalf("Changes(30) after one commit = %d commits, %v; want the log trimmed incrementally", len(ch.Commits), err)
 	}
 	for range 10 {
 		mustApply(t, s, "l", []protocol.Op{put("x", `2`)}, nil) // versions 42-51
 	}
-	if ch, err := s.Changes(ctx, "l", 50, 0); err != nil || len(ch.Commits) != 1 {
+	if ch, err := s.Changes(ctx, "l", 50, store.Page{}); err != nil || len(ch.Commits) != 1 {
 		t.Fatalf("Changes(50) = %+v, %v", ch, err)
 	}
-	if _, err := s.Changes(ctx, "l", 49, 0); !errors.Is(err, store.ErrCompacted) {
+	if _, err := s.Changes(ctx, "l", 49, store.Page{}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(49): %v, want ErrCompacted", err)
 	}
 }

@@ -93,7 +93,7 @@ func TestConcurrentApply(t *testing.T) {
 	if string(rec.Value) != strconv.Itoa(writers*perWriter) {
 		t.Fatalf("counter = %s, want %d: an increment was lost or doubled", rec.Value, writers*perWriter)
 	}
-	ch, err := s.Changes(ctx, "ctr", 1, 0)
+	ch, err := s.Changes(ctx, "ctr", 1, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestBatchIsolation(t *testing.T) {
 	if err != nil || h.Version != 20 {
 		t.Fatalf("head = %+v, %v; want version 20", h, err)
 	}
-	ch, err := s.Changes(ctx, "iso", 0, 0)
+	ch, err := s.Changes(ctx, "iso", 0, store.Page{})
 	if err != nil || len(ch.Commits) != 20 {
 		t.Fatalf("changes = %d commits, %v", len(ch.Commits), err)
 	}

@@ -36,7 +36,7 @@ func TestReadsCreateNothing(t *testing.T) {
 	if snap, err := s.Snapshot(ctx, "ghost"); err != nil || snap.Records == nil {
 		t.Fatalf("Snapshot = %+v, %v", snap, err)
 	}
-	if _, err := s.Changes(ctx, "ghost", 0, 10); err != nil {
+	if _, err := s.Changes(ctx, "ghost", 0, store.Page{Commits: 10}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CatchUp(ctx, "ghost", 0); err != nil {
@@ -197,7 +197,7 @@ func TestLayoutInvariants(t *testing.T) {
 		}
 		// The catch-up from the head's predecessor and the log agree on
 		// the last commit.
-		ch, err := s.Changes(ctx, coll, snap.Version-1, 0)
+		ch, err := s.Changes(ctx, coll, snap.Version-1, store.Page{})
 		if err != nil || len(ch.Commits) != 1 {
 			t.Fatalf("Changes(%s, head-1) = %+v, %v", coll, ch, err)
 		}

@@ -117,7 +117,7 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 
 // Changes implements store.Store. Each commit is decoded from the JSON the
 // log holds.
-func (s *Store) Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error) {
+func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
 	ch := protocol.Changes{Commits: []protocol.Commit{}}
 	err := s.view(ctx, collection, func(c coll, ok bool, m collMeta) error {
 		ch.Epoch, ch.Version = m.epoch, m.version
@@ -128,13 +128,14 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, li
 			return nil
 		}
 		n := m.version - after
-		if limit > 0 && uint64(limit) < n {
-			n = uint64(limit)
+		if page.Commits > 0 && uint64(page.Commits) < n {
+			n = uint64(page.Commits)
 		}
 		ch.Commits = make([]protocol.Commit, 0, min(n, 1024))
 		cur := c.log.Cursor()
-		want := after + 1
-		for k, v := cur.Seek(be64(want)); k != nil && uint64(len(ch.Commits)) < n; k, v = cur.Next() {
+		want, total := after+1, 0
+		k, v := cur.Seek(be64(want))
+		for ; k != nil && uint64(len(ch.Commits)) < n; k, v = cur.Next() {
 			if len(ch.Commits)%ctxCheckEvery == ctxCheckEvery-1 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -147,7 +148,12 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, li
 			if len(k) != 8 || binary.BigEndian.Uint64(k) != want || cm.Version != want {
 				return fmt.Errorf("log entry for commit %d: %w", want, errDamaged)
 			}
+			size := protocol.CommitSize(cm)
+			if !page.Takes(len(ch.Commits), total, size) {
+				return nil
+			}
 			ch.Commits = append(ch.Commits, cm)
+			total += size
 			want++
 		}
 		if uint64(len(ch.Commits)) != n {

@@ -226,9 +226,9 @@ func (c *collection) snapshot() protocol.Snapshot {
 	return protocol.Snapshot{Epoch: c.epoch, Version: c.version, Records: recs}
 }
 
-// changes returns copies of the commits after version after, at most limit
-// of them when limit > 0.
-func (c *collection) changes(after uint64, limit int) (protocol.Changes, error) {
+// changes returns copies of the commits after version after, as many as
+// page takes.
+func (c *collection) changes(after uint64, page store.Page) (protocol.Changes, error) {
 	ch := protocol.Changes{Epoch: c.epoch, Version: c.version, Commits: []protocol.Commit{}}
 	if after >= c.version {
 		return ch, nil
@@ -236,13 +236,10 @@ func (c *collection) changes(after uint64, limit int) (protocol.Changes, error) 
 	if after < c.logFloor {
 		return protocol.Changes{}, fmt.Errorf("%w: log starts after version %d", store.ErrCompacted, c.logFloor)
 	}
-	from := int(after - c.logFloor)
-	to := len(c.log)
-	if limit > 0 && limit < to-from {
-		to = from + limit
-	}
-	ch.Commits = make([]protocol.Commit, 0, to-from)
-	for _, cm := range c.log[from:to] {
+	log := c.log[after-c.logFloor:]
+	log = log[:page.Prefix(log)]
+	ch.Commits = make([]protocol.Commit, 0, len(log))
+	for _, cm := range log {
 		ch.Commits = append(ch.Commits, cm.Clone())
 	}
 	return ch, nil

@@ -133,7 +133,7 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 }
 
 // Changes implements store.Store.
-func (s *Store) Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error) {
+func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
 	c, err := s.lookup(ctx, collection, false)
 	if err != nil {
 		return protocol.Changes{}, fmt.Errorf("memstore: changes of %s after %d: %w", collection, after, err)
@@ -143,7 +143,7 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, li
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	ch, err := c.changes(after, limit)
+	ch, err := c.changes(after, page)
 	if err != nil {
 		return protocol.Changes{}, fmt.Errorf("memstore: changes of %s after %d: %w", collection, after, err)
 	}

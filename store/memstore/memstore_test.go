@@ -226,11 +226,11 @@ func (h *handle) Snapshot(ctx context.Context, c string) (protocol.Snapshot, err
 	return h.Store.Snapshot(ctx, c)
 }
 
-func (h *handle) Changes(ctx context.Context, c string, after uint64, limit int) (protocol.Changes, error) {
+func (h *handle) Changes(ctx context.Context, c string, after uint64, page store.Page) (protocol.Changes, error) {
 	if err := h.check(); err != nil {
 		return protocol.Changes{}, err
 	}
-	return h.Store.Changes(ctx, c, after, limit)
+	return h.Store.Changes(ctx, c, after, page)
 }
 
 func (h *handle) CatchUp(ctx context.Context, c string, after uint64) (protocol.CatchUp, error) {

@@ -231,7 +231,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	fresh := openStore(t, cl.urls(), natskv.Options{Replicas: 3, NATSOptions: natsOpts})
 	var log []protocol.Commit
 	for {
-		ch, err := fresh.Changes(ctx, coll, uint64(len(log)), 500)
+		ch, err := fresh.Changes(ctx, coll, uint64(len(log)), store.Page{Commits: 500})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/natskv"
 )
 
@@ -114,7 +115,7 @@ func checkLogEntryGuard(t *testing.T, url string, replicas int) {
 	if err != nil || a.Commit.Version != 2 {
 		t.Fatalf("Apply after the refused batch = %+v, %v; want version 2", a, err)
 	}
-	ch, err := s.Changes(ctx, coll, 0, 0)
+	ch, err := s.Changes(ctx, coll, 0, store.Page{})
 	if err != nil || len(ch.Commits) != 2 || ch.Commits[0].Ops[0].ID != "a" || ch.Commits[1].Ops[0].ID != "b" {
 		t.Fatalf("Changes = %+v, %v", ch, err)
 	}

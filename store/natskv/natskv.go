@@ -315,10 +315,10 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 }
 
 // Changes implements store.Store.
-func (s *Store) Changes(ctx context.Context, collection string, after uint64, limit int) (protocol.Changes, error) {
+func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
 	var ch protocol.Changes
 	err := s.read(ctx, collection, func(st *state) (err error) {
-		ch, err = st.changes(after, limit)
+		ch, err = st.changes(after, page)
 		return err
 	})
 	if err != nil {

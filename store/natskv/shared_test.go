@@ -119,7 +119,7 @@ func TestTwoStores(t *testing.T) {
 	// the commits are those of the log (read on a once a has seen them
 	// all: a store follows the others' commits with a lag).
 	recA.waitFor(t, "all commits on a", func(evs []store.Event) bool { return len(evs) >= total })
-	log, err := a.Changes(ctx, coll, 0, 0)
+	log, err := a.Changes(ctx, coll, 0, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -232,9 +232,9 @@ func (s *state) snapshot() protocol.Snapshot {
 	return protocol.Snapshot{Epoch: s.epoch, Version: s.version, Records: recs}
 }
 
-// changes returns copies of the commits after version after, at most limit
-// of them when limit > 0.
-func (s *state) changes(after uint64, limit int) (protocol.Changes, error) {
+// changes returns copies of the commits after version after, as many as
+// page takes.
+func (s *state) changes(after uint64, page store.Page) (protocol.Changes, error) {
 	ch := protocol.Changes{Epoch: s.epoch, Version: s.version, Commits: []protocol.Commit{}}
 	if after >= s.version {
 		return ch, nil
@@ -242,13 +242,17 @@ func (s *state) changes(after uint64, limit int) (protocol.Changes, error) {
 	if after < s.logFloor {
 		return protocol.Changes{}, fmt.Errorf("%w: log starts after version %d", store.ErrCompacted, s.logFloor)
 	}
-	from := int(after - s.logFloor)
-	to := len(s.log)
-	if limit > 0 && limit < to-from {
-		to = from + limit
+	log := s.log[after-s.logFloor:]
+	n, total := 0, 0
+	for _, e := range log {
+		size := protocol.CommitSize(e.commit)
+		if !page.Takes(n, total, size) {
+			break
+		}
+		n, total = n+1, total+size
 	}
-	ch.Commits = make([]protocol.Commit, 0, to-from)
-	for _, e := range s.log[from:to] {
+	ch.Commits = make([]protocol.Commit, 0, n)
+	for _, e := range log[:n] {
 		ch.Commits = append(ch.Commits, e.commit.Clone())
 	}
 	return ch, nil

@@ -304,7 +304,7 @@ func checkStressLog(t *testing.T, s store.Store, coll string, outcomes []*stress
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := s.Changes(ctx, coll, 0, 0)
+	ch, err := s.Changes(ctx, coll, 0, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ func applyTests() []test {
 		{"ValuesRoundTrip", testValuesRoundTrip},
 		{"SnapshotSortedByID", testSnapshotSorted},
 		{"ChangesAfterAndLimit", testChangesAfterAndLimit},
+		{"ChangesByteBound", testChangesByteBound},
 		{"MultiOpCommitAtomic", testMultiOpAtomic},
 		{"FailedCommitChangesNothing", testFailedCommitChangesNothing},
 		{"OpsApplyInOrder", testOpsInOrder},
@@ -172,10 +173,34 @@ func testChangesAfterAndLimit(t *testing.T, h Harness) {
 	tr.apply(ifs("a", 3), del("a"))
 	for after := uint64(0); after <= tr.head()+2; after++ {
 		for _, limit := range []int{-1, 0, 1, 2, 3, 6, 100} {
-			tr.checkChanges(after, limit)
+			tr.checkChanges(after, store.Page{Commits: limit})
 		}
 	}
 	tr.checkLog(0)
+}
+
+// testChangesByteBound: a page stops before the commit that would take it
+// over its byte bound, never before the first commit, and the count bound
+// still applies.
+func testChangesByteBound(t *testing.T, h Harness) {
+	f := open(t, h, store.Config{})
+	tr := f.track("c")
+	for i, n := range []int{10, 300, 40, 2000, 5, 700, 700, 1, 64, 900} {
+		tr.put(fmt.Sprintf("r%d", i%4), fmt.Sprintf("%q", strings.Repeat("x", n)))
+	}
+	tr.apply(nil, put("a", "1"), put("b", strings.Repeat("[", 50)+strings.Repeat("]", 50)), del("r0"))
+	sizes := []int{1, 100, 400, 1000, 2200, 3000, 100000}
+	for after := uint64(0); after <= tr.head()+1; after++ {
+		for _, bytes := range sizes {
+			for _, commits := range []int{0, 1, 2, 5} {
+				tr.checkChanges(after, store.Page{Commits: commits, Bytes: bytes})
+			}
+		}
+	}
+	// The first commit comes whatever its size.
+	if ch := f.changes("c", 3, store.Page{Bytes: 1}); len(ch.Commits) != 1 || ch.Commits[0].Version != 4 {
+		t.Fatalf("Changes(after 3, Bytes 1) = %d commits, want commit 4 alone", len(ch.Commits))
+	}
 }
 
 func testMultiOpAtomic(t *testing.T, h Harness) {
@@ -340,7 +365,7 @@ func testValuesCopied(t *testing.T, h Harness) {
 		scribble(r.Value)
 	}
 	s.Records[0].ID = "evil"
-	ch := f.changes("c", 0, 0)
+	ch := f.changes("c", 0, store.Page{})
 	for _, c := range ch.Commits {
 		for i := range c.Ops {
 			scribble(c.Ops[i].Value)

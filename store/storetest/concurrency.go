@@ -317,7 +317,7 @@ func read(ctx context.Context, t *testing.T, s store.Store, coll, epoch string, 
 		}
 
 		from := uint64(len(rd.followed))
-		ch, err := s.Changes(ctx, coll, from, 10)
+		ch, err := s.Changes(ctx, coll, from, store.Page{Commits: 10})
 		if err != nil {
 			t.Errorf("reader: Changes(after %d): %v", from, err)
 			return rd
@@ -352,7 +352,7 @@ func replayLog(f *fixture, coll, epoch string) *history {
 	f.t.Helper()
 	hist := newHistory()
 	for {
-		ch := f.changes(coll, hist.head(), 16)
+		ch := f.changes(coll, hist.head(), store.Page{Commits: 16})
 		if ch.Epoch != epoch {
 			f.t.Fatalf("Changes(%s, after %d) epoch %q, want %q", coll, hist.head(), ch.Epoch, epoch)
 		}

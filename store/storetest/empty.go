@@ -48,7 +48,7 @@ func testEmptyEpochStable(t *testing.T, h Harness) {
 	f.head("d")
 	f.snapshot("d")
 	f.requireMissing("d", "x")
-	f.changes("d", 0, 0)
+	f.changes("d", 0, store.Page{})
 	f.catchUp("d", 0)
 	f.apply("e", nil, put("x", "1"))
 	f.apply("e", nil, del("x"))
@@ -59,7 +59,7 @@ func testEmptyEpochStable(t *testing.T, h Harness) {
 	if s := f.snapshot("c"); s.Epoch != first.Epoch || s.Version != 0 {
 		t.Errorf("Snapshot(c) at %s:%d, want %s:0", s.Epoch, s.Version, first.Epoch)
 	}
-	if ch := f.changes("c", 0, 0); ch.Epoch != first.Epoch || ch.Version != 0 {
+	if ch := f.changes("c", 0, store.Page{}); ch.Epoch != first.Epoch || ch.Version != 0 {
 		t.Errorf("Changes(c, 0) at %s:%d, want %s:0", ch.Epoch, ch.Version, first.Epoch)
 	}
 	if cu := f.catchUp("c", 0); cu.Epoch != first.Epoch || cu.Version != 0 {
@@ -93,7 +93,7 @@ func testEmptyChanges(t *testing.T, h Harness) {
 		after uint64
 		limit int
 	}{{0, 0}, {0, 5}, {0, -1}, {7, 0}} {
-		ch := f.changes("c", c.after, c.limit)
+		ch := f.changes("c", c.after, store.Page{Commits: c.limit})
 		if ch.Epoch != hd.Epoch || ch.Version != 0 || len(ch.Commits) != 0 {
 			t.Errorf("Changes(c, after %d, limit %d) = %+v, want %s:0 without commits", c.after, c.limit, ch, hd.Epoch)
 		}

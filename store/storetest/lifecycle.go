@@ -49,7 +49,7 @@ func (f *fixture) requireEmpty(coll, epoch string, ids ...string) {
 		f.t.Fatalf("Snapshot(%s) = %+v, want %s:0 with no records", coll, s, epoch)
 	}
 	for _, after := range []uint64{0, 3} {
-		if ch := f.changes(coll, after, 0); ch.Epoch != epoch || ch.Version != 0 || len(ch.Commits) != 0 {
+		if ch := f.changes(coll, after, store.Page{}); ch.Epoch != epoch || ch.Version != 0 || len(ch.Commits) != 0 {
 			f.t.Fatalf("Changes(%s, after %d) = %+v, want %s:0 with no commits", coll, after, ch, epoch)
 		}
 	}
@@ -180,7 +180,7 @@ func testClosed(t *testing.T, h Harness) {
 		_, applyErr := f.s.Apply(ctx, coll, []protocol.Op{put("b", "1")}, nil)
 		_, getErr := f.s.Get(ctx, coll, "a")
 		_, snapErr := f.s.Snapshot(ctx, coll)
-		_, chErr := f.s.Changes(ctx, coll, 0, 0)
+		_, chErr := f.s.Changes(ctx, coll, 0, store.Page{})
 		_, cuErr := f.s.CatchUp(ctx, coll, 0)
 		_, dropErr := f.s.Drop(ctx, coll)
 		for _, c := range []struct {
@@ -225,7 +225,7 @@ func testDoneContext(t *testing.T, h Harness) {
 		_, headErr := f.s.Head(ctx, "c")
 		_, getErr := f.s.Get(ctx, "c", "b")
 		_, snapErr := f.s.Snapshot(ctx, "c")
-		_, chErr := f.s.Changes(ctx, "c", 0, 0)
+		_, chErr := f.s.Changes(ctx, "c", 0, store.Page{})
 		_, cuErr := f.s.CatchUp(ctx, "c", 0)
 		for _, c := range []struct {
 			call string

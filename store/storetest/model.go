@@ -191,21 +191,32 @@ func (tr *tracker) checkSnapshot() {
 	}
 }
 
-// checkChanges checks Changes(after, limit), which must succeed, against
-// the history.
-func (tr *tracker) checkChanges(after uint64, limit int) {
+// checkChanges checks Changes(after, page), which must succeed, against
+// the history: the commits after the cursor, cut at page.Commits, and
+// before the commit that would take the sum of their CommitSize above
+// page.Bytes — but never before the first.
+func (tr *tracker) checkChanges(after uint64, page store.Page) {
 	tr.f.t.Helper()
-	ch := tr.f.changes(tr.coll, after, limit)
+	ch := tr.f.changes(tr.coll, after, page)
 	if ch.Epoch != tr.epoch || ch.Version != tr.head() {
-		tr.f.t.Fatalf("Changes(%s, after %d, limit %d) at %s:%d, want %s:%d",
-			tr.coll, after, limit, ch.Epoch, ch.Version, tr.epoch, tr.head())
+		tr.f.t.Fatalf("Changes(%s, after %d, %+v) at %s:%d, want %s:%d",
+			tr.coll, after, page, ch.Epoch, ch.Version, tr.epoch, tr.head())
 	}
 	want := tr.commits[min(after, tr.head()):]
-	if limit > 0 && len(want) > limit {
-		want = want[:limit]
+	if page.Commits > 0 && len(want) > page.Commits {
+		want = want[:page.Commits]
+	}
+	if page.Bytes > 0 {
+		total := 0
+		for i, c := range want {
+			if total += protocol.CommitSize(c); i > 0 && total > page.Bytes {
+				want = want[:i]
+				break
+			}
+		}
 	}
 	if d := diffCommits(ch.Commits, want); d != "" {
-		tr.f.t.Fatalf("Changes(%s, after %d, limit %d): %s", tr.coll, after, limit, d)
+		tr.f.t.Fatalf("Changes(%s, after %d, %+v): %s", tr.coll, after, page, d)
 	}
 }
 
@@ -219,15 +230,15 @@ func (tr *tracker) checkLog(retain int) uint64 {
 	var oldest uint64
 	compacted := true
 	for after := uint64(0); after <= head; after++ {
-		_, err := tr.f.s.Changes(tr.f.ctx(), tr.coll, after, 0)
+		_, err := tr.f.s.Changes(tr.f.ctx(), tr.coll, after, store.Page{})
 		switch {
 		case err == nil:
 			if compacted {
 				oldest, compacted = after, false
 			}
-			tr.checkChanges(after, 0)
-			tr.checkChanges(after, 1)
-			tr.checkChanges(after, 3)
+			tr.checkChanges(after, store.Page{})
+			tr.checkChanges(after, store.Page{Commits: 1})
+			tr.checkChanges(after, store.Page{Commits: 3})
 		case errors.Is(err, store.ErrCompacted):
 			if !compacted {
 				tr.f.t.Fatalf("Changes(%s, after %d): ErrCompacted, but after %d works: the log must be a contiguous suffix",
@@ -237,7 +248,7 @@ func (tr *tracker) checkLog(retain int) uint64 {
 				tr.f.t.Fatalf("Changes(%s, after %d) at head %d: ErrCompacted, but the log must keep the last %d commits (0: all)",
 					tr.coll, after, head, retain)
 			}
-			if _, err := tr.f.s.Changes(tr.f.ctx(), tr.coll, after, 1); !errors.Is(err, store.ErrCompacted) {
+			if _, err := tr.f.s.Changes(tr.f.ctx(), tr.coll, after, store.Page{Commits: 1}); !errors.Is(err, store.ErrCompacted) {
 				tr.f.t.Fatalf("Changes(%s, after %d, limit 1) = %v, want ErrCompacted as without a limit", tr.coll, after, err)
 			}
 		default:
@@ -245,7 +256,7 @@ func (tr *tracker) checkLog(retain int) uint64 {
 		}
 	}
 	for _, ahead := range []uint64{head + 1, head + 100} {
-		ch := tr.f.changes(tr.coll, ahead, 0)
+		ch := tr.f.changes(tr.coll, ahead, store.Page{})
 		if len(ch.Commits) != 0 || ch.Version != head || ch.Epoch != tr.epoch {
 			tr.f.t.Fatalf("Changes(%s, after %d) ahead of head %d = %s:%d with %d commits, want %s:%d with none",
 				tr.coll, ahead, head, ch.Epoch, ch.Version, len(ch.Commits), tr.epoch, head)

@@ -37,7 +37,7 @@ func testLogRetention(t *testing.T, h Harness) {
 		}
 		tr.apply(nil, ops...)
 	}
-	if _, err := f.s.Changes(f.ctx(), "c", 0, 0); !errors.Is(err, store.ErrCompacted) {
+	if _, err := f.s.Changes(f.ctx(), "c", 0, store.Page{}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(c, after 0) after %d commits with RetainCommits %d = %v, want ErrCompacted",
 			tr.head(), retain, err)
 	}
@@ -130,7 +130,7 @@ func testCatchUpRandomised(t *testing.T, h Harness) {
 			}
 		}
 	}
-	if _, err := f.s.Changes(f.ctx(), "c", 0, 0); !errors.Is(err, store.ErrCompacted) {
+	if _, err := f.s.Changes(f.ctx(), "c", 0, store.Page{}); !errors.Is(err, store.ErrCompacted) {
 		t.Fatalf("Changes(c, after 0) after %d commits with RetainCommits %d = %v, want ErrCompacted", commits, retain, err)
 	}
 	tr.checkLog(retain)

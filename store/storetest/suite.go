@@ -181,14 +181,14 @@ func (f *fixture) snapshot(coll string) protocol.Snapshot {
 }
 
 // changes calls Changes, failing the test on an error or nil Commits.
-func (f *fixture) changes(coll string, after uint64, limit int) protocol.Changes {
+func (f *fixture) changes(coll string, after uint64, page store.Page) protocol.Changes {
 	f.t.Helper()
-	ch, err := f.s.Changes(f.ctx(), coll, after, limit)
+	ch, err := f.s.Changes(f.ctx(), coll, after, page)
 	if err != nil {
-		f.t.Fatalf("Changes(%s, after %d, limit %d): %v", coll, after, limit, err)
+		f.t.Fatalf("Changes(%s, after %d, %+v): %v", coll, after, page, err)
 	}
 	if ch.Commits == nil {
-		f.t.Fatalf("Changes(%s, after %d, limit %d).Commits is nil, want a non-nil slice", coll, after, limit)
+		f.t.Fatalf("Changes(%s, after %d, %+v).Commits is nil, want a non-nil slice", coll, after, page)
 	}
 	return ch
 }
@@ -239,7 +239,7 @@ func (f *fixture) observe(coll string) observation {
 	var o observation
 	o.head = f.head(coll)
 	o.snapshot = f.snapshot(coll)
-	o.log, o.logErr = f.s.Changes(f.ctx(), coll, 0, 0)
+	o.log, o.logErr = f.s.Changes(f.ctx(), coll, 0, store.Page{})
 	o.catchUp, o.cuErr = f.s.CatchUp(f.ctx(), coll, 0)
 	return o
 }

@@ -106,7 +106,7 @@ func TestChanges(t *testing.T) {
 	}
 
 	// The commits are those of the log, as the store holds them.
-	want, err := s.Store.Changes(t.Context(), "c", 0, 0)
+	want, err := s.Store.Changes(t.Context(), "c", 0, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestChangesCatchUp(t *testing.T) {
 		s.put("c", "e", strconv.Itoa(i)) // 11..13
 	}
 	hd := s.head("c")
-	if _, err := s.Store.Changes(t.Context(), "c", 2, 0); err == nil {
+	if _, err := s.Store.Changes(t.Context(), "c", 2, store.Page{}); err == nil {
 		t.Fatalf("the log still holds commit 3 with RetainCommits 2: this test needs a trimmed log")
 	}
 

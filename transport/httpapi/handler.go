@@ -32,7 +32,8 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if o.MaxBodyBytes < 0 || o.MaxWait < 0 || o.PageSize < 0 || o.CallTimeout < 0 {
+	if o.MaxBodyBytes < 0 || o.MaxWait < 0 || o.PageSize < 0 || o.CallTimeout < 0 ||
+		o.PageBytes < 0 || o.MemoryWait < 0 || o.WriteTimeout < 0 {
 		return nil, errors.New("httpapi: negative limit")
 	}
 	if o.MaxBodyBytes == 0 {
@@ -43,6 +44,15 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	}
 	if o.PageSize == 0 {
 		o.PageSize = DefaultPageSize
+	}
+	if o.PageBytes == 0 {
+		o.PageBytes = DefaultPageBytes
+	}
+	if o.MemoryWait == 0 {
+		o.MemoryWait = DefaultMemoryWait
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = DefaultCallTimeout

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
-	"github.com/viewsync/viewsync/auth"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/limit"
+	"github.com/viewsync/viewsync/store"
 )
 
 // Options configures a Handler. The zero value means the defaults.
@@ -16,6 +19,24 @@ type Options struct {
 	// PageSize is the alignment, and the largest size, of a page of
 	// changes. Default 1000.
 	PageSize int
+	// PageBytes bounds the size of a page of changes (the commits'
+	// protocol.CommitSize summed; a single larger commit comes alone). A
+	// page cut by it ends at the last boundary, aligned like PageSize's
+	// but finer, that it reaches, so that clients still share cached
+	// pages. Default 4 MiB.
+	PageBytes int
+	// Memory, when set, bounds the memory that reads of history (pages of
+	// changes, catch-ups, snapshots) hold at once, from the store read
+	// until the answer is written; give the hub's subscriptions the same
+	// one. Nil: no bound.
+	Memory *limit.Memory
+	// MemoryWait bounds how long a request waits for Memory; past it the
+	// client gets 503 unavailable with Retry-After. Default 10s.
+	MemoryWait time.Duration
+	// WriteTimeout bounds writing an answer of history, so that a client
+	// that reads slowly cannot hold its share of Memory for long. Default
+	// 30s.
+	WriteTimeout time.Duration
 	// Logger receives request errors. Default: discard.
 	Logger *slog.Logger
 	// Observer receives per-request measurements. Default: none.
@@ -46,6 +67,9 @@ const (
 	DefaultMaxWait      = 60 * time.Second
 	DefaultPageSize     = 1000
 	DefaultCallTimeout  = 30 * time.Second
+	DefaultPageBytes    = store.DefaultPageBytes
+	DefaultMemoryWait   = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // Observer receives one measurement per request.

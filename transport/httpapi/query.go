@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"math/bits"
 	"net/url"
 	"strconv"
 	"time"
@@ -98,4 +99,27 @@ func pageLimit(after uint64, pageSize, limit int) int {
 		n = limit
 	}
 	return n
+}
+
+// trimPage returns how many of the k commits read after `after` a page
+// keeps when its byte bound cut it short of its full size: up to the
+// farthest boundary it reaches among the multiples of pageSize, then of the
+// powers of two below it, largest first, down to 1. Each answer is the same
+// for every reader at that cursor, and readers at different cursors soon
+// meet on the same boundaries (each power of two divides the larger ones),
+// so they share cached pages even when commits are large.
+func trimPage(after uint64, pageSize, k int) int {
+	last := after + uint64(k)
+	step := uint64(max(pageSize, 1))
+	for step > 1 {
+		if end := (after/step + 1) * step; end <= last {
+			return int(end - after)
+		}
+		if p := uint64(1) << (bits.Len64(step) - 1); p < step {
+			step = p // from pageSize down to the power of two below it
+		} else {
+			step /= 2
+		}
+	}
+	return k
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -59,14 +61,20 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	hold, ok := h.reserve(w, r)
+	if !ok {
+		return
+	}
+	defer hold.Release()
 	s, err := c.Snapshot(r.Context())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	hold.Set(int64(protocol.RecordsSize(s.Records)))
 	w.Header().Set("ETag", headETag(protocol.Head{Epoch: s.Epoch, Version: s.Version}))
 	w.Header().Set("Cache-Control", cacheRevalidate)
-	writeJSON(w, http.StatusOK, s)
+	h.writeHistory(w, http.StatusOK, s)
 }
 
 // getVersion is the cheap "am I stale?" poll, answered from memory without
@@ -111,12 +119,19 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		h.hub.Rendered("poll-"+q.client, c.Name(), q.cursor.Version)
 	}
 	n := pageLimit(q.cursor.Version, h.opts.PageSize, q.limit)
-	ch, err := c.Changes(r.Context(), q.cursor, n)
+	hold, ok := h.reserve(w, r)
+	if !ok {
+		return
+	}
+	defer func() { hold.Release() }()
+	ch, err := h.readChanges(r.Context(), c, q.cursor, n, hold)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	if ch.Kind == viewsync.KindCommits && len(ch.Commits.Commits) == 0 && q.wait > 0 {
+		// Nothing yet: wait for a commit without holding any memory.
+		hold.Release()
 		wait := q.wait
 		if p, ok := auth.FromContext(r.Context()); ok && !p.Expires.IsZero() {
 			// A long-poll ends when its token expires, like a stream: the
@@ -128,7 +143,10 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		switch {
 		case err == nil:
-			if ch, err = c.Changes(r.Context(), q.cursor, n); err != nil {
+			if hold, ok = h.reserve(w, r); !ok {
+				return
+			}
+			if ch, err = h.readChanges(r.Context(), c, q.cursor, n, hold); err != nil {
 				h.fail(w, r, err)
 				return
 			}
@@ -147,18 +165,24 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 	switch ch.Kind {
 	case viewsync.KindCommits:
 		cs := ch.Commits
-		if q.epochGiven && len(cs.Commits) == n && cs.Commits[n-1].Version < cs.Version {
-			// The page is full and history is immutable: the same URL
+		if k := len(cs.Commits); k > 0 && k < n && cs.Commits[k-1].Version < cs.Version {
+			// Cut short by the byte bound: end at an aligned boundary, so
+			// that clients at other cursors ask for the same next page.
+			cs.Commits = cs.Commits[:trimPage(q.cursor.Version, h.opts.PageSize, k)]
+		}
+		if k := len(cs.Commits); q.epochGiven && k > 0 && cs.Commits[k-1].Version < cs.Version {
+			// The page ends before the head, at a boundary every reader
+			// at this cursor gets, and history is immutable: the same URL
 			// always returns these commits. Its version is the page's
 			// end, not the head, so the body is the same every time.
 			cache = cacheImmutable
 			if p, ok := auth.FromContext(r.Context()); ok && !p.Anonymous {
 				cache = cachePrivateImmutable
 			}
-			cs.Version = cs.Commits[n-1].Version
+			cs.Version = cs.Commits[k-1].Version
 		}
 		w.Header().Set("Cache-Control", cache)
-		writeBody(w, http.StatusOK, appendChanges(nil, cs))
+		h.writeChanges(w, cs)
 		return
 	case viewsync.KindCatchUp:
 		body = ch.CatchUp
@@ -166,8 +190,98 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		body = ch.Reset
 	}
 	w.Header().Set("Cache-Control", cache)
-	writeJSON(w, http.StatusOK, body)
+	h.writeHistory(w, http.StatusOK, body)
 }
+
+// readChanges reads what a client at cur needs next, a page of at most n
+// commits within the bytes hold reserved, and charges the hold with what
+// the answer takes.
+func (h *Handler) readChanges(ctx context.Context, c *viewsync.Collection, cur protocol.Cursor, n int, hold *limit.Hold) (viewsync.Changes, error) {
+	ch, err := c.Changes(ctx, cur, viewsync.Page{Commits: n, Bytes: int(hold.Bytes())})
+	if err != nil {
+		hold.Release()
+		return ch, err
+	}
+	switch ch.Kind {
+	case viewsync.KindCommits:
+		size := 0
+		for _, cm := range ch.Commits.Commits {
+			size += protocol.CommitSize(cm)
+		}
+		hold.Set(int64(size))
+	case viewsync.KindCatchUp:
+		hold.Set(int64(protocol.RecordsSize(ch.CatchUp.Records) + protocol.IDsSize(ch.CatchUp.Deleted)))
+	default:
+		hold.Set(int64(protocol.RecordsSize(ch.Reset.Records)))
+	}
+	return ch, nil
+}
+
+// reserve waits, at most MemoryWait, for the memory a read of history may
+// hold: a page's bytes. When it waits in vain it answers 503 unavailable
+// with Retry-After and reports false.
+func (h *Handler) reserve(w http.ResponseWriter, r *http.Request) (*limit.Hold, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.MemoryWait)
+	defer cancel()
+	want := int64(h.opts.PageBytes)
+	hold, err := h.opts.Memory.Reserve(ctx, want, want)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil, false // the client went away
+		}
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, r, fmt.Errorf("%w: too many clients reading history at once (memory bound %d bytes, waited %s); retry later",
+			limit.ErrBusy, h.opts.Memory.Max(), h.opts.MemoryWait))
+		return nil, false
+	}
+	return hold, true
+}
+
+// historyDeadline bounds the writing of an answer of history.
+func (h *Handler) historyDeadline(w http.ResponseWriter) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+}
+
+// writeHistory writes a catch-up or snapshot under the write deadline.
+func (h *Handler) writeHistory(w http.ResponseWriter, status int, v any) {
+	h.historyDeadline(w)
+	writeJSON(w, status, v)
+}
+
+// writeChanges writes a page of commits as it encodes it, a chunk at a
+// time, so that the page is never in memory twice (decoded and encoded):
+// {"epoch":…,"version":…,"commits":[…]}. Each commit is dropped from cs
+// once written.
+func (h *Handler) writeChanges(w http.ResponseWriter, cs *protocol.Changes) {
+	h.historyDeadline(w)
+	w.Header()["Content-Type"] = jsonContentType
+	if size := changesSize(cs); size <= changesChunk {
+		// Small: one write with a Content-Length.
+		writeBody(w, http.StatusOK, appendChanges(make([]byte, 0, size), cs))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	b := make([]byte, 0, changesChunk+changesChunk/4)
+	b = appendChangesHead(b, cs)
+	for i := range cs.Commits {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = protocol.AppendCommit(b, cs.Commits[i])
+		cs.Commits[i] = protocol.Commit{}
+		if len(b) >= changesChunk {
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+			b = b[:0]
+		}
+	}
+	b = append(b, "]}"...)
+	w.Write(b)
+}
+
+// changesChunk is the size of the writes of a large page of changes.
+const changesChunk = 64 << 10
 
 func (h *Handler) getRecord(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.collection(w, r)
@@ -192,19 +306,8 @@ func (h *Handler) getRecord(w http.ResponseWriter, r *http.Request) {
 // reflection and re-checking of every value dominate the cost of a page:
 // {"epoch":…,"version":…,"commits":[…]}.
 func appendChanges(b []byte, cs *protocol.Changes) []byte {
-	size := 64 + len(cs.Epoch)
-	for _, c := range cs.Commits {
-		size += protocol.CommitJSONOverhead
-		for _, op := range c.Ops {
-			size += 32 + len(op.ID) + len(op.Value)
-		}
-	}
-	b = slices.Grow(b, size)
-	b = append(b, `{"epoch":"`...)
-	b = append(b, cs.Epoch...) // epochs are [A-Za-z0-9_-]: no escaping needed
-	b = append(b, `","version":`...)
-	b = strconv.AppendUint(b, cs.Version, 10)
-	b = append(b, `,"commits":[`...)
+	b = slices.Grow(b, changesSize(cs))
+	b = appendChangesHead(b, cs)
 	for i, c := range cs.Commits {
 		if i > 0 {
 			b = append(b, ',')
@@ -212,4 +315,22 @@ func appendChanges(b []byte, cs *protocol.Changes) []byte {
 		b = protocol.AppendCommit(b, c)
 	}
 	return append(b, "]}"...)
+}
+
+// changesSize is about the size of appendChanges' encoding of cs.
+func changesSize(cs *protocol.Changes) int {
+	size := 64 + len(cs.Epoch)
+	for _, c := range cs.Commits {
+		size += protocol.CommitSize(c)
+	}
+	return size
+}
+
+// appendChangesHead appends {"epoch":…,"version":…,"commits":[ .
+func appendChangesHead(b []byte, cs *protocol.Changes) []byte {
+	b = append(b, `{"epoch":"`...)
+	b = append(b, cs.Epoch...) // epochs are [A-Za-z0-9_-]: no escaping needed
+	b = append(b, `","version":`...)
+	b = strconv.AppendUint(b, cs.Version, 10)
+	return append(b, `,"commits":[`...)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
@@ -267,7 +268,7 @@ func TestCommits(t *testing.T) {
 	if v != 1 {
 		t.Fatalf("first commit at version %d", v)
 	}
-	ch, err := s.Store.Changes(t.Context(), "c", 0, 0)
+	ch, err := s.Store.Changes(t.Context(), "c", 0, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}

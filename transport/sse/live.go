@@ -202,6 +202,10 @@ func (c *liveConn) serve(pending []byte, toPump bool) {
 		case errors.Is(err, fanout.ErrClosed):
 			c.end(streamEnd{reason: "server closing", level: slog.LevelDebug})
 			return
+		case errors.Is(err, fanout.ErrBusy):
+			c.write(busyEvent)
+			c.end(streamEnd{reason: "server busy reading history", level: slog.LevelInfo})
+			return
 		case err != nil:
 			c.end(streamEnd{reason: "subscription failed", level: slog.LevelWarn, err: err})
 			return

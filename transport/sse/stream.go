@@ -97,6 +97,11 @@ func (s *stream) run(ctx context.Context) streamEnd {
 		case errors.Is(err, viewsync.ErrClosed): // fanout.ErrClosed matches too
 			s.endCleanly()
 			return streamEnd{reason: "server closing", level: slog.LevelDebug}
+		case errors.Is(err, fanout.ErrBusy):
+			s.setDeadline()
+			s.w.Write(busyEvent)
+			s.flush()
+			return streamEnd{reason: "server busy reading history", level: slog.LevelInfo}
 		default:
 			return streamEnd{reason: "subscription failed", level: slog.LevelWarn, err: err}
 		}
@@ -189,6 +194,10 @@ func writeEvent(bw eventWriter, kind string, id protocol.Cursor, data []byte) {
 	bw.Write(data)
 	bw.WriteString("\n\n")
 }
+
+// busyEvent ends a stream whose read of history waited in vain for the
+// server's history memory: the client resumes from its cursor later.
+var busyEvent = []byte("event: error\ndata: " + string(protocol.MarshalError(protocol.CodeUnavailable, "too many clients are reading history at once; resume from your cursor later")) + "\n\n")
 
 // expiredEvent ends a stream whose token expired: an "error" event with
 // the contract's error body.

@@ -266,11 +266,18 @@ func (s *subscription) ended(err error) {
 	case s.stopped.Load() || s.c.ctx.Err() != nil:
 	case errors.Is(err, fanout.ErrClosed):
 		s.c.close(goingAway)
+	case errors.Is(err, fanout.ErrBusy):
+		// 1013 Try Again Later: the client resumes from its cursors.
+		s.c.close(closeStatus{code: statusTryAgainLater, reason: "too many clients reading history; resume later"})
 	default:
 		s.c.logger().Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
 		s.c.close(closeStatus{code: gws.StatusInternalServerError, reason: "subscription to " + s.name + " failed"})
 	}
 }
+
+// statusTryAgainLater is the WebSocket close code 1013 (RFC 6455's
+// registry: Try Again Later).
+const statusTryAgainLater = 1013
 
 // isTimeout reports whether err is a write deadline passing.
 func isTimeout(err error) bool {
