@@ -360,7 +360,8 @@ func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
 		}
 	}
 	cu, err := s.b.store.CatchUp(ctx, s.t.name, s.cur.Version)
-	s.charge(protocol.RecordsSize(cu.Records)+protocol.IDsSize(cu.Deleted), err)
+	// The records and their encoding, which the transport builds whole.
+	s.charge(2*(protocol.RecordsSize(cu.Records)+protocol.IDsSize(cu.Deleted)), err)
 	switch {
 	case errors.Is(err, store.ErrHistoryGone):
 		return s.reset(ctx)
@@ -383,7 +384,7 @@ func (s *Subscription) reset(ctx context.Context) (Event, error) {
 		}
 	}
 	snap, err := s.b.store.Snapshot(ctx, s.t.name)
-	s.charge(protocol.RecordsSize(snap.Records), err)
+	s.charge(2*protocol.RecordsSize(snap.Records), err)
 	if err != nil {
 		return Event{}, err
 	}
