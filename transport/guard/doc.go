@@ -11,10 +11,15 @@
 // connections rewrite the HTTP server's own plain-text error answers (431,
 // 400, 501, 505) as JSON.
 //
-// Use it so:
+// Bodies bounds request bodies: it refuses every request that carries a
+// Transfer-Encoding, answers a declared Content-Length over the limit with
+// 413 before anything reads the body, and reads bodies under a deadline.
+//
+// Use them together:
 //
 //	gl, err := guard.NewListener(ln, &guard.ListenerOptions{MaxConns: 10000, MaxConnsPerAddr: 512, HealthConns: 8})
-//	srv := &http.Server{Handler: gl.Middleware(handler), ConnState: gl.ConnState, ConnContext: gl.ConnContext,
+//	h, err := guard.Bodies(handler, &guard.BodyOptions{Timeout: 10 * time.Second})
+//	srv := &http.Server{Handler: gl.Middleware(h), ConnState: gl.ConnState, ConnContext: gl.ConnContext,
 //		IdleTimeout: time.Minute, ReadHeaderTimeout: 10 * time.Second}
 //	srv.Serve(gl)
 //
