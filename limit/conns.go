@@ -14,6 +14,11 @@ import (
 // Conns counts concurrent requests (streams and WebSocket connections
 // included: they are requests that last) per client address, and refuses
 // those past a maximum. It is safe for concurrent use.
+//
+// It counts requests, not connections: idle keep-alive connections hold
+// descriptors without a request in progress. A server that must bound
+// those too counts connections at its listener (transport/guard's
+// Listener, which viewsync serve uses in place of this middleware).
 type Conns struct {
 	max int
 	// Refused, when set, is called for each request refused.

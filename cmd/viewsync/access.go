@@ -55,7 +55,7 @@ func (c *accessConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cookie, "auth-cookie", auth.DefaultCookie, "cookie a token may arrive in (besides Authorization: Bearer and the token query parameter); \"-\" for none")
 	fs.BoolVar(&c.insecureAnonymous, "insecure-anonymous", false, "allow anonymous access with every right on a non-loopback address (without a key, only loopback addresses are served)")
 	fs.StringVar(&c.corsOrigins, "cors-origin", "", "comma-separated origins whose pages may call the API and open WebSockets (https://app.example.com, https://*.example.com, or *)")
-	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", defaultMaxConnsPerIP, "most concurrent requests, streams and WebSockets from one client address (429 past it); 0: no limit")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", defaultMaxConnsPerIP, "most TCP connections open at once from one client address, idle keep-alive ones included (so also requests, streams and WebSockets); past it new ones get 429; 0: no limit")
 	fs.Float64Var(&c.commitRate, "commit-rate", defaultCommitRate, "commits (writes) per second each principal may make on average (anonymous: each client address; 429 past it); 0: no limit")
 	fs.IntVar(&c.commitBurst, "commit-burst", 0, "commits a principal may make at once above --commit-rate (default: twice the rate)")
 	fs.Float64Var(&c.callRate, "call-rate", defaultCallRate, "calls per second each principal may make on average; 0: no limit")
@@ -81,9 +81,11 @@ func (c *accessConfig) validate() error {
 // access is what the access flags build.
 type access struct {
 	policy *auth.Policy
-	// wrap adds the per-address connection limit and CORS in front of the
-	// server's handler.
+	// wrap adds CORS in front of the server's handler.
 	wrap func(http.Handler) http.Handler
+	// maxConnsPerIP is the per-address connection limit, counted by the
+	// listener (0: none).
+	maxConnsPerIP int
 	// origins are the --cors-origin origins as WebSocket origin patterns.
 	origins []string
 }
@@ -145,12 +147,11 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 	if c.callRate > 0 {
 		a.policy.Calls = limit.NewRate(limit.RateOptions{PerSecond: c.callRate, Burst: burst(c.callBurst, c.callRate)})
 	}
+	// The per-address limit counts TCP connections at the listener (see
+	// serveConfig.listen), idle keep-alive ones included; limit.Conns,
+	// which counts requests, would count less and refuse health checks.
+	a.maxConnsPerIP = c.maxConnsPerIP
 	var wraps []func(http.Handler) http.Handler
-	if c.maxConnsPerIP > 0 {
-		conns := limit.NewConns(c.maxConnsPerIP)
-		conns.Refused = func(*http.Request) { met.Denied("too_many_connections") }
-		wraps = append(wraps, conns.Middleware)
-	}
 	if origins := splitList(c.corsOrigins); len(origins) > 0 {
 		mw, err := cors.Middleware(cors.Options{Origins: origins})
 		if err != nil {
@@ -167,8 +168,6 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 		log.Info("CORS: pages of these origins may use the API", "origins", origins)
 	}
 	a.wrap = func(h http.Handler) http.Handler {
-		// The connection limit runs first, so a refused flood costs no
-		// CORS work.
 		for i := len(wraps) - 1; i >= 0; i-- {
 			h = wraps[i](h)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/transport/guard"
 	"github.com/viewsync/viewsync/transport/httpapi"
 	"github.com/viewsync/viewsync/transport/sse"
 	"github.com/viewsync/viewsync/transport/ws"
@@ -38,6 +39,11 @@ type serveConfig struct {
 	maxWait          time.Duration
 	pageSize         int
 	readHeaderTO     time.Duration
+	bodyTO           time.Duration
+	idleTO           time.Duration
+	maxHeaderBytes   byteSize
+	maxConns         int
+	healthConns      int
 	shutdownTO       time.Duration
 	bufferBytes      byteSize
 	pingInterval     time.Duration
@@ -64,10 +70,11 @@ type serveConfig struct {
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{
-		maxBody:      httpapi.DefaultMaxBodyBytes,
-		maxValue:     viewsync.DefaultMaxValueBytes,
-		bufferBytes:  fanout.DefaultBufferBytes,
-		wsMaxMessage: ws.DefaultMaxMessageBytes,
+		maxBody:        httpapi.DefaultMaxBodyBytes,
+		maxValue:       viewsync.DefaultMaxValueBytes,
+		bufferBytes:    fanout.DefaultBufferBytes,
+		wsMaxMessage:   ws.DefaultMaxMessageBytes,
+		maxHeaderBytes: defaultMaxHeaderBytes,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -82,6 +89,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
 	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
+	fs.DurationVar(&c.bodyTO, "body-timeout", guard.DefaultBodyTimeout, "time allowed to read a request's body; a client sending it slower gets 408 and its connection is closed")
+	fs.DurationVar(&c.idleTO, "idle-timeout", defaultIdleTimeout, "a kept-alive connection waiting this long for its next request is closed")
+	fs.Var(&c.maxHeaderBytes, "max-header-bytes", "largest request headers (bytes, or with KiB/MiB); larger get 431")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "most TCP connections open at once, idle keep-alive ones included; at it the longest idle one is closed to make room, and with none idle new ones get 503; 0: the open-files limit less a reserve for the store and health checks (the figure is logged at start)")
+	fs.IntVar(&c.healthConns, "health-conns", defaultHealthConns, "connections accepted beyond --max-conns-per-ip or --max-conns that may only ask for /healthz or /readyz, once (one client address holds at most a quarter of them), so that health checks keep working; 0: none")
 	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
@@ -140,6 +152,18 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-wait must be in (0, 60s]")
 	case c.pageSize <= 0:
 		return errors.New("--page-size must be positive")
+	case c.readHeaderTO <= 0:
+		return errors.New("--read-header-timeout must be positive")
+	case c.bodyTO <= 0:
+		return errors.New("--body-timeout must be positive")
+	case c.idleTO <= 0:
+		return errors.New("--idle-timeout must be positive")
+	case c.maxHeaderBytes <= 0:
+		return errors.New("--max-header-bytes must be positive")
+	case c.maxConns < 0:
+		return errors.New("--max-conns must not be negative")
+	case c.healthConns < 0:
+		return errors.New("--health-conns must not be negative")
 	case c.bufferBytes <= 0:
 		return errors.New("--buffer-bytes must be positive")
 	case c.pingInterval <= 0:
@@ -330,9 +354,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer stopPprof()
 	}
+	gl, err := c.listen(ln, acc, met, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	// Bodies runs before anything reads a body: it refuses a
+	// Transfer-Encoding, a Content-Length over --max-body, and bounds the
+	// time a body takes to arrive.
+	handler, err := guard.Bodies(acc.wrap(root), &guard.BodyOptions{MaxBytes: int64(c.maxBody), Timeout: c.bodyTO, Logger: log})
+	if err != nil {
+		gl.Close()
+		return err
+	}
 	srv := &http.Server{
-		Handler:           acc.wrap(root),
+		Handler:           gl.Middleware(handler),
 		ReadHeaderTimeout: c.readHeaderTO,
+		IdleTimeout:       c.idleTO,
+		MaxHeaderBytes:    int(c.maxHeaderBytes),
+		ConnState:         gl.ConnState,
+		ConnContext:       gl.ConnContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Shutdown waits for handlers, so long-lived ones must be told to end:
@@ -355,7 +396,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "viewsync listening on http://%s\n", ln.Addr())
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(gl) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -389,5 +430,60 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-// defaultFlushInterval is --flush-interval's default.
-const defaultFlushInterval = 50 * time.Millisecond
+// Defaults of serve's flags.
+const (
+	defaultFlushInterval  = 50 * time.Millisecond
+	defaultIdleTimeout    = 60 * time.Second
+	defaultMaxHeaderBytes = 64 << 10
+	defaultHealthConns    = 8
+)
+
+// Connections in all when --max-conns is 0: the open-files limit less a
+// reserve of an eighth of it, at least connsReserve, for the store, the
+// logs, the other listeners, outgoing connections (NATS, the call proxy),
+// the health-only connections and the refused ones being answered; at
+// least half the limit. Where the limit is unknown, fallbackMaxConns.
+const (
+	connsReserve     = 256
+	fallbackMaxConns = 10_000
+)
+
+// maxConnsFor returns the connections allowed in all under an open-files
+// limit of openFiles (0: unknown).
+func maxConnsFor(openFiles uint64) int {
+	if openFiles == 0 {
+		return fallbackMaxConns
+	}
+	n := int(min(openFiles, 1<<40))
+	return max(n-max(connsReserve, n/8), n/2)
+}
+
+// listen guards ln with the connection limits: --max-conns (derived from
+// the open-files limit, raised to its hard limit first, unless given),
+// --max-conns-per-ip and --health-conns. Refusals are warned of in the log
+// at a bounded rate and counted as viewsync_denied_total{code="too_many_connections"}.
+func (c *serveConfig) listen(ln net.Listener, acc *access, met *metrics.Prometheus, log *slog.Logger) (*guard.Listener, error) {
+	soft, hard, err := raiseOpenFiles()
+	if err != nil {
+		log.Info("open-files limit not raised", "err", err, "open_files_limit", soft, "hard_limit", hard)
+	}
+	maxConns := c.maxConns
+	if maxConns == 0 {
+		maxConns = maxConnsFor(soft)
+	} else if soft > 0 && uint64(maxConns) > soft {
+		log.Warn("--max-conns is over the open-files limit: past that, new connections fail at accept", "max_conns", maxConns, "open_files_limit", soft)
+	}
+	gl, err := guard.NewListener(ln, &guard.ListenerOptions{
+		MaxConns:        maxConns,
+		MaxConnsPerAddr: acc.maxConnsPerIP,
+		HealthConns:     c.healthConns,
+		Logger:          log,
+		Refused:         func(string) { met.Denied("too_many_connections") },
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("connections limited", "max_conns", maxConns, "max_conns_per_ip", acc.maxConnsPerIP, "health_conns", c.healthConns,
+		"open_files_limit", soft, "idle_timeout", c.idleTO.String(), "body_timeout", c.bodyTO.String(), "max_header_bytes", int64(c.maxHeaderBytes))
+	return gl, nil
+}
