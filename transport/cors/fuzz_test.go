@@ -125,3 +125,87 @@ func FuzzCORSOrigin(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOriginPatterns parses an arbitrary pattern and matches an arbitrary
+// origin against it. It must never panic; what it admits must be what the
+// reference refAdmits admits (a serialized origin, scheme and host equal
+// to the pattern's, or any subdomain for "*."; a pattern without a scheme
+// admits http and https); and a pattern with a scheme must mean the same
+// to ParseOrigins, the CORS middleware's parser, as to ParseOriginPatterns.
+func FuzzOriginPatterns(f *testing.F) {
+	for _, s := range [][2]string{
+		{"https://app.example.com", "https://app.example.com"},
+		{"https://app.example.com", "http://app.example.com"},
+		{"app.example.com", "http://app.example.com"},
+		{"app.example.com", "https://APP.example.com"},
+		{"*.example.org", "https://a.b.example.org"},
+		{"https://*.example.org", "http://a.example.org"},
+		{"http://localhost:3000", "http://localhost:3000"},
+		{"[::1]:8080", "http://[::1]:8080"},
+		{"*", "null"},
+		{"app.example.com", "https://app.example.com/"},
+		{"ftp://app.example.com", "ftp://app.example.com"},
+		{"*://*", "https://x"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, origin string) {
+		m, err := ParseOriginPatterns([]string{pattern})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "cors: ") {
+				t.Fatalf("error %q lacks the cors: prefix", err)
+			}
+			return
+		}
+		got := m.Allow(origin)
+		if want := refAdmits(pattern, origin); got != want {
+			t.Fatalf("pattern %q, origin %q: Allow %v, reference %v", pattern, origin, got, want)
+		}
+		if strings.Contains(pattern, "://") {
+			strict, err := ParseOrigins([]string{pattern})
+			if err != nil {
+				t.Fatalf("pattern %q: ParseOrigins refuses it: %v", pattern, err)
+			}
+			if strict.Allow(origin) != got {
+				t.Fatalf("pattern %q, origin %q: ParseOrigins and ParseOriginPatterns disagree", pattern, origin)
+			}
+		}
+	})
+}
+
+// refAdmits is the reference of a one-entry Matcher: pattern is "*", or
+// [scheme "://"] host, host maybe starting "*.".
+func refAdmits(pattern, origin string) bool {
+	pattern = strings.TrimSpace(pattern)
+	if pattern == "" {
+		return false
+	}
+	if pattern == "*" {
+		return true
+	}
+	oScheme, oHost, ok := strings.Cut(origin, "://")
+	if !ok || oHost == "" || strings.ContainsAny(oHost, "/?#@\\%") {
+		return false
+	}
+	for i := 0; i < len(origin); i++ {
+		if origin[i] >= 0x7f || origin[i] <= 0x20 {
+			return false
+		}
+	}
+	if oScheme != "http" && oScheme != "https" {
+		return false
+	}
+	pScheme, pHost, ok := strings.Cut(pattern, "://")
+	if !ok {
+		pScheme, pHost = oScheme, pattern
+	}
+	if strings.ToLower(pScheme) != oScheme {
+		return false
+	}
+	pHost, oHost = asciiLower(pHost), asciiLower(oHost)
+	if sub, ok := strings.CutPrefix(pHost, "*."); ok {
+		label, ok := strings.CutSuffix(oHost, "."+sub)
+		return ok && label != ""
+	}
+	return pHost == oHost
+}
