@@ -71,6 +71,9 @@
 //     not ahead of what was sent) and recorded per subscription, for a
 //     visibility metric still to come.
 //   - Origins are checked (same-origin unless Options.OriginPatterns says
-//     otherwise); Options.Policy authenticates the upgrade and admits
-//     every message.
+//     otherwise, by the CORS middleware's rules, cors.Matcher);
+//     Options.Policy authenticates the upgrade and admits every message.
+//     Every refusal of the upgrade request carries the contract's JSON
+//     error body: 401, 403, 503, 400 for a broken handshake, 426 for a
+//     request that is no upgrade or asks for another WebSocket version.
 package ws

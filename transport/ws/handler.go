@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"path"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +17,7 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/cors"
 	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
@@ -30,9 +28,11 @@ type Handler struct {
 	nextConnID atomic.Uint64
 	opts       Options
 	log        *slog.Logger
-	upgrader   gws.HTTPUpgrader
-	// origins are Options.OriginPatterns, lower-cased.
-	origins []string
+	// upgrader answers upgrades that offer no subprotocol we speak,
+	// upgraderV1 those that offer viewsync's (it says so in the answer).
+	upgrader, upgraderV1 gws.HTTPUpgrader
+	// origins are Options.OriginPatterns.
+	origins *cors.Matcher
 
 	// mu guards the fields below. It is never held while taking another
 	// lock or waiting, so it takes no part in any lock order.
@@ -75,12 +75,9 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o.MaxConnections < 0 || o.MaxBadMessages < 0 || o.FlushInterval < 0 {
 		return nil, errors.New("ws: negative option")
 	}
-	origins := make([]string, len(o.OriginPatterns))
-	for i, p := range o.OriginPatterns {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("ws: origin pattern %q: %w", p, err)
-		}
-		origins[i] = strings.ToLower(p)
+	origins, err := cors.ParseOriginPatterns(o.OriginPatterns)
+	if err != nil {
+		return nil, fmt.Errorf("ws: OriginPatterns: %w", err)
 	}
 	if o.PingInterval == 0 {
 		o.PingInterval = DefaultPingInterval
@@ -103,19 +100,27 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{
-		hub:     hub,
-		opts:    o,
-		log:     o.Logger,
-		origins: origins,
-		upgrader: gws.HTTPUpgrader{
-			Timeout:  o.WriteTimeout,
-			Protocol: func(p string) bool { return p == protocol.WSSubprotocol },
-		},
+	h := &Handler{
+		hub:      hub,
+		opts:     o,
+		log:      o.Logger,
+		origins:  origins,
 		pumps:    live.Pumps{Tick: time.Hour, Interval: o.FlushInterval}, // subscriptions do not tick
 		conns:    map[*conn]struct{}{},
 		keepWake: make(chan struct{}, 1),
-	}, nil
+	}
+	h.upgrader, h.upgraderV1 = upgraders(o.WriteTimeout)
+	return h, nil
+}
+
+// upgraders returns the upgraders of a handler whose writes take up to
+// timeout: one for clients that offer no subprotocol we speak, one that
+// answers with viewsync's.
+func upgraders(timeout time.Duration) (plain, v1 gws.HTTPUpgrader) {
+	plain = gws.HTTPUpgrader{Timeout: timeout}
+	v1 = plain
+	v1.Header = http.Header{"Sec-WebSocket-Protocol": {protocol.WSSubprotocol}}
+	return plain, v1
 }
 
 // Connections returns how many WebSocket connections are open.
@@ -151,17 +156,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if !isUpgrade(r) {
-		writeError(w, protocol.CodeBadRequest, "expected a WebSocket upgrade: GET with Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
+	v1, ok := handshake(w, r)
+	if !ok {
 		return
 	}
 	if origin := r.Header.Get("Origin"); !h.originAllowed(origin, r.Host) {
 		writeError(w, protocol.CodeForbidden, fmt.Sprintf("origin %q may not open a WebSocket here; allowed: this server's own pages and its configured origins", origin))
 		return
 	}
-	nc, brw, hs, err := h.upgrader.Upgrade(r, w)
+	// The subprotocol is negotiated here, not by the upgrader, which
+	// would refuse a malformed offer in plain text.
+	up := h.upgrader
+	if v1 {
+		up = h.upgraderV1
+	}
+	nc, brw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		// The upgrader has answered the request.
+		// handshake took what the upgrader takes, so the upgrader failed
+		// to hijack the connection or to write the answer: it has
+		// answered what it could, in plain text.
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		if nc != nil {
 			nc.Close()
@@ -169,7 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := newSock(nc, brw.Reader, h.opts.WriteTimeout)
-	if hs.Protocol != protocol.WSSubprotocol {
+	if !v1 {
 		s.refuse(closeStatus{code: gws.StatusProtocolError, reason: "subprotocol " + protocol.WSSubprotocol + " required"})
 		return
 	}
@@ -196,45 +209,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.start()
 }
 
-// isUpgrade reports whether r asks for a WebSocket upgrade.
-func isUpgrade(r *http.Request) bool {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		return false
-	}
-	for _, v := range r.Header.Values("Connection") {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // originAllowed reports whether a page of origin may connect to host: no
-// Origin (not a browser), the server's own host, or a host (scheme://host
-// for patterns with a scheme) matching one of the OriginPatterns.
+// Origin (not a browser), the server's own host (cors.SameOrigin), or an
+// origin the OriginPatterns admit (cors.Matcher.Allow), by the rules of
+// the CORS middleware.
 func (h *Handler) originAllowed(origin, host string) bool {
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, p := range h.origins {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(p, strings.ToLower(target)); ok {
-			return true
-		}
-	}
-	return false
+	return origin == "" || cors.SameOrigin(origin, host) || h.origins.Allow(origin)
 }
 
 // Shutdown makes the handler refuse new connections (503 unavailable) and
@@ -366,13 +346,20 @@ func (h *Handler) unregister(c *conn) {
 	}
 }
 
-// writeError answers a plain HTTP request with the contract's error body.
+// writeError answers a plain HTTP request with the contract's error body,
+// with the status of code.
 func writeError(w http.ResponseWriter, code protocol.Code, msg string) {
+	writeErrorStatus(w, code.Status(), code, msg)
+}
+
+// writeErrorStatus is writeError with another status than code's, for
+// the statuses of the handshake the contract has no code for (426).
+func writeErrorStatus(w http.ResponseWriter, status int, code protocol.Code, msg string) {
 	b := protocol.MarshalError(code, msg)
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(code.Status())
+	w.WriteHeader(status)
 	w.Write(b)
 }

@@ -37,12 +37,14 @@ func TestNew(t *testing.T) {
 	for _, o := range []ws.Options{
 		{PingInterval: -time.Second}, {WriteTimeout: -1}, {MaxMessageBytes: -1}, {MaxSubscriptions: -1},
 		{MaxConnections: -1}, {MaxBadMessages: -1}, {OriginPatterns: []string{"[bad"}},
+		{OriginPatterns: []string{"app-?.example.com"}}, {OriginPatterns: []string{"*://*"}},
+		{OriginPatterns: []string{"ftp://app.example.com"}}, {OriginPatterns: []string{"https://app.example.com/"}},
 	} {
 		if _, err := ws.New(hub, &o); err == nil {
 			t.Errorf("New with %+v succeeded", o)
 		}
 	}
-	for _, o := range []*ws.Options{nil, {}, {OriginPatterns: []string{"*.example.com"}}} {
+	for _, o := range []*ws.Options{nil, {}, {OriginPatterns: []string{"*.example.com"}}, {OriginPatterns: []string{"https://*.example.com", "app.example.com:8443", "*"}}} {
 		if _, err := ws.New(hub, o); err != nil {
 			t.Errorf("New with %+v: %v", o, err)
 		}
@@ -93,9 +95,13 @@ func TestNotAnUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode < 400 {
-		t.Fatalf("GET without upgrade: status %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Upgrade") != "websocket" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET without upgrade: status %d, Upgrade %q, Content-Type %q; want 426, websocket, JSON", resp.StatusCode, resp.Header.Get("Upgrade"), resp.Header.Get("Content-Type"))
+	}
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Error == nil || eb.Error.Code != protocol.CodeBadRequest {
+		t.Fatalf("GET without upgrade: body %s", body)
 	}
 	if n := e.h.Connections(); n != 0 {
 		t.Fatalf("%d connections after refused requests", n)

@@ -52,12 +52,16 @@ type Options struct {
 	MaxBadMessages int
 
 	// OriginPatterns lists the origins, besides the request's own host,
-	// whose pages may connect: path.Match patterns matched, case
-	// insensitively, against the Origin's host ("app.example.com",
-	// "*.example.com"), or against scheme://host when the pattern has a
-	// scheme ("https://*.example.com"). Others are refused with 403
-	// forbidden before the upgrade. Empty means same-origin only.
-	// Requests without an Origin (not from a browser) are not checked.
+	// whose pages may connect, as cors.ParseOriginPatterns takes them and
+	// matched as the CORS middleware matches its origins: an origin with
+	// a scheme admits that scheme, host and port only
+	// ("https://app.example.com", "https://*.example.com" for any
+	// subdomain); a host pattern without a scheme admits the host over
+	// http and https ("app.example.com", "*.example.com"); "*" admits
+	// every origin. Hosts compare case-insensitively. Others are refused
+	// with 403 forbidden before the upgrade; New refuses a malformed
+	// pattern. Empty means same-origin only. Requests without an Origin
+	// (not from a browser) are not checked.
 	// Security: every origin listed can act with the credentials (cookies)
 	// of the users who visit it.
 	OriginPatterns []string
