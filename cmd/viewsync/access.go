@@ -86,7 +86,9 @@ type access struct {
 	// maxConnsPerIP is the per-address connection limit, counted by the
 	// listener (0: none).
 	maxConnsPerIP int
-	// origins are the --cors-origin origins as WebSocket origin patterns.
+	// origins are the --cors-origin origins, which may open WebSockets
+	// too: the WebSocket handler matches them as the CORS middleware does
+	// (cors.Matcher), scheme included.
 	origins []string
 }
 
@@ -158,13 +160,7 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 			return nil, fmt.Errorf("%w: --cors-origin: %w", errBadFlag, err)
 		}
 		wraps = append(wraps, mw)
-		for _, o := range origins {
-			if o == "*" {
-				a.origins = append(a.origins, "*")
-			} else if _, host, ok := strings.Cut(o, "://"); ok {
-				a.origins = append(a.origins, host)
-			}
-		}
+		a.origins = origins
 		log.Info("CORS: pages of these origins may use the API", "origins", origins)
 	}
 	a.wrap = func(h http.Handler) http.Handler {

@@ -104,7 +104,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
 	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
-	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origin host patterns allowed to open WebSockets besides the server's own (e.g. app.example.com,*.example.com)")
+	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this separate address (e.g. 127.0.0.1:9090) instead of the API's, which needs no token: keep it off the public network")
