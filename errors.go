@@ -22,6 +22,9 @@ var (
 	ErrEmptyCommit = store.ErrEmptyCommit
 	// ErrClosed: the hub or its store is closed.
 	ErrClosed = store.ErrClosed
+	// ErrUnavailable: the store cannot write for now (its disk is full
+	// or read-only, say); the same write may succeed later.
+	ErrUnavailable = store.ErrUnavailable
 	// ErrTooLarge: a commit, id or value over a limit.
 	ErrTooLarge = protocol.ErrTooLarge
 	// ErrInvalid: malformed input (bad name, id, op or value).
@@ -98,7 +101,7 @@ func ErrorCode(err error) protocol.Code {
 		return protocol.CodeNotFound
 	case errors.Is(err, ErrPrecondition):
 		return protocol.CodePreconditionFailed
-	case errors.Is(err, ErrClosed), errors.Is(err, limit.ErrBusy):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, limit.ErrBusy):
 		return protocol.CodeUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return protocol.CodeTimeout

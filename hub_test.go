@@ -114,6 +114,8 @@ func TestErrorCode(t *testing.T) {
 		{fmt.Errorf("put: %w", &store.PreconditionError{ID: "a", Want: 1, Have: 2}), protocol.CodePreconditionFailed},
 		{viewsync.ErrClosed, protocol.CodeUnavailable},
 		{fmt.Errorf("commit: %w", store.ErrClosed), protocol.CodeUnavailable},
+		{viewsync.ErrUnavailable, protocol.CodeUnavailable},
+		{fmt.Errorf("commit: %w", store.ErrUnavailable), protocol.CodeUnavailable},
 		{context.DeadlineExceeded, protocol.CodeTimeout},
 		{errors.New("disk on fire"), protocol.CodeInternal},
 		{store.ErrCompacted, protocol.CodeInternal},

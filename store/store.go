@@ -155,6 +155,10 @@ var (
 	ErrHistoryGone = errors.New("history gone past cursor")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store cannot do what was asked for now — its
+	// disk is full or read-only, say — through no fault of the request;
+	// the same request may succeed later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // PreconditionError tells which record failed a precondition.
