@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,8 +23,9 @@ const (
 	// DefaultMaxBatch is how many commits one transaction takes at most.
 	DefaultMaxBatch = 1024
 	// DefaultLockTimeout is how long Open waits for another process to
-	// release the file.
-	DefaultLockTimeout = 5 * time.Second
+	// release the file: long enough for one that is closing it, short
+	// enough to tell at once that the file is in use.
+	DefaultLockTimeout = time.Second
 )
 
 // Options configures a Store. A nil *Options, or its zero value, means the
@@ -93,14 +97,20 @@ type Store struct {
 	stop chan struct{}
 	// exited is closed by the committer when it returns.
 	exited chan struct{}
+
+	// health tells whether the store can write; see Writable.
+	health health
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open opens the store in the bbolt file at path, creating the file (mode
-// 0600) and a fresh store-wide epoch if it does not exist. opts may be nil.
-// The file is locked until Close; another Open of it waits up to
-// Options.LockTimeout.
+// 0600, its missing parent directories 0750) and a fresh store-wide epoch
+// if it does not exist. opts may be nil. The file is locked until Close;
+// another Open of it waits up to Options.LockTimeout, then fails with
+// ErrLocked. A file that is truncated, or whose pages that every request
+// reads are damaged, is refused with ErrDamaged; see checkPages for what is
+// read.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -115,11 +125,18 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      o.LockTimeout,
-		NoSync:       o.NoSync,
-		FreelistType: bolt.FreelistMapType,
-	})
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		// Check the file read-only first: a read-write open reads the
+		// freelist page, which may lie past the end of a truncated file.
+		if err := checkFile(path, &o); err != nil {
+			o.Logger.Error("boltstore: refusing file", "path", path, "err", err)
+			return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		}
+	}
+	db, err := openDB(path, &o, false)
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
@@ -132,7 +149,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		exited:   make(chan struct{}),
 	}
-	if err := db.Update(s.init); err != nil {
+	if err := guard(func() error { return db.Update(s.init) }); err != nil {
 		s.log.Error("boltstore: refusing file", "path", path, "err", err)
 		if cerr := db.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -141,6 +158,89 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	go s.run()
 	return s, nil
+}
+
+// checkFile opens the existing file at path read-only and checks it
+// (see checkPages).
+func checkFile(path string, o *Options) error {
+	db, err := openDB(path, o, true)
+	if err != nil {
+		return err
+	}
+	err = guard(func() error { return db.View(checkPages) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openDB opens the bbolt file, read-only or not. A panic of bbolt on a damaged file (or a
+// fault on a page past the end of a truncated one) comes back as an error
+// wrapping ErrDamaged, and the file is then closed, which releases its
+// lock; so do bbolt's own verdicts on a file that is not a bbolt file or
+// whose meta pages are both damaged.
+func openDB(path string, o *Options, readOnly bool) (*bolt.DB, error) {
+	var file *os.File
+	var db *bolt.DB
+	err := guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:      o.LockTimeout,
+			NoSync:       o.NoSync,
+			FreelistType: bolt.FreelistMapType,
+			ReadOnly:     readOnly,
+			OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(name, flag, perm)
+				file = f
+				return f, err
+			},
+		})
+		return err
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, ErrLocked
+	case errors.Is(err, ErrDamaged):
+		if file != nil {
+			// bbolt panicked with the file open and locked.
+			file.Close()
+		}
+		return nil, err
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch), strings.Contains(err.Error(), "file size too small"):
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	return nil, err
+}
+
+// checkPages reads what is read before anything else, so that a damaged file
+// is refused at Open rather than found by requests: the file must hold
+// every page its meta page counts, and the root bucket, every top-level
+// bucket (the settings, each collection) and every bucket nested in them
+// must be readable down to their first and last keys. It reads a few
+// pages per collection, not the whole file: damage elsewhere is found by
+// the requests that read it, which then fail with ErrDamaged (see guard).
+func checkPages(tx *bolt.Tx) error {
+	fi, err := os.Stat(tx.DB().Path())
+	if err != nil {
+		return err
+	}
+	if fi.Size() < tx.Size() {
+		return fmt.Errorf("%w: it has %d bytes where its pages take %d: it was cut short", ErrDamaged, fi.Size(), tx.Size())
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if b == nil {
+			return fmt.Errorf("%w: top-level key %q is not a bucket", ErrDamaged, name)
+		}
+		return b.ForEachBucket(func(k []byte) error {
+			c := b.Bucket(k).Cursor()
+			c.First()
+			c.Last()
+			return nil
+		})
+	})
 }
 
 // init reads the store-wide settings, writing them first into a new file.

@@ -144,7 +144,7 @@ func (s *Store) take(batch []*request) []*request {
 // and the requests already in it wait only for the few microseconds of
 // applying them. It returns the batch, reqs and what joined.
 func (s *Store) commit(reqs []*request) []*request {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := batch{s: s, tx: tx, colls: make(map[string]*batchColl)}
 		for i := 0; i < len(reqs); i++ {
 			r := reqs[i]
@@ -171,6 +171,7 @@ func (s *Store) commit(reqs []*request) []*request {
 		}
 		return b.finish()
 	})
+	s.wrote(err)
 	if err == nil {
 		n := 0
 		for _, r := range reqs {
@@ -183,7 +184,10 @@ func (s *Store) commit(reqs []*request) []*request {
 	} else {
 		err = closedErr(err)
 		if !errors.Is(err, store.ErrClosed) {
-			s.log.Error("boltstore: batch failed", "commits", len(reqs), "err", err)
+			s.log.Error("boltstore: batch failed", "commits", len(reqs), "path", s.db.Path(), "err", err)
+		}
+		if uerr := unwritable(err); uerr != nil {
+			err = uerr
 		}
 		for _, r := range reqs {
 			if !r.checkFailed {

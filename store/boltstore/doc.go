@@ -72,7 +72,21 @@
 // # Caveats
 //
 //   - One process at a time: bbolt locks the file, and Open waits at most
-//     Options.LockTimeout for it.
+//     Options.LockTimeout (a second by default) for it, then fails with
+//     ErrLocked.
+//   - A damaged file fails with ErrDamaged, never with a panic of bbolt:
+//     Open refuses a file cut short, or whose meta pages, root bucket or
+//     collections' bucket roots are damaged; it reads a few pages per
+//     collection, not the whole file, so damage deeper in is found by the
+//     reads and commits that reach it, which fail with ErrDamaged (bbolt's
+//     panics and faults on the mapped file are recovered) while the rest
+//     of the file serves on. bbolt keeps no checksums of its data pages:
+//     garbage that still parses as a page is not found at all.
+//   - A write that fails for want of space, a quota, the file size limit,
+//     or a read-only or failing file system matches store.ErrUnavailable,
+//     and Writable reports it until a write succeeds again, or a probe
+//     does: a megabyte written beside the file (PATH.probe), at most once
+//     a second, while Writable is asked.
 //   - Durability is bbolt's: fsync of the data pages, then of the meta page.
 //     Options.NoSync gives that up and is for tests and benchmarks only.
 //   - Throughput of a single writer is bounded by the disk's fsync latency;

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 
@@ -36,7 +35,7 @@ var (
 
 // errDamaged reports collection data that breaks the layout's invariants:
 // the file was damaged or written by something else.
-var errDamaged = errors.New("damaged collection data")
+var errDamaged = fmt.Errorf("%w: collection data breaks the layout", ErrDamaged)
 
 // formatVersion is the layout version written in storeBucket; Open refuses
 // a file written in another one.

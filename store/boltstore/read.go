@@ -30,7 +30,7 @@ func (s *Store) view(ctx context.Context, collection string, fn func(c coll, ok 
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.viewTx(func(tx *bolt.Tx) error {
 		c, ok, err := openColl(tx, collection)
 		if err != nil {
 			return err
