@@ -76,10 +76,17 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		}
 		path := filepath.Join(data, "viewsync.db")
 		st, err := boltstore.Open(path, &boltstore.Options{Config: cfg, Logger: log})
-		if err != nil {
+		switch {
+		case errors.Is(err, boltstore.ErrLocked):
+			return nil, fmt.Errorf("open store: %s is locked: another viewsync process uses --data %s", path, data)
+		case errors.Is(err, boltstore.ErrDamaged):
+			return nil, fmt.Errorf("open store: %w; restore it from a backup, or move it aside to start empty", err)
+		case err != nil:
 			return nil, fmt.Errorf("open store: %w", err)
 		}
-		return &openedStore{Store: st, where: path, ready: func() error { return nil }}, nil
+		// Not ready while writes fail for want of space or a working
+		// disk, until one succeeds again.
+		return &openedStore{Store: st, where: path, ready: st.Writable}, nil
 	}
 
 	host, _ := os.Hostname()
