@@ -71,8 +71,9 @@ type ListenerOptions struct {
 	// DefaultRefuseTimeout.
 	RefuseTimeout time.Duration
 	// LogEvery is the least time between two warnings of refused
-	// connections for the same reason; the refusals in between are counted
-	// in the next one. Default DefaultLogEvery.
+	// connections for the same reason (or of idle connections closed at
+	// MaxConns); those in between are counted in the next one. Default
+	// DefaultLogEvery.
 	LogEvery time.Duration
 	// Logger receives those warnings. Default: none.
 	Logger *slog.Logger
@@ -169,6 +170,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		st, victim, reason := l.admit(addr)
 		if victim != nil {
 			victim.Close()
+			l.log.evicted(addr, l.opts.MaxConns)
 		}
 		if st != nil {
 			return wrap(c, st), nil
@@ -417,8 +419,9 @@ func hostOf(a net.Addr) string {
 	return s
 }
 
-// refusalLog warns of refused connections, at most once per reason every
-// so often, counting those it did not tell.
+// refusalLog warns of refused connections, and of idle ones closed to make
+// room, at most once per reason every so often, counting those it did not
+// tell.
 type refusalLog struct {
 	log   *slog.Logger
 	every time.Duration
@@ -427,6 +430,16 @@ type refusalLog struct {
 	mu     sync.Mutex
 	last   map[string]time.Time
 	unsaid map[string]int
+}
+
+// reasonEvicted is refusalLog's reason for idle connections closed at
+// MaxConns.
+const reasonEvicted = "evicted"
+
+// evicted warns that an idle connection was closed to make room for one
+// from addr.
+func (r *refusalLog) evicted(addr string, maxConns int) {
+	r.refused(addr, reasonEvicted, 0, maxConns, ListenerOptions{MaxConns: maxConns})
 }
 
 func (r *refusalLog) refused(addr, reason string, open, total int, o ListenerOptions) {
@@ -447,6 +460,9 @@ func (r *refusalLog) refused(addr, reason string, open, total int, o ListenerOpt
 	r.last[reason], r.unsaid[reason] = now, 0
 	r.mu.Unlock()
 	switch reason {
+	case reasonEvicted:
+		r.log.Warn("connection limit reached: the connection idle the longest was closed to make room",
+			"closed_since_last_warning", n, "addr", addr, "max_conns", o.MaxConns)
 	case RefusedPerAddr:
 		r.log.Warn("connections refused: too many from one client address",
 			"refused_since_last_warning", n, "reason", reason, "addr", addr, "open_from_addr", open, "max_conns_per_addr", o.MaxConnsPerAddr)

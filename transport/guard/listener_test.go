@@ -93,8 +93,10 @@ func TestListenerCountsIdleConnectionsPerAddress(t *testing.T) {
 }
 
 func TestListenerEvictsTheLongestIdle(t *testing.T) {
-	h := newHold(t)
-	s := newTestServer(t, &ListenerOptions{MaxConns: 2}, h, nil)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	s := newTestServer(t, &ListenerOptions{MaxConns: 2, Logger: log}, newHold(t), nil)
 	first := s.idleConn("10.0.0.1")
 	waitFor(t, "the first connection idle", func() bool { _, _, idle := s.counts(); return idle == 1 })
 	second := s.idleConn("10.0.0.1")
@@ -109,6 +111,12 @@ func TestListenerEvictsTheLongestIdle(t *testing.T) {
 	second.get("/quick")
 	if resp, _ := second.response(); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the other idle connection: %d", resp.StatusCode)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "idle the longest was closed") || !strings.Contains(out, "max_conns=2") {
+		t.Errorf("no warning of the eviction:\n%s", out)
 	}
 }
 
