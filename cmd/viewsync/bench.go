@@ -55,6 +55,9 @@ Scenarios:
            spawned server keeps a short log: --retain-commits)
   poll     N keep-alive clients polling the version with If-None-Match:
            requests/s, latency, server CPU per request
+  history  reads of a long history (1000 commits of 200 KiB): the server
+           memory that 1 and 3 clients paging /changes, and 6 and 40
+           subscribers resuming from version 0, take at their peak
 
 Run 'viewsync bench <scenario> --help' for its flags. Every flag can also be
 set by an environment variable: VIEWSYNC_ + the flag name in upper case with
@@ -79,6 +82,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchCatchup(ctx, args[1:], stdout, stderr)
 	case "poll":
 		return benchPoll(ctx, args[1:], stdout, stderr)
+	case "history":
+		return benchHistory(ctx, args[1:], stdout, stderr)
 	case "loader": // hidden: a share of fanout's or idle's subscribers
 		return benchLoader(ctx, args[1:], stdout, stderr)
 	case "baseline-server": // hidden: the raw broadcaster of --baseline
