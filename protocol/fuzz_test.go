@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/viewsync/viewsync/protocol"
@@ -47,12 +48,13 @@ func FuzzParseCursor(f *testing.F) {
 }
 
 // FuzzCompactValue checks that CompactValue accepts exactly the valid
-// UTF-8 JSON values and returns them compact, and that it is idempotent.
+// UTF-8 JSON values that keep the value rules (see refValue) and returns
+// them compact, and that it is idempotent.
 func FuzzCompactValue(f *testing.F) {
 	for _, s := range []string{
 		`1`, ` 1 `, `{"a": 1}`, `{"a b":"c  d"}`, `[1, 2,` + "\n" + `3]`, `"\" x"`, `{"a":"\\" , "b":1}`,
 		`null`, `{`, `1 2`, `{}{}`, `'a'`, "\"\xff\"", "\ufeff1", `"\u00e9"`, `1.10`, `12345678901234567890`,
-		`[[[[[]]]]]`, `{"a":[{"b":null}]}`, "\t\r\n",
+		`[[[[[]]]]]`, `{"a":[{"b":null}]}`, "\t\r\n", `{"a":1,"a":1}`, `"\ud800"`, `1e400`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -62,18 +64,18 @@ func FuzzCompactValue(f *testing.F) {
 		if !bytes.Equal(in, orig) {
 			t.Fatalf("CompactValue modified its input: %q became %q", orig, in)
 		}
-		valid := json.Valid(in) && utf8.Valid(in)
+		valid := refValue(in, protocol.MaxValueDepth) == nil
 		if err != nil {
 			if !errors.Is(err, protocol.ErrBadValue) {
 				t.Fatalf("CompactValue(%q) error %v does not wrap ErrBadValue", in, err)
 			}
 			if valid {
-				t.Fatalf("CompactValue(%q) rejected valid JSON: %v", in, err)
+				t.Fatalf("CompactValue(%q) rejected a valid value: %v", in, err)
 			}
 			return
 		}
 		if !valid {
-			t.Fatalf("CompactValue(%q) = %q, accepted input that is not valid UTF-8 JSON", in, out)
+			t.Fatalf("CompactValue(%q) = %q, accepted input that is not UTF-8 JSON keeping the value rules", in, out)
 		}
 		if !json.Valid(out) || !utf8.Valid(out) {
 			t.Fatalf("CompactValue(%q) = %q, not valid UTF-8 JSON", in, out)
@@ -144,6 +146,43 @@ func FuzzMergePatch(f *testing.F) {
 		}
 		if !bytes.Equal(twice, out) {
 			t.Fatalf("MergePatch not idempotent: target %q patch %q: once %q, twice %q", target, patch, out, twice)
+		}
+	})
+}
+
+// FuzzDecodeCommit checks that DecodeCommit never panics and that a commit
+// it reads reads back the same once written out by AppendCommit.
+func FuzzDecodeCommit(f *testing.F) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, c := range []protocol.Commit{
+		{Version: 1, At: at, Ops: []protocol.Op{{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(`{"x":[1,2]}`)}}},
+		{Version: 2, At: at, Ops: []protocol.Op{{Op: protocol.OpDelete, ID: "a\u00e9"}}},
+		{Version: 3, At: at, Ops: []protocol.Op{{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(`[[[[[[[[]]]]]]]]`)}}},
+	} {
+		f.Add(protocol.AppendCommit(nil, c))
+	}
+	for _, s := range []string{``, `{}`, `[]`, `{"version":1,"at":"x"}`, `{"ops":null}`, `{"ops":[{"op":"put","id":"\ud800"}]}`, `{"version":1,"ops":[{"id":"a"}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := protocol.DecodeCommit(b)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrBadValue) {
+				t.Fatalf("DecodeCommit(%q) error %v does not wrap ErrBadValue", b, err)
+			}
+			return
+		}
+		if !json.Valid(b) && len(b) < 10000 {
+			t.Fatalf("DecodeCommit accepted %q, which is not JSON", b)
+		}
+		again, err := protocol.DecodeCommit(protocol.AppendCommit(nil, c))
+		if err != nil || again.Version != c.Version || !again.At.Equal(c.At) || len(again.Ops) != len(c.Ops) {
+			t.Fatalf("DecodeCommit(%q) = %+v; written out and read again: %+v, %v", b, c, again, err)
+		}
+		for i := range c.Ops {
+			if again.Ops[i].Op != c.Ops[i].Op || again.Ops[i].ID != c.Ops[i].ID || !bytes.Equal(again.Ops[i].Value, c.Ops[i].Value) {
+				t.Fatalf("DecodeCommit(%q): op %d %+v read back as %+v", b, i, c.Ops[i], again.Ops[i])
+			}
 		}
 	})
 }

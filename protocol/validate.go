@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,27 +65,12 @@ func ValidateID(id string, maxLen int) error {
 	return nil
 }
 
-// CompactValue checks that v is one JSON value in UTF-8 and returns it without
-// insignificant whitespace. It returns v itself when v is already compact.
+// CompactValue checks v by the value rules (see Limits.CheckValue), with
+// no bound on its size and MaxValueDepth on its nesting, and returns it
+// without insignificant whitespace. It returns v itself when v is already
+// compact.
 func CompactValue(v json.RawMessage) (json.RawMessage, error) {
-	if len(v) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrBadValue)
-	}
-	if !json.Valid(v) {
-		return nil, fmt.Errorf("%w: not valid JSON", ErrBadValue)
-	}
-	if !utf8.Valid(v) {
-		return nil, fmt.Errorf("%w: not valid UTF-8", ErrBadValue)
-	}
-	if isCompact(v) {
-		return v, nil
-	}
-	var buf bytes.Buffer
-	buf.Grow(len(v))
-	if err := json.Compact(&buf, v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadValue, err)
-	}
-	return buf.Bytes(), nil
+	return Limits{}.CheckValue(v)
 }
 
 // IsCompact reports whether valid JSON v has no whitespace outside strings:
@@ -118,29 +102,10 @@ func isCompact(v []byte) bool {
 
 // NormalizeOp validates op and compacts its value. maxID bounds the id
 // length (see ValidateID); maxValue bounds the value size in bytes (0: no
-// bound here).
+// bound here); the value's nesting is bounded by MaxValueDepth. It is
+// Limits.NormalizeOp with those limits.
 func NormalizeOp(op Op, maxID, maxValue int) (Op, error) {
-	if err := ValidateID(op.ID, maxID); err != nil {
-		return op, err
-	}
-	switch op.Op {
-	case OpPut:
-		v, err := CompactValue(op.Value)
-		if err != nil {
-			return op, fmt.Errorf("put %q: %w", op.ID, err)
-		}
-		if maxValue > 0 && len(v) > maxValue {
-			return op, fmt.Errorf("put %q: %w: value is %d bytes, limit %d", op.ID, ErrTooLarge, len(v), maxValue)
-		}
-		op.Value = v
-	case OpDelete:
-		if len(op.Value) != 0 {
-			return op, fmt.Errorf("%w: delete %q carries a value", ErrBadOp, op.ID)
-		}
-	default:
-		return op, fmt.Errorf("%w: unknown op %q (want put or delete)", ErrBadOp, op.Op)
-	}
-	return op, nil
+	return Limits{MaxIDBytes: maxID, MaxValueBytes: maxValue}.NormalizeOp(op)
 }
 
 // ErrTooLarge is returned (wrapped) for input over a size limit.

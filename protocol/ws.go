@@ -220,8 +220,8 @@ func (m *AckMessage) MarshalJSON() ([]byte, error) {
 // Errors are *MessageError, wrapping ErrBadMessage.
 func DecodeClientMessage(b []byte) (ClientMessage, error) {
 	fields, err := parseMessage(b)
-	if err != nil {
-		return nil, badMessagef("", "%v", err)
+	if fields == nil {
+		return nil, &MessageError{Err: fmt.Errorf("%w: %w", ErrBadMessage, err)}
 	}
 	// The id, when valid, goes with any error, so that it can answer it.
 	id := ""
@@ -229,6 +229,9 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		if s, err := decodeString(raw); err == nil && validMessageID(s) == nil {
 			id = s
 		}
+	}
+	if err != nil {
+		return nil, &MessageError{ID: id, Err: fmt.Errorf("%w: %w", ErrBadMessage, err)}
 	}
 	raw, ok := fields.get("type")
 	if !ok {
@@ -511,17 +514,34 @@ const maxFields = 64
 // whole message is checked once, up front), so it only finds boundaries:
 // it need not, and does not, validate again.
 
+// maxMessageDepth bounds the nesting of a message: a value at its
+// deepest, MaxValueDepth, inside the three levels of a commit's
+// {"ops":[{"value":…}]}.
+const maxMessageDepth = MaxValueDepth + 3
+
 // parseMessage checks that b is one JSON value in UTF-8 with nothing after
-// it but whitespace, and returns the fields of that value, which must be
-// an object.
+// it but whitespace, which keeps the value rules (see Limits.CheckValue)
+// everywhere in it, nested at most maxMessageDepth deep, and returns the
+// fields of that value, which must be an object. A message that is JSON
+// but breaks a rule is refused with its fields all the same, so that the
+// error can answer its id: an error with fields is a broken rule, an error
+// without fields a message that is not a JSON object.
 func parseMessage(b []byte) (fieldList, error) {
-	if !utf8.Valid(b) {
-		return nil, errors.New("not valid UTF-8")
+	err := scanJSON(b, maxMessageDepth, true)
+	if err != nil {
+		if isSyntaxError(err) {
+			return nil, err
+		}
+		// Checking the syntax alone costs a bit per level: no bound.
+		if serr := scanJSON(b, 0, false); serr != nil {
+			return nil, serr
+		}
 	}
-	if !json.Valid(b) {
-		return nil, errors.New("not one valid JSON value")
+	fields, ferr := objectFields(b, maxFields)
+	if ferr != nil {
+		return nil, ferr
 	}
-	return objectFields(b, maxFields)
+	return fields, err
 }
 
 // objectFields splits a valid JSON value, which must be an object, into
@@ -645,10 +665,15 @@ func endOfValue(b []byte, i int) int {
 	}
 }
 
-// unquote returns the text of a valid JSON string.
+// unquote returns the text of a valid JSON string, refusing one with a
+// lone surrogate escape, which has no text to return.
 func unquote(q []byte) (string, error) {
 	if bytes.IndexByte(q, '\\') < 0 {
 		return string(q[1 : len(q)-1]), nil
+	}
+	sc := scanner{b: q, strict: true}
+	if _, _, err := sc.str(0); err != nil {
+		return "", err
 	}
 	var s string
 	if err := json.Unmarshal(q, &s); err != nil {
@@ -834,7 +859,7 @@ func DecodeServerMessage(b []byte) (ServerMessage, error) {
 func DecodeCommitRequest(b []byte) (CommitRequest, error) {
 	fields, err := parseMessage(b)
 	if err != nil {
-		return CommitRequest{}, badMessagef("", "commit body: %v", err)
+		return CommitRequest{}, &MessageError{Err: fmt.Errorf("%w: commit body: %w", ErrBadMessage, err)}
 	}
 	d := decoder{fields: fields, typ: "commit body"}
 	var req CommitRequest
@@ -859,4 +884,29 @@ func DecodeCommitRequest(b []byte) (CommitRequest, error) {
 		req.If = nil // "if":{} says no more than no "if"
 	}
 	return req, nil
+}
+
+// DecodeCallRequest decodes the body of POST /v1/calls/{name}, {"arg":…},
+// as strictly as a WebSocket call message: one UTF-8 JSON object whose
+// only field is "arg", spelled exactly so and not repeated, keeping the
+// value rules (see Limits.CheckValue) everywhere. A missing arg is null;
+// the arg is returned as sent, not compacted. Errors wrap ErrBadMessage.
+func DecodeCallRequest(b []byte) (json.RawMessage, error) {
+	fields, err := parseMessage(b)
+	if err != nil {
+		return nil, &MessageError{Err: fmt.Errorf("%w: call body: %w", ErrBadMessage, err)}
+	}
+	d := decoder{fields: fields, typ: "call body"}
+	arg, ok := d.raw("arg", false)
+	if !ok {
+		arg = json.RawMessage("null")
+	}
+	if _, ok := fields.get("type"); ok {
+		d.fail("unknown field %q (the only field is \"arg\")", "type")
+	}
+	d.done()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return bytes.Clone(arg), nil
 }

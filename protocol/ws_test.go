@@ -360,6 +360,9 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		if !utf8.Valid(in) || !json.Valid(in) {
 			t.Fatalf("DecodeClientMessage accepted %q, which is not UTF-8 JSON", in)
 		}
+		if err := refValue(in, protocol.MaxValueDepth+3); err != nil {
+			t.Fatalf("DecodeClientMessage accepted %q, which breaks a value rule: %v", in, err)
+		}
 		checkValid(t, in, m)
 		b, err := json.Marshal(m)
 		if err != nil {
