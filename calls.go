@@ -112,7 +112,9 @@ func (h *Hub) HandleCallFallback(fn CallFunc) {
 }
 
 // Call runs the handler registered under name with arg (JSON; empty means
-// null). A handler's panic is recovered and returned as ErrCallPanic.
+// null). The arg must keep the value rules (see protocol.Limits.CheckValue)
+// and nest at most Limits.MaxValueDepth deep. A handler's panic is
+// recovered and returned as ErrCallPanic.
 func (h *Hub) Call(ctx context.Context, name string, arg json.RawMessage) (CallResult, error) {
 	if err := protocol.ValidateCallName(name); err != nil {
 		return CallResult{}, invalid(err)
@@ -120,7 +122,7 @@ func (h *Hub) Call(ctx context.Context, name string, arg json.RawMessage) (CallR
 	if len(arg) == 0 {
 		arg = json.RawMessage("null")
 	}
-	arg, err := protocol.CompactValue(arg)
+	arg, err := (protocol.Limits{MaxValueDepth: h.limits.MaxValueDepth}).CheckValue(arg)
 	if err != nil {
 		return CallResult{}, invalid(fmt.Errorf("call %s: arg: %w", name, err))
 	}

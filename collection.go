@@ -164,7 +164,10 @@ func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
 
 // Commit applies ops atomically, all or nothing, if every precondition in
 // ifs holds (record id → required version; 0: must not exist). It returns
-// the stored commit once it is durable.
+// the stored commit once it is durable. Every value must keep the value
+// rules (see protocol.Limits.CheckValue) within the hub's Limits: a value
+// over MaxValueBytes fails with ErrTooLarge, any other break with an error
+// matching ErrInvalid (and protocol.ErrTooDeep past MaxValueDepth).
 func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64) (Commit, error) {
 	l := c.hub.limits
 	if len(ops) == 0 {
@@ -175,7 +178,7 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 	}
 	norm := make([]Op, len(ops))
 	for i, op := range ops {
-		n, err := protocol.NormalizeOp(op, l.MaxIDBytes, l.MaxValueBytes)
+		n, err := l.values().NormalizeOp(op)
 		if err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				return Commit{}, fmt.Errorf("op %d: %w", i, err)
@@ -229,14 +232,17 @@ const maxPatchRetries = 1000
 // Patch applies a JSON merge patch (RFC 7396) to the record id, which must
 // exist, and returns the record as stored. With IfVersion the patch applies
 // only to that version; without, it is retried on concurrent changes so no
-// other write is lost.
+// other write is lost. The patch and the merged value both keep the value
+// rules, as Commit checks them.
 func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage, opts ...WriteOption) (Record, error) {
 	var o writeOpts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if _, err := protocol.CompactValue(patch); err != nil {
-		return Record{}, invalid(err)
+	// The patch keeps the value rules, and so does the merged value, which
+	// Put checks with the size limit too.
+	if _, err := (protocol.Limits{MaxValueDepth: c.hub.limits.MaxValueDepth}).CheckValue(patch); err != nil {
+		return Record{}, invalid(fmt.Errorf("patch: %w", err))
 	}
 	for attempt := 0; ; attempt++ {
 		cur, err := c.Get(ctx, id)

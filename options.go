@@ -2,10 +2,12 @@ package viewsync
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/protocol"
 )
 
 // Limits bound what one write may carry. The zero value of a field means its
@@ -17,6 +19,12 @@ type Limits struct {
 	MaxIDBytes int
 	// MaxValueBytes bounds one record value (compact JSON). Default 256 KiB.
 	MaxValueBytes int
+	// MaxValueDepth bounds the nesting of arrays and objects in a record
+	// value, a merge patch or a call's argument, at most
+	// protocol.MaxValueDepth (512). Default 32: with the few levels an
+	// answer wraps around a value, what every common client library
+	// decodes with its default depth limit.
+	MaxValueDepth int
 }
 
 // Defaults of Limits.
@@ -24,6 +32,7 @@ const (
 	DefaultMaxOpsPerCommit = 1000
 	DefaultMaxIDBytes      = 256
 	DefaultMaxValueBytes   = 256 << 10
+	DefaultMaxValueDepth   = 32
 )
 
 func (l Limits) withDefaults() Limits {
@@ -36,7 +45,16 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxValueBytes <= 0 {
 		l.MaxValueBytes = DefaultMaxValueBytes
 	}
+	if l.MaxValueDepth <= 0 {
+		l.MaxValueDepth = DefaultMaxValueDepth
+	}
 	return l
+}
+
+// values returns the limits that bound an op or a value, for package
+// protocol's checks (see protocol.Limits).
+func (l Limits) values() protocol.Limits {
+	return protocol.Limits{MaxIDBytes: l.MaxIDBytes, MaxValueBytes: l.MaxValueBytes, MaxValueDepth: l.MaxValueDepth}
 }
 
 // Metrics receives the hub's measurements. Package metrics adapts it to
@@ -102,8 +120,11 @@ func WithMetrics(m Metrics) Option {
 // WithLimits sets the write limits; zero fields keep their defaults.
 func WithLimits(l Limits) Option {
 	return func(o *options) error {
-		if l.MaxOpsPerCommit < 0 || l.MaxIDBytes < 0 || l.MaxValueBytes < 0 {
+		if l.MaxOpsPerCommit < 0 || l.MaxIDBytes < 0 || l.MaxValueBytes < 0 || l.MaxValueDepth < 0 {
 			return errors.New("viewsync: negative limit")
+		}
+		if l.MaxValueDepth > protocol.MaxValueDepth {
+			return fmt.Errorf("viewsync: MaxValueDepth %d is over the most a value may nest, %d", l.MaxValueDepth, protocol.MaxValueDepth)
 		}
 		o.limits = l
 		return nil
