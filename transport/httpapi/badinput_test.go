@@ -43,6 +43,7 @@ func TestBadInput(t *testing.T) {
 	longName := strings.Repeat("a", protocol.MaxCollectionLen+1)
 	longID := strings.Repeat("i", protocol.MaxIDLen+1)
 	bigString := `"` + strings.Repeat("v", maxValue) + `"` // maxValue+2 bytes
+	tooDeep := nested(viewsync.DefaultMaxValueDepth+1, "") // within maxValue
 	bigBody := `{"ops":[{"op":"put","id":"x","value":"` + strings.Repeat("v", maxBody) + `"}]}`
 	manyOps := `{"ops":[` + strings.TrimSuffix(strings.Repeat(put1+",", maxOps+1), ",") + `]}`
 
@@ -112,6 +113,13 @@ func TestBadInput(t *testing.T) {
 		{"commit: too many ops", "POST", commits, ctJSON, manyOps, large},
 		{"commit: value over MaxValueBytes", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"x","value":` + bigString + `}]}`, large},
 		{"commit: bad collection", "POST", "/v1/collections/C/commits", ctJSON, `{"ops":[` + put1 + `]}`, bad},
+		{"commit: lone surrogate in id", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"\ud800","value":1}]}`, bad},
+		{"commit: lone low surrogate in id", "POST", commits, ctJSON, `{"ops":[{"op":"delete","id":"a\udc00"}]}`, bad},
+		{"commit: lone surrogate in if", "POST", commits, ctJSON, `{"ops":[` + put1 + `],"if":{"\ud800":0}}`, bad},
+		{"commit: lone surrogate in value", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"x","value":["\ud800"]}]}`, bad},
+		{"commit: duplicate key in value", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"x","value":{"k":1,"k":2}}]}`, bad},
+		{"commit: number out of range in value", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"x","value":1e400}]}`, bad},
+		{"commit: value too deep", "POST", commits, ctJSON, `{"ops":[{"op":"put","id":"x","value":` + tooDeep + `}]}`, bad},
 
 		// Collection names.
 		{"name: uppercase", "PUT", "/v1/collections/Products/records/x", ctJSON, `1`, bad},
@@ -151,6 +159,20 @@ func TestBadInput(t *testing.T) {
 		{"put: form type", "PUT", recA, []string{"Content-Type", "application/x-www-form-urlencoded"}, `a=1`, media},
 		{"put: value over MaxValueBytes", "PUT", recA, ctJSON, bigString, large},
 		{"put: body over MaxBodyBytes", "PUT", recA, ctJSON, `"` + strings.Repeat("v", maxBody) + `"`, large},
+		{"put: duplicate key", "PUT", recA, ctJSON, `{"n":1,"n":2}`, bad},
+		{"put: duplicate key after unescaping", "PUT", recA, ctJSON, `{"n":1,"\u006e":2}`, bad},
+		{"put: duplicate key deep inside", "PUT", recA, ctJSON, `[{"a":[{"n":1,"n":1}]}]`, bad},
+		{"put: lone high surrogate", "PUT", recA, ctJSON, `"\ud800"`, bad},
+		{"put: lone low surrogate", "PUT", recA, ctJSON, `{"s":"x\uDFFFy"}`, bad},
+		{"put: lone surrogate in a key", "PUT", recA, ctJSON, `{"\ud800":1}`, bad},
+		{"put: number over float64", "PUT", recA, ctJSON, `1e400`, bad},
+		{"put: negative number over float64", "PUT", recA, ctJSON, `[-1e309]`, bad},
+		{"put: too deep", "PUT", recA, ctJSON, tooDeep, bad},
+		{"put: too deep in objects", "PUT", recA, ctJSON, strings.Repeat(`{"a":`, 33) + `1` + strings.Repeat(`}`, 33), bad},
+		{"patch: duplicate key", "PATCH", recA, ctPatch, `{"n":1,"n":2}`, bad},
+		{"patch: lone surrogate", "PATCH", recA, ctPatch, `{"s":"\ud800"}`, bad},
+		{"patch: number over float64", "PATCH", recA, ctPatch, `{"n":1e400}`, bad},
+		{"patch: too deep", "PATCH", recA, ctPatch, `{"n":` + nested(32, "") + `}`, bad},
 		{"patch: malformed", "PATCH", recA, ctPatch, `{"n":`, bad},
 		{"patch: empty", "PATCH", recA, ctPatch, ``, bad},
 		{"patch: trailing data", "PATCH", recA, ctPatch, `{} {}`, bad},

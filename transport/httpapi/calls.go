@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/viewsync/viewsync"
@@ -121,30 +119,14 @@ func knownCode(c protocol.Code) bool {
 	return c == protocol.CodeInternal || c.Status() != http.StatusInternalServerError
 }
 
-// decodeCallRequest parses a call body strictly: one JSON object whose only
-// field is "arg" (spelled exactly so), nothing after it. A missing arg is
-// null. The arg is returned as sent, not yet compacted.
+// decodeCallRequest parses a call body strictly (see
+// protocol.DecodeCallRequest): one JSON object whose only field is "arg",
+// nothing after it. A missing arg is null. The arg is returned as sent, not
+// yet compacted.
 func decodeCallRequest(body []byte) (json.RawMessage, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf(`%w: call body: want a JSON object like {"arg":…}`, viewsync.ErrInvalid)
-	}
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil {
-		return nil, fmt.Errorf("%w: call body: %v", viewsync.ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: call body: trailing data after the JSON object", viewsync.ErrInvalid)
-	}
-	arg, ok := fields["arg"]
-	for k := range fields {
-		if k != "arg" {
-			return nil, fmt.Errorf("%w: call body: unknown field %q (the only field is \"arg\")", viewsync.ErrInvalid, k)
-		}
-	}
-	if !ok || len(arg) == 0 {
-		arg = json.RawMessage("null")
+	arg, err := protocol.DecodeCallRequest(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", viewsync.ErrInvalid, err)
 	}
 	return arg, nil
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"testing"
 	"unicode/utf8"
 
@@ -18,6 +19,7 @@ func FuzzDecodeCallRequest(f *testing.F) {
 		`{"arg":1}`, `{}`, ` { "arg" : [ 1 , {"a":null} ] } `, `{"arg":null}`, `{"arg":"\ud800"}`,
 		`{"arg":1,"arg":2}`, `{"\u0061rg":true}`, `{"Arg":1}`, `{"arg":1,"x":2}`, `{"arg":1} {}`,
 		`{"arg":1}x`, `null`, `[]`, `1`, ``, `{"arg":`, `{"arg":1e999}`, `{"arg":-0.0}`,
+		`{"arg":{"a":1,"a":2}}`, `{"arg":["\udc00"]}`, `{"arg":"\ud83d\ude00"}`, `{"\ud800":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -26,12 +28,20 @@ func FuzzDecodeCallRequest(f *testing.F) {
 			// readBody refuses these before they reach the decoder.
 			return
 		}
-		// The oracle: a valid JSON object whose keys are all exactly "arg".
+		// The oracle: a valid JSON object whose keys are all exactly "arg",
+		// given once, with an arg that keeps the value rules.
 		var fields map[string]json.RawMessage
 		object := json.Valid(body) && json.Unmarshal(body, &fields) == nil && fields != nil
-		onlyArg := object
+		onlyArg := object && topLevelKeys(body) == len(fields)
 		for k := range fields {
 			onlyArg = onlyArg && k == "arg"
+		}
+		if a, ok := fields["arg"]; onlyArg && ok {
+			_, err := protocol.CompactValue(a)
+			if errors.Is(err, protocol.ErrTooDeep) {
+				return // a message may nest a few levels deeper than a value
+			}
+			onlyArg = err == nil
 		}
 
 		arg, err := decodeCallRequest(body)
@@ -63,4 +73,24 @@ func FuzzDecodeCallRequest(f *testing.F) {
 			t.Fatalf("%q: re-sending arg %q gives %q, %v", body, arg, again, err)
 		}
 	})
+}
+
+// topLevelKeys counts the keys of the JSON object b, repeats included.
+func topLevelKeys(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		return -1
+	}
+	n := 0
+	for dec.More() {
+		if _, err := dec.Token(); err != nil {
+			return -1
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return -1
+		}
+		n++
+	}
+	return n
 }
