@@ -95,7 +95,8 @@ func ErrorCode(err error) protocol.Code {
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrEmptyCommit),
 		errors.Is(err, protocol.ErrBadCursor), errors.Is(err, protocol.ErrBadName),
 		errors.Is(err, protocol.ErrBadID), errors.Is(err, protocol.ErrBadValue),
-		errors.Is(err, protocol.ErrBadOp), errors.Is(err, protocol.ErrBadCallName), errors.Is(err, protocol.ErrBadMessage):
+		errors.Is(err, protocol.ErrBadOp), errors.Is(err, protocol.ErrBadCallName), errors.Is(err, protocol.ErrBadMessage),
+		errors.Is(err, protocol.ErrBadQuery):
 		return protocol.CodeBadRequest
 	case errors.Is(err, ErrNotFound):
 		return protocol.CodeNotFound

@@ -238,6 +238,25 @@ func TestBadInput(t *testing.T) {
 		{"limit: negative", "GET", changes + "?after=0&limit=-1", nil, ``, bad},
 		{"limit: letters", "GET", changes + "?after=0&limit=ten", nil, ``, bad},
 		{"limit: overflow", "GET", changes + "?after=0&limit=99999999999999999999", nil, ``, bad},
+		{"wait: twice", "GET", changes + "?after=2&wait=0&wait=0", nil, ``, bad},
+		{"limit: twice", "GET", changes + "?after=0&limit=1&limit=1", nil, ``, bad},
+		{"client: twice", "GET", changes + "?after=0&client=a&client=b", nil, ``, bad},
+
+		// Query strings that do not parse, on every endpoint.
+		{"query: after a malformed escape", "GET", changes + "?after=%zz", nil, ``, bad},
+		{"query: a malformed escape in another parameter", "GET", changes + "?after=2&cb=%zz", nil, ``, bad},
+		{"query: a truncated escape", "GET", changes + "?after=%3", nil, ``, bad},
+		{"query: a semicolon separator", "GET", changes + "?after=1;epoch=x", nil, ``, bad},
+		{"query: snapshot", "GET", "/v1/collections/c?cb=%zz", nil, ``, bad},
+		{"query: version", "GET", "/v1/collections/c/version?%zz", nil, ``, bad},
+		{"query: record", "GET", recA + "?x=%", nil, ``, bad},
+		{"query: put", "PUT", recA + "?x=%zz", ctJSON, `5`, bad},
+		{"query: patch", "PATCH", recA + "?x=%zz", ctPatch, `{"m":1}`, bad},
+		{"query: delete", "DELETE", recA + "?a;b", nil, ``, bad},
+		{"query: commit", "POST", commits + "?x=%zz", ctJSON, `{"ops":[` + put1 + `]}`, bad},
+		{"query: events", "GET", "/v1/collections/c/events?after=%zz", nil, ``, bad},
+		{"query: websocket", "GET", "/v1/ws?token=%zz", nil, ``, bad},
+		{"query: call", "POST", "/v1/calls/echo?x=%zz", ctJSON, `{"arg":1}`, bad},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

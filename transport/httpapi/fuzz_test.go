@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -34,6 +35,7 @@ func FuzzParseChangesQuery(f *testing.F) {
 		"wait=61s", "wait=forever", "wait=-1", "wait=1h", "wait=0.5s", "wait=3601",
 		"wait=9999999999h", "limit=0", "limit=10", "limit=-1", "limit=1e3",
 		"after=7&epoch=x&wait=200ms&limit=3&cb=1", "after=%2B1", "after=1;epoch=x", "%zz=1",
+		"after=%zz", "after=1&x=%", "wait=1s&wait=1s", "cb=1&cb=2", "limit=1&limit=2", "client=a&client=a",
 	} {
 		f.Add(s, int64(DefaultMaxWait))
 	}
@@ -42,11 +44,19 @@ func FuzzParseChangesQuery(f *testing.F) {
 		if maxWait <= 0 {
 			maxWait = int64(DefaultMaxWait)
 		}
-		q, _ := url.ParseQuery(s) // keep what parsed, as the handler does
-		cq, err := parseChangesQuery(q, time.Duration(maxWait))
+		cq, err := parseChangesQuery(s, time.Duration(maxWait))
+		q, qerr := url.ParseQuery(s)
 		if err != nil {
 			wantBadRequest(t, "parseChangesQuery("+s+")", err)
 			return
+		}
+		if qerr != nil {
+			t.Fatalf("%q: accepted a query that does not parse: %v", s, qerr)
+		}
+		for _, name := range changesParams {
+			if len(q[name]) > 1 {
+				t.Fatalf("%q: accepted %s given %d times", s, name, len(q[name]))
+			}
 		}
 		if cq.wait < 0 || cq.wait > time.Duration(maxWait) {
 			t.Fatalf("%q: wait %v outside [0, %v]", s, cq.wait, time.Duration(maxWait))
@@ -330,19 +340,29 @@ func TestParseChangesQuery(t *testing.T) {
 		{"limit=3", changesQuery{limit: 3}},
 		{"limit=", changesQuery{}},
 		{"unknown=1&after=2", changesQuery{cursor: protocol.Cursor{Version: 2}}},
+		{"cb=1&cb=2&after=%32", changesQuery{cursor: protocol.Cursor{Version: 2}}},
 	}
 	for _, tt := range tests {
-		q, err := url.ParseQuery(tt.query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := parseChangesQuery(q, DefaultMaxWait)
+		got, err := parseChangesQuery(tt.query, DefaultMaxWait)
 		if err != nil || got != tt.want {
 			t.Errorf("parseChangesQuery(%q) = %+v, %v; want %+v", tt.query, got, err, tt.want)
 		}
 	}
-	q, _ := url.ParseQuery("wait=61s")
-	if _, err := parseChangesQuery(q, DefaultMaxWait); !errors.Is(err, viewsync.ErrInvalid) {
-		t.Errorf("wait over the maximum: %v", err)
+	for _, tt := range []struct{ query, msg string }{
+		{"wait=61s", "over the limit"},
+		{"after=%zz", `invalid URL escape "%zz"`},
+		{"after=1&cb=%zz", `invalid URL escape "%zz"`},
+		{"after=1;epoch=E", "semicolon"},
+		{"after=1&after=2", "after given 2 times"},
+		{"epoch=E&epoch=E", "epoch given 2 times"},
+		{"wait=1s&wait=2s", "wait given 2 times"},
+		{"limit=1&limit=1", "limit given 2 times"},
+		{"client=a&client=b", "client given 2 times"},
+	} {
+		_, err := parseChangesQuery(tt.query, DefaultMaxWait)
+		if !errors.Is(err, viewsync.ErrInvalid) || !strings.Contains(fmt.Sprint(err), tt.msg) {
+			t.Errorf("parseChangesQuery(%q) error %v, want ErrInvalid with %q", tt.query, err, tt.msg)
+		}
+		wantBadRequest(t, tt.query, err)
 	}
 }

@@ -164,6 +164,10 @@ func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
 // that quotes the request, say — for HTML.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()["X-Content-Type-Options"] = nosniff
+	if err := checkQuery(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	h.mux.ServeHTTP(w, r)
 }
 

@@ -3,8 +3,9 @@ package httpapi
 import (
 	"fmt"
 	"math/bits"
-	"net/url"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/viewsync/viewsync"
@@ -25,14 +26,33 @@ type changesQuery struct {
 	client string
 }
 
-// parseChangesQuery parses after, epoch, wait, limit and client. Unknown parameters
-// are ignored (cache busters); malformed known ones are errors.
-func parseChangesQuery(q url.Values, maxWait time.Duration) (changesQuery, error) {
+// checkQuery refuses a request to the API (/v1/) whose query string does
+// not parse, on every endpoint, streams and WebSockets included: read with
+// url.URL.Query, a pair with a malformed %-escape or after a ';' would be
+// dropped silently, and the request served as if it had not been sent.
+func checkQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" || !strings.HasPrefix(r.URL.Path, "/v1/") {
+		return nil
+	}
+	_, err := protocol.ParseQuery(r.URL.RawQuery)
+	return err
+}
+
+// changesParams are the parameters of a changes request, each given at
+// most once.
+var changesParams = []string{"after", "epoch", "wait", "limit", "client"}
+
+// parseChangesQuery parses the raw query of a changes request: after,
+// epoch, wait, limit and client, each at most once. Unknown parameters are
+// ignored (cache busters); malformed known ones, and a query string that
+// does not parse, are errors.
+func parseChangesQuery(raw string, maxWait time.Duration) (changesQuery, error) {
 	var cq changesQuery
+	q, err := protocol.ParseQuery(raw, changesParams...)
+	if err != nil {
+		return cq, fmt.Errorf("%w: %w", viewsync.ErrInvalid, err)
+	}
 	if vs, ok := q["after"]; ok {
-		if len(vs) != 1 {
-			return cq, fmt.Errorf("%w: after given %d times", viewsync.ErrInvalid, len(vs))
-		}
 		v, err := protocol.ParseVersion(vs[0])
 		if err != nil {
 			return cq, fmt.Errorf("%w: after: %w", viewsync.ErrInvalid, err)
@@ -40,9 +60,6 @@ func parseChangesQuery(q url.Values, maxWait time.Duration) (changesQuery, error
 		cq.cursor.Version = v
 	}
 	if vs, ok := q["epoch"]; ok {
-		if len(vs) != 1 {
-			return cq, fmt.Errorf("%w: epoch given %d times", viewsync.ErrInvalid, len(vs))
-		}
 		if err := protocol.ValidateEpoch(vs[0]); err != nil {
 			return cq, fmt.Errorf("%w: epoch: %w", viewsync.ErrInvalid, err)
 		}

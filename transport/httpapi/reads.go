@@ -109,7 +109,7 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q, err := parseChangesQuery(r.URL.Query(), h.opts.MaxWait)
+	q, err := parseChangesQuery(r.URL.RawQuery, h.opts.MaxWait)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -221,5 +222,56 @@ func httpWrite(method, path, ct, body string) func(s *stack) (int, protocol.Code
 			return r.Status, "", string(r.Body)
 		}
 		return r.Status, protocol.Code(eb.Error.Code), eb.Error.Message
+	}
+}
+
+// TestMalformedQuery: a query string that does not parse is refused with
+// 400 on every endpoint, the streams and WebSockets included, and nothing
+// is changed or streamed; read with url.URL.Query its bad pairs were
+// dropped and the request served as if they had not been sent.
+func TestMalformedQuery(t *testing.T) {
+	s := newStack(t, openBolt(t, filepath.Join(t.TempDir(), "viewsync.db")))
+	s.put("c", "a", `1`)
+	for _, tt := range []struct{ method, path, ct, body string }{
+		{"GET", "/v1/collections/c/changes?after=%zz", "", ""},
+		{"GET", "/v1/collections/c/changes?after=0&wait=1s;x", "", ""},
+		{"GET", "/v1/collections/c?x=%zz", "", ""},
+		{"GET", "/v1/collections/c/version?%", "", ""},
+		{"GET", "/v1/collections/c/records/a?x=%zz", "", ""},
+		{"GET", "/v1/collections/c/events?after=%zz", "", ""},
+		{"GET", "/v1/collections/c/events?after=0&epoch=%E", "", ""},
+		{"GET", "/v1/ws?token=%zz", "", ""},
+		{"PUT", "/v1/collections/c/records/a?x=%zz", "application/json", `2`},
+		{"PATCH", "/v1/collections/c/records/a?x=%zz", "application/merge-patch+json", `{"n":2}`},
+		{"DELETE", "/v1/collections/c/records/a?x=%zz", "", ""},
+		{"POST", "/v1/collections/c/commits?x=%zz", "application/json", `{"ops":[{"op":"delete","id":"a"}]}`},
+		{"POST", "/v1/calls/store?x=%zz", "application/json", `{"arg":3}`},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			s := s.in(t)
+			before := s.state("c")
+			var kv []string
+			if tt.ct != "" {
+				kv = []string{"Content-Type", tt.ct}
+			}
+			if strings.HasPrefix(tt.path, "/v1/ws") {
+				kv = []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+					"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol", protocol.WSSubprotocol}
+			}
+			var body []byte
+			if tt.body != "" {
+				body = []byte(tt.body)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+			defer cancel()
+			r := s.doContext(ctx, tt.method, tt.path, body, kv...)
+			wantError(t, r, http.StatusBadRequest, protocol.CodeBadRequest)
+			if !strings.Contains(string(r.Body), "invalid") {
+				t.Errorf("the error does not say what is wrong: %s", r.Body)
+			}
+			if after := s.state("c"); !equalState(before, after) {
+				t.Fatalf("the store changed: before %+v, after %+v", before, after)
+			}
+		})
 	}
 }

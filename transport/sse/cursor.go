@@ -9,11 +9,16 @@ import (
 
 // parseCursor returns the cursor a stream resumes from: the Last-Event-ID
 // header (its values as sent) when present and not empty, else the after
-// and epoch query parameters. Both are checked, so a malformed one is
-// refused even when the other wins. A nil cursor without error means none
-// was given: the stream starts with a reset. Errors wrap
-// protocol.ErrBadCursor.
-func parseCursor(lastEventID []string, q url.Values) (*protocol.Cursor, error) {
+// and epoch parameters of rawQuery, the request's query string. Both are
+// checked, so a malformed one is refused even when the other wins. A nil
+// cursor without error means none was given: the stream starts with a
+// reset. Errors wrap protocol.ErrBadCursor, or protocol.ErrBadQuery for a
+// query string that does not parse or gives after or epoch more than once.
+func parseCursor(lastEventID []string, rawQuery string) (*protocol.Cursor, error) {
+	q, err := protocol.ParseQuery(rawQuery, "after", "epoch")
+	if err != nil {
+		return nil, err
+	}
 	query, err := queryCursor(q)
 	if err != nil {
 		return nil, err
@@ -35,17 +40,12 @@ func parseCursor(lastEventID []string, q url.Values) (*protocol.Cursor, error) {
 	return &c, nil
 }
 
-// queryCursor reads after=V and epoch=E. Unknown parameters are ignored
+// queryCursor reads after=V and epoch=E of a query in which each is given
+// at most once (see protocol.ParseQuery). Unknown parameters are ignored
 // (cache busters).
 func queryCursor(q url.Values) (*protocol.Cursor, error) {
-	after, hasAfter, err := single(q, "after")
-	if err != nil {
-		return nil, err
-	}
-	epoch, hasEpoch, err := single(q, "epoch")
-	if err != nil {
-		return nil, err
-	}
+	after, hasAfter := param(q, "after")
+	epoch, hasEpoch := param(q, "epoch")
 	if hasEpoch {
 		if err := protocol.ValidateEpoch(epoch); err != nil {
 			return nil, fmt.Errorf("epoch: %w", err)
@@ -64,15 +64,12 @@ func queryCursor(q url.Values) (*protocol.Cursor, error) {
 	return &protocol.Cursor{Epoch: epoch, Version: v}, nil
 }
 
-// single returns the one value of a query parameter, and whether it was
-// given; more than one value is an error.
-func single(q url.Values, name string) (string, bool, error) {
+// param returns the first value of a query parameter, and whether it was
+// given.
+func param(q url.Values, name string) (string, bool) {
 	vs, ok := q[name]
-	switch {
-	case !ok:
-		return "", false, nil
-	case len(vs) != 1:
-		return "", true, fmt.Errorf("%w: %s given %d times", protocol.ErrBadCursor, name, len(vs))
+	if !ok || len(vs) == 0 {
+		return "", false
 	}
-	return vs[0], true, nil
+	return vs[0], true
 }

@@ -61,7 +61,7 @@ func FuzzCursorInput(f *testing.F) {
 		if lei != "" {
 			hdr = []string{lei}
 		}
-		cur, err := parseCursor(hdr, q)
+		cur, err := parseCursor(hdr, q.Encode())
 		if err != nil {
 			if cur != nil {
 				t.Fatalf("error %v with cursor %+v", err, cur)
@@ -92,15 +92,50 @@ func FuzzCursorInput(f *testing.F) {
 			}
 		}
 		// Written out as an event id, it reads back the same.
-		back, err := parseCursor([]string{cur.String()}, nil)
+		back, err := parseCursor([]string{cur.String()}, "")
 		if err != nil || back == nil || *back != *cur {
 			t.Fatalf("id %q of %+v read back as %+v (%v)", cur.String(), *cur, back, err)
 		}
 		// Written out as a query, too.
 		q = url.Values{"after": {strconv.FormatUint(cur.Version, 10)}, "epoch": {cur.Epoch}}
-		back, err = parseCursor(nil, q)
+		back, err = parseCursor(nil, q.Encode())
 		if err != nil || back == nil || *back != *cur {
 			t.Fatalf("query %q of %+v read back as %+v (%v)", q.Encode(), *cur, back, err)
+		}
+	})
+}
+
+// FuzzCursorQuery feeds parseCursor raw query strings: one that does not
+// parse, or gives after or epoch twice, is refused as a bad request even
+// when Last-Event-ID would win; any other gives the cursor its parsed
+// values give.
+func FuzzCursorQuery(f *testing.F) {
+	for _, s := range []string{
+		"", "after=1", "after=1&epoch=E1", "after=%zz", "%zz", "after=1;epoch=E1", "after=1&after=1",
+		"epoch=E&epoch=E&after=1", "after=%31&cb=%", "cb=1&cb=2&after=2", "after=1&epoch=%45%31",
+	} {
+		f.Add(s, "")
+		f.Add(s, "E2:3")
+	}
+	f.Fuzz(func(t *testing.T, raw, lei string) {
+		var hdr []string
+		if lei != "" {
+			hdr = []string{lei}
+		}
+		cur, err := parseCursor(hdr, raw)
+		q, qerr := url.ParseQuery(raw)
+		if qerr != nil || len(q["after"]) > 1 || len(q["epoch"]) > 1 {
+			if !errors.Is(err, protocol.ErrBadQuery) || viewsync.ErrorCode(err) != protocol.CodeBadRequest {
+				t.Fatalf("query %q: %+v, %v; want a bad query", raw, cur, err)
+			}
+			return
+		}
+		want, werr := parseCursor(hdr, q.Encode())
+		if (err == nil) != (werr == nil) || (cur == nil) != (want == nil) || cur != nil && *cur != *want {
+			t.Fatalf("query %q: %+v, %v; its parsed values give %+v, %v", raw, cur, err, want, werr)
+		}
+		if err != nil && viewsync.ErrorCode(err) != protocol.CodeBadRequest {
+			t.Fatalf("query %q: error %v is not a bad request", raw, err)
 		}
 	})
 }

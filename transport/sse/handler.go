@@ -98,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	cur, err := parseCursor(r.Header.Values("Last-Event-ID"), r.URL.Query())
+	cur, err := parseCursor(r.Header.Values("Last-Event-ID"), r.URL.RawQuery)
 	if err != nil {
 		h.fail(w, r, err)
 		return
