@@ -2,7 +2,6 @@ package natskv
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -132,10 +131,12 @@ func logChunk(m message) (v uint64, k, n int, err error) {
 	return v, k, n, nil
 }
 
-// decodeCommit parses a log entry.
+// decodeCommit parses a log entry, however deep its values nest: one
+// written before the value rules bounded their depth may be deeper than
+// encoding/json reads.
 func decodeCommit(b []byte) (protocol.Commit, error) {
-	var c protocol.Commit
-	if err := json.Unmarshal(b, &c); err != nil {
+	c, err := protocol.DecodeCommit(b)
+	if err != nil {
 		return c, fmt.Errorf("log entry: %w", err)
 	}
 	c.At = c.At.UTC()
