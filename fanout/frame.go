@@ -78,25 +78,35 @@ func (f *Frame) Version() uint64 { return f.Commit.Version }
 // JSON).
 func (f *Frame) JSON() []byte { return f.json }
 
-// SSE returns the commit as one Server-Sent Event:
+// SSE returns the commit as one Server-Sent Event, encoded once and kept
+// for every subscriber:
 //
 //	id: EPOCH:VERSION
 //	event: commit
 //	data: {"version":…,"at":…,"ops":[…]}
 func (f *Frame) SSE() []byte {
 	f.sseOnce.Do(func() {
-		b := make([]byte, 0, len(f.json)+len(f.Epoch)+48)
-		b = append(b, "id: "...)
-		b = append(b, f.Epoch...)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, f.Commit.Version, 10)
-		b = append(b, "\nevent: commit\ndata: "...)
+		b := f.AppendSSEHead(make([]byte, 0, len(f.json)+len(f.Epoch)+48))
 		b = append(b, f.json...)
-		b = append(b, "\n\n"...)
-		f.sse = b
+		f.sse = append(b, SSETail...)
 	})
 	return f.sse
 }
+
+// AppendSSEHead appends the lines of the commit's event before its data:
+// the event is the head, then JSON, then SSETail. A transport writing a
+// frame once (a page read for one subscriber) writes the three without
+// building the event, so that the commit's values are not copied.
+func (f *Frame) AppendSSEHead(b []byte) []byte {
+	b = append(b, "id: "...)
+	b = append(b, f.Epoch...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, f.Commit.Version, 10)
+	return append(b, "\nevent: commit\ndata: "...)
+}
+
+// SSETail ends a commit's event, after its JSON.
+var SSETail = []byte("\n\n")
 
 // WS returns the commit as one WebSocket message:
 // {"type":"commit","collection":…,"epoch":…,"version":…,"at":…,"ops":[…]}.
@@ -106,21 +116,37 @@ func (f *Frame) WS() []byte {
 }
 
 // WSFrame returns the WebSocket message of WS as a whole frame, header
-// included, ready to be written to any client's connection.
+// included, ready to be written to any client's connection; it is encoded
+// once and kept for every subscriber.
 func (f *Frame) WSFrame() []byte {
 	f.wsOnce.Do(func() {
-		n := len(`{"type":"commit","collection":"`) + len(f.Collection) + len(`","epoch":"`) + len(f.Epoch) + len(`",`) + len(f.json) - 1
-		b := protocol.AppendWSFrameHeader(make([]byte, 0, protocol.WSFrameHeaderLen(n)+n), n)
-		b = append(b, `{"type":"commit","collection":"`...)
-		b = append(b, f.Collection...)
-		b = append(b, `","epoch":"`...)
-		b = append(b, f.Epoch...)
-		b = append(b, `",`...)
-		b = append(b, f.json[1:]...) // the commit's fields, after its '{'
-		f.ws = b
-		f.wsHeader = len(b) - n
+		b := f.AppendWSHead(make([]byte, 0, protocol.WSFrameHeaderLen(f.wsLen())+f.wsLen()))
+		f.wsHeader = len(b) - (f.wsLen() - (len(f.json) - 1))
+		f.ws = append(b, f.json[1:]...) // the commit's fields, after its '{'
 	})
 	return f.ws
+}
+
+// AppendWSHead appends the WebSocket frame of WSFrame up to the commit's
+// fields: the frame header, then {"type":"commit","collection":…,"epoch":…,
+// — the frame is the head, then WSBody. Like AppendSSEHead, it is for
+// writing a frame once without copying the commit's values.
+func (f *Frame) AppendWSHead(b []byte) []byte {
+	b = protocol.AppendWSFrameHeader(b, f.wsLen())
+	b = append(b, `{"type":"commit","collection":"`...)
+	b = append(b, f.Collection...)
+	b = append(b, `","epoch":"`...)
+	b = append(b, f.Epoch...)
+	return append(b, `",`...)
+}
+
+// WSBody is the rest of the WebSocket frame after AppendWSHead: the
+// commit's fields, shared, not a copy.
+func (f *Frame) WSBody() []byte { return f.json[1:] }
+
+// wsLen is the length of the WebSocket message.
+func (f *Frame) wsLen() int {
+	return len(`{"type":"commit","collection":"`) + len(f.Collection) + len(`","epoch":"`) + len(f.Epoch) + len(`",`) + len(f.json) - 1
 }
 
 // size is the frame's share of a topic's byte bound.

@@ -284,11 +284,12 @@ func (s *Subscription) wait(ctx context.Context, changed <-chan struct{}, idle <
 
 // reserve waits, at most Options.MemoryWait, for the history memory a read
 // of the store may hold, and keeps it in s.hold until the next event is
-// asked for.
+// asked for: twice a page's bytes, for the commits read and their frames'
+// encoding (catch-ups and resets are charged what they take once read).
 func (s *Subscription) reserve(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, s.b.opts.MemoryWait)
 	defer cancel()
-	want := int64(s.b.opts.PageBytes)
+	want := 2 * int64(s.b.opts.PageBytes)
 	h, err := s.b.opts.Memory.Reserve(wctx, want, want)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -320,12 +321,13 @@ func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
 	if err := s.reserve(ctx); err != nil {
 		return Event{}, false, err
 	}
-	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, store.Page{Commits: s.b.opts.PageSize, Bytes: int(s.hold.Load().Bytes())})
+	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, store.Page{Commits: s.b.opts.PageSize, Bytes: int(s.hold.Load().Bytes() / 2)})
 	size := 0
 	for _, c := range ch.Commits {
 		size += protocol.CommitSize(c)
 	}
-	// A frame keeps the commit and its encodings: twice its size at least.
+	// A frame keeps the commit and its JSON; the transports write the
+	// rest without copies.
 	s.charge(2*size, err)
 	switch {
 	case errors.Is(err, store.ErrCompacted):

@@ -18,6 +18,7 @@ import (
 	"github.com/viewsync/viewsync/client"
 	"github.com/viewsync/viewsync/examples/products"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/transport/guard"
@@ -38,6 +39,9 @@ type serveConfig struct {
 	maxValue         byteSize
 	maxWait          time.Duration
 	pageSize         int
+	pageBytes        byteSize
+	historyMemory    byteSize
+	historyWait      time.Duration
 	readHeaderTO     time.Duration
 	bodyTO           time.Duration
 	idleTO           time.Duration
@@ -73,6 +77,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		maxBody:        httpapi.DefaultMaxBodyBytes,
 		maxValue:       viewsync.DefaultMaxValueBytes,
 		bufferBytes:    fanout.DefaultBufferBytes,
+		pageBytes:      store.DefaultPageBytes,
+		historyMemory:  defaultHistoryMemory,
 		wsMaxMessage:   ws.DefaultMaxMessageBytes,
 		maxHeaderBytes: defaultMaxHeaderBytes,
 	}
@@ -88,6 +94,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Var(&c.maxValue, "max-value", "largest record value (bytes of compact JSON, or with KiB/MiB)")
 	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
 	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
+	fs.Var(&c.pageBytes, "page-bytes", "largest page of history (changes, and a resuming stream's pages) in bytes of commits (or with KiB/MiB); a page of large commits ends earlier, at a boundary clients share; a single larger commit comes alone")
+	fs.Var(&c.historyMemory, "history-memory", "memory all reads of history together may hold (pages, catch-ups, snapshots, from the store read until the answer is written; bytes, or with KiB/MiB); more readers wait their turn")
+	fs.DurationVar(&c.historyWait, "history-wait", httpapi.DefaultMemoryWait, "longest a read of history waits for --history-memory; past it the client gets 503 unavailable (a stream: an unavailable end) and retries")
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
 	fs.DurationVar(&c.bodyTO, "body-timeout", guard.DefaultBodyTimeout, "time allowed to read a request's body; a client sending it slower gets 408 and its connection is closed")
 	fs.DurationVar(&c.idleTO, "idle-timeout", defaultIdleTimeout, "a kept-alive connection waiting this long for its next request is closed")
@@ -152,6 +161,12 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-wait must be in (0, 60s]")
 	case c.pageSize <= 0:
 		return errors.New("--page-size must be positive")
+	case c.pageBytes <= 0:
+		return errors.New("--page-bytes must be positive")
+	case c.historyMemory < c.pageBytes:
+		return errors.New("--history-memory must be at least --page-bytes (one page at a time)")
+	case c.historyWait <= 0:
+		return errors.New("--history-wait must be positive")
 	case c.readHeaderTO <= 0:
 		return errors.New("--read-header-timeout must be positive")
 	case c.bodyTO <= 0:
@@ -249,11 +264,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	history := limit.NewMemory(int64(c.historyMemory))
 	hub, err := viewsync.New(st,
 		viewsync.WithLogger(log),
 		viewsync.WithMetrics(met),
 		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue)}),
-		viewsync.WithFanout(fanout.Options{BufferBytes: int(c.bufferBytes)}),
+		viewsync.WithFanout(fanout.Options{BufferBytes: int(c.bufferBytes), PageBytes: int(c.pageBytes), Memory: history, MemoryWait: c.historyWait}),
 	)
 	if err != nil {
 		return err
@@ -299,6 +315,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxBodyBytes: int64(c.maxBody),
 		MaxWait:      c.maxWait,
 		PageSize:     c.pageSize,
+		PageBytes:    int(c.pageBytes),
+		Memory:       history,
+		MemoryWait:   c.historyWait,
+		WriteTimeout: c.stallTimeout,
 		CallTimeout:  c.callTO,
 		Policy:       acc.policy,
 		Logger:       log,
@@ -436,6 +456,8 @@ const (
 	defaultIdleTimeout    = 60 * time.Second
 	defaultMaxHeaderBytes = 64 << 10
 	defaultHealthConns    = 8
+	// defaultHistoryMemory is sixteen pages of the default --page-bytes.
+	defaultHistoryMemory = 64 << 20
 )
 
 // Connections in all when --max-conns is 0: the open-files limit less a

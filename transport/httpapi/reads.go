@@ -71,7 +71,7 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	hold.Set(int64(protocol.RecordsSize(s.Records)))
+	hold.Set(2 * int64(protocol.RecordsSize(s.Records))) // the records and their encoding
 	w.Header().Set("ETag", headETag(protocol.Head{Epoch: s.Epoch, Version: s.Version}))
 	w.Header().Set("Cache-Control", cacheRevalidate)
 	h.writeHistory(w, http.StatusOK, s)
@@ -210,16 +210,18 @@ func (h *Handler) readChanges(ctx context.Context, c *viewsync.Collection, cur p
 		}
 		hold.Set(int64(size))
 	case viewsync.KindCatchUp:
-		hold.Set(int64(protocol.RecordsSize(ch.CatchUp.Records) + protocol.IDsSize(ch.CatchUp.Deleted)))
+		// The records and their encoding, which is built whole.
+		hold.Set(2 * int64(protocol.RecordsSize(ch.CatchUp.Records)+protocol.IDsSize(ch.CatchUp.Deleted)))
 	default:
-		hold.Set(int64(protocol.RecordsSize(ch.Reset.Records)))
+		hold.Set(2 * int64(protocol.RecordsSize(ch.Reset.Records)))
 	}
 	return ch, nil
 }
 
 // reserve waits, at most MemoryWait, for the memory a read of history may
-// hold: a page's bytes. When it waits in vain it answers 503 unavailable
-// with Retry-After and reports false.
+// hold: a page's bytes (a page is written as it is encoded; catch-ups and
+// snapshots are charged what they take once read). When it waits in vain
+// it answers 503 unavailable with Retry-After and reports false.
 func (h *Handler) reserve(w http.ResponseWriter, r *http.Request) (*limit.Hold, bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.MemoryWait)
 	defer cancel()

@@ -141,14 +141,17 @@ type eventWriter interface {
 	AvailableBuffer() []byte
 }
 
-// appendEvent writes one event into w and counts it. Commits are their
-// frames' SSE bytes, encoded once for every subscriber; a catch-up or a
-// reset is encoded here. An encoding failure is an *encodeError.
+// appendEvent writes one event into w and counts it. Commits are written
+// from their frames' JSON; a catch-up or a reset is encoded here. An encoding failure is an *encodeError.
 func appendEvent(w eventWriter, ev fanout.Event, commits, catchups, resets *int) error {
 	switch ev.Kind {
 	case fanout.EventCommits:
 		for _, f := range ev.Frames {
-			w.Write(f.SSE())
+			// Head, data, tail: a page read for this client alone is not
+			// encoded into events it would keep.
+			w.Write(f.AppendSSEHead(w.AvailableBuffer()))
+			w.Write(f.JSON())
+			w.Write(fanout.SSETail)
 		}
 		*commits += len(ev.Frames)
 		// The slice is the subscription's own buffer, reused by the next

@@ -235,11 +235,17 @@ func (s *subscription) catchUpFrom(frames []*fanout.Frame) {
 	}
 }
 
-// writeFrames writes commit frames, blocking, unless stopped.
+// writeFrames writes commit frames, blocking, unless stopped: each frame's
+// head, then the commit's fields as the frame holds them, so that a page
+// read from the store for this client is written without a copy of its
+// values.
 func (s *subscription) writeFrames(frames []*fanout.Frame) bool {
-	bufs := make([][]byte, len(frames))
-	for i, f := range frames {
-		bufs[i] = f.WSFrame()
+	heads := make([]byte, 0, 96*len(frames))
+	bufs := make([][]byte, 0, 2*len(frames))
+	for _, f := range frames {
+		start := len(heads)
+		heads = f.AppendWSHead(heads)
+		bufs = append(bufs, heads[start:len(heads):len(heads)], f.WSBody())
 	}
 	s.sent.Store(frames[len(frames)-1].Version())
 	if err := s.c.sock.write(s.isStopped, bufs...); err != nil {
