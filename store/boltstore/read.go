@@ -141,8 +141,10 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, pa
 					return err
 				}
 			}
-			var cm protocol.Commit
-			if err := json.Unmarshal(v, &cm); err != nil {
+			// Read without encoding/json's depth limit, so that a commit
+			// stored before the value rules stays readable.
+			cm, err := protocol.DecodeCommit(v)
+			if err != nil {
 				return fmt.Errorf("decode commit %d: %w", want, err)
 			}
 			if len(k) != 8 || binary.BigEndian.Uint64(k) != want || cm.Version != want {

@@ -1,12 +1,15 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -113,5 +116,38 @@ func TestStoredValuesStillServed(t *testing.T) {
 	wantError(t, r, http.StatusBadRequest, protocol.CodeBadRequest)
 	if after := s.state("c"); !equalState(before, after) {
 		t.Fatalf("a refused patch changed the store")
+	}
+}
+
+// TestStoredDeepestValueServed: a value as deep as encoding/json reads a
+// value alone (the issue's 9,999 levels), taken before the value rules, is
+// three levels deeper in its commit than encoding/json reads; every reader
+// still serves it as stored. The answers are checked as bytes: a Go client
+// using encoding/json could not decode them, which is why writes keep the
+// value rules.
+func TestStoredDeepestValueServed(t *testing.T) {
+	st := openBolt(t, filepath.Join(t.TempDir(), "viewsync.db"))
+	v := nested(9999, `1`)
+	if _, err := st.Apply(t.Context(), "c", []protocol.Op{{Op: protocol.OpPut, ID: "deepest", Value: json.RawMessage(v)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, st)
+	for _, path := range []string{"/v1/collections/c/changes?after=0", "/v1/collections/c", "/v1/collections/c/records/deepest"} {
+		r := s.get(path)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"value":`+v) {
+			t.Errorf("GET %s: status %d, value as stored: %v", path, r.Status, strings.Contains(string(r.Body), v))
+		}
+	}
+	if name, data := s.firstEvent("c", "after=0"); name != "commit" || !strings.Contains(data, v) {
+		t.Errorf("SSE resume: event %q, value as stored: %v", name, strings.Contains(data, v))
+	}
+	ws := s.dial()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := ws.WriteMessage(ctx, gws.OpText, []byte(`{"type":"subscribe","collection":"c","after":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := ws.ReadMessage(ctx); err != nil || !strings.HasPrefix(string(b), `{"type":"commit"`) || !strings.Contains(string(b), v) {
+		t.Errorf("WebSocket resume: %v, %.40s", err, b)
 	}
 }
