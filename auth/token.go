@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/protocol"
 )
 
 // DefaultCookie is the cookie a token may arrive in.
@@ -31,11 +32,14 @@ func TokenFromRequest(r *http.Request, cookie string) (string, error) {
 		}
 		return checkToken(strings.TrimSpace(tok))
 	}
-	if q, ok := r.URL.Query()["token"]; ok {
-		if len(q) > 1 {
-			return "", fmt.Errorf("%w: the token query parameter is given more than once", viewsync.ErrUnauthorized)
+	if strings.Contains(r.URL.RawQuery, "token") {
+		q, err := protocol.ParseQuery(r.URL.RawQuery, "token")
+		if err != nil {
+			return "", fmt.Errorf("%w: reading the token query parameter: %w", viewsync.ErrUnauthorized, err)
 		}
-		return checkToken(q[0])
+		if t, ok := q["token"]; ok {
+			return checkToken(t[0])
+		}
 	}
 	if cookie != "" {
 		if c, err := r.Cookie(cookie); err == nil {

@@ -139,6 +139,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: GET (a WebSocket upgrade)")
 		return
 	}
+	if _, err := protocol.ParseQuery(r.URL.RawQuery); err != nil {
+		writeError(w, protocol.CodeBadRequest, err.Error())
+		return
+	}
 	pr, err := h.opts.Policy.Principal(r)
 	if err != nil {
 		auth.WriteDenied(w, err)
