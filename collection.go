@@ -187,6 +187,9 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 		}
 		norm[i] = n
 	}
+	if size := protocol.CommitSize(Commit{Ops: norm}); size > l.MaxCommitBytes {
+		return Commit{}, fmt.Errorf("%w: commit of %d bytes, limit %d", ErrTooLarge, size, l.MaxCommitBytes)
+	}
 	for id := range ifs {
 		if err := protocol.ValidateID(id, l.MaxIDBytes); err != nil {
 			return Commit{}, invalid(fmt.Errorf("precondition: %w", err))

@@ -1102,3 +1102,24 @@ func TestEvictionKeepsWakeups(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitBytesLimit: a commit whose ops together (protocol.CommitSize)
+// are over MaxCommitBytes is refused as too large and changes nothing, as
+// many ops as the op limit allows notwithstanding.
+func TestCommitBytesLimit(t *testing.T) {
+	one := []viewsync.Op{viewsync.Put("12345678", []byte(`"abcdefghijklmn"`))}
+	limitBytes := protocol.CommitSize(viewsync.Commit{Ops: one})
+	_, c := testHub(t, viewsync.WithLimits(viewsync.Limits{MaxCommitBytes: limitBytes}))
+	ctx := t.Context()
+	if _, err := c.Commit(ctx, one, nil); err != nil {
+		t.Fatalf("commit at the limit: %v", err)
+	}
+	before := head(t, c)
+	two := append(one, viewsync.Put("22345678", []byte(`1`)))
+	if _, err := c.Commit(ctx, two, nil); !errors.Is(err, viewsync.ErrTooLarge) || viewsync.ErrorCode(err) != protocol.CodeTooLarge {
+		t.Fatalf("commit over the limit: %v, want ErrTooLarge", err)
+	}
+	if after := head(t, c); after != before {
+		t.Fatalf("a refused commit moved the head from %v to %v", before, after)
+	}
+}

@@ -25,6 +25,11 @@ type Limits struct {
 	// answer wraps around a value, what every common client library
 	// decodes with its default depth limit.
 	MaxValueDepth int
+	// MaxCommitBytes bounds one commit: the sum of its ops' ids and
+	// values (protocol.CommitSize). It bounds what one page of history
+	// may hold beyond its byte bound (a commit larger than a page comes
+	// alone). Default 4 MiB.
+	MaxCommitBytes int
 }
 
 // Defaults of Limits.
@@ -33,6 +38,7 @@ const (
 	DefaultMaxIDBytes      = 256
 	DefaultMaxValueBytes   = 256 << 10
 	DefaultMaxValueDepth   = 32
+	DefaultMaxCommitBytes  = 4 << 20
 )
 
 func (l Limits) withDefaults() Limits {
@@ -47,6 +53,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxValueDepth <= 0 {
 		l.MaxValueDepth = DefaultMaxValueDepth
+	}
+	if l.MaxCommitBytes <= 0 {
+		l.MaxCommitBytes = DefaultMaxCommitBytes
 	}
 	return l
 }
@@ -120,7 +129,7 @@ func WithMetrics(m Metrics) Option {
 // WithLimits sets the write limits; zero fields keep their defaults.
 func WithLimits(l Limits) Option {
 	return func(o *options) error {
-		if l.MaxOpsPerCommit < 0 || l.MaxIDBytes < 0 || l.MaxValueBytes < 0 || l.MaxValueDepth < 0 {
+		if l.MaxOpsPerCommit < 0 || l.MaxIDBytes < 0 || l.MaxValueBytes < 0 || l.MaxValueDepth < 0 || l.MaxCommitBytes < 0 {
 			return errors.New("viewsync: negative limit")
 		}
 		if l.MaxValueDepth > protocol.MaxValueDepth {

@@ -20,6 +20,7 @@ import (
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/transport/guard"
 	"github.com/viewsync/viewsync/transport/httpapi"
@@ -37,6 +38,8 @@ type serveConfig struct {
 	maxOps           int
 	maxID            int
 	maxValue         byteSize
+	maxValueDepth    int
+	maxCommit        byteSize
 	maxWait          time.Duration
 	pageSize         int
 	pageBytes        byteSize
@@ -76,6 +79,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{
 		maxBody:        httpapi.DefaultMaxBodyBytes,
 		maxValue:       viewsync.DefaultMaxValueBytes,
+		maxCommit:      viewsync.DefaultMaxCommitBytes,
 		bufferBytes:    fanout.DefaultBufferBytes,
 		pageBytes:      store.DefaultPageBytes,
 		historyMemory:  defaultHistoryMemory,
@@ -92,6 +96,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.maxOps, "max-ops", viewsync.DefaultMaxOpsPerCommit, "most ops in one commit")
 	fs.IntVar(&c.maxID, "max-id", viewsync.DefaultMaxIDBytes, "longest record id in bytes (at most 256)")
 	fs.Var(&c.maxValue, "max-value", "largest record value (bytes of compact JSON, or with KiB/MiB)")
+	fs.IntVar(&c.maxValueDepth, "max-value-depth", viewsync.DefaultMaxValueDepth, "deepest nesting of arrays and objects in a record value, a merge patch or a call's argument (at most 512); the default keeps every answer within what common JSON libraries decode")
+	fs.Var(&c.maxCommit, "max-commit", "largest commit: its ops' ids and values together (bytes, or with KiB/MiB); also what a page of history may hold beyond --page-bytes, when one commit is larger")
 	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
 	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
 	fs.Var(&c.pageBytes, "page-bytes", "largest page of history (changes, and a resuming stream's pages) in bytes of commits (or with KiB/MiB); a page of large commits ends earlier, at a boundary clients share; a single larger commit comes alone")
@@ -155,6 +161,10 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-ops must be positive")
 	case c.maxID <= 0 || c.maxID > 256:
 		return errors.New("--max-id must be 1..256")
+	case c.maxValueDepth <= 0 || c.maxValueDepth > protocol.MaxValueDepth:
+		return fmt.Errorf("--max-value-depth must be 1..%d", protocol.MaxValueDepth)
+	case c.maxCommit <= 0:
+		return errors.New("--max-commit must be positive")
 	case c.maxValue <= 0:
 		return errors.New("--max-value must be positive")
 	case c.maxWait <= 0 || c.maxWait > httpapi.DefaultMaxWait:
@@ -268,7 +278,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	hub, err := viewsync.New(st,
 		viewsync.WithLogger(log),
 		viewsync.WithMetrics(met),
-		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue)}),
+		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
+			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit)}),
 		viewsync.WithFanout(fanout.Options{BufferBytes: int(c.bufferBytes), PageBytes: int(c.pageBytes), Memory: history, MemoryWait: c.historyWait}),
 	)
 	if err != nil {
