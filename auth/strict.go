@@ -69,6 +69,13 @@ func checkStrict(token string) error {
 		if err := exactNames(`field of the claim "viewsync"`, rights, "read", "write", "call"); err != nil {
 			return fmt.Errorf("malformed token: %w", err)
 		}
+		// An unknown field is most likely a misspelt right ("raed"): refuse
+		// it rather than grant less than the issuer meant, silently.
+		for _, key := range slices.Sorted(maps.Keys(rights)) {
+			if key != "read" && key != "write" && key != "call" {
+				return fmt.Errorf(`malformed token: the claim "viewsync" has an unknown field %q; its fields are read, write and call`, key)
+			}
+		}
 	}
 	return nil
 }
