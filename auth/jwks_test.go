@@ -52,7 +52,7 @@ func TestParseJWKSBad(t *testing.T) {
 		{"misspelt keys", []byte(`{"key":[]}`), `no "keys" array`},
 		{"empty keys", []byte(`{"keys":[]}`), "no signing key"},
 		{"RSA private key", jwksDoc(t, rsaKey.with("d", b64(k.rsa.D.Bytes()))), "private key"},
-		{"EC private key", jwksDoc(t, ecKey.with("d", b64(k.p256.D.Bytes()))), "private key"},
+		{"EC private key", jwksDoc(t, ecKey.with("d", b64(ecPrivateBytes(t, k.p256)))), "private key"},
 		{"Ed25519 private key", jwksDoc(t, edKey.with("d", b64(k.ed.Seed()))), "private key"},
 		{"oct key", jwksDoc(t, jwkJSON{"kty": "oct", "k": b64(k.secret), "alg": "HS256"}), "symmetric"},
 		{"oct key with use sig", jwksDoc(t, jwkJSON{"kty": "oct", "k": b64(k.secret), "use": "sig"}), "symmetric"},
@@ -322,4 +322,14 @@ func FuzzParseJWKS(f *testing.F) {
 			t.Fatalf("NewJWT with a parsed key set: %v", err)
 		}
 	})
+}
+
+// ecPrivateBytes is the private scalar of k, as a JWK's "d" holds it.
+func ecPrivateBytes(t *testing.T, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	b, err := k.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

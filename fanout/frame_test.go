@@ -89,7 +89,8 @@ func TestFrameEncodings(t *testing.T) {
 	}
 
 	// Encoded once: later calls return the same bytes, not a copy.
-	if unsafe.SliceData(f.SSE()) != unsafe.SliceData(f.SSE()) || unsafe.SliceData(f.WS()) != unsafe.SliceData(f.WS()) {
+	sse1, ws1 := f.SSE(), f.WS()
+	if unsafe.SliceData(sse1) != unsafe.SliceData(f.SSE()) || unsafe.SliceData(ws1) != unsafe.SliceData(f.WS()) {
 		t.Error("SSE() or WS() encodes again on every call")
 	}
 }

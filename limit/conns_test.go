@@ -14,8 +14,10 @@ import (
 
 func TestConnsAcquireRelease(t *testing.T) {
 	c := NewConns(2)
-	if !c.Acquire("a") || !c.Acquire("a") {
-		t.Fatal("the first two Acquire failed")
+	for i := range 2 {
+		if !c.Acquire("a") {
+			t.Fatalf("Acquire %d of 2 failed", i+1)
+		}
 	}
 	if c.Acquire("a") {
 		t.Fatal("a third Acquire succeeded with max 2")
@@ -50,7 +52,8 @@ func TestConnsAcquireRelease(t *testing.T) {
 	if c.Open("z") != 0 {
 		t.Errorf("Open(z) = %d after a stray Release", c.Open("z"))
 	}
-	if !c.Acquire("z") || !c.Acquire("z") || c.Acquire("z") {
+	first, second, third := c.Acquire("z"), c.Acquire("z"), c.Acquire("z")
+	if !first || !second || third {
 		t.Error("a stray Release changed the limit")
 	}
 	// Max 0 refuses everything.

@@ -75,7 +75,7 @@ type Head struct {
 }
 
 // Cursor returns the head as a cursor.
-func (h Head) Cursor() Cursor { return Cursor{Epoch: h.Epoch, Version: h.Version} }
+func (h Head) Cursor() Cursor { return Cursor(h) }
 
 // Snapshot is a consistent view of a whole collection at one version.
 type Snapshot struct {

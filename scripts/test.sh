@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every viewsync test: the browser client's unit tests (node --test),
+# Runs every viewsync test: go vet, staticcheck and gofmt, the browser
+# client's unit tests (node --test),
 # the whole Go suite under the race detector (the real-browser tests in
 # e2e/browser included), then each fuzz target for a short, bounded time.
 # Installs what the tests need when it is missing: a C compiler for -race,
@@ -25,6 +26,14 @@ fi
 
 echo "== go vet"
 go vet ./...
+echo "== staticcheck"
+go tool staticcheck ./...
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "test.sh: not gofmt-formatted: $unformatted" >&2
+  exit 1
+fi
 
 # The browser client's unit tests. TAP output, whose closing "# pass N" and
 # "# fail N" lines are counted into the summary.

@@ -220,42 +220,40 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	if err := protocol.ValidateCollection(name); err != nil {
 		return nil, err
 	}
-	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return nil, store.ErrClosed
-		}
-		c := s.colls[name]
-		if c == nil {
-			c = newColl(s, name)
-			s.colls[name] = c
-			s.streams[c.names.stream] = c
-			s.wg.Go(c.open)
-			s.wg.Go(c.runResync)
-			s.wg.Go(c.runCommitter)
-		}
+	s.mu.Lock()
+	if s.closed {
 		s.mu.Unlock()
-		err := c.waitReady(ctx)
-		if err == nil {
-			return c, nil
-		}
-		c.mu.RLock()
-		failed := c.initErr != nil
-		c.mu.RUnlock()
-		if !failed || ctx.Err() != nil {
-			return nil, err
-		}
-		// Opening failed: forget the collection; a later call tries again.
-		s.mu.Lock()
-		if s.colls[name] == c {
-			delete(s.colls, name)
-			delete(s.streams, c.names.stream)
-		}
-		s.mu.Unlock()
-		c.stop()
+		return nil, store.ErrClosed
+	}
+	c := s.colls[name]
+	if c == nil {
+		c = newColl(s, name)
+		s.colls[name] = c
+		s.streams[c.names.stream] = c
+		s.wg.Go(c.open)
+		s.wg.Go(c.runResync)
+		s.wg.Go(c.runCommitter)
+	}
+	s.mu.Unlock()
+	err := c.waitReady(ctx)
+	if err == nil {
+		return c, nil
+	}
+	c.mu.RLock()
+	failed := c.initErr != nil
+	c.mu.RUnlock()
+	if !failed || ctx.Err() != nil {
 		return nil, err
 	}
+	// Opening failed: forget the collection; a later call tries again.
+	s.mu.Lock()
+	if s.colls[name] == c {
+		delete(s.colls, name)
+		delete(s.streams, c.names.stream)
+	}
+	s.mu.Unlock()
+	c.stop()
+	return nil, err
 }
 
 // read runs fn on the collection's state, read at one version.
