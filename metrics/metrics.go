@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
@@ -119,6 +120,22 @@ func (c *laggingCollector) Collect(ch chan<- prometheus.Metric) {
 	for coll, n := range c.hub.Lagging(c.threshold) {
 		ch <- prometheus.MustNewConstMetric(laggingDesc, prometheus.GaugeValue, float64(n), coll)
 	}
+}
+
+// TrackHistoryMemory exports viewsync_history_memory_bytes (what reads of
+// history hold now; above the _limit when a catch-up or snapshot
+// overdraws it) and viewsync_history_memory_limit_bytes.
+func (p *Prometheus) TrackHistoryMemory(m *limit.Memory) {
+	p.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "viewsync_history_memory_bytes",
+			Help: "Bytes that reads of history (pages, catch-ups, snapshots) hold now, of --history-memory.",
+		}, func() float64 { return float64(m.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "viewsync_history_memory_limit_bytes",
+			Help: "The memory reads of history may hold at once (--history-memory).",
+		}, func() float64 { return float64(m.Max()) }),
+	)
 }
 
 // ObserveRequest implements httpapi.Observer.

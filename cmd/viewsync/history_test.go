@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -70,6 +71,20 @@ func TestServeHistoryBounded(t *testing.T) {
 		total += n
 	}
 	t.Logf("12 streams resumed over %d commits of 20 KiB; %d told to come back later", commits, total)
+
+	// The budget and what is held are exported, and every read gave its
+	// share back.
+	resp, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"viewsync_history_memory_limit_bytes 131072", "viewsync_history_memory_bytes 0"} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics has no line %q", want)
+		}
+	}
 }
 
 // resumeAll follows the SSE stream from EPOCH:0 until version last,

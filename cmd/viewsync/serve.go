@@ -286,6 +286,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	met.TrackLagging(hub, c.lagThreshold)
+	met.TrackHistoryMemory(history)
 	if proxy != nil {
 		hub.HandleCallFallback(proxy)
 	}
