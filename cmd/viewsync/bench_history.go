@@ -765,14 +765,8 @@ func (r *historyReader) getPage(ctx context.Context, client *http.Client) (time.
 	defer resp.Body.Close()
 	body := &countingReader{r: resp.Body}
 	defer func() { r.bytes += body.n }()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusServiceUnavailable:
-		io.Copy(io.Discard, io.LimitReader(body, 64<<10))
-		return retryAfter(resp.Header), true, nil
-	default:
-		b, _ := io.ReadAll(io.LimitReader(body, 512))
-		return 0, false, fmt.Errorf("GET changes after %d: %s %s", after, resp.Status, bytes.TrimSpace(b))
+	if resp.StatusCode != http.StatusOK {
+		return refusal(resp, body, fmt.Sprintf("GET changes after %d", after))
 	}
 	ans, err := decodeChanges(body, r.commit)
 	if err != nil {
@@ -916,14 +910,8 @@ func (r *historyReader) readSSE(ctx context.Context) (time.Duration, bool, error
 	defer resp.Body.Close()
 	body := &countingReader{r: resp.Body}
 	defer func() { r.bytes += body.n }()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusServiceUnavailable:
-		io.Copy(io.Discard, io.LimitReader(body, 64<<10))
-		return retryAfter(resp.Header), true, nil
-	default:
-		b, _ := io.ReadAll(io.LimitReader(body, 512))
-		return 0, false, fmt.Errorf("GET events from %s: %s %s", cur, resp.Status, bytes.TrimSpace(b))
+	if resp.StatusCode != http.StatusOK {
+		return refusal(resp, body, "GET events from "+cur.String())
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
 	var id, event, data []byte
@@ -1255,4 +1243,16 @@ func (r *historyReport) rows() []reportRow {
 		}
 	}
 	return rows
+}
+
+// refusal reads an answer other than 200 to a reader's request: a 503 is
+// the server busy (retry after the wait its Retry-After asks for), anything
+// else an error naming the request.
+func refusal(resp *http.Response, body io.Reader, request string) (wait time.Duration, busy bool, err error) {
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+		return retryAfter(resp.Header), true, nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(body, 512))
+	return 0, false, fmt.Errorf("%s: %s %s", request, resp.Status, bytes.TrimSpace(b))
 }

@@ -208,6 +208,14 @@ func startServer(t *testing.T, dataDir string) *proc {
 	t.Helper()
 	cmd := exec.Command(serverBinary(t), "serve", "--addr", "127.0.0.1:0", "--data", dataDir)
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "VIEWSYNC_") })
+	return runServer(t, cmd)
+}
+
+// runServer starts cmd, a `viewsync serve` command line, and returns once
+// the server has said where it listens. The process is killed, if still
+// running, when the test ends.
+func runServer(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	stdout, err := cmd.StdoutPipe()

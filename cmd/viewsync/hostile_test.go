@@ -51,52 +51,7 @@ func startGuarded(t *testing.T, openFiles int, env []string, args ...string) *pr
 		cmd = exec.Command(argv[0], argv[1:]...)
 	}
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "VIEWSYNC_") }), env...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("the server reported a data race:\n%s", p.stderr)
-		} else if t.Failed() {
-			t.Logf("server stderr:\n%s", p.stderr)
-		}
-	})
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "viewsync listening on http://"); ok {
-				select {
-				case addrc <- a:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	select {
-	case a := <-addrc:
-		p.base = "http://" + a
-	case <-p.exited:
-		t.Fatalf("server exited before listening: %v\n%s", p.err, p.stderr)
-	case <-hangGuard(t):
-		t.Fatalf("server did not say where it listens\n%s", p.stderr)
-	}
-	return p
+	return runServer(t, cmd)
 }
 
 // addr returns the server's host:port.
@@ -190,24 +145,11 @@ func httpStatus(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), rawWait)
 	defer cancel()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+	code, b := httpStatusCtx(ctx, method, url, body)
+	if code == 0 {
+		t.Fatalf("%s %s: %s", method, url, b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, b
 }
 
 // TestServeSlowBodies: clients that send their bodies a byte at a time
@@ -403,6 +345,9 @@ func httpStatusCtx(ctx context.Context, method, url, body string) (int, string) 
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return 0, err.Error()
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
