@@ -1,44 +1,86 @@
-// Package client embeds viewsync's browser client, viewsync.js (an ES
-// module with no dependencies), and its TypeScript declarations, so that the
-// server binary can serve them (GET /viewsync.js).
+// Package client embeds viewsync's browser client — viewsync.js, the entry
+// ES module, the modules of viewsync/ it imports relatively, and the
+// TypeScript declarations viewsync.d.ts — so that the server binary can
+// serve them:
 //
-// Caveats: the module is served as is, not minified; browsers revalidate it
-// on each load (Cache-Control: no-cache) against its ETag.
+//	for _, p := range client.Patterns {
+//		mux.Handle(p, client.Handler())
+//	}
+//
+// Pages then `import { connect } from '/viewsync.js'`, and the browser
+// fetches /viewsync/session.js and the other modules itself.
+//
+// Caveats: the modules are served as they are, not bundled nor minified;
+// browsers revalidate each on every load (Cache-Control: no-cache) against
+// its ETag, so a page load costs one conditional request per module.
 package client
 
 import (
 	"bytes"
 	"crypto/sha256"
-	_ "embed"
+	"embed"
 	"encoding/hex"
+	"io/fs"
 	"net/http"
 	"strings"
 	"time"
 )
 
-// JS is the source of viewsync.js.
-//
-//go:embed viewsync.js
-var JS []byte
+// Patterns are the http.ServeMux patterns under which Handler serves the
+// client at the root of a site: the entry module, its modules, the types.
+var Patterns = []string{"GET /viewsync.js", "GET /viewsync/", "GET /viewsync.d.ts"}
 
-// Types is the source of viewsync.d.ts.
-//
-//go:embed viewsync.d.ts
-var Types []byte
+//go:embed viewsync.js viewsync.d.ts viewsync/*.js
+var files embed.FS
 
-var (
-	jsTag    = etag(JS)
-	typesTag = etag(Types)
-)
-
-func etag(b []byte) string {
-	sum := sha256.Sum256(b)
-	return `"` + hex.EncodeToString(sum[:12]) + `"`
+// file is one served file.
+type file struct {
+	body  []byte
+	etag  string
+	ctype string
 }
 
-// Handler serves viewsync.js, and viewsync.d.ts next to it, for GET and
-// HEAD of any path ending in either name (mount it at /viewsync.js, and at
-// /viewsync.d.ts if wanted). Any other path is 404.
+// served maps each file's path ("viewsync.js", "viewsync/session.js", …)
+// to what is served for it.
+var served = func() map[string]file {
+	m := map[string]file{}
+	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := files.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		ctype := "text/javascript; charset=utf-8"
+		if strings.HasSuffix(path, ".d.ts") {
+			ctype = "application/typescript; charset=utf-8"
+		}
+		m[path] = file{body: body, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, ctype: ctype}
+		return nil
+	})
+	if err != nil {
+		panic("client: reading the embedded files: " + err.Error())
+	}
+	return m
+}()
+
+// lookup finds the file a request path names: one ending in /viewsync.js,
+// /viewsync.d.ts or /viewsync/MODULE.js, so that the client can be mounted
+// under any prefix.
+func lookup(path string) (file, bool) {
+	i := strings.LastIndex(path, "/viewsync")
+	if i < 0 {
+		return file{}, false
+	}
+	f, ok := served[path[i+1:]]
+	return f, ok
+}
+
+// Handler serves the client for GET and HEAD of any path ending in
+// /viewsync.js, /viewsync.d.ts or /viewsync/MODULE.js (mount it under
+// Patterns, or the same under a prefix). Any other path is 404.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
@@ -47,21 +89,15 @@ func Handler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		var body []byte
-		var tag, ctype string
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/viewsync.js"):
-			body, tag, ctype = JS, jsTag, "text/javascript; charset=utf-8"
-		case strings.HasSuffix(r.URL.Path, "/viewsync.d.ts"):
-			body, tag, ctype = Types, typesTag, "application/typescript; charset=utf-8"
-		default:
+		f, ok := lookup(r.URL.Path)
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
-		hd.Set("Content-Type", ctype)
+		hd.Set("Content-Type", f.ctype)
 		hd.Set("Cache-Control", "no-cache")
-		hd.Set("ETag", tag)
+		hd.Set("ETag", f.etag)
 		hd.Set("X-Content-Type-Options", "nosniff")
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 	})
 }

@@ -338,6 +338,3 @@ export interface Binding<T = JSONValue> {
   /** Stops updating the DOM and listening to it. */
   destroy(): void;
 }
-
-/** The pure helpers, for tests. Not a stable API. */
-export const _internal: Record<string, unknown>;

@@ -1,12 +1,12 @@
-// Unit tests of the pure parts of viewsync.js: run with `node --test client/test/`.
+// Unit tests of the pure parts of the client's modules: run with `node --test client/test/`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { _internal, ViewsyncError } from '../viewsync.js';
-
-const {
-  SSEParser, backoff, encodeId, isDotId, parseCursor, applyToState, newState,
-  changesMessages, mergePatch, jsonEqual, getPath, setPath, errorFrom, preconditions,
-} = _internal;
+import { ViewsyncError, errorFrom } from '../viewsync/errors.js';
+import { getPath, jsonEqual, mergePatch, setPath } from '../viewsync/json.js';
+import { SSEParser } from '../viewsync/sse.js';
+import { applyToState, changesMessages, newState } from '../viewsync/state.js';
+import { backoff, encodeId, isDotId, parseCursor } from '../viewsync/util.js';
+import { preconditions } from '../viewsync/view.js';
 
 function parseAll(chunks) {
   const events = [];

@@ -352,8 +352,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// beside it.
 	root := http.NewServeMux()
 	root.Handle("/", api)
-	root.Handle("GET /viewsync.js", client.Handler())
-	root.Handle("GET /viewsync.d.ts", client.Handler())
+	for _, p := range client.Patterns {
+		root.Handle(p, client.Handler())
+	}
 	if c.demo {
 		if err := products.Register(hub); err != nil {
 			return fmt.Errorf("demo: %w", err)

@@ -8,7 +8,9 @@
 // it next to them:
 //
 //	mux.Handle("/v1/", api)
-//	mux.Handle("GET /viewsync.js", client.Handler())
+//	for _, p := range client.Patterns {
+//		mux.Handle(p, client.Handler())
+//	}
 //	mux.Handle("/", products.Handler())
 //
 // Register adds the "discount" call the page's button uses.

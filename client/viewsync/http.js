@@ -1,0 +1,99 @@
+// The HTTP transports' common part: one request loop per view.
+import { ViewsyncError, errorFrom } from './errors.js';
+import { changesMessages } from './state.js';
+
+/**
+ * HTTPLink is the base of the HTTP transports: one runner per view, each a
+ * loop of requests. The link is up once any runner has connected; a runner
+ * that fails ends the link, and the session reconnects every runner from its
+ * view's cursor.
+ */
+export class HTTPLink {
+  open = false;
+  // _proven is set once a runner got an answer: only then is a failure a
+  // disconnection rather than a transport that does not work here.
+  _proven = false;
+  _s; _runners = new Map(); _stopped = false;
+
+  constructor(session) { this._s = session; }
+
+  start() {
+    const views = [...this._s._views.values()];
+    if (views.length === 0) {
+      this.open = true;
+      this._s._linkUp(this);
+    }
+    for (const v of views) this.add(v);
+  }
+
+  stop() {
+    this._stopped = true;
+    this.open = false;
+    for (const ac of this._runners.values()) ac.abort();
+    this._runners.clear();
+  }
+
+  add(v) {
+    if (this._stopped || this._runners.has(v)) return;
+    const ac = new AbortController();
+    this._runners.set(v, ac);
+    this._run(v, ac.signal).catch((e) => {
+      if (ac.signal.aborted || this._stopped) return;
+      this._fail(e);
+    });
+  }
+
+  remove(v) {
+    this._runners.get(v)?.abort();
+    this._runners.delete(v);
+  }
+
+  _up() {
+    this._proven = true;
+    if (this.open || this._stopped) return;
+    this.open = true;
+    this._s._linkUp(this);
+  }
+
+  _fail(e) {
+    if (this._stopped) return;
+    const transport = !!e?.transport;
+    const answered = e instanceof ViewsyncError && e.status > 0;
+    this._s._linkDown(this, { opened: this._proven, transport, error: answered && !transport ? e : null });
+  }
+
+  /** _check turns an HTTP answer that is not 2xx into a thrown error. */
+  async _check(res, what) {
+    if (res.ok || res.status === 304) return;
+    const err = await errorFrom(res, what);
+    // Every valid collection exists, so 404 (like 405) means an endpoint
+    // this server does not mount: another transport may work.
+    if (res.status === 404 || res.status === 405 || res.status === 426) err.transport = true;
+    throw err;
+  }
+
+  /** _resync fetches a snapshot into a view that has nothing yet. */
+  async _snapshot(v, signal) {
+    const path = `/v1/collections/${v.name}`;
+    const res = await this._s._fetch('GET', path, { signal });
+    await this._check(res, `GET ${path}`);
+    const body = await res.json();
+    v._apply({ type: 'reset', epoch: body.epoch, version: body.version, records: body.records || [] });
+  }
+
+  /** _changes fetches and applies what follows the view's cursor; returns how many commits it applied, -1 on a gap. */
+  async _changes(v, cur, wait, signal) {
+    let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s.clientId}`;
+    if (wait) path += `&wait=${wait}s`;
+    const res = await this._s._fetch('GET', path, { signal });
+    await this._check(res, `GET ${path}`);
+    const msgs = changesMessages(await res.json());
+    let n = 0;
+    for (const m of msgs) {
+      const st = v._apply(m);
+      if (st === 'gap' || st === 'epoch') return -1;
+      if (st === 'applied') n++;
+    }
+    return n;
+  }
+}

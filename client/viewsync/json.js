@@ -1,0 +1,50 @@
+// JSON values: deep equality, merge patches, dotted field paths.
+
+/** jsonEqual compares two JSON values deeply. */
+export function jsonEqual(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || !jsonEqual(a[k], b[k])) return false;
+  return true;
+}
+
+/** mergePatch applies a JSON merge patch (RFC 7396) to target, returning a new value. */
+export function mergePatch(target, patch) {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** getPath reads a dotted field path ("a.b") of a JSON value; undefined when absent. */
+export function getPath(v, path) {
+  for (const k of path.split('.')) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = v[k];
+  }
+  return v;
+}
+
+/** setPath returns a copy of v with the dotted field path set to x (objects on the way copied or made). */
+export function setPath(v, path, x) {
+  const keys = path.split('.');
+  const root = v !== null && typeof v === 'object' && !Array.isArray(v) ? { ...v } : {};
+  let o = root;
+  for (let i = 0; i < keys.length - 1; i++) {
+    const cur = o[keys[i]];
+    o = o[keys[i]] = cur !== null && typeof cur === 'object' && !Array.isArray(cur) ? { ...cur } : {};
+  }
+  o[keys[keys.length - 1]] = x;
+  return root;
+}

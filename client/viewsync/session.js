@@ -1,0 +1,292 @@
+// The session: one client's connection to a server, its views and calls.
+import { ViewsyncError, errorFrom } from './errors.js';
+import { LongPollLink } from './longpoll.js';
+import { PollLink } from './poll.js';
+import { SSELink } from './sse.js';
+import { backoff, checkName, encodeId, NAME_RE, noop } from './util.js';
+import { View } from './view.js';
+import { WSLink } from './ws.js';
+
+const CALL_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const ORDER = ['ws', 'sse', 'longpoll', 'poll'];
+// Consecutive failures to connect, with the server reachable over plain
+// HTTP, after which a transport is given up for the next one.
+const FALLBACK_AFTER = 2;
+
+/** connect opens a session; see Session. */
+export function connect(options = {}) {
+  return new Session(options);
+}
+
+/**
+ * Session is one client's connection to a viewsync server: its views, its
+ * single link (whichever transport works) and its calls.
+ */
+export class Session {
+  #base; #token; #fetch; #WS; #opts;
+  #views = new Map();
+  #listeners = { status: new Set(), error: new Set() };
+  #order; #level = 0; #link = null; #attempt = 0; #fails = 0;
+  #timer = null; #closed = false; #upAt = 0;
+  #status;
+  #clientId = globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2);
+  #onOnline = () => { if (this.#timer !== null && !this.#link) this.#startNow(); };
+
+  constructor(options = {}) {
+    const loc = globalThis.location;
+    const url = options.url ?? (loc ? loc.origin : undefined);
+    if (!url) throw new ViewsyncError('bad_request', 'connect: url is required outside a browser page');
+    this.#base = new URL(String(url), loc?.href).href.replace(/\/+$/, '');
+    this.#token = options.token;
+    const f = options.fetch ?? globalThis.fetch;
+    if (typeof f !== 'function') throw new ViewsyncError('bad_request', 'connect: no fetch available');
+    this.#fetch = f.bind ? f.bind(globalThis) : f;
+    this.#WS = options.WebSocket ?? globalThis.WebSocket;
+    this.#opts = {
+      pollInterval: options.pollInterval ?? 2000,
+      longPollWait: options.longPollWait ?? 25,
+      idleTimeout: options.idleTimeout ?? 45000,
+      openTimeout: options.openTimeout ?? 10000,
+      backoffBase: options.backoff?.base ?? 250,
+      backoffCap: options.backoff?.cap ?? 10000,
+    };
+    const t = options.transport ?? 'auto';
+    if (t === 'auto') this.#order = ORDER.filter((k) => k !== 'ws' || typeof this.#WS === 'function');
+    else if (ORDER.includes(t)) this.#order = [t];
+    else throw new ViewsyncError('bad_request', `connect: unknown transport ${JSON.stringify(t)}; want ws, sse, longpoll, poll or auto`);
+    if (this.#order.length === 0) this.#order = ['sse'];
+    this.#status = { state: 'connecting', transport: this.#order[0] };
+    if (options.onStatus) this.on('status', options.onStatus);
+    globalThis.addEventListener?.('online', this.#onOnline);
+    for (const name of options.collections || []) this.collection(name);
+    this.#startNow();
+  }
+
+  /**
+   * clientId names this session to the server: polls send it so that their
+   * cursor counts as what this client has rendered (the server's
+   * commit→visible metric).
+   */
+  get clientId() { return this.#clientId; }
+
+  /** status is the current {state, transport}. */
+  get status() { return { ...this.#status }; }
+
+  /** on listens to 'status' ({state, transport}) or 'error' (ViewsyncError) events; returns the unsubscribe function. */
+  on(type, fn) {
+    const set = this.#listeners[type];
+    if (!set) throw new ViewsyncError('bad_request', `unknown event ${JSON.stringify(type)}; want status or error`);
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  /** collection returns the live view of a collection, the same object for the same name. */
+  collection(name) {
+    checkName(name);
+    if (this.#closed) throw new ViewsyncError('closed', 'session closed');
+    let v = this.#views.get(name);
+    if (v) {
+      v._temp = false;
+      return v;
+    }
+    v = new View(this, name);
+    this.#views.set(name, v);
+    this.#link?.add(v);
+    return v;
+  }
+
+  /**
+   * call runs a named server function with arg and resolves {result,
+   * context} once every view of this session includes the versions the
+   * answer lists (read-your-writes). context is handed back untouched.
+   */
+  async call(name, arg, context, options = {}) {
+    if (typeof name !== 'string' || !CALL_RE.test(name)) {
+      throw new ViewsyncError('bad_request', `invalid call name ${JSON.stringify(name)}: want 1–64 of [A-Za-z0-9_.-]`);
+    }
+    const a = arg === undefined ? null : arg;
+    let answer = await this._viaWS({ type: 'call', name, arg: a });
+    if (!answer) {
+      answer = await this._json('POST', `/v1/calls/${encodeId(name)}`, { body: { arg: a }, signal: options.signal });
+    }
+    await this.#waitVersions(answer.versions || {}, options.signal);
+    return { result: answer.result, context };
+  }
+
+  /** close ends the link and every view; pending waits reject with code "closed". */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    globalThis.removeEventListener?.('online', this.#onOnline);
+    const link = this.#link;
+    this.#link = null;
+    link?.stop();
+    for (const v of this.#views.values()) v._closed();
+    this.#views.clear();
+    this.#setStatus('closed', this.#status.transport);
+  }
+
+  async #waitVersions(versions, signal) {
+    await Promise.all(Object.entries(versions).map(async ([name, version]) => {
+      if (!NAME_RE.test(name)) return;
+      let v = this.#views.get(name);
+      if (!v) {
+        v = this.collection(name);
+        v._temp = true;
+      }
+      v._tempUses++;
+      try {
+        await v.waitFor(version, { signal });
+      } finally {
+        v._tempUses--;
+        if (v._temp && v._tempUses === 0) v.close();
+      }
+    }));
+  }
+
+  // --- plumbing used by views and links (not part of the API) ---
+
+  get _views() { return this.#views; }
+  get _opts() { return this.#opts; }
+  get _base() { return this.#base; }
+  get _WS() { return this.#WS; }
+
+  async _token() {
+    const t = typeof this.#token === 'function' ? await this.#token() : this.#token;
+    return t ? String(t) : '';
+  }
+
+  _emit(type, value) {
+    for (const fn of [...this.#listeners[type]]) {
+      try { fn(value); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+
+  _removeView(v) {
+    if (this.#views.get(v.name) === v) this.#views.delete(v.name);
+    this.#link?.remove(v);
+  }
+
+  /** _fetch sends one HTTP request with the token; it rejects only when there is no answer. */
+  async _fetch(method, path, { body, contentType = 'application/json', headers = {}, signal } = {}) {
+    const h = { ...headers };
+    const tok = await this._token();
+    if (tok) h.Authorization = `Bearer ${tok}`;
+    const init = { method, headers: h, signal, credentials: 'same-origin' };
+    if (body !== undefined) {
+      h['Content-Type'] = contentType;
+      init.body = JSON.stringify(body);
+    }
+    try {
+      return await this.#fetch(this.#base + path, init);
+    } catch (e) {
+      if (e?.name === 'AbortError' || e?.name === 'TimeoutError') throw e;
+      throw new ViewsyncError('network', `${method} ${path}: ${e?.message || e}`, 0);
+    }
+  }
+
+  /** _json sends a request and decodes its JSON answer, or throws its ViewsyncError. */
+  async _json(method, path, opts) {
+    const res = await this._fetch(method, path, opts);
+    if (!res.ok) throw await errorFrom(res, `${method} ${path}`);
+    try {
+      return await res.json();
+    } catch (e) {
+      if (e?.name === 'AbortError') throw e;
+      throw new ViewsyncError('bad_response', `${method} ${path}: answer is not JSON`, res.status);
+    }
+  }
+
+  /** _viaWS sends a request over the WebSocket when it is open and the message small; null otherwise. */
+  _viaWS(msg) {
+    const link = this.#link;
+    if (!link || link.kind !== 'ws' || !link.open) return Promise.resolve(null);
+    return link.request(msg);
+  }
+
+  _setStatusFromLink(link, state) {
+    if (link === this.#link) this.#setStatus(state, link.kind);
+  }
+
+  #setStatus(state, transport) {
+    if (this.#status.state === state && this.#status.transport === transport) return;
+    this.#status = { state, transport };
+    this._emit('status', { ...this.#status });
+  }
+
+  #startNow() {
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#closed) return;
+    const kind = this.#order[this.#level];
+    const Link = { ws: WSLink, sse: SSELink, longpoll: LongPollLink, poll: PollLink }[kind];
+    const link = new Link(this);
+    this.#link = link;
+    this.#setStatus('connecting', kind);
+    // Started after the current task, so that the views opened right after
+    // connect() go into the first requests.
+    queueMicrotask(() => {
+      if (this.#link !== link) return;
+      Promise.resolve(link.start()).catch((e) => this._linkDown(link, { error: e instanceof ViewsyncError ? e : null }));
+    });
+  }
+
+  /** _linkUp: link is connected. */
+  _linkUp(link) {
+    if (link !== this.#link) return;
+    this.#fails = 0;
+    this.#upAt = Date.now();
+    this.#setStatus('live', link.kind);
+  }
+
+  /**
+   * _linkDown: link ended. opened tells whether it had connected; transport
+   * marks a failure that another transport might not have (a WebSocket that
+   * cannot open, an event stream a proxy breaks, an endpoint not mounted).
+   */
+  async _linkDown(link, { opened = false, transport = false, error = null, immediate = false } = {}) {
+    if (link !== this.#link || this.#closed) return;
+    this.#link = null;
+    link.stop();
+    if (error) this._emit('error', error);
+    let state = immediate ? 'connecting' : 'offline';
+    if (opened) {
+      // A link that stayed up a while earns a fast reconnect.
+      if (Date.now() - this.#upAt > 5000) this.#attempt = 0;
+    } else if (transport && this.#level < this.#order.length - 1) {
+      // Only failures while the server answers plain HTTP count against a
+      // transport: with the server down, every transport would fail.
+      this.#setStatus('connecting', link.kind);
+      if (await this.#httpWorks()) {
+        if (this.#closed || this.#link) return;
+        state = 'connecting';
+        if (++this.#fails >= FALLBACK_AFTER) {
+          this.#level++;
+          this.#fails = 0;
+          this.#attempt = 0;
+          this.#startNow();
+          return;
+        }
+      }
+    }
+    if (this.#closed || this.#link) return;
+    this.#setStatus(state, link.kind);
+    const delay = immediate && this.#attempt === 0 ? 0 : backoff(this.#attempt, this.#opts.backoffBase, this.#opts.backoffCap);
+    this.#attempt++;
+    this.#timer = setTimeout(() => this.#startNow(), delay);
+  }
+
+  /** #httpWorks tells whether the server answers plain HTTP (any answer but an auth refusal). */
+  async #httpWorks() {
+    const name = this.#views.keys().next().value || 'viewsync.probe';
+    try {
+      const res = await this._fetch('GET', `/v1/collections/${name}/version`, { signal: AbortSignal.timeout?.(this.#opts.openTimeout) });
+      res.body?.cancel?.().catch(noop);
+      return res.status !== 401 && res.status !== 403 && res.status < 500;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,191 @@
+// The live view of one collection, and its writes.
+import { ViewsyncError } from './errors.js';
+import { mergePatch } from './json.js';
+import { applyToState, newState } from './state.js';
+import { checkId, encodeId, isDotId, noop } from './util.js';
+
+/**
+ * View is the live state of one collection: records (a Map id → value, kept
+ * in place so that a reference to it stays valid), version and epoch.
+ */
+export class View {
+  #session; #state = newState(); #subs = new Set(); #waiters = new Set();
+  #readyResolve; #readyReject; #closed = false;
+
+  constructor(session, name) {
+    this.#session = session;
+    this.name = name;
+    this._temp = false;
+    this._tempUses = 0;
+    this.ready = new Promise((res, rej) => { this.#readyResolve = res; this.#readyReject = rej; });
+    this.ready.catch(noop);
+  }
+
+  /** records maps each record id to its value. Read-only for callers. */
+  get records() { return this.#state.records; }
+  /** version is the collection version this view includes (0 before the first sync). */
+  get version() { return this.#state.version; }
+  /** epoch names the history the view follows (null before the first sync). */
+  get epoch() { return this.#state.epoch; }
+  /** synced tells whether the view has received its first state. */
+  get synced() { return this.#state.epoch !== null; }
+
+  /** get returns the value of record id, or undefined. */
+  get(id) { return this.#state.records.get(id); }
+
+  /** record returns {id, value, version} of record id (version: the commit that last wrote it), or undefined. */
+  record(id) {
+    const st = this.#state;
+    return st.records.has(id) ? { id, value: st.records.get(id), version: st.versions.get(id) } : undefined;
+  }
+
+  /** subscribe calls fn with each change; returns the unsubscribe function. */
+  subscribe(fn) {
+    this.#subs.add(fn);
+    return () => { this.#subs.delete(fn); };
+  }
+
+  /**
+   * waitFor resolves once the view includes version (or has moved to another
+   * epoch, whose snapshot includes everything durable).
+   */
+  waitFor(version, { signal } = {}) {
+    if (this.#closed) return Promise.reject(new ViewsyncError('closed', `view ${this.name} closed`));
+    const startEpoch = this.#state.epoch;
+    if (this.#done(version, startEpoch)) return Promise.resolve(this.#state.version);
+    return new Promise((resolve, reject) => {
+      const w = { version, epoch: startEpoch, resolve, reject };
+      if (signal) {
+        if (signal.aborted) return reject(signal.reason);
+        signal.addEventListener('abort', () => { this.#waiters.delete(w); reject(signal.reason); }, { once: true });
+      }
+      this.#waiters.add(w);
+    });
+  }
+
+  /** put writes value under id; resolves the commit's version. ifVersion: 0 = create only, V = only if at V. */
+  async put(id, value, { ifVersion } = {}) {
+    checkId(id);
+    const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
+    const viaWS = await this.#commitWS([{ op: 'put', id, value }], ifs);
+    if (viaWS !== null) return viaWS;
+    if (isDotId(id)) return this.#commitHTTP([{ op: 'put', id, value }], ifs);
+    const r = await this.#session._json('PUT', this.#recordPath(id), { body: value, headers: preconditions(ifVersion) });
+    return r.version;
+  }
+
+  /** patch applies a JSON merge patch (RFC 7396) to record id, over HTTP; resolves the version. */
+  async patch(id, patch, { ifVersion } = {}) {
+    checkId(id);
+    if (isDotId(id)) {
+      // No URL can name this record: merge here, write with a precondition.
+      let rec = this.record(id);
+      if (!rec || (ifVersion != null && rec.version < ifVersion)) {
+        const snap = await this.#session._json('GET', `/v1/collections/${this.name}`);
+        rec = (snap.records || []).find((r) => r.id === id);
+      }
+      if (!rec) throw new ViewsyncError('not_found', `record ${JSON.stringify(id)} does not exist`, 404);
+      if (ifVersion != null && ifVersion !== rec.version) throw new ViewsyncError('precondition_failed', `record ${JSON.stringify(id)} is at version ${rec.version}`);
+      return this.#commitHTTP([{ op: 'put', id, value: mergePatch(rec.value, patch) }], { [id]: rec.version });
+    }
+    const r = await this.#session._json('PATCH', this.#recordPath(id), {
+      body: patch, contentType: 'application/merge-patch+json', headers: preconditions(ifVersion),
+    });
+    return r.version;
+  }
+
+  /** delete deletes record id; resolves the version. */
+  async delete(id, { ifVersion } = {}) {
+    checkId(id);
+    const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
+    const viaWS = await this.#commitWS([{ op: 'delete', id }], ifs);
+    if (viaWS !== null) return viaWS;
+    if (isDotId(id)) return this.#commitHTTP([{ op: 'delete', id }], ifs);
+    const r = await this.#session._json('DELETE', this.#recordPath(id), { headers: preconditions(ifVersion) });
+    return r.version;
+  }
+
+  /** commit applies ops atomically if every precondition holds (id → version, 0 = must not exist); resolves the version. */
+  async commit(ops, { if: ifs } = {}) {
+    if (!Array.isArray(ops) || ops.length === 0) throw new ViewsyncError('bad_request', 'commit: ops must be a non-empty array');
+    for (const op of ops) checkId(op?.id);
+    const viaWS = await this.#commitWS(ops, ifs);
+    if (viaWS !== null) return viaWS;
+    return this.#commitHTTP(ops, ifs);
+  }
+
+  /** close stops following the collection; the state stays readable. */
+  close() {
+    if (this.#closed) return;
+    this.#session._removeView(this);
+    this._closed();
+  }
+
+  // --- internal ---
+
+  _closed() {
+    this.#closed = true;
+    const err = new ViewsyncError('closed', `view ${this.name} closed`);
+    for (const w of this.#waiters) w.reject(err);
+    this.#waiters.clear();
+    this.#readyReject(err);
+  }
+
+  get _isClosed() { return this.#closed; }
+
+  /** _cursor is {epoch, after} to resume from, or null to start with a reset. */
+  _cursor() {
+    const st = this.#state;
+    return st.epoch === null ? null : { epoch: st.epoch, after: st.version };
+  }
+
+  /** _apply applies one message and notifies; returns applyToState's status. */
+  _apply(msg) {
+    if (this.#closed) return 'stale';
+    const r = applyToState(this.#state, msg);
+    if (r.status !== 'applied') return r.status;
+    const ev = r.event;
+    for (const fn of [...this.#subs]) {
+      try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+    this.#readyResolve(this.#state.version);
+    for (const w of [...this.#waiters]) {
+      if (this.#done(w.version, w.epoch)) {
+        this.#waiters.delete(w);
+        w.resolve(this.#state.version);
+      }
+    }
+    return 'applied';
+  }
+
+  #done(version, epoch) {
+    const st = this.#state;
+    if (st.epoch === null) return false;
+    return st.version >= version || (epoch !== null && st.epoch !== epoch);
+  }
+
+  #recordPath(id) {
+    return `/v1/collections/${this.name}/records/${encodeId(id)}`;
+  }
+
+  async #commitWS(ops, ifs) {
+    const msg = { type: 'commit', collection: this.name, ops };
+    if (ifs && Object.keys(ifs).length) msg.if = ifs;
+    const r = await this.#session._viaWS(msg);
+    return r === null ? null : r.result?.version ?? r.versions?.[this.name];
+  }
+
+  async #commitHTTP(ops, ifs) {
+    const body = { ops };
+    if (ifs && Object.keys(ifs).length) body.if = ifs;
+    const r = await this.#session._json('POST', `/v1/collections/${this.name}/commits`, { body });
+    return r.version;
+  }
+}
+
+/** preconditions maps ifVersion to the headers of a single-record write. */
+export function preconditions(ifVersion) {
+  if (ifVersion == null) return {};
+  if (ifVersion === 0) return { 'If-None-Match': '*' };
+  return { 'If-Match': `"${ifVersion}"` };
+}
