@@ -98,46 +98,20 @@ func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
 	return s, nil
 }
 
-// Changes returns what a client at cursor needs to move forward: the commits
-// after it (as many as page takes: see Page) when the log still holds them,
-// else a compacted catch-up, else a reset. A cursor from another epoch or
-// ahead of the head gets a reset. An empty cursor epoch means the current
-// epoch.
+// Changes returns what a client at cursor needs to move forward, by the
+// rule of store.Resume: the commits after it (as many as page takes: see
+// Page) when the log still holds them, else a compacted catch-up, else a
+// reset. A cursor from another epoch or ahead of the head gets a reset. An
+// empty cursor epoch means the current epoch.
 func (c *Collection) Changes(ctx context.Context, cur Cursor, page Page) (Changes, error) {
-	ch, err := c.hub.store.Changes(ctx, c.name, cur.Version, page)
-	switch {
-	case err == nil:
-		if (cur.Epoch != "" && cur.Epoch != ch.Epoch) || cur.Version > ch.Version {
-			return c.reset(ctx)
-		}
-		return Changes{Kind: KindCommits, Commits: &ch}, nil
-	case errors.Is(err, store.ErrCompacted):
-	default:
-		return Changes{}, fmt.Errorf("viewsync: changes %s after %d: %w", c.name, cur.Version, err)
-	}
-	cu, err := c.hub.store.CatchUp(ctx, c.name, cur.Version)
-	switch {
-	case err == nil:
-		if (cur.Epoch != "" && cur.Epoch != cu.Epoch) || cur.Version > cu.Version {
-			return c.reset(ctx)
-		}
-		cu.Collection = c.name
-		cu.Compacted = true
-		return Changes{Kind: KindCatchUp, CatchUp: &cu}, nil
-	case errors.Is(err, store.ErrHistoryGone):
-		return c.reset(ctx)
-	default:
-		return Changes{}, fmt.Errorf("viewsync: catch-up %s after %d: %w", c.name, cur.Version, err)
-	}
-}
-
-func (c *Collection) reset(ctx context.Context) (Changes, error) {
-	s, err := c.Snapshot(ctx)
+	ch, err := store.Resume(ctx, c.hub.store, c.name, cur, page)
 	if err != nil {
-		return Changes{}, err
+		return Changes{}, fmt.Errorf("viewsync: changes %s after %s: %w", c.name, cur, err)
 	}
-	s.Reset = true
-	return Changes{Kind: KindReset, Reset: &s}, nil
+	if ch.Kind == KindReset {
+		c.call.observe(c.name, ch.Reset.Version)
+	}
+	return ch, nil
 }
 
 // Wait blocks until the collection's head is past cur (a newer version, or

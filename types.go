@@ -37,54 +37,22 @@ func Put(id string, value []byte) Op { return Op{Op: protocol.OpPut, ID: id, Val
 // Delete returns an op that deletes id.
 func Delete(id string) Op { return Op{Op: protocol.OpDelete, ID: id} }
 
+// Changes is what a client at a cursor needs to move forward (see
+// Collection.Changes): the commits after it, a catch-up or a reset. Exactly
+// one of Commits, CatchUp and Reset is set, as Kind says.
+type Changes = store.Resumed
+
 // ChangesKind tells which form a Changes answer takes.
-type ChangesKind int
+type ChangesKind = store.ResumeKind
 
 // The forms of a Changes answer.
 const (
 	// KindCommits: the log covers the cursor; Commits lists what follows it.
-	KindCommits ChangesKind = iota
+	KindCommits = store.KindCommits
 	// KindCatchUp: the log was trimmed past the cursor; CatchUp holds the
 	// records changed and the ids deleted since.
-	KindCatchUp
+	KindCatchUp = store.KindCatchUp
 	// KindReset: the cursor cannot be resumed (other epoch, ahead of the
 	// head, or older than the tombstone horizon); Reset is a full snapshot.
-	KindReset
+	KindReset = store.KindReset
 )
-
-// String names the kind as the wire does.
-func (k ChangesKind) String() string {
-	switch k {
-	case KindCommits:
-		return "commits"
-	case KindCatchUp:
-		return "catchup"
-	default:
-		return "reset"
-	}
-}
-
-// Changes is what a client at a cursor needs to move forward. Exactly one
-// of Commits, CatchUp and Reset is set, as Kind says.
-type Changes struct {
-	Kind    ChangesKind
-	Commits *protocol.Changes
-	CatchUp *protocol.CatchUp
-	Reset   *protocol.Snapshot
-}
-
-// Head returns the epoch and version the answer brings the client to.
-func (c Changes) Head() Head {
-	switch c.Kind {
-	case KindCommits:
-		h := Head{Epoch: c.Commits.Epoch, Version: c.Commits.Version}
-		if n := len(c.Commits.Commits); n > 0 {
-			h.Version = c.Commits.Commits[n-1].Version
-		}
-		return h
-	case KindCatchUp:
-		return Head{Epoch: c.CatchUp.Epoch, Version: c.CatchUp.Version}
-	default:
-		return Head{Epoch: c.Reset.Epoch, Version: c.Reset.Version}
-	}
-}

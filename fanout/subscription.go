@@ -228,7 +228,7 @@ func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Durati
 				if err != nil {
 					return Event{}, err
 				}
-				if hd.Epoch != s.cur.Epoch || v > hd.Version {
+				if store.Lost(s.cur, hd) {
 					return s.reset(ctx)
 				}
 				s.checkedAhead = true
@@ -306,92 +306,73 @@ func (s *Subscription) reserve(ctx context.Context) error {
 	return nil
 }
 
-// charge makes the read's hold what it actually took, once known, or lets
-// it go when the read failed.
-func (s *Subscription) charge(size int, err error) {
-	if err != nil {
-		s.hold.Swap(nil).Release()
-		return
-	}
-	s.hold.Load().Set(int64(size))
-}
-
-// page reads the next page of commits after the cursor from the store.
+// page reads what follows the cursor from the store, by store.Resume's
+// rule: the next page of commits, a catch-up or a reset. It reports false
+// when the page is empty (the buffer has moved on meanwhile: look again).
 func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
-	if err := s.reserve(ctx); err != nil {
-		return Event{}, false, err
-	}
-	ch, err := s.b.store.Changes(ctx, s.t.name, s.cur.Version, store.Page{Commits: s.b.opts.PageSize, Bytes: int(s.hold.Load().Bytes() / 2)})
-	size := 0
-	for _, c := range ch.Commits {
-		size += protocol.CommitSize(c)
-	}
-	// A frame keeps the commit and its JSON; the transports write the
-	// rest without copies.
-	s.charge(2*size, err)
-	switch {
-	case errors.Is(err, store.ErrCompacted):
-		ev, err := s.catchUp(ctx)
-		return ev, true, err
-	case err != nil:
-		return Event{}, false, err
-	case ch.Epoch != s.cur.Epoch || s.cur.Version > ch.Version:
-		ev, err := s.reset(ctx)
-		return ev, true, err
-	case len(ch.Commits) == 0:
-		return Event{}, false, nil // the buffer has moved on meanwhile: look again
-	}
-	clear(s.buf)
-	s.buf = s.buf[:0]
-	for _, c := range ch.Commits {
-		f, err := NewFrame(s.t.name, ch.Epoch, c)
-		if err != nil {
-			return Event{}, false, err
-		}
-		s.buf = append(s.buf, f)
-	}
-	s.cur.Version = ch.Commits[len(ch.Commits)-1].Version
-	return Event{Kind: EventCommits, Frames: s.buf}, true, nil
+	return s.read(ctx, func(bytes int) (store.Resumed, error) {
+		page := store.Page{Commits: s.b.opts.PageSize, Bytes: bytes}
+		return store.Resume(ctx, s.b.store, s.t.name, s.cur, page)
+	})
 }
 
-// catchUp replaces everything after the cursor with one compacted catch-up.
+// catchUp replaces everything after the cursor with one compacted
+// catch-up (or a reset, when even that is impossible).
 func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
-	if s.hold.Load() == nil {
-		if err := s.reserve(ctx); err != nil {
-			return Event{}, err
-		}
-	}
-	cu, err := s.b.store.CatchUp(ctx, s.t.name, s.cur.Version)
-	// The records and their encoding, which the transport builds whole.
-	s.charge(2*(protocol.RecordsSize(cu.Records)+protocol.IDsSize(cu.Deleted)), err)
-	switch {
-	case errors.Is(err, store.ErrHistoryGone):
-		return s.reset(ctx)
-	case err != nil:
-		return Event{}, err
-	case cu.Epoch != s.cur.Epoch || s.cur.Version > cu.Version:
-		return s.reset(ctx)
-	}
-	cu.Collection, cu.Compacted = s.t.name, true
-	s.cur.Version = cu.Version
-	s.live, s.checkedAhead = true, false
-	return Event{Kind: EventCatchUp, CatchUp: &cu}, nil
+	ev, _, err := s.read(ctx, func(int) (store.Resumed, error) {
+		return store.ResumeCompacted(ctx, s.b.store, s.t.name, s.cur)
+	})
+	return ev, err
 }
 
 // reset reads a snapshot and continues after it.
 func (s *Subscription) reset(ctx context.Context) (Event, error) {
-	if s.hold.Load() == nil {
-		if err := s.reserve(ctx); err != nil {
-			return Event{}, err
-		}
+	ev, _, err := s.read(ctx, func(int) (store.Resumed, error) {
+		return store.ResumeReset(ctx, s.b.store, s.t.name)
+	})
+	return ev, err
+}
+
+// read reserves history memory, reads with resume (given the bytes a page
+// of commits may take) and charges what the answer takes: a frame keeps
+// the commit and its JSON, a catch-up or snapshot its records and their
+// encoding, which the transport builds whole. It turns the answer into the
+// next event, and reports false for an empty page of commits.
+func (s *Subscription) read(ctx context.Context, resume func(pageBytes int) (store.Resumed, error)) (Event, bool, error) {
+	// A read looking again after an empty page starts afresh.
+	s.hold.Swap(nil).Release()
+	if err := s.reserve(ctx); err != nil {
+		return Event{}, false, err
 	}
-	snap, err := s.b.store.Snapshot(ctx, s.t.name)
-	s.charge(2*protocol.RecordsSize(snap.Records), err)
+	r, err := resume(int(s.hold.Load().Bytes() / 2))
 	if err != nil {
-		return Event{}, err
+		s.hold.Swap(nil).Release()
+		return Event{}, false, err
 	}
-	snap.Collection, snap.Reset = s.t.name, true
-	s.cur = protocol.Cursor{Epoch: snap.Epoch, Version: snap.Version}
-	s.needReset, s.live, s.checkedAhead = false, false, false
-	return Event{Kind: EventReset, Reset: &snap}, nil
+	s.hold.Load().Set(2 * int64(r.Size()))
+	switch r.Kind {
+	case store.KindCommits:
+		if len(r.Commits.Commits) == 0 {
+			return Event{}, false, nil
+		}
+		clear(s.buf)
+		s.buf = s.buf[:0]
+		for _, c := range r.Commits.Commits {
+			f, err := NewFrame(s.t.name, r.Commits.Epoch, c)
+			if err != nil {
+				return Event{}, false, err
+			}
+			s.buf = append(s.buf, f)
+		}
+		s.cur.Version = s.buf[len(s.buf)-1].Version()
+		return Event{Kind: EventCommits, Frames: s.buf}, true, nil
+	case store.KindCatchUp:
+		s.cur.Version = r.CatchUp.Version
+		s.live, s.checkedAhead = true, false
+		return Event{Kind: EventCatchUp, CatchUp: r.CatchUp}, true, nil
+	default:
+		s.cur = r.Head().Cursor()
+		s.needReset, s.live, s.checkedAhead = false, false, false
+		return Event{Kind: EventReset, Reset: r.Reset}, true, nil
+	}
 }
