@@ -1,5 +1,7 @@
 // Types of viewsync.js, the browser client of viewsync (HTTP API v1).
-// Hand-written; kept in step with viewsync.js.
+// Hand-written. The modules take their JSDoc types from here, and
+// api-check.ts makes tsc (scripts/test.sh) check that they provide what is
+// declared.
 
 /** Any JSON value: what a record holds. */
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every viewsync test: go vet, staticcheck and gofmt, the browser
-# client's unit tests (node --test),
+# client's unit tests (node --test) and type check (tsc --noEmit --checkJs),
 # the whole Go suite under the race detector (the real-browser tests in
 # e2e/browser included), then each fuzz target for a short, bounded time.
 # Installs what the tests need when it is missing: a C compiler for -race,
-# Chromium for the browser tests, Node.js for the client's tests.
+# Chromium for the browser tests, Node.js for the client's tests, npm for
+# TypeScript (installed into client/node_modules from client/package-lock.json).
 #
 #   ./scripts/test.sh              everything
 #   FUZZTIME=30s ./scripts/test.sh longer fuzzing (default 5s per target; 0 skips fuzzing)
@@ -17,8 +18,9 @@ command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 # e2e/browser drives Chromium; it fails (never skips) without it.
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test.sh: installing ${need_apt[*]} (gcc: go test -race; chromium: e2e/browser; nodejs: client tests)"
+  echo "test.sh: installing ${need_apt[*]} (gcc: go test -race; chromium: e2e/browser; nodejs, npm: client tests)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
@@ -55,6 +57,25 @@ if [ "$node_status" -ne 0 ]; then
   echo "test.sh: node --test client/test/ failed (exit $node_status); full log in $NODE_LOG" >&2
 fi
 
+# The client's modules checked against viewsync.d.ts. TypeScript is the
+# version client/package-lock.json pins, installed there when missing.
+echo "== tsc --noEmit --checkJs -p client"
+tsc=client/node_modules/.bin/tsc
+want_ts=$(node -p "require('./client/package-lock.json').packages['node_modules/typescript'].version")
+if [ "$("$tsc" --version 2>/dev/null)" != "Version $want_ts" ]; then
+  echo "test.sh: installing TypeScript $want_ts into client/node_modules (npm ci)"
+  (cd client && npm ci --no-audit --no-fund --loglevel=error)
+fi
+tsc_status=0
+"$tsc" --noEmit --checkJs -p client || tsc_status=$?
+if [ "$tsc_status" -ne 0 ]; then
+  node_failed=$((node_failed + 1))
+  echo "test.sh: tsc found type errors in client/ (exit $tsc_status)" >&2
+else
+  node_passed=$((node_passed + 1))
+  echo "client: type check passed"
+fi
+
 LOG=${TEST_LOG:-$(mktemp -t viewsync-test.XXXXXX.log)}
 echo "== go test -race (full log: $LOG)"
 status=0
@@ -74,6 +95,10 @@ fi
 if [ "$node_status" -ne 0 ]; then
   echo "tests: $passed passed, $failed failed"
   exit "$node_status"
+fi
+if [ "$tsc_status" -ne 0 ]; then
+  echo "tests: $passed passed, $failed failed"
+  exit "$tsc_status"
 fi
 
 FUZZTIME=${FUZZTIME:-5s}

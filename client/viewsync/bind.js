@@ -3,11 +3,32 @@ import { ViewsyncError } from './errors.js';
 import { getPath, jsonEqual, setPath } from './json.js';
 
 /**
+ * @typedef {import('../viewsync.js').JSONValue} JSONValue
+ */
+
+/**
+ * One row of a binding.
+ * @template T
+ * @typedef {object} Row
+ * @property {string} id
+ * @property {HTMLElement} el
+ * @property {import('../viewsync.js').RecordOf<T> | null} rec the record as it is; null once deleted remotely while edited
+ * @property {import('../viewsync.js').RecordOf<T>} last the record as last seen
+ * @property {Map<string, JSONValue | undefined>} dirty edited field → its value when the edit began
+ * @property {import('../viewsync.js').Conflict<T> | null} conflict
+ * @property {boolean} saving
+ */
+
+/**
  * bindTable renders a view into container, one row per record, keyed by id,
  * and patches rows in place. It never overwrites a control (an element with
  * data-field="path") that has focus or that the user edited and has not saved;
  * a remote change to a field being edited marks the row as conflicting. See
  * viewsync.d.ts for the options and the row life cycle.
+ * @template [T=JSONValue]
+ * @param {import('../viewsync.js').View<T>} view
+ * @param {import('../viewsync.js').BindTableOptions<T>} options
+ * @returns {import('../viewsync.js').Binding<T>}
  */
 export function bindTable(view, options) {
   const {
@@ -17,27 +38,40 @@ export function bindTable(view, options) {
   } = options;
   if (!container || typeof render !== 'function') throw new ViewsyncError('bad_request', 'bindTable: container and render are required');
   const doc = container.ownerDocument;
-  const rows = new Map(); // id → row
-  const byEl = new WeakMap(); // row element → row
-  const shown = new WeakMap(); // control → value last written into it
+  /** @typedef {import('../viewsync.js').RecordOf<T>} Rec */
+  /** @type {Map<string, Row<T>>} id → row */
+  const rows = new Map();
+  /** @type {WeakMap<Element, Row<T>>} row element → row */
+  const byEl = new WeakMap();
+  /** @type {WeakMap<Element, JSONValue | undefined>} control → value last written into it */
+  const shown = new WeakMap();
   container.replaceChildren();
 
-  const fieldsOf = (row) => row.el.querySelectorAll('[data-field]');
+  /** @param {Row<T>} row */
+  const fieldsOf = (row) => /** @type {NodeListOf<HTMLElement>} */ (row.el.querySelectorAll('[data-field]'));
+  /** @param {Row<T>} row @param {string} f */
   const control = (row, f) => [...fieldsOf(row)].find((c) => c.dataset.field === f);
+  /** @param {Element} c */
   const focused = (c) => doc.activeElement === c;
-  const visible = (rec) => rec && (!filter || filter(rec));
+  /**
+   * @param {Rec | undefined} rec
+   * @returns {rec is Rec}
+   */
+  const visible = (rec) => !!rec && (!filter || filter(rec));
 
+  /** @param {HTMLElement} c @param {JSONValue | undefined} v */
   function put(c, v) {
     shown.set(c, v);
     c.classList.remove('vs-stale');
     write(c, v);
   }
 
+  /** @param {Row<T>} row @param {boolean} force also over a control with focus or an equal value */
   function fill(row, force) {
     const rec = row.rec;
     if (!rec) return;
     for (const c of fieldsOf(row)) {
-      const f = c.dataset.field;
+      const f = c.dataset.field || '';
       if (row.dirty.has(f)) continue;
       const v = getPath(rec.value, f);
       if (!force && shown.has(c) && jsonEqual(shown.get(c), v)) {
@@ -52,10 +86,15 @@ export function bindTable(view, options) {
     }
   }
 
+  /**
+   * @param {Row<T>} row
+   * @returns {import('../viewsync.js').RowState<T>}
+   */
   function info(row) {
     return { dirty: [...row.dirty.keys()], conflict: row.conflict, saving: row.saving };
   }
 
+  /** @param {Row<T>} row */
   function mark(row) {
     const { el, dirty, conflict } = row;
     el.classList.toggle('vs-dirty', dirty.size > 0);
@@ -66,16 +105,18 @@ export function bindTable(view, options) {
     if (conflict) el.dataset.conflict = conflict.deleted ? 'deleted' : conflict.fields.join(' ');
     else delete el.dataset.conflict;
     for (const c of fieldsOf(row)) {
-      const f = c.dataset.field;
+      const f = c.dataset.field || '';
       c.classList.toggle('vs-dirty', dirty.has(f));
       c.classList.toggle('vs-conflict', !!conflict && (conflict.deleted || conflict.fields.includes(f)));
     }
   }
 
+  /** @param {Rec} rec */
   function make(rec) {
     const out = render(rec);
-    const el = out && out.nodeType === 1 ? out : cellsRow(doc, container, out?.cells || []);
+    const el = /** @type {HTMLElement} */ ('nodeType' in out && out.nodeType === 1 ? out : cellsRow(doc, container, 'cells' in out ? out.cells : []));
     el.dataset.key = rec.id;
+    /** @type {Row<T>} */
     const row = { id: rec.id, el, rec, last: rec, dirty: new Map(), conflict: null, saving: false };
     rows.set(rec.id, row);
     byEl.set(el, row);
@@ -84,6 +125,7 @@ export function bindTable(view, options) {
     return row;
   }
 
+  /** @param {Row<T>} row */
   function drop(row) {
     rows.delete(row.id);
     row.el.remove();
@@ -92,12 +134,14 @@ export function bindTable(view, options) {
   // recheck decides whether the user's edits conflict with the record as it
   // now is: a dirty field conflicts when its remote value is no longer the
   // one the user started from (and is not what the user typed either).
+  /** @param {Row<T>} row */
   function recheck(row) {
     if (row.saving) return;
     const before = row.conflict;
     if (!row.rec) {
       row.conflict = row.dirty.size ? { deleted: true, fields: [...row.dirty.keys()], theirs: null } : null;
     } else {
+      /** @type {string[]} */
       const fields = [];
       for (const [f, base] of row.dirty) {
         const remote = getPath(row.rec.value, f);
@@ -113,6 +157,11 @@ export function bindTable(view, options) {
     if (before !== row.conflict && (before || row.conflict)) onConflict?.(row.el, row.conflict, row.rec);
   }
 
+  /**
+   * remote shows the record id as it now is; says what became of its row.
+   * @param {string} id
+   * @returns {false | 'created' | 'updated'}
+   */
   function remote(id) {
     const rec = view.record(id);
     const row = rows.get(id);
@@ -143,12 +192,13 @@ export function bindTable(view, options) {
   function order() {
     const want = [...rows.values()].sort((a, b) => sort(a.rec || a.last, b.rec || b.last)).map((r) => r.el);
     const pinned = want.find((el) => el.contains(doc.activeElement)) || null;
+    /** @type {Element | null} */
     let cur = container.firstElementChild;
     for (const el of want) {
       if (el === pinned && cur !== pinned) {
         while (cur && cur !== pinned) {
           const next = cur.nextElementSibling;
-          container.insertBefore(cur, pinned.nextSibling);
+          container.insertBefore(cur, /** @type {Element} */ (pinned).nextSibling);
           cur = next;
         }
       }
@@ -157,6 +207,7 @@ export function bindTable(view, options) {
     }
   }
 
+  /** @param {import('../viewsync.js').Change<T>} ev */
   function onEvent(ev) {
     let reorder = ev.type === 'reset';
     for (const id of ev.changed) {
@@ -166,18 +217,25 @@ export function bindTable(view, options) {
     if (reorder) order();
   }
 
+  /**
+   * @param {string} id
+   * @param {{keepMine?: boolean}} [how]
+   * @returns {Promise<number | undefined>}
+   */
   async function save(id, { keepMine = false } = {}) {
     const row = rows.get(id);
     if (!row || row.saving || row.dirty.size === 0) return undefined;
     if (row.conflict && !keepMine) {
       throw new ViewsyncError('precondition_failed', `record ${JSON.stringify(id)} changed meanwhile: keep mine or take theirs`);
     }
+    /** @type {Map<string, JSONValue>} */
     const mine = new Map();
     for (const f of row.dirty.keys()) {
       const c = control(row, f);
       if (c) mine.set(f, read(c));
     }
-    let value = row.rec ? row.rec.value : row.last.value;
+    /** @type {JSONValue} */
+    let value = /** @type {JSONValue} */ (row.rec ? row.rec.value : row.last.value);
     for (const [f, x] of mine) value = setPath(value, f, x);
     // The app's own rules: a throw stops the save and reaches onError.
     validate?.(value, id);
@@ -188,7 +246,7 @@ export function bindTable(view, options) {
     row.saving = true;
     mark(row);
     try {
-      const v = await view.put(id, value, { ifVersion });
+      const v = await view.put(id, /** @type {T} */ (value), { ifVersion });
       row.saving = false;
       // No other write to this record can land before ours: clear what was
       // saved, keep what the user typed since.
@@ -220,6 +278,7 @@ export function bindTable(view, options) {
     }
   }
 
+  /** @param {string} id */
   function takeTheirs(id) {
     const row = rows.get(id);
     if (!row) return;
@@ -236,43 +295,55 @@ export function bindTable(view, options) {
     if (had) onConflict?.(row.el, null, row.rec);
   }
 
+  /** @param {string} id */
   async function remove(id) {
     return view.delete(id);
   }
 
+  /** @param {any} e @param {string} id */
   function report(e, id) {
     if (onError) onError(e, id);
     else queueMicrotask(() => { throw e; });
   }
 
+  /** @param {Element} target */
   function rowOf(target) {
-    for (let el = target; el && el !== container; el = el.parentElement) {
+    /** @type {Element | null} */
+    let el = target;
+    for (; el && el !== container; el = el.parentElement) {
       const row = byEl.get(el);
       if (row) return row;
     }
     return null;
   }
 
+  /** @param {Event} e @param {string} selector */
+  const target = (e, selector) => /** @type {HTMLElement | null} */ ((/** @type {Element} */ (e.target)).closest?.(selector) ?? null);
+
+  /** @type {Record<string, (e: any) => void>} */
   const listeners = {
+    /** @param {Event} e */
     input(e) {
-      const c = e.target.closest?.('[data-field]');
+      const c = target(e, '[data-field]');
       const row = c && rowOf(c);
-      if (!row) return;
-      const f = c.dataset.field;
+      if (!c || !row) return;
+      const f = c.dataset.field || '';
       const base = row.dirty.has(f) ? row.dirty.get(f) : shown.has(c) ? shown.get(c) : getPath(row.last.value, f);
       if (jsonEqual(read(c), base)) row.dirty.delete(f);
       else row.dirty.set(f, base);
       recheck(row);
     },
+    /** @param {FocusEvent} e */
     focusout(e) {
-      const c = e.target.closest?.('[data-field]');
+      const c = target(e, '[data-field]');
       const row = c && rowOf(c);
-      if (row && row.rec && !row.dirty.has(c.dataset.field)) fill(row, false);
+      if (c && row && row.rec && !row.dirty.has(c.dataset.field || '')) fill(row, false);
     },
+    /** @param {MouseEvent} e */
     click(e) {
-      const b = e.target.closest?.('[data-action]');
+      const b = target(e, '[data-action]');
       const row = b && rowOf(b);
-      if (!row) return;
+      if (!b || !row) return;
       const act = b.dataset.action;
       if (act === 'save') save(row.id).catch((err) => report(err, row.id));
       else if (act === 'keep-mine') save(row.id, { keepMine: true }).catch((err) => report(err, row.id));
@@ -281,11 +352,12 @@ export function bindTable(view, options) {
       else return;
       e.preventDefault();
     },
+    /** @param {KeyboardEvent} e */
     keydown(e) {
       if (!keys) return;
-      const c = e.target.closest?.('[data-field]');
+      const c = target(e, '[data-field]');
       const row = c && rowOf(c);
-      if (!row) return;
+      if (!c || !row) return;
       if (e.key === 'Enter' && c.tagName !== 'TEXTAREA' && !e.isComposing && row.dirty.size && !row.conflict) {
         e.preventDefault();
         save(row.id).catch((err) => report(err, row.id));
@@ -320,24 +392,38 @@ export function bindTable(view, options) {
   };
 }
 
+/**
+ * cellsRow makes a row of cells: a tr of td in a table, else a div of divs.
+ * @param {Document} doc
+ * @param {Element} container
+ * @param {Array<string | number | Node | null | undefined>} cells
+ */
 function cellsRow(doc, container, cells) {
   const table = /^(TBODY|THEAD|TFOOT|TABLE)$/.test(container.tagName);
   const el = doc.createElement(table ? 'tr' : 'div');
   for (const cell of cells) {
     const td = doc.createElement(table ? 'td' : 'div');
-    if (cell && typeof cell === 'object' && cell.nodeType) td.append(cell);
+    if (cell && typeof cell === 'object' && 'nodeType' in cell) td.append(cell);
     else td.textContent = cell == null ? '' : String(cell);
     el.append(td);
   }
   return el;
 }
 
+/**
+ * @param {Element} c
+ * @returns {c is HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement}
+ */
 const isControl = (c) => /^(INPUT|TEXTAREA|SELECT)$/.test(c.tagName);
 
-/** readControl reads a control's value as JSON: checkbox → boolean, number → number (empty → null), else string. */
+/**
+ * readControl reads a control's value as JSON: checkbox → boolean, number → number (empty → null), else string.
+ * @param {Element} c
+ * @returns {JSONValue}
+ */
 export function readControl(c) {
   if (!isControl(c)) return c.textContent;
-  if (c.type === 'checkbox') return c.checked;
+  if (c.type === 'checkbox') return /** @type {HTMLInputElement} */ (c).checked;
   if (c.type === 'number' || c.dataset.type === 'number') {
     if (c.value.trim() === '') return null;
     const n = Number(c.value);
@@ -346,10 +432,14 @@ export function readControl(c) {
   return c.value;
 }
 
-/** writeControl shows a JSON value in a control, or as the text of any other element. */
+/**
+ * writeControl shows a JSON value in a control, or as the text of any other element.
+ * @param {Element} c
+ * @param {JSONValue | undefined} v
+ */
 export function writeControl(c, v) {
   const s = v == null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  if (c.type === 'checkbox') c.checked = !!v;
+  if (/** @type {HTMLInputElement} */ (c).type === 'checkbox') /** @type {HTMLInputElement} */ (c).checked = !!v;
   else if (isControl(c)) { if (c.value !== s) c.value = s; }
   else c.textContent = s;
 }

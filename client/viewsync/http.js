@@ -3,6 +3,12 @@ import { ViewsyncError, errorFrom } from './errors.js';
 import { changesMessages } from './state.js';
 
 /**
+ * @typedef {import('./session.js').Session} Session
+ * @typedef {import('./view.js').View<any>} View
+ * @typedef {{epoch: string, after: number}} Cursor
+ */
+
+/**
  * HTTPLink is the base of the HTTP transports: one runner per view, each a
  * loop of requests. The link is up once any runner has connected; a runner
  * that fails ends the link, and the session reconnects every runner from its
@@ -13,9 +19,35 @@ export class HTTPLink {
   // _proven is set once a runner got an answer: only then is a failure a
   // disconnection rather than a transport that does not work here.
   _proven = false;
-  _s; _runners = new Map(); _stopped = false;
+  /** @type {Map<View, AbortController>} */
+  _runners = new Map();
+  _stopped = false;
 
-  constructor(session) { this._s = session; }
+  /** @param {Session} session */
+  constructor(session) {
+    this._s = session;
+  }
+
+  /**
+   * kind names the transport; each transport implements it.
+   * @abstract
+   * @returns {import('../viewsync.js').Transport}
+   */
+  get kind() {
+    throw new Error('HTTPLink.kind: implemented by each transport');
+  }
+
+  /**
+   * _run follows one view until signal aborts; it throws to end the link.
+   * Each transport implements it.
+   * @abstract
+   * @param {View} v
+   * @param {AbortSignal} signal
+   * @returns {Promise<void>}
+   */
+  async _run(v, signal) { // eslint-disable-line no-unused-vars
+    throw new Error('HTTPLink._run: implemented by each transport');
+  }
 
   start() {
     const views = [...this._s._views.values()];
@@ -33,6 +65,7 @@ export class HTTPLink {
     this._runners.clear();
   }
 
+  /** @param {View} v */
   add(v) {
     if (this._stopped || this._runners.has(v)) return;
     const ac = new AbortController();
@@ -43,6 +76,7 @@ export class HTTPLink {
     });
   }
 
+  /** @param {View} v */
   remove(v) {
     this._runners.get(v)?.abort();
     this._runners.delete(v);
@@ -55,6 +89,7 @@ export class HTTPLink {
     this._s._linkUp(this);
   }
 
+  /** @param {any} e */
   _fail(e) {
     if (this._stopped) return;
     const transport = !!e?.transport;
@@ -62,17 +97,25 @@ export class HTTPLink {
     this._s._linkDown(this, { opened: this._proven, transport, error: answered && !transport ? e : null });
   }
 
-  /** _check turns an HTTP answer that is not 2xx into a thrown error. */
+  /**
+   * _check turns an HTTP answer that is not 2xx into a thrown error.
+   * @param {Response} res
+   * @param {string} what the request, for the message
+   */
   async _check(res, what) {
     if (res.ok || res.status === 304) return;
     const err = await errorFrom(res, what);
     // Every valid collection exists, so 404 (like 405) means an endpoint
     // this server does not mount: another transport may work.
-    if (res.status === 404 || res.status === 405 || res.status === 426) err.transport = true;
+    if (res.status === 404 || res.status === 405 || res.status === 426) throw Object.assign(err, { transport: true });
     throw err;
   }
 
-  /** _resync fetches a snapshot into a view that has nothing yet. */
+  /**
+   * _snapshot fetches a snapshot into a view that has nothing yet.
+   * @param {View} v
+   * @param {AbortSignal} signal
+   */
   async _snapshot(v, signal) {
     const path = `/v1/collections/${v.name}`;
     const res = await this._s._fetch('GET', path, { signal });
@@ -81,7 +124,14 @@ export class HTTPLink {
     v._apply({ type: 'reset', epoch: body.epoch, version: body.version, records: body.records || [] });
   }
 
-  /** _changes fetches and applies what follows the view's cursor; returns how many commits it applied, -1 on a gap. */
+  /**
+   * _changes fetches and applies what follows the view's cursor; returns how many commits it applied, -1 on a gap.
+   * @param {View} v
+   * @param {Cursor} cur
+   * @param {number} wait seconds the server may hold the request (0: answer at once)
+   * @param {AbortSignal} signal
+   * @returns {Promise<number>}
+   */
   async _changes(v, cur, wait, signal) {
     let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s.clientId}`;
     if (wait) path += `&wait=${wait}s`;

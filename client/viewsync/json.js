@@ -1,6 +1,13 @@
 // JSON values: deep equality, merge patches, dotted field paths.
 
-/** jsonEqual compares two JSON values deeply. */
+/** @typedef {import('../viewsync.js').JSONValue} JSONValue */
+
+/**
+ * jsonEqual compares two JSON values deeply.
+ * @param {any} a
+ * @param {any} b
+ * @returns {boolean}
+ */
 export function jsonEqual(a, b) {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
@@ -16,9 +23,15 @@ export function jsonEqual(a, b) {
   return true;
 }
 
-/** mergePatch applies a JSON merge patch (RFC 7396) to target, returning a new value. */
+/**
+ * mergePatch applies a JSON merge patch (RFC 7396) to target, returning a new value.
+ * @param {JSONValue | undefined} target
+ * @param {JSONValue} patch
+ * @returns {JSONValue}
+ */
 export function mergePatch(target, patch) {
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  /** @type {{[key: string]: JSONValue}} */
   const out = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
@@ -27,7 +40,12 @@ export function mergePatch(target, patch) {
   return out;
 }
 
-/** getPath reads a dotted field path ("a.b") of a JSON value; undefined when absent. */
+/**
+ * getPath reads a dotted field path ("a.b") of a JSON value; undefined when absent.
+ * @param {any} v
+ * @param {string} path
+ * @returns {JSONValue | undefined}
+ */
 export function getPath(v, path) {
   for (const k of path.split('.')) {
     if (v === null || typeof v !== 'object') return undefined;
@@ -36,9 +54,16 @@ export function getPath(v, path) {
   return v;
 }
 
-/** setPath returns a copy of v with the dotted field path set to x (objects on the way copied or made). */
+/**
+ * setPath returns a copy of v with the dotted field path set to x (objects on the way copied or made).
+ * @param {JSONValue | undefined} v
+ * @param {string} path
+ * @param {JSONValue} x
+ * @returns {{[key: string]: JSONValue}}
+ */
 export function setPath(v, path, x) {
   const keys = path.split('.');
+  /** @type {{[key: string]: any}} */
   const root = v !== null && typeof v === 'object' && !Array.isArray(v) ? { ...v } : {};
   let o = root;
   for (let i = 0; i < keys.length - 1; i++) {

@@ -5,8 +5,13 @@ import { backoff, sleep } from './util.js';
 
 /** LongPollLink: GET …/changes with wait, one request outstanding per collection. */
 export class LongPollLink extends HTTPLink {
-  kind = 'longpoll';
+  /** @returns {'longpoll'} */
+  get kind() { return 'longpoll'; }
 
+  /**
+   * @param {import('./view.js').View<any>} v
+   * @param {AbortSignal} signal
+   */
   async _run(v, signal) {
     let wait = this._s._opts.longPollWait;
     let gaps = 0;

@@ -7,8 +7,13 @@ import { sleep } from './util.js';
  * If-None-Match every pollInterval; only when it moved, GET …/changes.
  */
 export class PollLink extends HTTPLink {
-  kind = 'poll';
+  /** @returns {'poll'} */
+  get kind() { return 'poll'; }
 
+  /**
+   * @param {import('./view.js').View<any>} v
+   * @param {AbortSignal} signal
+   */
   async _run(v, signal) {
     const interval = this._s._opts.pollInterval;
     while (!signal.aborted) {

@@ -7,13 +7,58 @@ import { backoff, checkName, encodeId, NAME_RE, noop } from './util.js';
 import { View } from './view.js';
 import { WSLink } from './ws.js';
 
+/**
+ * @typedef {import('../viewsync.js').JSONValue} JSONValue
+ * @typedef {import('../viewsync.js').ConnectOptions} ConnectOptions
+ * @typedef {import('../viewsync.js').Status} Status
+ * @typedef {import('../viewsync.js').ConnectionState} ConnectionState
+ * @typedef {import('../viewsync.js').Transport} Transport
+ * @typedef {{status: Status, error: ViewsyncError}} Events
+ */
+
+/**
+ * A link is the session's connection over one transport: WSLink, or an
+ * HTTPLink with one runner per view. One at a time; it reports to the
+ * session with _linkUp (connected) and _linkDown (ended), and the session
+ * decides on reconnect and fallback.
+ * @typedef {object} Link
+ * @property {Transport} kind
+ * @property {boolean} open
+ * @property {() => void | Promise<void>} start
+ * @property {() => void} stop
+ * @property {(v: View<any>) => void} add starts following a view
+ * @property {(v: View<any>) => void} remove stops following a view
+ */
+
+/**
+ * How a link ended (see _linkDown).
+ * @typedef {object} Down
+ * @property {boolean} [opened] it had connected
+ * @property {boolean} [transport] a failure another transport might not have
+ * @property {ViewsyncError | null} [error] reported to 'error' listeners
+ * @property {boolean} [immediate] reconnect at once (first attempt)
+ */
+
+/**
+ * Options of one HTTP request (Session._fetch).
+ * @typedef {object} RequestOptions
+ * @property {unknown} [body] sent as JSON
+ * @property {string} [contentType] of the body; default application/json
+ * @property {Record<string, string>} [headers]
+ * @property {AbortSignal} [signal]
+ */
+
 const CALL_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+/** @type {Transport[]} */
 const ORDER = ['ws', 'sse', 'longpoll', 'poll'];
 // Consecutive failures to connect, with the server reachable over plain
 // HTTP, after which a transport is given up for the next one.
 const FALLBACK_AFTER = 2;
 
-/** connect opens a session; see Session. */
+/**
+ * connect opens a session; see Session.
+ * @param {ConnectOptions} [options]
+ */
 export function connect(options = {}) {
   return new Session(options);
 }
@@ -23,15 +68,36 @@ export function connect(options = {}) {
  * single link (whichever transport works) and its calls.
  */
 export class Session {
-  #base; #token; #fetch; #WS; #opts;
+  /** @type {string} the server's base URL, without a trailing slash */
+  #base;
+  /** @type {ConnectOptions['token']} */
+  #token;
+  /** @type {typeof fetch} */
+  #fetch;
+  /** @type {typeof WebSocket | undefined} */
+  #WS;
+  #opts;
+  /** @type {Map<string, View<any>>} */
   #views = new Map();
+  /** @type {{[K in keyof Events]: Set<(value: Events[K]) => void>}} */
   #listeners = { status: new Set(), error: new Set() };
-  #order; #level = 0; #link = null; #attempt = 0; #fails = 0;
-  #timer = null; #closed = false; #upAt = 0;
+  /** @type {Transport[]} the transports to try, in order */
+  #order;
+  #level = 0; // index in #order of the transport in use
+  /** @type {Link | null} */
+  #link = null;
+  #attempt = 0; // reconnect attempts since the last success, for backoff
+  #fails = 0; // failures of the current transport while HTTP works
+  /** @type {ReturnType<typeof setTimeout> | undefined} the scheduled reconnect */
+  #timer;
+  #closed = false;
+  #upAt = 0; // when the link last came up
+  /** @type {Status} */
   #status;
   #clientId = globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2);
-  #onOnline = () => { if (this.#timer !== null && !this.#link) this.#startNow(); };
+  #onOnline = () => { if (this.#timer !== undefined && !this.#link) this.#startNow(); };
 
+  /** @param {ConnectOptions} [options] */
   constructor(options = {}) {
     const loc = globalThis.location;
     const url = options.url ?? (loc ? loc.origin : undefined);
@@ -52,7 +118,7 @@ export class Session {
     };
     const t = options.transport ?? 'auto';
     if (t === 'auto') this.#order = ORDER.filter((k) => k !== 'ws' || typeof this.#WS === 'function');
-    else if (ORDER.includes(t)) this.#order = [t];
+    else if (ORDER.includes(/** @type {Transport} */ (t))) this.#order = [/** @type {Transport} */ (t)];
     else throw new ViewsyncError('bad_request', `connect: unknown transport ${JSON.stringify(t)}; want ws, sse, longpoll, poll or auto`);
     if (this.#order.length === 0) this.#order = ['sse'];
     this.#status = { state: 'connecting', transport: this.#order[0] };
@@ -69,18 +135,31 @@ export class Session {
    */
   get clientId() { return this.#clientId; }
 
-  /** status is the current {state, transport}. */
+  /**
+   * status is the current {state, transport}.
+   * @returns {Status}
+   */
   get status() { return { ...this.#status }; }
 
-  /** on listens to 'status' ({state, transport}) or 'error' (ViewsyncError) events; returns the unsubscribe function. */
+  /**
+   * on listens to 'status' ({state, transport}) or 'error' (ViewsyncError) events; returns the unsubscribe function.
+   * @param {keyof Events} type
+   * @param {(value: any) => void} fn
+   * @returns {() => void}
+   */
   on(type, fn) {
-    const set = this.#listeners[type];
+    const set = /** @type {Set<(value: any) => void> | undefined} */ (this.#listeners[type]);
     if (!set) throw new ViewsyncError('bad_request', `unknown event ${JSON.stringify(type)}; want status or error`);
     set.add(fn);
-    return () => set.delete(fn);
+    return () => { set.delete(fn); };
   }
 
-  /** collection returns the live view of a collection, the same object for the same name. */
+  /**
+   * collection returns the live view of a collection, the same object for the same name.
+   * @template [T=JSONValue]
+   * @param {string} name
+   * @returns {View<T>}
+   */
   collection(name) {
     checkName(name);
     if (this.#closed) throw new ViewsyncError('closed', 'session closed');
@@ -89,28 +168,33 @@ export class Session {
       v._temp = false;
       return v;
     }
-    v = new View(this, name);
-    this.#views.set(name, v);
-    this.#link?.add(v);
-    return v;
+    const nv = /** @type {View<T>} */ (new View(this, name));
+    this.#views.set(name, nv);
+    this.#link?.add(nv);
+    return nv;
   }
 
   /**
    * call runs a named server function with arg and resolves {result,
    * context} once every view of this session includes the versions the
    * answer lists (read-your-writes). context is handed back untouched.
+   * @template [R=JSONValue]
+   * @template [C=undefined]
+   * @param {string} name
+   * @param {JSONValue} [arg]
+   * @param {C} [context]
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<{result: R, context: C}>}
    */
   async call(name, arg, context, options = {}) {
     if (typeof name !== 'string' || !CALL_RE.test(name)) {
       throw new ViewsyncError('bad_request', `invalid call name ${JSON.stringify(name)}: want 1–64 of [A-Za-z0-9_.-]`);
     }
     const a = arg === undefined ? null : arg;
-    let answer = await this._viaWS({ type: 'call', name, arg: a });
-    if (!answer) {
-      answer = await this._json('POST', `/v1/calls/${encodeId(name)}`, { body: { arg: a }, signal: options.signal });
-    }
+    const answer = (await this._viaWS({ type: 'call', name, arg: a }))
+      ?? await this._json('POST', `/v1/calls/${encodeId(name)}`, { body: { arg: a }, signal: options.signal });
     await this.#waitVersions(answer.versions || {}, options.signal);
-    return { result: answer.result, context };
+    return { result: answer.result, context: /** @type {C} */ (context) };
   }
 
   /** close ends the link and every view; pending waits reject with code "closed". */
@@ -118,7 +202,7 @@ export class Session {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#timer = undefined;
     globalThis.removeEventListener?.('online', this.#onOnline);
     const link = this.#link;
     this.#link = null;
@@ -128,6 +212,12 @@ export class Session {
     this.#setStatus('closed', this.#status.transport);
   }
 
+  /**
+   * #waitVersions resolves once each view includes its version; a
+   * collection not open is followed for the wait.
+   * @param {Record<string, number>} versions
+   * @param {AbortSignal} [signal]
+   */
   async #waitVersions(versions, signal) {
     await Promise.all(Object.entries(versions).map(async ([name, version]) => {
       if (!NAME_RE.test(name)) return;
@@ -153,27 +243,45 @@ export class Session {
   get _base() { return this.#base; }
   get _WS() { return this.#WS; }
 
+  /**
+   * _token returns the token to send, '' for none.
+   * @returns {Promise<string>}
+   */
   async _token() {
     const t = typeof this.#token === 'function' ? await this.#token() : this.#token;
     return t ? String(t) : '';
   }
 
+  /**
+   * @template {keyof Events} K
+   * @param {K} type
+   * @param {Events[K]} value
+   */
   _emit(type, value) {
     for (const fn of [...this.#listeners[type]]) {
       try { fn(value); } catch (e) { queueMicrotask(() => { throw e; }); }
     }
   }
 
+  /** @param {View<any>} v */
   _removeView(v) {
     if (this.#views.get(v.name) === v) this.#views.delete(v.name);
     this.#link?.remove(v);
   }
 
-  /** _fetch sends one HTTP request with the token; it rejects only when there is no answer. */
+  /**
+   * _fetch sends one HTTP request with the token; it rejects only when there is no answer.
+   * @param {string} method
+   * @param {string} path from the base URL, starting with /
+   * @param {RequestOptions} [options]
+   * @returns {Promise<Response>}
+   */
   async _fetch(method, path, { body, contentType = 'application/json', headers = {}, signal } = {}) {
+    /** @type {Record<string, string>} */
     const h = { ...headers };
     const tok = await this._token();
     if (tok) h.Authorization = `Bearer ${tok}`;
+    /** @type {RequestInit} */
     const init = { method, headers: h, signal, credentials: 'same-origin' };
     if (body !== undefined) {
       h['Content-Type'] = contentType;
@@ -187,7 +295,13 @@ export class Session {
     }
   }
 
-  /** _json sends a request and decodes its JSON answer, or throws its ViewsyncError. */
+  /**
+   * _json sends a request and decodes its JSON answer, or throws its ViewsyncError.
+   * @param {string} method
+   * @param {string} path
+   * @param {RequestOptions} [opts]
+   * @returns {Promise<any>}
+   */
   async _json(method, path, opts) {
     const res = await this._fetch(method, path, opts);
     if (!res.ok) throw await errorFrom(res, `${method} ${path}`);
@@ -199,17 +313,20 @@ export class Session {
     }
   }
 
-  /** _viaWS sends a request over the WebSocket when it is open and the message small; null otherwise. */
+  /**
+   * _viaWS sends a request over the WebSocket when it is open and the message small; null otherwise.
+   * @param {import('./ws.js').Request} msg
+   */
   _viaWS(msg) {
     const link = this.#link;
-    if (!link || link.kind !== 'ws' || !link.open) return Promise.resolve(null);
+    if (!(link instanceof WSLink) || !link.open) return Promise.resolve(null);
     return link.request(msg);
   }
 
-  _setStatusFromLink(link, state) {
-    if (link === this.#link) this.#setStatus(state, link.kind);
-  }
-
+  /**
+   * @param {ConnectionState} state
+   * @param {Transport} transport
+   */
   #setStatus(state, transport) {
     if (this.#status.state === state && this.#status.transport === transport) return;
     this.#status = { state, transport };
@@ -218,7 +335,7 @@ export class Session {
 
   #startNow() {
     clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#timer = undefined;
     if (this.#closed) return;
     const kind = this.#order[this.#level];
     const Link = { ws: WSLink, sse: SSELink, longpoll: LongPollLink, poll: PollLink }[kind];
@@ -233,7 +350,10 @@ export class Session {
     });
   }
 
-  /** _linkUp: link is connected. */
+  /**
+   * _linkUp: link is connected.
+   * @param {Link} link
+   */
   _linkUp(link) {
     if (link !== this.#link) return;
     this.#fails = 0;
@@ -245,12 +365,15 @@ export class Session {
    * _linkDown: link ended. opened tells whether it had connected; transport
    * marks a failure that another transport might not have (a WebSocket that
    * cannot open, an event stream a proxy breaks, an endpoint not mounted).
+   * @param {Link} link
+   * @param {Down} [how]
    */
   async _linkDown(link, { opened = false, transport = false, error = null, immediate = false } = {}) {
     if (link !== this.#link || this.#closed) return;
     this.#link = null;
     link.stop();
     if (error) this._emit('error', error);
+    /** @type {ConnectionState} */
     let state = immediate ? 'connecting' : 'offline';
     if (opened) {
       // A link that stayed up a while earns a fast reconnect.

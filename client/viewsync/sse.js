@@ -11,18 +11,22 @@ import { backoff, noop, parseCursor, sleep } from './util.js';
  * and retry (the server's reconnection hint, in ms).
  */
 export class SSEParser {
+  /** @param {(event: {type: string, data: string, id: string}) => void} onEvent */
   constructor(onEvent) {
     this.onEvent = onEvent;
     this.lastEventId = '';
+    /** @type {number | null} */
     this.retry = null;
     this._buf = '';
     this._skipLF = false;
     this._first = true;
     this._type = '';
+    /** @type {string[]} */
     this._data = [];
     this._hasData = false;
   }
 
+  /** @param {string} chunk decoded text */
   push(chunk) {
     let buf = this._buf + chunk;
     if (this._first && buf.length > 0) {
@@ -46,6 +50,7 @@ export class SSEParser {
     this._buf = buf.slice(start);
   }
 
+  /** @param {string} line */
   _line(line) {
     if (line === '') {
       this._dispatch();
@@ -85,8 +90,13 @@ export class SSEParser {
  * session's jittered backoff instead of EventSource's fixed retry.
  */
 export class SSELink extends HTTPLink {
-  kind = 'sse';
+  /** @returns {'sse'} */
+  get kind() { return 'sse'; }
 
+  /**
+   * @param {import('./view.js').View<any>} v
+   * @param {AbortSignal} signal
+   */
   async _run(v, signal) {
     const o = this._s._opts;
     let resyncs = 0;
@@ -94,9 +104,11 @@ export class SSELink extends HTTPLink {
       const began = Date.now();
       const cur = v._cursor();
       const path = `/v1/collections/${v.name}/events`;
+      /** @type {Record<string, string>} */
       const headers = { Accept: 'text/event-stream' };
       if (cur) headers['Last-Event-ID'] = `${cur.epoch}:${cur.after}`;
       const ac = new AbortController();
+      /** @type {ReadableStreamDefaultReader<Uint8Array> | null} */
       let reader = null;
       // Cancel the body too: not every fetch ties it to the signal.
       const abort = () => { ac.abort(); reader?.cancel().catch(noop); };

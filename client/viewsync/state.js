@@ -1,30 +1,70 @@
 // A view's state and how messages change it: reset, catch-up, commit.
 import { ViewsyncError } from './errors.js';
 
-/** newState returns the empty state of a view that has not synced yet. */
+/**
+ * @typedef {import('../viewsync.js').JSONValue} JSONValue
+ * @typedef {import('../viewsync.js').Op} Op
+ * @typedef {import('../viewsync.js').RecordOf<JSONValue>} Rec
+ * @typedef {import('../viewsync.js').Change} Change
+ */
+
+/**
+ * A message from a transport, as applyToState takes it: the WebSocket's
+ * messages as they are, SSE and NDJSON events, the answers of …/changes.
+ * Commits carry their epoch when the transport says it (SSE: in the event
+ * id); one without is judged by its version alone.
+ * @typedef {{type: 'reset', epoch: string, version: number, records?: Rec[]}} ResetMessage
+ * @typedef {{type: 'catchup', epoch?: string, version: number, records?: Rec[], deleted?: string[]}} CatchUpMessage
+ * @typedef {{type: 'commit', epoch?: string, version: number, at?: string, ops?: Op[]}} CommitMessage
+ * @typedef {ResetMessage | CatchUpMessage | CommitMessage} Message
+ */
+
+/**
+ * The state of a view: epoch null until the first reset.
+ * @typedef {object} State
+ * @property {string | null} epoch
+ * @property {number} version
+ * @property {Map<string, JSONValue>} records id → value
+ * @property {Map<string, number>} versions id → version of the commit that last wrote it
+ */
+
+/**
+ * What applying a message did.
+ * @typedef {{status: 'applied', event: Change} | {status: 'stale' | 'gap' | 'epoch'}} Applied
+ */
+
+/**
+ * newState returns the empty state of a view that has not synced yet.
+ * @returns {State}
+ */
 export function newState() {
   return { epoch: null, version: 0, records: new Map(), versions: new Map() };
 }
 
 /**
- * applyToState applies one message — {type:'reset'|'catchup'|'commit',
- * epoch, version, …} — to a view's state, in place, and says what happened:
+ * applyToState applies one message to a view's state, in place, and says
+ * what happened:
  *   {status:'applied', event}  the state moved; event lists what changed
  *   {status:'stale'}           version ≤ current: already applied, ignored
  *   {status:'gap'}             a commit past current+1, or none synced yet
  *   {status:'epoch'}           another history: resync from the cursor
  * A reset always applies (it replaces the state). A catch-up upserts its
  * records and drops its deleted ids.
+ * @param {State} st
+ * @param {Message} m
+ * @returns {Applied}
  */
 export function applyToState(st, m) {
-  const touched = new Map(); // id → existed before
+  /** @type {Map<string, boolean>} id → existed before */
+  const touched = new Map();
+  /** @param {string} id */
   const touch = (id) => { if (!touched.has(id)) touched.set(id, st.records.has(id)); };
-  const ev = { type: m.type, epoch: m.epoch ?? st.epoch, version: m.version };
   switch (m.type) {
     case 'reset': {
       const records = m.records || [];
       const incoming = new Map(records.map((r) => [r.id, r.version]));
       const sameEpoch = st.epoch === m.epoch;
+      /** @type {string[]} */
       const added = [], updated = [], removed = [];
       for (const [id, v] of incoming) {
         if (!st.versions.has(id)) added.push(id);
@@ -39,8 +79,8 @@ export function applyToState(st, m) {
       }
       st.epoch = m.epoch;
       st.version = m.version;
-      ev.records = records;
-      return { status: 'applied', event: finish(ev, added, updated, removed) };
+      const ev = { type: m.type, epoch: m.epoch, version: m.version, records };
+      return { status: 'applied', event: { ...ev, added, updated, removed, changed: [...added, ...updated, ...removed] } };
     }
     case 'catchup': {
       if (st.epoch !== null && m.epoch && m.epoch !== st.epoch) return { status: 'epoch' };
@@ -57,9 +97,8 @@ export function applyToState(st, m) {
         st.versions.delete(id);
       }
       st.version = m.version;
-      ev.records = m.records || [];
-      ev.deleted = m.deleted || [];
-      break;
+      const ev = { type: m.type, epoch: st.epoch, version: m.version, records: m.records || [], deleted: m.deleted || [] };
+      return { status: 'applied', event: { ...ev, ...changed(st, touched) } };
     }
     case 'commit': {
       if (st.epoch !== null && m.epoch && m.epoch !== st.epoch) return { status: 'epoch' };
@@ -77,13 +116,23 @@ export function applyToState(st, m) {
         }
       }
       st.version = m.version;
-      ev.ops = m.ops || [];
+      /** @type {import('../viewsync.js').CommitChange} */
+      const ev = { type: m.type, epoch: st.epoch, version: m.version, ops: m.ops || [], ...changed(st, touched) };
       if (m.at) ev.at = m.at;
-      break;
+      return { status: 'applied', event: ev };
     }
     default:
       return { status: 'stale' };
   }
+}
+
+/**
+ * changed sorts the touched ids by what became of them.
+ * @param {State} st
+ * @param {Map<string, boolean>} touched id → existed before
+ */
+function changed(st, touched) {
+  /** @type {string[]} */
   const added = [], updated = [], removed = [];
   for (const [id, before] of touched) {
     const after = st.records.has(id);
@@ -91,20 +140,14 @@ export function applyToState(st, m) {
     else if (after) added.push(id);
     else if (before) removed.push(id);
   }
-  return { status: 'applied', event: finish(ev, added, updated, removed) };
-}
-
-function finish(ev, added, updated, removed) {
-  ev.added = added;
-  ev.updated = updated;
-  ev.removed = removed;
-  ev.changed = [...added, ...updated, ...removed];
-  return ev;
+  return { added, updated, removed, changed: [...added, ...updated, ...removed] };
 }
 
 /**
  * changesMessages turns an answer of GET …/changes (or a snapshot) into the
  * messages applyToState takes, in order.
+ * @param {any} body the decoded JSON answer
+ * @returns {Message[]}
  */
 export function changesMessages(body) {
   if (!body || typeof body !== 'object') throw new ViewsyncError('bad_response', 'changes: not a JSON object', 0);
@@ -114,5 +157,5 @@ export function changesMessages(body) {
   if (body.compacted) {
     return [{ type: 'catchup', epoch: body.epoch, version: body.version, records: body.records || [], deleted: body.deleted || [] }];
   }
-  return (body.commits || []).map((c) => ({ type: 'commit', epoch: body.epoch, version: c.version, at: c.at, ops: c.ops }));
+  return (body.commits || []).map((/** @type {any} */ c) => ({ type: 'commit', epoch: body.epoch, version: c.version, at: c.at, ops: c.ops }));
 }

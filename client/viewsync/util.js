@@ -8,13 +8,23 @@ export const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
  * backoff returns the delay before reconnect attempt n (0-based): full
  * jitter, uniform in [0, min(cap, base·2ⁿ)), so that clients cut off together
  * do not come back together.
+ * @param {number} attempt
+ * @param {number} [base] ms
+ * @param {number} [cap] ms
+ * @param {() => number} [random] uniform in [0, 1)
+ * @returns {number} ms
  */
 export function backoff(attempt, base = 250, cap = 10000, random = Math.random) {
   const ceiling = Math.min(cap, base * 2 ** Math.min(Math.max(attempt, 0), 30));
   return Math.floor(random() * ceiling);
 }
 
-/** sleep resolves after ms, or at once when signal aborts. */
+/**
+ * sleep resolves after ms, or at once when signal aborts.
+ * @param {number} ms
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
 export function sleep(ms, signal) {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
@@ -36,17 +46,25 @@ export function noop() {}
  * The URL parsers of browsers still treat a segment that is exactly "%2E" or
  * "%2E%2E" as a dot segment, so ids "." and ".." cannot travel in a path at
  * all: see isDotId.
+ * @param {string} id
  */
 export function encodeId(id) {
   return encodeURIComponent(id).replace(/\./g, '%2E');
 }
 
-/** isDotId reports ids that no URL path can carry; they are written through commits. */
+/**
+ * isDotId reports ids that no URL path can carry; they are written through commits.
+ * @param {string} id
+ */
 export function isDotId(id) {
   return id === '.' || id === '..';
 }
 
-/** parseCursor parses "EPOCH:VERSION"; null when malformed. */
+/**
+ * parseCursor parses "EPOCH:VERSION"; null when malformed.
+ * @param {unknown} s
+ * @returns {{epoch: string, version: number} | null}
+ */
 export function parseCursor(s) {
   if (typeof s !== 'string') return null;
   const i = s.lastIndexOf(':');
@@ -54,14 +72,22 @@ export function parseCursor(s) {
   return { epoch: s.slice(0, i), version: Number(s.slice(i + 1)) };
 }
 
-/** checkName throws bad_request unless name is a valid collection name. */
+/**
+ * checkName throws bad_request unless name is a valid collection name.
+ * @param {unknown} name
+ * @returns {asserts name is string}
+ */
 export function checkName(name) {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new ViewsyncError('bad_request', `invalid collection name ${JSON.stringify(name)}: want ^[a-z0-9][a-z0-9_.-]{0,63}$`);
   }
 }
 
-/** checkId throws bad_request unless id is a valid record id. */
+/**
+ * checkId throws bad_request unless id is a valid record id.
+ * @param {unknown} id
+ * @returns {asserts id is string}
+ */
 export function checkId(id) {
   // eslint-disable-next-line no-control-regex
   if (typeof id !== 'string' || id === '' || /[\u0000-\u001f\u007f]/.test(id)) {

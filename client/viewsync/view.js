@@ -5,24 +5,56 @@ import { applyToState, newState } from './state.js';
 import { checkId, encodeId, isDotId, noop } from './util.js';
 
 /**
+ * @typedef {import('../viewsync.js').JSONValue} JSONValue
+ * @typedef {import('../viewsync.js').Op} Op
+ * @typedef {import('../viewsync.js').WriteOptions} WriteOptions
+ * @typedef {import('./state.js').Message} Message
+ * @typedef {'applied' | 'stale' | 'gap' | 'epoch'} ApplyStatus
+ * @typedef {{version: number, epoch: string | null, resolve: (v: number) => void, reject: (e: unknown) => void}} Waiter
+ */
+
+/**
  * View is the live state of one collection: records (a Map id → value, kept
  * in place so that a reference to it stays valid), version and epoch.
+ * Values are JSON; T is what the caller says they are.
+ * @template [T=JSONValue]
  */
 export class View {
-  #session; #state = newState(); #subs = new Set(); #waiters = new Set();
-  #readyResolve; #readyReject; #closed = false;
+  /** @type {import('./session.js').Session} */
+  #session;
+  #state = newState();
+  /** @type {Set<(change: import('../viewsync.js').Change<T>) => void>} */
+  #subs = new Set();
+  /** @type {Set<Waiter>} */
+  #waiters = new Set();
+  /** @type {(version: number) => void} */
+  #readyResolve = noop;
+  /** @type {(err: unknown) => void} */
+  #readyReject = noop;
+  #closed = false;
 
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {string} name
+   */
   constructor(session, name) {
     this.#session = session;
+    /** @readonly */
     this.name = name;
+    // A view the session opened only to wait for a call's versions, and how
+    // many waits use it; it is closed after the last.
     this._temp = false;
     this._tempUses = 0;
+    /** @type {Promise<number>} */
     this.ready = new Promise((res, rej) => { this.#readyResolve = res; this.#readyReject = rej; });
     this.ready.catch(noop);
   }
 
-  /** records maps each record id to its value. Read-only for callers. */
-  get records() { return this.#state.records; }
+  /**
+   * records maps each record id to its value. Read-only for callers.
+   * @returns {ReadonlyMap<string, T>}
+   */
+  get records() { return /** @type {Map<string, any>} */ (this.#state.records); }
   /** version is the collection version this view includes (0 before the first sync). */
   get version() { return this.#state.version; }
   /** epoch names the history the view follows (null before the first sync). */
@@ -30,16 +62,29 @@ export class View {
   /** synced tells whether the view has received its first state. */
   get synced() { return this.#state.epoch !== null; }
 
-  /** get returns the value of record id, or undefined. */
-  get(id) { return this.#state.records.get(id); }
+  /**
+   * get returns the value of record id, or undefined.
+   * @param {string} id
+   * @returns {T | undefined}
+   */
+  get(id) { return this.records.get(id); }
 
-  /** record returns {id, value, version} of record id (version: the commit that last wrote it), or undefined. */
+  /**
+   * record returns {id, value, version} of record id (version: the commit that last wrote it), or undefined.
+   * @param {string} id
+   * @returns {import('../viewsync.js').RecordOf<T> | undefined}
+   */
   record(id) {
     const st = this.#state;
-    return st.records.has(id) ? { id, value: st.records.get(id), version: st.versions.get(id) } : undefined;
+    const version = st.versions.get(id);
+    return version === undefined ? undefined : { id, value: /** @type {T} */ (this.records.get(id)), version };
   }
 
-  /** subscribe calls fn with each change; returns the unsubscribe function. */
+  /**
+   * subscribe calls fn with each change; returns the unsubscribe function.
+   * @param {(change: import('../viewsync.js').Change<T>) => void} fn
+   * @returns {() => void}
+   */
   subscribe(fn) {
     this.#subs.add(fn);
     return () => { this.#subs.delete(fn); };
@@ -48,12 +93,16 @@ export class View {
   /**
    * waitFor resolves once the view includes version (or has moved to another
    * epoch, whose snapshot includes everything durable).
+   * @param {number} version
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<number>}
    */
   waitFor(version, { signal } = {}) {
     if (this.#closed) return Promise.reject(new ViewsyncError('closed', `view ${this.name} closed`));
     const startEpoch = this.#state.epoch;
     if (this.#done(version, startEpoch)) return Promise.resolve(this.#state.version);
     return new Promise((resolve, reject) => {
+      /** @type {Waiter} */
       const w = { version, epoch: startEpoch, resolve, reject };
       if (signal) {
         if (signal.aborted) return reject(signal.reason);
@@ -63,26 +112,41 @@ export class View {
     });
   }
 
-  /** put writes value under id; resolves the commit's version. ifVersion: 0 = create only, V = only if at V. */
+  /**
+   * put writes value under id; resolves the commit's version. ifVersion: 0 = create only, V = only if at V.
+   * @param {string} id
+   * @param {T} value
+   * @param {WriteOptions} [options]
+   * @returns {Promise<number>}
+   */
   async put(id, value, { ifVersion } = {}) {
     checkId(id);
     const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
-    const viaWS = await this.#commitWS([{ op: 'put', id, value }], ifs);
+    /** @type {Op[]} */
+    const ops = [{ op: 'put', id, value: /** @type {JSONValue} */ (value) }];
+    const viaWS = await this.#commitWS(ops, ifs);
     if (viaWS !== null) return viaWS;
-    if (isDotId(id)) return this.#commitHTTP([{ op: 'put', id, value }], ifs);
+    if (isDotId(id)) return this.#commitHTTP(ops, ifs);
     const r = await this.#session._json('PUT', this.#recordPath(id), { body: value, headers: preconditions(ifVersion) });
     return r.version;
   }
 
-  /** patch applies a JSON merge patch (RFC 7396) to record id, over HTTP; resolves the version. */
+  /**
+   * patch applies a JSON merge patch (RFC 7396) to record id, over HTTP; resolves the version.
+   * @param {string} id
+   * @param {JSONValue} patch
+   * @param {WriteOptions} [options]
+   * @returns {Promise<number>}
+   */
   async patch(id, patch, { ifVersion } = {}) {
     checkId(id);
     if (isDotId(id)) {
       // No URL can name this record: merge here, write with a precondition.
+      /** @type {import('../viewsync.js').RecordOf<any> | undefined} */
       let rec = this.record(id);
       if (!rec || (ifVersion != null && rec.version < ifVersion)) {
         const snap = await this.#session._json('GET', `/v1/collections/${this.name}`);
-        rec = (snap.records || []).find((r) => r.id === id);
+        rec = (snap.records || []).find((/** @type {import('../viewsync.js').RecordOf} */ r) => r.id === id);
       }
       if (!rec) throw new ViewsyncError('not_found', `record ${JSON.stringify(id)} does not exist`, 404);
       if (ifVersion != null && ifVersion !== rec.version) throw new ViewsyncError('precondition_failed', `record ${JSON.stringify(id)} is at version ${rec.version}`);
@@ -94,7 +158,12 @@ export class View {
     return r.version;
   }
 
-  /** delete deletes record id; resolves the version. */
+  /**
+   * delete deletes record id; resolves the version.
+   * @param {string} id
+   * @param {WriteOptions} [options]
+   * @returns {Promise<number>}
+   */
   async delete(id, { ifVersion } = {}) {
     checkId(id);
     const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
@@ -105,7 +174,12 @@ export class View {
     return r.version;
   }
 
-  /** commit applies ops atomically if every precondition holds (id → version, 0 = must not exist); resolves the version. */
+  /**
+   * commit applies ops atomically if every precondition holds (id → version, 0 = must not exist); resolves the version.
+   * @param {Op[]} ops
+   * @param {{if?: Record<string, number>}} [options]
+   * @returns {Promise<number>}
+   */
   async commit(ops, { if: ifs } = {}) {
     if (!Array.isArray(ops) || ops.length === 0) throw new ViewsyncError('bad_request', 'commit: ops must be a non-empty array');
     for (const op of ops) checkId(op?.id);
@@ -131,20 +205,25 @@ export class View {
     this.#readyReject(err);
   }
 
-  get _isClosed() { return this.#closed; }
-
-  /** _cursor is {epoch, after} to resume from, or null to start with a reset. */
+  /**
+   * _cursor is {epoch, after} to resume from, or null to start with a reset.
+   * @returns {{epoch: string, after: number} | null}
+   */
   _cursor() {
     const st = this.#state;
     return st.epoch === null ? null : { epoch: st.epoch, after: st.version };
   }
 
-  /** _apply applies one message and notifies; returns applyToState's status. */
+  /**
+   * _apply applies one message and notifies; returns applyToState's status.
+   * @param {Message} msg
+   * @returns {ApplyStatus}
+   */
   _apply(msg) {
     if (this.#closed) return 'stale';
     const r = applyToState(this.#state, msg);
     if (r.status !== 'applied') return r.status;
-    const ev = r.event;
+    const ev = /** @type {import('../viewsync.js').Change<T>} */ (/** @type {unknown} */ (r.event));
     for (const fn of [...this.#subs]) {
       try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
     }
@@ -158,24 +237,42 @@ export class View {
     return 'applied';
   }
 
+  /**
+   * @param {number} version
+   * @param {string | null} epoch the epoch the wait began in
+   */
   #done(version, epoch) {
     const st = this.#state;
     if (st.epoch === null) return false;
     return st.version >= version || (epoch !== null && st.epoch !== epoch);
   }
 
+  /** @param {string} id */
   #recordPath(id) {
     return `/v1/collections/${this.name}/records/${encodeId(id)}`;
   }
 
+  /**
+   * #commitWS commits over the WebSocket; null when it is not open (or the message too large).
+   * @param {Op[]} ops
+   * @param {Record<string, number>} [ifs]
+   * @returns {Promise<number | null>}
+   */
   async #commitWS(ops, ifs) {
+    /** @type {{type: 'commit', collection: string, ops: Op[], if?: Record<string, number>}} */
     const msg = { type: 'commit', collection: this.name, ops };
     if (ifs && Object.keys(ifs).length) msg.if = ifs;
     const r = await this.#session._viaWS(msg);
     return r === null ? null : r.result?.version ?? r.versions?.[this.name];
   }
 
+  /**
+   * @param {Op[]} ops
+   * @param {Record<string, number>} [ifs]
+   * @returns {Promise<number>}
+   */
   async #commitHTTP(ops, ifs) {
+    /** @type {{ops: Op[], if?: Record<string, number>}} */
     const body = { ops };
     if (ifs && Object.keys(ifs).length) body.if = ifs;
     const r = await this.#session._json('POST', `/v1/collections/${this.name}/commits`, { body });
@@ -183,7 +280,11 @@ export class View {
   }
 }
 
-/** preconditions maps ifVersion to the headers of a single-record write. */
+/**
+ * preconditions maps ifVersion to the headers of a single-record write.
+ * @param {number | undefined} ifVersion
+ * @returns {Record<string, string>}
+ */
 export function preconditions(ifVersion) {
   if (ifVersion == null) return {};
   if (ifVersion === 0) return { 'If-None-Match': '*' };

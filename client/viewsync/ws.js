@@ -10,13 +10,51 @@ const WS_MAX_SEND = 64 * 1024;
 // Acks go at most this often per collection (ms).
 const ACK_INTERVAL = 250;
 
+/**
+ * @typedef {import('../viewsync.js').JSONValue} JSONValue
+ * @typedef {import('./session.js').Session} Session
+ * @typedef {import('./session.js').Down} Down
+ * @typedef {import('./view.js').View<any>} View
+ */
+
+/**
+ * A request the session sends over the socket: a call, or a commit.
+ * @typedef {{type: 'call', name: string, arg: JSONValue}
+ *   | {type: 'commit', collection: string, ops: import('../viewsync.js').Op[], if?: Record<string, number>}} Request
+ */
+
+/**
+ * The answer to a request.
+ * @typedef {{result: any, versions: Record<string, number>}} Answer
+ */
+
 /** WSLink carries every subscription, write and call over one WebSocket. */
 export class WSLink {
+  /** @type {'ws'} */
   kind = 'ws';
   open = false;
-  #s; #ws = null; #seq = 0; #pending = new Map(); #stopped = false;
-  #openTimer = null; #received = new Map(); #acked = new Map(); #ackTimers = new Map(); #lastAck = new Map();
+  /** @type {Session} */
+  #s;
+  /** @type {WebSocket | null} */
+  #ws = null;
+  #seq = 0;
+  /** @type {Map<string, {resolve: (a: Answer) => void, reject: (e: ViewsyncError) => void}>} requests by id */
+  #pending = new Map();
+  #stopped = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #openTimer;
+  // Per collection: the highest version this connection delivered, the
+  // version last acked, the pending ack and when the last one went.
+  /** @type {Map<string, number>} */
+  #received = new Map();
+  /** @type {Map<string, number>} */
+  #acked = new Map();
+  /** @type {Map<string, ReturnType<typeof setTimeout>>} */
+  #ackTimers = new Map();
+  /** @type {Map<string, number>} */
+  #lastAck = new Map();
 
+  /** @param {Session} session */
   constructor(session) { this.#s = session; }
 
   async start() {
@@ -25,9 +63,12 @@ export class WSLink {
     const tok = await s._token();
     if (this.#stopped) return;
     if (tok) url += `?token=${encodeURIComponent(tok)}`;
+    const WS = s._WS;
+    /** @type {WebSocket} */
     let ws;
     try {
-      ws = new s._WS(url, SUBPROTOCOL);
+      if (!WS) throw new Error('no WebSocket available');
+      ws = new WS(url, SUBPROTOCOL);
     } catch (e) {
       queueMicrotask(() => s._linkDown(this, { transport: true, error: new ViewsyncError('network', `WebSocket: ${e?.message || e}`, 0) }));
       return;
@@ -71,9 +112,11 @@ export class WSLink {
     }
   }
 
+  /** @param {View} v */
   add(v) {
     if (!this.open) return;
     const cur = v._cursor();
+    /** @type {{type: 'subscribe', collection: string, after?: number, epoch?: string}} */
     const msg = { type: 'subscribe', collection: v.name };
     if (cur) { msg.after = cur.after; msg.epoch = cur.epoch; }
     // A new subscription: acks start again from what it delivers.
@@ -82,37 +125,46 @@ export class WSLink {
     this.#send(msg);
   }
 
+  /** @param {View} v */
   remove(v) {
     if (!this.open) return;
     this.#received.delete(v.name);
     this.#send({ type: 'unsubscribe', collection: v.name });
   }
 
-  /** request sends a call or commit; null when it is too large for the socket. */
+  /**
+   * request sends a call or commit; null when it is too large for the socket.
+   * @param {Request} msg
+   * @returns {Promise<Answer | null>}
+   */
   request(msg) {
     const id = String(++this.#seq);
     const text = JSON.stringify({ ...msg, id });
     if (text.length > WS_MAX_SEND) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
+    return new Promise((/** @type {(a: Answer) => void} */ resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#send(text);
     });
   }
 
+  /** @param {string | object} msg */
   #send(msg) {
     try {
-      this.#ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
+      this.#ws?.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
     } catch { /* the close event follows */ }
   }
 
+  /** @param {Down} how */
   #fail(how) {
     if (this.#stopped) return;
     this.#s._linkDown(this, how);
   }
 
+  /** @param {unknown} data */
   #message(data) {
+    /** @type {any} */
     let m;
-    try { m = JSON.parse(data); } catch { return; }
+    try { m = JSON.parse(String(data)); } catch { return; }
     if (!m || typeof m !== 'object') return;
     switch (m.type) {
       case 'result': {
@@ -143,6 +195,7 @@ export class WSLink {
 
   // Acks tell the server what was rendered, at most every ACK_INTERVAL per
   // collection, never ahead of what this connection delivered.
+  /** @param {View} v */
   #scheduleAck(v) {
     const name = v.name;
     if (this.#ackTimers.has(name)) return;
