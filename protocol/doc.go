@@ -4,9 +4,10 @@
 // tests, and it depends on nothing else in the module.
 //
 // The JSON shapes are those of the HTTP API v1 contract in DESIGN.md,
-// including the WebSocket messages (ws.go): a strict decoder for what
-// clients send, and encoders for what the server sends that splice shared,
-// already-encoded JSON instead of encoding it again.
+// including the WebSocket messages (messages.go). What clients send is
+// read strictly (decode.go), after one scanner has checked it (scan.go);
+// what the server sends is encoded by splicing shared, already-encoded
+// JSON instead of encoding it again.
 //
 // Caveats: values are carried as json.RawMessage and are expected to be
 // compact (no insignificant whitespace), which Normalize guarantees; the

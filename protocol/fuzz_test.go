@@ -186,3 +186,27 @@ func FuzzDecodeCommit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckObject compares CheckObject with refValue: it accepts exactly
+// the JSON objects that keep the value rules, however deep.
+func FuzzCheckObject(f *testing.F) {
+	for _, s := range []string{
+		`{}`, ` {"a":[1,{"b":null}]} `, `{"a":1,"a":2}`, `{"a":{"b":1,"\u0062":2}}`, `[{}]`, `"{}"`,
+		`{"a":"\ud800"}`, `{"a":1e400}`, `{"a":1} {}`, `{"a":`, "{\"a\":\"\xff\"}", `{"v":[1,{"x":1,"x":1}]}`, `null`, ` 1 `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 10000 {
+			return // the reference, encoding/json, stops at 10,000 levels
+		}
+		err := protocol.CheckObject(in)
+		want := refValue(in, len(in))
+		if want == nil && bytes.TrimSpace(in)[0] != '{' {
+			want = errors.New("not an object")
+		}
+		if (err == nil) != (want == nil) {
+			t.Fatalf("CheckObject(%q) = %v; the reference says %v", in, err, want)
+		}
+	})
+}

@@ -18,9 +18,18 @@ func TestCheckObject(t *testing.T) {
 		{`{"v":[1,{"x":1,"x":1}]}`, `field "v": element 1: duplicate field "x"`},
 		{`[{"a":1}]`, "not a JSON object"},
 		{`"{}"`, "not a JSON object"},
-		{`{"a":1} {"a":2}`, "not one valid JSON value"},
-		{`{"a":1`, "not one valid JSON value"},
+		{`{"a":1} {"a":2}`, "not valid JSON: data after the value"},
+		{`{"a":1`, "not valid JSON: unexpected end of input"},
 		{"{\"a\":\"\xff\"}", "not valid UTF-8"},
+		// The other value rules hold as well: two decoders could read
+		// these differently too.
+		{`{"a":"\ud800"}`, "lone UTF-16 surrogate"},
+		{`{"a":[1e400]}`, "out of the range of float64"},
+		// Keys in the path are those of the values that hold the object.
+		{`{"a":{"b":1},"c":[[],{"d":"{\"x\":1,\"x\":2}","e":{"f":0,"f":0}}]}`, `field "c": element 1: field "e": duplicate field "f"`},
+		{`{"k\"ey":{"z":1,"z":2}}`, `field "k\"ey": duplicate field "z"`},
+		{`{"a":` + strings.Repeat(`[`, 20) + `{"z":1,"z":2}` + strings.Repeat(`]`, 20) + `}`,
+			`field "a": element 0: element 0: element 0: (13 levels): element 0: element 0: element 0: element 0: duplicate field "z"`},
 	} {
 		err := CheckObject([]byte(tt.in))
 		switch {

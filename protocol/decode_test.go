@@ -237,86 +237,6 @@ func checkDecodeError(t *testing.T, in []byte, err error) {
 	}
 }
 
-func TestEncodeReset(t *testing.T) {
-	snap := &protocol.Snapshot{Collection: "c", Epoch: "E", Version: 3, Reset: true,
-		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`{"x":"y"}`), Version: 2}}}
-	b, err := protocol.EncodeReset(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"type":"reset","collection":"c","epoch":"E","version":3,"reset":true,"records":[{"id":"a","value":{"x":"y"},"version":2}]}`
-	if string(b) != want {
-		t.Fatalf("got  %s\nwant %s", b, want)
-	}
-	m, err := protocol.DecodeServerMessage(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Type != protocol.TypeReset || m.Collection != "c" || m.Epoch != "E" || m.Version != 3 || !m.Reset || len(m.Records) != 1 {
-		t.Fatalf("decoded %+v", m)
-	}
-	if _, err := protocol.EncodeReset(&protocol.Snapshot{Epoch: "E"}); err == nil {
-		t.Error("EncodeReset without a collection succeeded")
-	}
-}
-
-func TestEncodeCatchUp(t *testing.T) {
-	cu := &protocol.CatchUp{Collection: "c", Epoch: "E", Version: 9, Compacted: true,
-		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`1`), Version: 8}}, Deleted: []string{"b"}}
-	b, err := protocol.EncodeCatchUp(cu)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"type":"catchup","collection":"c","epoch":"E","version":9,"compacted":true,"records":[{"id":"a","value":1,"version":8}],"deleted":["b"]}`
-	if string(b) != want {
-		t.Fatalf("got  %s\nwant %s", b, want)
-	}
-	if _, err := protocol.EncodeCatchUp(&protocol.CatchUp{Epoch: "E"}); err == nil {
-		t.Error("EncodeCatchUp without a collection succeeded")
-	}
-}
-
-func TestEncodeResult(t *testing.T) {
-	tests := []struct {
-		id       string
-		result   json.RawMessage
-		versions map[string]uint64
-		want     string
-	}{
-		{"1", json.RawMessage(`{"version":4}`), map[string]uint64{"c": 4},
-			`{"type":"result","id":"1","result":{"version":4},"versions":{"c":4}}`},
-		{"2", nil, nil, `{"type":"result","id":"2","result":null,"versions":{}}`},
-		{`q"<`, json.RawMessage(`[1, 2]`), map[string]uint64{"b": 1, "a": 2},
-			`{"type":"result","id":"q\"\u003c","result":[1,2],"versions":{"a":2,"b":1}}`},
-	}
-	for _, tt := range tests {
-		b, err := protocol.EncodeResult(tt.id, tt.result, tt.versions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != tt.want {
-			t.Errorf("got  %s\nwant %s", b, tt.want)
-		}
-	}
-	if _, err := protocol.EncodeResult("1", json.RawMessage(`{`), nil); err == nil {
-		t.Error("EncodeResult with a broken result succeeded")
-	}
-}
-
-func TestEncodeError(t *testing.T) {
-	if got, want := string(protocol.EncodeError("", protocol.CodeBadRequest, "bad")), `{"type":"error","code":"bad_request","message":"bad"}`; got != want {
-		t.Errorf("got %s, want %s", got, want)
-	}
-	b := protocol.EncodeError("k", protocol.CodePreconditionFailed, "record \"a\" is at version 2")
-	m, err := protocol.DecodeServerMessage(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Type != protocol.TypeError || m.ID != "k" || m.Code != protocol.CodePreconditionFailed || m.Message != `record "a" is at version 2` {
-		t.Errorf("decoded %+v", m)
-	}
-}
-
 func TestDecodeServerMessage(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 6e6, time.UTC)
 	b := []byte(`{"type":"commit","collection":"c","epoch":"E","version":5,"at":"2025-01-02T03:04:05.006Z","ops":[{"op":"delete","id":"a"}],"future":1}`)
@@ -429,32 +349,5 @@ func checkValid(t *testing.T, in []byte, m protocol.ClientMessage) {
 		validColl(m.Collection)
 	default:
 		t.Fatalf("%q decoded to unknown message %T", in, m)
-	}
-}
-
-// TestWSFrameHeader: the server's frame headers follow RFC 6455's three
-// length encodings, and WSFrameHeaderLen agrees with what is appended.
-func TestWSFrameHeader(t *testing.T) {
-	for _, tc := range []struct {
-		n    int
-		want []byte
-	}{
-		{0, []byte{0x81, 0}},
-		{125, []byte{0x81, 125}},
-		{126, []byte{0x81, 126, 0, 126}},
-		{65535, []byte{0x81, 126, 0xff, 0xff}},
-		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
-		{1 << 20, []byte{0x81, 127, 0, 0, 0, 0, 0, 0x10, 0, 0}},
-	} {
-		got := protocol.AppendWSFrameHeader(nil, tc.n)
-		if !bytes.Equal(got, tc.want) {
-			t.Errorf("header for %d bytes: % x, want % x", tc.n, got, tc.want)
-		}
-		if l := protocol.WSFrameHeaderLen(tc.n); l != len(got) {
-			t.Errorf("protocol.WSFrameHeaderLen(%d) = %d, want %d", tc.n, l, len(got))
-		}
-	}
-	if !bytes.Equal(protocol.WSPingFrame, []byte{0x89, 0}) {
-		t.Errorf("ping frame % x", protocol.WSPingFrame)
 	}
 }
