@@ -151,8 +151,6 @@ export interface WriteOptions {
 }
 
 export class Session {
-  /** Names this session to the server; polls send it so their cursor counts as rendered (the commit→visible metric). */
-  readonly clientId: string;
   private constructor();
   /** The current state and transport. */
   readonly status: Status;
@@ -327,16 +325,6 @@ export interface Binding<T = JSONValue> {
   keepMine(id: string): Promise<number | undefined>;
   /** Drops the user's edits and shows the record as it is. */
   takeTheirs(id: string): void;
-  /** Same as takeTheirs. */
-  discard(id: string): void;
-  /** Deletes the record (no precondition). */
-  remove(id: string): Promise<number>;
-  /** The row element of a record. */
-  row(id: string): Element | undefined;
-  /** The state of a row. */
-  state(id: string): RowState<T> | undefined;
-  /** Whether a row has unsaved edits. */
-  isDirty(id: string): boolean;
   /** Stops updating the DOM and listening to it. */
   destroy(): void;
 }

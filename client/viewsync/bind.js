@@ -295,11 +295,6 @@ export function bindTable(view, options) {
     if (had) onConflict?.(row.el, null, row.rec);
   }
 
-  /** @param {string} id */
-  async function remove(id) {
-    return view.delete(id);
-  }
-
   /** @param {any} e @param {string} id */
   function report(e, id) {
     if (onError) onError(e, id);
@@ -348,7 +343,7 @@ export function bindTable(view, options) {
       if (act === 'save') save(row.id).catch((err) => report(err, row.id));
       else if (act === 'keep-mine') save(row.id, { keepMine: true }).catch((err) => report(err, row.id));
       else if (act === 'take-theirs' || act === 'discard') takeTheirs(row.id);
-      else if (act === 'delete') remove(row.id).catch((err) => report(err, row.id));
+      else if (act === 'delete') view.delete(row.id).catch((err) => report(err, row.id));
       else return;
       e.preventDefault();
     },
@@ -380,11 +375,6 @@ export function bindTable(view, options) {
     save: (id) => save(id),
     keepMine: (id) => save(id, { keepMine: true }),
     takeTheirs,
-    discard: takeTheirs,
-    remove,
-    row: (id) => rows.get(id)?.el,
-    state: (id) => { const r = rows.get(id); return r ? info(r) : undefined; },
-    isDirty: (id) => (rows.get(id)?.dirty.size || 0) > 0,
     destroy() {
       unsubscribe();
       for (const [t, fn] of Object.entries(listeners)) container.removeEventListener(t, fn);
@@ -421,7 +411,7 @@ const isControl = (c) => /^(INPUT|TEXTAREA|SELECT)$/.test(c.tagName);
  * @param {Element} c
  * @returns {JSONValue}
  */
-export function readControl(c) {
+function readControl(c) {
   if (!isControl(c)) return c.textContent;
   if (c.type === 'checkbox') return /** @type {HTMLInputElement} */ (c).checked;
   if (c.type === 'number' || c.dataset.type === 'number') {
@@ -437,7 +427,7 @@ export function readControl(c) {
  * @param {Element} c
  * @param {JSONValue | undefined} v
  */
-export function writeControl(c, v) {
+function writeControl(c, v) {
   const s = v == null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
   if (/** @type {HTMLInputElement} */ (c).type === 'checkbox') /** @type {HTMLInputElement} */ (c).checked = !!v;
   else if (isControl(c)) { if (c.value !== s) c.value = s; }

@@ -133,7 +133,7 @@ export class HTTPLink {
    * @returns {Promise<number>}
    */
   async _changes(v, cur, wait, signal) {
-    let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s.clientId}`;
+    let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s._clientId}`;
     if (wait) path += `&wait=${wait}s`;
     const res = await this._s._fetch('GET', path, { signal });
     await this._check(res, `GET ${path}`);

@@ -128,12 +128,6 @@ export class Session {
     this.#startNow();
   }
 
-  /**
-   * clientId names this session to the server: polls send it so that their
-   * cursor counts as what this client has rendered (the server's
-   * commit→visible metric).
-   */
-  get clientId() { return this.#clientId; }
 
   /**
    * status is the current {state, transport}.
@@ -242,6 +236,10 @@ export class Session {
   get _opts() { return this.#opts; }
   get _base() { return this.#base; }
   get _WS() { return this.#WS; }
+  // _clientId names this session to the server: polls send it so that their
+  // cursor counts as what this client has rendered (the server's
+  // commit→visible metric).
+  get _clientId() { return this.#clientId; }
 
   /**
    * _token returns the token to send, '' for none.

@@ -7,16 +7,15 @@ import { backoff, noop, parseCursor, sleep } from './util.js';
  * SSEParser reads a text/event-stream as the HTML standard defines it:
  * lines end in CRLF, LF or CR (also when split across chunks), ":" starts a
  * comment, a blank line dispatches the event gathered so far. Feed it decoded
- * text with push; it calls onEvent({type, data, id}) and keeps lastEventId
- * and retry (the server's reconnection hint, in ms).
+ * text with push; it calls onEvent({type, data, id}) and keeps lastEventId.
+ * The server's reconnection hint (retry) is not kept: the session's backoff
+ * decides.
  */
 export class SSEParser {
   /** @param {(event: {type: string, data: string, id: string}) => void} onEvent */
   constructor(onEvent) {
     this.onEvent = onEvent;
     this.lastEventId = '';
-    /** @type {number | null} */
-    this.retry = null;
     this._buf = '';
     this._skipLF = false;
     this._first = true;
@@ -65,7 +64,6 @@ export class SSEParser {
       case 'event': this._type = value; break;
       case 'data': this._data.push(value); this._hasData = true; break;
       case 'id': if (!value.includes('\0')) this.lastEventId = value; break;
-      case 'retry': if (/^\d+$/.test(value)) this.retry = Number(value); break;
       default: // ignored, as the standard says
     }
   }
