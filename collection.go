@@ -174,9 +174,7 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 	if err != nil {
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
 	}
-	c.hub.advance(ctx, c.name, Head{Epoch: ap.Epoch, Version: ap.Commit.Version})
-	c.hub.vis.committed(c.name, ap.Commit.Version, ap.Commit.At, c.hub.maxCol)
-	c.hub.broker.Publish(c.name, ap.Epoch, ap.Commit)
+	c.hub.publish(ctx, store.Event{Collection: c.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version})
 	c.call.observe(c.name, ap.Commit.Version)
 	c.hub.met.Committed(c.name, len(norm), ap.Commit.Version, time.Since(start))
 	return ap.Commit, nil
@@ -255,8 +253,7 @@ func (c *Collection) Drop(ctx context.Context) (Head, error) {
 	if err != nil {
 		return Head{}, fmt.Errorf("viewsync: drop %s: %w", c.name, err)
 	}
-	c.hub.advance(ctx, c.name, hd)
-	c.hub.broker.Reset(c.name)
+	c.hub.publish(ctx, store.Event{Collection: c.name, Epoch: hd.Epoch, Version: hd.Version})
 	c.call.observe(c.name, hd.Version)
 	return hd, nil
 }

@@ -216,9 +216,39 @@ func (c *headCache) load(ctx context.Context, s store.Store, name string) (*head
 	return st, nil
 }
 
+// publish makes one change of a collection's history take effect in the
+// hub: a durable commit (ev.Commit set), or a replaced history (ev.Commit
+// nil: a Drop, or the data lost and recreated). It is the hub's one commit
+// path: its own commits and drops and those the store's watcher relays
+// from other processes all come through it, so that every node keeps the
+// same books. In order, it
+//
+//   - records the commit's time, so that a client that renders it is
+//     measured (Rendered) and one behind it counted (Lagging); a new
+//     history makes it forget the old one's times and client positions;
+//   - advances the cached head, which wakes the long-polls (Wait);
+//   - hands the commit to the broker, which wakes the streams — or, for a
+//     replaced history, resets them.
+//
+// A change may come twice (a shared store reports this process's own
+// changes too); the books, the head and the broker each ignore what they
+// have already seen.
+func (h *Hub) publish(ctx context.Context, ev store.Event) {
+	if ev.Commit != nil {
+		h.vis.committed(ev.Collection, ev.Epoch, ev.Commit.Version, ev.Commit.At, h.maxCol)
+		h.advance(ctx, ev.Collection, Head{Epoch: ev.Epoch, Version: ev.Commit.Version})
+		h.broker.Publish(ev.Collection, ev.Epoch, *ev.Commit)
+		return
+	}
+	h.vis.replaced(ev.Collection, ev.Epoch, h.maxCol)
+	h.advance(ctx, ev.Collection, Head{Epoch: ev.Epoch, Version: ev.Version})
+	h.broker.Reset(ev.Collection)
+}
+
 // advance records that the store reached hd (after a commit or drop) and
-// wakes waiters. Heads only move forward within an epoch; another epoch
-// means the history was replaced, and the head is read again from the store.
+// wakes the waiters on the head. Heads only move forward within an epoch;
+// another epoch means the history was replaced, and the head is read again
+// from the store.
 func (h *Hub) advance(ctx context.Context, name string, hd Head) {
 	for {
 		c := h.cache(name)

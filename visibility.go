@@ -31,6 +31,8 @@ type visibility struct {
 }
 
 type timeRing struct {
+	// epoch is the history whose commits the ring holds.
+	epoch    string
 	versions [commitTimesKept]uint64
 	at       [commitTimesKept]int64
 }
@@ -49,23 +51,46 @@ func newVisibility() *visibility {
 	return &visibility{times: map[string]*timeRing{}, clients: map[clientKey]clientPos{}}
 }
 
-// committed records when a commit was made.
-func (v *visibility) committed(collection string, version uint64, at time.Time, maxCollections int) {
+// committed records when a commit of epoch was made.
+func (v *visibility) committed(collection, epoch string, version uint64, at time.Time, maxCollections int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	r := v.times[collection]
-	if r == nil {
-		if len(v.times) >= maxCollections {
-			clear(v.times) // forget all: only measurements are lost
-		}
-		r = &timeRing{}
-		v.times[collection] = r
-	}
+	r := v.ringLocked(collection, epoch, maxCollections)
 	i := version % commitTimesKept
 	r.versions[i], r.at[i] = version, at.UnixNano()
 }
 
-// commitTime returns when a recent commit was made.
+// replaced records that a collection's history was replaced by epoch.
+func (v *visibility) replaced(collection, epoch string, maxCollections int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ringLocked(collection, epoch, maxCollections)
+}
+
+// ringLocked returns the ring of a collection's commits in epoch. The
+// first sight of another epoch forgets the collection's commit times and
+// client positions, which the new history's versions would match wrongly;
+// clients report their positions again as they render it.
+func (v *visibility) ringLocked(collection, epoch string, maxCollections int) *timeRing {
+	r := v.times[collection]
+	if r != nil && r.epoch == epoch {
+		return r
+	}
+	if r != nil {
+		for k := range v.clients {
+			if k.collection == collection {
+				delete(v.clients, k)
+			}
+		}
+	} else if len(v.times) >= maxCollections {
+		clear(v.times) // forget all: only measurements are lost
+	}
+	r = &timeRing{epoch: epoch}
+	v.times[collection] = r
+	return r
+}
+
+// commitTimeLocked returns when a recent commit was made.
 func (v *visibility) commitTimeLocked(collection string, version uint64) (time.Time, bool) {
 	r := v.times[collection]
 	if r == nil {

@@ -8,8 +8,10 @@ import (
 )
 
 // watcher relays the events of a store that several processes share
-// (store.Watcher) to this hub: heads advance, waiters wake and
-// subscribers receive commits made by other processes. The store calls
+// (store.Watcher) to this hub's one commit path, Hub.publish, as if this
+// hub had made them: heads advance, waiters wake, subscribers receive the
+// commits and visibility is measured. Commits this process made arrive
+// here too; publish ignores what it has already seen. The store calls
 // enqueue from its own goroutine, which must not block nor call the store,
 // so events are queued and applied from the watcher's goroutine.
 type watcher struct {
@@ -54,32 +56,9 @@ func (wt *watcher) run() {
 		batch, wt.queue = wt.queue, batch[:0]
 		wt.mu.Unlock()
 		for i, ev := range batch {
-			wt.apply(ev)
+			wt.h.publish(context.Background(), ev)
 			batch[i] = store.Event{}
 		}
-	}
-}
-
-// apply hands one event to the hub, as a local commit or drop would.
-// Commits this process made arrive here too; the head and the broker
-// ignore what they have already seen.
-func (wt *watcher) apply(ev store.Event) {
-	h := wt.h
-	ctx := context.Background()
-	if ev.Commit != nil {
-		h.advance(ctx, ev.Collection, Head{Epoch: ev.Epoch, Version: ev.Commit.Version})
-		h.broker.Publish(ev.Collection, ev.Epoch, *ev.Commit)
-		return
-	}
-	// A replaced history: reset the subscribers unless this hub already
-	// moved to that epoch (its own Drop did).
-	seen := false
-	if st := h.cache(ev.Collection).state.Load(); st != nil && st.head.Epoch == ev.Epoch {
-		seen = true
-	}
-	h.advance(ctx, ev.Collection, Head{Epoch: ev.Epoch, Version: ev.Version})
-	if !seen {
-		h.broker.Reset(ev.Collection)
 	}
 }
 

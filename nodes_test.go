@@ -1,0 +1,149 @@
+package viewsync_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/natskv"
+)
+
+// startNATS starts an in-process JetStream server and shuts it down when
+// the test ends.
+func startNATS(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	return s
+}
+
+// openNATS opens a NATS store on srv, as one node of a cluster does, and
+// closes it when the test ends.
+func openNATS(t testing.TB, srv *server.Server) *natskv.Store {
+	t.Helper()
+	s, err := natskv.Open(t.Context(), natskv.Options{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+// waitHead waits until the collection's head, as its hub knows it, is
+// want.
+func waitHead(t testing.TB, c *viewsync.Collection, want viewsync.Head) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cur := viewsync.Cursor{}
+	for {
+		hd, err := c.Wait(ctx, cur)
+		if err != nil {
+			t.Fatalf("waiting for head %v: at %v: %v", want, cur, err)
+		}
+		if hd == want {
+			return
+		}
+		cur = hd.Cursor()
+	}
+}
+
+// TestVisibilityAcrossNodes: two hubs on one NATS JetStream server, two
+// nodes of a cluster. A commit made on node A is in node B's books as if B
+// had made it: a client of B behind it is counted by Lagging only once the
+// commit is older than the threshold (not as soon as it arrives, with no
+// time known), and a client of B that renders it gives B a commit→visible
+// sample. A drop on A makes both nodes forget their clients' positions in
+// the old history, and the new history is measured from its first commit.
+func TestVisibilityAcrossNodes(t *testing.T) {
+	srv := startNATS(t)
+	recA := &visibleRecorder{visible: map[string][]time.Duration{}}
+	recB := &visibleRecorder{visible: map[string][]time.Duration{}}
+	a := newHub(t, openNATS(t, srv), viewsync.WithMetrics(recA))
+	b := newHub(t, openNATS(t, srv), viewsync.WithMetrics(recB))
+	ac, bc := collection(t, a, "board"), collection(t, b, "board")
+	ctx := t.Context()
+
+	// B reads the board (a node follows the collections it serves) and
+	// its client b1 shows it empty.
+	hd, err := bc.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Rendered("b1", "board", hd.Version)
+
+	start := time.Now()
+	for _, id := range []string{"x", "y", "z"} {
+		if _, err := ac.Put(ctx, id, []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHead(t, bc, viewsync.Head{Epoch: hd.Epoch, Version: 3})
+	a.Rendered("a1", "board", 3)
+
+	// b1 is three commits behind, made just now.
+	if got, ok := b.Lagging(time.Hour)["board"]; !ok || got != 0 {
+		t.Fatalf("B: Lagging(1h) = %d (present %v), want 0 and present: the commits were just made", got, ok)
+	}
+	if got := b.Lagging(0)["board"]; got != 1 {
+		t.Fatalf("B: Lagging(0) = %d, want 1 (b1)", got)
+	}
+
+	// b1 renders them: B measures commit→visible for a commit A made.
+	b.Rendered("b1", "board", 3)
+	recB.mu.Lock()
+	samples := append([]time.Duration(nil), recB.visible["board"]...)
+	recB.mu.Unlock()
+	if len(samples) != 1 || samples[0] < 0 || samples[0] > time.Since(start) {
+		t.Fatalf("B's commit→visible samples %v, want one within [0, %v]", samples, time.Since(start))
+	}
+	if got := b.Lagging(0)["board"]; got != 0 {
+		t.Fatalf("B: after b1 rendered the head, Lagging(0) = %d, want 0", got)
+	}
+	if n := recA.count("board"); n != 1 {
+		t.Fatalf("A: %d samples, want 1 (a1)", n)
+	}
+
+	// A drops the board and writes it anew: each node forgets the
+	// positions its clients held in the old history, and measures the
+	// new one (b1 at version 1 is no longer taken for a client that has
+	// seen version 3).
+	dropped, err := ac.Drop(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Put(ctx, "x", []byte(`2`)); err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, bc, viewsync.Head{Epoch: dropped.Epoch, Version: 1})
+	for name, h := range map[string]*viewsync.Hub{"A": a, "B": b} {
+		if got, ok := h.Lagging(0)["board"]; ok {
+			t.Fatalf("%s: after the drop, Lagging(0) = %d for the board, want no clients", name, got)
+		}
+	}
+	b.Rendered("b1", "board", 1)
+	a.Rendered("a1", "board", 1)
+	if nb, na := recB.count("board"), recA.count("board"); nb != 2 || na != 2 {
+		t.Fatalf("after rendering the new history's first commit: %d samples on B, %d on A; want 2 each", nb, na)
+	}
+}
