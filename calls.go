@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/viewsync/viewsync/internal/errcode"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -71,14 +72,10 @@ type CallResult struct {
 	Versions map[string]uint64 `json:"versions"`
 }
 
-// CallError is an error a handler returns to choose the wire error code.
-type CallError struct {
-	Code    protocol.Code
-	Message string
-}
-
-// Error implements error.
-func (e *CallError) Error() string { return string(e.Code) + ": " + e.Message }
+// CallError is an error a handler returns to choose the wire error code:
+// {Code, Message}. A code that is not the contract's, or one that means a
+// server fault, is answered as internal.
+type CallError = errcode.CallError
 
 // ErrUnknownCall is returned for a call name without a handler. It matches
 // ErrNotFound too.

@@ -1,13 +1,11 @@
 package viewsync
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/viewsync/viewsync/limit"
+	"github.com/viewsync/viewsync/internal/errcode"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -28,88 +26,31 @@ var (
 	// ErrTooLarge: a commit, id or value over a limit.
 	ErrTooLarge = protocol.ErrTooLarge
 	// ErrInvalid: malformed input (bad name, id, op or value).
-	ErrInvalid = errors.New("invalid input")
+	ErrInvalid = errcode.ErrInvalid
 	// ErrUnauthorized: the request carries no valid credentials (a
 	// missing, malformed, expired or wrongly signed token).
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrUnauthorized = errcode.ErrUnauthorized
 	// ErrForbidden: the credentials are valid but do not grant the right
 	// the request needs.
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = errcode.ErrForbidden
 	// ErrRateLimited: the caller is over a rate or connection limit. A
 	// *RateLimitError says when to retry.
-	ErrRateLimited = errors.New("rate limited")
+	ErrRateLimited = errcode.ErrRateLimited
 )
 
-// RateLimitError is returned when a caller is over a limit. It matches
-// ErrRateLimited.
-type RateLimitError struct {
-	// Limit names what was exceeded, such as "commits per second".
-	Limit string
-	// RetryAfter is how long the caller should wait before trying again.
-	RetryAfter time.Duration
-}
-
-// Error implements error.
-func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("rate limited: over the limit of %s; retry after %s", e.Limit, e.RetryAfter.Round(time.Millisecond))
-}
-
-// Is makes errors.Is(err, ErrRateLimited) true.
-func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+// RateLimitError is returned when a caller is over a limit, with the
+// limit's name and how long to wait. It matches ErrRateLimited.
+type RateLimitError = errcode.RateLimitError
 
 // RetryAfter returns how long to wait before retrying after err: the delay
 // of a *RateLimitError in it, in whole seconds rounded up (at least 1), or
 // 0 when err is not a rate-limit error.
-func RetryAfter(err error) time.Duration {
-	var rl *RateLimitError
-	if !errors.As(err, &rl) {
-		if errors.Is(err, ErrRateLimited) {
-			return time.Second
-		}
-		return 0
-	}
-	return max(time.Second, (rl.RetryAfter + time.Second - 1).Truncate(time.Second))
-}
+func RetryAfter(err error) time.Duration { return errcode.RetryAfter(err) }
 
-// ErrorCode maps an error returned by this package to the wire error code of
-// the HTTP API contract. It is the one place where that mapping lives; every
-// transport uses it.
-func ErrorCode(err error) protocol.Code {
-	var ce *CallError
-	switch {
-	case err == nil:
-		return ""
-	case errors.As(err, &ce):
-		if ce.Code == "" || ce.Code.Status() == http.StatusInternalServerError {
-			return protocol.CodeInternal // unknown codes are not relayed
-		}
-		return ce.Code
-	case errors.Is(err, ErrUnauthorized):
-		return protocol.CodeUnauthorized
-	case errors.Is(err, ErrForbidden):
-		return protocol.CodeForbidden
-	case errors.Is(err, ErrRateLimited):
-		return protocol.CodeRateLimited
-	case errors.Is(err, ErrTooLarge):
-		return protocol.CodeTooLarge
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrEmptyCommit),
-		errors.Is(err, protocol.ErrBadCursor), errors.Is(err, protocol.ErrBadName),
-		errors.Is(err, protocol.ErrBadID), errors.Is(err, protocol.ErrBadValue),
-		errors.Is(err, protocol.ErrBadOp), errors.Is(err, protocol.ErrBadCallName), errors.Is(err, protocol.ErrBadMessage),
-		errors.Is(err, protocol.ErrBadQuery):
-		return protocol.CodeBadRequest
-	case errors.Is(err, ErrNotFound):
-		return protocol.CodeNotFound
-	case errors.Is(err, ErrPrecondition):
-		return protocol.CodePreconditionFailed
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, limit.ErrBusy):
-		return protocol.CodeUnavailable
-	case errors.Is(err, context.DeadlineExceeded):
-		return protocol.CodeTimeout
-	default:
-		return protocol.CodeInternal
-	}
-}
+// ErrorCode maps an error returned by this package (or by the transports
+// and package auth) to the wire error code of the HTTP API contract. It is
+// the one mapping every transport uses.
+func ErrorCode(err error) protocol.Code { return errcode.Of(err) }
 
 // Redact returns the error of a write as it may be told to a caller who
 // may write the collection but not read it. A failed precondition keeps its

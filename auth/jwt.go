@@ -9,7 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/errcode"
 )
 
 // JWTOptions configures a JWT verifier. At least one of Secret and Keys
@@ -121,7 +121,7 @@ func (v *JWT) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, err
 	}
 	if tok == "" {
-		return Principal{}, fmt.Errorf("%w: a token is required (Authorization: Bearer, or the token query parameter or cookie)", viewsync.ErrUnauthorized)
+		return Principal{}, fmt.Errorf("%w: a token is required (Authorization: Bearer, or the token query parameter or cookie)", errcode.ErrUnauthorized)
 	}
 	return v.Verify(tok)
 }
@@ -131,10 +131,10 @@ func (v *JWT) Authenticate(r *http.Request) (Principal, error) {
 // and nothing of the key.
 func (v *JWT) Verify(token string) (Principal, error) {
 	if len(token) > MaxTokenBytes {
-		return Principal{}, fmt.Errorf("%w: token longer than %d bytes", viewsync.ErrUnauthorized, MaxTokenBytes)
+		return Principal{}, fmt.Errorf("%w: token longer than %d bytes", errcode.ErrUnauthorized, MaxTokenBytes)
 	}
 	if err := checkStrict(token); err != nil {
-		return Principal{}, fmt.Errorf("%w: %w", viewsync.ErrUnauthorized, err)
+		return Principal{}, fmt.Errorf("%w: %w", errcode.ErrUnauthorized, err)
 	}
 	var c claims
 	t, err := v.parser.ParseWithClaims(token, &c, v.key)
@@ -145,7 +145,7 @@ func (v *JWT) Verify(token string) (Principal, error) {
 			// ErrTokenSignatureInvalid) before any key was tried.
 			why = "token algorithm not allowed"
 		}
-		return Principal{}, fmt.Errorf("%w: %s", viewsync.ErrUnauthorized, why)
+		return Principal{}, fmt.Errorf("%w: %s", errcode.ErrUnauthorized, why)
 	}
 	p := Principal{Subject: c.Subject}
 	if c.ExpiresAt != nil {
@@ -155,7 +155,7 @@ func (v *JWT) Verify(token string) (Principal, error) {
 	}
 	if c.Viewsync != nil {
 		if err := c.Viewsync.Validate(); err != nil {
-			return Principal{}, fmt.Errorf("%w: the token's viewsync claim: %v", viewsync.ErrUnauthorized, err)
+			return Principal{}, fmt.Errorf("%w: the token's viewsync claim: %v", errcode.ErrUnauthorized, err)
 		}
 		p.Rights = *c.Viewsync
 	}

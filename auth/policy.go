@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/errcode"
 	"github.com/viewsync/viewsync/limit"
 )
 
@@ -18,7 +18,7 @@ type Func func(r *http.Request) (Principal, error)
 
 // ErrTokenExpired ends a stream whose principal's credentials expired. It
 // matches viewsync.ErrUnauthorized.
-var ErrTokenExpired = fmt.Errorf("%w: token expired", viewsync.ErrUnauthorized)
+var ErrTokenExpired = fmt.Errorf("%w: token expired", errcode.ErrUnauthorized)
 
 // Policy is what the transports enforce on every request and WebSocket
 // message: who the caller is, whether they may do what they ask, and
@@ -45,8 +45,8 @@ func (p *Policy) Principal(r *http.Request) (Principal, error) {
 	}
 	pr, err := p.Authenticate(r)
 	if err != nil {
-		if !errors.Is(err, viewsync.ErrUnauthorized) && !errors.Is(err, viewsync.ErrForbidden) {
-			err = fmt.Errorf("%w: %w", viewsync.ErrUnauthorized, err)
+		if !errors.Is(err, errcode.ErrUnauthorized) && !errors.Is(err, errcode.ErrForbidden) {
+			err = fmt.Errorf("%w: %w", errcode.ErrUnauthorized, err)
 		}
 		p.denied(err)
 		return Principal{}, err
@@ -64,7 +64,7 @@ func (p *Policy) Authorize(pr Principal, a Action, name string) error {
 	if a == Call {
 		what = ""
 	}
-	err := fmt.Errorf("%w: %s may not %s%s %q", viewsync.ErrForbidden, pr, a, what, name)
+	err := fmt.Errorf("%w: %s may not %s%s %q", errcode.ErrForbidden, pr, a, what, name)
 	p.denied(err)
 	return err
 }
@@ -91,7 +91,7 @@ func (p *Policy) Spend(pr Principal, addr string, a Action) error {
 		key = "sub:" + pr.Subject
 	}
 	if ok, after := r.Allow(key); !ok {
-		err := &viewsync.RateLimitError{Limit: what, RetryAfter: after}
+		err := &errcode.RateLimitError{Limit: what, RetryAfter: after}
 		p.denied(err)
 		return err
 	}
@@ -126,7 +126,7 @@ func (p *Policy) denied(err error) {
 	if p == nil || p.Denied == nil {
 		return
 	}
-	p.Denied(string(viewsync.ErrorCode(err)))
+	p.Denied(string(errcode.Of(err)))
 }
 
 // UntilExpiry returns a copy of ctx carrying pr that ends, with cause

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/errcode"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -24,18 +24,18 @@ const MaxTokenBytes = 8 << 10
 func TokenFromRequest(r *http.Request, cookie string) (string, error) {
 	if h := r.Header.Values("Authorization"); len(h) > 0 {
 		if len(h) > 1 {
-			return "", fmt.Errorf("%w: more than one Authorization header", viewsync.ErrUnauthorized)
+			return "", fmt.Errorf("%w: more than one Authorization header", errcode.ErrUnauthorized)
 		}
 		scheme, tok, ok := strings.Cut(h[0], " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return "", fmt.Errorf("%w: the Authorization header must be \"Bearer TOKEN\"", viewsync.ErrUnauthorized)
+			return "", fmt.Errorf("%w: the Authorization header must be \"Bearer TOKEN\"", errcode.ErrUnauthorized)
 		}
 		return checkToken(strings.TrimSpace(tok))
 	}
 	if strings.Contains(r.URL.RawQuery, "token") {
 		q, err := protocol.ParseQuery(r.URL.RawQuery, "token")
 		if err != nil {
-			return "", fmt.Errorf("%w: reading the token query parameter: %w", viewsync.ErrUnauthorized, err)
+			return "", fmt.Errorf("%w: reading the token query parameter: %w", errcode.ErrUnauthorized, err)
 		}
 		if t, ok := q["token"]; ok {
 			return checkToken(t[0])
@@ -52,9 +52,9 @@ func TokenFromRequest(r *http.Request, cookie string) (string, error) {
 func checkToken(t string) (string, error) {
 	switch {
 	case t == "":
-		return "", fmt.Errorf("%w: empty token", viewsync.ErrUnauthorized)
+		return "", fmt.Errorf("%w: empty token", errcode.ErrUnauthorized)
 	case len(t) > MaxTokenBytes:
-		return "", fmt.Errorf("%w: token longer than %d bytes", viewsync.ErrUnauthorized, MaxTokenBytes)
+		return "", fmt.Errorf("%w: token longer than %d bytes", errcode.ErrUnauthorized, MaxTokenBytes)
 	}
 	return t, nil
 }
