@@ -6,8 +6,11 @@
 /** Any JSON value: what a record holds. */
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
 
-/** A transport the session may use. */
-export type Transport = 'ws' | 'sse' | 'longpoll' | 'poll';
+/**
+ * A transport the session may use: WebSocket, Server-Sent Events,
+ * newline-delimited JSON streamed over fetch, long-poll, poll.
+ */
+export type Transport = 'ws' | 'sse' | 'ndjson' | 'longpoll' | 'poll';
 
 /** The state of a session's connection. */
 export type ConnectionState = 'connecting' | 'live' | 'offline' | 'closed';
@@ -53,18 +56,21 @@ export interface ConnectOptions {
   /**
    * The bearer token, or a function returning it (called for every request
    * and connection, so it may refresh). Sent as `Authorization: Bearer …` on
-   * HTTP requests (the SSE transport included, which uses fetch) and as the
+   * HTTP requests (the streams included, which use fetch) and as the
    * `token` query parameter of the WebSocket URL, since browsers cannot set
    * headers on WebSockets. When the server ends a stream because the token
-   * expired (WebSocket close 4401, SSE `error` event), the session emits an
+   * expired (WebSocket close 4401, SSE `error` event, NDJSON `error` line
+   * with code `unauthorized`), the session emits an
    * `unauthorized` error, calls the function again for a fresh token and
    * resumes from its cursors at once; a request refused with 401 is retried
    * with backoff, also with a fresh token.
    */
   token?: string | (() => string | Promise<string>);
   /**
-   * Forces one transport. Default 'auto': WebSocket, then SSE, then
-   * long-poll, then poll; a transport is given up after two failures to
+   * Forces one transport. Default 'auto': WebSocket, then SSE (NDJSON
+   * instead when there is a token: a non-empty string, or a function that
+   * last returned one or has not been called yet), then long-poll, then
+   * poll; a transport is given up after two failures to
    * connect while the server still answers plain HTTP (a failure while the
    * server is unreachable does not count). The session stays on the
    * transport it settled on until closed.
@@ -82,7 +88,7 @@ export interface ConnectOptions {
   pollInterval?: number;
   /** Long-poll transport: how long the server holds a request, seconds (at most the server's --max-wait). Default 25. */
   longPollWait?: number;
-  /** SSE: a stream silent this long (ms) is reconnected; the server pings idle streams. Default 45000. */
+  /** SSE and NDJSON: a stream silent this long (ms) is reconnected; the server pings idle streams. Default 45000. */
   idleTimeout?: number;
   /** Time allowed to connect (ms) before a try counts as failed. Default 10000. */
   openTimeout?: number;

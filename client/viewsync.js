@@ -11,7 +11,8 @@
 //
 // The flow: one Session (session.js) owns one link to the server — a
 // WebSocket carrying every subscription (ws.js), or per-collection streams
-// (sse.js), long-polls (longpoll.js) or polls (poll.js) — and one View per
+// (stream.js: sse.js, ndjson.js), long-polls (longpoll.js) or polls
+// (poll.js), all but the first over http.js — and one View per
 // collection (view.js). Each message from the link is applied to its View in
 // version order, exactly once (state.js); a gap or another epoch makes the
 // link resync from the view's cursor (EPOCH:VERSION). bindTable (bind.js)

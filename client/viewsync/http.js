@@ -82,8 +82,14 @@ export class HTTPLink {
     this._runners.delete(v);
   }
 
+  /** _up: a runner got an answer, so the link works here, and is live. */
   _up() {
     this._proven = true;
+    this._live();
+  }
+
+  /** _live: a runner is connected (a stream's head arrived); the link is live. */
+  _live() {
     if (this.open || this._stopped) return;
     this.open = true;
     this._s._linkUp(this);

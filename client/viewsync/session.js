@@ -1,6 +1,7 @@
 // The session: one client's connection to a server, its views and calls.
 import { ViewsyncError, errorFrom } from './errors.js';
 import { LongPollLink } from './longpoll.js';
+import { NDJSONLink } from './ndjson.js';
 import { PollLink } from './poll.js';
 import { SSELink } from './sse.js';
 import { backoff, checkName, encodeId, NAME_RE, noop } from './util.js';
@@ -49,8 +50,14 @@ import { WSLink } from './ws.js';
  */
 
 const CALL_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-/** @type {Transport[]} */
+/**
+ * The transports 'auto' tries, in order; 'sse' means NDJSON when there is a
+ * token (see #kind).
+ * @type {Transport[]}
+ */
 const ORDER = ['ws', 'sse', 'longpoll', 'poll'];
+/** @type {Record<Transport, new (s: Session) => Link>} */
+const LINKS = { ws: WSLink, sse: SSELink, ndjson: NDJSONLink, longpoll: LongPollLink, poll: PollLink };
 // Consecutive failures to connect, with the server reachable over plain
 // HTTP, after which a transport is given up for the next one.
 const FALLBACK_AFTER = 2;
@@ -83,6 +90,9 @@ export class Session {
   #listeners = { status: new Set(), error: new Set() };
   /** @type {Transport[]} the transports to try, in order */
   #order;
+  #auto = false; // the transport was not forced
+  /** @type {boolean | null} whether the token option gave a token, last time it was asked (null: not asked yet) */
+  #hasToken;
   #level = 0; // index in #order of the transport in use
   /** @type {Link | null} */
   #link = null;
@@ -116,12 +126,13 @@ export class Session {
       backoffBase: options.backoff?.base ?? 250,
       backoffCap: options.backoff?.cap ?? 10000,
     };
+    this.#hasToken = typeof this.#token === 'function' ? null : !!this.#token;
     const t = options.transport ?? 'auto';
+    this.#auto = t === 'auto';
     if (t === 'auto') this.#order = ORDER.filter((k) => k !== 'ws' || typeof this.#WS === 'function');
-    else if (ORDER.includes(/** @type {Transport} */ (t))) this.#order = [/** @type {Transport} */ (t)];
-    else throw new ViewsyncError('bad_request', `connect: unknown transport ${JSON.stringify(t)}; want ws, sse, longpoll, poll or auto`);
-    if (this.#order.length === 0) this.#order = ['sse'];
-    this.#status = { state: 'connecting', transport: this.#order[0] };
+    else if (Object.hasOwn(LINKS, t)) this.#order = [t];
+    else throw new ViewsyncError('bad_request', `connect: unknown transport ${JSON.stringify(t)}; want ws, sse, ndjson, longpoll, poll or auto`);
+    this.#status = { state: 'connecting', transport: this.#kind() };
     if (options.onStatus) this.on('status', options.onStatus);
     globalThis.addEventListener?.('online', this.#onOnline);
     for (const name of options.collections || []) this.collection(name);
@@ -247,6 +258,7 @@ export class Session {
    */
   async _token() {
     const t = typeof this.#token === 'function' ? await this.#token() : this.#token;
+    this.#hasToken = !!t;
     return t ? String(t) : '';
   }
 
@@ -335,9 +347,8 @@ export class Session {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#closed) return;
-    const kind = this.#order[this.#level];
-    const Link = { ws: WSLink, sse: SSELink, longpoll: LongPollLink, poll: PollLink }[kind];
-    const link = new Link(this);
+    const kind = this.#kind();
+    const link = new LINKS[kind](this);
     this.#link = link;
     this.#setStatus('connecting', kind);
     // Started after the current task, so that the views opened right after
@@ -346,6 +357,16 @@ export class Session {
       if (this.#link !== link) return;
       Promise.resolve(link.start()).catch((e) => this._linkDown(link, { error: e instanceof ViewsyncError ? e : null }));
     });
+  }
+
+  /**
+   * #kind is the transport to try now: in place of SSE, NDJSON when there
+   * is a token (the stream made for fetch and its Authorization header).
+   * @returns {Transport}
+   */
+  #kind() {
+    const k = this.#order[this.#level];
+    return this.#auto && k === 'sse' && (this.#hasToken ?? true) ? 'ndjson' : k;
   }
 
   /**

@@ -1,7 +1,6 @@
 // The Server-Sent Events transport: one event stream per collection.
-import { CODE_STATUS, ViewsyncError } from './errors.js';
-import { HTTPLink } from './http.js';
-import { backoff, noop, parseCursor, sleep } from './util.js';
+import { StreamLink } from './stream.js';
+import { parseCursor } from './util.js';
 
 /**
  * SSEParser reads a text/event-stream as the HTML standard defines it:
@@ -80,103 +79,48 @@ export class SSEParser {
 }
 
 /**
- * SSELink: one event stream per collection (the contract's /events is per
- * collection), read with fetch() and our own parser rather than
- * EventSource: it sends the token as an Authorization header (not in the
- * URL, where logs keep it) and Last-Event-ID from the view's cursor on every
- * reconnect, sees status codes and error bodies, and reconnects under the
- * session's jittered backoff instead of EventSource's fixed retry.
+ * SSELink follows each view over its collection's Server-Sent Events
+ * (GET …/events, one stream per collection as the contract has it), with
+ * the view's cursor as Last-Event-ID. See StreamLink for how a stream is
+ * read and reopened.
  */
-export class SSELink extends HTTPLink {
+export class SSELink extends StreamLink {
   /** @returns {'sse'} */
   get kind() { return 'sse'; }
 
+  // The server writes a retry hint at once.
+  get _greets() { return true; }
+
   /**
    * @param {import('./view.js').View<any>} v
-   * @param {AbortSignal} signal
+   * @param {import('./http.js').Cursor | null} cur
    */
-  async _run(v, signal) {
-    const o = this._s._opts;
-    let resyncs = 0;
-    for (;;) {
-      const began = Date.now();
-      const cur = v._cursor();
-      const path = `/v1/collections/${v.name}/events`;
-      /** @type {Record<string, string>} */
-      const headers = { Accept: 'text/event-stream' };
-      if (cur) headers['Last-Event-ID'] = `${cur.epoch}:${cur.after}`;
-      const ac = new AbortController();
-      /** @type {ReadableStreamDefaultReader<Uint8Array> | null} */
-      let reader = null;
-      // Cancel the body too: not every fetch ties it to the signal.
-      const abort = () => { ac.abort(); reader?.cancel().catch(noop); };
-      signal.addEventListener('abort', abort, { once: true });
-      let watchdog = setTimeout(abort, o.openTimeout);
-      let resync = false;
-      try {
-        const res = await this._s._fetch('GET', path, { headers, signal: ac.signal });
-        await this._check(res, `GET ${path}`);
-        const ct = res.headers.get('Content-Type') || '';
-        if (!ct.startsWith('text/event-stream') || !res.body?.getReader) {
-          throw Object.assign(new ViewsyncError('bad_response', `GET ${path}: not an event stream`, res.status), { transport: true });
-        }
-        reader = res.body.getReader();
-        const dec = new TextDecoder();
-        const parser = new SSEParser((e) => {
-          if (resync) return;
-          if (e.type === 'error') {
-            // The server ends the stream (an expired token): say why and
-            // reopen at once from the cursor, with a fresh token.
-            let m = null;
-            try { m = JSON.parse(e.data)?.error; } catch { /* not JSON */ }
-            const code = m?.code || 'unavailable';
-            this._s._emit('error', new ViewsyncError(code, m?.message || 'stream ended by the server', CODE_STATUS[code] ?? 0));
-            resync = true;
-            return;
-          }
-          if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit') return;
-          let m;
-          try { m = JSON.parse(e.data); } catch { return; }
-          m.type = e.type;
-          if (e.type === 'commit') m.epoch = parseCursor(e.id)?.epoch ?? m.epoch;
-          const st = v._apply(m);
-          if (st === 'gap' || st === 'epoch') resync = true;
-        });
-        let gotBytes = false;
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          clearTimeout(watchdog);
-          // The server writes a retry hint at once and pings an idle
-          // stream: silence this long means a dead connection or a proxy
-          // holding the stream back.
-          watchdog = setTimeout(abort, o.idleTimeout);
-          if (!gotBytes) { gotBytes = true; this._up(); }
-          parser.push(dec.decode(value, { stream: true }));
-          if (resync) { abort(); break; }
-        }
-        if (!resync) {
-          if (signal.aborted) return;
-          // A stream that ends before its first byte was held back: a
-          // transport problem; one that ends later is reconnected.
-          throw Object.assign(new ViewsyncError('network', `GET ${path}: stream ended`, 0), { transport: !gotBytes });
-        }
-      } catch (e) {
-        if (signal.aborted) return;
-        if (!resync) {
-          if (e?.name === 'AbortError') throw Object.assign(new ViewsyncError('timeout', `GET ${path}: no data for too long`, 0), { transport: !this._proven });
-          if (e?.code === 'network' && !this._proven) e.transport = true;
-          throw e;
-        }
-      } finally {
-        clearTimeout(watchdog);
-        signal.removeEventListener('abort', abort);
+  _request(v, cur) {
+    /** @type {Record<string, string>} */
+    const headers = { Accept: 'text/event-stream' };
+    if (cur) headers['Last-Event-ID'] = `${cur.epoch}:${cur.after}`;
+    return { path: `/v1/collections/${v.name}/events`, headers, type: 'text/event-stream' };
+  }
+
+  /** @param {(m: import('./stream.js').StreamMessage) => void} onMessage */
+  _decoder(onMessage) {
+    return new SSEParser((e) => {
+      if (e.type === 'error') {
+        /** @type {any} */
+        let m = null;
+        try { m = JSON.parse(e.data)?.error; } catch { /* not JSON */ }
+        onMessage({ type: 'error', code: m?.code, message: m?.message });
+        return;
       }
-      // A gap: reopen this stream from the cursor, at once unless gaps
-      // keep coming.
-      resyncs = Date.now() - began > 5000 ? 0 : resyncs + 1;
-      if (resyncs > 1) await sleep(backoff(resyncs, o.backoffBase, o.backoffCap), signal);
-      if (signal.aborted) return;
-    }
+      if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit') return; // a ping is a comment
+      /** @type {any} */
+      let m;
+      try { m = JSON.parse(e.data); } catch { return; }
+      if (!m || typeof m !== 'object') return;
+      m.type = e.type;
+      // A commit event's data has no epoch: its id (the cursor) has.
+      if (e.type === 'commit') m.epoch = parseCursor(e.id)?.epoch ?? m.epoch;
+      onMessage(m);
+    });
   }
 }

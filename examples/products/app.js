@@ -4,8 +4,8 @@
 import { connect, bindTable } from '/viewsync.js';
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
-const TRANSPORTS = ['ws', 'sse', 'longpoll', 'poll'];
-const LABELS = { ws: 'WebSocket', sse: 'SSE', longpoll: 'long-poll', poll: 'poll' };
+const TRANSPORTS = ['ws', 'sse', 'ndjson', 'longpoll', 'poll'];
+const LABELS = { ws: 'WebSocket', sse: 'SSE', ndjson: 'NDJSON', longpoll: 'long-poll', poll: 'poll' };
 const MAX_LOG = 100;
 
 const wanted = new URLSearchParams(location.search).get('transport');
