@@ -1,6 +1,7 @@
-// Package metrics exports viewsync's measurements to Prometheus. It adapts
-// the hub's viewsync.Metrics and the HTTP API's httpapi.Observer, keeping
-// the Prometheus client out of the core packages.
+// Package metrics exports viewsync's measurements to Prometheus. A
+// Prometheus is the hub's viewsync.Metrics and the HTTP API's
+// httpapi.Options.Observer, keeping the Prometheus client out of the core
+// packages; it depends on neither.
 //
 // Caveats: the per-collection version gauge has one series per collection
 // written since start; deployments with very many collections should expect
@@ -16,9 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/limit"
-	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
 // Prometheus records viewsync's metrics in a Prometheus registry.
@@ -33,11 +32,6 @@ type Prometheus struct {
 	visible   *prometheus.HistogramVec
 	denied    *prometheus.CounterVec
 }
-
-var (
-	_ viewsync.Metrics = (*Prometheus)(nil)
-	_ httpapi.Observer = (*Prometheus)(nil)
-)
 
 // New returns metrics registered in a new registry, along with the Go
 // runtime and process collectors.
@@ -85,7 +79,7 @@ func New() *Prometheus {
 	return p
 }
 
-// Committed implements viewsync.Metrics.
+// Committed implements viewsync.Metrics: it counts a durable commit.
 func (p *Prometheus) Committed(collection string, ops int, version uint64, took time.Duration) {
 	p.commits.Inc()
 	p.ops.Add(float64(ops))
@@ -93,15 +87,21 @@ func (p *Prometheus) Committed(collection string, ops int, version uint64, took 
 	p.versions.WithLabelValues(collection).Set(float64(version))
 }
 
-// Visible implements viewsync.Metrics.
+// Visible implements viewsync.Metrics: it observes a commit→visible time.
 func (p *Prometheus) Visible(collection string, took time.Duration) {
 	p.visible.WithLabelValues(collection).Observe(took.Seconds())
 }
 
+// Lagger counts, per collection, the clients behind by more than a
+// threshold; *viewsync.Hub is one.
+type Lagger interface {
+	Lagging(threshold time.Duration) map[string]int
+}
+
 // TrackLagging exports viewsync_clients_lagging{collection}: the clients
-// whose first unrendered commit is older than threshold, computed at each
-// scrape.
-func (p *Prometheus) TrackLagging(hub *viewsync.Hub, threshold time.Duration) {
+// whose first unrendered commit is older than threshold, computed from hub
+// at each scrape.
+func (p *Prometheus) TrackLagging(hub Lagger, threshold time.Duration) {
 	p.reg.MustRegister(&laggingCollector{hub: hub, threshold: threshold})
 }
 
@@ -110,7 +110,7 @@ var laggingDesc = prometheus.NewDesc("viewsync_clients_lagging",
 	[]string{"collection"}, nil)
 
 type laggingCollector struct {
-	hub       *viewsync.Hub
+	hub       Lagger
 	threshold time.Duration
 }
 
@@ -138,7 +138,7 @@ func (p *Prometheus) TrackHistoryMemory(m *limit.Memory) {
 	)
 }
 
-// ObserveRequest implements httpapi.Observer.
+// ObserveRequest counts and times a request, as httpapi.Observer asks.
 func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration) {
 	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	p.reqDur.WithLabelValues(route).Observe(took.Seconds())
