@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// Frame is one commit, encoded once per wire format and shared by every
-// subscriber. Frames are immutable once made.
+// Frame is one commit, encoded once as JSON and once per wire format that
+// asks for it (Encoding), and shared by every subscriber. Frames are
+// immutable once made.
 type Frame struct {
 	// Collection and Epoch name the history the commit belongs to.
 	Collection string
@@ -23,30 +24,43 @@ type Frame struct {
 	// json is the commit's JSON, {"version":…,"at":…,"ops":[…]}.
 	json []byte
 
-	sseOnce sync.Once
-	sse     []byte
-	wsOnce  sync.Once
-	// ws is the WebSocket frame: wsHeader bytes of header, then the
-	// message.
-	ws       []byte
-	wsHeader int
+	// encs holds the encodings made so far; it is replaced, never
+	// changed, when one is added, under mu.
+	encs atomic.Pointer[[]encoding]
+	mu   sync.Mutex
+}
+
+// An Encoder encodes commits in one wire format (an event of Server-Sent
+// Events, a WebSocket frame, a line of JSON). Encoders are compared with
+// ==, as the keys of a frame's encodings: two equal encoders must encode
+// alike, and an encoder's dynamic type must be comparable. An empty struct
+// type per format is the simplest such encoder.
+type Encoder interface {
+	// EncodeFrame returns f in the encoder's format.
+	EncodeFrame(f *Frame) []byte
+}
+
+// encoding is a frame's encoding by one encoder.
+type encoding struct {
+	enc Encoder
+	b   []byte
 }
 
 // frameOverhead approximates a frame's memory beyond its encodings, for the
 // byte bound of a topic's buffer.
 const frameOverhead = 256
 
-// NewFrame encodes c. Collection and epoch must be valid (they are written
-// into the encodings without escaping), and c's values compact JSON, as
-// every stored commit's are (others are compacted here). It fails only
-// for values that are not JSON.
+// NewFrame encodes c. Collection and epoch must be valid (encoders write
+// them without escaping), and c's values compact JSON, as every stored
+// commit's are (others are compacted here). It fails only for values that
+// are not JSON.
 func NewFrame(collection, epoch string, c protocol.Commit) (*Frame, error) {
 	enc, copied := c, false
 	for i, op := range c.Ops {
 		if len(op.Value) == 0 || protocol.IsCompact(op.Value) {
 			continue
 		}
-		// Not as stored commits are: compact a copy, so that an event
+		// Not as stored commits are: compact a copy, so that an encoding
 		// stays on one line.
 		if !copied {
 			enc.Ops, copied = slices.Clone(c.Ops), true
@@ -73,80 +87,43 @@ func commitSize(c protocol.Commit) int {
 // Version returns the commit's version.
 func (f *Frame) Version() uint64 { return f.Commit.Version }
 
-// JSON returns the commit as the contract encodes it. Values are written as
-// stored (encoding/json would escape <, > and & in them; both are the same
-// JSON).
+// JSON returns the commit as the contract encodes it: compact, on one
+// line. Values are written as stored (encoding/json would escape <, > and
+// & in them; both are the same JSON).
 func (f *Frame) JSON() []byte { return f.json }
 
-// SSE returns the commit as one Server-Sent Event, encoded once and kept
-// for every subscriber:
-//
-//	id: EPOCH:VERSION
-//	event: commit
-//	data: {"version":…,"at":…,"ops":[…]}
-func (f *Frame) SSE() []byte {
-	f.sseOnce.Do(func() {
-		b := f.AppendSSEHead(make([]byte, 0, len(f.json)+len(f.Epoch)+48))
-		b = append(b, f.json...)
-		f.sse = append(b, SSETail...)
-	})
-	return f.sse
+// Encoding returns the commit as enc encodes it. The first call for an
+// encoder encodes it, once, however many subscribers ask at the same time;
+// later calls return the same bytes, which the caller must not change.
+func (f *Frame) Encoding(enc Encoder) []byte {
+	if b, ok := f.encoding(enc); ok {
+		return b
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.encoding(enc); ok {
+		return b
+	}
+	b := enc.EncodeFrame(f)
+	var encs []encoding
+	if p := f.encs.Load(); p != nil {
+		encs = *p
+	}
+	encs = append(encs[:len(encs):len(encs)], encoding{enc, b})
+	f.encs.Store(&encs)
+	return b
 }
 
-// AppendSSEHead appends the lines of the commit's event before its data:
-// the event is the head, then JSON, then SSETail. A transport writing a
-// frame once (a page read for one subscriber) writes the three without
-// building the event, so that the commit's values are not copied.
-func (f *Frame) AppendSSEHead(b []byte) []byte {
-	b = append(b, "id: "...)
-	b = append(b, f.Epoch...)
-	b = append(b, ':')
-	b = strconv.AppendUint(b, f.Commit.Version, 10)
-	return append(b, "\nevent: commit\ndata: "...)
-}
-
-// SSETail ends a commit's event, after its JSON.
-var SSETail = []byte("\n\n")
-
-// WS returns the commit as one WebSocket message:
-// {"type":"commit","collection":…,"epoch":…,"version":…,"at":…,"ops":[…]}.
-func (f *Frame) WS() []byte {
-	b := f.WSFrame()
-	return b[f.wsHeader:]
-}
-
-// WSFrame returns the WebSocket message of WS as a whole frame, header
-// included, ready to be written to any client's connection; it is encoded
-// once and kept for every subscriber.
-func (f *Frame) WSFrame() []byte {
-	f.wsOnce.Do(func() {
-		b := f.AppendWSHead(make([]byte, 0, protocol.WSFrameHeaderLen(f.wsLen())+f.wsLen()))
-		f.wsHeader = len(b) - (f.wsLen() - (len(f.json) - 1))
-		f.ws = append(b, f.json[1:]...) // the commit's fields, after its '{'
-	})
-	return f.ws
-}
-
-// AppendWSHead appends the WebSocket frame of WSFrame up to the commit's
-// fields: the frame header, then {"type":"commit","collection":…,"epoch":…,
-// — the frame is the head, then WSBody. Like AppendSSEHead, it is for
-// writing a frame once without copying the commit's values.
-func (f *Frame) AppendWSHead(b []byte) []byte {
-	b = protocol.AppendWSFrameHeader(b, f.wsLen())
-	b = append(b, `{"type":"commit","collection":"`...)
-	b = append(b, f.Collection...)
-	b = append(b, `","epoch":"`...)
-	b = append(b, f.Epoch...)
-	return append(b, `",`...)
-}
-
-// WSBody is the rest of the WebSocket frame after AppendWSHead: the
-// commit's fields, shared, not a copy.
-func (f *Frame) WSBody() []byte { return f.json[1:] }
-
-// wsLen is the length of the WebSocket message.
-func (f *Frame) wsLen() int {
-	return len(`{"type":"commit","collection":"`) + len(f.Collection) + len(`","epoch":"`) + len(f.Epoch) + len(`",`) + len(f.json) - 1
+// encoding returns enc's encoding of f if it was made.
+func (f *Frame) encoding(enc Encoder) ([]byte, bool) {
+	if p := f.encs.Load(); p != nil {
+		for _, e := range *p {
+			if e.enc == enc {
+				return e.b, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // size is the frame's share of a topic's byte bound.

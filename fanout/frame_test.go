@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -36,6 +35,18 @@ var frameCommit = protocol.Commit{
 // frameJSON is frameCommit as the contract encodes it: compact, on one line.
 const frameJSON = `{"version":42,"at":"2024-05-06T07:08:09.123Z","ops":[{"op":"put","id":"a","value":{"x":1,"s":"l1\nl2"}},{"op":"delete","id":"b"}]}`
 
+// tagEncoder is a wire format for the tests: the commit's JSON after a
+// tag. It counts its encodings.
+type tagEncoder struct {
+	tag   string
+	calls *atomic.Int32
+}
+
+func (e tagEncoder) EncodeFrame(f *fanout.Frame) []byte {
+	e.calls.Add(1)
+	return append([]byte(e.tag), f.JSON()...)
+}
+
 func TestFrameEncodings(t *testing.T) {
 	f, err := fanout.NewFrame("products", "E-1_x", frameCommit)
 	if err != nil {
@@ -55,43 +66,24 @@ func TestFrameEncodings(t *testing.T) {
 	if string(f.JSON()) != frameJSON {
 		t.Errorf("JSON() = %s\nwant %s", f.JSON(), frameJSON)
 	}
-
-	wantSSE := "id: E-1_x:42\nevent: commit\ndata: " + frameJSON + "\n\n"
-	if got := string(f.SSE()); got != wantSSE {
-		t.Errorf("SSE() = %q\nwant %q", got, wantSSE)
-	}
-	// One event: three field lines and the blank line ending it, whatever
-	// the value's whitespace was.
-	if n := strings.Count(string(f.SSE()), "\n"); n != 4 {
-		t.Errorf("SSE() has %d newlines, want 4", n)
+	// One line, whatever the value's whitespace was.
+	if bytes.ContainsAny(f.JSON(), "\r\n") {
+		t.Errorf("JSON() spans lines: %q", f.JSON())
 	}
 
-	wantWS := `{"type":"commit","collection":"products","epoch":"E-1_x",` + frameJSON[1:]
-	if got := string(f.WS()); got != wantWS {
-		t.Errorf("WS() = %s\nwant %s", got, wantWS)
+	// Each encoder's encoding is made once; later calls return the same
+	// bytes, not a copy, and other encoders get their own.
+	var calls atomic.Int32
+	a, b := tagEncoder{"a:", &calls}, tagEncoder{"b:", &calls}
+	a1, b1 := f.Encoding(a), f.Encoding(b)
+	if string(a1) != "a:"+frameJSON || string(b1) != "b:"+frameJSON {
+		t.Errorf("Encoding = %s and %s", a1, b1)
 	}
-	var msg struct {
-		Type       string        `json:"type"`
-		Collection string        `json:"collection"`
-		Epoch      string        `json:"epoch"`
-		Version    uint64        `json:"version"`
-		At         time.Time     `json:"at"`
-		Ops        []protocol.Op `json:"ops"`
+	if unsafe.SliceData(a1) != unsafe.SliceData(f.Encoding(a)) || unsafe.SliceData(b1) != unsafe.SliceData(f.Encoding(b)) {
+		t.Error("Encoding encodes again on every call")
 	}
-	dec := json.NewDecoder(bytes.NewReader(f.WS()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&msg); err != nil {
-		t.Fatalf("WS() is not a valid message: %v", err)
-	}
-	if msg.Type != "commit" || msg.Collection != "products" || msg.Epoch != "E-1_x" || msg.Version != 42 ||
-		!msg.At.Equal(frameCommit.At) || len(msg.Ops) != 2 || msg.Ops[1].Op != protocol.OpDelete || msg.Ops[1].ID != "b" || string(msg.Ops[0].Value) != `{"x":1,"s":"l1\nl2"}` {
-		t.Errorf("WS() decodes to %+v", msg)
-	}
-
-	// Encoded once: later calls return the same bytes, not a copy.
-	sse1, ws1 := f.SSE(), f.WS()
-	if unsafe.SliceData(sse1) != unsafe.SliceData(f.SSE()) || unsafe.SliceData(ws1) != unsafe.SliceData(f.WS()) {
-		t.Error("SSE() or WS() encodes again on every call")
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d encodings for two encoders", n)
 	}
 }
 
@@ -100,27 +92,33 @@ func TestFrameEncodesOnceUnderConcurrency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var calls atomic.Int32
+	encs := []fanout.Encoder{tagEncoder{"a:", &calls}, tagEncoder{"b:", &calls}, tagEncoder{"c:", &calls}}
 	const n = 16
-	sse := make([]*byte, n)
-	ws := make([]*byte, n)
+	got := make([][]*byte, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			if i%2 == 0 {
-				sse[i], ws[i] = unsafe.SliceData(f.SSE()), unsafe.SliceData(f.WS())
-			} else {
-				ws[i], sse[i] = unsafe.SliceData(f.WS()), unsafe.SliceData(f.SSE())
+			got[i] = make([]*byte, len(encs))
+			for j := range encs {
+				k := (i + j) % len(encs) // each goroutine in another order
+				got[i][k] = unsafe.SliceData(f.Encoding(encs[k]))
 			}
 		})
 	}
 	close(start)
 	wg.Wait()
 	for i := 1; i < n; i++ {
-		if sse[i] != sse[0] || ws[i] != ws[0] {
-			t.Fatalf("goroutine %d got its own encoding", i)
+		for k := range encs {
+			if got[i][k] != got[0][k] {
+				t.Fatalf("goroutine %d got its own encoding %d", i, k)
+			}
 		}
+	}
+	if c := calls.Load(); c != int32(len(encs)) {
+		t.Fatalf("%d encodings by %d encoders", c, len(encs))
 	}
 }
 
@@ -370,26 +368,5 @@ func TestPublishWithoutSubscribers(t *testing.T) {
 	s := subscribe(t, b, &protocol.Cursor{Epoch: aps[0].Epoch, Version: 99})
 	if ev := next(t, s); ev.Kind != fanout.EventCommits || fmt.Sprint(versions(ev.Frames)) != "[100 101]" {
 		t.Errorf("resume at 99: %s, want commits 100..101", describe(ev))
-	}
-}
-
-// TestWSFrame: the WebSocket frame is a final text frame whose payload is
-// exactly the WS message, for short and long commits alike.
-func TestWSFrame(t *testing.T) {
-	for _, size := range []int{10, 200, 70_000} {
-		c := frameCommit
-		c.Ops = []protocol.Op{{Op: protocol.OpPut, ID: "k", Value: json.RawMessage(strconv.Quote(strings.Repeat("x", size)))}}
-		f, err := fanout.NewFrame("products", "E", c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fr, msg := f.WSFrame(), f.WS()
-		hdr := protocol.AppendWSFrameHeader(nil, len(msg))
-		if !bytes.Equal(fr, append(hdr, msg...)) {
-			t.Fatalf("value of %d bytes: frame is not header(%d) + message", size, len(msg))
-		}
-		if !json.Valid(msg) || !bytes.HasPrefix(msg, []byte(`{"type":"commit","collection":"products","epoch":"E",`)) {
-			t.Fatalf("message %.80s", msg)
-		}
 	}
 }

@@ -19,21 +19,15 @@
 // and epoch query parameters. Without any cursor the stream starts with a
 // reset.
 //
-// The flow: the hub's fanout topic encodes each commit once (the frame's
-// SSE bytes are shared by every subscriber). On HTTP/1.1 the handler
-// hijacks the connection, writes the response head and whatever the client
-// is behind (a reset, a catch-up, pages of commits), and hands the
-// connection to its collection's pump: a few goroutines (one per 512
-// streams) wait for the topic to change and write each stream the commits
-// after its cursor in one non-blocking writev. An idle or current stream
-// holds no goroutine and no buffer — about 3 KiB in all — and a client that
-// hangs up is noticed at once (epoll, on Linux; elsewhere at the next
-// write). A stream whose socket is full, or that fell behind the buffer,
-// gets a goroutine of its own until it is current again, writing under
-// Options.WriteTimeout. The response has no chunked encoding: it says
-// Connection: close and ends when the connection does. Over HTTP/2 (or a
-// ResponseWriter that cannot be hijacked) each stream is served by its
-// handler goroutine instead, flushing through the ResponseWriter.
+// The handler is a handshake and an encoder over the push machinery
+// (package transport/internal/push) that every push transport shares: each
+// commit's event is encoded once and written to every current stream by
+// its collection's pump, without a goroutine per stream on HTTP/1.1 (the
+// connection is hijacked; the response says Connection: close and has no
+// chunked encoding); a stream that is behind, or whose socket is full, gets
+// a goroutine of its own until it is current, writing under
+// Options.WriteTimeout. Over HTTP/2 each stream is served by its handler
+// goroutine, flushing through the ResponseWriter.
 //
 // A client too slow for the topic's bounded buffer gets one catch-up
 // instead of its backlog; a client whose writes block longer than

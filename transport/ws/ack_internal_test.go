@@ -85,7 +85,7 @@ func TestAckRecorded(t *testing.T) {
 	if got := s.acked.Load(); got != 3 {
 		t.Fatalf("acked %d, want 3", got)
 	}
-	if got := s.sent.Load(); got != 3 {
+	if got := s.p.Sent(); got != 3 {
 		t.Fatalf("sent %d, want 3", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/transport/internal/push"
 )
 
 // conn is one WebSocket connection. No goroutine waits on it while it is
@@ -72,12 +73,11 @@ type conn struct {
 	// bad counts bad messages; the reader's alone (one reads at a time).
 	bad int
 
-	// lastWrite is when data last went to the client (unix nanoseconds);
-	// pingSent when the unanswered ping went (0: none), lastRead when the
-	// client last sent something, a pong included.
-	lastWrite atomic.Int64
-	pingSent  atomic.Int64
-	lastRead  atomic.Int64
+	// pingSent is when the unanswered ping went (unix nanoseconds; 0:
+	// none), lastRead when the client last sent something, a pong
+	// included. When data last went to the client, the sock knows.
+	pingSent atomic.Int64
+	lastRead atomic.Int64
 
 	closeOnce sync.Once
 	// peerGone is closed once nothing more will be read from the client:
@@ -122,9 +122,7 @@ func newConn(h *Handler, s *sock, pr auth.Principal, addr, remote string) *conn 
 		callSlots: make(chan struct{}, maxConcurrentCalls),
 		peerGone:  make(chan struct{}),
 	}
-	now := time.Now().UnixNano()
-	c.lastWrite.Store(now)
-	c.lastRead.Store(now)
+	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
 
@@ -166,12 +164,12 @@ func (c *conn) read(ready bool) {
 // something. It reports false when the connection cannot be watched; true
 // too once the connection is no longer read (finish).
 func (c *conn) watch() bool {
-	if c.sock.raw == nil {
+	if c.sock.Raw() == nil {
 		return false
 	}
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
-	return c.unwatched || c.h.readable.Watch(c.sock.raw, c.readable)
+	return c.unwatched || c.h.readable.Watch(c.sock.Raw(), c.readable)
 }
 
 // close asks the connection to end with st; the first request wins. The
@@ -195,7 +193,7 @@ func (c *conn) noMoreReads() {
 // connection before calling end.
 func (c *conn) finish(st closeStatus) {
 	if !st.cut {
-		if c.sock.write(nil, closeFrame(st)) == nil {
+		if c.sock.WriteBuffers(nil, closeFrame(st)) == nil {
 			t := time.NewTimer(closeWait)
 			select {
 			case <-c.peerGone:
@@ -206,8 +204,8 @@ func (c *conn) finish(st closeStatus) {
 	}
 	c.watchMu.Lock()
 	c.unwatched = true
-	if c.sock.raw != nil {
-		c.h.readable.Unwatch(c.sock.raw)
+	if c.sock.Raw() != nil {
+		c.h.readable.Unwatch(c.sock.Raw())
 	}
 	c.watchMu.Unlock()
 	c.sock.Close()
@@ -256,11 +254,10 @@ func (c *conn) writeFrame(skip func() bool, payload []byte) bool {
 		return false
 	}
 	header := protocol.AppendWSFrameHeader(make([]byte, 0, 10), len(payload))
-	if err := c.sock.write(skip, header, payload); err != nil {
+	if err := c.sock.WriteBuffers(skip, header, payload); err != nil {
 		c.writeFailed(err, len(header)+len(payload))
 		return false
 	}
-	c.lastWrite.Store(time.Now().UnixNano())
 	return true
 }
 
@@ -296,22 +293,20 @@ func (c *conn) keepAlive(now time.Time) {
 			return
 		}
 	}
-	if n-c.lastWrite.Load() < int64(c.h.opts.PingInterval) || c.pingSent.Load() != 0 {
+	if now.Sub(c.sock.LastWrite()) < c.h.opts.PingInterval || c.pingSent.Load() != 0 {
 		return
 	}
-	switch res, err := c.sock.tryWrite(nil, [][]byte{protocol.WSPingFrame}); res {
-	case written:
+	switch res, err := c.sock.TryWrite(nil, [][]byte{protocol.WSPingFrame}); res {
+	case push.Written:
 		c.pingSent.Store(n)
-		c.lastWrite.Store(n)
-	case partial:
+	case push.Partial:
 		c.pingSent.Store(n)
-		c.lastWrite.Store(n)
 		c.spawn(func() {
-			if err := c.sock.flush(); err != nil {
+			if err := c.sock.Flush(); err != nil {
 				c.writeFailed(err, len(protocol.WSPingFrame))
 			}
 		})
-	case failed:
+	case push.Failed:
 		c.writeFailed(err, len(protocol.WSPingFrame))
 	}
 }

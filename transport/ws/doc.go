@@ -12,9 +12,10 @@
 // sent; a call runs in its own goroutine, at most 16 at a time per
 // connection. A subscription that is behind (its first reset, a catch-up,
 // pages of history) has a goroutine of its own until it is current; then
-// it waits in its collection's pump (package transport/internal/live),
-// whose few goroutines write each commit's frame — framed once for every
-// subscriber — to every current subscription in one non-blocking writev;
+// it waits in its collection's pump (package transport/internal/push,
+// which every push transport shares), whose few goroutines write each
+// commit's frame — framed once for every subscriber — to every current
+// subscription in one non-blocking writev;
 // when commits come fast to many subscribers, several go out in one write
 // (Options.FlushInterval).
 // An idle connection costs its socket, its subscriptions and a few hundred

@@ -289,7 +289,7 @@ func (c *conn) ack(ctx context.Context, m *protocol.AckMessage) {
 		c.answerError(ctx, "", fmt.Errorf("%w: ack for %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
 		return
 	}
-	if sent := s.sent.Load(); m.Version > sent {
+	if sent := s.p.Sent(); m.Version > sent {
 		c.answerError(ctx, "", fmt.Errorf("%w: ack of version %d of %q, ahead of the version %d sent", viewsync.ErrInvalid, m.Version, m.Collection, sent))
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -14,34 +13,23 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
-	"github.com/viewsync/viewsync/transport/internal/live"
+	"github.com/viewsync/viewsync/transport/internal/push"
 )
 
-// subscription follows one collection for a connection. While it is
-// current it waits in the collection's pump (package live), which writes
-// each commit's frame without blocking; while it is behind — its first
-// reset, a catch-up, pages of history, or a socket too full — a goroutine
-// of its own (catchUp) writes under the write timeout, and returns it to
-// the pump once it is current.
+// subscription follows one collection for a connection: a push.Sub,
+// which waits in the collection's pump while it is current and has a
+// goroutine of its own (the connection's) while it is behind — its first
+// reset, a catch-up, pages of history, or a socket too full.
 type subscription struct {
-	member live.Member
-
 	c    *conn
 	name string
-	sub  *fanout.Subscription
+	p    *push.Sub
 
-	// stopped is set by stop, under the socket's write lock: nothing of
-	// the subscription is written after the server has read the
-	// unsubscribe (or the replacing subscribe).
-	stopped atomic.Bool
-	// sent is the version of the latest message written to the client;
-	// an ack may not be ahead of it.
-	sent atomic.Uint64
 	// acked is the version the client last acknowledged having rendered.
 	acked atomic.Uint64
 }
 
-var _ live.Stream = (*subscription)(nil)
+var _ push.Owner = (*subscription)(nil)
 
 // subscription returns the connection's subscription to name, or nil.
 func (c *conn) subscription(name string) *subscription {
@@ -84,14 +72,15 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	if old != nil {
 		old.stop()
 	}
-	s := &subscription{c: c, name: m.Collection, sub: fs}
+	s := &subscription{c: c, name: m.Collection}
+	s.p = push.NewSub(fs, c.sock.Sock, encoder{}, &c.h.pumps, m.Collection, s)
 	c.mu.Lock()
 	if c.subs == nil {
 		c.subs = map[string]*subscription{}
 	}
 	c.subs[m.Collection] = s
 	c.mu.Unlock()
-	c.spawn(s.catchUp)
+	c.spawn(s.p.Run)
 }
 
 // unsubscribe stops a subscription.
@@ -109,172 +98,41 @@ func (c *conn) unsubscribe(ctx context.Context, m *protocol.UnsubscribeMessage) 
 }
 
 // stop ends the subscription: nothing of it is written once stop returns.
-func (s *subscription) stop() {
-	s.c.sock.mu.Lock()
-	s.stopped.Store(true)
-	s.c.sock.mu.Unlock()
-	s.c.h.pumps.Remove(s)
-	s.sub.Close()
+func (s *subscription) stop() { s.p.Stop() }
+
+// Go implements push.Owner: the connection waits for the goroutine.
+func (s *subscription) Go(f func()) bool { return s.c.spawn(f) }
+
+// Context implements push.Owner: the connection's.
+func (s *subscription) Context() (context.Context, context.CancelFunc) {
+	return s.c.ctx, func() {}
 }
 
-func (s *subscription) isStopped() bool { return s.stopped.Load() }
+// Closing implements push.Owner.
+func (s *subscription) Closing() bool { return s.c.ctx.Err() != nil }
 
-// Changed implements live.Stream.
-func (s *subscription) Changed() <-chan struct{} { return s.sub.Changed() }
-
-// Member implements live.Stream.
-func (s *subscription) Member() *live.Member { return &s.member }
-
-// Tick implements live.Stream; keep-alives are the connection's.
+// Tick implements push.Owner; keep-alives are the connection's.
 func (s *subscription) Tick(time.Time) func() { return nil }
 
-// Sweep implements live.Stream: it writes the frames of the commits the
-// topic's buffer holds after the cursor, in one non-blocking writev.
-func (s *subscription) Sweep() (leave func()) {
-	if s.stopped.Load() || s.c.ctx.Err() != nil {
-		return func() {}
-	}
-	ev, err := s.sub.TryNext()
+// Ended implements push.Owner: quietly when the connection is closing;
+// with 1001 (going away) when the hub closed; with 1013 (try again later)
+// when history is busy; after a failed write, as the connection's writes
+// do. Otherwise the stream can no longer be trusted to be gap-free, so the
+// connection closes with 1011 and the client resumes from its cursor on a
+// new one.
+func (s *subscription) Ended(err error) {
+	var we *push.WriteError
 	switch {
-	case errors.Is(err, fanout.ErrWouldBlock):
-		return nil
-	case errors.Is(err, fanout.ErrBehind):
-		return s.behind(nil)
-	case err != nil:
-		return func() { s.ended(err) }
-	}
-	var stack [16][]byte
-	bufs := stack[:0]
-	for _, f := range ev.Frames {
-		bufs = append(bufs, f.WSFrame())
-	}
-	// Sent before it is written: the client may ack it as soon as it has
-	// it.
-	s.sent.Store(ev.Frames[len(ev.Frames)-1].Version())
-	res, err := s.c.sock.tryWrite(s.isStopped, bufs)
-	clear(bufs)
-	switch res {
-	case written:
-		s.c.lastWrite.Store(time.Now().UnixNano())
-		clear(ev.Frames)
-		return nil
-	case skipped:
-		return func() {}
-	case failed:
-		return func() { s.c.writeFailed(err, 0) }
-	case partial:
-		// The rest is pending on the socket; the catch-up goroutine
-		// flushes it under the write timeout.
-		clear(ev.Frames)
-		return s.behind(nil)
-	}
-	// busy: another write holds the socket; write these on our own.
-	frames := append([]*fanout.Frame(nil), ev.Frames...)
-	clear(ev.Frames)
-	return s.behind(frames)
-}
-
-// behind returns the leave function that moves s to its own goroutine,
-// writing frames first.
-func (s *subscription) behind(frames []*fanout.Frame) func() {
-	return func() { s.c.spawn(func() { s.catchUpFrom(frames) }) }
-}
-
-// catchUp brings the client up to date on the subscription's own
-// goroutine, then hands it to the pump.
-func (s *subscription) catchUp() { s.catchUpFrom(nil) }
-
-func (s *subscription) catchUpFrom(frames []*fanout.Frame) {
-	c := s.c
-	if err := c.sock.flush(); err != nil {
-		c.writeFailed(err, 0)
-		return
-	}
-	if len(frames) > 0 && !s.writeFrames(frames) {
-		return
-	}
-	for {
-		if s.stopped.Load() || c.ctx.Err() != nil {
-			return
-		}
-		ev, err := s.sub.NextNow(c.ctx)
-		switch {
-		case errors.Is(err, fanout.ErrWouldBlock):
-			c.h.pumps.Add(s.name, s) // does nothing once stopped
-			return
-		case err != nil:
-			s.ended(err)
-			return
-		}
-		switch ev.Kind {
-		case fanout.EventCommits:
-			ok := s.writeFrames(ev.Frames)
-			clear(ev.Frames)
-			if !ok {
-				return
-			}
-		case fanout.EventCatchUp:
-			b, err := protocol.EncodeCatchUp(ev.CatchUp)
-			if err != nil {
-				s.ended(err)
-				return
-			}
-			if !s.writeMessage(b, ev.CatchUp.Version) {
-				return
-			}
-		case fanout.EventReset:
-			b, err := protocol.EncodeReset(ev.Reset)
-			if err != nil {
-				s.ended(err)
-				return
-			}
-			if !s.writeMessage(b, ev.Reset.Version) {
-				return
-			}
-		}
-	}
-}
-
-// writeFrames writes commit frames, blocking, unless stopped: each frame's
-// head, then the commit's fields as the frame holds them, so that a page
-// read from the store for this client is written without a copy of its
-// values.
-func (s *subscription) writeFrames(frames []*fanout.Frame) bool {
-	heads := make([]byte, 0, 96*len(frames))
-	bufs := make([][]byte, 0, 2*len(frames))
-	for _, f := range frames {
-		start := len(heads)
-		heads = f.AppendWSHead(heads)
-		bufs = append(bufs, heads[start:len(heads):len(heads)], f.WSBody())
-	}
-	s.sent.Store(frames[len(frames)-1].Version())
-	if err := s.c.sock.write(s.isStopped, bufs...); err != nil {
-		s.c.writeFailed(err, 0)
-		return false
-	}
-	s.c.lastWrite.Store(time.Now().UnixNano())
-	return true
-}
-
-// writeMessage writes one message that brings the client to version.
-func (s *subscription) writeMessage(b []byte, version uint64) bool {
-	s.sent.Store(version)
-	return s.c.writeFrame(s.isStopped, b)
-}
-
-// ended handles the end of the fanout subscription: quietly when it was
-// stopped or the connection is closing; with 1001 (going away) when the hub
-// closed; otherwise the stream can no longer be trusted to be gap-free, so
-// the connection closes with 1011 and the client resumes from its cursor
-// on a new one.
-func (s *subscription) ended(err error) {
-	switch {
-	case s.stopped.Load() || s.c.ctx.Err() != nil:
+	case s.c.ctx.Err() != nil:
+	case errors.As(err, &we):
+		s.c.writeFailed(we.Err, 0)
 	case errors.Is(err, fanout.ErrClosed):
 		s.c.close(goingAway)
 	case errors.Is(err, fanout.ErrBusy):
 		// 1013 Try Again Later: the client resumes from its cursors.
 		s.c.close(closeStatus{code: statusTryAgainLater, reason: "too many clients reading history; resume later"})
+	case errors.Is(err, push.ErrRemoved):
+		// Stopped meanwhile.
 	default:
 		s.c.logger().Error("websocket subscription failed; connection closed", "collection", s.name, "err", err)
 		s.c.close(closeStatus{code: gws.StatusInternalServerError, reason: "subscription to " + s.name + " failed"})
@@ -285,8 +143,5 @@ func (s *subscription) ended(err error) {
 // registry: Try Again Later).
 const statusTryAgainLater = 1013
 
-// isTimeout reports whether err is a write deadline passing.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool { return push.IsTimeout(err) }

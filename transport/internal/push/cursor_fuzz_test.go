@@ -1,4 +1,4 @@
-package sse
+package push
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// FuzzCursorInput feeds parseCursor every Last-Event-ID header and after
+// FuzzCursorInput feeds ParseCursor every Last-Event-ID header and after
 // and epoch query parameter, given or not. It must never panic; what it
 // refuses must be a bad request, and what it accepts must be a valid cursor
 // that reads back the same when written out again, as an event id and as a
@@ -61,7 +61,7 @@ func FuzzCursorInput(f *testing.F) {
 		if lei != "" {
 			hdr = []string{lei}
 		}
-		cur, err := parseCursor(hdr, q.Encode())
+		cur, err := ParseCursor(hdr, q.Encode())
 		if err != nil {
 			if cur != nil {
 				t.Fatalf("error %v with cursor %+v", err, cur)
@@ -92,20 +92,20 @@ func FuzzCursorInput(f *testing.F) {
 			}
 		}
 		// Written out as an event id, it reads back the same.
-		back, err := parseCursor([]string{cur.String()}, "")
+		back, err := ParseCursor([]string{cur.String()}, "")
 		if err != nil || back == nil || *back != *cur {
 			t.Fatalf("id %q of %+v read back as %+v (%v)", cur.String(), *cur, back, err)
 		}
 		// Written out as a query, too.
 		q = url.Values{"after": {strconv.FormatUint(cur.Version, 10)}, "epoch": {cur.Epoch}}
-		back, err = parseCursor(nil, q.Encode())
+		back, err = ParseCursor(nil, q.Encode())
 		if err != nil || back == nil || *back != *cur {
 			t.Fatalf("query %q of %+v read back as %+v (%v)", q.Encode(), *cur, back, err)
 		}
 	})
 }
 
-// FuzzCursorQuery feeds parseCursor raw query strings: one that does not
+// FuzzCursorQuery feeds ParseCursor raw query strings: one that does not
 // parse, or gives after or epoch twice, is refused as a bad request even
 // when Last-Event-ID would win; any other gives the cursor its parsed
 // values give.
@@ -122,7 +122,7 @@ func FuzzCursorQuery(f *testing.F) {
 		if lei != "" {
 			hdr = []string{lei}
 		}
-		cur, err := parseCursor(hdr, raw)
+		cur, err := ParseCursor(hdr, raw)
 		q, qerr := url.ParseQuery(raw)
 		if qerr != nil || len(q["after"]) > 1 || len(q["epoch"]) > 1 {
 			if !errors.Is(err, protocol.ErrBadQuery) || viewsync.ErrorCode(err) != protocol.CodeBadRequest {
@@ -130,7 +130,7 @@ func FuzzCursorQuery(f *testing.F) {
 			}
 			return
 		}
-		want, werr := parseCursor(hdr, q.Encode())
+		want, werr := ParseCursor(hdr, q.Encode())
 		if (err == nil) != (werr == nil) || (cur == nil) != (want == nil) || cur != nil && *cur != *want {
 			t.Fatalf("query %q: %+v, %v; its parsed values give %+v, %v", raw, cur, err, want, werr)
 		}

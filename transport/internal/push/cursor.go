@@ -1,4 +1,4 @@
-package sse
+package push
 
 import (
 	"fmt"
@@ -7,14 +7,14 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// parseCursor returns the cursor a stream resumes from: the Last-Event-ID
+// ParseCursor returns the cursor a stream resumes from: the Last-Event-ID
 // header (its values as sent) when present and not empty, else the after
 // and epoch parameters of rawQuery, the request's query string. Both are
 // checked, so a malformed one is refused even when the other wins. A nil
 // cursor without error means none was given: the stream starts with a
 // reset. Errors wrap protocol.ErrBadCursor, or protocol.ErrBadQuery for a
 // query string that does not parse or gives after or epoch more than once.
-func parseCursor(lastEventID []string, rawQuery string) (*protocol.Cursor, error) {
+func ParseCursor(lastEventID []string, rawQuery string) (*protocol.Cursor, error) {
 	q, err := protocol.ParseQuery(rawQuery, "after", "epoch")
 	if err != nil {
 		return nil, err

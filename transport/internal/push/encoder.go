@@ -1,0 +1,100 @@
+package push
+
+import (
+	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/protocol"
+)
+
+// Encoder writes a wire format's messages. Its values must be comparable,
+// and equal when they encode alike (an empty struct type is simplest):
+// they key the encodings a commit's frame keeps for every subscriber.
+type Encoder interface {
+	// Commit appends to dst the head of commit f's message and returns
+	// dst, with what follows the head: body, which is f.JSON() or a part
+	// of it (shared, never copied), then tail. Written one after the
+	// other, they are the message.
+	Commit(dst []byte, f *fanout.Frame) (out, body, tail []byte)
+	// CatchUp returns the message of a compacted catch-up, in parts
+	// written one after the other.
+	CatchUp(cu *protocol.CatchUp) ([][]byte, error)
+	// Reset returns the message of a reset, in parts written one after
+	// the other.
+	Reset(s *protocol.Snapshot) ([][]byte, error)
+}
+
+// StreamEncoder is the Encoder of a Handler's streams, which carry one
+// collection each: it also writes their keep-alives and their ends.
+type StreamEncoder interface {
+	Encoder
+	// Ping returns the keep-alive message written to an idle stream.
+	Ping() []byte
+	// End returns the last message of a stream the server ends on its
+	// own, saying why, or nil to say nothing.
+	End(r EndReason) []byte
+}
+
+// EndReason says why the server ends a stream on its own.
+type EndReason int
+
+const (
+	// EndExpired: the client's token expired. It reconnects with a fresh
+	// token and resumes from its cursor.
+	EndExpired EndReason = iota
+	// EndBusy: the stream's read of history waited in vain for the history
+	// memory bound. The client resumes from its cursor later.
+	EndBusy
+	// EndClosing: the server is shutting down. The client resumes from its
+	// cursor, here or elsewhere.
+	EndClosing
+)
+
+// Code returns the contract's error code of r.
+func (r EndReason) Code() protocol.Code {
+	if r == EndExpired {
+		return protocol.CodeUnauthorized
+	}
+	return protocol.CodeUnavailable
+}
+
+// Message returns the error message telling the client what to do.
+func (r EndReason) Message() string {
+	switch r {
+	case EndExpired:
+		return "token expired; reconnect with a fresh token"
+	case EndBusy:
+		return "too many clients are reading history at once; resume from your cursor later"
+	}
+	return "the server is shutting down; resume from your cursor"
+}
+
+// frameEncoder is an Encoder as fanout.Frame.Encoding takes it: the whole
+// message of a commit, made once and shared by every subscriber.
+type frameEncoder struct{ enc Encoder }
+
+// EncodeFrame implements fanout.Encoder.
+func (e frameEncoder) EncodeFrame(f *fanout.Frame) []byte {
+	var stack [128]byte
+	head, body, tail := e.enc.Commit(stack[:0], f)
+	b := make([]byte, 0, len(head)+len(body)+len(tail))
+	b = append(b, head...)
+	b = append(b, body...)
+	return append(b, tail...)
+}
+
+// AppendCommitMessage appends the head of the WebSocket protocol's commit
+// message, {"type":"commit","collection":…,"epoch":…, and returns it with
+// the rest: f's JSON after its opening brace. An NDJSON line is the same
+// message; a WebSocket frame puts its header first.
+func AppendCommitMessage(dst []byte, f *fanout.Frame) (out, body []byte) {
+	dst = append(dst, `{"type":"commit","collection":"`...)
+	dst = append(dst, f.Collection...)
+	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, f.Epoch...)
+	return append(dst, `",`...), f.JSON()[1:]
+}
+
+// CommitMessageLen returns the length of f's commit message
+// (AppendCommitMessage's head and body).
+func CommitMessageLen(f *fanout.Frame) int {
+	return len(`{"type":"commit","collection":"","epoch":"",`) + len(f.Collection) + len(f.Epoch) + len(f.JSON()) - 1
+}
