@@ -24,6 +24,7 @@ import (
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/transport/guard"
 	"github.com/viewsync/viewsync/transport/httpapi"
+	"github.com/viewsync/viewsync/transport/ndjson"
 	"github.com/viewsync/viewsync/transport/sse"
 	"github.com/viewsync/viewsync/transport/ws"
 )
@@ -57,6 +58,7 @@ type serveConfig struct {
 	stallTimeout     time.Duration
 	flushInterval    time.Duration
 	maxSSE           int
+	maxStream        int
 	maxWS            int
 	wsMaxMessage     byteSize
 	wsMaxSubs        int
@@ -112,10 +114,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
-	fs.DurationVar(&c.pingInterval, "ping-interval", 15*time.Second, "keep-alive interval of idle SSE and WebSocket connections")
-	fs.DurationVar(&c.flushInterval, "flush-interval", defaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
-	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "an SSE or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
+	fs.DurationVar(&c.pingInterval, "ping-interval", 15*time.Second, "keep-alive interval of idle SSE, NDJSON stream and WebSocket connections")
+	fs.DurationVar(&c.flushInterval, "flush-interval", defaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE, NDJSON stream and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "an SSE, NDJSON stream or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
 	fs.IntVar(&c.maxSSE, "max-sse-connections", sse.DefaultMaxConnections, "most concurrent Server-Sent Events streams")
+	fs.IntVar(&c.maxStream, "max-stream-connections", ndjson.DefaultMaxConnections, "most concurrent NDJSON streams (GET /v1/collections/{c}/stream)")
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
 	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
@@ -197,8 +200,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--flush-interval must not be negative")
 	case c.stallTimeout <= 0:
 		return errors.New("--stall-timeout must be positive")
-	case c.maxSSE <= 0 || c.maxWS <= 0:
-		return errors.New("--max-sse-connections and --max-ws-connections must be positive")
+	case c.maxSSE <= 0 || c.maxStream <= 0 || c.maxWS <= 0:
+		return errors.New("--max-sse-connections, --max-stream-connections and --max-ws-connections must be positive")
 	case c.wsMaxMessage <= 0:
 		return errors.New("--ws-max-message must be positive")
 	case c.wsMaxSubs <= 0:
@@ -302,6 +305,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stream, err := ndjson.New(hub, &ndjson.Options{
+		PingInterval:   c.pingInterval,
+		WriteTimeout:   c.stallTimeout,
+		FlushInterval:  c.flushInterval,
+		MaxConnections: c.maxStream,
+		Logger:         log,
+		Policy:         acc.policy,
+	})
+	if err != nil {
+		return err
+	}
 	origins := append(splitList(c.wsOrigins), acc.origins...)
 	sockets, err := ws.New(hub, &ws.Options{
 		PingInterval:     c.pingInterval,
@@ -323,6 +337,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	api, err := httpapi.New(hub, &httpapi.Options{
 		Events:       events,
+		Stream:       stream,
 		WebSocket:    sockets,
 		MaxBodyBytes: int64(c.maxBody),
 		MaxWait:      c.maxWait,
@@ -410,8 +425,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Shutdown waits for handlers, so long-lived ones must be told to end:
-	// closing the hub answers long-polls and ends SSE streams; WebSockets
-	// (hijacked, invisible to Shutdown) are closed with 1001 going away.
+	// closing the hub answers long-polls and ends SSE and NDJSON streams;
+	// WebSockets (hijacked, invisible to Shutdown) are closed with 1001
+	// going away.
 	srv.RegisterOnShutdown(func() {
 		hub.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)

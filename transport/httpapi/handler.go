@@ -74,6 +74,7 @@ func (h *Handler) routes() {
 		commits = coll + "/commits"
 		calls   = "/v1/calls/{name}"
 		events  = coll + "/events"
+		stream  = coll + "/stream"
 		ws      = "/v1/ws"
 	)
 	h.handle("GET "+coll, h.guard(auth.Read, "c", h.getSnapshot))
@@ -94,6 +95,9 @@ func (h *Handler) routes() {
 	if h.opts.Events != nil {
 		h.mux.Handle("GET "+events, h.opts.Events)
 	}
+	if h.opts.Stream != nil {
+		h.mux.Handle("GET "+stream, h.opts.Stream)
+	}
 	if h.opts.WebSocket != nil {
 		h.mux.Handle("GET "+ws, h.opts.WebSocket)
 	}
@@ -108,6 +112,9 @@ func (h *Handler) routes() {
 	}
 	if h.opts.Events != nil {
 		allow[events] = "GET, HEAD"
+	}
+	if h.opts.Stream != nil {
+		allow[stream] = "GET, HEAD"
 	}
 	if h.opts.WebSocket != nil {
 		allow[ws] = "GET"

@@ -49,6 +49,9 @@ type Options struct {
 	// Events, when set, serves GET /v1/collections/{c}/events (the
 	// Server-Sent Events transport, package transport/sse).
 	Events http.Handler
+	// Stream, when set, serves GET /v1/collections/{c}/stream (the stream
+	// of newline-delimited JSON, package transport/ndjson).
+	Stream http.Handler
 	// WebSocket, when set, serves GET /v1/ws (package transport/ws).
 	WebSocket http.Handler
 	// CallTimeout bounds a call (POST /v1/calls/{name}): its handler's
@@ -56,8 +59,8 @@ type Options struct {
 	CallTimeout time.Duration
 	// Policy authenticates every /v1/ request, checks its rights on the
 	// collection or call it names and the principal's commit and call
-	// rates. Nil: anonymous access with every right. The Events and
-	// WebSocket handlers enforce their own (give them the same one).
+	// rates. Nil: anonymous access with every right. The Events, Stream
+	// and WebSocket handlers enforce their own (give them the same one).
 	Policy *auth.Policy
 }
 
