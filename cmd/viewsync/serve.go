@@ -16,8 +16,8 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
 	"github.com/viewsync/viewsync/client"
-	"github.com/viewsync/viewsync/examples/products"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/protocol"
@@ -371,15 +371,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		root.Handle(p, client.Handler())
 	}
 	if c.demo {
-		if err := products.Register(hub); err != nil {
+		if err := demo.Register(hub); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		demo := products.Handler()
-		root.Handle("GET /{$}", demo)
-		root.Handle("GET /index.html", demo)
-		root.Handle("GET /app.js", demo)
-		root.Handle("GET /style.css", demo)
-		root.Handle("GET /favicon.svg", demo)
+		page := demo.Handler()
+		root.Handle("GET /{$}", page)
+		root.Handle("GET /index.html", page)
+		root.Handle("GET /app.js", page)
+		root.Handle("GET /style.css", page)
+		root.Handle("GET /favicon.svg", page)
 	}
 
 	ln, err := net.Listen("tcp", c.addr)

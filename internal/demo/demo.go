@@ -1,7 +1,8 @@
-// Package products is the demo of viewsync: a grid of products that stays in
-// sync across every open browser, edited in place without ever overwriting
-// what a user is typing, and a server call that discounts every price in one
-// commit.
+// Package demo is the demo of viewsync that `viewsync serve` shows at /: a
+// grid of products that stays in sync across every open browser, edited in
+// place without ever overwriting what a user is typing, and a server call
+// that discounts every price in one commit. The example program
+// examples/products serves it too.
 //
 // Handler serves the page (index.html, app.js, style.css); the page imports
 // the browser client from /viewsync.js and talks to the HTTP API v1, so mount
@@ -11,13 +12,13 @@
 //	for _, p := range client.Patterns {
 //		mux.Handle(p, client.Handler())
 //	}
-//	mux.Handle("/", products.Handler())
+//	mux.Handle("/", demo.Handler())
 //
 // Register adds the "discount" call the page's button uses.
 //
 // Caveats: the page reads and writes the collection "products" with no
 // authentication of its own; put it behind whatever guards the API.
-package products
+package demo
 
 import (
 	"bytes"

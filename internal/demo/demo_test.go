@@ -1,4 +1,4 @@
-package products_test
+package demo_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/viewsync/viewsync"
-	"github.com/viewsync/viewsync/examples/products"
+	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/memstore"
 	"go.uber.org/goleak"
@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHandlerServesFilesWithSecurityHeaders(t *testing.T) {
-	h := products.Handler()
+	h := demo.Handler()
 	for path, ctype := range map[string]string{
 		"/":           "text/html; charset=utf-8",
 		"/index.html": "text/html; charset=utf-8",
@@ -64,15 +64,15 @@ func TestHandlerServesFilesWithSecurityHeaders(t *testing.T) {
 }
 
 func TestHandlerRefuses(t *testing.T) {
-	h := products.Handler()
+	h := demo.Handler()
 	for _, tc := range []struct {
 		method, path string
 		status       int
 	}{
 		{"GET", "/nope.js", 404},
-		{"GET", "/products.go", 404},
+		{"GET", "/demo.go", 404},
 		{"GET", "/a/app.js", 404},
-		{"GET", "/../products.go", 404},
+		{"GET", "/../demo.go", 404},
 		{"POST", "/", 405},
 	} {
 		rec := httptest.NewRecorder()
@@ -101,7 +101,7 @@ func newHub(t *testing.T) *viewsync.Hub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hub.Close() })
-	if err := products.Register(hub); err != nil {
+	if err := demo.Register(hub); err != nil {
 		t.Fatal(err)
 	}
 	return hub
@@ -110,7 +110,7 @@ func newHub(t *testing.T) *viewsync.Hub {
 func TestDiscount(t *testing.T) {
 	ctx := context.Background()
 	hub := newHub(t)
-	col, _ := hub.Collection(products.Collection)
+	col, _ := hub.Collection(demo.Collection)
 	_, err := col.Commit(ctx, []viewsync.Op{
 		viewsync.Put("a", []byte(`{"name":"Lamp","description":"warm","price":30}`)),
 		viewsync.Put("b", []byte(`{"name":"Chair","price":19.99}`)),
@@ -129,7 +129,7 @@ func TestDiscount(t *testing.T) {
 		t.Errorf("result %s, want {\"updated\":2}", res.Result)
 	}
 	head, _ := col.Head(ctx)
-	if head.Version != 2 || res.Versions[products.Collection] != 2 {
+	if head.Version != 2 || res.Versions[demo.Collection] != 2 {
 		t.Errorf("head %d, versions %v: want one commit, version 2, in the answer", head.Version, res.Versions)
 	}
 	for id, want := range map[string]string{
@@ -152,8 +152,8 @@ func TestDiscount(t *testing.T) {
 	if err != nil || string(res.Result) != `{"updated":0}` {
 		t.Fatalf("empty: %s, %v", res.Result, err)
 	}
-	if _, ok := res.Versions[products.Collection]; !ok {
-		t.Errorf("empty: versions %v lack %s", res.Versions, products.Collection)
+	if _, ok := res.Versions[demo.Collection]; !ok {
+		t.Errorf("empty: versions %v lack %s", res.Versions, demo.Collection)
 	}
 }
 
