@@ -12,9 +12,10 @@
 //
 // A Subscription is a cursor into that buffer. Next returns everything
 // between the cursor and the head in one batch, so a transport can coalesce
-// it into one write. Subscribing at an old cursor first pages through the
-// store's change log, then joins the buffer seamlessly: no gap, no
-// duplicate. A subscriber that falls further behind than the buffer holds
+// it into one write. Subscribing at an old cursor first reads the store by
+// the rule every reader follows (store.Resume: pages of the change log,
+// else a catch-up, else a reset), then joins the buffer seamlessly: no
+// gap, no duplicate. A subscriber that falls further behind than the buffer holds
 // loses its backlog and gets one compacted catch-up (the records changed
 // since its cursor and the ids deleted), then continues live: views are
 // state, so a slow client skips to the latest value of each record. When

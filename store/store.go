@@ -17,7 +17,8 @@
 // commits. A reader behind the log gets a compacted catch-up built from the
 // records' versions and from deletion tombstones, which are kept for at
 // least Config.RetainTombstones. A reader behind the tombstone horizon gets
-// ErrHistoryGone and must reset from a snapshot.
+// ErrHistoryGone and must reset from a snapshot. Resume applies that rule
+// for every reader, long-polls and streams alike.
 //
 // Rules every implementation keeps (the storetest suite checks them):
 //   - Snapshot.Records, Changes.Commits, CatchUp.Records and CatchUp.Deleted
