@@ -202,18 +202,12 @@ func (h *Handler) readChanges(ctx context.Context, c *viewsync.Collection, cur p
 		hold.Release()
 		return ch, err
 	}
-	switch ch.Kind {
-	case viewsync.KindCommits:
-		size := 0
-		for _, cm := range ch.Commits.Commits {
-			size += protocol.CommitSize(cm)
-		}
-		hold.Set(int64(size))
-	case viewsync.KindCatchUp:
+	if ch.Kind == viewsync.KindCommits {
+		// A page is written as it is encoded.
+		hold.Set(int64(ch.Size()))
+	} else {
 		// The records and their encoding, which is built whole.
-		hold.Set(2 * int64(protocol.RecordsSize(ch.CatchUp.Records)+protocol.IDsSize(ch.CatchUp.Deleted)))
-	default:
-		hold.Set(2 * int64(protocol.RecordsSize(ch.Reset.Records)))
+		hold.Set(2 * int64(ch.Size()))
 	}
 	return ch, nil
 }
