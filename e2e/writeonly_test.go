@@ -135,19 +135,19 @@ func TestAccessWriteOnly(t *testing.T) {
 		}
 		w, rd := dial(writer), dial(reader)
 		v := e.state(t, "b")["b"].head.Version + 1
-		got := w(&protocol.CommitMessage{ID: "ok", Collection: "b", Ops: []protocol.Op{
+		got := w(&protocol.CommitMessage{ID: protocol.StringID("ok"), Collection: "b", Ops: []protocol.Op{
 			{Op: protocol.OpPut, ID: "r2", Value: json.RawMessage(`1`)}}})
 		if got.Type != protocol.TypeResult || string(got.Result) != `{"version":`+strconv.FormatUint(v, 10)+`}` {
 			t.Errorf("commit: %+v, want a result {\"version\":%d}", got, v)
 		}
 		stale := func(coll string) *protocol.CommitMessage {
-			return &protocol.CommitMessage{ID: "stale", Collection: coll, Ops: []protocol.Op{
+			return &protocol.CommitMessage{ID: protocol.StringID("stale"), Collection: coll, Ops: []protocol.Op{
 				{Op: protocol.OpPut, ID: "r2", Value: json.RawMessage(`2`)}}, If: map[string]uint64{"r1": 1}}
 		}
 		before := e.state(t, "b", "c")
 		present, absent := w(stale("b")), w(stale("c"))
 		for _, got := range []protocol.ServerMessage{present, absent} {
-			if got.Type != protocol.TypeError || got.Code != protocol.CodePreconditionFailed || got.ID != "stale" {
+			if got.Type != protocol.TypeError || got.Code != protocol.CodePreconditionFailed || got.ID != protocol.StringID("stale") {
 				t.Fatalf("stale commit: %+v, want a precondition_failed error", got)
 			}
 		}

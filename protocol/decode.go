@@ -24,9 +24,9 @@ func (badMessage) Is(target error) bool { return target == ErrBadValue }
 // ErrBadMessage and, when the cause is a bad name or cursor, the matching
 // sentinel (ErrBadName, ErrBadCursor, ErrBadCallName) as well.
 type MessageError struct {
-	// ID is the id of the message when it carried a valid one, so that the
-	// error can answer it; empty otherwise.
-	ID string
+	// ID is the id of the message when it carried a valid one, whatever
+	// its type, so that the error can answer it; zero otherwise.
+	ID MessageID
 	// Err says what is wrong.
 	Err error
 }
@@ -42,9 +42,10 @@ func (e *MessageError) Unwrap() error { return e.Err }
 // one of the five, every field of that type that is not optional present
 // with the right JSON type, and no other field. Keys are matched exactly
 // (case-sensitive) and may not repeat; null is not accepted for a field
-// (omit an optional one instead), except as the value of "arg". Ids are
-// strings of 1–MaxMessageIDLen bytes; collection and call names and epochs
-// are validated. Ops are checked for shape only.
+// (omit an optional one instead), except as the value of "arg". An id is
+// a string or a number within the bounds of MessageID, kept as sent;
+// collection and call names and epochs are validated. Ops are checked for
+// shape only.
 //
 // Errors are *MessageError, wrapping ErrBadMessage.
 func DecodeClientMessage(b []byte) (ClientMessage, error) {
@@ -53,10 +54,10 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		return nil, &MessageError{Err: fmt.Errorf("%w: %w", ErrBadMessage, err)}
 	}
 	// The id, when valid, goes with any error, so that it can answer it.
-	id := ""
+	var id MessageID
 	if raw, ok := fields.get("id"); ok {
-		if s, err := decodeString(raw); err == nil && validMessageID(s) == nil {
-			id = s
+		if v, err := parseMessageID(raw); err == nil {
+			id = v
 		}
 	}
 	if err != nil {
@@ -96,7 +97,7 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 type decoder struct {
 	fields fieldList
 	typ    string
-	id     string
+	id     MessageID
 	used   []string
 	err    error
 }
@@ -163,12 +164,14 @@ func (d *decoder) collection() string {
 	return name
 }
 
-func (d *decoder) messageID() string {
-	id, ok := d.string("id", true)
-	if ok {
-		if err := validMessageID(id); err != nil {
-			d.fail("field %q: %v", "id", err)
-		}
+func (d *decoder) messageID() MessageID {
+	raw, ok := d.raw("id", true)
+	if !ok {
+		return MessageID{}
+	}
+	id, err := parseMessageID(raw)
+	if err != nil {
+		d.fail("field %q: %v", "id", err)
 	}
 	return id
 }
@@ -351,14 +354,7 @@ func parseMessage(b []byte) (fieldList, error) {
 	return fields, err
 }
 
-func validMessageID(id string) error {
-	if id == "" || len(id) > MaxMessageIDLen {
-		return fmt.Errorf("must be 1-%d bytes, got %d", MaxMessageIDLen, len(id))
-	}
-	return nil
-}
-
-func badMessagef(id, format string, args ...any) *MessageError {
+func badMessagef(id MessageID, format string, args ...any) *MessageError {
 	return &MessageError{ID: id, Err: fmt.Errorf("%w: "+format, append([]any{ErrBadMessage}, args...)...)}
 }
 
@@ -466,8 +462,7 @@ func DecodeCommit(b []byte) (Commit, error) {
 
 // ServerMessage is any server → client message decoded into one struct,
 // for Go clients such as the bench tool and tests (servers encode with the
-// Encode functions and fanout.Frame.WS instead). Type says which fields
-// are meaningful:
+// Encode functions instead). Type says which fields are meaningful:
 //
 //   - reset: Collection, Epoch, Version, Reset, Records
 //   - commit: Collection, Epoch, Version, At, Ops
@@ -476,7 +471,7 @@ func DecodeCommit(b []byte) (Commit, error) {
 //   - error: ID (when the message answered had one), Code, Message
 type ServerMessage struct {
 	Type       string            `json:"type"`
-	ID         string            `json:"id"`
+	ID         MessageID         `json:"id"`
 	Collection string            `json:"collection"`
 	Epoch      string            `json:"epoch"`
 	Version    uint64            `json:"version"`

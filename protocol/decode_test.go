@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,19 +39,39 @@ var validClientMessages = []struct {
 	{" \t\r\n{ \"type\" : \"unsubscribe\" , \"collection\" : \"a.b-c_d\" } \n", &protocol.UnsubscribeMessage{Collection: "a.b-c_d"}},
 	{`{"typ\u0065":"unsubscribe","collection":"c"}`, &protocol.UnsubscribeMessage{Collection: "c"}},
 	{`{"type":"call","id":"1","name":"add.Item-2","arg":{"x":[1,2,{"y":null}]}}`,
-		&protocol.CallMessage{ID: "1", Name: "add.Item-2", Arg: json.RawMessage(`{"x":[1,2,{"y":null}]}`)}},
+		&protocol.CallMessage{ID: protocol.StringID("1"), Name: "add.Item-2", Arg: json.RawMessage(`{"x":[1,2,{"y":null}]}`)}},
 	{`{"type":"call","id":"` + strings.Repeat("é", 32) + `","name":"n","arg":null}`,
-		&protocol.CallMessage{ID: strings.Repeat("é", 32), Name: "n", Arg: json.RawMessage(`null`)}},
-	{`{"type":"commit","id":"c-1","collection":"c","ops":[]}`, &protocol.CommitMessage{ID: "c-1", Collection: "c", Ops: []protocol.Op{}}},
+		&protocol.CallMessage{ID: protocol.StringID(strings.Repeat("é", 32)), Name: "n", Arg: json.RawMessage(`null`)}},
+	{`{"type":"commit","id":"c-1","collection":"c","ops":[]}`, &protocol.CommitMessage{ID: protocol.StringID("c-1"), Collection: "c", Ops: []protocol.Op{}}},
 	{`{"type":"commit","id":"c-1","collection":"c","ops":[{"op":"put","id":"a","value":{"n":1}},{"id":"b","op":"delete"}],"if":{"a":3,"b":0}}`,
-		&protocol.CommitMessage{ID: "c-1", Collection: "c",
+		&protocol.CommitMessage{ID: protocol.StringID("c-1"), Collection: "c",
 			Ops: []protocol.Op{{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(`{"n":1}`)}, {Op: protocol.OpDelete, ID: "b"}},
 			If:  map[string]uint64{"a": 3, "b": 0}}},
 	// Ops are checked for shape only: the hub judges kinds and values.
 	{`{"type":"commit","id":"x","collection":"c","ops":[{"op":"frobnicate","id":"","value":null}],"if":{}}`,
-		&protocol.CommitMessage{ID: "x", Collection: "c",
+		&protocol.CommitMessage{ID: protocol.StringID("x"), Collection: "c",
 			Ops: []protocol.Op{{Op: "frobnicate", ID: "", Value: json.RawMessage(`null`)}}, If: map[string]uint64{}}},
 	{`{"type":"ack","collection":"c","version":42}`, &protocol.AckMessage{Collection: "c", Version: 42}},
+	// Ids are strings or numbers, kept as the JSON text sent.
+	{`{"type":"call","id":1,"name":"n","arg":null}`, &protocol.CallMessage{ID: protocol.IntID(1), Name: "n", Arg: json.RawMessage(`null`)}},
+	{`{"type":"call","id":-0,"name":"n","arg":null}`, &protocol.CallMessage{ID: rawID(`-0`), Name: "n", Arg: json.RawMessage(`null`)}},
+	{`{"type":"commit","id":1.50e+3,"collection":"c","ops":[]}`, &protocol.CommitMessage{ID: rawID(`1.50e+3`), Collection: "c", Ops: []protocol.Op{}}},
+	{`{"type":"commit","id":` + strings.Repeat("9", protocol.MaxNumberIDLen) + `,"collection":"c","ops":[]}`,
+		&protocol.CommitMessage{ID: rawID(strings.Repeat("9", protocol.MaxNumberIDLen)), Collection: "c", Ops: []protocol.Op{}}},
+	{`{"type":"call","id":"` + strings.Repeat("x", protocol.MaxStringIDLen) + `","name":"n","arg":null}`,
+		&protocol.CallMessage{ID: protocol.StringID(strings.Repeat("x", protocol.MaxStringIDLen)), Name: "n", Arg: json.RawMessage(`null`)}},
+	{`{"type":"call","id":"\u0041\"\/é","name":"n","arg":null}`, &protocol.CallMessage{ID: rawID(`"\u0041\"\/é"`), Name: "n", Arg: json.RawMessage(`null`)}},
+	{`{"type":"call","id":"` + strings.Repeat(`\n`, protocol.MaxStringIDLen) + `","name":"n","arg":null}`,
+		&protocol.CallMessage{ID: rawID(`"` + strings.Repeat(`\n`, protocol.MaxStringIDLen) + `"`), Name: "n", Arg: json.RawMessage(`null`)}},
+}
+
+// rawID returns the id whose JSON text is raw.
+func rawID(raw string) protocol.MessageID {
+	var id protocol.MessageID
+	if err := json.Unmarshal([]byte(raw), &id); err != nil {
+		panic(err)
+	}
+	return id
 }
 
 func TestDecodeClientMessage(t *testing.T) {
@@ -141,33 +162,44 @@ var badClientMessages = []struct {
 	{name: "epoch number", in: `{"type":"subscribe","collection":"c","after":1,"epoch":1}`},
 	{name: "call missing id", in: `{"type":"call","name":"n","arg":1}`},
 	{name: "call empty id", in: `{"type":"call","id":"","name":"n","arg":1}`},
-	{name: "call long id", in: `{"type":"call","id":"` + strings.Repeat("x", 65) + `","name":"n","arg":1}`},
-	{name: "call number id", in: `{"type":"call","id":1,"name":"n","arg":1}`},
-	{name: "call missing name", in: `{"type":"call","id":"q","arg":1}`, id: "q"},
-	{name: "call bad name", in: `{"type":"call","id":"q","name":"no spaces","arg":1}`, id: "q", also: protocol.ErrBadCallName},
-	{name: "call missing arg", in: `{"type":"call","id":"q","name":"n"}`, id: "q"},
-	{name: "call unknown field", in: `{"type":"call","id":"q","name":"n","arg":1,"context":2}`, id: "q"},
+	{name: "call long id", in: `{"type":"call","id":"` + strings.Repeat("x", protocol.MaxStringIDLen+1) + `","name":"n","arg":1}`},
+	{name: "call long id in bytes", in: `{"type":"call","id":"` + strings.Repeat("é", protocol.MaxStringIDLen/2+1) + `","name":"n","arg":1}`},
+	{name: "call long escaped id", in: `{"type":"call","id":"` + strings.Repeat(`\u0041`, protocol.MaxStringIDLen+1) + `","name":"n","arg":1}`},
+	{name: "call long number id", in: `{"type":"call","id":1` + strings.Repeat("0", protocol.MaxNumberIDLen) + `,"name":"n","arg":1}`},
+	{name: "call null id", in: `{"type":"call","id":null,"name":"n","arg":1}`},
+	{name: "call boolean id", in: `{"type":"call","id":true,"name":"n","arg":1}`},
+	{name: "call object id", in: `{"type":"call","id":{"n":1},"name":"n","arg":1}`},
+	{name: "call array id", in: `{"type":"call","id":[1],"name":"n","arg":1}`},
+	{name: "commit null id", in: `{"type":"commit","id":null,"collection":"c","ops":[]}`},
+	{name: "commit number id, bad collection", in: `{"type":"commit","id":7,"collection":"-c","ops":[]}`, id: `7`, also: protocol.ErrBadName},
+	{name: "commit fraction id, missing ops", in: `{"type":"commit","id":-0.5,"collection":"c"}`, id: `-0.5`},
+	{name: "call escaped id, missing name", in: `{"type":"call","id":"\u00e9\/","arg":1}`, id: `"\u00e9\/"`},
+	{name: "ack with number id", in: `{"type":"ack","id":3,"collection":"c"}`, id: `3`},
+	{name: "call missing name", in: `{"type":"call","id":"q","arg":1}`, id: `"q"`},
+	{name: "call bad name", in: `{"type":"call","id":"q","name":"no spaces","arg":1}`, id: `"q"`, also: protocol.ErrBadCallName},
+	{name: "call missing arg", in: `{"type":"call","id":"q","name":"n"}`, id: `"q"`},
+	{name: "call unknown field", in: `{"type":"call","id":"q","name":"n","arg":1,"context":2}`, id: `"q"`},
 	{name: "commit missing id", in: `{"type":"commit","collection":"c","ops":[]}`},
-	{name: "commit missing ops", in: `{"type":"commit","id":"k","collection":"c"}`, id: "k"},
-	{name: "commit ops null", in: `{"type":"commit","id":"k","collection":"c","ops":null}`, id: "k"},
-	{name: "commit ops object", in: `{"type":"commit","id":"k","collection":"c","ops":{"op":"put","id":"a","value":1}}`, id: "k"},
-	{name: "commit op not object", in: `{"type":"commit","id":"k","collection":"c","ops":["put"]}`, id: "k"},
-	{name: "commit op unknown field", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":"a","value":1,"x":2}]}`, id: "k"},
-	{name: "commit op duplicate field", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":"a","id":"b","value":1}]}`, id: "k"},
-	{name: "commit op missing op", in: `{"type":"commit","id":"k","collection":"c","ops":[{"id":"a","value":1}]}`, id: "k"},
-	{name: "commit op missing id", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","value":1}]}`, id: "k"},
-	{name: "commit op id number", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":1,"value":1}]}`, id: "k"},
-	{name: "commit op kind null", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":null,"id":"a"}]}`, id: "k"},
-	{name: "commit if array", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":[]}`, id: "k"},
-	{name: "commit if null", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":null}`, id: "k"},
-	{name: "commit if negative", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":-1}}`, id: "k"},
-	{name: "commit if string", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":"1"}}`, id: "k"},
-	{name: "commit if duplicate", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":1,"a":2}}`, id: "k"},
-	{name: "commit bad collection", in: `{"type":"commit","id":"k","collection":"-c","ops":[]}`, id: "k", also: protocol.ErrBadName},
+	{name: "commit missing ops", in: `{"type":"commit","id":"k","collection":"c"}`, id: `"k"`},
+	{name: "commit ops null", in: `{"type":"commit","id":"k","collection":"c","ops":null}`, id: `"k"`},
+	{name: "commit ops object", in: `{"type":"commit","id":"k","collection":"c","ops":{"op":"put","id":"a","value":1}}`, id: `"k"`},
+	{name: "commit op not object", in: `{"type":"commit","id":"k","collection":"c","ops":["put"]}`, id: `"k"`},
+	{name: "commit op unknown field", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":"a","value":1,"x":2}]}`, id: `"k"`},
+	{name: "commit op duplicate field", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":"a","id":"b","value":1}]}`, id: `"k"`},
+	{name: "commit op missing op", in: `{"type":"commit","id":"k","collection":"c","ops":[{"id":"a","value":1}]}`, id: `"k"`},
+	{name: "commit op missing id", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","value":1}]}`, id: `"k"`},
+	{name: "commit op id number", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":"put","id":1,"value":1}]}`, id: `"k"`},
+	{name: "commit op kind null", in: `{"type":"commit","id":"k","collection":"c","ops":[{"op":null,"id":"a"}]}`, id: `"k"`},
+	{name: "commit if array", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":[]}`, id: `"k"`},
+	{name: "commit if null", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":null}`, id: `"k"`},
+	{name: "commit if negative", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":-1}}`, id: `"k"`},
+	{name: "commit if string", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":"1"}}`, id: `"k"`},
+	{name: "commit if duplicate", in: `{"type":"commit","id":"k","collection":"c","ops":[],"if":{"a":1,"a":2}}`, id: `"k"`},
+	{name: "commit bad collection", in: `{"type":"commit","id":"k","collection":"-c","ops":[]}`, id: `"k"`, also: protocol.ErrBadName},
 	{name: "ack missing version", in: `{"type":"ack","collection":"c"}`},
 	{name: "ack version string", in: `{"type":"ack","collection":"c","version":"3"}`},
-	{name: "ack with id", in: `{"type":"ack","id":"z","collection":"c","version":3}`, id: "z"},
-	{name: "unknown type with id", in: `{"type":"nope","id":"z"}`, id: "z"},
+	{name: "ack with id", in: `{"type":"ack","id":"z","collection":"c","version":3}`, id: `"z"`},
+	{name: "unknown type with id", in: `{"type":"nope","id":"z"}`, id: `"z"`},
 	{name: "too many fields", in: `{"type":"ack","collection":"c","version":1` + manyFields(70) + `}`},
 }
 
@@ -206,8 +238,8 @@ func TestDecodeClientMessageErrors(t *testing.T) {
 			checkDecodeError(t, []byte(tt.in), err)
 			var me *protocol.MessageError
 			errors.As(err, &me)
-			if me.ID != tt.id {
-				t.Errorf("error id %q, want %q (error: %v)", me.ID, tt.id, err)
+			if me.ID.String() != tt.id {
+				t.Errorf("error id %s, want %s (error: %v)", me.ID, tt.id, err)
 			}
 			if tt.also != nil && !errors.Is(err, tt.also) {
 				t.Errorf("error %v does not wrap %v", err, tt.also)
@@ -229,8 +261,8 @@ func checkDecodeError(t *testing.T, in []byte, err error) {
 	if code := viewsync.ErrorCode(err); code != protocol.CodeBadRequest {
 		t.Fatalf("ErrorCode(%v) = %q, want bad_request", err, code)
 	}
-	if me.ID != "" && (len(me.ID) > protocol.MaxMessageIDLen || !bytes.Contains(in, []byte(`"id"`)) && !bytes.Contains(in, []byte(`\u`))) {
-		t.Fatalf("DecodeClientMessage(%q) error carries id %q it cannot have read", in, me.ID)
+	if !me.ID.IsZero() && (!bytes.Contains(in, []byte(me.ID.String())) || checkID(me.ID) != nil) {
+		t.Fatalf("DecodeClientMessage(%q) error carries id %s it cannot have read", in, me.ID)
 	}
 	if msg := err.Error(); msg == "" || !utf8.ValidString(msg) {
 		t.Fatalf("error message %q is empty or not UTF-8", msg)
@@ -255,8 +287,10 @@ func TestDecodeServerMessage(t *testing.T) {
 }
 
 // FuzzDecodeClientMessage checks that the decoder never panics, that every
-// refusal is a bad_request *MessageError, and that every message it accepts
-// is valid and encodes to text that decodes to the same message.
+// refusal is a bad_request *MessageError, that every message it accepts
+// is valid and encodes to text that decodes to the same message, and that
+// the id of a call or commit is a string or number within the bounds that
+// results and errors echo byte for byte.
 func FuzzDecodeClientMessage(f *testing.F) {
 	for _, tt := range validClientMessages {
 		f.Add([]byte(tt.in))
@@ -305,9 +339,25 @@ func FuzzDecodeClientMessage(f *testing.F) {
 // checkValid checks the guarantees of a decoded message.
 func checkValid(t *testing.T, in []byte, m protocol.ClientMessage) {
 	t.Helper()
-	validID := func(id string) {
-		if id == "" || len(id) > protocol.MaxMessageIDLen {
-			t.Fatalf("%q: accepted id %q", in, id)
+	validID := func(id protocol.MessageID) {
+		if err := checkID(id); err != nil {
+			t.Fatalf("%q: accepted id %s: %v", in, id, err)
+		}
+		if !bytes.Contains(in, []byte(id.String())) {
+			t.Fatalf("%q: id %s is not as sent", in, id)
+		}
+		// The answers echo the id byte for byte.
+		res, err := protocol.EncodeResult(id, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range [][]byte{res, protocol.EncodeError(id, protocol.CodeBadRequest, "x")} {
+			if !bytes.Contains(b, []byte(`,"id":`+id.String()+`,`)) {
+				t.Fatalf("%q: id %s answered as %s", in, id, b)
+			}
+			if sm, err := protocol.DecodeServerMessage(b); err != nil || sm.ID != id {
+				t.Fatalf("%q: answer %s decodes to id %s, %v; want %s", in, b, sm.ID, err, id)
+			}
 		}
 	}
 	validColl := func(c string) {
@@ -349,5 +399,71 @@ func checkValid(t *testing.T, in []byte, m protocol.ClientMessage) {
 		validColl(m.Collection)
 	default:
 		t.Fatalf("%q decoded to unknown message %T", in, m)
+	}
+}
+
+// checkID is the rules of a message id read plainly: a JSON string of
+// 1–MaxStringIDLen bytes once decoded, or a JSON number of at most
+// MaxNumberIDLen bytes of text.
+func checkID(id protocol.MessageID) error {
+	raw := id.String()
+	if strings.TrimSpace(raw) != raw {
+		return errors.New("space around the id")
+	}
+	d := json.NewDecoder(strings.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case string:
+		if v == "" || len(v) > protocol.MaxStringIDLen {
+			return fmt.Errorf("a string of %d bytes", len(v))
+		}
+	case json.Number:
+		if len(raw) > protocol.MaxNumberIDLen {
+			return fmt.Errorf("a number of %d bytes", len(raw))
+		}
+	default:
+		return fmt.Errorf("a %T", v)
+	}
+	return nil
+}
+
+// TestMessageID: ids made in Go, read from JSON and refused.
+func TestMessageID(t *testing.T) {
+	for _, tt := range []struct {
+		id   protocol.MessageID
+		want string
+	}{
+		{protocol.StringID("a"), `"a"`},
+		{protocol.StringID(`q"<`), `"q\"\u003c"`},
+		{protocol.IntID(-42), `-42`},
+		{rawID(`"\u0061"`), `"\u0061"`},
+		{rawID(`1.0E+2`), `1.0E+2`},
+		{rawID(`null`), ``},
+		{protocol.MessageID{}, ``},
+	} {
+		if got := tt.id.String(); got != tt.want {
+			t.Errorf("id %s, want %s", got, tt.want)
+		}
+		if tt.id.IsZero() != (tt.want == "") {
+			t.Errorf("id %s: IsZero %v", tt.id, tt.id.IsZero())
+		}
+		b, err := json.Marshal(tt.id)
+		if want := cmp.Or(tt.want, "null"); err != nil || string(b) != want {
+			t.Errorf("id %s marshals to %s, %v; want %s", tt.id, b, err, want)
+		}
+	}
+	if rawID(`"a"`) != protocol.StringID("a") || rawID(`7`) != protocol.IntID(7) || rawID(`7.0`) == protocol.IntID(7) {
+		t.Error("ids compare by their JSON text")
+	}
+	for _, in := range []string{`""`, `true`, `{}`, `[]`, `"` + strings.Repeat("x", protocol.MaxStringIDLen+1) + `"`,
+		`1` + strings.Repeat("0", protocol.MaxNumberIDLen), `"\ud800"`, `1e400`} {
+		var id protocol.MessageID
+		if err := json.Unmarshal([]byte(in), &id); err == nil || !errors.Is(err, protocol.ErrBadMessage) {
+			t.Errorf("id %s read as %s, %v; want ErrBadMessage", in, id, err)
+		}
 	}
 }

@@ -4,14 +4,112 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 )
 
 // WSSubprotocol is the WebSocket subprotocol of API v1. A server closes a
 // connection that does not negotiate it.
 const WSSubprotocol = "viewsync.v1"
 
-// MaxMessageIDLen is the longest id of a client message, in bytes.
-const MaxMessageIDLen = 64
+// The bounds of a message id.
+const (
+	// MaxStringIDLen bounds a string id: its text, unescaped, in bytes.
+	MaxStringIDLen = 128
+	// MaxNumberIDLen bounds a number id: its JSON text, in bytes.
+	MaxNumberIDLen = 32
+)
+
+// MessageID is the id of a call or commit message, which the result or
+// error answering it carries back. As in JSON-RPC, it is a JSON string or
+// number, kept as the JSON text the client sent ("a" with its quotes; 7,
+// 7.0 or -7e0 as written), so that the answer echoes it byte for byte. A
+// string id holds 1–MaxStringIDLen bytes once unescaped; a number is at
+// most MaxNumberIDLen bytes of text. The zero MessageID is no id.
+type MessageID struct {
+	raw string // the JSON text; empty for no id
+}
+
+// StringID returns the id that is the JSON string s.
+func StringID(s string) MessageID { return MessageID{raw: string(appendString(nil, s))} }
+
+// IntID returns the id that is the JSON number n.
+func IntID(n int64) MessageID { return MessageID{raw: strconv.FormatInt(n, 10)} }
+
+// IsZero reports whether id is no id.
+func (id MessageID) IsZero() bool { return id.raw == "" }
+
+// String returns the id's JSON text, such as "a" (quotes included) or 7;
+// empty for no id.
+func (id MessageID) String() string { return id.raw }
+
+// MarshalJSON returns the id's JSON text; no id encodes as null.
+func (id MessageID) MarshalJSON() ([]byte, error) {
+	if id.raw == "" {
+		return []byte("null"), nil
+	}
+	return []byte(id.raw), nil
+}
+
+// UnmarshalJSON reads a string or number id within the bounds; null
+// reads as no id.
+func (id *MessageID) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*id = MessageID{}
+		return nil
+	}
+	v, err := parseMessageID(b)
+	if err != nil {
+		return fmt.Errorf("%w: id: %v", ErrBadMessage, err)
+	}
+	*id = v
+	return nil
+}
+
+// parseMessageID reads the JSON text of an id, refusing what is not a
+// string or a number within the bounds.
+func parseMessageID(b []byte) (MessageID, error) {
+	if len(b) == 0 {
+		return MessageID{}, errors.New("empty")
+	}
+	switch c := b[0]; {
+	case c == '"':
+		// Unescaped, a string is never longer; the bound is checked
+		// again on its text.
+		if len(b) > 2+6*MaxStringIDLen {
+			return MessageID{}, fmt.Errorf("a string id must be 1-%d bytes", MaxStringIDLen)
+		}
+		if err := scanJSON(b, 0, true); err != nil {
+			return MessageID{}, err
+		}
+		s, err := unquote(b)
+		if err != nil {
+			return MessageID{}, err
+		}
+		if s == "" || len(s) > MaxStringIDLen {
+			return MessageID{}, fmt.Errorf("a string id must be 1-%d bytes, got %d", MaxStringIDLen, len(s))
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		if len(b) > MaxNumberIDLen {
+			return MessageID{}, fmt.Errorf("a number id must be at most %d bytes of JSON, got %d", MaxNumberIDLen, len(b))
+		}
+		if err := scanJSON(b, 0, true); err != nil {
+			return MessageID{}, err
+		}
+	default:
+		kind := "an object"
+		switch c {
+		case 'n':
+			kind = "null"
+		case 't', 'f':
+			kind = "a boolean"
+		case '[':
+			kind = "an array"
+		}
+		return MessageID{}, fmt.Errorf("must be a string or a number, not %s", kind)
+	}
+	return MessageID{raw: string(b)}, nil
+}
 
 // The types of WebSocket messages, client → server.
 const (
@@ -100,7 +198,7 @@ func (m *UnsubscribeMessage) MarshalJSON() ([]byte, error) {
 // {"type":"call","id","name","arg"}. It is answered by a result or an
 // error carrying ID.
 type CallMessage struct {
-	ID   string
+	ID   MessageID
 	Name string
 	// Arg is the argument, any JSON value (null included).
 	Arg json.RawMessage
@@ -119,7 +217,7 @@ func (m *CallMessage) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		Type string          `json:"type"`
-		ID   string          `json:"id"`
+		ID   MessageID       `json:"id"`
 		Name string          `json:"name"`
 		Arg  json.RawMessage `json:"arg"`
 	}{TypeCall, m.ID, m.Name, arg})
@@ -129,7 +227,7 @@ func (m *CallMessage) MarshalJSON() ([]byte, error) {
 // {"type":"commit","id","collection","ops","if"?}. It is answered by a
 // result {"version":V} or an error carrying ID.
 type CommitMessage struct {
-	ID         string
+	ID         MessageID
 	Collection string
 	// Ops are decoded for shape only; the hub validates their ids, kinds
 	// and values against its limits.
@@ -152,7 +250,7 @@ func (m *CommitMessage) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		Type       string            `json:"type"`
-		ID         string            `json:"id"`
+		ID         MessageID         `json:"id"`
 		Collection string            `json:"collection"`
 		Ops        []Op              `json:"ops"`
 		If         map[string]uint64 `json:"if,omitzero"`
@@ -178,17 +276,6 @@ func (m *AckMessage) MarshalJSON() ([]byte, error) {
 		Collection string `json:"collection"`
 		Version    uint64 `json:"version"`
 	}{TypeAck, m.Collection, m.Version})
-}
-
-// ResultMessage answers a call or a commit:
-// {"type":"result","id","result","versions"}.
-type ResultMessage struct {
-	ID string `json:"id"`
-	// Result is the call's result, or {"version":V} for a commit.
-	Result json.RawMessage `json:"result"`
-	// Versions maps collections to the version the client's view must
-	// reach to include the effects; never nil on the wire.
-	Versions map[string]uint64 `json:"versions"`
 }
 
 // EncodeReset encodes a reset message, {"type":"reset",…snapshot}. The
@@ -220,43 +307,67 @@ func EncodeCatchUp(c *CatchUp) ([]byte, error) {
 // spliceType returns obj, a JSON object, with "type":typ as its first
 // field, copying obj's encoding once instead of encoding it again.
 func spliceType(typ string, obj []byte) []byte {
-	out := make([]byte, 0, len(obj)+len(typ)+11)
-	out = append(out, `{"type":"`...)
-	out = append(out, typ...)
-	out = append(out, '"')
+	return splice(appendHead(nil, typ, MessageID{}), obj)
+}
+
+// appendHead appends the start of a message of type typ, with id when it
+// is not zero: {"type":typ,"id":id — the id as its JSON text, byte for
+// byte.
+func appendHead(b []byte, typ string, id MessageID) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, '"')
+	if !id.IsZero() {
+		b = append(b, `,"id":`...)
+		b = append(b, id.raw...)
+	}
+	return b
+}
+
+// splice returns head, the start of a JSON object up to a field's end,
+// followed by the fields of obj, a JSON object.
+func splice(head, obj []byte) []byte {
+	out := make([]byte, 0, len(head)+len(obj)+1)
+	out = append(out, head...)
 	if rest := bytes.TrimSpace(obj[1:]); len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
 	return append(out, obj[1:]...)
 }
 
-// EncodeResult encodes a result message. A nil result encodes as null, nil
-// versions as {}.
-func EncodeResult(id string, result json.RawMessage, versions map[string]uint64) ([]byte, error) {
+// EncodeResult encodes a result message, which answers a call or a
+// commit: {"type":"result","id","result","versions"}, the id as the
+// message answered had it. The result is a call's, or {"version":V} for a
+// commit; versions map collections to the version the client's view must
+// reach to include the effects. A nil result encodes as null, nil versions
+// as {}.
+func EncodeResult(id MessageID, result json.RawMessage, versions map[string]uint64) ([]byte, error) {
 	if len(result) == 0 {
 		result = json.RawMessage("null")
 	}
 	if versions == nil {
 		versions = map[string]uint64{}
 	}
-	return json.Marshal(struct {
-		Type string `json:"type"`
-		ResultMessage
-	}{TypeResult, ResultMessage{ID: id, Result: result, Versions: versions}})
+	b, err := json.Marshal(struct {
+		Result   json.RawMessage   `json:"result"`
+		Versions map[string]uint64 `json:"versions"`
+	}{result, versions})
+	if err != nil {
+		return nil, err
+	}
+	return splice(appendHead(nil, TypeResult, id), b), nil
 }
 
 // EncodeError encodes an error message, {"type":"error","id"?,"code","message"};
-// id is left out when empty.
-func EncodeError(id string, code Code, message string) []byte {
+// the id, as the message answered had it, is left out when zero.
+func EncodeError(id MessageID, code Code, message string) []byte {
 	b, err := json.Marshal(struct {
-		Type    string `json:"type"`
-		ID      string `json:"id,omitempty"`
 		Code    Code   `json:"code"`
 		Message string `json:"message"`
-	}{TypeError, id, code, message})
+	}{code, message})
 	if err != nil {
 		// Strings always encode; keep a valid message regardless.
-		return []byte(`{"type":"error","code":"internal","message":"encoding error failed"}`)
+		b = []byte(`{"code":"internal","message":"encoding error failed"}`)
 	}
-	return b
+	return splice(appendHead(nil, TypeError, id), b)
 }

@@ -48,16 +48,21 @@ func TestEncodeCatchUp(t *testing.T) {
 
 func TestEncodeResult(t *testing.T) {
 	tests := []struct {
-		id       string
+		id       protocol.MessageID
 		result   json.RawMessage
 		versions map[string]uint64
 		want     string
 	}{
-		{"1", json.RawMessage(`{"version":4}`), map[string]uint64{"c": 4},
+		{protocol.StringID("1"), json.RawMessage(`{"version":4}`), map[string]uint64{"c": 4},
 			`{"type":"result","id":"1","result":{"version":4},"versions":{"c":4}}`},
-		{"2", nil, nil, `{"type":"result","id":"2","result":null,"versions":{}}`},
-		{`q"<`, json.RawMessage(`[1, 2]`), map[string]uint64{"b": 1, "a": 2},
+		{protocol.StringID("2"), nil, nil, `{"type":"result","id":"2","result":null,"versions":{}}`},
+		{protocol.StringID(`q"<`), json.RawMessage(`[1, 2]`), map[string]uint64{"b": 1, "a": 2},
 			`{"type":"result","id":"q\"\u003c","result":[1,2],"versions":{"a":2,"b":1}}`},
+		// Ids read from a client are echoed as sent.
+		{protocol.IntID(1), nil, nil, `{"type":"result","id":1,"result":null,"versions":{}}`},
+		{rawID(`-1.50e+3`), nil, nil, `{"type":"result","id":-1.50e+3,"result":null,"versions":{}}`},
+		{rawID(`"<\u00e9>"`), nil, nil, `{"type":"result","id":"<\u00e9>","result":null,"versions":{}}`},
+		{protocol.MessageID{}, nil, nil, `{"type":"result","result":null,"versions":{}}`},
 	}
 	for _, tt := range tests {
 		b, err := protocol.EncodeResult(tt.id, tt.result, tt.versions)
@@ -68,21 +73,30 @@ func TestEncodeResult(t *testing.T) {
 			t.Errorf("got  %s\nwant %s", b, tt.want)
 		}
 	}
-	if _, err := protocol.EncodeResult("1", json.RawMessage(`{`), nil); err == nil {
+	if _, err := protocol.EncodeResult(protocol.StringID("1"), json.RawMessage(`{`), nil); err == nil {
 		t.Error("EncodeResult with a broken result succeeded")
 	}
 }
 
 func TestEncodeError(t *testing.T) {
-	if got, want := string(protocol.EncodeError("", protocol.CodeBadRequest, "bad")), `{"type":"error","code":"bad_request","message":"bad"}`; got != want {
-		t.Errorf("got %s, want %s", got, want)
+	for _, tt := range []struct {
+		id   protocol.MessageID
+		want string
+	}{
+		{protocol.MessageID{}, `{"type":"error","code":"bad_request","message":"bad"}`},
+		{protocol.IntID(7), `{"type":"error","id":7,"code":"bad_request","message":"bad"}`},
+		{rawID(`"<\/>"`), `{"type":"error","id":"<\/>","code":"bad_request","message":"bad"}`},
+	} {
+		if got := string(protocol.EncodeError(tt.id, protocol.CodeBadRequest, "bad")); got != tt.want {
+			t.Errorf("got %s, want %s", got, tt.want)
+		}
 	}
-	b := protocol.EncodeError("k", protocol.CodePreconditionFailed, "record \"a\" is at version 2")
+	b := protocol.EncodeError(protocol.StringID("k"), protocol.CodePreconditionFailed, "record \"a\" is at version 2")
 	m, err := protocol.DecodeServerMessage(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Type != protocol.TypeError || m.ID != "k" || m.Code != protocol.CodePreconditionFailed || m.Message != `record "a" is at version 2` {
+	if m.Type != protocol.TypeError || m.ID != protocol.StringID("k") || m.Code != protocol.CodePreconditionFailed || m.Message != `record "a" is at version 2` {
 		t.Errorf("decoded %+v", m)
 	}
 }

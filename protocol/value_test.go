@@ -232,8 +232,12 @@ func TestMessageValueRules(t *testing.T) {
 			if m != nil || !errors.As(err, &me) || !errors.Is(err, protocol.ErrBadMessage) {
 				t.Fatalf("DecodeClientMessage = %#v, %v; want a *MessageError", m, err)
 			}
-			if me.ID != tt.id || !strings.Contains(err.Error(), tt.msg) {
-				t.Fatalf("error %q with id %q; want %q with id %q", err, me.ID, tt.msg, tt.id)
+			want := protocol.MessageID{}
+			if tt.id != "" {
+				want = protocol.StringID(tt.id)
+			}
+			if me.ID != want || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %q with id %s; want %q with id %q", err, me.ID, tt.msg, tt.id)
 			}
 		})
 	}

@@ -40,15 +40,15 @@ func TestDeepValue(t *testing.T) {
 		{"POST call", httpWrite("POST", "/v1/calls/store", "application/json", `{"arg":`+deep+`}`)},
 		{"WebSocket commit", func(s *stack) (int, protocol.Code, string) {
 			m := s.exchange(sock, `{"type":"commit","id":"w1","collection":"c","ops":[{"op":"put","id":"b","value":`+deep+`}]}`)
-			if m.Type != protocol.TypeError || m.ID != "w1" {
-				return 0, m.Code, fmt.Sprintf("a %s answer for %q: %s", m.Type, m.ID, m.Message)
+			if m.Type != protocol.TypeError || m.ID != protocol.StringID("w1") {
+				return 0, m.Code, fmt.Sprintf("a %s answer for %s: %s", m.Type, m.ID, m.Message)
 			}
 			return http.StatusBadRequest, m.Code, m.Message
 		}},
 		{"WebSocket call", func(s *stack) (int, protocol.Code, string) {
 			m := s.exchange(sock, `{"type":"call","id":"w2","name":"store","arg":`+deep+`}`)
-			if m.Type != protocol.TypeError || m.ID != "w2" {
-				return 0, m.Code, fmt.Sprintf("a %s answer for %q: %s", m.Type, m.ID, m.Message)
+			if m.Type != protocol.TypeError || m.ID != protocol.StringID("w2") {
+				return 0, m.Code, fmt.Sprintf("a %s answer for %s: %s", m.Type, m.ID, m.Message)
 			}
 			return http.StatusBadRequest, m.Code, m.Message
 		}},

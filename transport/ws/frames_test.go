@@ -120,7 +120,7 @@ func (c *rawClient) expectClose() (gws.StatusCode, string) {
 }
 
 func commitJSON(id, record string) []byte {
-	b, err := json.Marshal(&protocol.CommitMessage{ID: id, Collection: "c", Ops: []protocol.Op{put(record, `1`)}})
+	b, err := json.Marshal(&protocol.CommitMessage{ID: protocol.StringID(id), Collection: "c", Ops: []protocol.Op{put(record, `1`)}})
 	if err != nil {
 		panic(err)
 	}
@@ -137,7 +137,7 @@ func TestFramesAsTheyArrive(t *testing.T) {
 	// A frame split inside its header, then inside its payload.
 	whole := frame(gws.OpText, true, commitJSON("split", "a"), false)
 	c.write(whole[:1], whole[1:5], whole[5:20], whole[20:])
-	if m, _ := c.expectMessage(); m.Type != protocol.TypeResult || m.ID != "split" {
+	if m, _ := c.expectMessage(); m.Type != protocol.TypeResult || m.ID != protocol.StringID("split") {
 		t.Fatalf("got %+v, want the result of split", m)
 	}
 
@@ -152,7 +152,7 @@ func TestFramesAsTheyArrive(t *testing.T) {
 	for _, id := range []string{"b1", "b2", "b3"} {
 		m, p := c.expectMessage()
 		pongs = append(pongs, p...)
-		if m.Type != protocol.TypeResult || m.ID != id {
+		if m.Type != protocol.TypeResult || m.ID != protocol.StringID(id) {
 			t.Fatalf("got %+v, want the result of %s", m, id)
 		}
 	}
@@ -169,7 +169,7 @@ func TestFramesAsTheyArrive(t *testing.T) {
 	)
 	m, p := c.expectMessage()
 	pongs = append(pongs, p...)
-	if m.Type != protocol.TypeResult || m.ID != "frag" {
+	if m.Type != protocol.TypeResult || m.ID != protocol.StringID("frag") {
 		t.Fatalf("got %+v, want the result of frag", m)
 	}
 	if len(pongs) != 2 || pongs[0] != "hi" || pongs[1] != "mid" {

@@ -213,7 +213,7 @@ func TestClientCloseEndsEverything(t *testing.T) {
 	c.subscribe("a", nil, "")
 	c.subscribe("b", u64(0), "")
 	c.expect(protocol.TypeReset)
-	c.send(&protocol.CallMessage{ID: "w", Name: "wait", Arg: json.RawMessage(`null`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("w"), Name: "wait", Arg: json.RawMessage(`null`)})
 	<-started
 	if n := e.hub.LiveCollections(); n != 2 {
 		t.Fatalf("%d live collections, want 2", n)
@@ -278,10 +278,10 @@ func TestPing(t *testing.T) {
 	}
 	eventually(t, "the silent client's connection is gone", func() bool { return e.h.Connections() == 1 })
 	eventually(t, "the answering client has had several pings", func() bool { return pings.Load() >= 10 })
-	answering.send(&protocol.CommitMessage{ID: "p", Collection: "c", Ops: []protocol.Op{put("a", `1`)}})
+	answering.send(&protocol.CommitMessage{ID: protocol.StringID("p"), Collection: "c", Ops: []protocol.Op{put("a", `1`)}})
 	select {
 	case m := <-msgs:
-		if m.Type != protocol.TypeResult || m.ID != "p" {
+		if m.Type != protocol.TypeResult || m.ID != protocol.StringID("p") {
 			t.Fatalf("got %+v, want the result of p", m)
 		}
 	case err := <-readErr:

@@ -85,7 +85,7 @@ func (c *conn) message(rd *wsutil.Reader, hdr gws.Header) error {
 		if c.ctx.Err() == nil {
 			// Past the bad messages allowed, the connection closes; reading
 			// goes on until the client's close frame.
-			c.refuse("", "binary messages are not supported; send JSON text messages")
+			c.refuse(protocol.MessageID{}, "binary messages are not supported; send JSON text messages")
 		}
 		return nil
 	}
@@ -99,7 +99,7 @@ func (c *conn) message(rd *wsutil.Reader, hdr gws.Header) error {
 	m, err := protocol.DecodeClientMessage(b)
 	if err != nil {
 		var me *protocol.MessageError
-		id := ""
+		var id protocol.MessageID
 		if errors.As(err, &me) {
 			id = me.ID
 		}
@@ -180,7 +180,7 @@ func (c *conn) readFailed(err error, br *bufio.Reader) {
 // refuse answers a bad message with a bad_request error, or closes the
 // connection with 1008 once the client has sent more than MaxBadMessages.
 // It reports whether the connection goes on.
-func (c *conn) refuse(id, msg string) bool {
+func (c *conn) refuse(id protocol.MessageID, msg string) bool {
 	c.bad++
 	if c.bad > c.h.opts.MaxBadMessages {
 		c.logger().Warn("websocket client sent too many bad messages; connection closed", "bad_messages", c.bad, "last", msg)
@@ -192,21 +192,21 @@ func (c *conn) refuse(id, msg string) bool {
 
 // answerError sends the error message err maps to. Internal errors are
 // logged and their details kept from the client.
-func (c *conn) answerError(ctx context.Context, id string, err error) {
+func (c *conn) answerError(ctx context.Context, id protocol.MessageID, err error) {
 	if ctx.Err() != nil {
 		return // closing: nobody will read the answer
 	}
 	code := viewsync.ErrorCode(err)
 	msg := err.Error()
 	if code == protocol.CodeInternal {
-		c.logger().Error("websocket request failed", "id", id, "err", err)
+		c.logger().Error("websocket request failed", "id", id.String(), "err", err)
 		msg = "internal error"
 	}
 	c.writeMessage(protocol.EncodeError(id, code, msg))
 }
 
 // answer sends a result message.
-func (c *conn) answer(ctx context.Context, id string, result []byte, versions map[string]uint64) {
+func (c *conn) answer(ctx context.Context, id protocol.MessageID, result []byte, versions map[string]uint64) {
 	b, err := protocol.EncodeResult(id, result, versions)
 	if err != nil {
 		c.answerError(ctx, id, fmt.Errorf("encoding result: %w", err))
@@ -286,11 +286,11 @@ func (c *conn) mayRead(name string) bool {
 func (c *conn) ack(ctx context.Context, m *protocol.AckMessage) {
 	s := c.subscription(m.Collection)
 	if s == nil {
-		c.answerError(ctx, "", fmt.Errorf("%w: ack for %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
+		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: ack for %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
 		return
 	}
 	if sent := s.p.Sent(); m.Version > sent {
-		c.answerError(ctx, "", fmt.Errorf("%w: ack of version %d of %q, ahead of the version %d sent", viewsync.ErrInvalid, m.Version, m.Collection, sent))
+		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: ack of version %d of %q, ahead of the version %d sent", viewsync.ErrInvalid, m.Version, m.Collection, sent))
 		return
 	}
 	s.acked.Store(m.Version)

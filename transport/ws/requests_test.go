@@ -28,10 +28,11 @@ func del(id string) protocol.Op { return protocol.Op{Op: protocol.OpDelete, ID: 
 func TestCommit(t *testing.T) {
 	e := newEnv(t, &config{hub: []viewsync.Option{viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: 3, MaxValueBytes: 64})}})
 	c := e.dial()
-	ok := func(m *protocol.CommitMessage, version uint64) {
+	ok := func(id string, m *protocol.CommitMessage, version uint64) {
 		t.Helper()
+		m.ID = protocol.StringID(id)
 		c.send(m)
-		r := c.expectResult(m.ID)
+		r := c.expectResult(id)
 		if string(r.Result) != fmt.Sprintf(`{"version":%d}`, version) {
 			t.Fatalf("commit %s: result %s, want version %d", m.ID, r.Result, version)
 		}
@@ -39,10 +40,10 @@ func TestCommit(t *testing.T) {
 			t.Fatalf("commit %s: versions %v, want {%s: %d}", m.ID, r.Versions, m.Collection, version)
 		}
 	}
-	ok(&protocol.CommitMessage{ID: "c1", Collection: "c", Ops: []protocol.Op{put("a", `{"n": 1}`), put("b", `2`)}}, 1)
-	ok(&protocol.CommitMessage{ID: "c2", Collection: "c", Ops: []protocol.Op{put("a", `3`)}, If: map[string]uint64{"a": 1}}, 2)
-	ok(&protocol.CommitMessage{ID: "c3", Collection: "c", Ops: []protocol.Op{put("n", `4`)}, If: map[string]uint64{"n": 0, "b": 1}}, 3)
-	ok(&protocol.CommitMessage{ID: "c4", Collection: "other", Ops: []protocol.Op{put("a", `5`)}}, 1)
+	ok("c1", &protocol.CommitMessage{Collection: "c", Ops: []protocol.Op{put("a", `{"n": 1}`), put("b", `2`)}}, 1)
+	ok("c2", &protocol.CommitMessage{Collection: "c", Ops: []protocol.Op{put("a", `3`)}, If: map[string]uint64{"a": 1}}, 2)
+	ok("c3", &protocol.CommitMessage{Collection: "c", Ops: []protocol.Op{put("n", `4`)}, If: map[string]uint64{"n": 0, "b": 1}}, 3)
+	ok("c4", &protocol.CommitMessage{Collection: "other", Ops: []protocol.Op{put("a", `5`)}}, 1)
 
 	before, err := e.collection("c").Snapshot(context.Background())
 	if err != nil {
@@ -70,9 +71,9 @@ func TestCommit(t *testing.T) {
 	}
 	for i, f := range fails {
 		t.Run(f.name, func(t *testing.T) {
-			f.m.ID = fmt.Sprint("f", i)
+			f.m.ID = protocol.StringID(fmt.Sprint("f", i))
 			c.send(f.m)
-			c.expectError(f.m.ID, f.code)
+			c.expectError(fmt.Sprint("f", i), f.code)
 		})
 	}
 	after, err := e.collection("c").Snapshot(context.Background())
@@ -96,7 +97,7 @@ func TestCommitSeenBySubscriber(t *testing.T) {
 	sub.subscribe("c", nil, "")
 	sub.expect(protocol.TypeReset)
 	w := e.dial()
-	w.send(&protocol.CommitMessage{ID: "1", Collection: "c", Ops: []protocol.Op{put("a", `{ "x" : [1, 2] }`), del("a"), put("b", `"é"`)}})
+	w.send(&protocol.CommitMessage{ID: protocol.StringID("1"), Collection: "c", Ops: []protocol.Op{put("a", `{ "x" : [1, 2] }`), del("a"), put("b", `"é"`)}})
 	w.expectResult("1")
 	m := sub.expect(protocol.TypeCommit)
 	if m.Version != 1 || len(m.Ops) != 3 || string(m.Ops[0].Value) != `{"x":[1,2]}` || m.Ops[1].Op != protocol.OpDelete || string(m.Ops[2].Value) != `"é"` {
@@ -146,26 +147,26 @@ func TestCall(t *testing.T) {
 	}
 
 	c := e.dial()
-	c.send(&protocol.CallMessage{ID: "k1", Name: "add", Arg: json.RawMessage(`{"id":"x","value":{"n":1}}`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k1"), Name: "add", Arg: json.RawMessage(`{"id":"x","value":{"n":1}}`)})
 	r := c.expectResult("k1")
 	if string(r.Result) != `{"added":"x"}` || len(r.Versions) != 1 || r.Versions["items"] != 1 {
 		t.Fatalf("result %s, versions %v", r.Result, r.Versions)
 	}
-	c.send(&protocol.CallMessage{ID: "k2", Name: "echo", Arg: json.RawMessage(`[1, "two", null]`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k2"), Name: "echo", Arg: json.RawMessage(`[1, "two", null]`)})
 	if r := c.expectResult("k2"); string(r.Result) != `[1,"two",null]` || r.Versions == nil || len(r.Versions) != 0 {
 		t.Fatalf("echo: result %s, versions %#v", r.Result, r.Versions)
 	}
-	c.send(&protocol.CallMessage{ID: "k3", Name: "nope", Arg: json.RawMessage(`null`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k3"), Name: "nope", Arg: json.RawMessage(`null`)})
 	if m := c.expectError("k3", protocol.CodeNotFound); !strings.Contains(m.Message, "nope") {
 		t.Errorf("message %q does not name the call", m.Message)
 	}
-	c.send(&protocol.CallMessage{ID: "k4", Name: "deny", Arg: json.RawMessage(`1`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k4"), Name: "deny", Arg: json.RawMessage(`1`)})
 	c.expectError("k4", protocol.CodeForbidden)
-	c.send(&protocol.CallMessage{ID: "k5", Name: "boom", Arg: json.RawMessage(`1`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k5"), Name: "boom", Arg: json.RawMessage(`1`)})
 	if m := c.expectError("k5", protocol.CodeInternal); m.Message != "internal error" {
 		t.Errorf("internal error message %q, want the details kept from the client", m.Message)
 	}
-	c.send(&protocol.CallMessage{ID: "k6", Name: "add", Arg: json.RawMessage(`{"id":"x","value":{"n":2}}`)})
+	c.send(&protocol.CallMessage{ID: protocol.StringID("k6"), Name: "add", Arg: json.RawMessage(`{"id":"x","value":{"n":2}}`)})
 	if r := c.expectResult("k6"); r.Versions["items"] != 2 {
 		t.Fatalf("versions %v, want items at 2", r.Versions)
 	}
@@ -202,7 +203,7 @@ func TestCallConcurrency(t *testing.T) {
 	c := e.dial()
 	const calls = 40
 	for i := range calls {
-		c.send(&protocol.CallMessage{ID: fmt.Sprint(i), Name: "block", Arg: json.RawMessage(fmt.Sprint(i))})
+		c.send(&protocol.CallMessage{ID: protocol.IntID(int64(i)), Name: "block", Arg: json.RawMessage(fmt.Sprint(i))})
 	}
 	eventually(t, "16 calls run", func() bool {
 		mu.Lock()
@@ -210,10 +211,10 @@ func TestCallConcurrency(t *testing.T) {
 		return running == 16
 	})
 	close(release)
-	seen := map[string]bool{}
+	seen := map[protocol.MessageID]bool{}
 	for range calls {
 		r := c.expect(protocol.TypeResult)
-		if string(r.Result) != r.ID || seen[r.ID] {
+		if string(r.Result) != r.ID.String() || seen[r.ID] {
 			t.Fatalf("result %s for call %s (seen before: %v)", r.Result, r.ID, seen[r.ID])
 		}
 		seen[r.ID] = true
@@ -264,7 +265,7 @@ func TestBadMessages(t *testing.T) {
 		})
 	}
 	// Still working, and nothing was written.
-	c.send(&protocol.CommitMessage{ID: "ok", Collection: "c", Ops: []protocol.Op{put("a", `1`)}})
+	c.send(&protocol.CommitMessage{ID: protocol.StringID("ok"), Collection: "c", Ops: []protocol.Op{put("a", `1`)}})
 	if r := c.expectResult("ok"); r.Versions["c"] != 1 {
 		t.Fatalf("versions %v, want c at 1", r.Versions)
 	}
@@ -280,7 +281,7 @@ func TestTooManyBadMessages(t *testing.T) {
 		c.expectError("", protocol.CodeBadRequest)
 	}
 	// Valid messages and failed requests do not count.
-	c.send(&protocol.CommitMessage{ID: "x", Collection: "c", Ops: []protocol.Op{del("missing")}})
+	c.send(&protocol.CommitMessage{ID: protocol.StringID("x"), Collection: "c", Ops: []protocol.Op{del("missing")}})
 	c.expectError("x", protocol.CodeNotFound)
 	c.sendText(`{"type":"nope"}`)
 	err := c.expectClosed(gws.StatusPolicyViolation)
@@ -295,10 +296,10 @@ func TestTooManyBadMessages(t *testing.T) {
 func TestOversizeMessage(t *testing.T) {
 	e := newEnv(t, &config{ws: ws.Options{MaxMessageBytes: 1 << 10}})
 	c := e.dial()
-	small := &protocol.CommitMessage{ID: "s", Collection: "c", Ops: []protocol.Op{put("a", `"`+strings.Repeat("x", 900)+`"`)}}
+	small := &protocol.CommitMessage{ID: protocol.StringID("s"), Collection: "c", Ops: []protocol.Op{put("a", `"`+strings.Repeat("x", 900)+`"`)}}
 	c.send(small)
 	c.expectResult("s")
-	big := &protocol.CommitMessage{ID: "b", Collection: "c", Ops: []protocol.Op{put("a", `"`+strings.Repeat("x", 2<<10)+`"`)}}
+	big := &protocol.CommitMessage{ID: protocol.StringID("b"), Collection: "c", Ops: []protocol.Op{put("a", `"`+strings.Repeat("x", 2<<10)+`"`)}}
 	b, err := json.Marshal(big)
 	if err != nil {
 		t.Fatal(err)

@@ -45,17 +45,17 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	old, n := c.subs[m.Collection], len(c.subs)
 	c.mu.Unlock()
 	if old == nil && n >= c.h.opts.MaxSubscriptions {
-		c.writeMessage(protocol.EncodeError("", protocol.CodeRateLimited,
+		c.writeMessage(protocol.EncodeError(protocol.MessageID{}, protocol.CodeRateLimited,
 			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)))
 		return
 	}
 	if err := c.admit(auth.Read, m.Collection); err != nil {
-		c.answerError(ctx, "", err)
+		c.answerError(ctx, protocol.MessageID{}, err)
 		return
 	}
 	col, err := c.h.hub.Collection(m.Collection)
 	if err != nil {
-		c.answerError(ctx, "", err)
+		c.answerError(ctx, protocol.MessageID{}, err)
 		return
 	}
 	fs, err := col.Subscribe(m.Cursor())
@@ -64,7 +64,7 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 			c.close(goingAway)
 			return
 		}
-		c.answerError(ctx, "", fmt.Errorf("subscribe to %q: %w", m.Collection, err))
+		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("subscribe to %q: %w", m.Collection, err))
 		return
 	}
 	// The old subscription stops after the new one holds the collection's
@@ -90,7 +90,7 @@ func (c *conn) unsubscribe(ctx context.Context, m *protocol.UnsubscribeMessage) 
 	delete(c.subs, m.Collection)
 	c.mu.Unlock()
 	if s == nil {
-		c.answerError(ctx, "", fmt.Errorf("%w: unsubscribe from %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
+		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: unsubscribe from %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
 		return
 	}
 	s.stop()

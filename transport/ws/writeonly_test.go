@@ -50,14 +50,14 @@ func TestCommitAnswersWhatTheCallerMayRead(t *testing.T) {
 	}
 	w, r := dial("writer"), dial("reader")
 
-	w.send(&protocol.CommitMessage{ID: "ok", Collection: "c1", Ops: []protocol.Op{put("b", `1`)}, If: map[string]uint64{"a": 13}})
+	w.send(&protocol.CommitMessage{ID: protocol.StringID("ok"), Collection: "c1", Ops: []protocol.Op{put("b", `1`)}, If: map[string]uint64{"a": 13}})
 	if res := w.expectResult("ok"); string(res.Result) != `{"version":18}` {
 		t.Errorf("commit answered %s, want {\"version\":18}", res.Result)
 	}
 
 	for i, ifs := range []map[string]uint64{{"a": 7}, {"a": 7, "z": 0}, {"b": 1, "a": 7}} {
 		m := func(c string) *protocol.CommitMessage {
-			return &protocol.CommitMessage{ID: fmt.Sprint("f", i), Collection: c, Ops: []protocol.Op{put("b", `2`)}, If: ifs}
+			return &protocol.CommitMessage{ID: protocol.StringID(fmt.Sprint("f", i)), Collection: c, Ops: []protocol.Op{put("b", `2`)}, If: ifs}
 		}
 		w.send(m("c1"))
 		present := w.expectError(fmt.Sprint("f", i), protocol.CodePreconditionFailed)
