@@ -2,9 +2,9 @@ package e2e
 
 // Helpers of the access-control tests (access_test.go): a real server with
 // an auth.Policy (JWT verifier with an HMAC secret and a JWKS holding an
-// RSA key, optional rates and per-address connection limit), token
-// minting, plain HTTP, SSE and WebSocket clients, and the store's state
-// read through the hub.
+// RSA key, optional rates and per-address connection limit) and every push
+// transport mounted, token minting, plain HTTP, SSE and WebSocket clients,
+// and the store's state read through the hub.
 
 import (
 	"bufio"
@@ -15,7 +15,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -41,6 +40,7 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
+	"github.com/viewsync/viewsync/transport/ndjson"
 	"github.com/viewsync/viewsync/transport/sse"
 	"github.com/viewsync/viewsync/transport/ws"
 )
@@ -227,8 +227,8 @@ type accessOptions struct {
 }
 
 // accessEnv is a real server enforcing a Policy: a hub over a bbolt store
-// in t.TempDir, the HTTP API with SSE and WebSocket mounted, on a listener
-// bound to 127.0.0.1.
+// in t.TempDir, the HTTP API with SSE, the NDJSON stream and WebSocket
+// mounted, on a listener bound to 127.0.0.1.
 type accessEnv struct {
 	t       *testing.T
 	keys    *testKeys
@@ -319,10 +319,12 @@ func startAccessServer(t *testing.T, o accessOptions) *accessEnv {
 
 	events, err := sse.New(e.hub, &sse.Options{Policy: e.policy})
 	must(err)
+	lines, err := ndjson.New(e.hub, &ndjson.Options{Policy: e.policy})
+	must(err)
 	e.sockets, err = ws.New(e.hub, &ws.Options{Policy: e.policy})
 	must(err)
 	api, err := httpapi.New(e.hub, &httpapi.Options{
-		Policy: e.policy, Events: events, WebSocket: e.sockets,
+		Policy: e.policy, Events: events, Stream: lines, WebSocket: e.sockets,
 		Metrics: e.met.Handler(), Observer: e.met,
 	})
 	must(err)
@@ -713,11 +715,4 @@ func (e *accessEnv) scrapeDenied(t *testing.T, client *http.Client) map[string]f
 		m[code] = v
 	}
 	return m
-}
-
-// isClosedWith reports whether err is the close of a WebSocket with
-// code and reason.
-func isClosedWith(err error, code gws.StatusCode, reason string) bool {
-	var ce *wstest.CloseError
-	return errors.As(err, &ce) && ce.Code == code && ce.Reason == reason
 }

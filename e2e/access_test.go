@@ -4,16 +4,17 @@ package e2e
 //
 //   - TestAccessRefusals: every kind of bad credential (401 with a Bearer
 //     challenge) and every missing right (403) is refused on every
-//     transport — plain HTTP, Server-Sent Events (token in the header, the
-//     query and the cookie) and WebSocket (the upgrade refused with 401;
-//     subscribe, commit and call messages answered with forbidden) — with
-//     the contract's error body, and changes nothing in the store; valid
-//     tokens pass (positive controls); the Policy's Denied counts, and the
-//     Prometheus counter, match the refusals exactly.
-//   - TestAccessTokenExpiry: a token expiring ~1-2 s after issue ends an
-//     SSE stream with an "error" event (unauthorized) and closes a
-//     WebSocket with 4401 "token expired"; a fresh token resumes from the
-//     cursor, every commit made meanwhile arriving once, in order.
+//     transport — plain HTTP, the one-collection streams (Server-Sent
+//     Events and NDJSON, token in the header, the query and the cookie)
+//     and WebSocket (the upgrade refused with 401; subscribe, commit and
+//     call messages answered with forbidden) — with the contract's error
+//     body, and changes nothing in the store; valid tokens pass (positive
+//     controls); the Policy's Denied counts, and the Prometheus counter,
+//     match the refusals exactly.
+//   - TestPushTokenExpiry (push_test.go): a token expiring ~1-2 s after
+//     issue ends every push transport's stream, saying why; a fresh token
+//     resumes from the cursor, every commit made meanwhile arriving once,
+//     in order.
 //   - TestAccessFlood: a client flooding from 127.0.0.1 gets 429 past its
 //     connection limit and past its commit and call rates, while a
 //     well-behaved client from 127.0.0.2 is served throughout.
@@ -39,7 +40,6 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
-	"github.com/viewsync/viewsync/transport/ws"
 )
 
 // httpOp is one request of the HTTP API that a Policy guards.
@@ -266,52 +266,50 @@ func TestAccessRefusals(t *testing.T) {
 		}
 	})
 
-	t.Run("sse", func(t *testing.T) {
-		for _, p := range []placement{inHeader, inQuery, inCookie} {
-			for _, c := range refusals {
-				if !c.applies(auth.Read) || !c.fits(p) {
-					continue
+	t.Run("streams", func(t *testing.T) {
+		forEachTransport(t, httpStreams, func(t *testing.T, tr pushTransport) {
+			for _, p := range []placement{inHeader, inQuery, inCookie} {
+				for _, c := range refusals {
+					if !c.applies(auth.Read) || !c.fits(p) {
+						continue
+					}
+					t.Run(p.String()+"/"+c.name, func(t *testing.T) {
+						before := e.state(t, "a", "b")
+						conn, r, err := tr.open(context.Background(), client, e.base, func(req *http.Request) {
+							attach(req, p, c.token, c.missing, c.scheme)
+						}, pushFollow{coll: "b"})
+						if err != nil {
+							t.Fatalf("open: %v", err)
+						}
+						refused(c)
+						if conn != nil {
+							conn.close()
+							t.Fatalf("the stream was opened, want %d %s", c.status, c.code())
+						}
+						if err := refusalError(r, c.status, c.code(), c.reason); err != nil {
+							t.Error(err)
+						}
+						e.checkUnchanged(t, before)
+					})
 				}
-				t.Run(p.String()+"/"+c.name, func(t *testing.T) {
-					before := e.state(t, "a", "b")
-					s, r, err := openSSE(context.Background(), client, e.base+"/v1/collections/b/events", func(req *http.Request) {
-						attach(req, p, c.token, c.missing, c.scheme)
+				for _, c := range allowed {
+					t.Run(p.String()+"/allowed/"+c.name, func(t *testing.T) {
+						head := e.state(t, c.coll)[c.coll].head
+						conn, r, err := tr.open(context.Background(), client, e.base, func(req *http.Request) {
+							attach(req, p, c.token, false, "")
+						}, pushFollow{coll: c.coll})
+						if err != nil || conn == nil {
+							t.Fatalf("open: %s %v", r, err)
+						}
+						defer conn.close()
+						ev, err := conn.next()
+						if err != nil || ev.kind != evReset || ev.cursor() != head.Cursor() {
+							t.Fatalf("first event %v %v, want a reset at %s", ev, err, head.Cursor())
+						}
 					})
-					if err != nil {
-						t.Fatalf("GET events: %v", err)
-					}
-					refused(c)
-					if s != nil {
-						s.close()
-						t.Fatalf("the stream was opened, want %d %s", c.status, c.code())
-					}
-					if err := refusalError(r, c.status, c.code(), c.reason); err != nil {
-						t.Error(err)
-					}
-					e.checkUnchanged(t, before)
-				})
+				}
 			}
-			for _, c := range allowed {
-				t.Run(p.String()+"/allowed/"+c.name, func(t *testing.T) {
-					head := e.state(t, c.coll)[c.coll].head
-					s, r, err := openSSE(context.Background(), client, e.base+"/v1/collections/"+c.coll+"/events", func(req *http.Request) {
-						attach(req, p, c.token, false, "")
-					})
-					if err != nil || s == nil {
-						t.Fatalf("GET events: %s %v", r, err)
-					}
-					defer s.close()
-					ev, err := s.next()
-					if err != nil {
-						t.Fatalf("first event: %v", err)
-					}
-					var snap protocol.Snapshot
-					if ev.event != "reset" || json.Unmarshal([]byte(ev.data), &snap) != nil || ev.id != head.Cursor().String() || snap.Version != head.Version {
-						t.Fatalf("first event %+v, want a reset at %s", ev, head.Cursor())
-					}
-				})
-			}
-		}
+		})
 	})
 
 	t.Run("websocket", func(t *testing.T) {
@@ -355,16 +353,16 @@ func TestAccessRefusals(t *testing.T) {
 						continue
 					}
 					var m protocol.ClientMessage
-					id := ""
+					var id protocol.MessageID
 					switch a {
 					case auth.Read:
 						m = &protocol.SubscribeMessage{Collection: "b"}
 					case auth.Write:
-						id = "commit-1"
+						id = protocol.StringID("commit-1")
 						m = &protocol.CommitMessage{ID: id, Collection: "b", Ops: []protocol.Op{
 							{Op: protocol.OpPut, ID: "r1", Value: json.RawMessage(`{"n":"ws"}`)}}}
 					case auth.Call:
-						id = "call-1"
+						id = protocol.StringID("call-1")
 						m = &protocol.CallMessage{ID: id, Name: callBump, Arg: json.RawMessage(`"b"`)}
 					}
 					if err := wsSend(ctx, conn, m); err != nil {
@@ -376,7 +374,7 @@ func TestAccessRefusals(t *testing.T) {
 						t.Fatalf("answer to %s: %v", m.Type(), err)
 					}
 					if got.Type != protocol.TypeError || got.Code != protocol.CodeForbidden || got.ID != id || !strings.Contains(got.Message, c.reason) {
-						t.Errorf("answer to %s: %+v, want an error of code forbidden with id %q", m.Type(), got, id)
+						t.Errorf("answer to %s: %+v, want an error of code forbidden with id %s", m.Type(), got, id)
 					}
 				}
 				// The connection goes on: a message within the rights (each
@@ -402,16 +400,16 @@ func TestAccessRefusals(t *testing.T) {
 				// Writes first, then the subscription: nothing interleaves.
 				if c.actionAllowed(auth.Write) {
 					v := e.state(t, c.coll)[c.coll].head.Version
-					wsSend(ctx, conn, &protocol.CommitMessage{ID: "w", Collection: c.coll, Ops: []protocol.Op{
+					wsSend(ctx, conn, &protocol.CommitMessage{ID: protocol.StringID("w"), Collection: c.coll, Ops: []protocol.Op{
 						{Op: protocol.OpPut, ID: "r1", Value: json.RawMessage(`{"n":"ws"}`)}}})
-					if got, err := wsRead(ctx, conn); err != nil || got.Type != protocol.TypeResult || got.ID != "w" || got.Versions[c.coll] != v+1 {
+					if got, err := wsRead(ctx, conn); err != nil || got.Type != protocol.TypeResult || got.ID != protocol.StringID("w") || got.Versions[c.coll] != v+1 {
 						t.Fatalf("commit: %+v %v, want a result at version %d", got, err, v+1)
 					}
 				}
 				if c.actionAllowed(auth.Call) {
 					v := e.state(t, c.coll)[c.coll].head.Version
-					wsSend(ctx, conn, &protocol.CallMessage{ID: "k", Name: callBump, Arg: json.RawMessage(strconv.Quote(c.coll))})
-					if got, err := wsRead(ctx, conn); err != nil || got.Type != protocol.TypeResult || got.ID != "k" || got.Versions[c.coll] != v+1 {
+					wsSend(ctx, conn, &protocol.CallMessage{ID: protocol.StringID("k"), Name: callBump, Arg: json.RawMessage(strconv.Quote(c.coll))})
+					if got, err := wsRead(ctx, conn); err != nil || got.Type != protocol.TypeResult || got.ID != protocol.StringID("k") || got.Versions[c.coll] != v+1 {
 						t.Fatalf("call: %+v %v, want a result at version %d", got, err, v+1)
 					}
 				}
@@ -554,227 +552,6 @@ func (s *sequence) check(w *hubWriter) error {
 
 // shortExpiry returns an exp 1 to 2 s from now (exp has whole seconds).
 func shortExpiry() time.Time { return time.Now().Truncate(time.Second).Add(2 * time.Second) }
-
-// TestAccessTokenExpiry: long-lived connections end when their token
-// expires, with a clear reason, and a fresh token resumes from the cursor
-// without gaps.
-func TestAccessTokenExpiry(t *testing.T) {
-	e := startAccessServer(t, accessOptions{})
-	client := e.client(t, "")
-
-	t.Run("sse", func(t *testing.T) {
-		t.Parallel()
-		const coll = "expiry-sse"
-		rights := auth.Rights{Read: []string{coll}}
-		ctx, cancel := context.WithTimeout(context.Background(), accessWait)
-		defer cancel()
-		w := startHubWriter(e, coll, 40*time.Millisecond)
-		defer w.halt()
-		waitUntil(t, ctx, "the writer has begun", func() bool { return w.version() > 0 })
-
-		// The token travels as an EventSource's would: in the query.
-		exp := shortExpiry()
-		short := signHS(t, e.keys.secret, claimsFor("eve", rights, exp), "")
-		withToken := func(tok string) func(*http.Request) {
-			return func(req *http.Request) { attach(req, inQuery, tok, false, "") }
-		}
-		url := e.base + "/v1/collections/" + coll + "/events"
-		s, r, err := openSSE(ctx, client, url, withToken(short))
-		if err != nil || s == nil {
-			t.Fatalf("GET events: %s %v", r, err)
-		}
-		defer s.close()
-		seq := &sequence{}
-		var lastID string
-		live := 0
-		for {
-			ev, err := s.next()
-			if err != nil {
-				t.Fatalf("the stream ended without an error event: %v", err)
-			}
-			if ev.event == "error" {
-				var body protocol.ErrorBody
-				if err := json.Unmarshal([]byte(ev.data), &body); err != nil || body.Error == nil || body.Error.Code != protocol.CodeUnauthorized || body.Error.Message == "" {
-					t.Fatalf("error event %q, want the contract's error with code unauthorized", ev.data)
-				}
-				if ev.id != "" {
-					t.Errorf("the error event has id %q; it must not move the cursor", ev.id)
-				}
-				break
-			}
-			switch ev.event {
-			case "reset":
-				var snap protocol.Snapshot
-				if lastID != "" || json.Unmarshal([]byte(ev.data), &snap) != nil {
-					t.Fatalf("reset %+v", ev)
-				}
-				seq.next = snap.Version + 1
-			case "commit":
-				var cm protocol.Commit
-				if err := json.Unmarshal([]byte(ev.data), &cm); err != nil {
-					t.Fatalf("commit %q: %v", ev.data, err)
-				}
-				if err := seq.commit(cm.Version, cm.Ops); err != nil {
-					t.Fatal(err)
-				}
-				live++
-			default:
-				t.Fatalf("unexpected event %+v", ev)
-			}
-			lastID = ev.id
-		}
-		if now := time.Now(); now.Before(exp.Add(-100 * time.Millisecond)) {
-			t.Errorf("the stream ended at %v, before its token expired at %v", now, exp)
-		}
-		if _, err := s.next(); err != io.EOF {
-			t.Errorf("after the error event: %v, want the end of the stream", err)
-		}
-		s.close()
-
-		// The expired token no longer opens a stream.
-		if s2, r, err := openSSE(ctx, client, url, withToken(short)); s2 != nil || err != nil {
-			if s2 != nil {
-				s2.close()
-			}
-			t.Fatalf("reconnecting with the expired token: %v, want 401", err)
-		} else if err := refusalError(r, http.StatusUnauthorized, protocol.CodeUnauthorized, "token expired"); err != nil {
-			t.Errorf("reconnecting with the expired token: %v", err)
-		}
-
-		// Commits are made while the client is away; then it comes back
-		// with a fresh token and its cursor.
-		cur, err := protocol.ParseCursor(lastID)
-		if err != nil {
-			t.Fatalf("last event id %q: %v", lastID, err)
-		}
-		waitUntil(t, ctx, "5 commits were made meanwhile", func() bool { return w.version() >= cur.Version+5 })
-		head, err := w.halt()
-		if err != nil {
-			t.Fatalf("writer: %v", err)
-		}
-		fresh := signHS(t, e.keys.secret, claimsFor("eve", rights, time.Now().Add(time.Hour)), "")
-		s, r, err = openSSE(ctx, client, url, func(req *http.Request) {
-			withToken(fresh)(req)
-			req.Header.Set("Last-Event-ID", lastID)
-		})
-		if err != nil || s == nil {
-			t.Fatalf("GET events with a fresh token: %s %v", r, err)
-		}
-		defer s.close()
-		for seq.next <= head {
-			ev, err := s.next()
-			if err != nil {
-				t.Fatalf("resumed stream at %d of %d: %v", seq.next-1, head, err)
-			}
-			if ev.event != "commit" {
-				t.Fatalf("resumed from %s: %+v, want only commits", lastID, ev)
-			}
-			var cm protocol.Commit
-			if err := json.Unmarshal([]byte(ev.data), &cm); err != nil {
-				t.Fatalf("commit %q: %v", ev.data, err)
-			}
-			if err := seq.commit(cm.Version, cm.Ops); err != nil {
-				t.Fatal(err)
-			}
-			if ev.id != (protocol.Cursor{Epoch: cur.Epoch, Version: cm.Version}).String() {
-				t.Fatalf("commit %d with id %q", cm.Version, ev.id)
-			}
-		}
-		if err := seq.check(w); err != nil {
-			t.Error(err)
-		}
-		t.Logf("SSE: %d commits live before the token expired, resumed after %s up to %d", live, lastID, head)
-	})
-
-	t.Run("websocket", func(t *testing.T) {
-		t.Parallel()
-		const coll = "expiry-ws"
-		rights := auth.Rights{Read: []string{coll}}
-		ctx, cancel := context.WithTimeout(context.Background(), accessWait)
-		defer cancel()
-		w := startHubWriter(e, coll, 40*time.Millisecond)
-		defer w.halt()
-		waitUntil(t, ctx, "the writer has begun", func() bool { return w.version() > 0 })
-
-		exp := shortExpiry()
-		short := signHS(t, e.keys.secret, claimsFor("wes", rights, exp), "")
-		conn, r, err := dialWS(ctx, client, e.base, inQuery, short, false, "")
-		if err != nil {
-			t.Fatalf("dial: %v (%s)", err, r)
-		}
-		defer conn.CloseNow()
-		if err := wsSend(ctx, conn, &protocol.SubscribeMessage{Collection: coll}); err != nil {
-			t.Fatal(err)
-		}
-		seq := &sequence{}
-		var epoch string
-		live := 0
-		for {
-			m, err := wsRead(ctx, conn)
-			if err != nil {
-				if !isClosedWith(err, ws.StatusTokenExpired, "token expired") {
-					t.Fatalf("the connection ended with %v, want close status 4401 \"token expired\"", err)
-				}
-				break
-			}
-			switch {
-			case m.Type == protocol.TypeReset && epoch == "":
-				epoch, seq.next = m.Epoch, m.Version+1
-			case m.Type == protocol.TypeCommit && m.Epoch == epoch:
-				if err := seq.commit(m.Version, m.Ops); err != nil {
-					t.Fatal(err)
-				}
-				live++
-			default:
-				t.Fatalf("unexpected message %+v", m)
-			}
-		}
-		if now := time.Now(); now.Before(exp.Add(-100 * time.Millisecond)) {
-			t.Errorf("the connection closed at %v, before its token expired at %v", now, exp)
-		}
-
-		// The expired token no longer upgrades.
-		if c2, r, err := dialWS(ctx, client, e.base, inQuery, short, false, ""); err == nil {
-			c2.CloseNow()
-			t.Fatalf("dialing with the expired token succeeded, want 401")
-		} else if err := refusalError(r, http.StatusUnauthorized, protocol.CodeUnauthorized, "token expired"); err != nil {
-			t.Errorf("dialing with the expired token: %v", err)
-		}
-
-		last := seq.next - 1
-		waitUntil(t, ctx, "5 commits were made meanwhile", func() bool { return w.version() >= last+5 })
-		head, err := w.halt()
-		if err != nil {
-			t.Fatalf("writer: %v", err)
-		}
-		fresh := signHS(t, e.keys.secret, claimsFor("wes", rights, time.Now().Add(time.Hour)), "")
-		conn, r, err = dialWS(ctx, client, e.base, inQuery, fresh, false, "")
-		if err != nil {
-			t.Fatalf("dial with a fresh token: %v (%s)", err, r)
-		}
-		defer conn.CloseNow()
-		if err := wsSend(ctx, conn, &protocol.SubscribeMessage{Collection: coll, After: &last, Epoch: epoch}); err != nil {
-			t.Fatal(err)
-		}
-		for seq.next <= head {
-			m, err := wsRead(ctx, conn)
-			if err != nil {
-				t.Fatalf("resumed subscription at %d of %d: %v", seq.next-1, head, err)
-			}
-			if m.Type != protocol.TypeCommit || m.Epoch != epoch {
-				t.Fatalf("resumed from %s:%d: %+v, want only commits", epoch, last, m)
-			}
-			if err := seq.commit(m.Version, m.Ops); err != nil {
-				t.Fatal(err)
-			}
-		}
-		conn.Close(gws.StatusNormalClosure, "")
-		if err := seq.check(w); err != nil {
-			t.Error(err)
-		}
-		t.Logf("WebSocket: %d commits live before the token expired, resumed after %d up to %d", live, last, head)
-	})
-}
 
 // floodCounts counts what the flooding client got.
 type floodCounts struct {
@@ -1137,7 +914,7 @@ func TestAccessFlood(t *testing.T) {
 		}
 		defer conn.CloseNow()
 		for n := 0; flooding(); n++ {
-			id := "c" + strconv.Itoa(n)
+			id := protocol.IntID(int64(n))
 			err := wsSend(phase2, conn, &protocol.CommitMessage{ID: id, Collection: "flood-w", Ops: []protocol.Op{
 				{Op: protocol.OpPut, ID: "ws", Value: json.RawMessage(strconv.Itoa(n))}}})
 			if err != nil {

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -14,9 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	gws "github.com/gobwas/ws"
-
-	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -45,12 +40,12 @@ const (
 	slowReadBuffer = 4 << 10
 )
 
-// subscriber is one client: one SSE stream, or one WebSocket connection
-// following one or both collections. It reconnects at random and resumes
-// each collection from its cursor.
+// subscriber is one client: one stream (SSE or NDJSON), or one WebSocket
+// connection following one or both collections. It reconnects at random
+// and resumes each collection from its cursor.
 type subscriber struct {
 	name string
-	isWS bool
+	via  pushTransport
 	rng  *rand.Rand
 	slow bool
 	// joinAfter delays its first connection.
@@ -68,15 +63,12 @@ type subscriber struct {
 	life *time.Timer
 }
 
-func newSubscriber(pick *rand.Rand, seed uint64, i int, isWS bool) *subscriber {
+func newSubscriber(pick *rand.Rand, seed uint64, i int, tr pushTransport) *subscriber {
 	s := &subscriber{
-		name: fmt.Sprintf("sse-%d", i),
-		isWS: isWS,
+		name: fmt.Sprintf("%s-%d", tr, i),
+		via:  tr,
 		rng:  rand.New(rand.NewPCG(seed, uint64(1<<33+i))),
 		slow: pick.IntN(4) == 0,
-	}
-	if isWS {
-		s.name = fmt.Sprintf("ws-%d", i)
 	}
 	if s.slow {
 		s.name += "-slow"
@@ -124,12 +116,7 @@ func (s *subscriber) run(ctx context.Context, base string, ph *phases) error {
 			cctx, cancel = context.WithCancel(ph.writing)
 			s.life = time.AfterFunc(s.lifetime(), cancel)
 		}
-		var err error
-		if s.isWS {
-			err = s.websocket(cctx, base, ph, draining)
-		} else {
-			err = s.sse(cctx, base, s.follows[0], ph, draining)
-		}
+		err := s.follow(cctx, base, ph, draining)
 		if s.life != nil {
 			s.life.Stop()
 			s.life = nil
@@ -205,201 +192,55 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// sse follows f over one event stream, resuming with Last-Event-ID. It
-// returns nil when ctx ends, or when draining and at the target.
-func (s *subscriber) sse(ctx context.Context, base string, f *follower, ph *phases, draining bool) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/collections/"+f.coll+"/events", nil)
-	if err != nil {
-		return err
-	}
-	if f.cursored {
-		req.Header.Set("Last-Event-ID", f.cur.String())
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("GET events: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET events with Last-Event-ID %q: %d %s", req.Header.Get("Last-Event-ID"), resp.StatusCode, b)
-	}
-	f.connected()
-	br := bufio.NewReader(resp.Body)
-	var ev sseEvent
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("event stream ended at %s: %w", f.cur, err)
-		}
-		line = strings.TrimSuffix(line, "\n")
-		if line != "" {
-			ev.field(line)
-			continue
-		}
-		if ev.event == "" {
-			ev = sseEvent{} // the retry hint, or comments
-			continue
-		}
-		if err := f.applySSE(ev); err != nil {
-			return err
-		}
-		ev = sseEvent{}
-		if draining && f.cur == ph.targets[f.coll].Cursor() {
-			return nil
-		}
-		s.pace(ctx, ph, f.coll, draining)
-	}
-}
-
-// sseEvent is one event of a stream, as its lines set it.
-type sseEvent struct {
-	id, event, data string
-}
-
-// field takes one line of an event; comments and unknown fields are
-// ignored, as a browser does.
-func (e *sseEvent) field(line string) {
-	if line[0] == ':' {
-		return
-	}
-	name, value, _ := strings.Cut(line, ":")
-	value = strings.TrimPrefix(value, " ")
-	switch name {
-	case "id":
-		e.id = value
-	case "event":
-		e.event = value
-	case "data":
-		if e.data != "" {
-			e.data += "\n"
-		}
-		e.data += value
-	}
-}
-
-// applySSE applies one event to the follower. Each event's id must be the
-// cursor after it.
-func (f *follower) applySSE(ev sseEvent) error {
-	id, err := protocol.ParseCursor(ev.id)
-	if err != nil {
-		return fmt.Errorf("%s event with id %q: %w", ev.event, ev.id, err)
-	}
-	var at protocol.Cursor
-	switch ev.event {
-	case "reset":
-		var snap protocol.Snapshot
-		if err := json.Unmarshal([]byte(ev.data), &snap); err != nil || !snap.Reset {
-			return fmt.Errorf("reset %s: %v in %.200s", ev.id, err, ev.data)
-		}
-		f.reset(snap)
-		at = protocol.Cursor{Epoch: snap.Epoch, Version: snap.Version}
-	case "catchup":
-		var cu protocol.CatchUp
-		if err := json.Unmarshal([]byte(ev.data), &cu); err != nil || !cu.Compacted {
-			return fmt.Errorf("catch-up %s: %v in %.200s", ev.id, err, ev.data)
-		}
-		f.catchUp(cu)
-		at = protocol.Cursor{Epoch: cu.Epoch, Version: cu.Version}
-	case "commit":
-		var cm protocol.Commit
-		if err := json.Unmarshal([]byte(ev.data), &cm); err != nil {
-			return fmt.Errorf("commit %s: %v in %.200s", ev.id, err, ev.data)
-		}
-		f.commit(id.Epoch, cm)
-		at = protocol.Cursor{Epoch: id.Epoch, Version: cm.Version}
-	default:
-		return fmt.Errorf("unknown event %q", ev.event)
-	}
-	if id != at {
-		return fmt.Errorf("%s event with id %s is at %s", ev.event, ev.id, at)
-	}
-	return nil
-}
-
-// websocket follows every collection of the subscriber over one
-// connection, subscribing with after and epoch where it has a cursor. It
-// returns nil when ctx ends, or when draining and at the targets.
-func (s *subscriber) websocket(ctx context.Context, base string, ph *phases, draining bool) error {
-	c, resp, err := wstest.Dial(ctx, wsURL(base), &wstest.Options{
-		Subprotocols: []string{protocol.WSSubprotocol},
-		NetDial:      wstest.NetDialOf(s.client),
-		ReadLimit:    64 << 20,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		return fmt.Errorf("dial: %w (status %d)", err, status)
-	}
-	defer c.CloseNow()
+// follow follows every collection of the subscriber over one connection
+// of its transport, from its cursors where it has them (an event stream
+// sends Last-Event-ID, the NDJSON stream after and epoch, a WebSocket
+// subscribes with them). It returns nil when ctx ends, or when draining
+// and at the targets.
+func (s *subscriber) follow(ctx context.Context, base string, ph *phases, draining bool) error {
 	byName := map[string]*follower{}
+	var fs []pushFollow
 	for _, f := range s.follows {
-		m := &protocol.SubscribeMessage{Collection: f.coll}
+		pf := pushFollow{coll: f.coll}
 		if f.cursored {
-			v := f.cur.Version
-			m.After, m.Epoch = &v, f.cur.Epoch
+			cur := f.cur
+			pf.cur = &cur
 		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		if err := c.WriteMessage(ctx, gws.OpText, b); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("subscribe: %w", err)
-		}
-		f.connected()
+		fs = append(fs, pf)
 		byName[f.coll] = f
 	}
+	conn, r, err := s.via.open(ctx, s.client, base, nil, fs...)
+	if err != nil || conn == nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("open at %s: %v %s", s.cursors(), err, r)
+	}
+	defer conn.close()
+	for _, f := range s.follows {
+		f.connected()
+	}
 	for {
-		op, b, err := c.ReadMessage(ctx)
+		ev, err := conn.next()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("connection ended at %s: %w", s.cursors(), err)
 		}
-		if op != gws.OpText {
-			return fmt.Errorf("server sent a message of opcode %d", op)
-		}
-		m, err := protocol.DecodeServerMessage(b)
-		if err != nil {
-			return fmt.Errorf("%w: %.200s", err, b)
-		}
-		if m.Type == protocol.TypeError {
-			return fmt.Errorf("server error %s: %s", m.Code, m.Message)
-		}
-		f := byName[m.Collection]
+		f := byName[ev.coll]
 		if f == nil {
-			return fmt.Errorf("a %s message of %q, not subscribed to", m.Type, m.Collection)
+			return fmt.Errorf("%s, not followed", ev)
 		}
-		switch m.Type {
-		case protocol.TypeReset:
-			if !m.Reset {
-				return fmt.Errorf("reset without reset: %.200s", b)
-			}
-			f.reset(protocol.Snapshot{Epoch: m.Epoch, Version: m.Version, Records: m.Records})
-		case protocol.TypeCatchUp:
-			if !m.Compacted {
-				return fmt.Errorf("catch-up without compacted: %.200s", b)
-			}
-			f.catchUp(protocol.CatchUp{Epoch: m.Epoch, Version: m.Version, Records: m.Records, Deleted: m.Deleted})
-		case protocol.TypeCommit:
-			f.commit(m.Epoch, protocol.Commit{Version: m.Version, Ops: m.Ops})
+		switch ev.kind {
+		case evReset:
+			f.reset(protocol.Snapshot{Epoch: ev.epoch, Version: ev.version, Records: ev.records})
+		case evCatchUp:
+			f.catchUp(protocol.CatchUp{Epoch: ev.epoch, Version: ev.version, Records: ev.records, Deleted: ev.deleted})
+		case evCommit:
+			f.commit(ev.epoch, protocol.Commit{Version: ev.version, Ops: ev.ops})
 		default:
-			return fmt.Errorf("unexpected %s message: %.200s", m.Type, b)
+			return fmt.Errorf("server: %s", ev)
 		}
 		if draining && s.atTargets(ph.targets) {
 			return nil

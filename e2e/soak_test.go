@@ -9,11 +9,12 @@ package e2e
 // commits, pages of the log, compacted catch-ups from the buffer and from
 // the store, resets). Writers commit random multi-op puts and deletes to
 // two collections over HTTP and record every acknowledged commit (version
-// → ops). Hundreds of subscribers, over Server-Sent Events and WebSocket,
-// follow the collections; each disconnects at random and resumes from its
-// last cursor (Last-Event-ID; subscribe with after and epoch), some read
-// slowly or stall, some join late, some without a cursor. Each keeps its
-// own state and the sequence of everything it saw.
+// → ops). Hundreds of subscribers, over every push transport (Server-Sent
+// Events, the NDJSON stream, WebSocket), follow the collections; each
+// disconnects at random and resumes from its last cursor (Last-Event-ID;
+// after and epoch; subscribe with after and epoch), some read slowly or
+// stall, some join late, some without a cursor. Each keeps its own state
+// and the sequence of everything it saw.
 //
 // When the writers are done and every subscriber has drained to the final
 // head, the histories are checked (guarantees 2-4 of the design): per
@@ -35,11 +36,8 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,14 +46,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
-	"github.com/viewsync/viewsync/store/boltstore"
-	"github.com/viewsync/viewsync/transport/httpapi"
-	"github.com/viewsync/viewsync/transport/sse"
-	"github.com/viewsync/viewsync/transport/ws"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed of the soak test (0: $VIEWSYNC_SEED, else from the clock); the test logs the one it uses")
@@ -81,18 +74,19 @@ type shape struct {
 	writeFor time.Duration
 	// writeGap bounds each writer's pause between commits: [0, writeGap).
 	writeGap time.Duration
-	// sse and ws are the numbers of subscribers per transport; wsBoth of
-	// the ws ones follow both collections on their one connection.
-	sse, ws, wsBoth int
+	// each is the number of subscribers per transport; both of those of
+	// a transport that multiplexes follow both collections on their one
+	// connection.
+	each, both int
 	// drainFor bounds the wait for every subscriber to reach the head.
 	drainFor time.Duration
 }
 
 func soakShape() shape {
 	s := shape{writers: 4, writeFor: 12 * time.Second, writeGap: 50 * time.Millisecond,
-		sse: 150, ws: 150, wsBoth: 50, drainFor: 30 * time.Second}
+		each: 100, both: 35, drainFor: 30 * time.Second}
 	if testing.Short() {
-		s.writeFor, s.sse, s.ws, s.wsBoth = 4*time.Second, 50, 50, 16
+		s.writeFor, s.each, s.both = 4*time.Second, 34, 12
 	}
 	return s
 }
@@ -117,56 +111,17 @@ func soakSeed(t *testing.T) uint64 {
 	return seed
 }
 
-// startSoakServer starts the server under test and returns its base URL,
-// "http://HOST:PORT". It is stopped, in the order a server stops, when the
-// test ends.
+// startSoakServer starts the server under test, every push transport
+// mounted, and returns its base URL, "http://HOST:PORT". It is stopped, in
+// the order a server stops, when the test ends.
 func startSoakServer(t *testing.T) string {
 	t.Helper()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "viewsync.db"), &boltstore.Options{
-		Config: store.Config{RetainCommits: soakRetainCommits},
-	})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	hub, err := viewsync.New(st, viewsync.WithFanout(fanout.Options{BufferBytes: soakBufferBytes}))
-	if err != nil {
-		st.Close()
-		t.Fatalf("hub: %v", err)
-	}
-	events, err := sse.New(hub, nil)
-	if err != nil {
-		t.Fatalf("sse: %v", err)
-	}
-	sockets, err := ws.New(hub, nil)
-	if err != nil {
-		t.Fatalf("ws: %v", err)
-	}
-	api, err := httpapi.New(hub, &httpapi.Options{Events: events, WebSocket: sockets})
-	if err != nil {
-		t.Fatalf("httpapi: %v", err)
-	}
-	srv := httptest.NewUnstartedServer(api)
-	srv.Config.ConnState = func(c net.Conn, state http.ConnState) {
-		if tc, ok := c.(*net.TCPConn); ok && state == http.StateNew {
-			if err := tc.SetWriteBuffer(soakSendBuffer); err != nil {
-				t.Errorf("set send buffer: %v", err)
-			}
-		}
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := sockets.Shutdown(ctx); err != nil {
-			t.Errorf("WebSocket shutdown: %v", err)
-		}
-		hub.Close()
-		srv.Close()
-		if err := st.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	return srv.URL
+	return startPushServer(t, pushConfig{
+		store:      store.Config{RetainCommits: soakRetainCommits},
+		fanout:     fanout.Options{BufferBytes: soakBufferBytes},
+		sendBuffer: soakSendBuffer,
+		durable:    true,
+	}).base
 }
 
 // TestSoak runs writers and subscribers against a real server for a few
@@ -189,12 +144,10 @@ func TestSoak(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(seed, 0))
 	var subs []*subscriber
-	for i := range sh.sse + sh.ws {
-		isWS := i >= sh.sse
-		s := newSubscriber(rng, seed, i, isWS)
-		if !isWS {
-			s.follows = []*follower{newFollower(soakCollections[rng.IntN(len(soakCollections))], rng.IntN(3) == 0)}
-		} else if i-sh.sse < sh.wsBoth {
+	for i := range sh.each * len(pushTransports) {
+		tr := pushTransports[i/sh.each]
+		s := newSubscriber(rng, seed, i, tr)
+		if tr.multiplexes() && i%sh.each < sh.both {
 			for _, c := range soakCollections {
 				s.follows = append(s.follows, newFollower(c, rng.IntN(3) == 0))
 			}
@@ -303,38 +256,38 @@ func TestSoak(t *testing.T) {
 			if !maps.Equal(f.records, recordMap(snap.Records)) {
 				t.Errorf("%s, %s: final state differs from the snapshot at version %d:\n%s", s.name, f.coll, snap.Version, diffStates(f.records, recordMap(snap.Records)))
 			}
-			tot.add(s.isWS, f)
+			tot.add(s.via, f)
 		}
 	}
 	var commits []string
 	for _, c := range soakCollections {
 		commits = append(commits, fmt.Sprintf("%s %d", c, snaps[c].Version))
 	}
-	t.Logf("%d writers wrote for %v: commits %s; %d SSE + %d WebSocket subscribers (%d following both collections) drained by %v",
-		sh.writers, wrote.Round(time.Millisecond), strings.Join(commits, ", "), sh.sse, sh.ws, sh.wsBoth, drained.Round(time.Millisecond))
-	t.Logf("deliveries %d (SSE %d, WebSocket %d); catch-ups %d (SSE %d, WebSocket %d); resets %d; reconnects %d",
-		tot.commits[0]+tot.commits[1], tot.commits[0], tot.commits[1],
-		tot.catchUps[0]+tot.catchUps[1], tot.catchUps[0], tot.catchUps[1],
-		tot.resets[0]+tot.resets[1], tot.reconnects)
-	if tot.catchUps[0]+tot.catchUps[1] == 0 {
-		t.Errorf("no subscriber got a catch-up: the run did not exercise the slow path")
+	t.Logf("%d writers wrote for %v: commits %s; %d subscribers per transport (%d following both collections where one connection can) drained by %v",
+		sh.writers, wrote.Round(time.Millisecond), strings.Join(commits, ", "), sh.each, sh.both, drained.Round(time.Millisecond))
+	for _, tr := range pushTransports {
+		n := tr.String()
+		t.Logf("%s: deliveries %d, catch-ups %d, resets %d", n, tot.commits[n], tot.catchUps[n], tot.resets[n])
+		if tot.catchUps[n] == 0 {
+			t.Errorf("no %s subscriber got a catch-up: the run did not exercise its slow path", n)
+		}
 	}
+	t.Logf("reconnects %d", tot.reconnects)
 }
 
-// totals sums what the subscribers saw, [0] over SSE, [1] over WebSocket.
+// totals sums what the subscribers saw, by transport.
 type totals struct {
-	commits, catchUps, resets [2]int
+	commits, catchUps, resets map[string]int
 	reconnects                int
 }
 
-func (t *totals) add(isWS bool, f *follower) {
-	i := 0
-	if isWS {
-		i = 1
+func (t *totals) add(tr pushTransport, f *follower) {
+	if t.commits == nil {
+		t.commits, t.catchUps, t.resets = map[string]int{}, map[string]int{}, map[string]int{}
 	}
-	t.commits[i] += f.commits
-	t.catchUps[i] += f.catchUps
-	t.resets[i] += f.resets
+	t.commits[tr.String()] += f.commits
+	t.catchUps[tr.String()] += f.catchUps
+	t.resets[tr.String()] += f.resets
 }
 
 // phases tells the subscribers where the run is.

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -103,16 +104,24 @@ type page struct {
 	name string
 	ctx  context.Context
 
-	mu      sync.Mutex
-	console []string // console messages, shown when the test fails
-	faults  []string // uncaught exceptions, unhandled rejections, CSP violations: each fails the test
+	mu       sync.Mutex
+	console  []string      // console messages, shown when the test fails
+	faults   []string      // uncaught exceptions, unhandled rejections, CSP violations: each fails the test
+	requests []sentRequest // the HTTP requests the page sent, in order
+}
+
+// sentRequest is an HTTP request a page sent.
+type sentRequest struct {
+	URL           string
+	Authorization string // its Authorization header, "" when none
 }
 
 // open opens url in a new tab named name (for messages), waits for it to
-// load, and returns it. The tab is closed in t.Cleanup. An uncaught
-// exception, an unhandled rejection or a Content-Security-Policy violation
-// in it fails t.
-func (b *browser) open(t *testing.T, name, url string) *page {
+// load, and returns it; each of before runs on the tab first (to set up
+// the browser's side of the network, say). The tab is closed in t.Cleanup.
+// An uncaught exception, an unhandled rejection or a
+// Content-Security-Policy violation in it fails t.
+func (b *browser) open(t *testing.T, name, url string, before ...func(context.Context) error) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
@@ -145,6 +154,11 @@ func (b *browser) open(t *testing.T, name, url string) *page {
 	if _, err := chromedp.Call(tctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
 		t.Fatalf("page %s: focus emulation: %v", name, err)
 	}
+	for _, f := range before {
+		if err := f(tctx); err != nil {
+			t.Fatalf("page %s: before opening %s: %v", name, url, err)
+		}
+	}
 	if err := chromedp.Do(tctx, chromedp.EmulateViewport(1200, 800), chromedp.Navigate(url)); err != nil {
 		t.Fatalf("page %s: opening %s: %v", name, url, err)
 	}
@@ -176,6 +190,16 @@ func (p *page) onEvent(ev any) {
 			// The demo's Content-Security-Policy refused something.
 			p.faults = append(p.faults, "policy violation: "+line)
 		}
+	case *network.EventRequestWillBeSent:
+		if r := ev.Request; r != nil {
+			var auth string
+			for k, v := range r.Headers {
+				if s, ok := v.(string); ok && strings.EqualFold(k, "Authorization") {
+					auth = s
+				}
+			}
+			p.requests = append(p.requests, sentRequest{URL: r.URL, Authorization: auth})
+		}
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
 		text := d.Text
@@ -184,6 +208,20 @@ func (p *page) onEvent(ev any) {
 		}
 		p.faults = append(p.faults, fmt.Sprintf("uncaught: %s (%s:%d)", text, d.URL, d.LineNumber+1))
 	}
+}
+
+// sent returns the HTTP requests the page sent so far whose URL contains
+// part.
+func (p *page) sent(part string) []sentRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []sentRequest
+	for _, r := range p.requests {
+		if strings.Contains(r.URL, part) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // eval evaluates a JavaScript expression in the page (awaiting it if it is a

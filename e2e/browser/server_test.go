@@ -32,14 +32,16 @@ type server struct {
 	err    error // of cmd.Wait, once exited is closed
 
 	client *http.Client
+	token  string // when set, sent by do as Authorization: Bearer
 }
 
 // startTimeout bounds how long the binary may take to print its address.
 const startTimeout = 20 * time.Second
 
 // startServer starts the binary on addr (":0" for any port of 127.0.0.1)
-// with the store in data, and returns once it listens. t.Cleanup stops it.
-func startServer(t *testing.T, data, addr string) *server {
+// with the store in data and any further flags, and returns once it
+// listens. t.Cleanup stops it.
+func startServer(t *testing.T, data, addr string, flags ...string) *server {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -52,11 +54,11 @@ func startServer(t *testing.T, data, addr string) *server {
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}},
 	}
 	listening := make(chan string, 1)
-	s.cmd = exec.Command(serverBin, "serve",
+	s.cmd = exec.Command(serverBin, append([]string{"serve",
 		"--addr", addr,
 		"--data", data,
 		"--shutdown-timeout", "10s",
-	)
+	}, flags...)...)
 	s.cmd.Env = serverEnv()
 	dieWithParent(s.cmd)
 	s.cmd.Stdout = &lineWatcher{w: s.out, prefix: "viewsync listening on ", found: listening}
@@ -120,6 +122,19 @@ func (s *server) stop() (time.Duration, error) {
 	}
 }
 
+// mintToken returns a token signed with secret ('viewsync token
+// --auth-secret secret' and the flags given: --sub, --read, --write, …).
+func mintToken(t *testing.T, secret string, flags ...string) string {
+	t.Helper()
+	cmd := exec.Command(serverBin, append([]string{"token", "--auth-secret", secret}, flags...)...)
+	cmd.Env = serverEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("viewsync token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -166,6 +181,9 @@ func (s *server) do(method, path, contentType string, body, out any) {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	res, err := s.client.Do(req)
 	if err != nil {

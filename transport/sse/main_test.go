@@ -130,18 +130,6 @@ func newEnv(t *testing.T, cfg config) *env {
 	return &env{t: t, mux: mux, srv: srv, hub: hub, h: h, coll: coll}
 }
 
-// mount serves a second handler on the same hub, with other options,
-// under prefix.
-func (e *env) mount(prefix string, opts sse.Options) *sse.Handler {
-	e.t.Helper()
-	h, err := sse.New(e.hub, &opts)
-	if err != nil {
-		e.t.Fatalf("sse.New: %v", err)
-	}
-	e.mux.Handle("GET "+prefix+"/v1/collections/{c}/events", h)
-	return h
-}
-
 // url returns the events URL of collection c, or the path c when it
 // starts with a slash, with the query q.
 func (e *env) url(c, q string) string {

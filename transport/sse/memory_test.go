@@ -10,16 +10,16 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// TestHistoryMemoryBusy: a stream whose read of history waits in vain for
-// the history memory bound ends with an "error" event saying unavailable
-// (the client resumes from its cursor later), on the hijacked path and on
-// HTTP/2; once the memory is free, the same cursor resumes.
-func TestHistoryMemoryBusy(t *testing.T) {
+// TestHistoryMemoryBusyHTTP2: over HTTP/2, where a stream writes through
+// its ResponseWriter, a stream whose read of history waits in vain for the
+// history memory bound ends with an "error" event saying unavailable (the
+// client resumes from its cursor later); once the memory is free, the same
+// cursor resumes. The hijacked path is in the push suite (e2e TestPushBusy).
+func TestHistoryMemoryBusyHTTP2(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		cfg  config
 	}{
-		{"http1", config{}},
 		{"http2", config{HTTP2: true}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

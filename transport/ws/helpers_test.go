@@ -152,18 +152,6 @@ func (e *env) tryDial(o *wstest.Options) (*client, *http.Response, error) {
 	return &client{Client: c, t: e.t}, nil, nil
 }
 
-// readBuffer returns a NetDial that shrinks the client's socket receive
-// buffer to size.
-func readBuffer(size int) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			err = c.(*net.TCPConn).SetReadBuffer(size)
-		}
-		return c, err
-	}
-}
-
 // write writes one message (or control frame) of the given type.
 func (c *client) write(op gws.OpCode, payload []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -229,22 +217,31 @@ func (c *client) expect(typ string) protocol.ServerMessage {
 	return m
 }
 
-// expectError reads the next message and checks it is an error with id
-// and code.
+// stringID returns the string id id, or no id for "".
+func stringID(id string) protocol.MessageID {
+	if id == "" {
+		return protocol.MessageID{}
+	}
+	return protocol.StringID(id)
+}
+
+// expectError reads the next message and checks it is an error with the
+// string id id ("": none) and code.
 func (c *client) expectError(id string, code protocol.Code) protocol.ServerMessage {
 	c.t.Helper()
 	m := c.expect(protocol.TypeError)
-	if m.ID != id || m.Code != code || m.Message == "" {
+	if m.ID != stringID(id) || m.Code != code || m.Message == "" {
 		c.t.Fatalf("got error %+v, want id %q, code %q and a message", m, id, code)
 	}
 	return m
 }
 
-// expectResult reads the next message and checks it is a result with id.
+// expectResult reads the next message and checks it is a result with the
+// string id id.
 func (c *client) expectResult(id string) protocol.ServerMessage {
 	c.t.Helper()
 	m := c.expect(protocol.TypeResult)
-	if m.ID != id {
+	if m.ID != protocol.StringID(id) {
 		c.t.Fatalf("got result %+v, want id %q", m, id)
 	}
 	return m

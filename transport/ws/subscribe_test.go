@@ -7,13 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	gws "github.com/gobwas/ws"
 
-	"github.com/viewsync/viewsync"
-	"github.com/viewsync/viewsync/fanout"
-	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/transport/ws"
 )
@@ -60,55 +56,6 @@ func TestSubscribeResetThenLive(t *testing.T) {
 	v.checkEqual(t, e.hub)
 }
 
-// TestResume: a subscription with a cursor gets exactly the commits after
-// it, then live ones; a cursor of another epoch gets a reset.
-func TestResume(t *testing.T) {
-	e := newEnv(t, nil)
-	for i := 1; i <= 10; i++ {
-		e.put("items", fmt.Sprintf("r%d", i%3), fmt.Sprint(i))
-	}
-	hd, err := e.collection("items").Head(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	c := e.dial()
-	c.subscribe("items", u64(4), hd.Epoch)
-	for want := uint64(5); want <= 10; want++ {
-		m := c.expect(protocol.TypeCommit)
-		if m.Version != want || m.Epoch != hd.Epoch || m.Collection != "items" {
-			t.Fatalf("got commit %s %s:%d, want items %s:%d", m.Collection, m.Epoch, m.Version, hd.Epoch, want)
-		}
-	}
-	e.put("items", "live", `true`)
-	if m := c.expect(protocol.TypeCommit); m.Version != 11 || m.Ops[0].ID != "live" {
-		t.Fatalf("got %+v, want the live commit 11", m)
-	}
-
-	// The current epoch, written as an empty epoch or none at all.
-	c2 := e.dial()
-	c2.subscribe("items", u64(9), "")
-	for _, want := range []uint64{10, 11} {
-		if m := c2.expect(protocol.TypeCommit); m.Version != want {
-			t.Fatalf("got commit %d, want %d", m.Version, want)
-		}
-	}
-
-	// Another epoch: reset.
-	c3 := e.dial()
-	c3.subscribe("items", u64(4), "another-epoch")
-	v := newView("items")
-	v.apply(t, c3.expect(protocol.TypeReset))
-	v.checkEqual(t, e.hub)
-
-	// A cursor ahead of the head: reset.
-	c4 := e.dial()
-	c4.subscribe("items", u64(99), hd.Epoch)
-	if m := c4.expect(protocol.TypeReset); m.Version != 11 {
-		t.Fatalf("reset at %d, want 11", m.Version)
-	}
-}
-
 // TestTwoCollections: one connection carries several subscriptions, each
 // in its own order.
 func TestTwoCollections(t *testing.T) {
@@ -148,7 +95,7 @@ func TestUnsubscribe(t *testing.T) {
 
 	c.send(&protocol.UnsubscribeMessage{Collection: "a"})
 	put := func(id, coll string) protocol.ClientMessage {
-		return &protocol.CommitMessage{ID: id, Collection: coll, Ops: []protocol.Op{{Op: protocol.OpPut, ID: "x", Value: json.RawMessage(`1`)}}}
+		return &protocol.CommitMessage{ID: protocol.StringID(id), Collection: coll, Ops: []protocol.Op{{Op: protocol.OpPut, ID: "x", Value: json.RawMessage(`1`)}}}
 	}
 	c.send(put("to-a", "a"))
 	c.send(put("to-b", "b"))
@@ -204,7 +151,7 @@ func TestResubscribeReplaces(t *testing.T) {
 	}
 	// Exactly one: a commit through the connection is answered, and no
 	// second copy of commit 4 came before it.
-	c.send(&protocol.CommitMessage{ID: "b1", Collection: "b", Ops: []protocol.Op{{Op: protocol.OpDelete, ID: "none"}}})
+	c.send(&protocol.CommitMessage{ID: protocol.StringID("b1"), Collection: "b", Ops: []protocol.Op{{Op: protocol.OpDelete, ID: "none"}}})
 	c.expectError("b1", protocol.CodeNotFound)
 }
 
@@ -251,123 +198,6 @@ func TestAckErrors(t *testing.T) {
 	if m := c.expect(protocol.TypeCommit); m.Version != 2 {
 		t.Fatalf("got %+v, want commit 2 (and no answer to valid acks)", m)
 	}
-}
-
-// bigValue returns a JSON string of about n bytes that names i.
-func bigValue(i, n int) string {
-	return fmt.Sprintf(`"%d:%s"`, i, strings.Repeat("v", n))
-}
-
-// TestSlowConsumerGetsCatchUp: a client that reads slowly does not get its
-// whole backlog: once it is further behind than the hub's fanout buffer,
-// the commits it missed are replaced by one catch-up, and it ends equal to
-// the snapshot.
-func TestSlowConsumerGetsCatchUp(t *testing.T) {
-	e := newEnv(t, &config{
-		hub: []viewsync.Option{viewsync.WithFanout(fanout.Options{BufferBytes: 64 << 10})},
-		// Slow is not stalled: the client below pauses, and must not be
-		// cut off for it.
-		ws:         ws.Options{WriteTimeout: 10 * time.Minute},
-		sendBuffer: 64 << 10,
-	})
-	c := e.dialWith(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}, NetDial: readBuffer(64 << 10)})
-	c.subscribe("big", nil, "")
-	v := newView("big")
-	v.apply(t, c.expect(protocol.TypeReset))
-
-	// The client reads nothing while 150 commits of 8 KiB (1.2 MB) go out: far more
-	// than the socket buffers, the queue and the fanout buffer hold.
-	const commits = 150
-	col := e.collection("big")
-	exists := map[string]bool{}
-	for i := range commits {
-		id := fmt.Sprint("k", i%10)
-		ops := []viewsync.Op{viewsync.Put(id, []byte(bigValue(i, 8<<10)))}
-		exists[id] = true
-		if del := fmt.Sprint("k", (i+3)%10); i%5 == 4 && exists[del] {
-			ops = append(ops, viewsync.Delete(del))
-			delete(exists, del)
-		}
-		if _, err := col.Commit(context.Background(), ops, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	for v.version < commits {
-		v.apply(t, c.next())
-	}
-	if v.catchUps == 0 {
-		t.Fatalf("a slow client got its whole backlog (%d commits) and no catch-up", v.commits)
-	}
-	if v.commits >= commits {
-		t.Fatalf("got %d commits and %d catch-ups: the backlog was not dropped", v.commits, v.catchUps)
-	}
-	v.checkEqual(t, e.hub)
-	if n := e.h.Connections(); n != 1 {
-		t.Fatalf("%d connections, want the slow client's still open", n)
-	}
-	t.Logf("slow client: %d commits, %d catch-ups", v.commits, v.catchUps)
-}
-
-// TestStalledClientIsCut: a client that stops reading is cut off once a
-// write to it takes longer than WriteTimeout, and another client on the
-// same collection keeps receiving every commit meanwhile.
-func TestStalledClientIsCut(t *testing.T) {
-	e := newEnv(t, &config{ws: ws.Options{WriteTimeout: time.Second}, sendBuffer: 64 << 10})
-	stalled := e.dialWith(&wstest.Options{Subprotocols: []string{protocol.WSSubprotocol}, NetDial: readBuffer(64 << 10)})
-	stalled.subscribe("s", nil, "")
-	stalled.expect(protocol.TypeReset)
-
-	healthy := e.dial()
-	healthy.subscribe("s", nil, "")
-	v := newView("s")
-	v.apply(t, healthy.expect(protocol.TypeReset))
-	const before, after = 100, 10
-	// The healthy client reads all along; its messages are checked on the
-	// test's goroutine.
-	type reading struct {
-		msgs []protocol.ServerMessage
-		err  error
-	}
-	got := make(chan reading, 1)
-	go func() {
-		var r reading
-		defer func() { got <- r }()
-		for {
-			m, err := healthy.read()
-			if err != nil {
-				r.err = err
-				return
-			}
-			r.msgs = append(r.msgs, m)
-			if m.Version >= before+after {
-				return
-			}
-		}
-	}()
-
-	for i := range before {
-		e.put("s", fmt.Sprint("k", i%7), bigValue(i, 8<<10))
-	}
-	eventually(t, "the stalled client is cut off", func() bool { return e.h.Connections() == 1 })
-	for i := range after {
-		e.put("s", "after", fmt.Sprint(i))
-	}
-	r := <-got
-	if r.err != nil {
-		t.Fatalf("healthy client: %v", r.err)
-	}
-	for _, m := range r.msgs {
-		v.apply(t, m)
-	}
-	if v.commits != before+after || v.catchUps != 0 {
-		t.Fatalf("healthy client got %d commits and %d catch-ups, want %d and 0", v.commits, v.catchUps, before+after)
-	}
-	v.checkEqual(t, e.hub)
-
-	// The stalled client finds what was buffered for it, then the end of a
-	// connection cut without a close frame.
-	stalled.expectClosed(wstest.Cut)
 }
 
 // TestHubCloseClosesConnections: when the hub closes, subscriptions end and
