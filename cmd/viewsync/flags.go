@@ -1,86 +1,28 @@
 package main
 
 import (
-	"errors"
 	"flag"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
+// The flag helpers live in internal/cliflag, which the bench tool shares;
+// the commands of this package use them by these names.
+
 // errUsage reports bad command-line use; the message was already printed.
-var errUsage = errors.New("usage")
+var errUsage = cliflag.ErrUsage
 
 // errBadFlag reports a flag or environment value that parsed but is not
 // allowed; the process exits 2, like for other usage errors.
-var errBadFlag = errors.New("bad flag value")
-
-// envName returns the environment variable that sets a flag.
-func envName(flagName string) string {
-	return "VIEWSYNC_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+var errBadFlag = cliflag.ErrBadFlag
 
 // parseFlags parses args, then fills every flag not given on the command
 // line from its environment variable.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%w: %s=%q: %w", errBadFlag, envName(f.Name), v, e)
-			}
-		}
-	})
-	return err
-}
+func parseFlags(fs *flag.FlagSet, args []string) error { return cliflag.Parse(fs, args) }
 
 // flagGiven reports whether the flag was set on the command line or by its
 // environment variable.
-func flagGiven(fs *flag.FlagSet, name string) bool {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	_, env := os.LookupEnv(envName(name))
-	return given || env
-}
+func flagGiven(fs *flag.FlagSet, name string) bool { return cliflag.Given(fs, name) }
 
 // byteSize is a flag value for a size in bytes: 1048576, 512KiB, 1MiB, 1MB.
-type byteSize int64
-
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-
-func (b *byteSize) Set(s string) error {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("not a size: want bytes like 1048576 or 1MiB")
-	}
-	*b = byteSize(n * mult)
-	return nil
-}
+type byteSize = cliflag.Size
