@@ -99,8 +99,8 @@ func (r *Rate) forget(now time.Time) {
 	}
 }
 
-// Keys returns how many keys are remembered.
-func (r *Rate) Keys() int {
+// keyCount returns how many keys are remembered.
+func (r *Rate) keyCount() int {
 	if r == nil {
 		return 0
 	}

@@ -125,8 +125,8 @@ func TestRateKeysIndependent(t *testing.T) {
 	refuse(t, r, "b", time.Second)
 	allow(t, r, "")
 	refuse(t, r, "a", time.Second)
-	if n := r.Keys(); n != 3 {
-		t.Errorf("Keys() = %d, want 3", n)
+	if n := r.keyCount(); n != 3 {
+		t.Errorf("keyCount() = %d, want 3", n)
 	}
 }
 
@@ -137,8 +137,8 @@ func TestRateNil(t *testing.T) {
 			t.Fatalf("nil Rate: Allow = %v, %v", ok, after)
 		}
 	}
-	if r.Keys() != 0 {
-		t.Errorf("nil Rate: Keys() = %d", r.Keys())
+	if r.keyCount() != 0 {
+		t.Errorf("nil Rate: keyCount() = %d", r.keyCount())
 	}
 }
 
@@ -161,22 +161,22 @@ func TestRateMaxKeys(t *testing.T) {
 	r := NewRate(RateOptions{PerSecond: 1, Burst: 2, MaxKeys: maxKeys, Now: c.Now})
 	for i := range 5000 {
 		r.Allow(fmt.Sprint("k", i))
-		if n := r.Keys(); n > maxKeys {
-			t.Fatalf("after %d keys, Keys() = %d > MaxKeys %d", i+1, n, maxKeys)
+		if n := r.keyCount(); n > maxKeys {
+			t.Fatalf("after %d keys, keyCount() = %d > MaxKeys %d", i+1, n, maxKeys)
 		}
 		if i%7 == 0 {
 			c.Advance(300 * time.Millisecond) // some keys refill to idle
 		}
 	}
-	if r.Keys() == 0 {
+	if r.keyCount() == 0 {
 		t.Error("no key remembered")
 	}
 	// MaxKeys 1: each new key replaces the last.
 	r = NewRate(RateOptions{PerSecond: 1, Burst: 1, MaxKeys: 1, Now: c.Now})
 	for i := range 100 {
 		allow(t, r, fmt.Sprint("k", i))
-		if n := r.Keys(); n != 1 {
-			t.Fatalf("MaxKeys 1: Keys() = %d", n)
+		if n := r.keyCount(); n != 1 {
+			t.Fatalf("MaxKeys 1: keyCount() = %d", n)
 		}
 	}
 }
@@ -192,14 +192,14 @@ func TestRateForgetsIdleKeysFirst(t *testing.T) {
 		allow(t, r, k)
 		refuse(t, r, k, time.Second)
 	}
-	if r.Keys() != 4 {
-		t.Fatalf("Keys() = %d, want 4", r.Keys())
+	if r.keyCount() != 4 {
+		t.Fatalf("keyCount() = %d, want 4", r.keyCount())
 	}
 	// A fifth key: the idle ones go, the busy ones stay remembered (still
 	// refused: a forgotten key would start with a full bucket).
 	allow(t, r, "new")
-	if n := r.Keys(); n != 3 {
-		t.Errorf("Keys() = %d, want 3 (busy1, busy2, new)", n)
+	if n := r.keyCount(); n != 3 {
+		t.Errorf("keyCount() = %d, want 3 (busy1, busy2, new)", n)
 	}
 	refuse(t, r, "busy1", time.Second)
 	refuse(t, r, "busy2", time.Second)
@@ -220,8 +220,8 @@ func TestRateForgetsWhenNoneIdle(t *testing.T) {
 		allow(t, r, fmt.Sprint("busy", i)) // each bucket now empty
 	}
 	allow(t, r, "new")
-	if n := r.Keys(); n > maxKeys {
-		t.Errorf("Keys() = %d, want at most %d", n, maxKeys)
+	if n := r.keyCount(); n > maxKeys {
+		t.Errorf("keyCount() = %d, want at most %d", n, maxKeys)
 	}
 	// "new" is remembered and its bucket spent.
 	refuse(t, r, "new", time.Second)
@@ -263,8 +263,8 @@ func TestRateConcurrent(t *testing.T) {
 				if i%50 == 0 {
 					c.Advance(7 * time.Millisecond)
 				}
-				if n := r.Keys(); n > 32 {
-					t.Errorf("Keys() = %d > 32", n)
+				if n := r.keyCount(); n > 32 {
+					t.Errorf("keyCount() = %d > 32", n)
 					return
 				}
 			}

@@ -112,9 +112,6 @@ type Changes struct {
 	Commits []Commit `json:"commits"`
 }
 
-// VersionInfo is the body of the version endpoint.
-type VersionInfo = Head
-
 // CommitRequest is the body of POST /v1/collections/{c}/commits.
 type CommitRequest struct {
 	Ops []Op `json:"ops"`

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode"
@@ -63,14 +62,6 @@ func ValidateID(id string, maxLen int) error {
 		i += size
 	}
 	return nil
-}
-
-// CompactValue checks v by the value rules (see Limits.CheckValue), with
-// no bound on its size and MaxValueDepth on its nesting, and returns it
-// without insignificant whitespace. It returns v itself when v is already
-// compact.
-func CompactValue(v json.RawMessage) (json.RawMessage, error) {
-	return Limits{}.CheckValue(v)
 }
 
 // IsCompact reports whether valid JSON v has no whitespace outside strings:

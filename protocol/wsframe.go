@@ -15,18 +15,6 @@ func AppendWSFrameHeader(b []byte, n int) []byte {
 	return appendWSHeader(b, wsOpText, n)
 }
 
-// WSFrameHeaderLen returns the length of the header AppendWSFrameHeader
-// writes for n bytes of payload.
-func WSFrameHeaderLen(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n < 1<<16:
-		return 4
-	}
-	return 10
-}
-
 // WSPingFrame is an unmasked ping frame with no payload.
 var WSPingFrame = appendWSHeader(nil, wsOpPing, 0)
 
