@@ -144,12 +144,12 @@ type ClientMessage interface {
 // {"type":"subscribe","collection","after"?,"epoch"?}. Without After the
 // subscription starts with a reset; with it, right after the cursor.
 type SubscribeMessage struct {
-	Collection string
+	Collection string `json:"collection"`
 	// After is the version the client has; nil when it has none.
-	After *uint64
+	After *uint64 `json:"after,omitempty"`
 	// Epoch is the epoch of After; empty means the current epoch. It is
 	// only allowed with After.
-	Epoch string
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // Cursor returns the cursor to resume from, or nil to start with a reset.
@@ -167,18 +167,14 @@ func (*SubscribeMessage) clientMessage() {}
 
 // MarshalJSON implements json.Marshaler.
 func (m *SubscribeMessage) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Type       string  `json:"type"`
-		Collection string  `json:"collection"`
-		After      *uint64 `json:"after,omitempty"`
-		Epoch      string  `json:"epoch,omitempty"`
-	}{TypeSubscribe, m.Collection, m.After, m.Epoch})
+	type fields SubscribeMessage // without this method
+	return marshalTyped(TypeSubscribe, (*fields)(m))
 }
 
 // UnsubscribeMessage stops following a collection:
 // {"type":"unsubscribe","collection"}.
 type UnsubscribeMessage struct {
-	Collection string
+	Collection string `json:"collection"`
 }
 
 // Type implements ClientMessage.
@@ -188,20 +184,19 @@ func (*UnsubscribeMessage) clientMessage() {}
 
 // MarshalJSON implements json.Marshaler.
 func (m *UnsubscribeMessage) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Type       string `json:"type"`
-		Collection string `json:"collection"`
-	}{TypeUnsubscribe, m.Collection})
+	type fields UnsubscribeMessage
+	return marshalTyped(TypeUnsubscribe, (*fields)(m))
 }
 
 // CallMessage runs a named server function:
 // {"type":"call","id","name","arg"}. It is answered by a result or an
 // error carrying ID.
 type CallMessage struct {
-	ID   MessageID
-	Name string
-	// Arg is the argument, any JSON value (null included).
-	Arg json.RawMessage
+	ID   MessageID `json:"id"`
+	Name string    `json:"name"`
+	// Arg is the argument, any JSON value (null included); empty encodes
+	// as null.
+	Arg json.RawMessage `json:"arg"`
 }
 
 // Type implements ClientMessage.
@@ -211,30 +206,26 @@ func (*CallMessage) clientMessage() {}
 
 // MarshalJSON implements json.Marshaler.
 func (m *CallMessage) MarshalJSON() ([]byte, error) {
-	arg := m.Arg
-	if len(arg) == 0 {
-		arg = json.RawMessage("null")
+	type fields CallMessage
+	f := fields(*m)
+	if len(f.Arg) == 0 {
+		f.Arg = json.RawMessage("null")
 	}
-	return json.Marshal(struct {
-		Type string          `json:"type"`
-		ID   MessageID       `json:"id"`
-		Name string          `json:"name"`
-		Arg  json.RawMessage `json:"arg"`
-	}{TypeCall, m.ID, m.Name, arg})
+	return marshalTyped(TypeCall, &f)
 }
 
 // CommitMessage applies ops to a collection atomically:
 // {"type":"commit","id","collection","ops","if"?}. It is answered by a
 // result {"version":V} or an error carrying ID.
 type CommitMessage struct {
-	ID         MessageID
-	Collection string
+	ID         MessageID `json:"id"`
+	Collection string    `json:"collection"`
 	// Ops are decoded for shape only; the hub validates their ids, kinds
-	// and values against its limits.
-	Ops []Op
+	// and values against its limits. Nil encodes as [].
+	Ops []Op `json:"ops"`
 	// If maps record ids to the version each must have (0: must not
 	// exist); nil when absent.
-	If map[string]uint64
+	If map[string]uint64 `json:"if,omitzero"`
 }
 
 // Type implements ClientMessage.
@@ -244,24 +235,19 @@ func (*CommitMessage) clientMessage() {}
 
 // MarshalJSON implements json.Marshaler.
 func (m *CommitMessage) MarshalJSON() ([]byte, error) {
-	ops := m.Ops
-	if ops == nil {
-		ops = []Op{}
+	type fields CommitMessage
+	f := fields(*m)
+	if f.Ops == nil {
+		f.Ops = []Op{}
 	}
-	return json.Marshal(struct {
-		Type       string            `json:"type"`
-		ID         MessageID         `json:"id"`
-		Collection string            `json:"collection"`
-		Ops        []Op              `json:"ops"`
-		If         map[string]uint64 `json:"if,omitzero"`
-	}{TypeCommit, m.ID, m.Collection, ops, m.If})
+	return marshalTyped(TypeCommit, &f)
 }
 
 // AckMessage tells what the client has rendered of a subscription:
 // {"type":"ack","collection","version"}.
 type AckMessage struct {
-	Collection string
-	Version    uint64
+	Collection string `json:"collection"`
+	Version    uint64 `json:"version"`
 }
 
 // Type implements ClientMessage.
@@ -271,11 +257,8 @@ func (*AckMessage) clientMessage() {}
 
 // MarshalJSON implements json.Marshaler.
 func (m *AckMessage) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Type       string `json:"type"`
-		Collection string `json:"collection"`
-		Version    uint64 `json:"version"`
-	}{TypeAck, m.Collection, m.Version})
+	type fields AckMessage
+	return marshalTyped(TypeAck, (*fields)(m))
 }
 
 // EncodeReset encodes a reset message, {"type":"reset",…snapshot}. The
@@ -284,11 +267,7 @@ func EncodeReset(s *Snapshot) ([]byte, error) {
 	if s.Collection == "" {
 		return nil, errors.New("protocol: reset without a collection")
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	return spliceType(TypeReset, b), nil
+	return marshalTyped(TypeReset, s)
 }
 
 // EncodeCatchUp encodes a catch-up message, {"type":"catchup",…catch-up}.
@@ -297,11 +276,17 @@ func EncodeCatchUp(c *CatchUp) ([]byte, error) {
 	if c.Collection == "" {
 		return nil, errors.New("protocol: catch-up without a collection")
 	}
-	b, err := json.Marshal(c)
+	return marshalTyped(TypeCatchUp, c)
+}
+
+// marshalTyped encodes v, whose JSON is an object, as a message of type
+// typ: "type":typ, then v's fields.
+func marshalTyped(typ string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return spliceType(TypeCatchUp, b), nil
+	return spliceType(typ, b), nil
 }
 
 // spliceType returns obj, a JSON object, with "type":typ as its first
