@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/server"
 	"github.com/viewsync/viewsync/transport/cors"
 )
 
@@ -81,14 +80,11 @@ func (c *accessConfig) validate() error {
 // access is what the access flags build.
 type access struct {
 	policy *auth.Policy
-	// wrap adds CORS in front of the server's handler.
-	wrap func(http.Handler) http.Handler
 	// maxConnsPerIP is the per-address connection limit, counted by the
 	// listener (0: none).
 	maxConnsPerIP int
-	// origins are the --cors-origin origins, which may open WebSockets
-	// too: the WebSocket handler matches them as the CORS middleware does
-	// (cors.Matcher), scheme included.
+	// origins are the --cors-origin origins, whose pages may use the API
+	// and open WebSockets.
 	origins []string
 }
 
@@ -102,7 +98,7 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 	if err != nil {
 		return nil, err
 	}
-	a := &access{policy: &auth.Policy{Denied: met.Denied}, wrap: func(h http.Handler) http.Handler { return h }}
+	a := &access{policy: &auth.Policy{Denied: met.Denied}}
 	if len(secret) > 0 || c.jwks != "" {
 		o := auth.JWTOptions{Secret: secret, SecretAlgorithm: c.secretAlg, Audience: c.audience, Issuer: c.issuer, Leeway: c.leeway, Cookie: c.cookie}
 		if c.jwks != "" {
@@ -119,9 +115,9 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 		a.policy.Authenticate = v.Authenticate
 		log.Info("auth: JWT bearer tokens required", "hmac", len(secret) > 0, "jwks", c.jwks, "audience", c.audience, "issuer", c.issuer)
 	} else {
-		loop, err := loopback(addr)
+		loop, err := server.Loopback(addr)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: --addr: %w", errBadFlag, err)
 		}
 		switch {
 		case loop:
@@ -153,21 +149,13 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 	// serveConfig.listen), idle keep-alive ones included; limit.Conns,
 	// which counts requests, would count less and refuse health checks.
 	a.maxConnsPerIP = c.maxConnsPerIP
-	var wraps []func(http.Handler) http.Handler
 	if origins := splitList(c.corsOrigins); len(origins) > 0 {
-		mw, err := cors.Middleware(cors.Options{Origins: origins})
-		if err != nil {
+		// Checked here, to name the flag.
+		if _, err := cors.ParseOrigins(origins); err != nil {
 			return nil, fmt.Errorf("%w: --cors-origin: %w", errBadFlag, err)
 		}
-		wraps = append(wraps, mw)
 		a.origins = origins
 		log.Info("CORS: pages of these origins may use the API", "origins", origins)
-	}
-	a.wrap = func(h http.Handler) http.Handler {
-		for i := len(wraps) - 1; i >= 0; i-- {
-			h = wraps[i](h)
-		}
-		return h
 	}
 	return a, nil
 }
@@ -191,20 +179,6 @@ func burst(b int, rate float64) int {
 		return b
 	}
 	return max(1, int(2*rate+0.999))
-}
-
-// loopback reports whether addr (host:port) binds only loopback
-// interfaces. An empty host binds every interface.
-func loopback(addr string) (bool, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false, fmt.Errorf("%w: --addr %q: %w", errBadFlag, addr, err)
-	}
-	if host == "localhost" {
-		return true, nil
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback(), nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -8,19 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
-	"sync/atomic"
 	"time"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
-	"github.com/viewsync/viewsync/client"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/internal/demo"
-	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/server"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/transport/guard"
 	"github.com/viewsync/viewsync/transport/httpapi"
@@ -84,9 +81,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		maxCommit:      viewsync.DefaultMaxCommitBytes,
 		bufferBytes:    fanout.DefaultBufferBytes,
 		pageBytes:      store.DefaultPageBytes,
-		historyMemory:  defaultHistoryMemory,
+		historyMemory:  server.DefaultHistoryMemory,
 		wsMaxMessage:   ws.DefaultMaxMessageBytes,
-		maxHeaderBytes: defaultMaxHeaderBytes,
+		maxHeaderBytes: server.DefaultMaxHeaderBytes,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,25 +102,25 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Var(&c.pageBytes, "page-bytes", "largest page of history (changes, and a resuming stream's pages) in bytes of commits (or with KiB/MiB); a page of large commits ends earlier, at a boundary clients share; a single larger commit comes alone")
 	fs.Var(&c.historyMemory, "history-memory", "memory all reads of history together may hold (pages, catch-ups, snapshots, from the store read until the answer is written; bytes, or with KiB/MiB); more readers wait their turn")
 	fs.DurationVar(&c.historyWait, "history-wait", httpapi.DefaultMemoryWait, "longest a read of history waits for --history-memory; past it the client gets 503 unavailable (a stream: an unavailable end) and retries")
-	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
+	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
 	fs.DurationVar(&c.bodyTO, "body-timeout", guard.DefaultBodyTimeout, "time allowed to read a request's body; a client sending it slower gets 408 and its connection is closed")
-	fs.DurationVar(&c.idleTO, "idle-timeout", defaultIdleTimeout, "a kept-alive connection waiting this long for its next request is closed")
+	fs.DurationVar(&c.idleTO, "idle-timeout", server.DefaultIdleTimeout, "a kept-alive connection waiting this long for its next request is closed")
 	fs.Var(&c.maxHeaderBytes, "max-header-bytes", "largest request headers (bytes, or with KiB/MiB); larger get 431")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most TCP connections open at once, idle keep-alive ones included; at it the longest idle one is closed to make room, and with none idle new ones get 503; 0: the open-files limit less a reserve for the store and health checks (the figure is logged at start)")
-	fs.IntVar(&c.healthConns, "health-conns", defaultHealthConns, "connections accepted beyond --max-conns-per-ip or --max-conns that may only ask for /healthz or /readyz, once (one client address holds at most a quarter of them), so that health checks keep working; 0: none")
-	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
+	fs.IntVar(&c.healthConns, "health-conns", server.DefaultHealthConns, "connections accepted beyond --max-conns-per-ip or --max-conns that may only ask for /healthz or /readyz, once (one client address holds at most a quarter of them), so that health checks keep working; 0: none")
+	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", server.DefaultShutdownTimeout, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
 	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
-	fs.DurationVar(&c.pingInterval, "ping-interval", 15*time.Second, "keep-alive interval of idle SSE, NDJSON stream and WebSocket connections")
-	fs.DurationVar(&c.flushInterval, "flush-interval", defaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE, NDJSON stream and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
-	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "an SSE, NDJSON stream or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
+	fs.DurationVar(&c.pingInterval, "ping-interval", server.DefaultPingInterval, "keep-alive interval of idle SSE, NDJSON stream and WebSocket connections")
+	fs.DurationVar(&c.flushInterval, "flush-interval", server.DefaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE, NDJSON stream and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", server.DefaultStallTimeout, "an SSE, NDJSON stream or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
 	fs.IntVar(&c.maxSSE, "max-sse-connections", sse.DefaultMaxConnections, "most concurrent Server-Sent Events streams")
 	fs.IntVar(&c.maxStream, "max-stream-connections", ndjson.DefaultMaxConnections, "most concurrent NDJSON streams (GET /v1/collections/{c}/stream)")
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
 	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
-	fs.DurationVar(&c.lagThreshold, "lag-threshold", 5*time.Second, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
+	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this separate address (e.g. 127.0.0.1:9090) instead of the API's, which needs no token: keep it off the public network")
 	fs.StringVar(&c.pprofAddr, "pprof", "", "debugging: serve Go's profiler (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty")
@@ -277,119 +274,69 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	history := limit.NewMemory(int64(c.historyMemory))
-	hub, err := viewsync.New(st,
-		viewsync.WithLogger(log),
-		viewsync.WithMetrics(met),
-		viewsync.WithLimits(viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
-			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit)}),
-		viewsync.WithFanout(fanout.Options{BufferBytes: int(c.bufferBytes), PageBytes: int(c.pageBytes), Memory: history, MemoryWait: c.historyWait}),
-	)
-	if err != nil {
-		return err
-	}
-	met.TrackLagging(hub, c.lagThreshold)
-	met.TrackHistoryMemory(history)
-	if proxy != nil {
-		hub.HandleCallFallback(proxy)
-	}
-	var stopping atomic.Bool
-	events, err := sse.New(hub, &sse.Options{
-		PingInterval:   c.pingInterval,
-		WriteTimeout:   c.stallTimeout,
-		FlushInterval:  c.flushInterval,
-		MaxConnections: c.maxSSE,
-		Logger:         log,
-		Policy:         acc.policy,
-	})
-	if err != nil {
-		return err
-	}
-	stream, err := ndjson.New(hub, &ndjson.Options{
-		PingInterval:   c.pingInterval,
-		WriteTimeout:   c.stallTimeout,
-		FlushInterval:  c.flushInterval,
-		MaxConnections: c.maxStream,
-		Logger:         log,
-		Policy:         acc.policy,
-	})
-	if err != nil {
-		return err
-	}
-	origins := append(splitList(c.wsOrigins), acc.origins...)
-	sockets, err := ws.New(hub, &ws.Options{
-		PingInterval:     c.pingInterval,
-		WriteTimeout:     c.stallTimeout,
-		FlushInterval:    c.flushInterval,
-		MaxMessageBytes:  int64(c.wsMaxMessage),
-		MaxSubscriptions: c.wsMaxSubs,
-		MaxConnections:   c.maxWS,
-		OriginPatterns:   origins,
-		Logger:           log,
-		Policy:           acc.policy,
+	srv, err := server.New(st, &server.Options{
+		Policy:            acc.policy,
+		InsecureAnonymous: c.access.insecureAnonymous,
+		CORSOrigins:       acc.origins,
+		WebSocketOrigins:  splitList(c.wsOrigins),
+		Logger:            log,
+		Metrics:           met,
+		PrivateMetrics:    c.metricsAddr != "",
+		Ready:             st.ready,
+		LagThreshold:      c.lagThreshold,
+		Limits: viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
+			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit)},
+		MaxBodyBytes:              int64(c.maxBody),
+		MaxWait:                   c.maxWait,
+		PageSize:                  c.pageSize,
+		PageBytes:                 int(c.pageBytes),
+		HistoryMemory:             int64(c.historyMemory),
+		HistoryWait:               c.historyWait,
+		BufferBytes:               int(c.bufferBytes),
+		CallTimeout:               c.callTO,
+		CallFallback:              proxy,
+		PingInterval:              c.pingInterval,
+		StallTimeout:              c.stallTimeout,
+		FlushInterval:             orNone(c.flushInterval),
+		MaxSSEConnections:         c.maxSSE,
+		MaxStreamConnections:      c.maxStream,
+		MaxWebSocketConnections:   c.maxWS,
+		WebSocketMaxMessageBytes:  int64(c.wsMaxMessage),
+		WebSocketMaxSubscriptions: c.wsMaxSubs,
+		ReadHeaderTimeout:         c.readHeaderTO,
+		BodyTimeout:               c.bodyTO,
+		IdleTimeout:               c.idleTO,
+		MaxHeaderBytes:            int(c.maxHeaderBytes),
+		MaxConns:                  c.connsLimit(log),
+		MaxConnsPerAddr:           orNone(acc.maxConnsPerIP),
+		HealthConns:               orNone(c.healthConns),
+		DrainDelay:                c.drainDelay,
+		ShutdownTimeout:           c.shutdownTO,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
 	}
-	apiMetrics := met.Handler()
-	if c.metricsAddr != "" {
-		apiMetrics = nil
-	}
-	api, err := httpapi.New(hub, &httpapi.Options{
-		Events:       events,
-		Stream:       stream,
-		WebSocket:    sockets,
-		MaxBodyBytes: int64(c.maxBody),
-		MaxWait:      c.maxWait,
-		PageSize:     c.pageSize,
-		PageBytes:    int(c.pageBytes),
-		Memory:       history,
-		MemoryWait:   c.historyWait,
-		WriteTimeout: c.stallTimeout,
-		CallTimeout:  c.callTO,
-		Policy:       acc.policy,
-		Logger:       log,
-		Observer:     met,
-		Metrics:      apiMetrics,
-		Ready: func() error {
-			if stopping.Load() {
-				return errors.New("shutting down")
-			}
-			return st.ready()
-		},
-	})
-	if err != nil {
-		return err
-	}
-
-	// The API owns /v1/, health and metrics (and answers unknown paths with
-	// a JSON 404); the browser client and, unless disabled, the demo sit
-	// beside it.
-	root := http.NewServeMux()
-	root.Handle("/", api)
-	for _, p := range client.Patterns {
-		root.Handle(p, client.Handler())
-	}
 	if c.demo {
-		if err := demo.Register(hub); err != nil {
+		if err := demo.Register(srv.Hub()); err != nil {
+			srv.Close()
 			return fmt.Errorf("demo: %w", err)
 		}
 		page := demo.Handler()
-		root.Handle("GET /{$}", page)
-		root.Handle("GET /index.html", page)
-		root.Handle("GET /app.js", page)
-		root.Handle("GET /style.css", page)
-		root.Handle("GET /favicon.svg", page)
+		for _, p := range demo.Patterns {
+			srv.Handle(p, page)
+		}
 	}
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
+		srv.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
 	if c.metricsAddr != "" {
 		stopMetrics, err := serveMetrics(c.metricsAddr, met.Handler(), log)
 		if err != nil {
 			ln.Close()
+			srv.Close()
 			return err
 		}
 		defer stopMetrics()
@@ -398,44 +345,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stopPprof, err := servePprof(c.pprofAddr, log)
 		if err != nil {
 			ln.Close()
+			srv.Close()
 			return err
 		}
 		defer stopPprof()
 	}
-	gl, err := c.listen(ln, acc, met, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	// Bodies runs before anything reads a body: it refuses a
-	// Transfer-Encoding, a Content-Length over --max-body, and bounds the
-	// time a body takes to arrive.
-	handler, err := guard.Bodies(acc.wrap(root), &guard.BodyOptions{MaxBytes: int64(c.maxBody), Timeout: c.bodyTO, Logger: log})
-	if err != nil {
-		gl.Close()
-		return err
-	}
-	srv := &http.Server{
-		Handler:           gl.Middleware(handler),
-		ReadHeaderTimeout: c.readHeaderTO,
-		IdleTimeout:       c.idleTO,
-		MaxHeaderBytes:    int(c.maxHeaderBytes),
-		ConnState:         gl.ConnState,
-		ConnContext:       gl.ConnContext,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	// Shutdown waits for handlers, so long-lived ones must be told to end:
-	// closing the hub answers long-polls and ends SSE and NDJSON streams;
-	// WebSockets (hijacked, invisible to Shutdown) are closed with 1001
-	// going away.
-	srv.RegisterOnShutdown(func() {
-		hub.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)
-		defer cancel()
-		if err := sockets.Shutdown(ctx); err != nil {
-			log.Warn("closing WebSocket connections", "err", err)
-		}
-	})
 
 	log.Info("viewsync serving", "addr", ln.Addr().String(), "store", st.where, "version", versionString(),
 		"retain_commits", c.retainCommits, "retain_tombstones", c.retainTombstones.String(), "demo", c.demo)
@@ -443,31 +357,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("calls without a handler go to the call proxy", "url", redactURL(c.callProxy), "timeout", c.callProxyTO.String())
 	}
 	fmt.Fprintf(stdout, "viewsync listening on http://%s\n", ln.Addr())
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(gl) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	stopping.Store(true)
-	if c.drainDelay > 0 {
-		log.Info("shutting down: /readyz now unavailable; draining", "drain_delay", c.drainDelay.String())
-		time.Sleep(c.drainDelay)
-	}
-	log.Info("shutting down: finishing in-flight requests", "timeout", c.shutdownTO.String())
-	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTO)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown timed out; closing remaining connections", "err", err)
-		srv.Close()
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
 	}
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// orNone returns a flag's value for server.Options, where 0 means the
+// default: a flag's 0 (none, or at once) becomes -1.
+func orNone[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // redactURL hides the password of a URL for the logs.
@@ -478,16 +384,6 @@ func redactURL(s string) string {
 	}
 	return u.Redacted()
 }
-
-// Defaults of serve's flags.
-const (
-	defaultFlushInterval  = 50 * time.Millisecond
-	defaultIdleTimeout    = 60 * time.Second
-	defaultMaxHeaderBytes = 64 << 10
-	defaultHealthConns    = 8
-	// defaultHistoryMemory is sixteen pages of the default --page-bytes.
-	defaultHistoryMemory = 64 << 20
-)
 
 // Connections in all when --max-conns is 0: the open-files limit less a
 // reserve of an eighth of it, at least connsReserve, for the store, the
@@ -509,32 +405,20 @@ func maxConnsFor(openFiles uint64) int {
 	return max(n-max(connsReserve, n/8), n/2)
 }
 
-// listen guards ln with the connection limits: --max-conns (derived from
-// the open-files limit, raised to its hard limit first, unless given),
-// --max-conns-per-ip and --health-conns. Refusals are warned of in the log
-// at a bounded rate and counted as viewsync_denied_total{code="too_many_connections"}.
-func (c *serveConfig) listen(ln net.Listener, acc *access, met *metrics.Prometheus, log *slog.Logger) (*guard.Listener, error) {
+// connsLimit returns --max-conns, or when it is 0 the figure derived from
+// the open-files limit, raised to its hard limit first.
+func (c *serveConfig) connsLimit(log *slog.Logger) int {
 	soft, hard, err := raiseOpenFiles()
 	if err != nil {
 		log.Info("open-files limit not raised", "err", err, "open_files_limit", soft, "hard_limit", hard)
 	}
-	maxConns := c.maxConns
-	if maxConns == 0 {
-		maxConns = maxConnsFor(soft)
-	} else if soft > 0 && uint64(maxConns) > soft {
-		log.Warn("--max-conns is over the open-files limit: past that, new connections fail at accept", "max_conns", maxConns, "open_files_limit", soft)
+	if c.maxConns == 0 {
+		n := maxConnsFor(soft)
+		log.Info("connections limited by the open-files limit", "max_conns", n, "open_files_limit", soft)
+		return n
 	}
-	gl, err := guard.NewListener(ln, &guard.ListenerOptions{
-		MaxConns:        maxConns,
-		MaxConnsPerAddr: acc.maxConnsPerIP,
-		HealthConns:     c.healthConns,
-		Logger:          log,
-		Refused:         func(string) { met.Denied("too_many_connections") },
-	})
-	if err != nil {
-		return nil, err
+	if soft > 0 && uint64(c.maxConns) > soft {
+		log.Warn("--max-conns is over the open-files limit: past that, new connections fail at accept", "max_conns", c.maxConns, "open_files_limit", soft)
 	}
-	log.Info("connections limited", "max_conns", maxConns, "max_conns_per_ip", acc.maxConnsPerIP, "health_conns", c.healthConns,
-		"open_files_limit", soft, "idle_timeout", c.idleTO.String(), "body_timeout", c.bodyTO.String(), "max_header_bytes", int64(c.maxHeaderBytes))
-	return gl, nil
+	return c.maxConns
 }

@@ -7,36 +7,29 @@
 // and open http://localhost:8080 in two browsers.
 //
 // To start a program of your own, copy this file and put your calls
-// (hub.HandleCall) and your page where it registers the demo's: the demo
-// lives in this module's internal/demo, which only viewsync itself may
-// import.
+// (srv.Hub().HandleCall) and your page where it registers the demo's: the
+// demo lives in this module's internal/demo, which only viewsync itself
+// may import.
 //
-// Caveats: it serves anyone who can reach it, with every right; give the
-// handlers an auth.Policy (see docs/security.md) before listening on
-// anything but localhost.
+// Caveats: it serves anyone who can reach it, with every right, which the
+// server accepts on a loopback address only; give server.Options a Policy
+// (see docs/security.md) to listen on anything else.
 package main
 
 import (
 	"context"
 	"flag"
 	"log"
-	"net/http"
 	"os"
 	"os/signal"
-	"time"
 
-	"github.com/viewsync/viewsync"
-	"github.com/viewsync/viewsync/client"
 	"github.com/viewsync/viewsync/internal/demo"
-	"github.com/viewsync/viewsync/store/boltstore"
-	"github.com/viewsync/viewsync/transport/httpapi"
-	"github.com/viewsync/viewsync/transport/sse"
-	"github.com/viewsync/viewsync/transport/ws"
+	"github.com/viewsync/viewsync/server"
 )
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "address to listen on")
-	data := flag.String("data", "products.db", "database file")
+	data := flag.String("data", "products-data", "folder of the durable store")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -46,58 +39,20 @@ func main() {
 }
 
 func run(ctx context.Context, addr, data string) error {
-	st, err := boltstore.Open(data, nil)
+	// The store, the hub and the whole HTTP surface: the API, SSE, the
+	// NDJSON stream, WebSocket, calls and /viewsync.js.
+	srv, err := server.Open(data, nil)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	hub, err := viewsync.New(st)
-	if err != nil {
+	if err := demo.Register(srv.Hub()); err != nil { // the "discount" call
+		srv.Close()
 		return err
 	}
-	if err := demo.Register(hub); err != nil {
-		return err
+	page := demo.Handler()
+	for _, p := range demo.Patterns { // the page, beside the API
+		srv.Handle(p, page)
 	}
-
-	// The HTTP API, with its two push transports: Server-Sent Events and
-	// WebSocket.
-	events, err := sse.New(hub, nil)
-	if err != nil {
-		return err
-	}
-	sockets, err := ws.New(hub, nil)
-	if err != nil {
-		return err
-	}
-	api, err := httpapi.New(hub, &httpapi.Options{Events: events, WebSocket: sockets})
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", api)
-	for _, p := range client.Patterns { // the browser client, /viewsync.js
-		mux.Handle(p, client.Handler())
-	}
-	mux.Handle("/", demo.Handler()) // the page
-
-	srv := &http.Server{Addr: addr, Handler: mux}
-	srv.RegisterOnShutdown(func() {
-		hub.Close() // ends long-polls and streams; WebSockets are told apart
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sockets.Shutdown(ctx); err != nil {
-			log.Print(err)
-		}
-	})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("serving on http://%s", addr)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done(): // Ctrl-C
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(ctx)
+	return srv.ListenAndServe(ctx, addr) // until Ctrl-C
 }

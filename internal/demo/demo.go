@@ -58,6 +58,10 @@ var contentTypes = map[string]string{
 // an optional port); anything else is left out of the policy.
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
 
+// Patterns are the routes (http.ServeMux patterns) of Handler's files, to
+// mount beside the API without taking its place at "/".
+var Patterns = []string{"GET /{$}", "GET /index.html", "GET /app.js", "GET /style.css", "GET /favicon.svg"}
+
 // Handler returns the handler of the demo's static files: GET and HEAD of
 // /, /index.html, /app.js, /style.css and /favicon.svg, each with security headers (a
 // Content-Security-Policy allowing only this origin, nosniff, no framing,
