@@ -1,46 +1,14 @@
-// Package store defines the Store interface: the durable home of viewsync's
-// versioned collections, their change logs and their deletion tombstones.
+// Package store defines Store, the durable home of viewsync's versioned
+// collections (records, change logs, deletion tombstones), and Resume, the
+// one rule a reader at a cursor follows: the commits after it, else a
+// compacted catch-up, else a reset.
 //
-// A commit moves a collection from version V to V+1. The store applies its
-// ops, appends it to the collection's change log and bumps the version in
-// one atomic, durable step, and acknowledges it only once it is durable.
-// Readers see whole commits or none.
+//	ch, err := store.Resume(ctx, s, "products", cursor, store.Page{Commits: 1000})
 //
-// The interface is shaped so that both an embedded B+tree (bbolt, package
-// boltstore) and a replicated key-value service (NATS JetStream KV) can
-// implement it without special cases: every operation names one collection,
-// preconditions are per-record versions (a KV revision), reads return the
-// epoch and version they were made at, and the change log is addressed by
-// version only.
-//
-// Retention: each collection's log keeps at least Config.RetainCommits
-// commits. A reader behind the log gets a compacted catch-up built from the
-// records' versions and from deletion tombstones, which are kept for at
-// least Config.RetainTombstones. A reader behind the tombstone horizon gets
-// ErrHistoryGone and must reset from a snapshot. Resume applies that rule
-// for every reader, long-polls and streams alike.
-//
-// Rules every implementation keeps (the storetest suite checks them):
-//   - Snapshot.Records, Changes.Commits, CatchUp.Records and CatchUp.Deleted
-//     are never nil, so they encode as [] on the wire.
-//   - A never-written collection's epoch is the one its first commit gets;
-//     only Drop (or losing the data) starts a new epoch.
-//   - Commit times are UTC from Config.Now, kept to at least the millisecond.
-//   - Retention is bounded as well as guaranteed: once a collection has had
-//     five times RetainCommits commits its first is no longer in the log, and
-//     tombstones older than RetainTombstones are forgotten by the time the
-//     next commit to their collection is acknowledged. A store that trims a
-//     bounded amount per commit must therefore also apply the horizon when
-//     it reads (CatchUp treats an expired tombstone as already gone).
-//   - CatchUp and Changes with a cursor ahead of the head return nothing
-//     after it; the caller compares the cursor with the returned version.
-//   - A done context fails a call with an error wrapping ctx.Err(), and the
-//     call changes nothing. Values come back byte for byte and never share
-//     memory with what the caller passed or received.
-//   - A second Close returns nil or ErrClosed.
-//
-// Implementations are safe for concurrent use and expect ops already
-// validated and normalized with protocol.NormalizeOp (the hub does that).
+// The engines are boltstore (default), natskv (shared by several
+// processes; also a Watcher) and memstore. Every engine passes storetest;
+// the contract it checks (atomic durable commits, retention, epochs) is in
+// docs/architecture.md, "Stores".
 package store
 
 import (
