@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -35,13 +35,12 @@ func TestBenchWSTextFrame(t *testing.T) {
 // process, over both transports: the bench's own subscribers must see
 // every commit once, also in frames past 64 KiB.
 func TestBenchRawHub(t *testing.T) {
-	clearEnv(t)
 	srv := httptest.NewServer(newRawHub())
 	t.Cleanup(srv.Close)
 	for _, tt := range []struct {
 		transport, valueSize string
 	}{{"sse", "100"}, {"ws", "100"}, {"ws", "70000"}, {"sse", "70000"}} {
-		code, stdout, stderr := runCmd(t, "bench", "fanout", "--url", srv.URL, "--transport", tt.transport, "--value-size", tt.valueSize,
+		code, stdout, stderr := runBench(t, "fanout", "--url", srv.URL, "--transport", tt.transport, "--value-size", tt.valueSize,
 			"--subscribers", "10", "--rate", "40", "--duration", "500ms", "--json")
 		if code != 0 {
 			t.Fatalf("%s, %s-byte values: exit %d\nstdout: %s\nstderr: %s", tt.transport, tt.valueSize, code, stdout, stderr)
@@ -55,7 +54,7 @@ func TestBenchRawHub(t *testing.T) {
 		}
 	}
 	for _, transport := range []string{"sse", "ws"} {
-		code, stdout, stderr := runCmd(t, "bench", "idle", "--url", srv.URL, "--transport", transport, "--connections", "25", "--settle", "0s")
+		code, stdout, stderr := runBench(t, "idle", "--url", srv.URL, "--transport", transport, "--connections", "25", "--settle", "0s")
 		if code != 0 || !strings.Contains(stdout, "25 of 25 established") {
 			t.Fatalf("idle %s: exit %d\nstdout: %s\nstderr: %s", transport, code, stdout, stderr)
 		}

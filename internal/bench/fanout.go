@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -39,8 +40,8 @@ const minValueSize = 64
 // stays small, so that the subscribers' resets are cheap.
 const writerIDs = 16
 
-func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &fanoutConfig{}
+func benchFanout(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &fanoutConfig{benchCommon: newBenchCommon(cmd)}
 	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
@@ -80,21 +81,21 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
 		return err
 	}
 	if err := c.meas.validate(); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	switch {
 	case c.subscribers <= 0:
-		return fmt.Errorf("%w: --subscribers must be positive", errBadFlag)
+		return fmt.Errorf("%w: --subscribers must be positive", cliflag.ErrBadFlag)
 	case c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate):
-		return fmt.Errorf("%w: --rate must be positive", errBadFlag)
+		return fmt.Errorf("%w: --rate must be positive", cliflag.ErrBadFlag)
 	case c.duration <= 0 || c.drain <= 0:
-		return fmt.Errorf("%w: --duration and --drain must be positive", errBadFlag)
+		return fmt.Errorf("%w: --duration and --drain must be positive", cliflag.ErrBadFlag)
 	case c.maxInflight <= 0:
-		return fmt.Errorf("%w: --max-inflight must be positive", errBadFlag)
+		return fmt.Errorf("%w: --max-inflight must be positive", cliflag.ErrBadFlag)
 	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", errBadFlag, minValueSize)
+		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
 	case int(c.rate*c.duration.Seconds()) < 1:
-		return fmt.Errorf("%w: --rate times --duration must make at least one commit", errBadFlag)
+		return fmt.Errorf("%w: --rate times --duration must make at least one commit", cliflag.ErrBadFlag)
 	}
 	return runFanout(ctx, c, stdout, stderr)
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -29,16 +29,13 @@ type spawnedServer struct {
 	exited chan struct{}
 }
 
-// serveExecutable returns the program run as 'viewsync serve': this one.
-// Tests, whose executable is a test binary, point it at a built one.
-var serveExecutable = os.Executable
-
-// spawnServer starts the server and returns once it has said where it
-// listens. Its connection limits are raised to fit conns; its logs below
-// warnings are off. The rest of its settings come from the environment,
+// spawnServer starts the server, 'EXE serve' with the program that
+// program returns, and returns once it has said where it listens. Its
+// connection limits are raised to fit conns; its logs below warnings are
+// off. The rest of its settings come from the environment,
 // as for any 'viewsync serve', or from extra, added to its command line.
-func spawnServer(ctx context.Context, conns int, extra []string, stderr io.Writer) (*spawnedServer, error) {
-	exe, err := serveExecutable()
+func spawnServer(ctx context.Context, program func() (string, error), conns int, extra []string, stderr io.Writer) (*spawnedServer, error) {
+	exe, err := program()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package bench
 
 import (
 	"context"
@@ -122,7 +122,6 @@ func TestHistoryValue(t *testing.T) {
 }
 
 func TestBenchHistoryRejectsBadFlags(t *testing.T) {
-	clearEnv(t)
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -139,22 +138,22 @@ func TestBenchHistoryRejectsBadFlags(t *testing.T) {
 		{[]string{"--transport", "carrier-pigeon"}, "--transport"},
 		{[]string{"--collection", "No Such"}, "--collection"},
 	} {
-		args := append([]string{"bench", "history", "--url", "http://x"}, tt.args...)
-		code, stdout, stderr := runCmd(t, args...)
+		args := append([]string{"history", "--url", "http://x"}, tt.args...)
+		code, stdout, stderr := runBench(t, args...)
 		if code != 2 || !strings.Contains(stderr, tt.want) || stdout != "" {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(args, " "), code, stdout, stderr, tt.want)
 		}
 	}
-	if code, _, stderr := runCmd(t, "bench", "history", "--spawn", "--pid", "1"); code != 2 || !strings.Contains(stderr, "--pid") {
+	if code, _, stderr := runBench(t, "history", "--spawn", "--pid", "1"); code != 2 || !strings.Contains(stderr, "--pid") {
 		t.Errorf("--spawn with --pid: exit %d, %q", code, stderr)
 	}
-	if code, _, stderr := runCmd(t, "bench", "history", "--url", "http://x", "--respawn"); code != 2 || !strings.Contains(stderr, "--respawn needs --spawn") {
+	if code, _, stderr := runBench(t, "history", "--url", "http://x", "--respawn"); code != 2 || !strings.Contains(stderr, "--respawn needs --spawn") {
 		t.Errorf("--url with --respawn: exit %d, %q", code, stderr)
 	}
-	if code, _, stderr := runCmd(t, "bench", "history", "--help"); code != 0 || !strings.Contains(stderr, "Usage: viewsync bench history") {
+	if code, _, stderr := runBench(t, "history", "--help"); code != 0 || !strings.Contains(stderr, "Usage: viewsync bench history") {
 		t.Errorf("--help: exit %d, %q", code, stderr)
 	}
-	if code, stdout, _ := runCmd(t, "bench", "help"); code != 0 || !strings.Contains(stdout, "history") {
+	if code, stdout, _ := runBench(t, "help"); code != 0 || !strings.Contains(stdout, "history") {
 		t.Errorf("bench help does not list history: %q", stdout)
 	}
 }
@@ -163,7 +162,7 @@ func TestBenchHistoryRejectsBadFlags(t *testing.T) {
 // report.
 func runHistoryJSON(t *testing.T, args ...string) historyReport {
 	t.Helper()
-	code, stdout, stderr := runCmd(t, append(append([]string{"bench", "history"}, args...), "--json")...)
+	code, stdout, stderr := runBench(t, append(append([]string{"history"}, args...), "--json")...)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
@@ -205,10 +204,7 @@ func checkPhases(t *testing.T, r historyReport, names []string, readers []int, m
 // TestBenchHistorySpawn runs every phase, small, on a server the bench
 // starts itself.
 func TestBenchHistorySpawn(t *testing.T) {
-	clearEnv(t)
-	bin := serverBinary(t)
-	serveExecutable = func() (string, error) { return bin, nil }
-	t.Cleanup(func() { serveExecutable = os.Executable })
+	useBuiltBinary(t)
 
 	r := runHistoryJSON(t, "--spawn", "--commits", "30", "--value-bytes", "20KiB", "--subscribers", "2",
 		"--restart-commits", "40", "--restart-value-bytes", "2KiB", "--restart-subscribers", "3", "--writers", "4", "--settle", "100ms")
@@ -244,7 +240,6 @@ func TestBenchHistorySpawn(t *testing.T) {
 // busy at first (503, an SSE error event, a WebSocket close 1013), and
 // resumes from its cursor once the memory is free.
 func TestBenchHistoryBusy(t *testing.T) {
-	clearEnv(t)
 	base, arm := startBusyServer(t)
 	for _, tt := range []struct {
 		args    []string
@@ -279,7 +274,7 @@ func TestBenchHistoryBusy(t *testing.T) {
 		t.Errorf("histories %+v", r.Histories[0])
 	}
 	checkPhases(t, r, []string{"get3"}, []int{3}, false)
-	if code, _, stderr := runCmd(t, "bench", "history", "--url", base, "--collection", "never-written", "--write=false"); code != 1 || !strings.Contains(stderr, "is empty") {
+	if code, _, stderr := runBench(t, "history", "--url", base, "--collection", "never-written", "--write=false"); code != 1 || !strings.Contains(stderr, "is empty") {
 		t.Errorf("--write=false on an empty collection: exit %d, %q", code, stderr)
 	}
 }

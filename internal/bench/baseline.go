@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The baseline of --baseline: a minimal raw broadcaster, run as the hidden
 // 'viewsync bench baseline-server' (this executable again) and spawned
@@ -42,6 +42,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
+	"github.com/viewsync/viewsync/internal/rlimit"
 )
 
 // baselineEpoch is the epoch the baseline's streams name.
@@ -56,10 +59,10 @@ func benchBaselineServer(ctx context.Context, args []string, stdout, stderr io.W
 		fmt.Fprint(fs.Output(), "Usage: viewsync bench baseline-server [flags]\n\nThe raw broadcaster that 'viewsync bench fanout --baseline' and 'idle --baseline' measure as the machine's ceiling; not for use by hand.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
-	raiseOpenFiles()
+	rlimit.RaiseOpenFiles()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -79,8 +82,8 @@ func benchBaselineServer(ctx context.Context, args []string, stdout, stderr io.W
 // openBaseline spawns the raw broadcaster as the target of conns
 // connections.
 func openBaseline(ctx context.Context, c *benchCommon, conns int, stderr io.Writer) (*benchTarget, error) {
-	raiseOpenFiles()
-	exe, err := serveExecutable()
+	rlimit.RaiseOpenFiles()
+	exe, err := c.exe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -62,9 +62,8 @@ func TestRateAndServerFigures(t *testing.T) {
 // TestBenchWrites runs a short writes scenario against an in-process
 // server, over two collections.
 func TestBenchWrites(t *testing.T) {
-	clearEnv(t)
 	base := startBenchServer(t)
-	code, stdout, stderr := runCmd(t, "bench", "writes", "--url", base, "--writers", "4", "--duration", "1500ms",
+	code, stdout, stderr := runBench(t, "writes", "--url", base, "--writers", "4", "--duration", "1500ms",
 		"--collections", "2", "--value-size", "80", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -98,7 +97,7 @@ func TestBenchWrites(t *testing.T) {
 	if !strings.Contains(stderr, "commits ") {
 		t.Errorf("no progress on stderr: %s", stderr)
 	}
-	code, stdout, _ = runCmd(t, "bench", "writes", "--url", base, "--writers", "1", "--duration", "200ms")
+	code, stdout, _ = runBench(t, "writes", "--url", base, "--writers", "1", "--duration", "200ms")
 	if code != 0 || !strings.Contains(stdout, "durable commits") || !strings.Contains(stdout, "errors           0") {
 		t.Errorf("table report: exit %d\n%s", code, stdout)
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -145,7 +145,6 @@ func TestBenchMergeTicks(t *testing.T) {
 }
 
 func TestBenchRejectsRunFlags(t *testing.T) {
-	clearEnv(t)
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -157,13 +156,13 @@ func TestBenchRejectsRunFlags(t *testing.T) {
 		{[]string{"loader", "--url", "http://x", "--subscribers", "0"}, "--subscribers"},
 		{[]string{"baseline-server", "surplus"}, "unexpected argument"},
 	} {
-		code, stdout, stderr := runCmd(t, append([]string{"bench"}, tt.args...)...)
+		code, stdout, stderr := runBench(t, tt.args...)
 		if code != 2 || !strings.Contains(stderr, tt.want) || stdout != "" {
 			t.Errorf("bench %s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(tt.args, " "), code, stdout, stderr, tt.want)
 		}
 	}
 	for _, sc := range []string{"fanout", "idle"} {
-		_, _, stderr := runCmd(t, "bench", sc, "--help")
+		_, _, stderr := runBench(t, sc, "--help")
 		for _, f := range []string{"-runs", "-loaders", "-baseline", "-plot"} {
 			if !strings.Contains(stderr, f) {
 				t.Errorf("bench %s --help does not list %s", sc, f)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 // idleConfig holds the flags of 'viewsync bench idle'.
@@ -20,8 +22,8 @@ type idleConfig struct {
 	settle      time.Duration
 }
 
-func benchIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &idleConfig{}
+func benchIdle(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &idleConfig{benchCommon: newBenchCommon(cmd)}
 	fs := flag.NewFlagSet("bench idle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
@@ -51,13 +53,13 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
 		return err
 	}
 	if err := c.meas.validate(); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	if c.connections <= 0 {
-		return fmt.Errorf("%w: --connections must be positive", errBadFlag)
+		return fmt.Errorf("%w: --connections must be positive", cliflag.ErrBadFlag)
 	}
 	if c.settle < 0 {
-		return fmt.Errorf("%w: --settle must not be negative", errBadFlag)
+		return fmt.Errorf("%w: --settle must not be negative", cliflag.ErrBadFlag)
 	}
 	return runIdle(ctx, c, stdout, stderr)
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -29,8 +30,8 @@ type catchupConfig struct {
 	retainCommits int
 }
 
-func benchCatchup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &catchupConfig{benchCommon: newBenchCommon()}
+func benchCatchup(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &catchupConfig{benchCommon: newBenchCommon(cmd)}
 	fs := flag.NewFlagSet("bench catchup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.registerTarget(fs, "the collection written to and read")
@@ -64,19 +65,19 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_BEHIND):
 	}
 	switch {
 	case c.behind <= 0:
-		return fmt.Errorf("%w: --behind must be positive", errBadFlag)
+		return fmt.Errorf("%w: --behind must be positive", cliflag.ErrBadFlag)
 	case c.pageSize < 0:
-		return fmt.Errorf("%w: --page-size must not be negative", errBadFlag)
+		return fmt.Errorf("%w: --page-size must not be negative", cliflag.ErrBadFlag)
 	case c.writers <= 0:
-		return fmt.Errorf("%w: --writers must be positive", errBadFlag)
+		return fmt.Errorf("%w: --writers must be positive", cliflag.ErrBadFlag)
 	case c.records <= 0:
-		return fmt.Errorf("%w: --records must be positive", errBadFlag)
+		return fmt.Errorf("%w: --records must be positive", cliflag.ErrBadFlag)
 	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", errBadFlag, minValueSize)
+		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
 	case c.retainCommits < 0:
-		return fmt.Errorf("%w: --retain-commits must not be negative", errBadFlag)
+		return fmt.Errorf("%w: --retain-commits must not be negative", cliflag.ErrBadFlag)
 	case c.retainCommits > 0 && !c.spawn:
-		return fmt.Errorf("%w: --retain-commits needs --spawn", errBadFlag)
+		return fmt.Errorf("%w: --retain-commits needs --spawn", cliflag.ErrBadFlag)
 	}
 	if c.retainCommits > 0 {
 		c.serverArgs = append(c.serverArgs, "--retain-commits", strconv.Itoa(c.retainCommits))

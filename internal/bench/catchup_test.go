@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -94,9 +94,8 @@ func TestVerifyCopy(t *testing.T) {
 // TestBenchCatchup makes a few hundred commits on an in-process server
 // and reads them back in aligned pages.
 func TestBenchCatchup(t *testing.T) {
-	clearEnv(t)
 	base := startBenchServer(t)
-	code, stdout, stderr := runCmd(t, "bench", "catchup", "--url", base, "--behind", "450", "--page-size", "100",
+	code, stdout, stderr := runBench(t, "catchup", "--url", base, "--behind", "450", "--page-size", "100",
 		"--writers", "8", "--records", "50", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -118,7 +117,7 @@ func TestBenchCatchup(t *testing.T) {
 	}
 	// Again on the same collection, as a table: the client starts at the
 	// head it found, so it reads only the new commits and checks nothing.
-	code, stdout, _ = runCmd(t, "bench", "catchup", "--url", base, "--behind", "20", "--writers", "2", "--records", "50")
+	code, stdout, _ = runBench(t, "catchup", "--url", base, "--behind", "20", "--writers", "2", "--records", "50")
 	if code != 0 || !strings.Contains(stdout, "version 450 to 470") || !strings.Contains(stdout, "not checked") {
 		t.Errorf("second run: exit %d\n%s", code, stdout)
 	}

@@ -1,10 +1,9 @@
-package main
+package bench
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +48,6 @@ func TestPollOnce(t *testing.T) {
 // TestBenchPoll polls an in-process server whose collection changes once
 // during the run.
 func TestBenchPoll(t *testing.T) {
-	clearEnv(t)
 	base := startBenchServer(t)
 	if _, err := put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
@@ -58,7 +56,7 @@ func TestBenchPoll(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":2}`))
 	}()
-	code, stdout, stderr := runCmd(t, "bench", "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms", "--json")
+	code, stdout, stderr := runBench(t, "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
@@ -81,12 +79,9 @@ func TestBenchPoll(t *testing.T) {
 // TestBenchPollBaseline: --baseline polls a bare 304 handler in the same
 // run and reports the ratio.
 func TestBenchPollBaseline(t *testing.T) {
-	clearEnv(t)
-	bin := serverBinary(t)
-	serveExecutable = func() (string, error) { return bin, nil }
-	t.Cleanup(func() { serveExecutable = os.Executable })
+	useBuiltBinary(t)
 	base := startBenchServer(t)
-	code, stdout, stderr := runCmd(t, "bench", "poll", "--url", base, "--collection", "polled", "--connections", "2", "--duration", "500ms", "--baseline", "--json")
+	code, stdout, stderr := runBench(t, "poll", "--url", base, "--collection", "polled", "--connections", "2", "--duration", "500ms", "--baseline", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}

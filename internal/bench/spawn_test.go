@@ -1,10 +1,9 @@
 //go:build linux
 
-package main
+package bench
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 )
@@ -12,13 +11,10 @@ import (
 // TestBenchSpawn runs the scenarios on a server the bench starts itself,
 // the built binary, and checks the figures read from /proc.
 func TestBenchSpawn(t *testing.T) {
-	clearEnv(t)
-	bin := serverBinary(t)
-	serveExecutable = func() (string, error) { return bin, nil }
-	t.Cleanup(func() { serveExecutable = os.Executable })
+	useBuiltBinary(t)
 
 	t.Run("idle", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "idle", "--spawn", "--transport", "ws", "--connections", "50", "--settle", "200ms", "--json")
+		code, stdout, stderr := runBench(t, "idle", "--spawn", "--transport", "ws", "--connections", "50", "--settle", "200ms", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -35,7 +31,7 @@ func TestBenchSpawn(t *testing.T) {
 		}
 	})
 	t.Run("fanout", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--subscribers", "10", "--rate", "20", "--duration", "1s", "--json")
+		code, stdout, stderr := runBench(t, "fanout", "--spawn", "--subscribers", "10", "--rate", "20", "--duration", "1s", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -51,7 +47,7 @@ func TestBenchSpawn(t *testing.T) {
 		}
 	})
 	t.Run("writes", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "writes", "--spawn", "--writers", "4", "--duration", "500ms", "--json")
+		code, stdout, stderr := runBench(t, "writes", "--spawn", "--writers", "4", "--duration", "500ms", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -64,7 +60,7 @@ func TestBenchSpawn(t *testing.T) {
 		}
 	})
 	t.Run("poll", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "poll", "--spawn", "--connections", "4", "--duration", "500ms", "--json")
+		code, stdout, stderr := runBench(t, "poll", "--spawn", "--connections", "4", "--duration", "500ms", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -79,7 +75,7 @@ func TestBenchSpawn(t *testing.T) {
 	t.Run("catchup-trimmed", func(t *testing.T) {
 		// With a log of 100 commits, 2000 behind is past the trimming
 		// bound: the client gets a compacted catch-up.
-		code, stdout, stderr := runCmd(t, "bench", "catchup", "--spawn", "--behind", "2000", "--retain-commits", "100",
+		code, stdout, stderr := runBench(t, "catchup", "--spawn", "--behind", "2000", "--retain-commits", "100",
 			"--page-size", "50", "--records", "30", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // Subscriber groups. The subscribers of a fanout or idle run live in this
 // process (one localGroup) or, past what one process may hold, are spread
@@ -21,13 +21,15 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
+	"github.com/viewsync/viewsync/internal/rlimit"
 )
 
 // tickEvery is the period of the groups' counters and of the server
@@ -98,7 +100,7 @@ func chooseLoaders(requested, conns int) int {
 		return max(1, min(requested, conns))
 	}
 	per := maxConnsPerLoader
-	if soft, _, err := raiseOpenFiles(); err == nil {
+	if soft, _, err := rlimit.RaiseOpenFiles(); err == nil {
 		fit := int(min(soft/4*3, math.MaxInt32))
 		if conns <= fit {
 			return 1
@@ -116,7 +118,7 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 	if loaders <= 1 {
 		return []subGroup{startLocalGroup(ctx, t, c, n, record, nil, stderr)}, nil
 	}
-	exe, err := serveExecutable()
+	exe, err := c.exe()
 	if err != nil {
 		return nil, fmt.Errorf("loaders: %w", err)
 	}
@@ -567,12 +569,9 @@ func (g *procGroup) kill() {
 	}
 }
 
-// loaderStdin is where a loader process reads its commands.
-var loaderStdin io.Reader = os.Stdin
-
 // benchLoader runs 'viewsync bench loader', the hidden loader process.
-func benchLoader(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newBenchCommon()
+func benchLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := newBenchCommon(cmd)
 	var n int
 	var record bool
 	fs := flag.NewFlagSet("bench loader", flag.ContinueOnError)
@@ -593,14 +592,14 @@ func benchLoader(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if n <= 0 {
-		return fmt.Errorf("%w: --subscribers must be positive", errBadFlag)
+		return fmt.Errorf("%w: --subscribers must be positive", cliflag.ErrBadFlag)
 	}
-	raiseOpenFiles()
+	rlimit.RaiseOpenFiles()
 	var ips []net.IP
 	if strings.TrimSpace(c.sourceIPs) != "" {
 		var err error
 		if ips, err = parseSourceIPs(c.sourceIPs); err != nil {
-			return fmt.Errorf("%w: --source-ips: %w", errBadFlag, err)
+			return fmt.Errorf("%w: --source-ips: %w", cliflag.ErrBadFlag, err)
 		}
 	}
 	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), dialer: newBenchDialer(ips), stderr: stderr}
@@ -621,7 +620,7 @@ func benchLoader(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		case <-ctx.Done():
 		}
 	}()
-	dec := json.NewDecoder(loaderStdin)
+	dec := json.NewDecoder(cmd.stdin())
 	for {
 		var cmd loaderCmd
 		if err := dec.Decode(&cmd); err != nil {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // What fanout and idle share beyond the common flags: the flags --runs,
 // --loaders, --baseline and --plot, the median of the runs, and the

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -14,14 +14,11 @@ import (
 // in loader processes, and with the baseline, on servers the bench
 // spawns: the built binary, which is also the loaders' and the baseline's.
 func TestBenchLoadersAndBaseline(t *testing.T) {
-	clearEnv(t)
-	bin := serverBinary(t)
-	serveExecutable = func() (string, error) { return bin, nil }
-	t.Cleanup(func() { serveExecutable = os.Executable })
+	useBuiltBinary(t)
 
 	t.Run("fanout-loaders", func(t *testing.T) {
 		for _, transport := range []string{"sse", "ws"} {
-			code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--loaders", "2", "--transport", transport,
+			code, stdout, stderr := runBench(t, "fanout", "--spawn", "--loaders", "2", "--transport", transport,
 				"--subscribers", "11", "--rate", "20", "--duration", "1s", "--json")
 			if code != 0 {
 				t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", transport, code, stdout, stderr)
@@ -51,7 +48,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("idle-loaders", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms", "--json")
+		code, stdout, stderr := runBench(t, "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -65,7 +62,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 	})
 	t.Run("fanout-baseline", func(t *testing.T) {
 		plot := filepath.Join(t.TempDir(), "fanout.svg")
-		code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--baseline", "--subscribers", "10", "--rate", "20", "--duration", "1s", "--plot", plot)
+		code, stdout, stderr := runBench(t, "fanout", "--spawn", "--baseline", "--subscribers", "10", "--rate", "20", "--duration", "1s", "--plot", plot)
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -89,7 +86,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("fanout-baseline-runs", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "fanout", "--spawn", "--baseline", "--runs", "2", "--transport", "ws",
+		code, stdout, stderr := runBench(t, "fanout", "--spawn", "--baseline", "--runs", "2", "--transport", "ws",
 			"--subscribers", "10", "--rate", "20", "--duration", "1s", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -116,7 +113,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("idle-baseline", func(t *testing.T) {
-		code, stdout, stderr := runCmd(t, "bench", "idle", "--spawn", "--baseline", "--connections", "200", "--settle", "200ms", "--json")
+		code, stdout, stderr := runBench(t, "idle", "--spawn", "--baseline", "--connections", "200", "--settle", "200ms", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}

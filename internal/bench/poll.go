@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 // pollConfig holds the flags of 'viewsync bench poll'.
@@ -22,8 +24,8 @@ type pollConfig struct {
 	baseline    bool
 }
 
-func benchPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &pollConfig{benchCommon: newBenchCommon()}
+func benchPoll(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &pollConfig{benchCommon: newBenchCommon(cmd)}
 	fs := flag.NewFlagSet("bench poll", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.registerTarget(fs, "the collection whose version is polled")
@@ -50,9 +52,9 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
 	}
 	switch {
 	case c.connections <= 0:
-		return fmt.Errorf("%w: --connections must be positive", errBadFlag)
+		return fmt.Errorf("%w: --connections must be positive", cliflag.ErrBadFlag)
 	case c.duration <= 0:
-		return fmt.Errorf("%w: --duration must be positive", errBadFlag)
+		return fmt.Errorf("%w: --duration must be positive", cliflag.ErrBadFlag)
 	}
 	return runPoll(ctx, c, stdout, stderr)
 }

@@ -1,13 +1,13 @@
 //go:build unix
 
-package main
+package rlimit
 
 import "syscall"
 
-// raiseOpenFiles raises this process's soft limit of open files to its
+// RaiseOpenFiles raises this process's soft limit of open files to its
 // hard limit, so that it can hold as many connections as allowed; a server
 // it spawns inherits the raised limit. It returns the limits now in force.
-func raiseOpenFiles() (soft, hard uint64, err error) {
+func RaiseOpenFiles() (soft, hard uint64, err error) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0, 0, err

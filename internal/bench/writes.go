@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -24,8 +25,8 @@ type writesConfig struct {
 	collections int
 }
 
-func benchWrites(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &writesConfig{benchCommon: newBenchCommon()}
+func benchWrites(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &writesConfig{benchCommon: newBenchCommon(cmd)}
 	fs := flag.NewFlagSet("bench writes", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.registerTarget(fs, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)")
@@ -53,17 +54,17 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_WRITERS):
 	}
 	switch {
 	case c.writers <= 0:
-		return fmt.Errorf("%w: --writers must be positive", errBadFlag)
+		return fmt.Errorf("%w: --writers must be positive", cliflag.ErrBadFlag)
 	case c.duration <= 0:
-		return fmt.Errorf("%w: --duration must be positive", errBadFlag)
+		return fmt.Errorf("%w: --duration must be positive", cliflag.ErrBadFlag)
 	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", errBadFlag, minValueSize)
+		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
 	case c.collections <= 0:
-		return fmt.Errorf("%w: --collections must be positive", errBadFlag)
+		return fmt.Errorf("%w: --collections must be positive", cliflag.ErrBadFlag)
 	}
 	for _, name := range writeCollections(c.collection, c.collections) {
 		if err := protocol.ValidateCollection(name); err != nil {
-			return fmt.Errorf("%w: --collection: %w", errBadFlag, err)
+			return fmt.Errorf("%w: --collection: %w", cliflag.ErrBadFlag, err)
 		}
 	}
 	return runWrites(ctx, c, stdout, stderr)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/transport/httpapi"
 )
@@ -32,10 +33,10 @@ import (
 type historyConfig struct {
 	benchCommon
 	commits            int
-	valueBytes         byteSize
+	valueBytes         cliflag.Size
 	subscribers        int
 	restartCommits     int
-	restartValueBytes  byteSize
+	restartValueBytes  cliflag.Size
 	restartSubscribers int
 	writers            int
 	write              bool
@@ -76,8 +77,8 @@ const (
 )
 
 // benchHistory runs 'viewsync bench history'.
-func benchHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &historyConfig{benchCommon: newBenchCommon(), valueBytes: 200 << 10, restartValueBytes: 20 << 10}
+func benchHistory(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &historyConfig{benchCommon: newBenchCommon(cmd), valueBytes: 200 << 10, restartValueBytes: 20 << 10}
 	fs := flag.NewFlagSet("bench history", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.transport, "transport", "sse", "how the subscribers of sse6 and sse40 connect: sse (Server-Sent Events) or ws (WebSocket)")
@@ -141,11 +142,11 @@ Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_VALUE_BYTES):
 	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
 		return err
 	}
-	if c.url != "" && flagGiven(fs, "respawn") && c.respawn {
-		return fmt.Errorf("%w: --respawn needs --spawn", errBadFlag)
+	if c.url != "" && cliflag.Given(fs, "respawn") && c.respawn {
+		return fmt.Errorf("%w: --respawn needs --spawn", cliflag.ErrBadFlag)
 	}
 	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	if c.spawn {
 		c.serverArgs = append(c.serverArgs, c.valueLimitArgs()...)

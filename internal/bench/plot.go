@@ -1,4 +1,4 @@
-package main
+package bench
 
 // --plot: an SVG chart of a fanout or idle run, written by hand. Its
 // panels are stacked: for fanout the histogram of the commit → receipt
