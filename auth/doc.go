@@ -1,22 +1,13 @@
 // Package auth decides who a request comes from and what they may do.
 //
-// A Principal carries the rights a request has: the collections it may
-// read and write and the calls it may make, each as a list of simple
-// patterns ("products", "orders.*", "*"). Where the principal comes from is
-// a Func: the JWT verifier of this package (HMAC secret, or RSA, ECDSA and
-// Ed25519 public keys from a JWKS file, the algorithm pinned by the
-// configuration, never taken from the token), or an embedding
-// application's own. A Policy combines it with per-principal rate limits;
-// the transports (httpapi, sse, ws) enforce one Policy on every request and
-// every WebSocket message.
+// A Principal carries rights (collections to read and write, calls to
+// make, as patterns like "orders.*"); a Func finds it — the JWT verifier of
+// this package or an application's own. A Policy combines it with
+// per-principal rates, and the transports (httpapi, sse, ndjson, ws)
+// enforce one Policy on every request and WebSocket message:
 //
-// Tokens arrive as "Authorization: Bearer TOKEN" or, for EventSource and
-// WebSocket clients that cannot set headers, as a "token" query parameter or
-// a cookie. A token's rights are in its "viewsync" claim:
+//	v, err := auth.NewJWT(auth.JWTOptions{Secret: secret})
+//	policy := &auth.Policy{Authenticate: v.Authenticate, Commits: limit.NewRate(limit.RateOptions{PerSecond: 200})}
 //
-//	{"sub": "ana", "exp": 1767225600,
-//	 "viewsync": {"read": ["products", "orders.*"], "write": ["products"], "call": ["discount"]}}
-//
-// A long-lived stream ends when its principal's token expires, with a
-// clear reason, so that the client fetches a fresh token and resumes.
+// Tokens, rights, expiry and refusals: docs/security.md.
 package auth
