@@ -2,7 +2,6 @@ package ndjson
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -30,8 +29,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	// FlushInterval bounds how long a commit may wait to be written to
 	// the live clients of a collection, so that commits coming fast to
-	// many clients go out together (see sse.Options.FlushInterval).
-	// Default 0: every commit is written at once.
+	// many clients go out together (see docs/architecture.md). Default 0:
+	// every commit is written at once.
 	FlushInterval time.Duration
 	// MaxConnections bounds the streams served at once; past it requests
 	// get 503 unavailable. Default 10000.
@@ -48,13 +47,10 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPingInterval   = 15 * time.Second
-	DefaultWriteTimeout   = 30 * time.Second
-	DefaultMaxConnections = 10000
+	DefaultPingInterval   = push.DefaultPingInterval
+	DefaultWriteTimeout   = push.DefaultWriteTimeout
+	DefaultMaxConnections = push.DefaultMaxConnections
 )
-
-// retryAfter is the Retry-After of refusals for want of room.
-const retryAfter = 2 * time.Second
 
 // Handler serves the streams of a hub's collections. Make one with New;
 // it is safe for concurrent use.
@@ -67,29 +63,11 @@ var _ http.Handler = (*Handler)(nil)
 // New returns a handler streaming the collections of hub. A nil opts means
 // the defaults.
 func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
-	if hub == nil {
-		return nil, errors.New("ndjson: nil hub")
-	}
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
-	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.FlushInterval < 0 || o.MaxConnections < 0 {
-		return nil, errors.New("ndjson: negative option")
-	}
-	if o.PingInterval == 0 {
-		o.PingInterval = DefaultPingInterval
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = DefaultWriteTimeout
-	}
-	if o.MaxConnections == 0 {
-		o.MaxConnections = DefaultMaxConnections
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{p: push.NewHandler(hub, push.Options{
+	p, err := push.NewHandler(hub, push.Options{
 		Name:           "ndjson",
 		Streams:        "streams",
 		ContentType:    ContentType,
@@ -97,11 +75,14 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		PingInterval:   o.PingInterval,
 		WriteTimeout:   o.WriteTimeout,
 		FlushInterval:  o.FlushInterval,
-		RetryAfter:     retryAfter,
 		MaxConnections: o.MaxConnections,
 		Logger:         o.Logger,
 		Policy:         o.Policy,
-	})}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{p: p}, nil
 }
 
 // Connections returns how many streams the handler is serving.

@@ -3,7 +3,6 @@ package sse
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 
 	"github.com/viewsync/viewsync"
@@ -21,32 +20,17 @@ var _ http.Handler = (*Handler)(nil)
 // New returns a handler streaming the collections of hub. A nil opts means
 // the defaults; negative durations or limits are refused.
 func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
-	if hub == nil {
-		return nil, errors.New("sse: nil hub")
-	}
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
-	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.Retry < 0 || o.MaxConnections < 0 || o.FlushInterval < 0 {
+	if o.Retry < 0 {
 		return nil, errors.New("sse: negative option")
-	}
-	if o.PingInterval == 0 {
-		o.PingInterval = DefaultPingInterval
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = DefaultWriteTimeout
 	}
 	if o.Retry == 0 {
 		o.Retry = DefaultRetry
 	}
-	if o.MaxConnections == 0 {
-		o.MaxConnections = DefaultMaxConnections
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{p: push.NewHandler(hub, push.Options{
+	p, err := push.NewHandler(hub, push.Options{
 		Name:           "sse",
 		Streams:        "event streams",
 		ContentType:    "text/event-stream",
@@ -59,7 +43,11 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		MaxConnections: o.MaxConnections,
 		Logger:         o.Logger,
 		Policy:         o.Policy,
-	})}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{p: p}, nil
 }
 
 // Connections returns how many streams the handler is serving.

@@ -1,9 +1,11 @@
 package sse
 
 import (
-	"github.com/viewsync/viewsync/auth"
 	"log/slog"
 	"time"
+
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/transport/internal/push"
 )
 
 // Options configures a Handler. A nil *Options, or its zero value, means the
@@ -20,14 +22,9 @@ type Options struct {
 	// Default 30s.
 	WriteTimeout time.Duration
 	// FlushInterval bounds how long a commit may wait to be written to
-	// the live clients of a collection. Writes to a group of clients (512)
-	// start at least ten times the last write round's duration apart, up
-	// to FlushInterval: commits that come faster wait for the next round
-	// and go out together, one system call for several, which divides the
-	// CPU each delivery costs. Few clients (quick rounds) wait for
-	// nothing; many clients under a fast stream of commits wait up to
-	// FlushInterval. A commit after a quiet spell is written at once.
-	// Default 0: every commit is written at once.
+	// the live clients of a collection, so that commits coming fast to
+	// many clients go out together (see docs/architecture.md). Default 0:
+	// every commit is written at once.
 	FlushInterval time.Duration
 	// Retry is the reconnection delay hinted to clients in the stream's
 	// first line (retry: milliseconds). Default 2s.
@@ -47,8 +44,8 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPingInterval   = 15 * time.Second
-	DefaultWriteTimeout   = 30 * time.Second
-	DefaultRetry          = 2 * time.Second
-	DefaultMaxConnections = 10000
+	DefaultPingInterval   = push.DefaultPingInterval
+	DefaultWriteTimeout   = push.DefaultWriteTimeout
+	DefaultRetry          = push.DefaultRetryAfter
+	DefaultMaxConnections = push.DefaultMaxConnections
 )

@@ -20,14 +20,9 @@ type Options struct {
 	WriteTimeout time.Duration
 
 	// FlushInterval bounds how long a commit may wait to be written to
-	// the live clients of a collection. Writes to a group of clients (512)
-	// start at least ten times the last write round's duration apart, up
-	// to FlushInterval: commits that come faster wait for the next round
-	// and go out together, one system call for several, which divides the
-	// CPU each delivery costs. Few clients (quick rounds) wait for
-	// nothing; many clients under a fast stream of commits wait up to
-	// FlushInterval. A commit after a quiet spell is written at once.
-	// Default 0: every commit is written at once.
+	// the live clients of a collection, so that commits coming fast to
+	// many clients go out together (see docs/architecture.md). Default 0:
+	// every commit is written at once.
 	FlushInterval time.Duration
 
 	// MaxMessageBytes bounds one client message. A larger one closes the

@@ -16,8 +16,9 @@ import (
 	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
-// Options configures a Handler. Every field must be set: the transports
-// apply their defaults first.
+// Options configures a Handler. Name, Streams, ContentType and Encoder
+// must be set; zero durations and limits mean the defaults below, and
+// negative ones are refused.
 type Options struct {
 	// Name names the transport in logs, e.g. "sse".
 	Name string
@@ -73,14 +74,44 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// Defaults of Options, the transports' defaults too.
+const (
+	DefaultPingInterval   = 15 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultRetryAfter     = 2 * time.Second
+	DefaultMaxConnections = 10000
+)
+
 // NewHandler returns a handler streaming the collections of hub.
-func NewHandler(hub *viewsync.Hub, opts Options) *Handler {
+func NewHandler(hub *viewsync.Hub, opts Options) (*Handler, error) {
+	if hub == nil {
+		return nil, fmt.Errorf("%s: nil hub", opts.Name)
+	}
+	o := opts
+	if o.PingInterval < 0 || o.WriteTimeout < 0 || o.FlushInterval < 0 || o.RetryAfter < 0 || o.MaxConnections < 0 {
+		return nil, fmt.Errorf("%s: negative option", o.Name)
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.RetryAfter == 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &Handler{
 		hub:   hub,
-		opts:  opts,
-		log:   opts.Logger,
-		pumps: live.Pumps{Tick: max(opts.PingInterval/4, 10*time.Millisecond), Interval: opts.FlushInterval},
-	}
+		opts:  o,
+		log:   o.Logger,
+		pumps: live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond), Interval: o.FlushInterval},
+	}, nil
 }
 
 // Connections returns how many streams the handler is serving.
