@@ -4,13 +4,12 @@
 // Server-Sent Events and WebSocket transports on a real listener), driven
 // over the network by writers and subscribers spread over the nodes.
 //
-// The tests check the design's guarantees 1 and 2 across nodes: a commit
-// made through any node reaches the subscribers of every node, in version
-// order, gap-free and exactly once, with the same ops everywhere; no
-// acknowledged commit is lost when a NATS server (the collection's stream
-// leader) goes down and comes back; and a client whose viewsync node dies
-// resumes on another node from its cursor without a gap or a duplicate.
+// They check guarantees 1–3 of docs/architecture.md across nodes: a commit
+// made through any node reaches the subscribers of every node in version
+// order, gap-free, exactly once, with the same ops; no acknowledged commit
+// is lost when a NATS server (the stream leader) goes down and comes back;
+// a client whose viewsync node dies resumes on another from its cursor.
 //
-// The package has no code of its own; its tests are the point. Set
-// VIEWSYNC_CLUSTER_LOG=1 to see the nodes' and the stores' logs.
+// The package has no code of its own. VIEWSYNC_CLUSTER_LOG=1 shows the
+// nodes' and the stores' logs.
 package cluster
