@@ -11,6 +11,7 @@
 //	products, err := hub.Collection("products")
 //	rec, err := products.Put(ctx, "p1", []byte(`{"name":"Lamp"}`), viewsync.IfAbsent())
 //
-// Package transport/httpapi serves a hub over HTTP. How a commit reaches
-// every client, and the guarantees on the way: docs/architecture.md.
+// Package server serves a hub's whole HTTP surface (package
+// transport/httpapi, the API alone). How a commit reaches every client,
+// and the guarantees on the way: docs/architecture.md.
 package viewsync
