@@ -27,10 +27,5 @@ func WriteDenied(w http.ResponseWriter, err error) {
 	if code == protocol.CodeInternal {
 		msg = "internal error"
 	}
-	b := protocol.MarshalError(code, msg)
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(code.Status())
-	w.Write(b)
+	protocol.WriteError(w, 0, code, msg)
 }

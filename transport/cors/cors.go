@@ -63,11 +63,7 @@ func Middleware(o Options) (func(http.Handler) http.Handler, error) {
 				h.Add("Vary", "Access-Control-Request-Method")
 				h.Add("Vary", "Access-Control-Request-Headers")
 				if !ok {
-					b := protocol.MarshalError(protocol.CodeForbidden, "origin not allowed: "+o)
-					h.Set("Content-Type", "application/json")
-					h.Set("Cache-Control", "no-store")
-					w.WriteHeader(http.StatusForbidden)
-					w.Write(b)
+					protocol.WriteError(w, 0, protocol.CodeForbidden, "origin not allowed: "+o)
 					return
 				}
 				setAllowOrigin(h, o, any)

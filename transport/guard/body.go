@@ -224,12 +224,8 @@ func (w *bodyWriter) answerTimeout() {
 func refuseRequest(w http.ResponseWriter, status int, code protocol.Code, msg string) {
 	c, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Connection", "close")
-		w.WriteHeader(status)
-		w.Write(protocol.MarshalError(code, msg))
+		w.Header().Set("Connection", "close")
+		protocol.WriteError(w, status, code, msg)
 		return
 	}
 	answer(c, errorResponse(status, code, msg, nil), refuseLinger)

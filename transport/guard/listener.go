@@ -312,12 +312,8 @@ func (l *Listener) Middleware(next http.Handler) http.Handler {
 		}
 		l.refused(st.addr, st.reason)
 		status, code, msg := l.refusal(st.addr, st.reason)
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Retry-After", "1")
-		w.WriteHeader(status)
-		w.Write(protocol.MarshalError(code, msg))
+		w.Header().Set("Retry-After", "1")
+		protocol.WriteError(w, status, code, msg)
 	})
 }
 

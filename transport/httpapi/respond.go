@@ -33,8 +33,7 @@ var jsonContentType = []string{"application/json"}
 
 // writeError writes the contract's error body.
 func writeError(w http.ResponseWriter, code protocol.Code, msg string) {
-	w.Header().Set("Cache-Control", "no-store")
-	writeBody(w, code.Status(), protocol.MarshalError(code, msg))
+	protocol.WriteError(w, 0, code, msg)
 }
 
 // fail answers with the error err maps to. Internal errors are logged and

@@ -353,17 +353,5 @@ func (h *Handler) unregister(c *conn) {
 // writeError answers a plain HTTP request with the contract's error body,
 // with the status of code.
 func writeError(w http.ResponseWriter, code protocol.Code, msg string) {
-	writeErrorStatus(w, code.Status(), code, msg)
-}
-
-// writeErrorStatus is writeError with another status than code's, for
-// the statuses of the handshake the contract has no code for (426).
-func writeErrorStatus(w http.ResponseWriter, status int, code protocol.Code, msg string) {
-	b := protocol.MarshalError(code, msg)
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	w.Write(b)
+	protocol.WriteError(w, 0, code, msg)
 }

@@ -59,7 +59,7 @@ func upgradeRequired(w http.ResponseWriter, msg string) {
 	hd.Set("Connection", "Upgrade")
 	hd.Set("Upgrade", "websocket")
 	hd.Set("Sec-WebSocket-Version", "13")
-	writeErrorStatus(w, http.StatusUpgradeRequired, protocol.CodeBadRequest, msg)
+	protocol.WriteError(w, http.StatusUpgradeRequired, protocol.CodeBadRequest, msg)
 }
 
 // isUpgrade reports whether r asks for a WebSocket upgrade: Upgrade:

@@ -206,13 +206,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
 // Refuse answers, before any streaming, with the contract's error body and
 // the status of code.
 func Refuse(w http.ResponseWriter, code protocol.Code, msg string) {
-	b := protocol.MarshalError(code, msg)
-	hd := w.Header()
-	hd["Content-Type"] = []string{"application/json"}
-	hd["Cache-Control"] = []string{"no-store"}
-	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(code.Status())
-	w.Write(b)
+	protocol.WriteError(w, 0, code, msg)
 }
 
 // canFlush reports whether w, or a writer it wraps, can flush, as
