@@ -167,4 +167,3 @@ func waitHealthy(t *testing.T, url string) {
 	}
 	t.Fatalf("%s did not answer /healthz within %s", url, wait)
 }
-
