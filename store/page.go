@@ -1,7 +1,5 @@
 package store
 
-import "github.com/viewsync/viewsync/protocol"
-
 // DefaultPageBytes is the byte bound of a page of history that the hub,
 // its subscriptions and the HTTP API use unless told otherwise.
 const DefaultPageBytes = 4 << 20
@@ -26,17 +24,4 @@ func (p Page) Takes(n, total, size int) bool {
 		return false
 	}
 	return n == 0 || p.Bytes <= 0 || total+size <= p.Bytes
-}
-
-// Prefix returns how many of the commits cs, from the first, page p takes.
-func (p Page) Prefix(cs []protocol.Commit) int {
-	total := 0
-	for i, c := range cs {
-		size := protocol.CommitSize(c)
-		if !p.Takes(i, total, size) {
-			return i
-		}
-		total += size
-	}
-	return len(cs)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/internal/colstate"
 )
 
 // Options configure a Store. The zero value (or a nil *Options) means the
@@ -66,7 +67,7 @@ func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, err
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return protocol.Head{Epoch: c.epoch, Version: c.version}, nil
+	return c.Head(), nil
 }
 
 // Apply implements store.Store. It also checks the ops with
@@ -98,7 +99,7 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	if err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
 	}
-	return store.Applied{Epoch: c.epoch, Commit: cm.Clone()}, nil
+	return store.Applied{Epoch: c.Epoch, Commit: cm.Clone()}, nil
 }
 
 // Get implements store.Store.
@@ -109,10 +110,10 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 	}
 	if c != nil {
 		c.mu.RLock()
-		r, ok := c.records[id]
+		r, ok := c.Get(id)
 		c.mu.RUnlock()
 		if ok {
-			return r.Clone(), nil
+			return r, nil
 		}
 	}
 	return protocol.Record{}, fmt.Errorf("memstore: get %s/%s: %w", collection, id, store.ErrNotFound)
@@ -129,7 +130,7 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.snapshot(), nil
+	return c.Snapshot(), nil
 }
 
 // Changes implements store.Store.
@@ -143,7 +144,7 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, pa
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	ch, err := c.changes(after, page)
+	ch, err := c.Changes(after, page)
 	if err != nil {
 		return protocol.Changes{}, fmt.Errorf("memstore: changes of %s after %d: %w", collection, after, err)
 	}
@@ -161,7 +162,7 @@ func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (p
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cu, err := c.catchUp(after)
+	cu, err := c.CatchUp(after)
 	if err != nil {
 		return protocol.CatchUp{}, fmt.Errorf("memstore: catch-up of %s after %d: %w", collection, after, err)
 	}
@@ -176,8 +177,8 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reset(newEpoch(c.epoch))
-	return protocol.Head{Epoch: c.epoch}, nil
+	c.State = colstate.New(newEpoch(c.Epoch))
+	return c.Head(), nil
 }
 
 // Close implements store.Store: it forgets every collection. Calls after

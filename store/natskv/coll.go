@@ -211,7 +211,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 	}
 	c.fol = f
 	c.broken = false
-	if si.msgs == 0 && (c.st == nil || c.st.epoch != si.epoch || c.st.version == 0) {
+	if si.msgs == 0 && (c.st == nil || c.st.Epoch != si.epoch || c.st.Version == 0) {
 		// An empty stream: the empty state is complete, and whatever the
 		// consumer delivers from now on is live. (Not when this process
 		// has already seen commits of that history: the stream info is
@@ -283,15 +283,15 @@ func (c *coll) installLocked(st *state) {
 	case prev == nil:
 		c.readyOnce.Do(func() { close(c.ready) })
 	case !c.s.watch.active():
-	case prev.epoch == st.epoch && st.version >= prev.version && st.logFloor <= prev.version:
+	case prev.Epoch == st.Epoch && st.Version >= prev.Version && st.LogFloor() <= prev.Version:
 		// A reload of the same history: the watchers get the commits
 		// they missed, if any, from the log.
-		for _, e := range st.log[prev.version-st.logFloor:] {
-			cm := e.commit.Clone()
-			c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &cm, Version: cm.Version})
+		for _, e := range st.Log()[prev.Version-st.LogFloor():] {
+			cm := e.Commit.Clone()
+			c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version})
 		}
 	default:
-		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Version: st.version})
+		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Version: st.Version})
 	}
 	c.notifyLocked()
 }

@@ -162,7 +162,7 @@ func (c *coll) commitGroup(group []*request) {
 			return
 		}
 		err := c.waitFor(ctx, func() bool {
-			return c.st != nil && !c.broken && c.fol != nil && c.fol.ld == nil && c.fol.epoch == c.st.epoch
+			return c.st != nil && !c.broken && c.fol != nil && c.fol.ld == nil && c.fol.epoch == c.st.Epoch
 		})
 		if err != nil {
 			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
@@ -254,7 +254,7 @@ func (c *coll) afterWrongLast(ctx context.Context, p *plan, wl *wrongLastError) 
 		// The stream holds less than the state was read from: it lost
 		// messages. Read it again.
 		c.mu.Lock()
-		if c.st != nil && c.st.epoch == p.epoch && c.st.lastSeq == p.expect {
+		if c.st != nil && c.st.Epoch == p.epoch && c.st.lastSeq == p.expect {
 			c.breakLocked(fmt.Errorf("the stream is at sequence %d, behind the state at %d", wl.seq, p.expect))
 		}
 		c.mu.Unlock()
@@ -263,7 +263,7 @@ func (c *coll) afterWrongLast(ctx context.Context, p *plan, wl *wrongLastError) 
 	wctx, cancel := context.WithTimeout(ctx, c.s.timeout)
 	defer cancel()
 	err := c.waitFor(wctx, func() bool {
-		return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= wl.seq
+		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= wl.seq
 	})
 	if err != nil && ctx.Err() == nil {
 		// Not there yet: read what the stream holds now instead.
@@ -311,7 +311,7 @@ const retryDelay = 250 * time.Millisecond
 // reading.
 func (c *coll) committed(tried []*plan) (*plan, uint64) {
 	for _, p := range tried {
-		if seq := c.awaited[p.id]; seq != 0 && c.st.epoch == p.epoch && c.st.lastSeq >= seq {
+		if seq := c.awaited[p.id]; seq != 0 && c.st.Epoch == p.epoch && c.st.lastSeq >= seq {
 			return p, seq
 		}
 	}
@@ -328,7 +328,7 @@ func (c *coll) catchUp(ctx context.Context, epoch string) error {
 		return err
 	}
 	return c.waitFor(ictx, func() bool {
-		return c.broken || c.st.epoch != si.epoch || c.st.epoch == si.epoch && c.st.lastSeq >= si.lastSeq
+		return c.broken || c.st.Epoch != si.epoch || c.st.Epoch == si.epoch && c.st.lastSeq >= si.lastSeq
 	})
 }
 
@@ -338,7 +338,7 @@ func (c *coll) finish(p *plan, seq uint64) {
 	// The commits are durable: they are answered as such even if the
 	// store closes before the follower gets there.
 	_ = c.waitFor(c.s.ctx, func() bool {
-		return c.broken || c.st.epoch != p.epoch || c.st.lastSeq >= seq
+		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= seq
 	})
 	for i, r := range p.ok {
 		r.answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i]}, nil)
@@ -359,7 +359,7 @@ func (c *coll) answerFailed(p *plan) {
 // c.mu must be held for reading.
 func (c *coll) plan(group []*request) (*plan, error) {
 	st := c.st
-	p := &plan{epoch: st.epoch, expect: st.lastSeq}
+	p := &plan{epoch: st.Epoch, expect: st.lastSeq}
 	at := c.s.cfg.Now().UTC()
 	prefix := c.fol.prefix
 	ov := make(map[string]*pending)
@@ -370,10 +370,10 @@ func (c *coll) plan(group []*request) (*plan, error) {
 			}
 			return true, o.version
 		}
-		r, ok := st.records[id]
-		return ok, r.Version
+		v, ok := st.RecordVersion(id)
+		return ok, v
 	}
-	v := st.version
+	v := st.Version
 	type change struct {
 		value   []byte
 		deleted bool
@@ -438,7 +438,7 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		}
 		p.msgs = append(p.msgs, m)
 	}
-	if h := st.expiredHorizon(at, c.s.cfg.RetainTombstones); h > st.tombFloor {
+	if h := st.ExpiredHorizon(at, c.s.cfg.RetainTombstones); h > st.TombFloor() {
 		m := nats.NewMsg(horizonSubject(prefix))
 		m.Data = strconv.AppendUint(nil, h, 10)
 		p.msgs = append(p.msgs, m)
@@ -571,13 +571,13 @@ func (e *transientError) Unwrap() error { return e.err }
 func (c *coll) trim() {
 	c.mu.RLock()
 	st, f := c.st, c.fol
-	if st == nil || f == nil || f.epoch != st.epoch {
+	if st == nil || f == nil || f.epoch != st.Epoch {
 		c.mu.RUnlock()
 		return
 	}
 	var logBound, floor uint64
-	if st.logFloor > st.diskFloor && len(st.log) > 0 {
-		logBound, floor = st.log[0].seq, st.logFloor
+	if log := st.Log(); st.LogFloor() > st.diskFloor && len(log) > 0 {
+		logBound, floor = log[0].Seq, st.LogFloor()
 	}
 	tombs := slices.Clone(st.purge[:min(len(st.purge), maxPurges)])
 	prefix := f.prefix
@@ -606,9 +606,9 @@ func (c *coll) trim() {
 	}
 	done := 0
 	for _, t := range tombs {
-		err := stream.Purge(ctx, jetstream.WithPurgeSubject(recordSubject(prefix, t.id)), jetstream.WithPurgeSequence(t.bound))
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject(recordSubject(prefix, t.ID)), jetstream.WithPurgeSequence(t.Seq))
 		if err != nil {
-			c.s.log.Warn("natskv: trim tombstone", "collection", c.name, "id", t.id, "err", err)
+			c.s.log.Warn("natskv: trim tombstone", "collection", c.name, "id", t.ID, "err", err)
 			break
 		}
 		done++

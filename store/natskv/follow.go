@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/internal/colstate"
 )
 
 // follower tails one epoch's stream with an ordered consumer and keeps the
@@ -62,13 +63,13 @@ func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, co
 // loader gathers what the stream holds while a follower replays it.
 type loader struct {
 	records map[string]protocol.Record
-	tombs   map[string]tomb
-	log     []logEntry
+	tombs   map[string]colstate.Tomb
+	log     []colstate.LogEntry
 	horizon uint64
 }
 
 func newLoader() *loader {
-	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]tomb)}
+	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb)}
 }
 
 // message is what the follower needs of a stream message.
@@ -165,7 +166,7 @@ func (l *loader) add(f *follower, m message) error {
 				return fmt.Errorf("tombstone %q: time header: %w", id, err)
 			}
 			delete(l.records, id)
-			l.tombs[id] = tomb{version: v, id: id, at: time.Unix(0, ns).UTC(), bound: m.seq + 1}
+			l.tombs[id] = colstate.Tomb{Version: v, ID: id, At: time.Unix(0, ns).UTC(), Seq: m.seq + 1}
 			return nil
 		}
 		delete(l.tombs, id)
@@ -194,12 +195,12 @@ func (l *loader) add(f *follower, m message) error {
 		if c.Version != v {
 			return fmt.Errorf("log entry %d holds commit %d", v, c.Version)
 		}
-		if len(l.log) > 0 && l.log[len(l.log)-1].commit.Version+1 != v {
+		if len(l.log) > 0 && l.log[len(l.log)-1].Commit.Version+1 != v {
 			// The entries before were purged while being read: the log
 			// starts here.
 			l.log = l.log[:0]
 		}
-		l.log = append(l.log, logEntry{commit: c, seq: f.asm.seq})
+		l.log = append(l.log, colstate.LogEntry{Commit: c, Seq: f.asm.seq})
 	}
 	return nil
 }
@@ -215,47 +216,13 @@ func (l *loader) finish(epoch string, lastSeq uint64, retain int) (*state, error
 		}
 		return st, nil
 	}
-	st.version = l.log[len(l.log)-1].commit.Version
-	st.logFloor = l.log[0].commit.Version - 1
-	st.diskFloor = st.logFloor
-	st.log = l.log
-	st.records = l.records
-	for id, r := range l.records {
-		if r.Version > st.version {
-			return nil, fmt.Errorf("record %q at version %d beyond the log's %d", id, r.Version, st.version)
-		}
-		st.written = append(st.written, entry{version: r.Version, id: id})
+	if err := st.Restore(l.log, l.records, l.tombs); err != nil {
+		return nil, err
 	}
-	slices.SortFunc(st.written, func(a, b entry) int {
-		if a.version != b.version {
-			return cmpUint(a.version, b.version)
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	for id, t := range l.tombs {
-		st.tombs = append(st.tombs, t)
-		st.tombVersion[id] = t.version
-	}
-	slices.SortFunc(st.tombs, func(a, b tomb) int {
-		if a.version != b.version {
-			return cmpUint(a.version, b.version)
-		}
-		return strings.Compare(a.id, b.id)
-	})
+	st.diskFloor = st.LogFloor()
 	st.raiseHorizon(l.horizon)
-	st.tombFloor = max(st.tombFloor, l.horizon)
 	st.trimLog(retain)
 	return st, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // handle takes one message of follower f: it is called by the consumer,
@@ -324,15 +291,15 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 				c.breakLocked(err)
 				return
 			}
-			if cm.Version != st.version+1 || cm.Version != v {
-				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.version))
+			if cm.Version != st.Version+1 || cm.Version != v {
+				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.Version))
 				return
 			}
-			st.applyCommit(cm, f.asm.seq)
+			st.Apply(cm, f.asm.seq)
 			st.trimLog(c.s.cfg.RetainCommits)
 			if c.s.watch.active() {
 				ev := cm.Clone()
-				c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.epoch, Commit: &ev, Version: cm.Version})
+				c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &ev, Version: cm.Version})
 			}
 		}
 	}

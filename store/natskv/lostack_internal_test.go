@@ -86,7 +86,7 @@ func TestLostAckFound(t *testing.T) {
 		c.breakLocked(errors.New("test: reload"))
 		c.mu.Unlock()
 		err := c.waitFor(ctx, func() bool {
-			return !c.broken && c.fol.ld == nil && c.st.version == n+2
+			return !c.broken && c.fol.ld == nil && c.st.Version == n+2
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -274,7 +274,7 @@ func (s *Store) read(ctx context.Context, name string, fn func(st *state) error)
 func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, error) {
 	var h protocol.Head
 	err := s.read(ctx, collection, func(st *state) error {
-		h = st.head()
+		h = st.Head()
 		return nil
 	})
 	if err != nil {
@@ -288,7 +288,7 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 	var r protocol.Record
 	err := s.read(ctx, collection, func(st *state) error {
 		var ok bool
-		if r, ok = st.get(id); !ok {
+		if r, ok = st.Get(id); !ok {
 			return store.ErrNotFound
 		}
 		return nil
@@ -303,7 +303,7 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
 	var snap protocol.Snapshot
 	err := s.read(ctx, collection, func(st *state) error {
-		snap = st.snapshot()
+		snap = st.Snapshot()
 		return nil
 	})
 	if err != nil {
@@ -316,7 +316,7 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
 	var ch protocol.Changes
 	err := s.read(ctx, collection, func(st *state) (err error) {
-		ch, err = st.changes(after, page)
+		ch, err = st.Changes(after, page)
 		return err
 	})
 	if err != nil {
@@ -329,7 +329,7 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, pa
 func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
 	var cu protocol.CatchUp
 	err := s.read(ctx, collection, func(st *state) (err error) {
-		cu, err = st.catchUp(after)
+		cu, err = st.CatchUp(after)
 		return err
 	})
 	if err != nil {
@@ -416,7 +416,7 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 		return fail(err)
 	}
 	c.mu.RLock()
-	old := c.st.epoch
+	old := c.st.Epoch
 	c.mu.RUnlock()
 	// Once started, Drop runs to its end whatever the caller's context.
 	dctx, cancel := context.WithTimeout(s.ctx, s.timeout)
@@ -433,11 +433,11 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	}
 	var h protocol.Head
 	err = c.waitFor(dctx, func() bool {
-		if c.st.epoch == si.epoch && c.fol.ld == nil && c.fol.epoch == c.st.epoch {
-			h = c.st.head()
+		if c.st.Epoch == si.epoch && c.fol.ld == nil && c.fol.epoch == c.st.Epoch {
+			h = c.st.Head()
 			return true
 		}
-		return c.st.epoch != old && c.st.epoch != si.epoch
+		return c.st.Epoch != old && c.st.Epoch != si.epoch
 	})
 	if err != nil {
 		return fail(err)
@@ -445,7 +445,7 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	if h.Epoch == "" {
 		// Dropped again meanwhile, by another process.
 		c.mu.RLock()
-		h = c.st.head()
+		h = c.st.Head()
 		c.mu.RUnlock()
 	}
 	return h, nil

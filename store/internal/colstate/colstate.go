@@ -1,0 +1,331 @@
+// Package colstate holds a collection's state in memory, for the stores
+// that keep one there (memstore, and natskv's replay of its stream): the
+// records, the change log and the indexes a catch-up reads.
+package colstate
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// State is one collection's state at one version. It is not safe for
+// concurrent use: its owner guards it. Stored records and commits are never
+// modified in place and never handed out without a copy.
+type State struct {
+	// Epoch names the history, Version is the version of its latest
+	// commit.
+	Epoch   string
+	Version uint64
+
+	// records are the current records by id.
+	records map[string]protocol.Record
+	// written lists, in version order, the (version, id) of every record
+	// write. An entry is live while records[id].Version == version; stale
+	// counts the others, which are dropped once they outnumber the live
+	// ones. It is the catch-up's index of records by version.
+	written []entry
+	stale   int
+
+	// log holds the commits logFloor+1 through Version, oldest first.
+	log      []LogEntry
+	logFloor uint64
+
+	// tombs lists, in version order, the deletions of records that existed
+	// before the deleting commit. An entry is live while
+	// tombVersion[id] == version, which holds exactly while the id has not
+	// been written again; tombStale counts the others.
+	tombs       []Tomb
+	tombVersion map[string]uint64
+	tombStale   int
+	// tombFloor is the tombstone horizon: the highest version of a
+	// forgotten tombstone. A catch-up from below it may miss a deletion.
+	tombFloor uint64
+}
+
+// entry is an element of State.written.
+type entry struct {
+	version uint64
+	id      string
+}
+
+// LogEntry is a commit of the log, with Seq, where the store keeps it
+// (natskv: the stream sequence of its first log message; 0 for a store
+// without such a place).
+type LogEntry struct {
+	Commit protocol.Commit
+	Seq    uint64
+}
+
+// Tomb is a deletion tombstone: record ID deleted at Version, at time At.
+// Seq is where the store keeps it, as for LogEntry (natskv: a stream
+// sequence above the tombstone's message and below any later write of the
+// record).
+type Tomb struct {
+	Version uint64
+	ID      string
+	At      time.Time
+	Seq     uint64
+}
+
+// compactMin is how many stale index entries are tolerated before stale
+// ones outnumbering live ones triggers a compaction.
+const compactMin = 64
+
+// New returns the empty state of history epoch at version 0.
+func New(epoch string) State {
+	return State{Epoch: epoch, records: make(map[string]protocol.Record), tombVersion: make(map[string]uint64)}
+}
+
+// Head returns the state's epoch and version.
+func (s *State) Head() protocol.Head { return protocol.Head{Epoch: s.Epoch, Version: s.Version} }
+
+// RecordVersion returns the version of record id, and whether it exists.
+func (s *State) RecordVersion(id string) (uint64, bool) {
+	r, ok := s.records[id]
+	return r.Version, ok
+}
+
+// Get returns a copy of record id.
+func (s *State) Get(id string) (protocol.Record, bool) {
+	r, ok := s.records[id]
+	if !ok {
+		return protocol.Record{}, false
+	}
+	return r.Clone(), true
+}
+
+// Apply applies c, the next commit, and appends it to the log with seq;
+// it then owns c. The ops take effect in order; a delete of a missing
+// record, which the store has refused before, is ignored.
+func (s *State) Apply(c protocol.Commit, seq uint64) {
+	type change struct {
+		value   []byte
+		deleted bool
+	}
+	net := make(map[string]change, len(c.Ops))
+	for _, op := range c.Ops {
+		if op.Op == protocol.OpDelete {
+			net[op.ID] = change{deleted: true}
+		} else {
+			net[op.ID] = change{value: op.Value}
+		}
+	}
+	v := c.Version
+	for _, id := range slices.Sorted(maps.Keys(net)) {
+		ch := net[id]
+		_, existed := s.records[id]
+		if existed {
+			s.stale++
+		}
+		if ch.deleted {
+			if existed {
+				delete(s.records, id)
+				s.tombs = append(s.tombs, Tomb{Version: v, ID: id, At: c.At, Seq: seq})
+				s.tombVersion[id] = v
+			}
+			continue
+		}
+		s.records[id] = protocol.Record{ID: id, Value: ch.value, Version: v}
+		s.written = append(s.written, entry{version: v, id: id})
+		if _, ok := s.tombVersion[id]; ok {
+			// A catch-up from before the deletion gets the new record,
+			// whose version is newer still: the tombstone is not needed.
+			delete(s.tombVersion, id)
+			s.tombStale++
+		}
+	}
+	s.Version = v
+	s.log = append(s.log, LogEntry{Commit: c, Seq: seq})
+	s.compact()
+}
+
+// Restore sets the state from what a store read back: log, the commits
+// it holds, oldest first and at least one; records, the current records
+// (owned by the state from now on); and tombs, the tombstones of the
+// deleted records.
+func (s *State) Restore(log []LogEntry, records map[string]protocol.Record, tombs map[string]Tomb) error {
+	s.Version = log[len(log)-1].Commit.Version
+	s.logFloor = log[0].Commit.Version - 1
+	s.log = log
+	s.records = records
+	s.written = s.written[:0]
+	for id, r := range records {
+		if r.Version > s.Version {
+			return fmt.Errorf("record %q at version %d beyond the log's %d", id, r.Version, s.Version)
+		}
+		s.written = append(s.written, entry{version: r.Version, id: id})
+	}
+	slices.SortFunc(s.written, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(a.version, b.version), strings.Compare(a.id, b.id))
+	})
+	s.tombs = s.tombs[:0]
+	clear(s.tombVersion)
+	for id, t := range tombs {
+		s.tombs = append(s.tombs, t)
+		s.tombVersion[id] = t.Version
+	}
+	slices.SortFunc(s.tombs, func(a, b Tomb) int {
+		return cmp.Or(cmp.Compare(a.Version, b.Version), strings.Compare(a.ID, b.ID))
+	})
+	return nil
+}
+
+// LogFloor returns the version of the newest commit no longer in the log.
+func (s *State) LogFloor() uint64 { return s.logFloor }
+
+// Log returns the log: the commits LogFloor()+1 through Version, oldest
+// first. It must not be modified.
+func (s *State) Log() []LogEntry { return s.log }
+
+// TrimLog drops the oldest commits from the log once it holds retain+slack
+// of them or more, keeping the latest retain.
+func (s *State) TrimLog(retain, slack int) {
+	if len(s.log) < retain+slack {
+		return
+	}
+	n := len(s.log) - retain
+	clear(s.log[:n])
+	s.log = s.log[n:]
+	s.logFloor += uint64(n)
+}
+
+// TombFloor returns the tombstone horizon: the highest version of a
+// forgotten tombstone.
+func (s *State) TombFloor() uint64 { return s.tombFloor }
+
+// ExpiredHorizon returns the horizon a commit at time at sets when
+// tombstones are kept for retain: the highest version of the live
+// tombstones made before at-retain, taken oldest first and stopping at the
+// first one still within the horizon (so a clock that went back only
+// keeps tombstones longer). It returns TombFloor() when nothing expires.
+func (s *State) ExpiredHorizon(at time.Time, retain time.Duration) uint64 {
+	cutoff := at.Add(-retain)
+	h := s.tombFloor
+	for _, t := range s.tombs {
+		if s.tombVersion[t.ID] != t.Version {
+			continue
+		}
+		if !t.At.Before(cutoff) {
+			break
+		}
+		h = t.Version
+	}
+	return h
+}
+
+// RaiseHorizon forgets every tombstone up to version h, passing those
+// still live to forgotten unless it is nil.
+func (s *State) RaiseHorizon(h uint64, forgotten func(Tomb)) {
+	if h <= s.tombFloor {
+		return
+	}
+	s.tombFloor = h
+	n := 0
+	for _, t := range s.tombs {
+		if t.Version > h {
+			break
+		}
+		if s.tombVersion[t.ID] == t.Version {
+			delete(s.tombVersion, t.ID)
+			if forgotten != nil {
+				forgotten(t)
+			}
+		} else {
+			s.tombStale--
+		}
+		n++
+	}
+	clear(s.tombs[:n])
+	s.tombs = s.tombs[n:]
+}
+
+// compact drops the stale entries of written and tombs once they outnumber
+// the live ones, so both stay proportional to the live records and
+// tombstones.
+func (s *State) compact() {
+	if s.stale > compactMin && s.stale > len(s.written)/2 {
+		s.written = slices.DeleteFunc(slices.Clone(s.written), func(e entry) bool {
+			r, ok := s.records[e.id]
+			return !ok || r.Version != e.version
+		})
+		s.stale = 0
+	}
+	if s.tombStale > compactMin && s.tombStale > len(s.tombs)/2 {
+		s.tombs = slices.DeleteFunc(slices.Clone(s.tombs), func(t Tomb) bool {
+			return s.tombVersion[t.ID] != t.Version
+		})
+		s.tombStale = 0
+	}
+}
+
+// Snapshot returns a copy of every record, sorted by id.
+func (s *State) Snapshot() protocol.Snapshot {
+	recs := make([]protocol.Record, 0, len(s.records))
+	for _, r := range s.records {
+		recs = append(recs, r.Clone())
+	}
+	slices.SortFunc(recs, func(a, b protocol.Record) int { return strings.Compare(a.ID, b.ID) })
+	return protocol.Snapshot{Epoch: s.Epoch, Version: s.Version, Records: recs}
+}
+
+// Changes returns copies of the commits after version after, as many as
+// page takes.
+func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error) {
+	ch := protocol.Changes{Epoch: s.Epoch, Version: s.Version, Commits: []protocol.Commit{}}
+	if after >= s.Version {
+		return ch, nil
+	}
+	if after < s.logFloor {
+		return protocol.Changes{}, fmt.Errorf("%w: log starts after version %d", store.ErrCompacted, s.logFloor)
+	}
+	log := s.log[after-s.logFloor:]
+	n, total := 0, 0
+	for _, e := range log {
+		size := protocol.CommitSize(e.Commit)
+		if !page.Takes(n, total, size) {
+			break
+		}
+		n, total = n+1, total+size
+	}
+	ch.Commits = make([]protocol.Commit, 0, n)
+	for _, e := range log[:n] {
+		ch.Commits = append(ch.Commits, e.Commit.Clone())
+	}
+	return ch, nil
+}
+
+// CatchUp returns copies of the records written after version after and
+// the ids deleted after it and not written since.
+func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
+	if after < s.tombFloor {
+		return protocol.CatchUp{}, fmt.Errorf("%w: deletions up to version %d are forgotten", store.ErrHistoryGone, s.tombFloor)
+	}
+	cu := protocol.CatchUp{
+		Epoch:     s.Epoch,
+		Version:   s.Version,
+		Compacted: true,
+		Records:   []protocol.Record{},
+		Deleted:   []string{},
+	}
+	i := sort.Search(len(s.written), func(i int) bool { return s.written[i].version > after })
+	for _, e := range s.written[i:] {
+		if r, ok := s.records[e.id]; ok && r.Version == e.version {
+			cu.Records = append(cu.Records, r.Clone())
+		}
+	}
+	j := sort.Search(len(s.tombs), func(j int) bool { return s.tombs[j].Version > after })
+	for _, t := range s.tombs[j:] {
+		if v, ok := s.tombVersion[t.ID]; ok && v == t.Version {
+			cu.Deleted = append(cu.Deleted, t.ID)
+		}
+	}
+	return cu, nil
+}
