@@ -323,48 +323,39 @@ func (c *coll) breakLocked(err error) {
 
 // resync asks the re-sync goroutine to compare the follower with the
 // stream.
-func (c *coll) resync() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
+func (c *coll) resync() { signal(c.kick) }
 
-// runResync re-syncs the collection whenever asked until the store closes:
-// when the stream is gone, replaced (another epoch) or the follower broke,
-// it follows the stream afresh.
-func (c *coll) runResync() {
-	for {
+// runResync re-syncs the collection whenever asked, until the store
+// closes.
+func (c *coll) runResync() { c.s.serve(c.kick, c.resyncNow) }
+
+// resyncNow compares the follower with the stream: when the stream is
+// gone, replaced (another epoch) or the follower broke, it follows the
+// stream afresh. When that fails it asks again a little later, unless the
+// store closes.
+func (c *coll) resyncNow() {
+	c.mu.RLock()
+	old := ""
+	if c.fol != nil {
+		old = c.fol.epoch
+	}
+	c.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	si, err := c.info(ctx, old)
+	c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
+	if err == nil {
+		err = c.restart(ctx, si, false)
+	}
+	cancel()
+	if err != nil && c.s.ctx.Err() == nil {
+		c.s.log.Warn("natskv: re-sync failed", "collection", c.name, "err", err)
+		c.mu.Lock()
+		c.broken = true
+		c.mu.Unlock()
 		select {
 		case <-c.s.ctx.Done():
-			return
-		case <-c.kick:
-		}
-		c.mu.RLock()
-		old := ""
-		if c.fol != nil {
-			old = c.fol.epoch
-		}
-		c.mu.RUnlock()
-		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
-		si, err := c.info(ctx, old)
-		c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
-		if err == nil {
-			err = c.restart(ctx, si, false)
-		}
-		cancel()
-		if err != nil && c.s.ctx.Err() == nil {
-			c.s.log.Warn("natskv: re-sync failed", "collection", c.name, "err", err)
-			c.mu.Lock()
-			c.broken = true
-			c.mu.Unlock()
-			// Try again later, unless the store closes.
-			select {
-			case <-c.s.ctx.Done():
-				return
-			case <-time.After(retryDelay):
-				c.resync()
-			}
+		case <-time.After(retryDelay):
+			c.resync()
 		}
 	}
 }

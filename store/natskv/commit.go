@@ -51,31 +51,23 @@ func (c *coll) enqueue(r *request) {
 	c.qmu.Lock()
 	c.queue = append(c.queue, r)
 	c.qmu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	signal(c.wake)
 }
 
 // runCommitter commits queued requests, a group at a time, until the store
-// closes.
+// closes; it then fails those still queued.
 func (c *coll) runCommitter() {
-	for {
-		select {
-		case <-c.s.ctx.Done():
-			for _, r := range c.take(true) {
-				r.answer(store.Applied{}, store.ErrClosed)
-			}
-			return
-		case <-c.wake:
-		}
+	c.s.serve(c.wake, func() {
 		for {
 			group := c.take(false)
 			if len(group) == 0 {
-				break
+				return
 			}
 			c.commitGroup(group)
 		}
+	})
+	for _, r := range c.take(true) {
+		r.answer(store.Applied{}, store.ErrClosed)
 	}
 }
 

@@ -186,6 +186,28 @@ func (s *Store) closeConn() {
 	}
 }
 
+// serve calls fn whenever kick is signalled (see signal), until the store
+// closes.
+func (s *Store) serve(kick <-chan struct{}, fn func()) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-kick:
+		}
+		fn()
+	}
+}
+
+// signal wakes the goroutine served by kick, a channel with room for one
+// signal, unless it is due to wake already.
+func signal(kick chan<- struct{}) {
+	select {
+	case kick <- struct{}{}:
+	default:
+	}
+}
+
 // streamConfig is the configuration of a collection's stream in epoch.
 func (s *Store) streamConfig(c *coll, epoch string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
@@ -256,86 +278,60 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	return nil, err
 }
 
-// read runs fn on the collection's state, read at one version.
-func (s *Store) read(ctx context.Context, name string, fn func(st *state) error) error {
-	c, err := s.coll(ctx, name)
-	if err != nil {
-		return err
+// read returns what fn reads from the collection's state, at one version.
+// An error is wrapped as "natskv: " + what() + ": " + err.
+func read[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error)) (T, error) {
+	c, err := s.coll(ctx, collection)
+	if err == nil {
+		var v T
+		c.mu.RLock()
+		if c.closed {
+			err = store.ErrClosed
+		} else {
+			v, err = fn(c.st)
+		}
+		c.mu.RUnlock()
+		if err == nil {
+			return v, nil
+		}
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
-		return store.ErrClosed
-	}
-	return fn(c.st)
+	var zero T
+	return zero, fmt.Errorf("natskv: %s: %w", what(), err)
 }
 
 // Head implements store.Store.
 func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, error) {
-	var h protocol.Head
-	err := s.read(ctx, collection, func(st *state) error {
-		h = st.Head()
-		return nil
-	})
-	if err != nil {
-		return protocol.Head{}, fmt.Errorf("natskv: head of %s: %w", collection, err)
-	}
-	return h, nil
+	return read(ctx, s, collection, func() string { return "head of " + collection },
+		func(st *state) (protocol.Head, error) { return st.Head(), nil })
 }
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
-	var r protocol.Record
-	err := s.read(ctx, collection, func(st *state) error {
-		var ok bool
-		if r, ok = st.Get(id); !ok {
-			return store.ErrNotFound
-		}
-		return nil
-	})
-	if err != nil {
-		return protocol.Record{}, fmt.Errorf("natskv: get %s/%s: %w", collection, id, err)
-	}
-	return r, nil
+	return read(ctx, s, collection, func() string { return "get " + collection + "/" + id },
+		func(st *state) (protocol.Record, error) {
+			if r, ok := st.Get(id); ok {
+				return r, nil
+			}
+			return protocol.Record{}, store.ErrNotFound
+		})
 }
 
 // Snapshot implements store.Store.
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
-	var snap protocol.Snapshot
-	err := s.read(ctx, collection, func(st *state) error {
-		snap = st.Snapshot()
-		return nil
-	})
-	if err != nil {
-		return protocol.Snapshot{}, fmt.Errorf("natskv: snapshot of %s: %w", collection, err)
-	}
-	return snap, nil
+	return read(ctx, s, collection, func() string { return "snapshot of " + collection },
+		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil })
 }
 
 // Changes implements store.Store.
 func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
-	var ch protocol.Changes
-	err := s.read(ctx, collection, func(st *state) (err error) {
-		ch, err = st.Changes(after, page)
-		return err
-	})
-	if err != nil {
-		return protocol.Changes{}, fmt.Errorf("natskv: changes of %s after %d: %w", collection, after, err)
-	}
-	return ch, nil
+	return read(ctx, s, collection, func() string { return fmt.Sprintf("changes of %s after %d", collection, after) },
+		func(st *state) (protocol.Changes, error) { return st.Changes(after, page) })
 }
 
 // CatchUp implements store.Store.
 func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
-	var cu protocol.CatchUp
-	err := s.read(ctx, collection, func(st *state) (err error) {
-		cu, err = st.CatchUp(after)
-		return err
-	})
-	if err != nil {
-		return protocol.CatchUp{}, fmt.Errorf("natskv: catch-up of %s after %d: %w", collection, after, err)
-	}
-	return cu, nil
+	return read(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) },
+		func(st *state) (protocol.CatchUp, error) { return st.CatchUp(after) })
 }
 
 // Apply implements store.Store. It also checks the ops with

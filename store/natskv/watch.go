@@ -11,14 +11,14 @@ import (
 // followers applied them, and delivers them to the watchers from one
 // goroutine, so a slow watcher never blocks a follower.
 type watchHub struct {
+	events *store.Relay
+
 	mu       sync.Mutex
-	queue    []store.Event
 	watchers map[uint64]*watcher
 	next     uint64
 	// count is len(watchers), read without mu by followers to skip making
 	// events nobody watches.
 	count atomic.Int32
-	wake  chan struct{}
 }
 
 // watcher is one Watch call's callback.
@@ -29,22 +29,14 @@ type watcher struct {
 }
 
 func newWatchHub() *watchHub {
-	return &watchHub{watchers: make(map[uint64]*watcher), wake: make(chan struct{}, 1)}
+	return &watchHub{events: store.NewRelay(), watchers: make(map[uint64]*watcher)}
 }
 
 // active reports whether anybody watches.
 func (h *watchHub) active() bool { return h.count.Load() > 0 }
 
 // publish queues ev for delivery.
-func (h *watchHub) publish(ev store.Event) {
-	h.mu.Lock()
-	h.queue = append(h.queue, ev)
-	h.mu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
-}
+func (h *watchHub) publish(ev store.Event) { h.events.Send(ev) }
 
 // add registers fn and returns the function that removes it.
 func (h *watchHub) add(fn func(store.Event)) func() {
@@ -71,34 +63,23 @@ func (h *watchHub) add(fn func(store.Event)) func() {
 }
 
 // run delivers queued events until done is closed.
-func (h *watchHub) run(done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case <-h.wake:
-		}
-		for {
-			h.mu.Lock()
-			evs := h.queue
-			h.queue = nil
-			ws := make([]*watcher, 0, len(h.watchers))
-			for _, w := range h.watchers {
-				ws = append(ws, w)
+func (h *watchHub) run(done <-chan struct{}) { h.events.Run(done, h.deliver) }
+
+// deliver calls the watchers with evs.
+func (h *watchHub) deliver(evs []store.Event) {
+	h.mu.Lock()
+	ws := make([]*watcher, 0, len(h.watchers))
+	for _, w := range h.watchers {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+	for _, ev := range evs {
+		for _, w := range ws {
+			w.mu.Lock()
+			if !w.stopped {
+				w.fn(ev)
 			}
-			h.mu.Unlock()
-			if len(evs) == 0 {
-				break
-			}
-			for _, ev := range evs {
-				for _, w := range ws {
-					w.mu.Lock()
-					if !w.stopped {
-						w.fn(ev)
-					}
-					w.mu.Unlock()
-				}
-			}
+			w.mu.Unlock()
 		}
 	}
 }
