@@ -29,7 +29,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -51,14 +50,9 @@ import (
 const baselineEpoch = "baseline"
 
 // benchBaselineServer runs 'viewsync bench baseline-server'.
-func benchBaselineServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench baseline-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func benchBaselineServer(ctx context.Context, _ *Command, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench baseline-server", "Usage: viewsync bench baseline-server [flags]\n\nThe raw broadcaster that 'viewsync bench fanout --baseline' and 'idle --baseline' measure as the machine's ceiling; not for use by hand.\n\n", stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: viewsync bench baseline-server [flags]\n\nThe raw broadcaster that 'viewsync bench fanout --baseline' and 'idle --baseline' measure as the machine's ceiling; not for use by hand.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
@@ -77,26 +71,6 @@ func benchBaselineServer(ctx context.Context, args []string, stdout, stderr io.W
 		return err
 	}
 	return nil
-}
-
-// openBaseline spawns the raw broadcaster as the target of conns
-// connections.
-func openBaseline(ctx context.Context, c *benchCommon, conns int, stderr io.Writer) (*benchTarget, error) {
-	rlimit.RaiseOpenFiles()
-	exe, err := c.exe()
-	if err != nil {
-		return nil, fmt.Errorf("spawn: %w", err)
-	}
-	s, err := spawnProcess(ctx, exe, []string{"bench", "baseline-server", "--addr", "127.0.0.1:0"}, "", "baseline broadcaster", stderr)
-	if err != nil {
-		return nil, err
-	}
-	t := &benchTarget{base: "http://" + s.addr, server: s, stderr: stderr}
-	if err := t.setDialer(c, conns); err != nil {
-		t.close()
-		return nil, err
-	}
-	return t, nil
 }
 
 // rawHub is the raw broadcaster. Its connections are spread over shards,

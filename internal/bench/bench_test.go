@@ -166,7 +166,7 @@ func TestSSEParser(t *testing.T) {
 		"id: E1:5\nevent: commit\ndata: {\"version\":5,\"ops\":[{\"op\":\"delete\",\"id\":\"k00\"}]}\n\n" +
 		"id: E1:9\nevent: catchup\ndata: {\"compacted\":true}\n\n" +
 		"id: E1:10\nevent: surprise\ndata: {}\n\n"
-	s := &sseStream{body: io.NopCloser(nil), br: bufio.NewReaderSize(strings.NewReader(stream), 4096)}
+	s := &sseStream{body: io.NopCloser(nil), r: sseReader{br: bufio.NewReaderSize(strings.NewReader(stream), 4096)}}
 	want := []benchEvent{
 		{kind: evReset, epoch: "E1", version: 3},
 		{kind: evCommit, version: 4, sentNS: 1234},

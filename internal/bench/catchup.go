@@ -1,48 +1,21 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// catchupConfig holds the flags of 'viewsync bench catchup'.
-type catchupConfig struct {
-	benchCommon
-	behind        int
-	pageSize      int
-	writers       int
-	records       int
-	valueSize     int
-	retainCommits int
-}
-
-func benchCatchup(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &catchupConfig{benchCommon: newBenchCommon(cmd)}
-	fs := flag.NewFlagSet("bench catchup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.registerTarget(fs, "the collection written to and read")
-	fs.IntVar(&c.behind, "behind", 10000, "commits the reading client is behind: the writers make this many, each a PUT of one record")
-	fs.IntVar(&c.pageSize, "page-size", 0, "commits per page of changes, sent as limit=; with --spawn also the server's --page-size, so pages stay aligned (default: the server's)")
-	fs.IntVar(&c.writers, "writers", 64, "concurrent writers making the commits")
-	fs.IntVar(&c.records, "records", 1000, "distinct records the commits write, round-robin: what a compacted catch-up holds")
-	fs.IntVar(&c.valueSize, "value-size", 100, "bytes of each value written (at least 64)")
-	fs.IntVar(&c.retainCommits, "retain-commits", 0, "with --spawn: the server's --retain-commits; below a fifth of --behind the log is trimmed and the client catches up through a compacted catch-up (default: the server's)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync bench catchup [flags]
+const catchupUsage = `Usage: viewsync bench catchup [flags]
 
 Makes --behind commits to --collection (each a PUT of one record, by
 --writers concurrent writers), then reads them as a client at the start of
@@ -57,27 +30,41 @@ stderr every second, the report to stdout. Exits 1 when a write failed or
 the copy does not match the snapshot.
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_BEHIND):
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+`
+
+// catchupConfig holds the flags of 'viewsync bench catchup'.
+type catchupConfig struct {
+	benchCommon
+	behind        int
+	pageSize      int
+	writers       int
+	records       int
+	valueSize     int
+	retainCommits int
+}
+
+func benchCatchup(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &catchupConfig{}
+	fs := cmd.flags("catchup", catchupUsage, "the collection written to and read", &c.benchCommon, stderr)
+	fs.IntVar(&c.behind, "behind", 10000, "commits the reading client is behind: the writers make this many, each a PUT of one record")
+	fs.IntVar(&c.pageSize, "page-size", 0, "commits per page of changes, sent as limit=; with --spawn also the server's --page-size, so pages stay aligned (default: the server's)")
+	fs.IntVar(&c.writers, "writers", 64, "concurrent writers making the commits")
+	fs.IntVar(&c.records, "records", 1000, "distinct records the commits write, round-robin: what a compacted catch-up holds")
+	registerValueSize(fs, &c.valueSize)
+	fs.IntVar(&c.retainCommits, "retain-commits", 0, "with --spawn: the server's --retain-commits; below a fifth of --behind the log is trimmed and the client catches up through a compacted catch-up (default: the server's)")
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case c.behind <= 0:
-		return fmt.Errorf("%w: --behind must be positive", cliflag.ErrBadFlag)
-	case c.pageSize < 0:
-		return fmt.Errorf("%w: --page-size must not be negative", cliflag.ErrBadFlag)
-	case c.writers <= 0:
-		return fmt.Errorf("%w: --writers must be positive", cliflag.ErrBadFlag)
-	case c.records <= 0:
-		return fmt.Errorf("%w: --records must be positive", cliflag.ErrBadFlag)
-	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
-	case c.retainCommits < 0:
-		return fmt.Errorf("%w: --retain-commits must not be negative", cliflag.ErrBadFlag)
-	case c.retainCommits > 0 && !c.spawn:
-		return fmt.Errorf("%w: --retain-commits needs --spawn", cliflag.ErrBadFlag)
+	err := checkFlags(
+		check{c.behind <= 0, "--behind must be positive"},
+		check{c.pageSize < 0, "--page-size must not be negative"},
+		check{c.writers <= 0, "--writers must be positive"},
+		check{c.records <= 0, "--records must be positive"},
+		valueSizeCheck(c.valueSize),
+		check{c.retainCommits < 0, "--retain-commits must not be negative"},
+		check{c.retainCommits > 0 && !c.spawn, "--retain-commits needs --spawn"})
+	if err != nil {
+		return err
 	}
 	if c.retainCommits > 0 {
 		c.serverArgs = append(c.serverArgs, "--retain-commits", strconv.Itoa(c.retainCommits))
@@ -167,7 +154,10 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 	fmt.Fprintf(stderr, "bench: making %d commits to %s with %d writers\n", c.behind, c.collection, c.writers)
 	win := t.beginWindow()
 	start := time.Now()
-	p := prepareCommits(ctx, t, client, c, stderr)
+	prefix := t.base + "/v1/collections/" + c.collection + "/records/r"
+	p := makeCommits(ctx, t, client, c.writers, c.behind, "prepared",
+		func(n int) string { return prefix + strconv.Itoa(n%c.records) },
+		func(n int) []byte { return benchValue(time.Now(), n, c.valueSize) }, stderr)
 	rep.PrepareSeconds = round3(time.Since(start).Seconds())
 	rep.Prepared, rep.PrepareErrors = p.ok.Load(), p.errs.Load()
 	rep.PrepareRate = rate(rep.Prepared, time.Since(start))
@@ -231,50 +221,6 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 		return fmt.Errorf("the client reached version %d, not the head %d", rep.Read.To, head.Version)
 	}
 	return nil
-}
-
-// prepareCommits has the writers make c.behind commits, each a PUT of
-// one of c.records records, printing progress.
-func prepareCommits(ctx context.Context, t *benchTarget, client *http.Client, c *catchupConfig, stderr io.Writer) *workerStats {
-	var (
-		next atomic.Int64
-		res  workerStats
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		prev int64
-	)
-	prog := startTicker(stderr, t, func(_, since time.Duration) string {
-		ok := res.ok.Load()
-		line := fmt.Sprintf("prepared %d/%d commits (%.0f/s)  errors %d", ok, c.behind, rate(ok-prev, since), res.errs.Load())
-		prev = ok
-		return line
-	})
-	defer prog.stop()
-	prefix := t.base + "/v1/collections/" + c.collection + "/records/r"
-	for range c.writers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				n := int(next.Add(1))
-				if n > c.behind {
-					return
-				}
-				_, err := put(ctx, client, prefix+strconv.Itoa(n%c.records), benchValue(time.Now(), n, c.valueSize))
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					res.errs.Add(1)
-					mu.Lock()
-					res.lastErr = err
-					mu.Unlock()
-					continue
-				}
-				res.ok.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return &res
 }
 
 // changesBody is any answer of the changes endpoint: commits, a catch-up
@@ -442,41 +388,6 @@ func verifyCopy(state map[string]uint64, cur protocol.Cursor, snap protocol.Snap
 		return agree, fmt.Errorf("%d records agree; the copy has %d, the snapshot %d", agree, len(state), len(snap.Records))
 	}
 	return agree, nil
-}
-
-// getBody GETs url and returns the body of a 200 and its Cache-Control.
-func getBody(ctx context.Context, client *http.Client, url string) ([]byte, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("GET %s: %s %.300s", url, resp.Status, bytes.TrimSpace(b))
-	}
-	return b, resp.Header.Get("Cache-Control"), nil
-}
-
-// getSnapshot reads the whole collection.
-func getSnapshot(ctx context.Context, client *http.Client, base, coll string) (protocol.Snapshot, error) {
-	u := base + "/v1/collections/" + coll
-	b, _, err := getBody(ctx, client, u)
-	if err != nil {
-		return protocol.Snapshot{}, err
-	}
-	var s protocol.Snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return protocol.Snapshot{}, fmt.Errorf("GET %s: %w", u, err)
-	}
-	return s, nil
 }
 
 func (r *catchupReport) rows() []reportRow {

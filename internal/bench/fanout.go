@@ -1,59 +1,18 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/viewsync/viewsync/internal/cliflag"
-	"github.com/viewsync/viewsync/protocol"
 )
 
-// fanoutConfig holds the flags of 'viewsync bench fanout'.
-type fanoutConfig struct {
-	benchCommon
-	meas        benchRunsFlags
-	subscribers int
-	rate        float64
-	duration    time.Duration
-	valueSize   int
-	drain       time.Duration
-	maxInflight int
-}
-
-// minValueSize fits the send time, the sequence number and the JSON
-// around them.
-const minValueSize = 64
-
-// writerIDs is how many records the writer cycles through: the collection
-// stays small, so that the subscribers' resets are cheap.
-const writerIDs = 16
-
-func benchFanout(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &fanoutConfig{benchCommon: newBenchCommon(cmd)}
-	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.register(fs)
-	c.meas.register(fs)
-	fs.IntVar(&c.subscribers, "subscribers", 100, "subscribers, each on a connection of its own")
-	fs.Float64Var(&c.rate, "rate", 10, "commits per second of the one writer (each a PUT of one record)")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writer writes")
-	fs.IntVar(&c.valueSize, "value-size", 100, "bytes of each value written (at least 64)")
-	fs.IntVar(&c.maxInflight, "max-inflight", 32, "most writes awaiting their answer at once; the writer sends each at its scheduled time (open loop) unless this many are pending")
-	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commit")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync bench fanout [flags]
+const fanoutUsage = `Usage: viewsync bench fanout [flags]
 
 Connects --subscribers subscribers to --collection (each first gets a
 reset), then one writer commits --rate times a second for --duration, each
@@ -74,28 +33,47 @@ also as a ratio to it. Subscribers past what this process may hold
 --plot FILE.svg draws the latency histogram and the deliveries per second.
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+`
+
+// fanoutConfig holds the flags of 'viewsync bench fanout'.
+type fanoutConfig struct {
+	benchCommon
+	meas        benchRunsFlags
+	subscribers int
+	rate        float64
+	duration    time.Duration
+	valueSize   int
+	drain       time.Duration
+	maxInflight int
+}
+
+// writerIDs is how many records the writer cycles through: the collection
+// stays small, so that the subscribers' resets are cheap.
+const writerIDs = 16
+
+func benchFanout(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &fanoutConfig{}
+	fs := cmd.flags("fanout", fanoutUsage, "the collection subscribed to (and written to)", &c.benchCommon, stderr)
+	c.registerSubscribers(fs)
+	c.meas.register(fs)
+	fs.IntVar(&c.subscribers, "subscribers", 100, "subscribers, each on a connection of its own")
+	fs.Float64Var(&c.rate, "rate", 10, "commits per second of the one writer (each a PUT of one record)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writer writes")
+	registerValueSize(fs, &c.valueSize)
+	fs.IntVar(&c.maxInflight, "max-inflight", 32, "most writes awaiting their answer at once; the writer sends each at its scheduled time (open loop) unless this many are pending")
+	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commit")
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if err := c.meas.validate(); err != nil {
-		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
-	}
-	switch {
-	case c.subscribers <= 0:
-		return fmt.Errorf("%w: --subscribers must be positive", cliflag.ErrBadFlag)
-	case c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate):
-		return fmt.Errorf("%w: --rate must be positive", cliflag.ErrBadFlag)
-	case c.duration <= 0 || c.drain <= 0:
-		return fmt.Errorf("%w: --duration and --drain must be positive", cliflag.ErrBadFlag)
-	case c.maxInflight <= 0:
-		return fmt.Errorf("%w: --max-inflight must be positive", cliflag.ErrBadFlag)
-	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
-	case int(c.rate*c.duration.Seconds()) < 1:
-		return fmt.Errorf("%w: --rate times --duration must make at least one commit", cliflag.ErrBadFlag)
+	err := checkFlags(append(c.meas.checks(),
+		check{c.subscribers <= 0, "--subscribers must be positive"},
+		check{c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate), "--rate must be positive"},
+		check{c.duration <= 0 || c.drain <= 0, "--duration and --drain must be positive"},
+		check{c.maxInflight <= 0, "--max-inflight must be positive"},
+		valueSizeCheck(c.valueSize),
+		check{int(c.rate*c.duration.Seconds()) < 1, "--rate times --duration must make at least one commit"})...)
+	if err != nil {
+		return err
 	}
 	return runFanout(ctx, c, stdout, stderr)
 }
@@ -163,43 +141,23 @@ type serverReport struct {
 }
 
 func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) error {
-	loaders := chooseLoaders(c.meas.loaders, c.subscribers)
-	reps, bases, traces, problems, err := measureRuns(ctx, c.meas, loaders, func(m measurement) (*fanoutReport, *runTrace, []string, error) {
+	return runMeasured(ctx, &c.benchCommon, c.meas, c.subscribers, func(m measurement) (*fanoutReport, *runTrace, []string, error) {
 		rep, tr, err := fanoutOnce(ctx, c, m, stderr)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		return rep, tr, rep.problems(), nil
-	})
-	if err != nil {
-		return err
-	}
-	rep := aggregateFanout(reps, c.meas.runs, loaders)
-	if c.meas.baseline {
-		rep.Baseline = aggregateFanout(bases, c.meas.runs, loaders)
-		rep.Ratio = fanoutRatios(rep, rep.Baseline)
-	}
-	if err := writeChart(c.meas.plot, stderr, func() (string, string, []plotPanel) { return fanoutPlot(c, rep, traces) }); err != nil {
-		return err
-	}
-	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	}, func(rep *fanoutReport, traces []*runTrace) (string, string, []plotPanel) {
+		return fanoutPlot(c, rep, traces)
+	}, "; ", stdout, stderr)
 }
 
-// aggregateFanout returns the median of the runs' reports, with their
-// least and greatest figures when there is more than one.
-func aggregateFanout(reps []*fanoutReport, runs, loaders int) *fanoutReport {
-	med, lo, hi := aggregate(reps)
-	med.Runs, med.Loaders = runs, loaders
-	if len(reps) > 1 {
-		med.Min, med.Max = lo, hi
-	}
-	return med
+func (r *fanoutReport) setRuns(runs, loaders int, lo, hi *fanoutReport) {
+	r.Runs, r.Loaders, r.Min, r.Max = runs, loaders, lo, hi
+}
+
+func (r *fanoutReport) setBaseline(base *fanoutReport) {
+	r.Baseline, r.Ratio = base, ratios(fanoutFigures, r, base)
 }
 
 // problems lists what went wrong in a run: commits missing or delivered
@@ -221,13 +179,7 @@ func (r *fanoutReport) problems() []string {
 // fanoutOnce measures one fanout: against a fresh spawned server (or the
 // one at --url), or with m.baseline against a fresh raw broadcaster.
 func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.Writer) (*fanoutReport, *runTrace, error) {
-	var t *benchTarget
-	var err error
-	if m.baseline {
-		t, err = openBaseline(ctx, &c.benchCommon, c.subscribers+1, stderr)
-	} else {
-		t, err = openTarget(ctx, &c.benchCommon, c.subscribers+1, stderr)
-	}
+	t, err := openRun(ctx, &c.benchCommon, m, c.subscribers+1, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -240,20 +192,12 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 
 	rep := &fanoutReport{Scenario: "fanout", Transport: c.transport, URL: t.base, Spawned: t.server != nil,
 		Collection: c.collection, Subscribers: c.subscribers, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
-	setupStart := time.Now()
-	groups, err := startGroups(ctx, t, &c.benchCommon, c.subscribers, m.loaders, true, stderr)
+	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, c.meas, m, c.subscribers, true, time.Now(), stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer func() {
-		for _, g := range groups {
-			g.kill()
-		}
-	}()
-	var sent atomic.Int64
-	mon := startMonitor(stderr, m.label(c.meas.baseline), t, groups, c.subscribers, &sent)
-	defer mon.stop()
-	rep.Established, rep.SetupSeconds = waitGroups(ctx, groups, c.setupTimeout, setupStart)
+	defer load.stop()
+	rep.Established, rep.SetupSeconds = established, setup
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
@@ -263,22 +207,21 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 
 	// The measured window: from the writer's start to the last delivery.
 	srvBefore, _ := t.serverStats()
-	loadBefore := loadersCPU(groups)
+	loadBefore := loadersCPU(load.groups)
 	start := time.Now()
-	w := runWriter(ctx, wclient, t.base, c, &sent)
+	w := runWriter(ctx, wclient, t.base, c, &load.sent)
 	rep.Commits, rep.CommitErrors, rep.CommitLatency = w.acked, w.errors, summarize(w.putLat)
 	rep.CommitRate = round3(float64(w.acked) / w.elapsed.Seconds())
 	if w.lastErr != nil {
 		fmt.Fprintf(stderr, "bench: %d writes failed; the last: %v\n", w.errors, w.lastErr)
 	}
-	if err := drainGroups(ctx, groups, w.last, c.drain); err != nil {
+	if err := drainGroups(ctx, load.groups, w.last, c.drain); err != nil {
 		return nil, nil, err
 	}
 	window := time.Since(start)
 	srvAfter, srvErr := t.serverStats()
-	loadAfter := loadersCPU(groups)
-	mon.stop()
-	res, err := finishGroups(groups)
+	loadAfter := loadersCPU(load.groups)
+	res, tr, err := load.finish(m, start, start.Add(window))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -297,7 +240,6 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 			rep.Server.CPUMicrosPerDelivery = round3(float64(cpu.Microseconds()) / float64(rep.Deliveries))
 		}
 	}
-	tr := &runTrace{measurement: m, start: start, end: start.Add(window), hist: res.Latency, ticks: mergeTicks(groups), server: mon.samples()}
 	return rep, tr, nil
 }
 
@@ -318,16 +260,8 @@ type fanoutRatio struct {
 	LoaderCPUSeconds     float64 `json:"loader_cpu_seconds"`
 }
 
-// fanoutFigure is one line of the comparison with the baseline.
-type fanoutFigure struct {
-	name string
-	get  func(*fanoutReport) float64
-	unit func(float64) string
-	// set stores the ratio.
-	set func(*fanoutRatio, float64)
-}
-
-var fanoutFigures = func() []fanoutFigure {
+// fanoutFigures are the figures compared with the baseline's.
+var fanoutFigures = func() []figure[fanoutReport, fanoutRatio] {
 	ms := func(f float64) string { return fmt.Sprintf("%.2fms", f) }
 	srv := func(get func(*serverReport) float64) func(*fanoutReport) float64 {
 		return func(r *fanoutReport) float64 {
@@ -338,7 +272,7 @@ var fanoutFigures = func() []fanoutFigure {
 		}
 	}
 	mibf := func(f float64) string { return mib(uint64(f)) }
-	return []fanoutFigure{
+	return []figure[fanoutReport, fanoutRatio]{
 		{"deliveries/s", func(r *fanoutReport) float64 { return r.DeliveriesPerSec }, func(f float64) string { return fmt.Sprintf("%.0f", f) }, func(q *fanoutRatio, v float64) { q.DeliveriesPerSec = v }},
 		{"commit → receipt p50", func(r *fanoutReport) float64 { return r.Latency.P50ms }, ms, func(q *fanoutRatio, v float64) { q.LatencyP50 = v }},
 		{"commit → receipt p90", func(r *fanoutReport) float64 { return r.Latency.P90ms }, ms, func(q *fanoutRatio, v float64) { q.LatencyP90 = v }},
@@ -354,15 +288,6 @@ var fanoutFigures = func() []fanoutFigure {
 	}
 }()
 
-// fanoutRatios returns r's figures over the baseline's.
-func fanoutRatios(r, base *fanoutReport) *fanoutRatio {
-	q := &fanoutRatio{}
-	for _, f := range fanoutFigures {
-		f.set(q, ratio(f.get(r), f.get(base)))
-	}
-	return q
-}
-
 func (r *fanoutReport) rows() []reportRow {
 	rows := []reportRow{
 		{"scenario", fmt.Sprintf("fanout over %s, %s", r.Transport, r.URL)},
@@ -370,7 +295,7 @@ func (r *fanoutReport) rows() []reportRow {
 		{"writer", fmt.Sprintf("%d commits in %.0fs (%.1f/s, asked %.1f/s), %d failed; %d-byte values", r.Commits, r.Seconds, r.CommitRate, r.Rate, r.CommitErrors, r.ValueBytes)},
 		{"commit round trip", fmt.Sprintf("p50 %.2fms  p99 %.2fms  max %.2fms", r.CommitLatency.P50ms, r.CommitLatency.P99ms, r.CommitLatency.MaxMs)},
 		{"deliveries", fmt.Sprintf("%d of %d expected, %.0f/s", r.Deliveries, r.ExpectedDeliveries, r.DeliveriesPerSec)},
-		{"commit → receipt", fmt.Sprintf("p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  (%d samples)", r.Latency.P50ms, r.Latency.P90ms, r.Latency.P99ms, r.Latency.MaxMs, r.Latency.Samples)},
+		{"commit → receipt", latencyRow(r.Latency)},
 		{"missing", fmt.Sprintf("%d (at %d subscribers)", r.Missing, r.SubscribersMissing)},
 		{"duplicated", strconv.FormatInt(r.Duplicated, 10)},
 		{"catch-ups", fmt.Sprintf("%d, standing for %d commits; extra resets %d", r.CatchUps, r.CompactedCommits, r.ExtraResets)},
@@ -394,43 +319,9 @@ func (r *fanoutReport) rows() []reportRow {
 	if b := r.Baseline; b != nil {
 		rows = append(rows, reportRow{"baseline", fmt.Sprintf("raw broadcaster (pre-encoded frames, no store) at %s, same load: deliveries %d of %d expected, missing %d, duplicated %d",
 			b.URL, b.Deliveries, b.ExpectedDeliveries, b.Missing, b.Duplicated)})
-		var cmp [][4]string
-		for _, f := range fanoutFigures {
-			v, bv := f.get(r), f.get(b)
-			cmp = append(cmp, [4]string{f.name, f.unit(v), f.unit(bv), ratioText(ratio(v, bv))})
-		}
-		rows = append(rows, compareRows("vs baseline", cmp)...)
+		rows = append(rows, compareRows(fanoutFigures, r, b)...)
 	}
 	return rows
-}
-
-func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
-
-// serverStats reads the spawned server's figures.
-func (t *benchTarget) serverStats() (procStats, error) {
-	if t.server == nil {
-		return procStats{}, errors.New("no spawned server")
-	}
-	return readProc(strconv.Itoa(t.server.pid()))
-}
-
-// getHead reads the collection's head, checking that the server answers.
-func getHead(ctx context.Context, client *http.Client, base, coll string) (protocol.Head, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/collections/"+coll+"/version", nil)
-	if err != nil {
-		return protocol.Head{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return protocol.Head{}, fmt.Errorf("the server does not answer: %w", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var hd protocol.Head
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &hd) != nil {
-		return protocol.Head{}, fmt.Errorf("GET %s: %s %s", req.URL, resp.Status, bytes.TrimSpace(b))
-	}
-	return hd, nil
 }
 
 // writerResult is what the writer did.
@@ -488,104 +379,4 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	return res
-}
-
-// benchValue is the value of the writer's i-th commit, padded to size
-// bytes: {"sent_ns":…,"seq":…,"pad":"xx…"}.
-func benchValue(now time.Time, i, size int) []byte {
-	b := fmt.Appendf(nil, `{"sent_ns":%d,"seq":%d,"pad":"`, now.UnixNano(), i)
-	for len(b) < size-2 {
-		b = append(b, 'x')
-	}
-	return append(b, `"}`...)
-}
-
-// put PUTs a value and returns the version it was acknowledged at.
-func put(ctx context.Context, client *http.Client, url string, value []byte) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(value))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var ans protocol.RecordResponse
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &ans) != nil || ans.Version == 0 {
-		return 0, fmt.Errorf("PUT: %s %s", resp.Status, bytes.TrimSpace(b))
-	}
-	return ans.Version, nil
-}
-
-// drainSubs waits until every connected subscriber has reached version
-// last, or for at most d.
-func drainSubs(ctx context.Context, subs []*benchSub, last uint64, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		behind := 0
-		for _, s := range subs {
-			if s.established.Load() && s.last.Load() < last {
-				behind++
-			}
-		}
-		if behind == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// subSetup tracks the subscribers connecting.
-type subSetup struct {
-	n     int
-	start time.Time
-	ready atomic.Int64
-	// all is closed when every subscriber is connected.
-	all  chan struct{}
-	once sync.Once
-}
-
-func (s *subSetup) readyOne() {
-	if int(s.ready.Add(1)) == s.n {
-		s.once.Do(func() { close(s.all) })
-	}
-}
-
-// startSubs starts n subscribers. stop ends them and waits for them; it
-// may be called more than once.
-func startSubs(ctx context.Context, t *benchTarget, c *benchCommon, n int, record bool, stderr io.Writer) ([]*benchSub, func(), *subSetup) {
-	setup := &subSetup{n: n, start: time.Now(), all: make(chan struct{})}
-	env := &subEnv{target: t, common: c, sem: make(chan struct{}, c.dialParallel), ready: setup.readyOne, record: record}
-	sctx, cancel := context.WithCancel(ctx)
-	subs := make([]*benchSub, n)
-	var wg sync.WaitGroup
-	for i := range subs {
-		s := &benchSub{}
-		subs[i] = s
-		wg.Go(func() { s.run(sctx, env) })
-	}
-	fmt.Fprintf(stderr, "bench: connecting %d %s subscribers to %s (%d at a time)\n", n, c.transport, t.base, c.dialParallel)
-	return subs, func() {
-		cancel()
-		wg.Wait()
-	}, setup
-}
-
-// progress prints a line to stderr every second.
-type progress struct {
-	done chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
-}
-
-// stop ends the progress lines; it may be called more than once.
-func (p *progress) stop() {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
 }

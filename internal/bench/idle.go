@@ -3,35 +3,13 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
-// idleConfig holds the flags of 'viewsync bench idle'.
-type idleConfig struct {
-	benchCommon
-	meas        benchRunsFlags
-	connections int
-	settle      time.Duration
-}
-
-func benchIdle(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &idleConfig{benchCommon: newBenchCommon(cmd)}
-	fs := flag.NewFlagSet("bench idle", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.register(fs)
-	c.meas.register(fs)
-	fs.IntVar(&c.connections, "connections", 1000, "idle subscriptions, each on a connection of its own")
-	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait before each memory reading, for the server to settle")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync bench idle [flags]
+const idleUsage = `Usage: viewsync bench idle [flags]
 
 Opens --connections idle subscriptions to --collection (each gets its reset,
 then nothing more), waits until all are established, and reports the
@@ -46,20 +24,31 @@ figure also as a ratio to it. Connections past what this process may hold
 the connections and the server's memory over the run.
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+`
+
+// idleConfig holds the flags of 'viewsync bench idle'.
+type idleConfig struct {
+	benchCommon
+	meas        benchRunsFlags
+	connections int
+	settle      time.Duration
+}
+
+func benchIdle(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &idleConfig{}
+	fs := cmd.flags("idle", idleUsage, "the collection subscribed to (and written to)", &c.benchCommon, stderr)
+	c.registerSubscribers(fs)
+	c.meas.register(fs)
+	fs.IntVar(&c.connections, "connections", 1000, "idle subscriptions, each on a connection of its own")
+	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait before each memory reading, for the server to settle")
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if err := c.meas.validate(); err != nil {
-		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
-	}
-	if c.connections <= 0 {
-		return fmt.Errorf("%w: --connections must be positive", cliflag.ErrBadFlag)
-	}
-	if c.settle < 0 {
-		return fmt.Errorf("%w: --settle must not be negative", cliflag.ErrBadFlag)
+	err := checkFlags(append(c.meas.checks(),
+		check{c.connections <= 0, "--connections must be positive"},
+		check{c.settle < 0, "--settle must not be negative"})...)
+	if err != nil {
+		return err
 	}
 	return runIdle(ctx, c, stdout, stderr)
 }
@@ -102,55 +91,30 @@ type idleReport struct {
 }
 
 func runIdle(ctx context.Context, c *idleConfig, stdout, stderr io.Writer) error {
-	loaders := chooseLoaders(c.meas.loaders, c.connections)
-	reps, bases, traces, problems, err := measureRuns(ctx, c.meas, loaders, func(m measurement) (*idleReport, *runTrace, []string, error) {
+	return runMeasured(ctx, &c.benchCommon, c.meas, c.connections, func(m measurement) (*idleReport, *runTrace, []string, error) {
 		rep, tr, problem, err := idleOnce(ctx, c, m, stderr)
 		if err != nil || problem == nil {
 			return rep, tr, nil, err
 		}
 		return rep, tr, []string{problem.Error()}, nil
-	})
-	if err != nil {
-		return err
-	}
-	rep := aggregateIdle(reps, c.meas.runs, loaders)
-	if c.meas.baseline {
-		rep.Baseline = aggregateIdle(bases, c.meas.runs, loaders)
-		rep.Ratio = idleRatios(rep, rep.Baseline)
-	}
-	if err := writeChart(c.meas.plot, stderr, func() (string, string, []plotPanel) { return idlePlot(c, rep, traces) }); err != nil {
-		return err
-	}
-	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "\n"))
-	}
-	return nil
+	}, func(rep *idleReport, traces []*runTrace) (string, string, []plotPanel) {
+		return idlePlot(c, rep, traces)
+	}, "\n", stdout, stderr)
 }
 
-// aggregateIdle returns the median of the runs' reports, with their least
-// and greatest figures when there is more than one.
-func aggregateIdle(reps []*idleReport, runs, loaders int) *idleReport {
-	med, lo, hi := aggregate(reps)
-	med.Runs, med.Loaders = runs, loaders
-	if len(reps) > 1 {
-		med.Min, med.Max = lo, hi
-	}
-	return med
+func (r *idleReport) setRuns(runs, loaders int, lo, hi *idleReport) {
+	r.Runs, r.Loaders, r.Min, r.Max = runs, loaders, lo, hi
+}
+
+func (r *idleReport) setBaseline(base *idleReport) {
+	r.Baseline, r.Ratio = base, ratios(idleFigures, r, base)
 }
 
 // idleOnce measures the idle connections once: against a fresh spawned
 // server (or the one at --url), or with m.baseline against a fresh raw
 // broadcaster. problem is what went wrong in a run that was measured.
 func idleOnce(ctx context.Context, c *idleConfig, m measurement, stderr io.Writer) (rep *idleReport, tr *runTrace, problem, err error) {
-	var t *benchTarget
-	if m.baseline {
-		t, err = openBaseline(ctx, &c.benchCommon, c.connections, stderr)
-	} else {
-		t, err = openTarget(ctx, &c.benchCommon, c.connections, stderr)
-	}
+	t, err := openRun(ctx, &c.benchCommon, m, c.connections, stderr)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -166,19 +130,12 @@ func idleOnce(ctx context.Context, c *idleConfig, m measurement, stderr io.Write
 	before, srvErr := t.serverStats()
 
 	start := time.Now()
-	groups, err := startGroups(ctx, t, &c.benchCommon, c.connections, m.loaders, false, stderr)
+	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, c.meas, m, c.connections, false, start, stderr)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	defer func() {
-		for _, g := range groups {
-			g.kill()
-		}
-	}()
-	var sent atomic.Int64
-	mon := startMonitor(stderr, m.label(c.meas.baseline), t, groups, c.connections, &sent)
-	defer mon.stop()
-	rep.Established, rep.SetupSeconds = waitGroups(ctx, groups, c.setupTimeout, start)
+	defer load.stop()
+	rep.Established, rep.SetupSeconds = established, setup
 	if rep.SetupSeconds > 0 {
 		rep.ConnectsPerSec = round3(float64(rep.Established) / rep.SetupSeconds)
 	}
@@ -196,13 +153,11 @@ func idleOnce(ctx context.Context, c *idleConfig, m measurement, stderr io.Write
 			rep.RSSPerConnectionBytes = round3((float64(after.rss) - float64(before.rss)) / float64(rep.Established))
 		}
 	}
-	mon.stop()
-	res, ferr := finishGroups(groups)
+	res, tr, ferr := load.finish(m, start, end)
 	if ferr != nil {
 		return nil, nil, nil, ferr
 	}
 	rep.Errors, rep.LastError = res.Errors, res.LastError
-	tr = &runTrace{measurement: m, start: start, end: end, ticks: mergeTicks(groups), server: mon.samples()}
 	switch {
 	case rep.Established < rep.Connections:
 		problem = fmt.Errorf("%d of %d connections established", rep.Established, rep.Connections)
@@ -223,17 +178,10 @@ type idleRatio struct {
 	SetupCPUSeconds  float64 `json:"setup_cpu_seconds"`
 }
 
-// idleFigure is one line of the comparison with the baseline.
-type idleFigure struct {
-	name string
-	get  func(*idleReport) float64
-	unit func(float64) string
-	set  func(*idleRatio, float64)
-}
-
-var idleFigures = func() []idleFigure {
+// idleFigures are the figures compared with the baseline's.
+var idleFigures = func() []figure[idleReport, idleRatio] {
 	mibf := func(f float64) string { return mib(uint64(f)) }
-	return []idleFigure{
+	return []figure[idleReport, idleRatio]{
 		{"RSS per connection", func(r *idleReport) float64 { return r.RSSPerConnectionBytes }, func(f float64) string { return fmt.Sprintf("%.1f KiB", f/1024) }, func(q *idleRatio, v float64) { q.RSSPerConnection = v }},
 		{"server RSS after", func(r *idleReport) float64 { return float64(r.RSSAfterBytes) }, mibf, func(q *idleRatio, v float64) { q.RSSAfter = v }},
 		{"server peak RSS", func(r *idleReport) float64 { return float64(r.PeakRSSBytes) }, mibf, func(q *idleRatio, v float64) { q.PeakRSS = v }},
@@ -241,15 +189,6 @@ var idleFigures = func() []idleFigure {
 		{"server CPU, setup", func(r *idleReport) float64 { return r.SetupCPUSeconds }, func(f float64) string { return fmt.Sprintf("%.2fs", f) }, func(q *idleRatio, v float64) { q.SetupCPUSeconds = v }},
 	}
 }()
-
-// idleRatios returns r's figures over the baseline's.
-func idleRatios(r, base *idleReport) *idleRatio {
-	q := &idleRatio{}
-	for _, f := range idleFigures {
-		f.set(q, ratio(f.get(r), f.get(base)))
-	}
-	return q
-}
 
 func (r *idleReport) rows() []reportRow {
 	rows := []reportRow{
@@ -275,22 +214,7 @@ func (r *idleReport) rows() []reportRow {
 	}
 	if b := r.Baseline; b != nil {
 		rows = append(rows, reportRow{"baseline", fmt.Sprintf("raw broadcaster (no store) at %s: %d of %d established; errors %d", b.URL, b.Established, b.Connections, b.Errors)})
-		var cmp [][4]string
-		for _, f := range idleFigures {
-			v, bv := f.get(r), f.get(b)
-			cmp = append(cmp, [4]string{f.name, f.unit(v), f.unit(bv), ratioText(ratio(v, bv))})
-		}
-		rows = append(rows, compareRows("vs baseline", cmp)...)
+		rows = append(rows, compareRows(idleFigures, r, b)...)
 	}
 	return rows
-}
-
-// sleepFor sleeps for d or until ctx ends.
-func sleepFor(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

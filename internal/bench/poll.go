@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,28 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
-// pollConfig holds the flags of 'viewsync bench poll'.
-type pollConfig struct {
-	benchCommon
-	connections int
-	duration    time.Duration
-	baseline    bool
-}
-
-func benchPoll(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &pollConfig{benchCommon: newBenchCommon(cmd)}
-	fs := flag.NewFlagSet("bench poll", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.registerTarget(fs, "the collection whose version is polled")
-	fs.IntVar(&c.connections, "connections", 16, "polling clients, each on a keep-alive connection of its own, each request waiting for the one before")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the clients poll")
-	fs.BoolVar(&c.baseline, "baseline", false, "also poll, in the same run, a bare net/http handler answering the same conditional GET with an ETag and 304, and print the figures as ratios to it")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync bench poll [flags]
+const pollUsage = `Usage: viewsync bench poll [flags]
 
 Runs --connections clients for --duration, each in a closed loop of
 GET /v1/collections/{c}/version with If-None-Match: the ETag it last saw,
@@ -44,17 +24,30 @@ and its peak memory. A progress line goes to stderr every second, the
 report to stdout. Exits 1 when a request failed.
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_CONNECTIONS):
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+`
+
+// pollConfig holds the flags of 'viewsync bench poll'.
+type pollConfig struct {
+	benchCommon
+	connections int
+	duration    time.Duration
+	baseline    bool
+}
+
+func benchPoll(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &pollConfig{}
+	fs := cmd.flags("poll", pollUsage, "the collection whose version is polled", &c.benchCommon, stderr)
+	fs.IntVar(&c.connections, "connections", 16, "polling clients, each on a keep-alive connection of its own, each request waiting for the one before")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the clients poll")
+	fs.BoolVar(&c.baseline, "baseline", false, "also poll, in the same run, a bare net/http handler answering the same conditional GET with an ETag and 304, and print the figures as ratios to it")
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case c.connections <= 0:
-		return fmt.Errorf("%w: --connections must be positive", cliflag.ErrBadFlag)
-	case c.duration <= 0:
-		return fmt.Errorf("%w: --duration must be positive", cliflag.ErrBadFlag)
+	err := checkFlags(
+		check{c.connections <= 0, "--connections must be positive"},
+		check{c.duration <= 0, "--duration must be positive"})
+	if err != nil {
+		return err
 	}
 	return runPoll(ctx, c, stdout, stderr)
 }
@@ -87,31 +80,14 @@ type pollReport struct {
 	RatioCPUPerRequest  float64     `json:"ratio_cpu_per_request,omitempty"`
 }
 
-// poller is one polling client.
-type poller struct {
-	workerStats
-	// notModified counts the 304s, the rest of ok were 200s.
-	notModified atomic.Int64
-}
-
 func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error {
-	t, err := openTarget(ctx, &c.benchCommon, c.connections, stderr)
-	if err != nil {
-		return err
-	}
-	rep, err := measurePoll(ctx, c, t, stderr)
-	t.close()
+	rep, err := measurePoll(ctx, c, false, stderr)
 	if err != nil {
 		return err
 	}
 	rows := rep.rows()
 	if c.baseline {
-		bt, err := openBaseline(ctx, &c.benchCommon, c.connections, stderr)
-		if err != nil {
-			return err
-		}
-		base, err := measurePoll(ctx, c, bt, stderr)
-		bt.close()
+		base, err := measurePoll(ctx, c, true, stderr)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
@@ -138,8 +114,14 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	return nil
 }
 
-// measurePoll runs the poll scenario against t.
-func measurePoll(ctx context.Context, c *pollConfig, t *benchTarget, stderr io.Writer) (*pollReport, error) {
+// measurePoll runs the poll scenario against the server, or the raw
+// broadcaster when baseline is set, in a target of its own.
+func measurePoll(ctx context.Context, c *pollConfig, baseline bool, stderr io.Writer) (*pollReport, error) {
+	t, err := openRun(ctx, &c.benchCommon, measurement{baseline: baseline}, c.connections, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
 	client := t.keepAliveClient(c.connections)
 	defer client.CloseIdleConnections()
 	url := t.base + "/v1/collections/" + c.collection + "/version"
@@ -164,88 +146,43 @@ func measurePoll(ctx context.Context, c *pollConfig, t *benchTarget, stderr io.W
 		Connections: c.connections, Seconds: c.duration.Seconds()}
 	fmt.Fprintf(stderr, "bench: %d clients polling %s for %v\n", c.connections, url, c.duration)
 
-	pollers := make([]*poller, c.connections)
-	stats := make([]*workerStats, c.connections)
-	for i := range pollers {
-		pollers[i] = &poller{}
-		stats[i] = &pollers[i].workerStats
+	// Each client polls naming the last ETag it got; the 304s count apart.
+	var notModified atomic.Int64
+	res, err := runClosedLoop(ctx, t, c.connections, c.duration, func(ok int64) string { return fmt.Sprintf("requests %d", ok) }, stderr,
+		func(i int, w *workerStats, deadline time.Time) {
+			etag := etags[i]
+			w.loop(ctx, deadline, func(int, time.Time) error {
+				status, newTag, err := pollOnce(ctx, client, url, etag)
+				if status == http.StatusNotModified {
+					notModified.Add(1)
+				}
+				etag = newTag
+				return err
+			})
+		})
+	if err != nil {
+		return nil, err
 	}
-	prog := startRateTicker(stderr, t, "requests", stats)
-	defer prog.stop()
-	win := t.beginWindow()
-	selfBefore, _ := readProc("self")
-	start := time.Now()
-	deadline := start.Add(c.duration)
-	var wg sync.WaitGroup
-	for i, p := range pollers {
-		wg.Go(func() { p.pollLoop(ctx, client, url, etags[i], deadline) })
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	selfAfter, _ := readProc("self")
-	prog.stop()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-
-	var lat []time.Duration
-	var lastErr error
-	rep.Requests, rep.Errors, lat, lastErr = mergeWorkers(stats)
-	if lastErr != nil {
-		rep.LastError = lastErr.Error()
-	}
-	for _, p := range pollers {
-		rep.NotModified += p.notModified.Load()
-	}
+	rep.Requests, rep.Errors, rep.Latency, rep.LastError = res.ok, res.errs, res.latency, res.lastErr
+	rep.NotModified = notModified.Load()
 	rep.Changed = rep.Requests - rep.NotModified
-	rep.RequestsPerSec = rate(rep.Requests, elapsed)
-	rep.Latency = summarize(lat)
-	rep.Server = win.end(rep.Requests + rep.Errors)
-	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
+	rep.RequestsPerSec = rate(rep.Requests, res.elapsed)
+	rep.Server = res.window.end(rep.Requests + rep.Errors)
+	rep.LoaderCPUSeconds = res.loaderCPU
 	return rep, nil
 }
 
-// pollLoop polls until the deadline, each request naming the last ETag.
-func (p *poller) pollLoop(ctx context.Context, client *http.Client, url, etag string, deadline time.Time) {
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		now := time.Now()
-		status, newTag, err := pollOnce(ctx, client, url, etag)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.errs.Add(1)
-			p.lastErr = err
-			continue
-		}
-		p.lat = append(p.lat, time.Since(now))
-		if status == http.StatusNotModified {
-			p.notModified.Add(1)
-		} else {
-			etag = newTag
-		}
-		p.ok.Add(1)
-	}
-}
-
 // pollOnce GETs the version, with If-None-Match: etag unless it is empty.
-// It returns the status, 200 or 304, and the ETag answered.
+// It returns the status, 200 or 304, and the ETag answered (on an error,
+// etag itself).
 func pollOnce(ctx context.Context, client *http.Client, url, etag string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
+	var header http.Header
 	if etag != "" {
-		req.Header["If-None-Match"] = []string{etag}
+		header = http.Header{"If-None-Match": {etag}}
 	}
-	resp, err := client.Do(req)
+	resp, b, err := fetch(ctx, client, http.MethodGet, url, nil, header)
 	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, "", err
+		return 0, etag, err
 	}
 	tag := resp.Header.Get("ETag")
 	switch {
@@ -254,7 +191,7 @@ func pollOnce(ctx context.Context, client *http.Client, url, etag string) (int, 
 	case resp.StatusCode == http.StatusOK && tag != "":
 		return resp.StatusCode, tag, nil
 	}
-	return 0, "", fmt.Errorf("GET %s: %s (ETag %q) %s", url, resp.Status, tag, bytes.TrimSpace(b))
+	return 0, etag, fmt.Errorf("GET %s: %s (ETag %q) %s", url, resp.Status, tag, bytes.TrimSpace(b))
 }
 
 func (r *pollReport) rows() []reportRow {
@@ -265,9 +202,5 @@ func (r *pollReport) rows() []reportRow {
 		{"latency", latencyRow(r.Latency)},
 		{"errors", strconv.FormatInt(r.Errors, 10)},
 	}
-	if r.LastError != "" {
-		rows = append(rows, reportRow{"last error", r.LastError})
-	}
-	rows = append(rows, r.Server.rows("request")...)
-	return append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+	return reportTail(rows, r.LastError, r.Server, "request", r.LoaderCPUSeconds)
 }

@@ -1,7 +1,8 @@
 package bench
 
 // What fanout and idle share beyond the common flags: the flags --runs,
-// --loaders, --baseline and --plot, the median of the runs, and the
+// --loaders, --baseline and --plot, the runs and their median, the
+// comparison with the baseline, the subscribers of a run and their
 // progress line with the server samples.
 //
 // Every run (and every baseline run) has a server of its own: with
@@ -20,6 +21,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,14 +42,9 @@ func (r *benchRunsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.plot, "plot", "", "write an SVG chart of the run to this file (.svg)")
 }
 
-func (r *benchRunsFlags) validate() error {
-	switch {
-	case r.runs < 1:
-		return errors.New("--runs must be at least 1")
-	case r.loaders < 0:
-		return errors.New("--loaders must not be negative")
-	}
-	return nil
+// checks returns the rules of the flags.
+func (r *benchRunsFlags) checks() []check {
+	return []check{{r.runs < 1, "--runs must be at least 1"}, {r.loaders < 0, "--loaders must not be negative"}}
 }
 
 // measurement names one measured run.
@@ -107,17 +104,93 @@ func measureRuns[R any](ctx context.Context, meas benchRunsFlags, loaders int,
 	return reps, bases, traces, problems, nil
 }
 
-// writeChart writes the --plot chart, when asked for, and says where.
-func writeChart(path string, stderr io.Writer, chart func() (title, subtitle string, panels []plotPanel)) error {
-	if path == "" {
-		return nil
-	}
-	title, subtitle, panels := chart()
-	if err := writePlot(path, title, subtitle, panels); err != nil {
+// measuredReport is a report of fanout or idle, R: what runMeasured
+// fills in besides the figures.
+type measuredReport[R any] interface {
+	*R
+	// setRuns records how many runs the figures are the medians of, and
+	// how many loader processes held the connections; lo and hi are the
+	// least and the greatest figures.
+	setRuns(runs, loaders int, lo, hi *R)
+	// setBaseline records the baseline's figures and the ratios to them.
+	setBaseline(base *R)
+	rows() []reportRow
+}
+
+// runMeasured measures the runs of fanout or idle, each of conns
+// connections, by once; aggregates them; writes the chart (--plot) that
+// chart makes of the report and the runs' traces; prints the report; and
+// returns the problems the runs had, joined by sep, as an error.
+func runMeasured[R any, P measuredReport[R]](ctx context.Context, c *benchCommon, meas benchRunsFlags, conns int,
+	once func(measurement) (P, *runTrace, []string, error), chart func(P, []*runTrace) (string, string, []plotPanel),
+	sep string, stdout, stderr io.Writer) error {
+	loaders := chooseLoaders(meas.loaders, conns)
+	reps, bases, traces, problems, err := measureRuns(ctx, meas, loaders, once)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "bench: chart written to %s\n", path)
+	rep := aggregateRuns[R, P](reps, meas.runs, loaders)
+	if meas.baseline {
+		rep.setBaseline(aggregateRuns[R, P](bases, meas.runs, loaders))
+	}
+	if meas.plot != "" {
+		title, subtitle, panels := chart(rep, traces)
+		if err := writePlot(meas.plot, title, subtitle, panels); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: chart written to %s\n", meas.plot)
+	}
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, sep))
+	}
 	return nil
+}
+
+// aggregateRuns returns the median of the runs' reports, with their least
+// and greatest figures when there is more than one.
+func aggregateRuns[R any, P measuredReport[R]](reps []P, runs, loaders int) P {
+	ptrs := make([]*R, len(reps))
+	for i, r := range reps {
+		ptrs[i] = r
+	}
+	med, lo, hi := aggregate(ptrs)
+	if len(reps) <= 1 {
+		lo, hi = nil, nil
+	}
+	P(med).setRuns(runs, loaders, lo, hi)
+	return med
+}
+
+// figure is one line of the comparison of a report R with the baseline's:
+// a figure, its unit, and where its ratio goes in the ratios Q.
+type figure[R, Q any] struct {
+	name string
+	get  func(*R) float64
+	unit func(float64) string
+	set  func(*Q, float64)
+}
+
+// ratios returns r's figures over base's.
+func ratios[R, Q any](figs []figure[R, Q], r, base *R) *Q {
+	q := new(Q)
+	for _, f := range figs {
+		f.set(q, ratio(f.get(r), f.get(base)))
+	}
+	return q
+}
+
+// compareRows returns the rows of the table comparing r to base, the
+// baseline's: a header, then one row per figure.
+func compareRows[R, Q any](figs []figure[R, Q], r, base *R) []reportRow {
+	out := []reportRow{{"", ""}, {"vs baseline", "viewsync\tbaseline\tratio (viewsync / baseline)"}}
+	for _, f := range figs {
+		v, bv := f.get(r), f.get(base)
+		out = append(out, reportRow{f.name, f.unit(v) + "\t" + f.unit(bv) + "\t" + ratioText(ratio(v, bv))})
+	}
+	return out
 }
 
 // aggregate returns, field by field, the median, the least and the
@@ -264,16 +337,6 @@ func ratioText(r float64) string {
 	return fmt.Sprintf("×%.3g", r)
 }
 
-// compareRows returns the rows of a table comparing viewsync to the
-// baseline: a header, then one row per figure.
-func compareRows(title string, rows [][4]string) []reportRow {
-	out := []reportRow{{"", ""}, {title, "viewsync\tbaseline\tratio (viewsync / baseline)"}}
-	for _, r := range rows {
-		out = append(out, reportRow{r[0], r[1] + "\t" + r[2] + "\t" + r[3]})
-	}
-	return out
-}
-
 // serverSample is the spawned server's figures at the end of a slot.
 type serverSample struct {
 	slot int64
@@ -284,7 +347,7 @@ type serverSample struct {
 // monitor prints the progress line every second and samples the server at
 // every slot.
 type monitor struct {
-	progress
+	*periodic
 	mu     sync.Mutex
 	server []serverSample
 }
@@ -292,49 +355,36 @@ type monitor struct {
 // startMonitor starts the progress line of subscribers spread over groups,
 // total of them, while a writer counts its commits in sent.
 func startMonitor(w io.Writer, label string, t *benchTarget, groups []subGroup, total int, sent *atomic.Int64) *monitor {
-	m := &monitor{progress: progress{done: make(chan struct{})}}
+	m := &monitor{}
 	start := time.Now()
-	m.wg.Go(func() {
-		prev, cpuErr := t.serverStats()
-		prevAt := start
-		var prevDeliveries int64
-		for n := 1; ; n++ {
-			next := time.Now().Truncate(tickEvery).Add(tickEvery)
-			timer := time.NewTimer(time.Until(next))
-			select {
-			case <-m.done:
-				timer.Stop()
-				return
-			case <-timer.C:
-			}
-			st, err := t.serverStats()
-			if err == nil {
-				m.mu.Lock()
-				m.server = append(m.server, serverSample{slot: slotOf(next), cpu: st.cpu, rss: st.rss})
-				m.mu.Unlock()
-			}
-			if n%int(time.Second/tickEvery) != 0 {
-				continue
-			}
-			var sum groupTick
-			for _, g := range groups {
-				tk := g.status()
-				sum.Connected += tk.Connected
-				sum.Deliveries += tk.Deliveries
-				sum.CatchUps += tk.CatchUps
-				sum.Errors += tk.Errors
-			}
-			now := time.Now()
-			line := fmt.Sprintf("bench: %s%4.0fs  connected %d/%d  commits %d  deliveries %d (%.0f/s)  catch-ups %d  errors %d",
-				label, now.Sub(start).Seconds(), sum.Connected, total, sent.Load(), sum.Deliveries,
-				float64(sum.Deliveries-prevDeliveries)/now.Sub(prevAt).Seconds(), sum.CatchUps, sum.Errors)
-			if cpuErr == nil && err == nil {
-				line += fmt.Sprintf("  server CPU %.0f%% RSS %s", 100*(st.cpu-prev.cpu).Seconds()/now.Sub(prevAt).Seconds(), mib(st.rss))
-				prev = st
-			}
-			fmt.Fprintln(w, line)
-			prevDeliveries, prevAt = sum.Deliveries, now
+	prev, cpuErr := t.serverStats()
+	prevAt := start
+	var prevDeliveries int64
+	n := 0
+	m.periodic = startEverySlot(func(end time.Time) {
+		st, err := t.serverStats()
+		if err == nil {
+			m.mu.Lock()
+			m.server = append(m.server, serverSample{slot: slotOf(end), cpu: st.cpu, rss: st.rss})
+			m.mu.Unlock()
 		}
+		if n++; n%int(time.Second/tickEvery) != 0 {
+			return
+		}
+		var sum groupTick
+		for _, g := range groups {
+			sum.add(g.status())
+		}
+		now := time.Now()
+		line := fmt.Sprintf("bench: %s%4.0fs  connected %d/%d  commits %d  deliveries %d (%.0f/s)  catch-ups %d  errors %d",
+			label, now.Sub(start).Seconds(), sum.Connected, total, sent.Load(), sum.Deliveries,
+			float64(sum.Deliveries-prevDeliveries)/now.Sub(prevAt).Seconds(), sum.CatchUps, sum.Errors)
+		if cpuErr == nil && err == nil {
+			line += fmt.Sprintf("  server CPU %.0f%% RSS %s", 100*(st.cpu-prev.cpu).Seconds()/now.Sub(prevAt).Seconds(), mib(st.rss))
+			prev = st
+		}
+		fmt.Fprintln(w, line)
+		prevDeliveries, prevAt = sum.Deliveries, now
 	})
 	return m
 }
@@ -355,4 +405,50 @@ type runTrace struct {
 	hist       *latHist
 	ticks      []groupTick
 	server     []serverSample
+}
+
+// runLoad is the subscribers of one measured run, spread over groups, and
+// their progress line.
+type runLoad struct {
+	groups []subGroup
+	mon    *monitor
+	// sent counts the writer's commits, for the progress line.
+	sent atomic.Int64
+}
+
+// startLoad starts n subscribers to t for the measurement m, and their
+// progress line, then waits until they are connected, up to
+// --setup-timeout. It returns how many are, and the seconds since start.
+// record says whether to keep their latencies.
+func startLoad(ctx context.Context, t *benchTarget, c *benchCommon, meas benchRunsFlags, m measurement, n int, record bool,
+	start time.Time, stderr io.Writer) (l *runLoad, established int, setupSeconds float64, err error) {
+	groups, err := startGroups(ctx, t, c, n, m.loaders, record, stderr)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	l = &runLoad{groups: groups}
+	l.mon = startMonitor(stderr, m.label(meas.baseline), t, groups, n, &l.sent)
+	established, setupSeconds = waitGroups(ctx, groups, c.setupTimeout, start)
+	return l, established, setupSeconds, nil
+}
+
+// stop ends the subscribers and their progress line; it may be called
+// more than once, and after finish.
+func (l *runLoad) stop() {
+	l.mon.stop()
+	for _, g := range l.groups {
+		g.kill()
+	}
+}
+
+// finish ends the progress line and the subscribers, and returns what
+// they saw and the trace of the run m, measured from start to end.
+func (l *runLoad) finish(m measurement, start, end time.Time) (*groupResult, *runTrace, error) {
+	l.mon.stop()
+	res, err := finishGroups(l.groups)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &runTrace{measurement: m, start: start, end: end, hist: res.Latency, ticks: mergeTicks(l.groups), server: l.mon.samples()}
+	return res, tr, nil
 }

@@ -59,7 +59,7 @@ func TestBenchRatio(t *testing.T) {
 	}
 	base := &fanoutReport{DeliveriesPerSec: 100, Latency: latencySummary{P50ms: 0.5}, Server: &serverReport{CPUMicrosPerDelivery: 2}}
 	r := &fanoutReport{DeliveriesPerSec: 90, Latency: latencySummary{P50ms: 1.5}, Server: &serverReport{CPUMicrosPerDelivery: 10}}
-	q := fanoutRatios(r, base)
+	q := ratios(fanoutFigures, r, base)
 	if q.DeliveriesPerSec != 0.9 || q.LatencyP50 != 3 || q.CPUMicrosPerDelivery != 5 || q.LatencyP99 != 0 {
 		t.Errorf("ratios %+v", q)
 	}

@@ -3,18 +3,27 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
+
+const writesUsage = `Usage: viewsync bench writes [flags]
+
+Runs --writers concurrent writers for --duration, each in a closed loop of
+PUTs of records it has not written before (so no write waits on another's
+precondition), over keep-alive HTTP. An acknowledged PUT is a durable
+commit. Reports durable commits/s, the PUT latency, the errors (must be 0)
+and with --spawn the server's CPU time per commit and its peak memory. A
+progress line goes to stderr every second, the report to stdout. Exits 1
+when a write failed.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_WRITERS):
+`
 
 // writesConfig holds the flags of 'viewsync bench writes'.
 type writesConfig struct {
@@ -26,41 +35,22 @@ type writesConfig struct {
 }
 
 func benchWrites(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &writesConfig{benchCommon: newBenchCommon(cmd)}
-	fs := flag.NewFlagSet("bench writes", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.registerTarget(fs, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)")
+	c := &writesConfig{}
+	fs := cmd.flags("writes", writesUsage, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)", &c.benchCommon, stderr)
 	fs.IntVar(&c.writers, "writers", 16, "concurrent writers, each on a keep-alive connection of its own, each PUT waiting for the one before")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writers write")
-	fs.IntVar(&c.valueSize, "value-size", 100, "bytes of each value written (at least 64)")
+	registerValueSize(fs, &c.valueSize)
 	fs.IntVar(&c.collections, "collections", 1, "collections the writers are spread over, round-robin")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync bench writes [flags]
-
-Runs --writers concurrent writers for --duration, each in a closed loop of
-PUTs of records it has not written before (so no write waits on another's
-precondition), over keep-alive HTTP. An acknowledged PUT is a durable
-commit. Reports durable commits/s, the PUT latency, the errors (must be 0)
-and with --spawn the server's CPU time per commit and its peak memory. A
-progress line goes to stderr every second, the report to stdout. Exits 1
-when a write failed.
-
-Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_WRITERS):
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseBenchFlags(fs, &c.benchCommon, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case c.writers <= 0:
-		return fmt.Errorf("%w: --writers must be positive", cliflag.ErrBadFlag)
-	case c.duration <= 0:
-		return fmt.Errorf("%w: --duration must be positive", cliflag.ErrBadFlag)
-	case c.valueSize < minValueSize:
-		return fmt.Errorf("%w: --value-size must be at least %d", cliflag.ErrBadFlag, minValueSize)
-	case c.collections <= 0:
-		return fmt.Errorf("%w: --collections must be positive", cliflag.ErrBadFlag)
+	err := checkFlags(
+		check{c.writers <= 0, "--writers must be positive"},
+		check{c.duration <= 0, "--duration must be positive"},
+		valueSizeCheck(c.valueSize),
+		check{c.collections <= 0, "--collections must be positive"})
+	if err != nil {
+		return err
 	}
 	for _, name := range writeCollections(c.collection, c.collections) {
 		if err := protocol.ValidateCollection(name); err != nil {
@@ -105,49 +95,6 @@ type writesReport struct {
 	LoaderCPUSeconds float64    `json:"loader_cpu_seconds"`
 }
 
-// workerStats is what one closed-loop worker did.
-type workerStats struct {
-	ok, errs atomic.Int64
-	// Owned by the worker until it has ended.
-	lat     []time.Duration
-	lastErr error
-}
-
-// mergeWorkers adds up the workers' counts and gathers their latencies
-// and last error.
-func mergeWorkers(ws []*workerStats) (ok, errs int64, lat []time.Duration, lastErr error) {
-	for _, w := range ws {
-		ok += w.ok.Load()
-		errs += w.errs.Load()
-		lat = append(lat, w.lat...)
-		if w.lastErr != nil {
-			lastErr = w.lastErr
-		}
-	}
-	return ok, errs, lat, lastErr
-}
-
-// sumOK adds up the workers' successes so far.
-// startRateTicker prints, each second, how many operations (named by noun)
-// the workers completed, their rate since the last line, and their errors.
-func startRateTicker(w io.Writer, t *benchTarget, noun string, ws []*workerStats) *progress {
-	var prev int64
-	return startTicker(w, t, func(_, since time.Duration) string {
-		ok, errs := sumOK(ws)
-		line := fmt.Sprintf("%s %d (%.0f/s)  errors %d", noun, ok, rate(ok-prev, since), errs)
-		prev = ok
-		return line
-	})
-}
-
-func sumOK(ws []*workerStats) (ok, errs int64) {
-	for _, w := range ws {
-		ok += w.ok.Load()
-		errs += w.errs.Load()
-	}
-	return ok, errs
-}
-
 func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) error {
 	t, err := openTarget(ctx, &c.benchCommon, c.writers, stderr)
 	if err != nil {
@@ -163,43 +110,22 @@ func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) e
 	rep := &writesReport{Scenario: "writes", URL: t.base, Spawned: t.server != nil, Collections: colls,
 		Writers: c.writers, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
 	fmt.Fprintf(stderr, "bench: %d writers PUTting to %d collection(s) at %s for %v\n", c.writers, len(colls), t.base, c.duration)
-
-	workers := make([]*workerStats, c.writers)
-	for i := range workers {
-		workers[i] = &workerStats{}
+	// Each writer PUTs new records: ids wI-0, wI-1, … of its collection.
+	res, err := runClosedLoop(ctx, t, c.writers, c.duration, func(ok int64) string { return fmt.Sprintf("commits %d", ok) }, stderr,
+		func(i int, w *workerStats, deadline time.Time) {
+			prefix := t.base + "/v1/collections/" + colls[i%len(colls)] + "/records/w" + strconv.Itoa(i) + "-"
+			w.loop(ctx, deadline, func(seq int, now time.Time) error {
+				_, err := put(ctx, client, prefix+strconv.Itoa(seq), benchValue(now, seq, c.valueSize))
+				return err
+			})
+		})
+	if err != nil {
+		return err
 	}
-	prog := startRateTicker(stderr, t, "commits", workers)
-	defer prog.stop()
-	win := t.beginWindow()
-	selfBefore, _ := readProc("self")
-	start := time.Now()
-	deadline := start.Add(c.duration)
-	var wg sync.WaitGroup
-	for i, w := range workers {
-		url := t.base + "/v1/collections/" + colls[i%len(colls)] + "/records/w" + strconv.Itoa(i) + "-"
-		wg.Go(func() { w.writeLoop(ctx, client, url, c.valueSize, deadline) })
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	rep.Server = win.end(0)
-	selfAfter, _ := readProc("self")
-	prog.stop()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-
-	var lat []time.Duration
-	var lastErr error
-	rep.Commits, rep.Errors, lat, lastErr = mergeWorkers(workers)
-	if lastErr != nil {
-		rep.LastError = lastErr.Error()
-	}
-	rep.CommitsPerSec = rate(rep.Commits, elapsed)
-	rep.Latency = summarize(lat)
-	rep.LoaderCPUSeconds = round3((selfAfter.cpu - selfBefore.cpu).Seconds())
-	if s := rep.Server; s != nil && rep.Commits > 0 {
-		s.CPUMicrosPerOp = round3(s.CPUSeconds * 1e6 / float64(rep.Commits))
-	}
+	rep.Commits, rep.Errors, rep.Latency, rep.LastError = res.ok, res.errs, res.latency, res.lastErr
+	rep.CommitsPerSec = rate(rep.Commits, res.elapsed)
+	rep.Server = res.window.end(rep.Commits)
+	rep.LoaderCPUSeconds = res.loaderCPU
 	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err
 	}
@@ -212,25 +138,6 @@ func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) e
 	return nil
 }
 
-// writeLoop PUTs a new record after each answer until the deadline: ids
-// prefix0, prefix1, … under the URL prefix.
-func (w *workerStats) writeLoop(ctx context.Context, client *http.Client, prefix string, size int, deadline time.Time) {
-	for seq := 0; ctx.Err() == nil && time.Now().Before(deadline); seq++ {
-		now := time.Now()
-		_, err := put(ctx, client, prefix+strconv.Itoa(seq), benchValue(now, seq, size))
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.errs.Add(1)
-			w.lastErr = err
-			continue
-		}
-		w.lat = append(w.lat, time.Since(now))
-		w.ok.Add(1)
-	}
-}
-
 func (r *writesReport) rows() []reportRow {
 	rows := []reportRow{
 		{"scenario", fmt.Sprintf("writes, %s", r.URL)},
@@ -239,9 +146,5 @@ func (r *writesReport) rows() []reportRow {
 		{"PUT latency", latencyRow(r.Latency)},
 		{"errors", strconv.FormatInt(r.Errors, 10)},
 	}
-	if r.LastError != "" {
-		rows = append(rows, reportRow{"last error", r.LastError})
-	}
-	rows = append(rows, r.Server.rows("commit")...)
-	return append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
+	return reportTail(rows, r.LastError, r.Server, "commit", r.LoaderCPUSeconds)
 }

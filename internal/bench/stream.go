@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	gws "github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -93,20 +92,16 @@ func (d *benchDialer) open(ctx context.Context, transport, base, collection stri
 	return d.openSSE(ctx, base, collection, cur)
 }
 
-// sseStream reads a Server-Sent Events stream with a small line parser.
+// sseStream is one subscription's Server-Sent Events stream.
 type sseStream struct {
 	body io.ReadCloser
-	br   *bufio.Reader
+	r    sseReader
 }
 
 func (d *benchDialer) openSSE(ctx context.Context, base, collection string, cur *protocol.Cursor) (*sseStream, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/collections/"+collection+"/events", nil)
+	req, err := eventsRequest(ctx, base, collection, cur)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if cur != nil {
-		req.Header.Set("Last-Event-ID", cur.String())
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
@@ -117,29 +112,45 @@ func (d *benchDialer) openSSE(ctx context.Context, base, collection string, cur 
 		resp.Body.Close()
 		return nil, fmt.Errorf("GET events: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
-	return &sseStream{body: resp.Body, br: bufio.NewReaderSize(resp.Body, 8<<10)}, nil
+	return &sseStream{body: resp.Body, r: sseReader{br: bufio.NewReaderSize(resp.Body, 8<<10)}}, nil
 }
 
 func (s *sseStream) close() { s.body.Close() }
 
-// next reads lines up to the end of the next event (a blank line),
-// skipping comments and the retry hint.
+// next reads the next event.
 func (s *sseStream) next() (benchEvent, error) {
-	var (
-		id, event []byte
-		sent      int64
-	)
+	var sent int64
+	id, event, err := s.r.next(func(_, data []byte) { sent = extractInt(data, `"sent_ns":`) })
+	if err != nil {
+		return benchEvent{}, err
+	}
+	return parseSSEEvent(id, event, sent)
+}
+
+// sseReader reads a Server-Sent Events stream with a small line parser.
+type sseReader struct {
+	br        *bufio.Reader
+	id, event []byte
+}
+
+// next reads lines up to the end of the next event (a blank line),
+// skipping comments and what has no event type (the retry hint), and
+// returns the event's id and type, valid until the next call. data is
+// called with the type so far and the value of each data line, valid
+// during the call only.
+func (r *sseReader) next(data func(event, value []byte)) (id, event []byte, err error) {
+	r.id, r.event = r.id[:0], r.event[:0]
 	for {
-		line, err := readLine(s.br)
+		line, err := readLine(r.br)
 		if err != nil {
-			return benchEvent{}, err
+			return nil, nil, err
 		}
 		if len(line) == 0 {
-			if len(event) == 0 {
-				id, sent = nil, 0
-				continue // the retry hint
+			if len(r.event) > 0 {
+				return r.id, r.event, nil
 			}
-			return parseSSEEvent(id, event, sent)
+			r.id = r.id[:0]
+			continue
 		}
 		if line[0] == ':' {
 			continue
@@ -148,11 +159,11 @@ func (s *sseStream) next() (benchEvent, error) {
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(name) {
 		case "id":
-			id = append(id[:0], value...)
+			r.id = append(r.id[:0], value...)
 		case "event":
-			event = append(event[:0], value...)
+			r.event = append(r.event[:0], value...)
 		case "data":
-			sent = extractInt(value, `"sent_ns":`)
+			data(r.event, value)
 		}
 	}
 }
@@ -255,31 +266,53 @@ func (s *wsStream) close() {
 // message reads the next text message, answering pings on the way. The
 // bytes are valid until the next call.
 func (s *wsStream) message() ([]byte, error) {
-	s.buf = s.buf[:0]
+	var err error
+	s.buf, err = readWSText(s.br, s.conn, s.buf)
+	return s.buf, err
+}
+
+// wsClosed is the close frame a server sent.
+type wsClosed struct {
+	code   gws.StatusCode
+	reason string
+}
+
+func (e *wsClosed) Error() string {
+	return fmt.Sprintf("server closed the connection: %d %s", e.code, e.reason)
+}
+
+// readWSText reads the next text message from a server into buf, answering
+// pings on w; a close frame is a *wsClosed error. (The library's own
+// control handling refuses some codes the server may send, like 1013.)
+func readWSText(rd io.Reader, w io.Writer, buf []byte) ([]byte, error) {
+	msg := buf[:0]
 	for {
-		h, err := gws.ReadHeader(s.br)
+		h, err := gws.ReadHeader(rd)
 		if err != nil {
 			return nil, err
 		}
 		if h.Length > 64<<20 || h.Masked {
 			return nil, fmt.Errorf("server frame of %d bytes (masked %v)", h.Length, h.Masked)
 		}
-		n := len(s.buf)
-		s.buf = slices.Grow(s.buf, int(h.Length))[:n+int(h.Length)]
-		if _, err := io.ReadFull(s.br, s.buf[n:]); err != nil {
+		n := len(msg)
+		msg = slices.Grow(msg, int(h.Length))[:n+int(h.Length)]
+		if _, err := io.ReadFull(rd, msg[n:]); err != nil {
 			return nil, err
 		}
 		switch h.OpCode {
 		case gws.OpText, gws.OpContinuation:
 			if h.Fin {
-				return s.buf, nil
+				return msg, nil
 			}
 			continue
 		case gws.OpPing:
-			err = wsutil.WriteClientMessage(s.conn, gws.OpPong, s.buf[n:])
+			err = wsutil.WriteClientMessage(w, gws.OpPong, msg[n:])
 		case gws.OpClose:
-			code, reason := gws.ParseCloseFrameData(s.buf[n:])
-			err = fmt.Errorf("server closed the connection: %d %s", code, reason)
+			code, reason := gws.ParseCloseFrameData(msg[n:])
+			if code == 0 {
+				code = gws.StatusNoStatusRcvd
+			}
+			err = &wsClosed{code: code, reason: reason}
 		case gws.OpPong:
 		default:
 			err = fmt.Errorf("server sent a %v frame", h.OpCode)
@@ -287,7 +320,7 @@ func (s *wsStream) message() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.buf = s.buf[:n]
+		msg = msg[:n]
 	}
 }
 
@@ -338,143 +371,4 @@ func extractInt(b []byte, key string) int64 {
 		n = n*10 + int64(c-'0')
 	}
 	return n
-}
-
-// benchSub is one subscriber: it connects, reads, and reconnects from its
-// cursor when its connection ends, counting what it sees.
-type benchSub struct {
-	// Updated by its goroutine, read by the progress line and the drain.
-	last        atomic.Uint64
-	deliveries  atomic.Int64
-	established atomic.Bool
-	catchUps    atomic.Int64
-	errs        atomic.Int64
-
-	// Owned by its goroutine; read once it has ended.
-	epoch string
-	// missing counts commits skipped without a catch-up, dups commits
-	// delivered again, compacted the commits catch-ups stood for, resets
-	// the resets after the first.
-	missing, dups, compacted, resets, reconnects int64
-	lat                                          []time.Duration
-	lastErr                                      error
-}
-
-// subEnv is what subscribers share.
-type subEnv struct {
-	target *benchTarget
-	common *benchCommon
-	// sem bounds the connections being set up.
-	sem chan struct{}
-	// ready is called once per subscriber, at its first reset.
-	ready func()
-	// record says whether to keep latency samples.
-	record bool
-}
-
-// run keeps the subscriber connected until ctx ends.
-func (s *benchSub) run(ctx context.Context, env *subEnv) {
-	backoff := 100 * time.Millisecond
-	for first := true; ; first = false {
-		if !first {
-			s.reconnects++
-		}
-		err := s.connect(ctx, env)
-		if ctx.Err() != nil {
-			return
-		}
-		s.errs.Add(1)
-		s.lastErr = err
-		t := time.NewTimer(backoff/2 + time.Duration(time.Now().UnixNano()%int64(backoff)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// connect makes one connection and reads it until it ends. The setup slot
-// is held until the stream is open and, for a first connection, until its
-// reset has arrived; the connection must be open within the connect
-// timeout.
-func (s *benchSub) connect(ctx context.Context, env *subEnv) error {
-	select {
-	case env.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	held := true
-	release := func() {
-		if held {
-			held = false
-			<-env.sem
-		}
-	}
-	defer release()
-	var cur *protocol.Cursor
-	if s.established.Load() {
-		cur = &protocol.Cursor{Epoch: s.epoch, Version: s.last.Load()}
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	timer := time.AfterFunc(env.common.connectTimeout, cancel)
-	st, err := env.target.dialer.open(cctx, env.common.transport, env.target.base, env.common.collection, cur)
-	if err != nil {
-		if !timer.Stop() {
-			return fmt.Errorf("not connected within %v", env.common.connectTimeout)
-		}
-		return err
-	}
-	defer st.close()
-	if cur != nil {
-		// A resumed stream may stay silent until the next commit.
-		timer.Stop()
-		release()
-	}
-	for {
-		ev, err := st.next()
-		if err != nil {
-			if !timer.Stop() && !s.established.Load() {
-				return fmt.Errorf("no reset within %v", env.common.connectTimeout)
-			}
-			return err
-		}
-		now := time.Now()
-		switch ev.kind {
-		case evReset:
-			timer.Stop()
-			s.epoch = ev.epoch
-			s.last.Store(ev.version)
-			if s.established.CompareAndSwap(false, true) {
-				release()
-				env.ready()
-			} else {
-				s.resets++
-			}
-		case evCatchUp:
-			s.epoch = ev.epoch
-			if last := s.last.Load(); ev.version > last {
-				s.compacted += int64(ev.version - last)
-				s.last.Store(ev.version)
-			}
-			s.catchUps.Add(1)
-		case evCommit:
-			switch last := s.last.Load(); {
-			case ev.version == last+1:
-			case ev.version <= last:
-				s.dups++
-				continue
-			default:
-				s.missing += int64(ev.version - last - 1)
-			}
-			s.last.Store(ev.version)
-			s.deliveries.Add(1)
-			if env.record && ev.sentNS > 0 {
-				s.lat = append(s.lat, now.Sub(time.Unix(0, ev.sentNS)))
-			}
-		}
-	}
 }
