@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,27 +92,9 @@ func mustApply(t *testing.T, s store.Store, coll string, ops []protocol.Op, ifs 
 	return a
 }
 
-// clock is an injectable store.Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestApplyAndRead(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("X", 3600))}
+	clk := storetest.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("X", 3600)))
 	s := open(t, &boltstore.Options{Config: store.Config{Now: clk.Now}})
 
 	h0, err := s.Head(ctx, "products")
@@ -401,7 +382,7 @@ func TestLogTrimming(t *testing.T) {
 
 func TestTombstoneTrimming(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := storetest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := open(t, &boltstore.Options{Config: store.Config{Now: clk.Now, RetainTombstones: time.Hour}, NoSync: true})
 
 	mustApply(t, s, "t", []protocol.Op{put("a", `1`), put("b", `1`), put("c", `1`)}, nil) // v1

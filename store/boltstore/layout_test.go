@@ -19,6 +19,7 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
+	"github.com/viewsync/viewsync/store/storetest"
 )
 
 // TestReadsCreateNothing checks that reading collections never written
@@ -72,7 +73,7 @@ func TestReadsCreateNothing(t *testing.T) {
 func TestTombstoneTrimmingIsBounded(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v.db")
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := storetest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	opts := &boltstore.Options{Config: store.Config{Now: clk.Now, RetainTombstones: time.Minute}, NoSync: true}
 	s := openAt(t, path, opts)
 	const n = 100
@@ -147,7 +148,7 @@ func countTombstones(t *testing.T, path, coll string) int {
 func TestLayoutInvariants(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v.db")
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := storetest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := openAt(t, path, &boltstore.Options{
 		Config: store.Config{RetainCommits: 7, RetainTombstones: time.Minute, Now: clk.Now},
 		NoSync: true,

@@ -11,29 +11,7 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// applyTests cover commits: versions, times, what reads see after them,
-// atomicity and the order of ops within one.
-func applyTests() []test {
-	return []test{
-		{"VersionsContiguous", testVersionsContiguous},
-		{"CommitTime", testCommitTime},
-		{"CollectionsIndependent", testCollectionsIndependent},
-		{"RecordVersionIsCommitVersion", testRecordVersion},
-		{"ValuesRoundTrip", testValuesRoundTrip},
-		{"SnapshotSortedByID", testSnapshotSorted},
-		{"ChangesAfterAndLimit", testChangesAfterAndLimit},
-		{"ChangesByteBound", testChangesByteBound},
-		{"MultiOpCommitAtomic", testMultiOpAtomic},
-		{"FailedCommitChangesNothing", testFailedCommitChangesNothing},
-		{"OpsApplyInOrder", testOpsInOrder},
-		{"EmptyCommit", testEmptyCommit},
-		{"DeleteMissing", testDeleteMissing},
-		{"ValuesAreCopied", testValuesCopied},
-	}
-}
-
-func testVersionsContiguous(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testVersionsContiguous(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	for i := 1; i <= 5; i++ {
 		before := time.Now()
@@ -49,21 +27,18 @@ func testVersionsContiguous(t *testing.T, h Harness) {
 }
 
 // testCommitTime: commit times come from Config.Now, in UTC.
-func testCommitTime(t *testing.T, h Harness) {
-	clk := newClock(clockStart())
-	f := open(t, h, store.Config{Now: clk.Now})
+func testCommitTime(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	for i := range 3 {
 		tr.put("a", fmt.Sprint(i)) // tracker checks At against the clock
-		clk.Advance(90 * time.Minute)
+		f.clk.Advance(90 * time.Minute)
 	}
 	tr.checkLog(0)
 }
 
 // testCollectionsIndependent uses names that are prefixes of one another,
 // which catches stores that key collections by a bare prefix.
-func testCollectionsIndependent(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testCollectionsIndependent(t *testing.T, f *fixture) {
 	names := []string{"a", "ab", "a.b", "a-b", "a_b", "a0", "b", strings.Repeat("a", protocol.MaxCollectionLen)}
 	trs := make([]*tracker, len(names))
 	for i, n := range names {
@@ -81,16 +56,11 @@ func testCollectionsIndependent(t *testing.T, h Harness) {
 		}
 	}
 	for _, tr := range trs {
-		tr.checkHead()
-		tr.checkSnapshot()
-		tr.checkLog(0)
-		tr.checkCatchUp(0)
-		tr.checkCatchUp(2)
+		tr.checkAll(0, 2)
 	}
 }
 
-func testRecordVersion(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testRecordVersion(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.put("a", "2")
@@ -108,8 +78,7 @@ func testRecordVersion(t *testing.T, h Harness) {
 
 // testValuesRoundTrip: every kind of JSON value and unusual (valid) ids come
 // back byte for byte.
-func testValuesRoundTrip(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testValuesRoundTrip(t *testing.T, f *fixture) {
 	values := []string{
 		`null`, `true`, `false`, `0`, `-12.5e-3`, `18446744073709551616`,
 		`""`, `"text"`, `"\u00fcn\u00efc\u00f8d\u00e9 \"q\" \\ \u2028"`, `"ünïcødé 日本語 🎉"`,
@@ -140,8 +109,7 @@ func testValuesRoundTrip(t *testing.T, h Harness) {
 	tr.checkCatchUp(3)
 }
 
-func testSnapshotSorted(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testSnapshotSorted(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	// Written out of order, in several commits; byte order puts "B" before
 	// "a", "a" before "a0" and "a0" before "ab".
@@ -162,8 +130,7 @@ func testSnapshotSorted(t *testing.T, h Harness) {
 	tr.checkSnapshot()
 }
 
-func testChangesAfterAndLimit(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testChangesAfterAndLimit(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.put("c", "2")
@@ -182,8 +149,7 @@ func testChangesAfterAndLimit(t *testing.T, h Harness) {
 // testChangesByteBound: a page stops before the commit that would take it
 // over its byte bound, never before the first commit, and the count bound
 // still applies.
-func testChangesByteBound(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testChangesByteBound(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	for i, n := range []int{10, 300, 40, 2000, 5, 700, 700, 1, 64, 900} {
 		tr.put(fmt.Sprintf("r%d", i%4), fmt.Sprintf("%q", strings.Repeat("x", n)))
@@ -203,8 +169,7 @@ func testChangesByteBound(t *testing.T, h Harness) {
 	}
 }
 
-func testMultiOpAtomic(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testMultiOpAtomic(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1", "c", "1")
 	var ops []protocol.Op
@@ -218,18 +183,13 @@ func testMultiOpAtomic(t *testing.T, h Harness) {
 			t.Fatalf("record %q of commit %d has version %d", r.ID, a.Commit.Version, r.Version)
 		}
 	}
-	tr.checkHead()
-	tr.checkSnapshot()
-	tr.checkLog(0)
-	tr.checkCatchUp(0)
-	tr.checkCatchUp(1)
+	tr.checkAll(0, 1)
 }
 
 // testFailedCommitChangesNothing: a commit that fails, however late in its
 // ops, leaves no trace: not in records, versions, the log or tombstones,
 // and the next commit gets the next version.
-func testFailedCommitChangesNothing(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testFailedCommitChangesNothing(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.put("c", "2")
@@ -262,15 +222,10 @@ func testFailedCommitChangesNothing(t *testing.T, h Harness) {
 		}
 	}
 	tr.put("x", "1")
-	tr.checkHead()
-	tr.checkSnapshot()
-	tr.checkLog(0)
-	tr.checkCatchUp(0)
-	tr.checkCatchUp(2)
+	tr.checkAll(0, 2)
 }
 
-func testOpsInOrder(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testOpsInOrder(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.apply(nil, put("a", "1"), del("a"))
 	f.requireMissing("c", "a")
@@ -287,13 +242,10 @@ func testOpsInOrder(t *testing.T, h Harness) {
 	f.requireMissing("c", "d")
 	tr.checkSnapshot()
 	tr.checkLog(0)
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(0)
 }
 
-func testEmptyCommit(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyCommit(t *testing.T, f *fixture) {
 	for _, coll := range []string{"never", "c"} {
 		if coll == "c" {
 			f.apply("c", nil, put("a", "1"))
@@ -312,8 +264,7 @@ func testEmptyCommit(t *testing.T, h Harness) {
 	}
 }
 
-func testDeleteMissing(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testDeleteMissing(t *testing.T, f *fixture) {
 	for _, coll := range []string{"never", "c"} {
 		if coll == "c" {
 			f.apply("c", nil, put("a", "1"))
@@ -336,8 +287,7 @@ func testDeleteMissing(t *testing.T, h Harness) {
 }
 
 // testValuesCopied: callers own what they pass in and what they get back.
-func testValuesCopied(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testValuesCopied(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	ops := []protocol.Op{put("a", `{"n":1}`), put("b", `[2]`)}
 	ops[0].Value = append([]byte(nil), ops[0].Value...)

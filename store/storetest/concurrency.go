@@ -13,18 +13,6 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// concurrencyTests run many writers and readers at once, record every
-// operation and check the history afterwards (after bbolt's
-// concurrent_test.go): gap-free unique versions, commits whose
-// preconditions held at their place in the log, a log that replays to the
-// snapshot, and readers that only ever saw whole commits.
-func concurrencyTests() []test {
-	return []test{
-		{"HistoryCheck", testConcurrentHistory},
-		{"ContextDoneInFlight", testContextDoneInFlight},
-	}
-}
-
 // Sizes of the concurrency test: modest, as it runs under the race
 // detector against stores that fsync every commit.
 const (
@@ -60,14 +48,8 @@ type catchUpRead struct {
 	cu    protocol.CatchUp
 }
 
-func testConcurrentHistory(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
-	seed := uint64(time.Now().UnixNano())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("random seed %d", seed)
-		}
-	})
+func testConcurrentHistory(t *testing.T, f *fixture) {
+	seed := randomSeed(t)
 	ctx := f.ctx()
 	const coll, side = "c", "side"
 	epoch := f.head(coll).Epoch
@@ -374,14 +356,8 @@ func replayLog(f *fixture, coll, epoch string) *history {
 // before or during their Apply. Whatever the moment, the answer must tell
 // the truth: an Apply that returned an error (the context's) left no
 // commit, and every commit in the log was acknowledged.
-func testContextDoneInFlight(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
-	seed := uint64(time.Now().UnixNano())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("random seed %d", seed)
-		}
-	})
+func testContextDoneInFlight(t *testing.T, f *fixture) {
+	seed := randomSeed(t)
 	const coll, perWriter = "c", 25
 	epoch := f.head(coll).Epoch
 	type outcome struct {

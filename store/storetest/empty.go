@@ -8,22 +8,7 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// emptyTests cover collections that have never been written: every valid
-// name exists, empty, at version 0, with a stable epoch.
-func emptyTests() []test {
-	return []test{
-		{"HeadAtVersionZero", testEmptyHead},
-		{"EpochStable", testEmptyEpochStable},
-		{"GetNotFound", testEmptyGet},
-		{"SnapshotEmpty", testEmptySnapshot},
-		{"ChangesEmpty", testEmptyChanges},
-		{"CatchUpEmpty", testEmptyCatchUp},
-		{"FirstCommitKeepsEpoch", testFirstCommitKeepsEpoch},
-	}
-}
-
-func testEmptyHead(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyHead(t *testing.T, f *fixture) {
 	for _, coll := range []string{"c", "0", "a.b-c_d", strings.Repeat("z", protocol.MaxCollectionLen)} {
 		hd := f.head(coll)
 		if hd.Version != 0 {
@@ -38,8 +23,7 @@ func testEmptyHead(t *testing.T, h Harness) {
 	}
 }
 
-func testEmptyEpochStable(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyEpochStable(t *testing.T, f *fixture) {
 	first := f.head("c")
 	if again := f.head("c"); again != first {
 		t.Fatalf("Head(c) = %+v, then %+v", first, again)
@@ -67,8 +51,7 @@ func testEmptyEpochStable(t *testing.T, h Harness) {
 	}
 }
 
-func testEmptyGet(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyGet(t *testing.T, f *fixture) {
 	f.requireMissing("c", "a")
 	// A record of the same id in another collection is not this one.
 	f.apply("other", nil, put("a", `"other"`))
@@ -76,8 +59,7 @@ func testEmptyGet(t *testing.T, h Harness) {
 	f.requireMissing("c", "other")
 }
 
-func testEmptySnapshot(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptySnapshot(t *testing.T, f *fixture) {
 	f.apply("other", nil, put("a", "1"))
 	hd := f.head("c")
 	s := f.snapshot("c")
@@ -86,8 +68,7 @@ func testEmptySnapshot(t *testing.T, h Harness) {
 	}
 }
 
-func testEmptyChanges(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyChanges(t *testing.T, f *fixture) {
 	hd := f.head("c")
 	for _, c := range []struct {
 		after uint64
@@ -100,8 +81,7 @@ func testEmptyChanges(t *testing.T, h Harness) {
 	}
 }
 
-func testEmptyCatchUp(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testEmptyCatchUp(t *testing.T, f *fixture) {
 	hd := f.head("c")
 	cu := f.catchUp("c", 0)
 	if cu.Epoch != hd.Epoch || cu.Version != 0 || len(cu.Records) != 0 || len(cu.Deleted) != 0 {
@@ -111,8 +91,7 @@ func testEmptyCatchUp(t *testing.T, h Harness) {
 
 // testFirstCommitKeepsEpoch: a client that read the empty collection and
 // then sees its first commit must not be told the history was replaced.
-func testFirstCommitKeepsEpoch(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testFirstCommitKeepsEpoch(t *testing.T, f *fixture) {
 	before := f.head("c")
 	f.snapshot("c")
 	a := f.apply("c", nil, put("a", "1"))

@@ -10,18 +10,6 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// lifecycleTests cover what replaces or ends a history: Drop, Close and
-// reopening, and calls whose context is already done.
-func lifecycleTests() []test {
-	return []test{
-		{"Drop", testDrop},
-		{"DropUnwritten", testDropUnwritten},
-		{"Reopen", testReopen},
-		{"Closed", testClosed},
-		{"DoneContext", testDoneContext},
-	}
-}
-
 // requireNewEpoch checks that hd starts a new history: version 0 and a
 // valid epoch different from every old one.
 func requireNewEpoch(t *testing.T, what string, hd protocol.Head, old ...string) {
@@ -61,8 +49,7 @@ func (f *fixture) requireEmpty(coll, epoch string, ids ...string) {
 	}
 }
 
-func testDrop(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testDrop(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.del("a")
@@ -80,25 +67,18 @@ func testDrop(t *testing.T, h Harness) {
 	tr.put("b", `"new"`)
 	tr.apply(ifs("b", 1), del("b"))
 	tr.put("z", "3")
-	tr.checkHead()
-	tr.checkSnapshot()
-	tr.checkLog(0)
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkAll()
+	tr.checkCatchUps(0)
 
 	// Other collections keep theirs.
-	other.checkHead()
-	other.checkSnapshot()
-	other.checkLog(0)
+	other.checkAll()
 
 	again := f.drop("c")
 	requireNewEpoch(t, "second Drop(c)", again, old.Epoch, nh.Epoch)
 	f.requireEmpty("c", again.Epoch, "z")
 }
 
-func testDropUnwritten(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testDropUnwritten(t *testing.T, f *fixture) {
 	old := f.head("c")
 	nh := f.drop("c")
 	requireNewEpoch(t, "Drop(c) of a collection never written", nh, old.Epoch)
@@ -110,9 +90,7 @@ func testDropUnwritten(t *testing.T, h Harness) {
 
 // testReopen: a persistent store comes back as it was, log, tombstones and
 // horizon included, and continues; an ephemeral one starts new histories.
-func testReopen(t *testing.T, h Harness) {
-	clk := newClock(clockStart())
-	f := open(t, h, store.Config{RetainTombstones: time.Hour, Now: clk.Now})
+func testReopen(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.del("a")
@@ -124,7 +102,7 @@ func testReopen(t *testing.T, h Harness) {
 	before := f.observe("c")
 
 	f.reopen()
-	if !h.Persistent {
+	if !f.h.Persistent {
 		hd := f.head("c")
 		requireNewEpoch(t, "Head(c) after reopening an ephemeral store", hd, before.head.Epoch)
 		f.requireEmpty("c", hd.Epoch, "b", "c")
@@ -136,12 +114,8 @@ func testReopen(t *testing.T, h Harness) {
 	}
 
 	f.requireUnchanged("c", before, "reopening")
-	tr.checkHead()
-	tr.checkSnapshot()
-	tr.checkLog(0)
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkAll()
+	tr.checkCatchUps(0)
 	if hd := f.head("d"); hd.Epoch != dropped.Epoch || hd.Version != 1 {
 		t.Fatalf("Head(d) after reopening = %+v, want %s:1 (the epoch Drop started)", hd, dropped.Epoch)
 	}
@@ -157,19 +131,16 @@ func testReopen(t *testing.T, h Harness) {
 	tr.checkLog(0)
 
 	// The tombstone horizon survives too.
-	clk.Advance(2 * time.Hour)
+	f.clk.Advance(2 * time.Hour)
 	tr.put("e", "5")
 	f.requireHistoryGone("c", 1)
 	f.reopen()
 	f.requireHistoryGone("c", 1)
-	for after := uint64(2); after <= tr.head(); after++ {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(2)
 	tr.checkSnapshot()
 }
 
-func testClosed(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testClosed(t *testing.T, f *fixture) {
 	f.apply("c", nil, put("a", "1"))
 	if err := f.s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -202,8 +173,7 @@ func testClosed(t *testing.T, h Harness) {
 
 // testDoneContext: a call whose context is already cancelled or past its
 // deadline fails with that context's error and changes nothing.
-func testDoneContext(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{})
+func testDoneContext(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.del("a")

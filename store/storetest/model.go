@@ -278,6 +278,26 @@ func (tr *tracker) checkCatchUp(after uint64) {
 	}
 }
 
+// checkCatchUps checks CatchUp from every cursor from `from` to the head.
+func (tr *tracker) checkCatchUps(from uint64) {
+	tr.f.t.Helper()
+	for after := from; after <= tr.head(); after++ {
+		tr.checkCatchUp(after)
+	}
+}
+
+// checkAll checks the head, the snapshot and the whole log against the
+// history, and the catch-up from each cursor of afters.
+func (tr *tracker) checkAll(afters ...uint64) {
+	tr.f.t.Helper()
+	tr.checkHead()
+	tr.checkSnapshot()
+	tr.checkLog(0)
+	for _, after := range afters {
+		tr.checkCatchUp(after)
+	}
+}
+
 // checkCatchUp checks a catch-up from after, read at cu.Version, against h:
 //   - Records are exactly the records at cu.Version whose version is
 //     greater than after, each once, in version order;

@@ -13,22 +13,11 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// retentionTests cover the bounded change log and the compacted catch-up
-// that serves cursors behind it.
-func retentionTests() []test {
-	return []test{
-		{"LogKeepsRetainCommits", testLogRetention},
-		{"CatchUpFromCompactedCursor", testCatchUpScenario},
-		{"CatchUpRandomised", testCatchUpRandomised},
-	}
-}
-
 // testLogRetention: with RetainCommits 10, the log keeps at least the last
 // 10 commits, as a contiguous suffix, and has let go of the first after 50;
 // a catch-up works from every cursor.
-func testLogRetention(t *testing.T, h Harness) {
-	const retain = 10
-	f := open(t, h, store.Config{RetainCommits: retain})
+func testLogRetention(t *testing.T, f *fixture) {
+	retain := f.cfg.RetainCommits
 	tr := f.track("c")
 	for i := 1; i <= 5*retain; i++ {
 		ops := []protocol.Op{put(fmt.Sprintf("r%d", i%7), fmt.Sprintf(`{"i":%d}`, i))}
@@ -42,9 +31,7 @@ func testLogRetention(t *testing.T, h Harness) {
 			tr.head(), retain, err)
 	}
 	tr.checkLog(retain)
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(0)
 	tr.checkSnapshot()
 
 	// The log keeps rolling.
@@ -56,8 +43,7 @@ func testLogRetention(t *testing.T, h Harness) {
 
 // testCatchUpScenario spells one catch-up out: records rewritten, deleted,
 // re-created, and created then deleted after the cursor.
-func testCatchUpScenario(t *testing.T, h Harness) {
-	f := open(t, h, store.Config{RetainCommits: 2})
+func testCatchUpScenario(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1", "c", "1", "d", "1") // 1
 	tr.del("a")                                    // 2: deleted, re-created at 5
@@ -85,29 +71,19 @@ func testCatchUpScenario(t *testing.T, h Harness) {
 			t.Fatalf("CatchUp(c, after 1) deleted %q names %q, which exists", cu.Deleted, id)
 		}
 	}
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(0)
 }
 
 // testCatchUpRandomised: random puts, deletes and re-creations on a small
 // id space with a short log; from every cursor, the state at the cursor
 // (from the suite's model) plus the catch-up is the snapshot.
-func testCatchUpRandomised(t *testing.T, h Harness) {
+func testCatchUpRandomised(t *testing.T, f *fixture) {
 	const (
-		retain  = 5
 		commits = 150
 		idSpace = 6
 	)
-	seed := uint64(time.Now().UnixNano())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("random seed %d", seed)
-		}
-	})
-	rng := rand.New(rand.NewPCG(seed, 0))
-	clk := newClock(clockStart())
-	f := open(t, h, store.Config{RetainCommits: retain, Now: clk.Now})
+	retain := f.cfg.RetainCommits
+	rng := rand.New(rand.NewPCG(randomSeed(t), 0))
 	tr := f.track("c")
 	for i := 1; i <= commits; i++ {
 		pending := maps.Clone(tr.state())
@@ -123,11 +99,9 @@ func testCatchUpRandomised(t *testing.T, h Harness) {
 			}
 		}
 		tr.apply(nil, ops...)
-		clk.Advance(time.Second)
+		f.clk.Advance(time.Second)
 		if i%50 == 0 {
-			for after := range tr.head() + 1 {
-				tr.checkCatchUp(after)
-			}
+			tr.checkCatchUps(0)
 		}
 	}
 	if _, err := f.s.Changes(f.ctx(), "c", 0, store.Page{}); !errors.Is(err, store.ErrCompacted) {

@@ -47,7 +47,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 					if h.Open == nil {
 						t.Fatal("storetest: Harness.Open is nil")
 					}
-					tc.run(t, h)
+					tc.run(t, open(t, h, tc))
 				})
 			}
 		})
@@ -60,23 +60,87 @@ type group struct {
 	tests []test
 }
 
-// test is one subtest: it gets a fresh harness and opens the store itself,
-// with the Config it needs.
+// test is one subtest. It gets a fresh harness's store, opened with cfg
+// (zero: the defaults).
 type test struct {
 	name string
-	run  func(t *testing.T, h Harness)
+	run  func(t *testing.T, f *fixture)
+	cfg  store.Config
+	// clocked runs the store on the fixture's clock (f.clk): it sets
+	// cfg.Now.
+	clocked bool
 }
 
 // groups lists the suite's subtests, one group per concern.
 func groups() []group {
 	return []group{
-		{"Empty", emptyTests()},
-		{"Apply", applyTests()},
+		// Collections that have never been written: every valid name
+		// exists, empty, at version 0, with a stable epoch.
+		{"Empty", []test{
+			{name: "HeadAtVersionZero", run: testEmptyHead},
+			{name: "EpochStable", run: testEmptyEpochStable},
+			{name: "GetNotFound", run: testEmptyGet},
+			{name: "SnapshotEmpty", run: testEmptySnapshot},
+			{name: "ChangesEmpty", run: testEmptyChanges},
+			{name: "CatchUpEmpty", run: testEmptyCatchUp},
+			{name: "FirstCommitKeepsEpoch", run: testFirstCommitKeepsEpoch},
+		}},
+		// Commits: versions, times, what reads see after them, atomicity
+		// and the order of ops within one.
+		{"Apply", []test{
+			{name: "VersionsContiguous", run: testVersionsContiguous},
+			{name: "CommitTime", run: testCommitTime, clocked: true},
+			{name: "CollectionsIndependent", run: testCollectionsIndependent},
+			{name: "RecordVersionIsCommitVersion", run: testRecordVersion},
+			{name: "ValuesRoundTrip", run: testValuesRoundTrip},
+			{name: "SnapshotSortedByID", run: testSnapshotSorted},
+			{name: "ChangesAfterAndLimit", run: testChangesAfterAndLimit},
+			{name: "ChangesByteBound", run: testChangesByteBound},
+			{name: "MultiOpCommitAtomic", run: testMultiOpAtomic},
+			{name: "FailedCommitChangesNothing", run: testFailedCommitChangesNothing},
+			{name: "OpsApplyInOrder", run: testOpsInOrder},
+			{name: "EmptyCommit", run: testEmptyCommit},
+			{name: "DeleteMissing", run: testDeleteMissing},
+			{name: "ValuesAreCopied", run: testValuesCopied},
+		}},
+		// Apply's ifs: record id → required version, 0 meaning the record
+		// must not exist, checked against the state before the commit.
 		{"Precondition", preconditionTests()},
-		{"Concurrency", concurrencyTests()},
-		{"Retention", retentionTests()},
-		{"Tombstones", tombstoneTests()},
-		{"Lifecycle", lifecycleTests()},
+		// Many writers and readers at once, every operation recorded and
+		// the history checked afterwards (after bbolt's
+		// concurrent_test.go): gap-free unique versions, commits whose
+		// preconditions held at their place in the log, a log that
+		// replays to the snapshot, and readers that only ever saw whole
+		// commits.
+		{"Concurrency", []test{
+			{name: "HistoryCheck", run: testConcurrentHistory},
+			{name: "ContextDoneInFlight", run: testContextDoneInFlight},
+		}},
+		// The bounded change log and the compacted catch-up that serves
+		// cursors behind it.
+		{"Retention", []test{
+			{name: "LogKeepsRetainCommits", run: testLogRetention, cfg: store.Config{RetainCommits: 10}},
+			{name: "CatchUpFromCompactedCursor", run: testCatchUpScenario, cfg: store.Config{RetainCommits: 2}},
+			{name: "CatchUpRandomised", run: testCatchUpRandomised, cfg: store.Config{RetainCommits: 5}, clocked: true},
+		}},
+		// The deletion tombstones behind catch-ups: kept for at least
+		// Config.RetainTombstones, forgotten after it (by the next commit
+		// at the latest), and then a catch-up from before them is refused
+		// with ErrHistoryGone, while later cursors still work.
+		{"Tombstones", []test{
+			{name: "HistoryGonePastHorizon", run: testHistoryGone, cfg: tombstoneConfig, clocked: true},
+			{name: "KeptWithinHorizon", run: testTombstonesKept, cfg: tombstoneConfig, clocked: true},
+			{name: "DropForgetsHorizon", run: testDropForgetsHorizon, cfg: tombstoneConfig, clocked: true},
+		}},
+		// What replaces or ends a history: Drop, Close and reopening, and
+		// calls whose context is already done.
+		{"Lifecycle", []test{
+			{name: "Drop", run: testDrop},
+			{name: "DropUnwritten", run: testDropUnwritten},
+			{name: "Reopen", run: testReopen, cfg: store.Config{RetainTombstones: time.Hour}, clocked: true},
+			{name: "Closed", run: testClosed},
+			{name: "DoneContext", run: testDoneContext},
+		}},
 	}
 }
 
@@ -87,12 +151,18 @@ type fixture struct {
 	h   Harness
 	cfg store.Config
 	s   store.Store
+	// clk is the store's clock, for a clocked test; nil otherwise.
+	clk *Clock
 }
 
-// open opens the harness's store with cfg and closes it when the test ends.
-func open(t *testing.T, h Harness, cfg store.Config) *fixture {
+// open opens the harness's store for tc and closes it when the test ends.
+func open(t *testing.T, h Harness, tc test) *fixture {
 	t.Helper()
-	f := &fixture{t: t, h: h, cfg: cfg}
+	f := &fixture{t: t, h: h, cfg: tc.cfg}
+	if tc.clocked {
+		f.clk = NewClock(clockStart())
+		f.cfg.Now = f.clk.Now
+	}
 	f.s = f.mustOpen()
 	t.Cleanup(func() {
 		// The store may already be closed by the test; that error is
@@ -226,9 +296,16 @@ type observation struct {
 	head     protocol.Head
 	snapshot protocol.Snapshot
 	log      protocol.Changes
-	logErr   error
 	catchUp  protocol.CatchUp
-	cuErr    error
+	// logRead and cuRead tell where the log and the catch-up were read,
+	// or why they could not be.
+	logRead, cuRead readAt
+}
+
+// readAt is where a read was made, or why it failed.
+type readAt struct {
+	at  protocol.Head
+	err error
 }
 
 // observe reads the collection's head, snapshot, whole log and catch-up
@@ -239,8 +316,10 @@ func (f *fixture) observe(coll string) observation {
 	var o observation
 	o.head = f.head(coll)
 	o.snapshot = f.snapshot(coll)
-	o.log, o.logErr = f.s.Changes(f.ctx(), coll, 0, store.Page{})
-	o.catchUp, o.cuErr = f.s.CatchUp(f.ctx(), coll, 0)
+	o.log, o.logRead.err = f.s.Changes(f.ctx(), coll, 0, store.Page{})
+	o.logRead.at = protocol.Head{Epoch: o.log.Epoch, Version: o.log.Version}
+	o.catchUp, o.cuRead.err = f.s.CatchUp(f.ctx(), coll, 0)
+	o.cuRead.at = protocol.Head{Epoch: o.catchUp.Epoch, Version: o.catchUp.Version}
 	return o
 }
 
@@ -254,26 +333,12 @@ func (f *fixture) requireUnchanged(coll string, before observation, after string
 	if d := diffSnapshot(now.snapshot, before.snapshot); d != "" {
 		f.t.Fatalf("after %s: snapshot changed: %s", after, d)
 	}
-	if (now.logErr == nil) != (before.logErr == nil) {
-		f.t.Fatalf("after %s: Changes(0) error is %v, was %v", after, now.logErr, before.logErr)
-	}
-	if now.logErr == nil {
-		if now.log.Epoch != before.log.Epoch || now.log.Version != before.log.Version {
-			f.t.Fatalf("after %s: Changes(0) at %s:%d, was at %s:%d", after,
-				now.log.Epoch, now.log.Version, before.log.Epoch, before.log.Version)
-		}
+	if f.sameRead(after, "Changes(0)", now.logRead, before.logRead) {
 		if d := diffCommits(now.log.Commits, before.log.Commits); d != "" {
 			f.t.Fatalf("after %s: log changed: %s", after, d)
 		}
 	}
-	if (now.cuErr == nil) != (before.cuErr == nil) {
-		f.t.Fatalf("after %s: CatchUp(0) error is %v, was %v", after, now.cuErr, before.cuErr)
-	}
-	if now.cuErr == nil {
-		if now.catchUp.Epoch != before.catchUp.Epoch || now.catchUp.Version != before.catchUp.Version {
-			f.t.Fatalf("after %s: CatchUp(0) at %s:%d, was at %s:%d", after,
-				now.catchUp.Epoch, now.catchUp.Version, before.catchUp.Epoch, before.catchUp.Version)
-		}
+	if f.sameRead(after, "CatchUp(0)", now.cuRead, before.cuRead) {
 		if d := diffRecords(now.catchUp.Records, before.catchUp.Records); d != "" {
 			f.t.Fatalf("after %s: CatchUp(0) records changed: %s", after, d)
 		}
@@ -281,6 +346,23 @@ func (f *fixture) requireUnchanged(coll string, before observation, after string
 			f.t.Fatalf("after %s: CatchUp(0) deleted ids changed: %s", after, d)
 		}
 	}
+}
+
+// sameRead fails the test unless a read (call) failed both now and
+// before, or succeeded both times at the same epoch and version; it
+// reports whether it succeeded.
+func (f *fixture) sameRead(after, call string, now, before readAt) bool {
+	f.t.Helper()
+	if (now.err == nil) != (before.err == nil) {
+		f.t.Fatalf("after %s: %s error is %v, was %v", after, call, now.err, before.err)
+	}
+	if now.err != nil {
+		return false
+	}
+	if now.at != before.at {
+		f.t.Fatalf("after %s: %s at %s:%d, was at %s:%d", after, call, now.at.Epoch, now.at.Version, before.at.Epoch, before.at.Version)
+	}
+	return true
 }
 
 // put returns a put op; value must be compact JSON.
@@ -311,24 +393,38 @@ func ifs(pairs ...any) map[string]uint64 {
 	return m
 }
 
-// clock is a controllable clock for store.Config.Now.
-type clock struct {
+// randomSeed returns a seed for a test's random choices, which the test
+// logs if it fails.
+func randomSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("random seed %d", seed)
+		}
+	})
+	return seed
+}
+
+// Clock is a clock for store.Config.Now that stands still until advanced,
+// for the tests of stores as for the suite's. It is safe for concurrent
+// use.
+type Clock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-// newClock returns a clock that reads start until advanced.
-func newClock(start time.Time) *clock { return &clock{now: start} }
+// NewClock returns a clock that reads start until advanced.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
 
 // Now returns the clock's time.
-func (c *clock) Now() time.Time {
+func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
 // Advance moves the clock forward by d.
-func (c *clock) Advance(d time.Duration) {
+func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)

@@ -10,22 +10,9 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// tombstoneTests cover the deletion tombstones behind catch-ups: kept for
-// at least Config.RetainTombstones, forgotten after it (by the next commit
-// at the latest), and then a catch-up from before them is refused with
-// ErrHistoryGone, while later cursors still work.
-func tombstoneTests() []test {
-	return []test{
-		{"HistoryGonePastHorizon", testHistoryGone},
-		{"KeptWithinHorizon", testTombstonesKept},
-		{"DropForgetsHorizon", testDropForgetsHorizon},
-	}
-}
-
-// tombstoneConfig is a short log and a one-hour tombstone horizon on clk.
-func tombstoneConfig(clk *clock) store.Config {
-	return store.Config{RetainCommits: 2, RetainTombstones: time.Hour, Now: clk.Now}
-}
+// tombstoneConfig is a short log and a one-hour tombstone horizon, for
+// tests on the fixture's clock.
+var tombstoneConfig = store.Config{RetainCommits: 2, RetainTombstones: time.Hour}
 
 // requireHistoryGone checks that CatchUp from after fails with
 // ErrHistoryGone.
@@ -38,37 +25,29 @@ func (f *fixture) requireHistoryGone(coll string, after uint64) {
 	}
 }
 
-func testHistoryGone(t *testing.T, h Harness) {
-	clk := newClock(clockStart())
-	f := open(t, h, tombstoneConfig(clk))
+func testHistoryGone(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1", "c", "1", "d", "1") // 1
 	tr.del("a")                                    // 2
 	tr.del("b")                                    // 3
-	clk.Advance(30 * time.Minute)
+	f.clk.Advance(30 * time.Minute)
 	tr.put("e", "4") // 4: the tombstones are half an hour old
-	for after := range tr.head() + 1 {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(0)
 
-	clk.Advance(2 * time.Hour)
+	f.clk.Advance(2 * time.Hour)
 	tr.put("f", "5") // 5: a and b were deleted two and a half hours ago
 	tr.del("c")      // 6: a fresh tombstone
 	for after := range uint64(3) {
 		f.requireHistoryGone("c", after)
 	}
-	for after := uint64(3); after <= tr.head(); after++ {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(3)
 
-	clk.Advance(30 * time.Minute)
+	f.clk.Advance(30 * time.Minute)
 	tr.put("g", "7") // 7: c's tombstone is half an hour old
 	for after := range uint64(3) {
 		f.requireHistoryGone("c", after)
 	}
-	for after := uint64(3); after <= tr.head(); after++ {
-		tr.checkCatchUp(after)
-	}
+	tr.checkCatchUps(3)
 	if cu := f.catchUp("c", 5); !slices.Contains(cu.Deleted, "c") {
 		t.Fatalf("CatchUp(c, after 5).Deleted = %q, want c, deleted at 6 half an hour ago", cu.Deleted)
 	}
@@ -78,21 +57,17 @@ func testHistoryGone(t *testing.T, h Harness) {
 	other.put("x", "1")
 	other.del("x")
 	other.put("y", "3")
-	for after := range other.head() + 1 {
-		other.checkCatchUp(after)
-	}
+	other.checkCatchUps(0)
 }
 
 // testTombstonesKept: up to the horizon, however many commits follow, a
 // catch-up from before a deletion reports it.
-func testTombstonesKept(t *testing.T, h Harness) {
-	clk := newClock(clockStart())
-	f := open(t, h, tombstoneConfig(clk))
+func testTombstonesKept(t *testing.T, f *fixture) {
 	tr := f.track("c")
 	tr.put("a", "1", "b", "1")
 	tr.del("a") // 2
 	for i := range 11 {
-		clk.Advance(5 * time.Minute) // up to 55 minutes after the deletion
+		f.clk.Advance(5 * time.Minute) // up to 55 minutes after the deletion
 		tr.put("b", fmt.Sprint(i))
 		tr.checkCatchUp(0)
 		tr.checkCatchUp(1)
@@ -105,12 +80,10 @@ func testTombstonesKept(t *testing.T, h Harness) {
 
 // testDropForgetsHorizon: a dropped collection's new history has no
 // forgotten deletions.
-func testDropForgetsHorizon(t *testing.T, h Harness) {
-	clk := newClock(clockStart())
-	f := open(t, h, tombstoneConfig(clk))
+func testDropForgetsHorizon(t *testing.T, f *fixture) {
 	f.apply("c", nil, put("a", "1"))
 	f.apply("c", nil, del("a"))
-	clk.Advance(2 * time.Hour)
+	f.clk.Advance(2 * time.Hour)
 	f.apply("c", nil, put("b", "1"))
 	f.requireHistoryGone("c", 0)
 
