@@ -106,22 +106,23 @@ func WithFanout(fo fanout.Options) Option {
 
 // WithLogger sets the hub's logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("viewsync: nil logger")
-		}
-		o.logger = l
-		return nil
-	}
+	return setNonNil(l, "logger", func(o *options) { o.logger = l })
 }
 
 // WithMetrics sets where the hub reports measurements.
 func WithMetrics(m Metrics) Option {
+	return setNonNil(m, "metrics", func(o *options) { o.metrics = m })
+}
+
+// setNonNil returns the option that calls set, refusing a nil v (named
+// what in the error).
+func setNonNil[T comparable](v T, what string, set func(*options)) Option {
 	return func(o *options) error {
-		if m == nil {
-			return errors.New("viewsync: nil metrics")
+		var zero T
+		if v == zero {
+			return errors.New("viewsync: nil " + what)
 		}
-		o.metrics = m
+		set(o)
 		return nil
 	}
 }
