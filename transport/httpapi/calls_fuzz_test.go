@@ -37,7 +37,7 @@ func FuzzDecodeCallRequest(f *testing.F) {
 			onlyArg = onlyArg && k == "arg"
 		}
 		if a, ok := fields["arg"]; onlyArg && ok {
-			_, err := protocol.CompactValue(a)
+			_, err := protocol.Limits{}.CheckValue(a)
 			if errors.Is(err, protocol.ErrTooDeep) {
 				return // a message may nest a few levels deeper than a value
 			}
