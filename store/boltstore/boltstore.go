@@ -312,9 +312,6 @@ func (s *Store) Stats() Stats {
 	return Stats{Commits: s.commits.Load(), Batches: s.batches.Load()}
 }
 
-// Path returns the path of the store's file.
-func (s *Store) Path() string { return s.db.Path() }
-
 // closedErr maps bbolt's "database not open" to store.ErrClosed.
 func closedErr(err error) error {
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
