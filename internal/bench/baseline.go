@@ -49,8 +49,8 @@ import (
 // baselineEpoch is the epoch the baseline's streams name.
 const baselineEpoch = "baseline"
 
-// benchBaselineServer runs 'viewsync bench baseline-server'.
-func benchBaselineServer(ctx context.Context, _ *Command, args []string, stdout, stderr io.Writer) error {
+// baselineServer runs 'viewsync bench baseline-server'.
+func baselineServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench baseline-server", "Usage: viewsync bench baseline-server [flags]\n\nThe raw broadcaster that 'viewsync bench fanout --baseline' and 'idle --baseline' measure as the machine's ceiling; not for use by hand.\n\n", stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on")
 	if err := cliflag.Parse(fs, args); err != nil {

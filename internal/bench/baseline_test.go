@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -40,15 +39,8 @@ func TestBenchRawHub(t *testing.T) {
 	for _, tt := range []struct {
 		transport, valueSize string
 	}{{"sse", "100"}, {"ws", "100"}, {"ws", "70000"}, {"sse", "70000"}} {
-		code, stdout, stderr := runBench(t, "fanout", "--url", srv.URL, "--transport", tt.transport, "--value-size", tt.valueSize,
-			"--subscribers", "10", "--rate", "40", "--duration", "500ms", "--json")
-		if code != 0 {
-			t.Fatalf("%s, %s-byte values: exit %d\nstdout: %s\nstderr: %s", tt.transport, tt.valueSize, code, stdout, stderr)
-		}
-		var r fanoutReport
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("report: %v\n%s", err, stdout)
-		}
+		r, _ := runJSON[fanoutReport](t, "fanout", "--url", srv.URL, "--transport", tt.transport, "--value-size", tt.valueSize,
+			"--subscribers", "10", "--rate", "40", "--duration", "500ms")
 		if r.Missing != 0 || r.Duplicated != 0 || r.Deliveries != 10*20 || r.Latency.Samples != 200 || r.Commits != 20 || r.Errors != 0 {
 			t.Errorf("%s, %s-byte values: report %+v", tt.transport, tt.valueSize, r)
 		}

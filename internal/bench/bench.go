@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,31 +65,65 @@ func (cmd *Command) Run(ctx context.Context, args []string, stdout, stderr io.Wr
 		fmt.Fprint(stderr, benchUsage)
 		return cliflag.ErrUsage
 	}
-	if run, ok := scenarios[args[0]]; ok {
-		return run(ctx, cmd, args[1:], stdout, stderr)
-	}
-	switch args[0] {
+	switch name := args[0]; name {
+	case "baseline-server": // hidden: the raw broadcaster of --baseline
+		return baselineServer(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, benchUsage)
 		return nil
+	default:
+		if sc, ok := scenarios[name]; ok {
+			return cmd.run(ctx, name, sc, args[1:], stdout, stderr)
+		}
 	}
 	fmt.Fprintf(stderr, "viewsync bench: unknown scenario %q\n\n%s", args[0], benchUsage)
 	return cliflag.ErrUsage
 }
 
-// scenarios run the scenarios of 'viewsync bench' and its hidden
-// processes, by name.
-var scenarios = map[string]func(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error{
-	"fanout":  benchFanout,
-	"idle":    benchIdle,
-	"writes":  benchWrites,
-	"catchup": benchCatchup,
-	"poll":    benchPoll,
-	"history": benchHistory,
-	// Hidden: a share of fanout's or idle's subscribers, and the raw
-	// broadcaster of --baseline.
-	"loader":          benchLoader,
-	"baseline-server": benchBaselineServer,
+// scenario is the configuration of a scenario: the flags every scenario
+// has (its benchCommon) and its own.
+type scenario interface {
+	common() *benchCommon
+	// register registers the scenario's own flags.
+	register(fs *flag.FlagSet)
+	// check checks them once parsed.
+	check(fs *flag.FlagSet) error
+	run(ctx context.Context, stdout, stderr io.Writer) error
+}
+
+// scenarioSpec is a scenario's help, what its --collection is, and its
+// configuration at the defaults.
+type scenarioSpec struct {
+	usage, collection string
+	config            func() scenario
+}
+
+// scenarios are the scenarios of 'viewsync bench', by name, and the
+// hidden loader process: a share of fanout's or idle's subscribers.
+var scenarios = map[string]scenarioSpec{
+	"fanout":  {fanoutUsage, "the collection subscribed to (and written to)", func() scenario { return &fanoutConfig{} }},
+	"idle":    {idleUsage, "the collection subscribed to (and written to)", func() scenario { return &idleConfig{} }},
+	"writes":  {writesUsage, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)", func() scenario { return &writesConfig{} }},
+	"catchup": {catchupUsage, "the collection written to and read", func() scenario { return &catchupConfig{} }},
+	"poll":    {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
+	"history": {historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)",
+		func() scenario { return &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10} }},
+	"loader": {loaderUsage, "the collection subscribed to", func() scenario { return &loaderConfig{} }},
+}
+
+// run runs the scenario sc, named name, with args, its flags.
+func (cmd *Command) run(ctx context.Context, name string, sc scenarioSpec, args []string, stdout, stderr io.Writer) error {
+	config := sc.config()
+	c := config.common()
+	fs := cmd.flags(name, sc.usage, sc.collection, c, stderr)
+	config.register(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := config.check(fs); err != nil {
+		return err
+	}
+	return config.run(ctx, stdout, stderr)
 }
 
 // executable returns the program to spawn.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
 	"github.com/viewsync/viewsync/transport/sse"
@@ -285,7 +287,16 @@ func startBenchServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := viewsync.New(st)
+	return startServer(t, st, nil, httpapi.Options{}, nil)
+}
+
+// startServer starts an in-process server on st, with the hub's options
+// hubOpts and the API's apiOpts, to which it adds the SSE and WebSocket
+// transports, served through wrap unless it is nil; it returns its URL.
+// The server and st are closed when the test ends.
+func startServer(t *testing.T, st store.Store, hubOpts []viewsync.Option, apiOpts httpapi.Options, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	hub, err := viewsync.New(st, hubOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,11 +308,16 @@ func startBenchServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(hub, &httpapi.Options{Events: events, WebSocket: sockets})
+	apiOpts.Events, apiOpts.WebSocket = events, sockets
+	api, err := httpapi.New(hub, &apiOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api)
+	var h http.Handler = api
+	if wrap != nil {
+		h = wrap(api)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -319,15 +335,8 @@ func TestBenchFanout(t *testing.T) {
 	for _, transport := range []string{"sse", "ws"} {
 		t.Run(transport, func(t *testing.T) {
 			base := startBenchServer(t)
-			code, stdout, stderr := runBench(t, "fanout", "--url", base, "--transport", transport,
-				"--subscribers", "20", "--rate", "50", "--duration", "1s", "--collection", "bench-"+transport, "--json")
-			if code != 0 {
-				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-			}
-			var r fanoutReport
-			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-				t.Fatalf("report: %v\n%s", err, stdout)
-			}
+			r, stderr := runJSON[fanoutReport](t, "fanout", "--url", base, "--transport", transport,
+				"--subscribers", "20", "--rate", "50", "--duration", "1s", "--collection", "bench-"+transport)
 			if r.Missing != 0 || r.Duplicated != 0 || r.SubscribersMissing != 0 {
 				t.Errorf("missing %d (at %d subscribers), duplicated %d; want none", r.Missing, r.SubscribersMissing, r.Duplicated)
 			}

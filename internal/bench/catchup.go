@@ -2,14 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/viewsync/viewsync/protocol"
@@ -43,18 +39,19 @@ type catchupConfig struct {
 	retainCommits int
 }
 
-func benchCatchup(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &catchupConfig{}
-	fs := cmd.flags("catchup", catchupUsage, "the collection written to and read", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench catchup' besides the
+// common ones.
+func (c *catchupConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.behind, "behind", 10000, "commits the reading client is behind: the writers make this many, each a PUT of one record")
 	fs.IntVar(&c.pageSize, "page-size", 0, "commits per page of changes, sent as limit=; with --spawn also the server's --page-size, so pages stay aligned (default: the server's)")
 	fs.IntVar(&c.writers, "writers", 64, "concurrent writers making the commits")
 	fs.IntVar(&c.records, "records", 1000, "distinct records the commits write, round-robin: what a compacted catch-up holds")
 	registerValueSize(fs, &c.valueSize)
 	fs.IntVar(&c.retainCommits, "retain-commits", 0, "with --spawn: the server's --retain-commits; below a fifth of --behind the log is trimmed and the client catches up through a compacted catch-up (default: the server's)")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
+}
+
+// check checks the flags once parsed.
+func (c *catchupConfig) check(*flag.FlagSet) error {
 	err := checkFlags(
 		check{c.behind <= 0, "--behind must be positive"},
 		check{c.pageSize < 0, "--page-size must not be negative"},
@@ -72,14 +69,12 @@ func benchCatchup(ctx context.Context, cmd *Command, args []string, stdout, stde
 	if c.pageSize > 0 && c.spawn {
 		c.serverArgs = append(c.serverArgs, "--page-size", strconv.Itoa(c.pageSize))
 	}
-	return runCatchup(ctx, c, stdout, stderr)
+	return nil
 }
 
 // catchupReport is the result of a catchup run.
 type catchupReport struct {
-	Scenario   string `json:"scenario"`
-	URL        string `json:"url"`
-	Spawned    bool   `json:"spawned"`
+	reportHead
 	Collection string `json:"collection"`
 	Behind     int    `json:"behind"`
 	Records    int    `json:"records"`
@@ -136,7 +131,8 @@ type catchupFigures struct {
 	Millis  float64 `json:"ms"`
 }
 
-func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *catchupConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	t, err := openTarget(ctx, &c.benchCommon, c.writers+1, stderr)
 	if err != nil {
 		return err
@@ -148,14 +144,14 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	rep := &catchupReport{Scenario: "catchup", URL: t.base, Spawned: t.server != nil, Collection: c.collection,
+	rep := &catchupReport{reportHead: t.head("catchup", ""), Collection: c.collection,
 		Behind: c.behind, Records: c.records, ValueBytes: c.valueSize, PageSize: c.pageSize, RetainCommits: c.retainCommits}
 
 	fmt.Fprintf(stderr, "bench: making %d commits to %s with %d writers\n", c.behind, c.collection, c.writers)
 	win := t.beginWindow()
 	start := time.Now()
 	prefix := t.base + "/v1/collections/" + c.collection + "/records/r"
-	p := makeCommits(ctx, t, client, c.writers, c.behind, "prepared",
+	p := makeCommits(ctx, t, c.writers, c.behind, "prepared",
 		func(n int) string { return prefix + strconv.Itoa(n%c.records) },
 		func(n int) []byte { return benchValue(time.Now(), n, c.valueSize) }, stderr)
 	rep.PrepareSeconds = round3(time.Since(start).Seconds())
@@ -184,10 +180,8 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 		from = 0
 	}
 	fmt.Fprintf(stderr, "bench: reading %d commits of %s from version %d (epoch %s)\n", head.Version-from, c.collection, from, head.Epoch)
-	rc := &http.Client{Transport: &http.Transport{DialContext: t.dialer.dial}, Timeout: 5 * time.Minute}
-	defer rc.CloseIdleConnections()
-	r := &changesReader{client: rc, base: t.base, coll: c.collection, limit: c.pageSize,
-		cur: protocol.Cursor{Epoch: head.Epoch, Version: from}, state: map[string]uint64{}}
+	r := newChangesReader(t, c.collection, c.pageSize, protocol.Cursor{Epoch: head.Epoch, Version: from})
+	defer r.client.CloseIdleConnections()
 	prog := startTicker(stderr, t, func(_, _ time.Duration) string {
 		v, n, b := r.progress()
 		return fmt.Sprintf("read to version %d of %d  pages %d  %s", v, head.Version, n, mib(uint64(b)))
@@ -202,7 +196,7 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 		return readErr
 	}
 	if from == 0 {
-		snap, err := getSnapshot(ctx, rc, t.base, c.collection)
+		snap, err := getSnapshot(ctx, r.client, t.base, c.collection)
 		if err != nil {
 			return err
 		}
@@ -215,179 +209,12 @@ func runCatchup(ctx context.Context, c *catchupConfig, stdout, stderr io.Writer)
 		return err
 	}
 	if rep.VerifyError != "" {
-		return errors.New("the client's copy does not match the snapshot: " + rep.VerifyError)
+		return fmt.Errorf("the client's copy does not match the snapshot: %s", rep.VerifyError)
 	}
 	if rep.Read.To < head.Version {
 		return fmt.Errorf("the client reached version %d, not the head %d", rep.Read.To, head.Version)
 	}
 	return nil
-}
-
-// changesBody is any answer of the changes endpoint: commits, a catch-up
-// (Compacted) or a reset.
-type changesBody struct {
-	Epoch     string            `json:"epoch"`
-	Version   uint64            `json:"version"`
-	Commits   []protocol.Commit `json:"commits"`
-	Compacted bool              `json:"compacted"`
-	Reset     bool              `json:"reset"`
-	Records   []protocol.Record `json:"records"`
-	Deleted   []string          `json:"deleted"`
-}
-
-// changesReader is a polling client catching up: it keeps each record's
-// version.
-type changesReader struct {
-	client *http.Client
-	base   string
-	coll   string
-	limit  int
-
-	cur   protocol.Cursor
-	state map[string]uint64
-
-	mu      sync.Mutex
-	at      uint64
-	elapsed time.Duration
-	read    catchupRead
-}
-
-// progress returns the version reached, the pages and the bytes read.
-func (r *changesReader) progress() (uint64, int, int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.at, r.read.Pages, r.read.Bytes
-}
-
-// result returns the figures of the read from version from.
-func (r *changesReader) result(from uint64) catchupRead {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := r.read
-	res.From, res.To, res.Seconds = from, r.at, round3(r.elapsed.Seconds())
-	res.CommitsPerSec = rate(int64(r.at-from), r.elapsed)
-	return res
-}
-
-// readToEnd reads pages until one comes back empty.
-func (r *changesReader) readToEnd(ctx context.Context) error {
-	start := time.Now()
-	defer func() {
-		r.mu.Lock()
-		r.elapsed = time.Since(start)
-		r.mu.Unlock()
-	}()
-	for {
-		q := url.Values{"after": {strconv.FormatUint(r.cur.Version, 10)}, "epoch": {r.cur.Epoch}}
-		if r.limit > 0 {
-			q.Set("limit", strconv.Itoa(r.limit))
-		}
-		u := r.base + "/v1/collections/" + r.coll + "/changes?" + q.Encode()
-		reqStart := time.Now()
-		b, cache, err := getBody(ctx, r.client, u)
-		if err != nil {
-			return err
-		}
-		var ch changesBody
-		if err := json.Unmarshal(b, &ch); err != nil {
-			return fmt.Errorf("GET %s: %w", u, err)
-		}
-		done, err := r.apply(&ch, len(b), cache, time.Since(reqStart))
-		if err != nil || done {
-			return err
-		}
-	}
-}
-
-// apply applies one answer of size bytes to the copy; done is true for an
-// empty page.
-func (r *changesReader) apply(ch *changesBody, size int, cache string, took time.Duration) (done bool, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.read.Requests++
-	r.read.Bytes += int64(size)
-	switch {
-	case ch.Reset:
-		clear(r.state)
-		for _, rec := range ch.Records {
-			r.state[rec.ID] = rec.Version
-		}
-		r.read.Resets++
-		r.cur = protocol.Cursor{Epoch: ch.Epoch, Version: ch.Version}
-	case ch.Compacted:
-		if ch.Epoch != r.cur.Epoch || ch.Version < r.cur.Version {
-			return false, fmt.Errorf("catch-up to %s:%d at cursor %s", ch.Epoch, ch.Version, r.cur)
-		}
-		for _, rec := range ch.Records {
-			r.state[rec.ID] = rec.Version
-		}
-		for _, id := range ch.Deleted {
-			delete(r.state, id)
-		}
-		cu := &catchupFigures{Covers: ch.Version - r.cur.Version, Records: len(ch.Records), Deleted: len(ch.Deleted), Bytes: size,
-			Millis: round3(float64(took.Microseconds()) / 1e3)}
-		if r.read.CatchUp != nil {
-			cu.Covers += r.read.CatchUp.Covers
-			cu.Records += r.read.CatchUp.Records
-			cu.Deleted += r.read.CatchUp.Deleted
-			cu.Bytes += r.read.CatchUp.Bytes
-			cu.Millis += r.read.CatchUp.Millis
-		}
-		r.read.CatchUp = cu
-		r.cur.Version = ch.Version
-	default:
-		if ch.Epoch != r.cur.Epoch {
-			return false, fmt.Errorf("commits of epoch %s at cursor %s", ch.Epoch, r.cur)
-		}
-		if len(ch.Commits) == 0 {
-			return true, nil
-		}
-		r.read.Pages++
-		if cache == "public, max-age=31536000, immutable" {
-			r.read.Immutable++
-		}
-		for _, cm := range ch.Commits {
-			if cm.Version != r.cur.Version+1 {
-				return false, fmt.Errorf("commit %d after version %d", cm.Version, r.cur.Version)
-			}
-			applyOps(r.state, cm)
-			r.cur.Version = cm.Version
-		}
-		r.read.Commits += int64(len(ch.Commits))
-	}
-	r.at = r.cur.Version
-	return false, nil
-}
-
-// applyOps applies a commit's ops to a copy that keeps each record's
-// version.
-func applyOps(state map[string]uint64, cm protocol.Commit) {
-	for _, op := range cm.Ops {
-		switch op.Op {
-		case protocol.OpDelete:
-			delete(state, op.ID)
-		default:
-			state[op.ID] = cm.Version
-		}
-	}
-}
-
-// verifyCopy compares the client's copy at cur with a snapshot; it
-// returns how many records agree.
-func verifyCopy(state map[string]uint64, cur protocol.Cursor, snap protocol.Snapshot) (int, error) {
-	if snap.Epoch != cur.Epoch || snap.Version != cur.Version {
-		return 0, fmt.Errorf("the copy is at %s, the snapshot at %s:%d", cur, snap.Epoch, snap.Version)
-	}
-	agree := 0
-	for _, rec := range snap.Records {
-		if v, ok := state[rec.ID]; ok && v == rec.Version {
-			agree++
-		}
-	}
-	if agree != len(snap.Records) || len(state) != len(snap.Records) {
-		return agree, fmt.Errorf("%d records agree; the copy has %d, the snapshot %d", agree, len(state), len(snap.Records))
-	}
-	return agree, nil
 }
 
 func (r *catchupReport) rows() []reportRow {

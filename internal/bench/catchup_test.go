@@ -95,15 +95,8 @@ func TestVerifyCopy(t *testing.T) {
 // and reads them back in aligned pages.
 func TestBenchCatchup(t *testing.T) {
 	base := startBenchServer(t)
-	code, stdout, stderr := runBench(t, "catchup", "--url", base, "--behind", "450", "--page-size", "100",
-		"--writers", "8", "--records", "50", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-	}
-	var r catchupReport
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	r, stderr := runJSON[catchupReport](t, "catchup", "--url", base, "--behind", "450", "--page-size", "100",
+		"--writers", "8", "--records", "50")
 	rd := r.Read
 	if r.Prepared != 450 || r.PrepareErrors != 0 || r.Verified != 50 || r.VerifyError != "" {
 		t.Errorf("report %+v", r)
@@ -117,7 +110,7 @@ func TestBenchCatchup(t *testing.T) {
 	}
 	// Again on the same collection, as a table: the client starts at the
 	// head it found, so it reads only the new commits and checks nothing.
-	code, stdout, _ = runBench(t, "catchup", "--url", base, "--behind", "20", "--writers", "2", "--records", "50")
+	code, stdout, _ := runBench(t, "catchup", "--url", base, "--behind", "20", "--writers", "2", "--records", "50")
 	if code != 0 || !strings.Contains(stdout, "version 450 to 470") || !strings.Contains(stdout, "not checked") {
 		t.Errorf("second run: exit %d\n%s", code, stdout)
 	}

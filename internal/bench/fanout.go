@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -51,9 +52,9 @@ type fanoutConfig struct {
 // stays small, so that the subscribers' resets are cheap.
 const writerIDs = 16
 
-func benchFanout(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &fanoutConfig{}
-	fs := cmd.flags("fanout", fanoutUsage, "the collection subscribed to (and written to)", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench fanout' besides the
+// common ones.
+func (c *fanoutConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
 	c.meas.register(fs)
 	fs.IntVar(&c.subscribers, "subscribers", 100, "subscribers, each on a connection of its own")
@@ -62,28 +63,22 @@ func benchFanout(ctx context.Context, cmd *Command, args []string, stdout, stder
 	registerValueSize(fs, &c.valueSize)
 	fs.IntVar(&c.maxInflight, "max-inflight", 32, "most writes awaiting their answer at once; the writer sends each at its scheduled time (open loop) unless this many are pending")
 	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commit")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	err := checkFlags(append(c.meas.checks(),
+}
+
+// check checks the flags once parsed.
+func (c *fanoutConfig) check(*flag.FlagSet) error {
+	return checkFlags(append(c.meas.checks(),
 		check{c.subscribers <= 0, "--subscribers must be positive"},
 		check{c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate), "--rate must be positive"},
 		check{c.duration <= 0 || c.drain <= 0, "--duration and --drain must be positive"},
 		check{c.maxInflight <= 0, "--max-inflight must be positive"},
 		valueSizeCheck(c.valueSize),
 		check{int(c.rate*c.duration.Seconds()) < 1, "--rate times --duration must make at least one commit"})...)
-	if err != nil {
-		return err
-	}
-	return runFanout(ctx, c, stdout, stderr)
 }
 
 // fanoutReport is the result of a fanout run.
 type fanoutReport struct {
-	Scenario     string  `json:"scenario"`
-	Transport    string  `json:"transport"`
-	URL          string  `json:"url"`
-	Spawned      bool    `json:"spawned"`
+	reportHead
 	Collection   string  `json:"collection"`
 	Subscribers  int     `json:"subscribers"`
 	Established  int     `json:"established"`
@@ -116,18 +111,7 @@ type fanoutReport struct {
 	Server           *serverReport `json:"server,omitempty"`
 	LoaderCPUSeconds float64       `json:"loader_cpu_seconds"`
 
-	// Runs is how many times it was measured: the figures above are the
-	// medians of the runs' (the counts of problems their sums), Min and
-	// Max (with more than one run) the least and the greatest.
-	Runs int           `json:"runs" runs:"-"`
-	Min  *fanoutReport `json:"min,omitempty" runs:"-"`
-	Max  *fanoutReport `json:"max,omitempty" runs:"-"`
-	// Loaders is how many processes held the subscribers' connections.
-	Loaders int `json:"loaders" runs:"-"`
-	// Baseline is the same measurement of the raw broadcaster (--baseline)
-	// and Ratio each figure over the baseline's.
-	Baseline *fanoutReport `json:"baseline,omitempty" runs:"-"`
-	Ratio    *fanoutRatio  `json:"ratio_to_baseline,omitempty" runs:"-"`
+	runsOf[fanoutReport, fanoutRatio] `runs:"-"`
 }
 
 // serverReport is a spawned server's figures over the measured window.
@@ -140,7 +124,8 @@ type serverReport struct {
 	PeakRSSBytes         uint64  `json:"peak_rss_bytes"`
 }
 
-func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *fanoutConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	return runMeasured(ctx, &c.benchCommon, c.meas, c.subscribers, func(m measurement) (*fanoutReport, *runTrace, []string, error) {
 		rep, tr, err := fanoutOnce(ctx, c, m, stderr)
 		if err != nil {
@@ -149,15 +134,7 @@ func runFanout(ctx context.Context, c *fanoutConfig, stdout, stderr io.Writer) e
 		return rep, tr, rep.problems(), nil
 	}, func(rep *fanoutReport, traces []*runTrace) (string, string, []plotPanel) {
 		return fanoutPlot(c, rep, traces)
-	}, "; ", stdout, stderr)
-}
-
-func (r *fanoutReport) setRuns(runs, loaders int, lo, hi *fanoutReport) {
-	r.Runs, r.Loaders, r.Min, r.Max = runs, loaders, lo, hi
-}
-
-func (r *fanoutReport) setBaseline(base *fanoutReport) {
-	r.Baseline, r.Ratio = base, ratios(fanoutFigures, r, base)
+	}, fanoutFigures, "; ", stdout, stderr)
 }
 
 // problems lists what went wrong in a run: commits missing or delivered
@@ -190,7 +167,7 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 		return nil, nil, err
 	}
 
-	rep := &fanoutReport{Scenario: "fanout", Transport: c.transport, URL: t.base, Spawned: t.server != nil,
+	rep := &fanoutReport{reportHead: t.head("fanout", c.transport),
 		Collection: c.collection, Subscribers: c.subscribers, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, c.meas, m, c.subscribers, true, time.Now(), stderr)
 	if err != nil {

@@ -24,8 +24,8 @@ type benchCommon struct {
 	dialParallel   int
 	connectTimeout time.Duration
 	setupTimeout   time.Duration
-	// exe returns the program to spawn.
-	exe func() (string, error)
+	// cmd is the Command running the scenario.
+	cmd *Command
 	// serverArgs are added to a spawned server's command line.
 	serverArgs []string
 }
@@ -51,7 +51,7 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 // --collection (described by collUsage), --url, --spawn, --json.
 func (cmd *Command) flags(name, usage, collUsage string, c *benchCommon, stderr io.Writer) *flag.FlagSet {
 	*c = benchCommon{transport: "sse", collection: "bench", dialParallel: 64, connectTimeout: 30 * time.Second,
-		setupTimeout: 5 * time.Minute, exe: cmd.executable}
+		setupTimeout: 5 * time.Minute, cmd: cmd}
 	fs := newFlagSet("bench "+name, usage, stderr)
 	fs.StringVar(&c.collection, "collection", c.collection, collUsage)
 	fs.StringVar(&c.url, "url", "", "base URL of the server to load, e.g. http://127.0.0.1:8080 (or use --spawn)")
@@ -59,6 +59,9 @@ func (cmd *Command) flags(name, usage, collUsage string, c *benchCommon, stderr 
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of a table")
 	return fs
 }
+
+// common returns the flags every scenario has.
+func (c *benchCommon) common() *benchCommon { return c }
 
 // registerSubscribers registers the flags of the scenarios whose
 // subscribers hold a connection each: --transport and how they connect.

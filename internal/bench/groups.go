@@ -120,7 +120,7 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 	if loaders <= 1 {
 		return []subGroup{startLocalGroup(ctx, t, c, n, record, nil, stderr)}, nil
 	}
-	exe, err := c.exe()
+	exe, err := c.cmd.executable()
 	if err != nil {
 		return nil, fmt.Errorf("loaders: %w", err)
 	}

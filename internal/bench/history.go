@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,9 +106,9 @@ const (
 )
 
 // benchHistory runs 'viewsync bench history'.
-func benchHistory(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10}
-	fs := cmd.flags("history", historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench history' besides the
+// common ones.
+func (c *historyConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.transport, "transport", "sse", "how the subscribers of sse6 and sse40 connect: sse (Server-Sent Events) or ws (WebSocket)")
 	fs.IntVar(&c.commits, "commits", 1000, "commits of the long history, each a PUT of one record")
 	fs.Var(&c.valueBytes, "value-bytes", "size of each value of the long history: a JSON string (bytes, or with KiB/MiB; default 200KiB)")
@@ -122,48 +123,30 @@ func benchHistory(ctx context.Context, cmd *Command, args []string, stdout, stde
 	fs.IntVar(&c.pid, "pid", 0, "with --url: the server's process id, whose memory is read from /proc (without it, --url runs measure no memory)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "wait before each phase, for the server to settle after the one before")
 	fs.DurationVar(&c.phaseTimeout, "phase-timeout", 10*time.Minute, "time one phase has for all its readers to reach the head")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if c.url != "" && cliflag.Given(fs, "respawn") && c.respawn {
-		return fmt.Errorf("%w: --respawn needs --spawn", cliflag.ErrBadFlag)
-	}
-	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
-	}
-	if c.spawn {
-		c.serverArgs = append(c.serverArgs, c.valueLimitArgs()...)
-	}
-	return runHistory(ctx, c, stdout, stderr)
 }
 
-// validate checks the scenario's own flags and parses --phases.
-func (c *historyConfig) validate() error {
-	switch {
-	case c.commits <= 0 || c.restartCommits <= 0:
-		return errors.New("--commits and --restart-commits must be positive")
-	case c.valueBytes < minHistoryValue || c.restartValueBytes < minHistoryValue:
-		return fmt.Errorf("--value-bytes and --restart-value-bytes must be at least %d", minHistoryValue)
-	case c.subscribers <= 0 || c.restartSubscribers <= 0:
-		return errors.New("--subscribers and --restart-subscribers must be positive")
-	case c.writers <= 0:
-		return errors.New("--writers must be positive")
-	case c.pid < 0:
-		return errors.New("--pid must not be negative")
-	case c.pid > 0 && c.spawn:
-		return errors.New("--pid is for --url; a spawned server is measured anyway")
-	case c.settle < 0:
-		return errors.New("--settle must not be negative")
-	case c.phaseTimeout <= 0:
-		return errors.New("--phase-timeout must be positive")
-	}
-	if !c.spawn {
-		c.respawn = false
-	}
-	var err error
-	c.selected, err = parsePhases(c.phases)
+// check checks the flags once parsed, and reads --phases.
+func (c *historyConfig) check(fs *flag.FlagSet) error {
+	err := checkFlags(
+		check{c.url != "" && cliflag.Given(fs, "respawn") && c.respawn, "--respawn needs --spawn"},
+		check{c.commits <= 0 || c.restartCommits <= 0, "--commits and --restart-commits must be positive"},
+		check{c.valueBytes < minHistoryValue || c.restartValueBytes < minHistoryValue,
+			fmt.Sprintf("--value-bytes and --restart-value-bytes must be at least %d", minHistoryValue)},
+		check{c.subscribers <= 0 || c.restartSubscribers <= 0, "--subscribers and --restart-subscribers must be positive"},
+		check{c.writers <= 0, "--writers must be positive"},
+		check{c.pid < 0, "--pid must not be negative"},
+		check{c.pid > 0 && c.spawn, "--pid is for --url; a spawned server is measured anyway"},
+		check{c.settle < 0, "--settle must not be negative"},
+		check{c.phaseTimeout <= 0, "--phase-timeout must be positive"})
 	if err != nil {
-		return fmt.Errorf("--phases: %w", err)
+		return err
+	}
+	if c.selected, err = parsePhases(c.phases); err != nil {
+		return fmt.Errorf("%w: --phases: %w", cliflag.ErrBadFlag, err)
+	}
+	c.respawn = c.respawn && c.spawn
+	if c.spawn {
+		c.serverArgs = append(c.serverArgs, c.valueLimitArgs()...)
 	}
 	return nil
 }
@@ -241,10 +224,7 @@ func (c *historyConfig) valueLimitArgs() []string {
 
 // historyReport is the result of a history run.
 type historyReport struct {
-	Scenario  string `json:"scenario"`
-	Transport string `json:"transport"`
-	URL       string `json:"url"`
-	Spawned   bool   `json:"spawned"`
+	reportHead
 	// Respawned is true when the spawned server was started anew on its
 	// data before each phase.
 	Respawned bool `json:"respawned"`
@@ -277,7 +257,8 @@ type historyWrite struct {
 	Head  uint64 `json:"head"`
 }
 
-func runHistory(ctx context.Context, c *historyConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *historyConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	conns := max(c.subscribers, c.restartSubscribers, 3) + c.writers + 1
 	t, err := openTarget(ctx, &c.benchCommon, conns, stderr)
 	if err != nil {
@@ -294,7 +275,7 @@ func runHistory(ctx context.Context, c *historyConfig, stdout, stderr io.Writer)
 			pid = 0
 		}
 	}
-	rep := &historyReport{Scenario: "history", Transport: c.transport, URL: t.base, Spawned: t.server != nil, Respawned: c.respawn, PID: pid}
+	rep := &historyReport{reportHead: t.head("history", c.transport), Respawned: c.respawn, PID: pid}
 
 	client := t.keepAliveClient(c.writers)
 	defer client.CloseIdleConnections()
@@ -389,7 +370,7 @@ func writeHistory(ctx context.Context, t *benchTarget, client *http.Client, h *h
 	fmt.Fprintf(stderr, "bench: writing %d commits of %s to %s with %d writers\n", h.Commits, sizeText(h.ValueBytes), h.Collection, writers)
 	prefix := t.base + "/v1/collections/" + h.Collection + "/records/r"
 	start := time.Now()
-	w := makeCommits(ctx, t, client, writers, h.Commits, "written",
+	w := makeCommits(ctx, t, writers, h.Commits, "written",
 		func(n int) string { return prefix + strconv.Itoa(n%historyRecords) },
 		func(n int) []byte { return historyValue(n, h.ValueBytes) }, stderr)
 	if ctx.Err() != nil {

@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -113,8 +111,8 @@ func (r *historyReader) catchUp(epoch string, v uint64) error {
 // getPage reads the next page of changes after the reader's cursor.
 func (r *historyReader) getPage(ctx context.Context, client *http.Client) (time.Duration, bool, error) {
 	after := r.at.Load()
-	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "epoch": {r.epoch}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.target.base+"/v1/collections/"+r.coll+"/changes?"+q.Encode(), nil)
+	u := changesURL(r.target.base, r.coll, protocol.Cursor{Epoch: r.epoch, Version: after}, 0)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, false, err
 	}
@@ -159,103 +157,6 @@ func (r *historyReader) send(client *http.Client, req *http.Request, what string
 // readBody reads the body of an answer; it returns how long to wait
 // before the next attempt when the server sent the reader away busy.
 type readBody func(body io.Reader) (retryAfter time.Duration, busy bool, err error)
-
-// changesAnswer is what a reader needs of an answer of the changes
-// endpoint.
-type changesAnswer struct {
-	epoch            string
-	version          uint64
-	reset, compacted bool
-	commits, records int
-	deleted          int
-}
-
-// decodeChanges decodes an answer of the changes endpoint as it arrives,
-// one commit at a time, so that a page of hundreds of megabytes is never
-// in the bench's memory at once; commit is called with each commit's
-// version, in order.
-func decodeChanges(rd io.Reader, commit func(uint64)) (changesAnswer, error) {
-	var a changesAnswer
-	dec := json.NewDecoder(rd)
-	if err := expectDelim(dec, '{'); err != nil {
-		return a, err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return a, err
-		}
-		var skip json.RawMessage
-		switch tok {
-		case "epoch":
-			err = dec.Decode(&a.epoch)
-		case "version":
-			err = dec.Decode(&a.version)
-		case "reset":
-			err = dec.Decode(&a.reset)
-		case "compacted":
-			err = dec.Decode(&a.compacted)
-		case "commits":
-			err = eachElement(dec, func() error {
-				var c struct {
-					Version uint64 `json:"version"`
-				}
-				if err := dec.Decode(&c); err != nil {
-					return err
-				}
-				a.commits++
-				commit(c.Version)
-				return nil
-			})
-		case "records":
-			err = eachElement(dec, func() error {
-				a.records++
-				return dec.Decode(&skip)
-			})
-		case "deleted":
-			err = eachElement(dec, func() error {
-				a.deleted++
-				return dec.Decode(&skip)
-			})
-		default:
-			err = dec.Decode(&skip)
-		}
-		if err != nil {
-			return a, err
-		}
-	}
-	return a, expectDelim(dec, '}')
-}
-
-// expectDelim reads the next token, which must be d.
-func expectDelim(dec *json.Decoder, d json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != d {
-		return fmt.Errorf("found %v where %v was expected", tok, d)
-	}
-	return nil
-}
-
-// eachElement calls elem for each element of the array (or null) that
-// comes next; elem decodes it.
-func eachElement(dec *json.Decoder, elem func() error) error {
-	tok, err := dec.Token()
-	if err != nil || tok == nil {
-		return err
-	}
-	if tok != json.Delim('[') {
-		return fmt.Errorf("found %v where an array was expected", tok)
-	}
-	for dec.More() {
-		if err := elem(); err != nil {
-			return err
-		}
-	}
-	return expectDelim(dec, ']')
-}
 
 // readSSE subscribes over Server-Sent Events from the reader's cursor and
 // reads until the head, an "unavailable" error event (busy) or the

@@ -3,10 +3,8 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -21,8 +19,6 @@ import (
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/store/memstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
-	"github.com/viewsync/viewsync/transport/sse"
-	"github.com/viewsync/viewsync/transport/ws"
 )
 
 func TestHistoryDecodeChanges(t *testing.T) {
@@ -162,14 +158,7 @@ func TestBenchHistoryRejectsBadFlags(t *testing.T) {
 // report.
 func runHistoryJSON(t *testing.T, args ...string) historyReport {
 	t.Helper()
-	code, stdout, stderr := runBench(t, append(append([]string{"history"}, args...), "--json")...)
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-	}
-	var r historyReport
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	r, stderr := runJSON[historyReport](t, append([]string{"history"}, args...)...)
 	progress := []string{"phase "}
 	if !slices.Contains(args, "--write=false") {
 		progress = append(progress, "writing ")
@@ -286,48 +275,27 @@ func startBusyServer(t *testing.T) (base string, arm func()) {
 	t.Helper()
 	mem := limit.NewMemory(8 << 20)
 	const wait = 100 * time.Millisecond
-	st := memstore.New(nil)
-	hub, err := viewsync.New(st, viewsync.WithFanout(fanout.Options{Memory: mem, MemoryWait: wait}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, err := sse.New(hub, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sockets, err := ws.New(hub, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := httpapi.New(hub, &httpapi.Options{Events: events, WebSocket: sockets, Memory: mem, MemoryWait: wait})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
 		mu   sync.Mutex
 		hold *limit.Hold
 	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if strings.HasSuffix(p, "/changes") || strings.HasSuffix(p, "/events") || p == "/v1/ws" {
-			mu.Lock()
-			if h := hold; h != nil {
-				hold = nil
-				time.AfterFunc(500*time.Millisecond, h.Release)
+	busy := func(api http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := r.URL.Path
+			if strings.HasSuffix(p, "/changes") || strings.HasSuffix(p, "/events") || p == "/v1/ws" {
+				mu.Lock()
+				if h := hold; h != nil {
+					hold = nil
+					time.AfterFunc(500*time.Millisecond, h.Release)
+				}
+				mu.Unlock()
 			}
-			mu.Unlock()
-		}
-		api.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		sockets.Shutdown(ctx)
-		hub.Close()
-		srv.Close()
-		st.Close()
-	})
-	return srv.URL, func() {
+			api.ServeHTTP(w, r)
+		})
+	}
+	base = startServer(t, memstore.New(nil), []viewsync.Option{viewsync.WithFanout(fanout.Options{Memory: mem, MemoryWait: wait})},
+		httpapi.Options{Memory: mem, MemoryWait: wait}, busy)
+	return base, func() {
 		h, err := mem.Reserve(t.Context(), mem.Max(), mem.Max())
 		if err != nil {
 			t.Fatal(err)

@@ -3,9 +3,9 @@ package bench
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 )
 
@@ -34,31 +34,25 @@ type idleConfig struct {
 	settle      time.Duration
 }
 
-func benchIdle(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &idleConfig{}
-	fs := cmd.flags("idle", idleUsage, "the collection subscribed to (and written to)", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench idle' besides the
+// common ones.
+func (c *idleConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
 	c.meas.register(fs)
 	fs.IntVar(&c.connections, "connections", 1000, "idle subscriptions, each on a connection of its own")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait before each memory reading, for the server to settle")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	err := checkFlags(append(c.meas.checks(),
+}
+
+// check checks the flags once parsed.
+func (c *idleConfig) check(*flag.FlagSet) error {
+	return checkFlags(append(c.meas.checks(),
 		check{c.connections <= 0, "--connections must be positive"},
 		check{c.settle < 0, "--settle must not be negative"})...)
-	if err != nil {
-		return err
-	}
-	return runIdle(ctx, c, stdout, stderr)
 }
 
 // idleReport is the result of an idle run.
 type idleReport struct {
-	Scenario     string  `json:"scenario"`
-	Transport    string  `json:"transport"`
-	URL          string  `json:"url"`
-	Spawned      bool    `json:"spawned"`
+	reportHead
 	Connections  int     `json:"connections"`
 	Established  int     `json:"established"`
 	SetupSeconds float64 `json:"setup_seconds"`
@@ -76,21 +70,11 @@ type idleReport struct {
 	PeakRSSBytes          uint64  `json:"peak_rss_bytes,omitempty"`
 	SetupCPUSeconds       float64 `json:"setup_cpu_seconds,omitempty"`
 
-	// Runs is how many times it was measured: the figures above are the
-	// medians of the runs' (the errors their sum), Min and Max (with more
-	// than one run) the least and the greatest.
-	Runs int         `json:"runs" runs:"-"`
-	Min  *idleReport `json:"min,omitempty" runs:"-"`
-	Max  *idleReport `json:"max,omitempty" runs:"-"`
-	// Loaders is how many processes held the connections.
-	Loaders int `json:"loaders" runs:"-"`
-	// Baseline is the same measurement of the raw broadcaster (--baseline)
-	// and Ratio each figure over the baseline's.
-	Baseline *idleReport `json:"baseline,omitempty" runs:"-"`
-	Ratio    *idleRatio  `json:"ratio_to_baseline,omitempty" runs:"-"`
+	runsOf[idleReport, idleRatio] `runs:"-"`
 }
 
-func runIdle(ctx context.Context, c *idleConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *idleConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	return runMeasured(ctx, &c.benchCommon, c.meas, c.connections, func(m measurement) (*idleReport, *runTrace, []string, error) {
 		rep, tr, problem, err := idleOnce(ctx, c, m, stderr)
 		if err != nil || problem == nil {
@@ -99,15 +83,7 @@ func runIdle(ctx context.Context, c *idleConfig, stdout, stderr io.Writer) error
 		return rep, tr, []string{problem.Error()}, nil
 	}, func(rep *idleReport, traces []*runTrace) (string, string, []plotPanel) {
 		return idlePlot(c, rep, traces)
-	}, "\n", stdout, stderr)
-}
-
-func (r *idleReport) setRuns(runs, loaders int, lo, hi *idleReport) {
-	r.Runs, r.Loaders, r.Min, r.Max = runs, loaders, lo, hi
-}
-
-func (r *idleReport) setBaseline(base *idleReport) {
-	r.Baseline, r.Ratio = base, ratios(idleFigures, r, base)
+	}, idleFigures, "\n", stdout, stderr)
 }
 
 // idleOnce measures the idle connections once: against a fresh spawned
@@ -119,13 +95,13 @@ func idleOnce(ctx context.Context, c *idleConfig, m measurement, stderr io.Write
 		return nil, nil, nil, err
 	}
 	defer t.close()
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
+	client := t.keepAliveClient(1)
 	if _, err := getHead(ctx, client, t.base, c.collection); err != nil {
 		return nil, nil, nil, err
 	}
 	client.CloseIdleConnections()
 
-	rep = &idleReport{Scenario: "idle", Transport: c.transport, URL: t.base, Spawned: t.server != nil, Connections: c.connections}
+	rep = &idleReport{reportHead: t.head("idle", c.transport), Connections: c.connections}
 	sleepFor(ctx, c.settle)
 	before, srvErr := t.serverStats()
 

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -181,19 +182,31 @@ func (g *procGroup) kill() {
 }
 
 // benchLoader runs 'viewsync bench loader', the hidden loader process.
-func benchLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	var c benchCommon
-	fs := cmd.flags("loader", "Usage: viewsync bench loader [flags]\n\nA share of the subscribers of 'viewsync bench fanout' or 'idle', run by them in a process of its own; not for use by hand.\n\n",
-		"the collection subscribed to", &c, stderr)
+const loaderUsage = "Usage: viewsync bench loader [flags]\n\nA share of the subscribers of 'viewsync bench fanout' or 'idle', run by them in a process of its own; not for use by hand.\n\n"
+
+// loaderConfig holds the flags of 'viewsync bench loader', the hidden
+// loader process.
+type loaderConfig struct {
+	benchCommon
+	subscribers int
+	record      bool
+}
+
+// register registers the flags of the loader besides the common ones.
+func (c *loaderConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
-	n := fs.Int("subscribers", 1, "subscribers")
-	record := fs.Bool("record", true, "keep the latencies")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkFlags(check{*n <= 0, "--subscribers must be positive"}); err != nil {
-		return err
-	}
+	fs.IntVar(&c.subscribers, "subscribers", 1, "subscribers")
+	fs.BoolVar(&c.record, "record", true, "keep the latencies")
+}
+
+// check checks the flags once parsed.
+func (c *loaderConfig) check(*flag.FlagSet) error {
+	return checkFlags(check{c.subscribers <= 0, "--subscribers must be positive"})
+}
+
+// run connects the loader's subscribers and speaks with its parent: its
+// commands on stdin, the subscribers' ticks and results on stdout.
+func (c *loaderConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	rlimit.RaiseOpenFiles()
 	var ips []net.IP
 	if strings.TrimSpace(c.sourceIPs) != "" {
@@ -212,7 +225,7 @@ func benchLoader(ctx context.Context, cmd *Command, args []string, stdout, stder
 		defer mu.Unlock()
 		enc.Encode(m)
 	}
-	g := startLocalGroup(ctx, t, &c, *n, *record, func(tk groupTick) { send(loaderMsg{Type: "tick", Tick: &tk}) }, stderr)
+	g := startLocalGroup(ctx, t, &c.benchCommon, c.subscribers, c.record, func(tk groupTick) { send(loaderMsg{Type: "tick", Tick: &tk}) }, stderr)
 	go func() {
 		select {
 		case <-g.ready():
@@ -220,7 +233,7 @@ func benchLoader(ctx context.Context, cmd *Command, args []string, stdout, stder
 		case <-ctx.Done():
 		}
 	}()
-	dec := json.NewDecoder(cmd.stdin())
+	dec := json.NewDecoder(c.cmd.stdin())
 	for {
 		var msg loaderCmd
 		if err := dec.Decode(&msg); err != nil {

@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,15 +17,8 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 
 	t.Run("fanout-loaders", func(t *testing.T) {
 		for _, transport := range []string{"sse", "ws"} {
-			code, stdout, stderr := runBench(t, "fanout", "--spawn", "--loaders", "2", "--transport", transport,
-				"--subscribers", "11", "--rate", "20", "--duration", "1s", "--json")
-			if code != 0 {
-				t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", transport, code, stdout, stderr)
-			}
-			var r fanoutReport
-			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-				t.Fatalf("report: %v\n%s", err, stdout)
-			}
+			r, stderr := runJSON[fanoutReport](t, "fanout", "--spawn", "--loaders", "2", "--transport", transport,
+				"--subscribers", "11", "--rate", "20", "--duration", "1s")
 			if r.Loaders != 2 || r.Established != 11 || r.Commits != 20 {
 				t.Errorf("%s: loaders %d, established %d, commits %d; want 2, 11, 20", transport, r.Loaders, r.Established, r.Commits)
 			}
@@ -48,14 +40,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("idle-loaders", func(t *testing.T) {
-		code, stdout, stderr := runBench(t, "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms", "--json")
-		if code != 0 {
-			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-		}
-		var r idleReport
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("report: %v\n%s", err, stdout)
-		}
+		r, _ := runJSON[idleReport](t, "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms")
 		if r.Loaders != 2 || r.Established != 40 || r.Errors != 0 || r.RSSPerConnectionBytes <= 0 {
 			t.Errorf("report %+v", r)
 		}
@@ -86,15 +71,8 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("fanout-baseline-runs", func(t *testing.T) {
-		code, stdout, stderr := runBench(t, "fanout", "--spawn", "--baseline", "--runs", "2", "--transport", "ws",
-			"--subscribers", "10", "--rate", "20", "--duration", "1s", "--json")
-		if code != 0 {
-			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-		}
-		var r fanoutReport
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("report: %v\n%s", err, stdout)
-		}
+		r, _ := runJSON[fanoutReport](t, "fanout", "--spawn", "--baseline", "--runs", "2", "--transport", "ws",
+			"--subscribers", "10", "--rate", "20", "--duration", "1s")
 		b, q := r.Baseline, r.Ratio
 		if r.Runs != 2 || r.Min == nil || r.Max == nil || b == nil || q == nil {
 			t.Fatalf("report %+v", r)
@@ -113,14 +91,7 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 		}
 	})
 	t.Run("idle-baseline", func(t *testing.T) {
-		code, stdout, stderr := runBench(t, "idle", "--spawn", "--baseline", "--connections", "200", "--settle", "200ms", "--json")
-		if code != 0 {
-			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-		}
-		var r idleReport
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("report: %v\n%s", err, stdout)
-		}
+		r, _ := runJSON[idleReport](t, "idle", "--spawn", "--baseline", "--connections", "200", "--settle", "200ms")
 		b, q := r.Baseline, r.Ratio
 		if b == nil || q == nil || b.Established != 200 || b.RSSPerConnectionBytes <= 0 {
 			t.Fatalf("report %+v, baseline %+v", r, b)

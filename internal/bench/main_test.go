@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -98,4 +99,19 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 		fmt.Fprintf(&stderr, "viewsync bench: %v\n", err)
 	}
 	return code, stdout.String(), stderr.String()
+}
+
+// runJSON runs 'viewsync bench ARGS --json', which must succeed, and
+// returns its report and what it printed to stderr.
+func runJSON[R any](t *testing.T, args ...string) (R, string) {
+	t.Helper()
+	var r R
+	code, stdout, stderr := runBench(t, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("bench %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	return r, stderr
 }

@@ -99,8 +99,8 @@ func fakeTrace(m measurement, start time.Time, secs int, rate float64, scale tim
 // it is valid XML with the expected title and series.
 func TestBenchFanoutPlot(t *testing.T) {
 	c := &fanoutConfig{benchCommon: benchCommon{transport: "sse"}, subscribers: 1000, rate: 100, duration: 10 * time.Second, valueSize: 100}
-	rep := &fanoutReport{URL: "http://127.0.0.1:1/?a=1&b=<2>", Runs: 2, Loaders: 1, DeliveriesPerSec: 1e5,
-		Latency: latencySummary{P50ms: 1, P99ms: 9}, Baseline: &fanoutReport{DeliveriesPerSec: 1e5}}
+	rep := &fanoutReport{reportHead: reportHead{URL: "http://127.0.0.1:1/?a=1&b=<2>"}, DeliveriesPerSec: 1e5, Latency: latencySummary{P50ms: 1, P99ms: 9},
+		runsOf: runsOf[fanoutReport, fanoutRatio]{Runs: 2, Loaders: 1, Baseline: &fanoutReport{DeliveriesPerSec: 1e5}}}
 	start := time.Now()
 	var traces []*runTrace
 	for run := 1; run <= 2; run++ {
@@ -149,7 +149,7 @@ func TestBenchFanoutPlot(t *testing.T) {
 // TestIdlePlot renders the chart of an idle run.
 func TestBenchIdlePlot(t *testing.T) {
 	c := &idleConfig{benchCommon: benchCommon{transport: "ws"}, connections: 18000}
-	rep := &idleReport{URL: "http://127.0.0.1:1", Runs: 1, Loaders: 2}
+	rep := &idleReport{reportHead: reportHead{URL: "http://127.0.0.1:1"}, runsOf: runsOf[idleReport, idleRatio]{Runs: 1, Loaders: 2}}
 	tr := fakeTrace(measurement{run: 1, runs: 1}, time.Now(), 3, 0, time.Microsecond)
 	title, subtitle, panels := idlePlot(c, rep, []*runTrace{tr})
 	var b bytes.Buffer

@@ -3,7 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,29 +34,24 @@ type pollConfig struct {
 	baseline    bool
 }
 
-func benchPoll(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &pollConfig{}
-	fs := cmd.flags("poll", pollUsage, "the collection whose version is polled", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench poll' besides the
+// common ones.
+func (c *pollConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.connections, "connections", 16, "polling clients, each on a keep-alive connection of its own, each request waiting for the one before")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the clients poll")
 	fs.BoolVar(&c.baseline, "baseline", false, "also poll, in the same run, a bare net/http handler answering the same conditional GET with an ETag and 304, and print the figures as ratios to it")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	err := checkFlags(
+}
+
+// check checks the flags once parsed.
+func (c *pollConfig) check(*flag.FlagSet) error {
+	return checkFlags(
 		check{c.connections <= 0, "--connections must be positive"},
 		check{c.duration <= 0, "--duration must be positive"})
-	if err != nil {
-		return err
-	}
-	return runPoll(ctx, c, stdout, stderr)
 }
 
 // pollReport is the result of a poll run.
 type pollReport struct {
-	Scenario    string  `json:"scenario"`
-	URL         string  `json:"url"`
-	Spawned     bool    `json:"spawned"`
+	reportHead
 	Collection  string  `json:"collection"`
 	Connections int     `json:"connections"`
 	Seconds     float64 `json:"duration_seconds"`
@@ -80,7 +75,8 @@ type pollReport struct {
 	RatioCPUPerRequest  float64     `json:"ratio_cpu_per_request,omitempty"`
 }
 
-func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *pollConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	rep, err := measurePoll(ctx, c, false, stderr)
 	if err != nil {
 		return err
@@ -105,13 +101,7 @@ func runPoll(ctx context.Context, c *pollConfig, stdout, stderr io.Writer) error
 	if err := printReport(stdout, c.json, rep, rows); err != nil {
 		return err
 	}
-	if rep.Errors > 0 {
-		return fmt.Errorf("%d requests failed; the last: %s", rep.Errors, rep.LastError)
-	}
-	if rep.Requests == 0 {
-		return errors.New("no request was answered")
-	}
-	return nil
+	return loopError(rep.Requests, rep.Errors, rep.LastError, "requests", "no request was answered")
 }
 
 // measurePoll runs the poll scenario against the server, or the raw
@@ -142,7 +132,7 @@ func measurePoll(ctx context.Context, c *pollConfig, baseline bool, stderr io.Wr
 	if p := setupErr.Load(); p != nil {
 		return nil, *p
 	}
-	rep := &pollReport{Scenario: "poll", URL: t.base, Spawned: t.server != nil, Collection: c.collection,
+	rep := &pollReport{reportHead: t.head("poll", ""), Collection: c.collection,
 		Connections: c.connections, Seconds: c.duration.Seconds()}
 	fmt.Fprintf(stderr, "bench: %d clients polling %s for %v\n", c.connections, url, c.duration)
 

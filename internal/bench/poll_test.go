@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,14 +55,7 @@ func TestBenchPoll(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":2}`))
 	}()
-	code, stdout, stderr := runBench(t, "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-	}
-	var r pollReport
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	r, stderr := runJSON[pollReport](t, "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms")
 	if r.Requests <= 0 || r.Errors != 0 || r.RequestsPerSec <= 0 || r.Latency.Samples != int(r.Requests) || r.Server != nil {
 		t.Errorf("report %+v", r)
 	}
@@ -81,14 +73,7 @@ func TestBenchPoll(t *testing.T) {
 func TestBenchPollBaseline(t *testing.T) {
 	useBuiltBinary(t)
 	base := startBenchServer(t)
-	code, stdout, stderr := runBench(t, "poll", "--url", base, "--collection", "polled", "--connections", "2", "--duration", "500ms", "--baseline", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-	}
-	var r pollReport
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	r, _ := runJSON[pollReport](t, "poll", "--url", base, "--collection", "polled", "--connections", "2", "--duration", "500ms", "--baseline")
 	if r.Baseline == nil || r.Baseline.Requests <= 0 || r.Baseline.Errors != 0 || r.RatioRequestsPerSec <= 0 {
 		t.Fatalf("report %+v, baseline %+v", r, r.Baseline)
 	}

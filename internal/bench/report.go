@@ -48,6 +48,17 @@ func latencyRow(l latencySummary) string {
 	return fmt.Sprintf("p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  (%d samples)", l.P50ms, l.P90ms, l.P99ms, l.MaxMs, l.Samples)
 }
 
+// reportHead starts every report.
+type reportHead struct {
+	Scenario string `json:"scenario"`
+	// Transport is how the subscribers connect; none in the scenarios of
+	// plain requests.
+	Transport string `json:"transport,omitempty"`
+	// URL is the server's; Spawned says the bench started it.
+	URL     string `json:"url"`
+	Spawned bool   `json:"spawned"`
+}
+
 // reportRow is one line of a report table.
 type reportRow struct{ name, value string }
 

@@ -104,34 +104,51 @@ func measureRuns[R any](ctx context.Context, meas benchRunsFlags, loaders int,
 	return reps, bases, traces, problems, nil
 }
 
-// measuredReport is a report of fanout or idle, R: what runMeasured
-// fills in besides the figures.
-type measuredReport[R any] interface {
+// runsOf is what a report R of fanout or idle says of its runs and of
+// the baseline, with Q the ratios of its figures to the baseline's.
+type runsOf[R, Q any] struct {
+	// Runs is how many times it was measured: the figures are the medians
+	// of the runs' (the counts of problems their sums), Min and Max (with
+	// more than one run) the least and the greatest.
+	Runs int `json:"runs"`
+	Min  *R  `json:"min,omitempty"`
+	Max  *R  `json:"max,omitempty"`
+	// Loaders is how many processes held the subscribers' connections.
+	Loaders int `json:"loaders"`
+	// Baseline is the same measurement of the raw broadcaster (--baseline)
+	// and Ratio each figure over the baseline's.
+	Baseline *R `json:"baseline,omitempty"`
+	Ratio    *Q `json:"ratio_to_baseline,omitempty"`
+}
+
+// measured returns what the report says of its runs.
+func (m *runsOf[R, Q]) measured() *runsOf[R, Q] { return m }
+
+// measuredReport is a report of fanout or idle, R, whose ratios to the
+// baseline's are Q.
+type measuredReport[R, Q any] interface {
 	*R
-	// setRuns records how many runs the figures are the medians of, and
-	// how many loader processes held the connections; lo and hi are the
-	// least and the greatest figures.
-	setRuns(runs, loaders int, lo, hi *R)
-	// setBaseline records the baseline's figures and the ratios to them.
-	setBaseline(base *R)
+	measured() *runsOf[R, Q]
 	rows() []reportRow
 }
 
 // runMeasured measures the runs of fanout or idle, each of conns
-// connections, by once; aggregates them; writes the chart (--plot) that
-// chart makes of the report and the runs' traces; prints the report; and
-// returns the problems the runs had, joined by sep, as an error.
-func runMeasured[R any, P measuredReport[R]](ctx context.Context, c *benchCommon, meas benchRunsFlags, conns int,
+// connections, by once; aggregates them, with the ratios of figs to the
+// baseline's; writes the chart (--plot) that chart makes of the report and
+// the runs' traces; prints the report; and returns the problems the runs
+// had, joined by sep, as an error.
+func runMeasured[R, Q any, P measuredReport[R, Q]](ctx context.Context, c *benchCommon, meas benchRunsFlags, conns int,
 	once func(measurement) (P, *runTrace, []string, error), chart func(P, []*runTrace) (string, string, []plotPanel),
-	sep string, stdout, stderr io.Writer) error {
+	figs []figure[R, Q], sep string, stdout, stderr io.Writer) error {
 	loaders := chooseLoaders(meas.loaders, conns)
 	reps, bases, traces, problems, err := measureRuns(ctx, meas, loaders, once)
 	if err != nil {
 		return err
 	}
-	rep := aggregateRuns[R, P](reps, meas.runs, loaders)
+	rep := aggregateRuns[R, Q, P](reps, meas.runs, loaders)
 	if meas.baseline {
-		rep.setBaseline(aggregateRuns[R, P](bases, meas.runs, loaders))
+		base := aggregateRuns[R, Q, P](bases, meas.runs, loaders)
+		rep.measured().Baseline, rep.measured().Ratio = base, ratios(figs, rep, base)
 	}
 	if meas.plot != "" {
 		title, subtitle, panels := chart(rep, traces)
@@ -151,16 +168,17 @@ func runMeasured[R any, P measuredReport[R]](ctx context.Context, c *benchCommon
 
 // aggregateRuns returns the median of the runs' reports, with their least
 // and greatest figures when there is more than one.
-func aggregateRuns[R any, P measuredReport[R]](reps []P, runs, loaders int) P {
+func aggregateRuns[R, Q any, P measuredReport[R, Q]](reps []P, runs, loaders int) P {
 	ptrs := make([]*R, len(reps))
 	for i, r := range reps {
 		ptrs[i] = r
 	}
 	med, lo, hi := aggregate(ptrs)
-	if len(reps) <= 1 {
-		lo, hi = nil, nil
+	m := P(med).measured()
+	m.Runs, m.Loaders = runs, loaders
+	if len(reps) > 1 {
+		m.Min, m.Max = lo, hi
 	}
-	P(med).setRuns(runs, loaders, lo, hi)
 	return med
 }
 
@@ -218,7 +236,7 @@ func aggValue(med, lo, hi reflect.Value, vals []reflect.Value, tag string) {
 		for i := range med.NumField() {
 			f := med.Type().Field(i)
 			ftag := f.Tag.Get("runs")
-			if !f.IsExported() || ftag == "-" {
+			if (!f.IsExported() && !f.Anonymous) || ftag == "-" {
 				continue
 			}
 			sub := make([]reflect.Value, len(vals))

@@ -13,12 +13,12 @@ import (
 // missing pointers.
 func TestBenchAggregate(t *testing.T) {
 	reps := []*fanoutReport{
-		{URL: "a", Deliveries: 100, DeliveriesPerSec: 10, Missing: 1, Latency: latencySummary{P50ms: 3}, LastError: "first",
+		{reportHead: reportHead{URL: "a"}, Deliveries: 100, DeliveriesPerSec: 10, Missing: 1, Latency: latencySummary{P50ms: 3}, LastError: "first",
 			Server: &serverReport{PID: 7, CPUMicrosPerDelivery: 5, PeakRSSBytes: 300}},
-		{URL: "b", Deliveries: 300, DeliveriesPerSec: 30, Missing: 0, Latency: latencySummary{P50ms: 1},
+		{reportHead: reportHead{URL: "b"}, Deliveries: 300, DeliveriesPerSec: 30, Missing: 0, Latency: latencySummary{P50ms: 1},
 			Server: &serverReport{PID: 8, CPUMicrosPerDelivery: 1, PeakRSSBytes: 100}},
-		{URL: "c", Deliveries: 200, DeliveriesPerSec: 20, Missing: 2, Latency: latencySummary{P50ms: 2}, LastError: "last",
-			Server: &serverReport{PID: 9, CPUMicrosPerDelivery: 9, PeakRSSBytes: 200}, Runs: 99},
+		{reportHead: reportHead{URL: "c"}, Deliveries: 200, DeliveriesPerSec: 20, Missing: 2, Latency: latencySummary{P50ms: 2}, LastError: "last",
+			Server: &serverReport{PID: 9, CPUMicrosPerDelivery: 9, PeakRSSBytes: 200}, runsOf: runsOf[fanoutReport, fanoutRatio]{Runs: 99}},
 	}
 	med, lo, hi := aggregate(reps)
 	if med.URL != "a" || med.Deliveries != 200 || med.DeliveriesPerSec != 20 || med.Latency.P50ms != 2 || med.Missing != 3 || med.LastError != "last" || med.Runs != 0 {

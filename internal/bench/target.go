@@ -37,7 +37,7 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 	}
 	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), stderr: stderr}
 	if c.spawn {
-		s, err := spawnServer(ctx, c.exe, conns, c.serverArgs, stderr)
+		s, err := spawnServer(ctx, c.cmd.executable, conns, c.serverArgs, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +53,7 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 // connections.
 func openBaseline(ctx context.Context, c *benchCommon, conns int, stderr io.Writer) (*benchTarget, error) {
 	rlimit.RaiseOpenFiles()
-	exe, err := c.exe()
+	exe, err := c.cmd.executable()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
@@ -103,6 +103,12 @@ func (t *benchTarget) close() {
 	if t.server != nil && t.server.stop() {
 		fmt.Fprintf(t.stderr, "bench: the spawned server exited during the run (%v); the end of its log:\n%s\n", t.server.cmd.ProcessState, t.server.stderr)
 	}
+}
+
+// head returns the head of a report of the scenario against the target,
+// over transport (none for plain requests).
+func (t *benchTarget) head(scenario, transport string) reportHead {
+	return reportHead{Scenario: scenario, Transport: transport, URL: t.base, Spawned: t.server != nil}
 }
 
 // keepAliveClient returns a client that keeps up to conns connections to

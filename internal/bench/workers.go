@@ -2,9 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,11 +109,26 @@ func runClosedLoop(ctx context.Context, t *benchTarget, n int, d time.Duration, 
 	return res, nil
 }
 
-// makeCommits has writers make total commits, the n-th (from 1) a PUT
-// of value(n) to record(n), the record's URL, and prints their progress,
-// named by verb ("prepared", "written").
-func makeCommits(ctx context.Context, t *benchTarget, client *http.Client, writers, total int, verb string,
+// loopError returns the error of a closed loop that did ok operations
+// and failed errs (the last failing with lastErr): the failures, named by
+// ops; else none, when nothing was done.
+func loopError(ok, errs int64, lastErr, ops, none string) error {
+	if errs > 0 {
+		return fmt.Errorf("%d %s failed; the last: %s", errs, ops, lastErr)
+	}
+	if ok == 0 {
+		return errors.New(none)
+	}
+	return nil
+}
+
+// makeCommits has writers, on keep-alive connections, make total
+// commits, the n-th (from 1) a PUT of value(n) to record(n), the record's
+// URL, and prints their progress, named by verb ("prepared", "written").
+func makeCommits(ctx context.Context, t *benchTarget, writers, total int, verb string,
 	record func(n int) string, value func(n int) []byte, stderr io.Writer) *workerStats {
+	client := t.keepAliveClient(writers)
+	defer client.CloseIdleConnections()
 	var (
 		next atomic.Int64
 		res  workerStats

@@ -2,7 +2,7 @@ package bench
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -34,16 +34,17 @@ type writesConfig struct {
 	collections int
 }
 
-func benchWrites(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
-	c := &writesConfig{}
-	fs := cmd.flags("writes", writesUsage, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)", &c.benchCommon, stderr)
+// register registers the flags of 'viewsync bench writes' besides the
+// common ones.
+func (c *writesConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.writers, "writers", 16, "concurrent writers, each on a keep-alive connection of its own, each PUT waiting for the one before")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the writers write")
 	registerValueSize(fs, &c.valueSize)
 	fs.IntVar(&c.collections, "collections", 1, "collections the writers are spread over, round-robin")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
+}
+
+// check checks the flags once parsed.
+func (c *writesConfig) check(*flag.FlagSet) error {
 	err := checkFlags(
 		check{c.writers <= 0, "--writers must be positive"},
 		check{c.duration <= 0, "--duration must be positive"},
@@ -57,7 +58,7 @@ func benchWrites(ctx context.Context, cmd *Command, args []string, stdout, stder
 			return fmt.Errorf("%w: --collection: %w", cliflag.ErrBadFlag, err)
 		}
 	}
-	return runWrites(ctx, c, stdout, stderr)
+	return nil
 }
 
 // writeCollections returns the k collections written to: name itself when
@@ -75,9 +76,7 @@ func writeCollections(name string, k int) []string {
 
 // writesReport is the result of a writes run.
 type writesReport struct {
-	Scenario    string   `json:"scenario"`
-	URL         string   `json:"url"`
-	Spawned     bool     `json:"spawned"`
+	reportHead
 	Collections []string `json:"collections"`
 	Writers     int      `json:"writers"`
 	Seconds     float64  `json:"duration_seconds"`
@@ -95,7 +94,8 @@ type writesReport struct {
 	LoaderCPUSeconds float64    `json:"loader_cpu_seconds"`
 }
 
-func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) error {
+// run runs the scenario.
+func (c *writesConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	t, err := openTarget(ctx, &c.benchCommon, c.writers, stderr)
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) e
 	if _, err := getHead(ctx, client, t.base, colls[0]); err != nil {
 		return err
 	}
-	rep := &writesReport{Scenario: "writes", URL: t.base, Spawned: t.server != nil, Collections: colls,
+	rep := &writesReport{reportHead: t.head("writes", ""), Collections: colls,
 		Writers: c.writers, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
 	fmt.Fprintf(stderr, "bench: %d writers PUTting to %d collection(s) at %s for %v\n", c.writers, len(colls), t.base, c.duration)
 	// Each writer PUTs new records: ids wI-0, wI-1, … of its collection.
@@ -129,13 +129,7 @@ func runWrites(ctx context.Context, c *writesConfig, stdout, stderr io.Writer) e
 	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err
 	}
-	if rep.Errors > 0 {
-		return fmt.Errorf("%d writes failed; the last: %s", rep.Errors, rep.LastError)
-	}
-	if rep.Commits == 0 {
-		return errors.New("no write was acknowledged")
-	}
-	return nil
+	return loopError(rep.Commits, rep.Errors, rep.LastError, "writes", "no write was acknowledged")
 }
 
 func (r *writesReport) rows() []reportRow {

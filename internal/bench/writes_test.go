@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -63,15 +62,8 @@ func TestRateAndServerFigures(t *testing.T) {
 // server, over two collections.
 func TestBenchWrites(t *testing.T) {
 	base := startBenchServer(t)
-	code, stdout, stderr := runBench(t, "writes", "--url", base, "--writers", "4", "--duration", "1500ms",
-		"--collections", "2", "--value-size", "80", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-	}
-	var r writesReport
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	r, stderr := runJSON[writesReport](t, "writes", "--url", base, "--writers", "4", "--duration", "1500ms",
+		"--collections", "2", "--value-size", "80")
 	if r.Commits <= 0 || r.Errors != 0 || r.CommitsPerSec <= 0 || r.Latency.Samples != int(r.Commits) || r.Spawned || r.Server != nil {
 		t.Errorf("report %+v", r)
 	}
@@ -97,7 +89,7 @@ func TestBenchWrites(t *testing.T) {
 	if !strings.Contains(stderr, "commits ") {
 		t.Errorf("no progress on stderr: %s", stderr)
 	}
-	code, stdout, _ = runBench(t, "writes", "--url", base, "--writers", "1", "--duration", "200ms")
+	code, stdout, _ := runBench(t, "writes", "--url", base, "--writers", "1", "--duration", "200ms")
 	if code != 0 || !strings.Contains(stdout, "durable commits") || !strings.Contains(stdout, "errors           0") {
 		t.Errorf("table report: exit %d\n%s", code, stdout)
 	}
