@@ -66,6 +66,8 @@ func (cmd *Command) Run(ctx context.Context, args []string, stdout, stderr io.Wr
 		return cliflag.ErrUsage
 	}
 	switch name := args[0]; name {
+	case "loader": // hidden: a share of fanout's or idle's subscribers
+		return runLoader(ctx, cmd, args[1:], stdout, stderr)
 	case "baseline-server": // hidden: the raw broadcaster of --baseline
 		return baselineServer(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
@@ -98,8 +100,7 @@ type scenarioSpec struct {
 	config            func() scenario
 }
 
-// scenarios are the scenarios of 'viewsync bench', by name, and the
-// hidden loader process: a share of fanout's or idle's subscribers.
+// scenarios are the scenarios of 'viewsync bench', by name.
 var scenarios = map[string]scenarioSpec{
 	"fanout":  {fanoutUsage, "the collection subscribed to (and written to)", func() scenario { return &fanoutConfig{} }},
 	"idle":    {idleUsage, "the collection subscribed to (and written to)", func() scenario { return &idleConfig{} }},
@@ -108,7 +109,6 @@ var scenarios = map[string]scenarioSpec{
 	"poll":    {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
 	"history": {historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)",
 		func() scenario { return &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10} }},
-	"loader": {loaderUsage, "the collection subscribed to", func() scenario { return &loaderConfig{} }},
 }
 
 // run runs the scenario sc, named name, with args, its flags.

@@ -46,12 +46,17 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// defaultCommon returns the common flags at their defaults.
+func defaultCommon(cmd *Command) benchCommon {
+	return benchCommon{transport: "sse", collection: "bench", dialParallel: 64, connectTimeout: 30 * time.Second,
+		setupTimeout: 5 * time.Minute, cmd: cmd}
+}
+
 // flags returns the flag set of 'viewsync bench NAME', with c at its
 // defaults and the flags that name the server and the report registered:
 // --collection (described by collUsage), --url, --spawn, --json.
 func (cmd *Command) flags(name, usage, collUsage string, c *benchCommon, stderr io.Writer) *flag.FlagSet {
-	*c = benchCommon{transport: "sse", collection: "bench", dialParallel: 64, connectTimeout: 30 * time.Second,
-		setupTimeout: 5 * time.Minute, cmd: cmd}
+	*c = defaultCommon(cmd)
 	fs := newFlagSet("bench "+name, usage, stderr)
 	fs.StringVar(&c.collection, "collection", c.collection, collUsage)
 	fs.StringVar(&c.url, "url", "", "base URL of the server to load, e.g. http://127.0.0.1:8080 (or use --spawn)")

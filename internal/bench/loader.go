@@ -1,6 +1,7 @@
 package bench
 
-// The loader process: its side (benchLoader) and its parent's (procGroup).
+// The loader process: its parent's side (procGroup) and its own
+// (loaderConfig).
 
 import (
 	"bufio"
@@ -181,7 +182,7 @@ func (g *procGroup) kill() {
 	}
 }
 
-// benchLoader runs 'viewsync bench loader', the hidden loader process.
+// loaderUsage is the help of the hidden 'viewsync bench loader'.
 const loaderUsage = "Usage: viewsync bench loader [flags]\n\nA share of the subscribers of 'viewsync bench fanout' or 'idle', run by them in a process of its own; not for use by hand.\n\n"
 
 // loaderConfig holds the flags of 'viewsync bench loader', the hidden
@@ -192,11 +193,26 @@ type loaderConfig struct {
 	record      bool
 }
 
-// register registers the flags of the loader besides the common ones.
-func (c *loaderConfig) register(fs *flag.FlagSet) {
-	c.registerSubscribers(fs)
+// runLoader runs 'viewsync bench loader', the hidden loader process,
+// with the flags its parent gives it.
+func runLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr io.Writer) error {
+	c := &loaderConfig{benchCommon: defaultCommon(cmd)}
+	fs := newFlagSet("bench loader", loaderUsage, stderr)
+	fs.StringVar(&c.url, "url", "", "base URL of the server")
+	fs.StringVar(&c.transport, "transport", c.transport, "sse or ws")
+	fs.StringVar(&c.collection, "collection", c.collection, "the collection subscribed to")
 	fs.IntVar(&c.subscribers, "subscribers", 1, "subscribers")
+	fs.StringVar(&c.sourceIPs, "source-ips", "", "local addresses, comma-separated (default: the system's choice)")
+	fs.IntVar(&c.dialParallel, "dial-parallel", c.dialParallel, "connections being set up at once")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", c.connectTimeout, "time one connection has to be set up")
 	fs.BoolVar(&c.record, "record", true, "keep the latencies")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.check(fs); err != nil {
+		return err
+	}
+	return c.run(ctx, stdout, stderr)
 }
 
 // check checks the flags once parsed.
