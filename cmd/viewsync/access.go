@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/server"
@@ -117,7 +118,7 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 	} else {
 		loop, err := server.Loopback(addr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: --addr: %w", errBadFlag, err)
+			return nil, fmt.Errorf("%w: --addr: %w", cliflag.ErrBadFlag, err)
 		}
 		switch {
 		case loop:
@@ -136,7 +137,7 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 		case c.insecureAnonymous:
 			log.Warn("auth: no key configured and --insecure-anonymous: ANYONE who reaches this address can read and write everything", "addr", addr)
 		default:
-			return nil, fmt.Errorf("%w: no auth key is configured and --addr %s is not a loopback address: set --auth-secret (or --auth-jwks), bind to 127.0.0.1, or accept anonymous access with --insecure-anonymous", errBadFlag, addr)
+			return nil, fmt.Errorf("%w: no auth key is configured and --addr %s is not a loopback address: set --auth-secret (or --auth-jwks), bind to 127.0.0.1, or accept anonymous access with --insecure-anonymous", cliflag.ErrBadFlag, addr)
 		}
 	}
 	if c.commitRate > 0 {
@@ -152,7 +153,7 @@ func (c *accessConfig) build(addr string, explicit func(flag string) bool, met *
 	if origins := splitList(c.corsOrigins); len(origins) > 0 {
 		// Checked here, to name the flag.
 		if _, err := cors.ParseOrigins(origins); err != nil {
-			return nil, fmt.Errorf("%w: --cors-origin: %w", errBadFlag, err)
+			return nil, fmt.Errorf("%w: --cors-origin: %w", cliflag.ErrBadFlag, err)
 		}
 		a.origins = origins
 		log.Info("CORS: pages of these origins may use the API", "origins", origins)

@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 const usage = `viewsync keeps many clients' views of shared data in sync, live.
@@ -73,9 +75,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, cliflag.ErrUsage):
 		return 2
-	case errors.Is(err, errBadFlag):
+	case errors.Is(err, cliflag.ErrBadFlag):
 		fmt.Fprintf(stderr, "viewsync %s: %v\n", args[0], err)
 		return 2
 	default:

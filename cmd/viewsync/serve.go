@@ -14,7 +14,9 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/internal/demo"
+	"github.com/viewsync/viewsync/internal/rlimit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/server"
@@ -32,32 +34,32 @@ type serveConfig struct {
 	data             string
 	retainCommits    int
 	retainTombstones time.Duration
-	maxBody          byteSize
+	maxBody          cliflag.Size
 	maxOps           int
 	maxID            int
-	maxValue         byteSize
+	maxValue         cliflag.Size
 	maxValueDepth    int
-	maxCommit        byteSize
+	maxCommit        cliflag.Size
 	maxWait          time.Duration
 	pageSize         int
-	pageBytes        byteSize
-	historyMemory    byteSize
+	pageBytes        cliflag.Size
+	historyMemory    cliflag.Size
 	historyWait      time.Duration
 	readHeaderTO     time.Duration
 	bodyTO           time.Duration
 	idleTO           time.Duration
-	maxHeaderBytes   byteSize
+	maxHeaderBytes   cliflag.Size
 	maxConns         int
 	healthConns      int
 	shutdownTO       time.Duration
-	bufferBytes      byteSize
+	bufferBytes      cliflag.Size
 	pingInterval     time.Duration
 	stallTimeout     time.Duration
 	flushInterval    time.Duration
 	maxSSE           int
 	maxStream        int
 	maxWS            int
-	wsMaxMessage     byteSize
+	wsMaxMessage     cliflag.Size
 	wsMaxSubs        int
 	wsOrigins        string
 	lagThreshold     time.Duration
@@ -235,20 +237,20 @@ func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := serveFlags(stderr)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	var proxy viewsync.CallFunc
 	if c.callProxy != "" {
 		if proxy, err = callproxy.New(c.callProxy, &callproxy.Options{Timeout: c.callProxyTO}); err != nil {
-			return fmt.Errorf("%w: --call-proxy: %w", errBadFlag, err)
+			return fmt.Errorf("%w: --call-proxy: %w", cliflag.ErrBadFlag, err)
 		}
 	}
 
@@ -262,15 +264,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// A commit is one atomic batch: a message per op, the log entry
 		// (up to two chunks within --max-body) and the head.
 		if most := c.engine.maxBatch - 3; c.maxOps > most {
-			if flagGiven(fs, "max-ops") {
-				return fmt.Errorf("%w: --max-ops %d needs --nats-max-batch (and the NATS servers' jetstream batch max_msgs) of at least %d", errBadFlag, c.maxOps, c.maxOps+3)
+			if cliflag.Given(fs, "max-ops") {
+				return fmt.Errorf("%w: --max-ops %d needs --nats-max-batch (and the NATS servers' jetstream batch max_msgs) of at least %d", cliflag.ErrBadFlag, c.maxOps, c.maxOps+3)
 			}
 			log.Info("commits limited to what one NATS atomic batch holds", "max_ops", most, "nats_max_batch", c.engine.maxBatch)
 			c.maxOps = most
 		}
 	}
 	met := metrics.New()
-	acc, err := c.access.build(c.addr, func(name string) bool { return flagGiven(fs, name) }, met, log)
+	acc, err := c.access.build(c.addr, func(name string) bool { return cliflag.Given(fs, name) }, met, log)
 	if err != nil {
 		return err
 	}
@@ -314,7 +316,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ShutdownTimeout:           c.shutdownTO,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	if c.demo {
 		if err := demo.Register(srv.Hub()); err != nil {
@@ -408,7 +410,7 @@ func maxConnsFor(openFiles uint64) int {
 // connsLimit returns --max-conns, or when it is 0 the figure derived from
 // the open-files limit, raised to its hard limit first.
 func (c *serveConfig) connsLimit(log *slog.Logger) int {
-	soft, hard, err := raiseOpenFiles()
+	soft, hard, err := rlimit.RaiseOpenFiles()
 	if err != nil {
 		log.Info("open-files limit not raised", "err", err, "open_files_limit", soft, "hard_limit", hard)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 // tokenConfig holds the flags of 'viewsync token'.
@@ -57,7 +58,7 @@ Flags (each also settable as VIEWSYNC_<NAME>):
 `)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
 	secret, err := loadSecret(c.secret, c.secretFile)
@@ -66,21 +67,21 @@ Flags (each also settable as VIEWSYNC_<NAME>):
 	}
 	switch {
 	case len(secret) == 0:
-		return fmt.Errorf("%w: give the secret with --auth-secret, --auth-secret-file or VIEWSYNC_AUTH_SECRET", errBadFlag)
+		return fmt.Errorf("%w: give the secret with --auth-secret, --auth-secret-file or VIEWSYNC_AUTH_SECRET", cliflag.ErrBadFlag)
 	case len(secret) < 32:
-		return fmt.Errorf("%w: the secret has %d bytes; the server requires at least 32", errBadFlag, len(secret))
+		return fmt.Errorf("%w: the secret has %d bytes; the server requires at least 32", cliflag.ErrBadFlag, len(secret))
 	case c.subject == "":
-		return fmt.Errorf("%w: --sub is required", errBadFlag)
+		return fmt.Errorf("%w: --sub is required", cliflag.ErrBadFlag)
 	case c.ttl <= 0:
-		return fmt.Errorf("%w: --ttl must be positive", errBadFlag)
+		return fmt.Errorf("%w: --ttl must be positive", cliflag.ErrBadFlag)
 	}
 	method := jwt.GetSigningMethod(c.alg)
 	if method == nil || !strings.HasPrefix(c.alg, "HS") {
-		return fmt.Errorf("%w: --auth-secret-alg must be HS256, HS384 or HS512", errBadFlag)
+		return fmt.Errorf("%w: --auth-secret-alg must be HS256, HS384 or HS512", cliflag.ErrBadFlag)
 	}
 	rights := auth.Rights{Read: splitList(c.read), Write: splitList(c.write), Call: splitList(c.call)}
 	if err := rights.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
 	now := time.Now()
 	claims := jwt.MapClaims{
