@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -131,7 +132,8 @@ func runHistoryPhase(ctx context.Context, t *benchTarget, c *historyConfig, spec
 	if mem != nil {
 		ph.Memory = mem.stop()
 	}
-	ph.Seconds = round3(elapsed.Seconds())
+	// To the microsecond: a short phase does not round to nothing.
+	ph.Seconds = math.Round(elapsed.Seconds()*1e6) / 1e6
 	for _, r := range readers {
 		if r.done.Load() {
 			ph.Finished++
