@@ -77,8 +77,12 @@ func isUpgrade(r *http.Request) bool {
 }
 
 // validKey reports whether k is a Sec-WebSocket-Key: the base64 of 16
-// bytes.
+// bytes, in exactly 24 characters (the decoder skips line breaks, which
+// the upgrader refuses).
 func validKey(k string) bool {
+	if len(k) != base64.StdEncoding.EncodedLen(16) {
+		return false
+	}
 	b, err := base64.StdEncoding.Strict().DecodeString(k)
 	return err == nil && len(b) == 16
 }
