@@ -44,6 +44,8 @@ import (
 
 	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/internal/rlimit"
+
+	"github.com/viewsync/viewsync/internal/netio"
 )
 
 // baselineEpoch is the epoch the baseline's streams name.
@@ -390,4 +392,14 @@ func unwritten(bufs [][]byte, n int) [][]byte {
 		n = 0
 	}
 	return out
+}
+
+// tryWritev writes bufs without waiting where the platform can, as
+// viewsync's live path does; elsewhere nothing, and every frame goes
+// through the backlog's blocking writes.
+func tryWritev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+	if !netio.Supported {
+		return 0, nil
+	}
+	return netio.TryWritev(raw, bufs)
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/netio"
 	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
@@ -34,7 +35,7 @@ type Sock struct {
 // before the client counts as stalled.
 func NewSock(c net.Conn, timeout time.Duration) *Sock {
 	s := &Sock{Conn: c, timeout: timeout}
-	if sc, ok := c.(syscall.Conn); ok && live.Supported {
+	if sc, ok := c.(syscall.Conn); ok && netio.Supported {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
 		}
@@ -139,7 +140,7 @@ func (s *Sock) TryWrite(skip func() bool, bufs [][]byte) (TryResult, error) {
 	for _, b := range bufs {
 		total += len(b)
 	}
-	n, err := live.TryWritev(s.raw, bufs)
+	n, err := netio.TryWritev(s.raw, bufs)
 	switch {
 	case err != nil:
 		return Failed, err

@@ -14,8 +14,8 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/netio"
 	"github.com/viewsync/viewsync/limit"
-	"github.com/viewsync/viewsync/transport/internal/live"
 )
 
 // A Handler's stream is served one of three ways:
@@ -58,7 +58,7 @@ var _ Owner = (*stream)(nil)
 // it. It reports false, having done nothing, when the connection cannot be
 // hijacked; the caller then streams through the ResponseWriter.
 func (h *Handler) serveHijacked(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal) bool {
-	if r.ProtoMajor != 1 || !live.Supported {
+	if r.ProtoMajor != 1 || !netio.Supported {
 		return false
 	}
 	// The head is written by hand: the headers set so far (by middleware:

@@ -1,6 +1,6 @@
 //go:build unix
 
-package live
+package netio
 
 import (
 	"syscall"
@@ -8,12 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Supported tells whether this platform has the live path's
-// non-blocking writes.
+// Supported tells whether this platform has TryWritev.
 const Supported = true
 
-// maxIovecs bounds one writev; the rest of a longer batch goes out on the
-// slow path.
+// maxIovecs bounds one writev (IOV_MAX is 1024); the caller writes the
+// rest of a longer batch later.
 const maxIovecs = 512
 
 // TryWritev writes bufs to the socket without waiting: it returns how
