@@ -19,6 +19,7 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/transport/cors"
 	"github.com/viewsync/viewsync/transport/internal/live"
+	"github.com/viewsync/viewsync/transport/internal/push"
 )
 
 // Handler serves WebSocket connections (GET /v1/ws). Make one with New.
@@ -52,6 +53,8 @@ type Handler struct {
 	keeping  bool
 	keepWake chan struct{}
 
+	// format is the encoder's, shared by every subscription.
+	format *push.Format
 	// pumps holds the current subscriptions of each collection.
 	pumps live.Pumps
 	// readable tells when a connection has something to read, so that an
@@ -105,6 +108,7 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		opts:     o,
 		log:      o.Logger,
 		origins:  origins,
+		format:   push.NewFormat(encoder{}),
 		pumps:    live.Pumps{Tick: time.Hour, Interval: o.FlushInterval}, // subscriptions do not tick
 		conns:    map[*conn]struct{}{},
 		keepWake: make(chan struct{}, 1),

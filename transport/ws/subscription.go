@@ -73,7 +73,7 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 		old.stop()
 	}
 	s := &subscription{c: c, name: m.Collection}
-	s.p = push.NewSub(fs, c.sock.Sock, encoder{}, &c.h.pumps, m.Collection, s)
+	s.p = push.NewSub(fs, c.sock.Sock, c.h.format, &c.h.pumps, m.Collection, s)
 	c.mu.Lock()
 	if c.subs == nil {
 		c.subs = map[string]*subscription{}

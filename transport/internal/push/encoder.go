@@ -5,9 +5,8 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// Encoder writes a wire format's messages. Its values must be comparable,
-// and equal when they encode alike (an empty struct type is simplest):
-// they key the encodings a commit's frame keeps for every subscriber.
+// Encoder writes a wire format's messages. A transport wraps its encoder
+// in one Format, which its subscriptions share.
 type Encoder interface {
 	// Commit appends to dst the head of commit f's message and returns
 	// dst, with what follows the head: body, which is f.JSON() or a part
@@ -67,12 +66,18 @@ func (r EndReason) Message() string {
 	return "the server is shutting down; resume from your cursor"
 }
 
-// frameEncoder is an Encoder as fanout.Frame.Encoding takes it: the whole
-// message of a commit, made once and shared by every subscriber.
-type frameEncoder struct{ enc Encoder }
+// Format is a wire format as subscriptions share it: its Encoder, and the
+// key under which a fanout.Frame keeps that format's encoding of its
+// commit, made once and shared by every subscriber. A transport makes one
+// with NewFormat and gives it to every Sub; frames find the encoding by
+// the Format's identity, one pointer comparison per subscriber.
+type Format struct{ enc Encoder }
 
-// EncodeFrame implements fanout.Encoder.
-func (e frameEncoder) EncodeFrame(f *fanout.Frame) []byte {
+// NewFormat returns the Format of enc.
+func NewFormat(enc Encoder) *Format { return &Format{enc: enc} }
+
+// EncodeFrame implements fanout.Encoder: the whole message of a commit.
+func (e *Format) EncodeFrame(f *fanout.Frame) []byte {
 	var stack [128]byte
 	head, body, tail := e.enc.Commit(stack[:0], f)
 	b := make([]byte, 0, len(head)+len(body)+len(tail))

@@ -60,6 +60,8 @@ type Handler struct {
 	hub  *viewsync.Hub
 	opts Options
 	log  *slog.Logger
+	// format is opts.Encoder's, shared by the handler's subscriptions.
+	format *Format
 	// conns counts the streams being served; it never exceeds
 	// opts.MaxConnections for longer than a refused request takes.
 	conns atomic.Int64
@@ -107,10 +109,11 @@ func NewHandler(hub *viewsync.Hub, opts Options) (*Handler, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		hub:   hub,
-		opts:  o,
-		log:   o.Logger,
-		pumps: live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond), Interval: o.FlushInterval},
+		hub:    hub,
+		opts:   o,
+		log:    o.Logger,
+		format: NewFormat(o.Encoder),
+		pumps:  live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond), Interval: o.FlushInterval},
 	}, nil
 }
 

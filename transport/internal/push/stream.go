@@ -86,7 +86,7 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, r *http.Request, coll str
 	}
 	s := &stream{h: h, sock: NewSock(conn, h.opts.WriteTimeout), coll: coll, remote: r.RemoteAddr,
 		expires: pr.Expires, start: time.Now(), release: limit.Keep(r.Context())}
-	s.sub = NewSub(sub, s.sock, h.opts.Encoder, &h.pumps, coll, s)
+	s.sub = NewSub(sub, s.sock, h.format, &h.pumps, coll, s)
 	if err := s.sock.WriteBuffers(nil, head.Bytes()); err != nil {
 		s.end(h.endOf(&WriteError{err}, false))
 		return true

@@ -49,7 +49,7 @@ type Sub struct {
 	sub   *fanout.Subscription
 	sock  *Sock
 	enc   Encoder
-	frame frameEncoder
+	frame *Format
 	pumps *live.Pumps
 	key   string
 	owner Owner
@@ -67,10 +67,10 @@ type Sub struct {
 
 var _ live.Stream = (*Sub)(nil)
 
-// NewSub returns the Sub pushing sub's events through sock, encoded by
-// enc, in the pump of pumps named key (its collection), for owner.
-func NewSub(sub *fanout.Subscription, sock *Sock, enc Encoder, pumps *live.Pumps, key string, owner Owner) *Sub {
-	return &Sub{sub: sub, sock: sock, enc: enc, frame: frameEncoder{enc}, pumps: pumps, key: key, owner: owner}
+// NewSub returns the Sub pushing sub's events through sock, encoded in
+// format, in the pump of pumps named key (its collection), for owner.
+func NewSub(sub *fanout.Subscription, sock *Sock, format *Format, pumps *live.Pumps, key string, owner Owner) *Sub {
+	return &Sub{sub: sub, sock: sock, enc: format.enc, frame: format, pumps: pumps, key: key, owner: owner}
 }
 
 // Run writes what the client is owed, on the calling goroutine and under
