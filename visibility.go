@@ -12,8 +12,13 @@ import (
 // position, so Lagging can count the clients that are behind.
 
 // commitTimesKept is how many recent commit times the hub keeps per
-// collection; renders of older commits are not measured.
-const commitTimesKept = 1024
+// collection; renders of older commits are not measured. A collection's
+// ring starts at minCommitTimes and doubles as its commits come, so that a
+// collection written a few times costs a few hundred bytes, not 16 KiB.
+const (
+	commitTimesKept = 1024
+	minCommitTimes  = 4
+)
 
 // maxClientsTracked bounds the client positions kept for Lagging.
 const maxClientsTracked = 100_000
@@ -30,11 +35,47 @@ type visibility struct {
 	clients map[clientKey]clientPos
 }
 
+// timeRing holds the times of a collection's recent commits, version v
+// at slots[v % len(slots)].
 type timeRing struct {
 	// epoch is the history whose commits the ring holds.
-	epoch    string
-	versions [commitTimesKept]uint64
-	at       [commitTimesKept]int64
+	epoch string
+	slots []commitTime
+}
+
+// commitTime is when the commit of a version was made (Unix nanoseconds);
+// version 0 marks an empty slot.
+type commitTime struct {
+	version uint64
+	at      int64
+}
+
+// put records version's time, first doubling the ring (up to
+// commitTimesKept) when that would overwrite a commit still within the
+// larger ring's reach.
+func (r *timeRing) put(version uint64, at int64) {
+	if len(r.slots) == 0 {
+		r.slots = make([]commitTime, minCommitTimes)
+	}
+	if old := r.slots[version%uint64(len(r.slots))]; old.version != 0 && old.version != version && len(r.slots) < commitTimesKept {
+		grown := make([]commitTime, 2*len(r.slots))
+		for _, ct := range r.slots {
+			if ct.version != 0 {
+				grown[ct.version%uint64(len(grown))] = ct
+			}
+		}
+		r.slots = grown
+	}
+	r.slots[version%uint64(len(r.slots))] = commitTime{version, at}
+}
+
+// get returns when version was committed, if the ring holds it.
+func (r *timeRing) get(version uint64) (int64, bool) {
+	if version == 0 || len(r.slots) == 0 {
+		return 0, false
+	}
+	ct := r.slots[version%uint64(len(r.slots))]
+	return ct.at, ct.version == version
 }
 
 type clientKey struct {
@@ -55,9 +96,7 @@ func newVisibility() *visibility {
 func (v *visibility) committed(collection, epoch string, version uint64, at time.Time, maxCollections int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	r := v.ringLocked(collection, epoch, maxCollections)
-	i := version % commitTimesKept
-	r.versions[i], r.at[i] = version, at.UnixNano()
+	v.ringLocked(collection, epoch, maxCollections).put(version, at.UnixNano())
 }
 
 // replaced records that a collection's history was replaced by epoch.
@@ -96,11 +135,11 @@ func (v *visibility) commitTimeLocked(collection string, version uint64) (time.T
 	if r == nil {
 		return time.Time{}, false
 	}
-	i := version % commitTimesKept
-	if r.versions[i] != version || version == 0 {
+	at, ok := r.get(version)
+	if !ok {
 		return time.Time{}, false
 	}
-	return time.Unix(0, r.at[i]), true
+	return time.Unix(0, at), true
 }
 
 // rendered records that client shows collection at version and returns
