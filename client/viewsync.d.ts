@@ -31,14 +31,16 @@ export interface Status {
 
 /**
  * The error codes of the contract, plus the client's own:
- * `network` (no answer at all), `closed` (the session or view was closed),
- * `bad_response` (an answer that does not follow the contract).
+ * `network` (no answer at all), `unreachable` (the session's attempts to
+ * connect got no answer at all, `maxSilentAttempts` in a row), `closed` (the
+ * session or view was closed), `bad_response` (an answer that does not
+ * follow the contract).
  */
 export type ErrorCode =
   | 'bad_request' | 'unauthorized' | 'forbidden' | 'not_found' | 'method_not_allowed'
   | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'rate_limited'
   | 'internal' | 'bad_gateway' | 'unavailable' | 'timeout'
-  | 'network' | 'closed' | 'bad_response';
+  | 'network' | 'unreachable' | 'closed' | 'bad_response';
 
 /** Every failure rejects with a ViewsyncError. */
 export class ViewsyncError extends Error {
@@ -94,6 +96,21 @@ export interface ConnectOptions {
   openTimeout?: number;
   /** Reconnect backoff: full jitter, uniform in [0, min(cap, base·2ⁿ)) ms. Default {base: 250, cap: 10000}. */
   backoff?: { base?: number; cap?: number };
+  /**
+   * After this many attempts to connect in a row got no answer at all from
+   * the server (a network error on every transport tried: no HTTP status,
+   * no WebSocket opened) the session reports it once: an `unreachable`
+   * error to 'error' listeners, whose message names the URL and asks
+   * whether the server runs and, for a page on another origin, whether it
+   * was started with `--cors-origin` and this page's origin (a browser
+   * shows a CORS refusal only in its console). The `ready` of each view not
+   * yet synced rejects with it, as does that of a view opened before the
+   * server answers again. The session keeps retrying with its backoff and
+   * goes live when the server answers; a later run of silent attempts is
+   * reported again. An HTTP answer of any status (4xx, 5xx) is an answer.
+   * 0 never reports. Default 5.
+   */
+  maxSilentAttempts?: number;
 }
 
 /** Opens a session. It connects at once and reconnects by itself until closed. */
@@ -165,7 +182,8 @@ export class Session {
   /**
    * Listens to errors no promise reports: an HTTP answer that made the
    * transport reconnect (401, 403, 5xx, …), a WebSocket error message that
-   * answers no request.
+   * answers no request, `unreachable` after `maxSilentAttempts` attempts to
+   * connect got no answer at all.
    */
   on(type: 'error', fn: (error: ViewsyncError) => void): () => void;
   /**
@@ -201,7 +219,13 @@ export class View<T = JSONValue> {
   readonly epoch: string | null;
   /** Whether the view has received its first state. */
   readonly synced: boolean;
-  /** Resolves (with the version) once the view has its first state. */
+  /**
+   * Resolves (with the version) once the view has its first state. Rejects
+   * with the session's `unreachable` error when the server did not answer
+   * `maxSilentAttempts` attempts in a row first (see ConnectOptions); the
+   * view still syncs once the server answers: watch `synced`, `subscribe`
+   * or the session's status.
+   */
   readonly ready: Promise<number>;
   /** The value of record `id`, or undefined. */
   get(id: string): T | undefined;

@@ -16,9 +16,10 @@ const STATUS_CODE = Object.fromEntries(Object.entries(CODE_STATUS).map(([c, s]) 
 /**
  * ViewsyncError is how every failure is reported: `code` is one of the
  * contract's codes (bad_request, not_found, precondition_failed, …) or one
- * of the client's own: `network` (no answer), `closed` (session closed),
- * `bad_response` (an answer that does not follow the contract). `status` is
- * the HTTP status (0 when there was none).
+ * of the client's own: `network` (no answer), `unreachable` (attempts to
+ * connect got no answer, maxSilentAttempts in a row), `closed` (session
+ * closed), `bad_response` (an answer that does not follow the contract).
+ * `status` is the HTTP status (0 when there was none).
  */
 export class ViewsyncError extends Error {
   /** @type {'ViewsyncError'} */

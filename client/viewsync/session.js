@@ -61,6 +61,8 @@ const LINKS = { ws: WSLink, sse: SSELink, ndjson: NDJSONLink, longpoll: LongPoll
 // Consecutive failures to connect, with the server reachable over plain
 // HTTP, after which a transport is given up for the next one.
 const FALLBACK_AFTER = 2;
+// Default of the maxSilentAttempts option.
+const MAX_SILENT_ATTEMPTS = 5;
 
 /**
  * connect opens a session; see Session.
@@ -98,6 +100,10 @@ export class Session {
   #link = null;
   #attempt = 0; // reconnect attempts since the last success, for backoff
   #fails = 0; // failures of the current transport while HTTP works
+  #heard = false; // the server answered (any HTTP status, or a WebSocket opened) since the current attempt began
+  #silent = 0; // consecutive attempts that failed without any answer from the server
+  /** @type {ViewsyncError | null} the 'unreachable' error reported for the current run of silent attempts */
+  #unreachable = null;
   /** @type {ReturnType<typeof setTimeout> | undefined} the scheduled reconnect */
   #timer;
   #closed = false;
@@ -125,6 +131,7 @@ export class Session {
       openTimeout: options.openTimeout ?? 10000,
       backoffBase: options.backoff?.base ?? 250,
       backoffCap: options.backoff?.cap ?? 10000,
+      maxSilentAttempts: options.maxSilentAttempts ?? MAX_SILENT_ATTEMPTS,
     };
     this.#hasToken = typeof this.#token === 'function' ? null : !!this.#token;
     const t = options.transport ?? 'auto';
@@ -175,6 +182,7 @@ export class Session {
     }
     const nv = /** @type {View<T>} */ (new View(this, name));
     this.#views.set(name, nv);
+    if (this.#unreachable) nv._unreachable(this.#unreachable);
     this.#link?.add(nv);
     return nv;
   }
@@ -298,7 +306,9 @@ export class Session {
       init.body = JSON.stringify(body);
     }
     try {
-      return await this.#fetch(this.#base + path, init);
+      const res = await this.#fetch(this.#base + path, init);
+      this.#answered();
+      return res;
     } catch (e) {
       if (e?.name === 'AbortError' || e?.name === 'TimeoutError') throw e;
       throw new ViewsyncError('network', `${method} ${path}: ${e?.message || e}`, 0);
@@ -347,6 +357,7 @@ export class Session {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#closed) return;
+    this.#heard = false;
     const kind = this.#kind();
     const link = new LINKS[kind](this);
     this.#link = link;
@@ -375,6 +386,7 @@ export class Session {
    */
   _linkUp(link) {
     if (link !== this.#link) return;
+    this.#answered();
     this.#fails = 0;
     this.#upAt = Date.now();
     this.#setStatus('live', link.kind);
@@ -414,10 +426,35 @@ export class Session {
       }
     }
     if (this.#closed || this.#link) return;
+    if (!opened && !this.#heard) this.#silentFailure();
     this.#setStatus(state, link.kind);
     const delay = immediate && this.#attempt === 0 ? 0 : backoff(this.#attempt, this.#opts.backoffBase, this.#opts.backoffCap);
     this.#attempt++;
     this.#timer = setTimeout(() => this.#startNow(), delay);
+  }
+
+  /** #answered: the server answered (an HTTP response of any status, a WebSocket that opened). */
+  #answered() {
+    this.#heard = true;
+    this.#silent = 0;
+    this.#unreachable = null;
+  }
+
+  /**
+   * #silentFailure counts an attempt that failed without any answer from
+   * the server (network errors on every transport tried: a server down, or
+   * a page of another origin that the server's CORS does not admit, which
+   * the browser reports only in its console). After maxSilentAttempts in a
+   * row it says so once: an 'unreachable' error, which also rejects the
+   * ready of every view not yet synced. The session keeps retrying.
+   */
+  #silentFailure() {
+    const max = this.#opts.maxSilentAttempts;
+    if (++this.#silent < max || max <= 0 || this.#unreachable) return;
+    const err = new ViewsyncError('unreachable', unreachableMessage(this.#base, this.#silent), 0);
+    this.#unreachable = err;
+    this._emit('error', err);
+    for (const v of this.#views.values()) v._unreachable(err);
   }
 
   /** #httpWorks tells whether the server answers plain HTTP (any answer but an auth refusal). */
@@ -431,4 +468,21 @@ export class Session {
       return false;
     }
   }
+}
+
+/**
+ * unreachableMessage says that base never answered, with what to check: the
+ * server, and its --cors-origin when the page is on another origin (or the
+ * page's origin is not known).
+ * @param {string} base
+ * @param {number} attempts
+ */
+function unreachableMessage(base, attempts) {
+  const msg = `no answer from ${base} after ${attempts} attempts: is the server running`;
+  const page = globalThis.location?.origin;
+  let server = '';
+  try { server = new URL(base).origin; } catch { /* keep '' */ }
+  if (page && page !== 'null' && page === server) return `${msg}?`;
+  const origin = page && page !== 'null' ? page : "this page's origin";
+  return `${msg}, and if this page is on another origin, was the server started with --cors-origin ${origin}?`;
 }

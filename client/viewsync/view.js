@@ -206,6 +206,14 @@ export class View {
   }
 
   /**
+   * _unreachable rejects ready with err (the session's 'unreachable'), unless the view has synced.
+   * @param {ViewsyncError} err
+   */
+  _unreachable(err) {
+    if (!this.synced) this.#readyReject(err);
+  }
+
+  /**
    * _cursor is {epoch, after} to resume from, or null to start with a reset.
    * @returns {{epoch: string, after: number} | null}
    */
