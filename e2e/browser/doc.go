@@ -6,10 +6,11 @@
 // appear in the others over each transport (WebSocket, Server-Sent Events,
 // long-poll, poll, and NDJSON with a token in its Authorization header,
 // forced or chosen by auto without WebSocket); what a user types is never
-// overwritten (a
-// remote change shows as a conflict: keep mine, take theirs); pages ride
-// out a server restart; a call resolves once the page shows its writes;
-// plus a screenshot and the save-to-render latency. They wait on the
+// overwritten (a remote change shows as a conflict: keep mine, take
+// theirs); pages ride out a server restart; a call resolves once the page
+// shows its writes; a page of another origin is told when the server was
+// started without --cors-origin, and goes live with it; plus a screenshot
+// and the save-to-render latency. They wait on the
 // page's own state, never on sleeps, under the demo's
 // Content-Security-Policy (checks run through the DevTools protocol and
 // build no code from strings in the page).
@@ -21,7 +22,7 @@
 //
 // Caveats: without Chromium every test fails, by design (Debian: apt-get
 // install chromium; scripts/test.sh does). It runs with --no-sandbox, as
-// root in a container must, and opens only the demo on 127.0.0.1. The
+// root in a container must, and opens only pages on 127.0.0.1. The
 // latency test runs server, browser and tests (under -race) on one machine:
 // compare its timings with each other, not with production. The package
 // has no code of its own.
