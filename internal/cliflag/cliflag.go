@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,6 +31,16 @@ func envName(flagName string) string {
 // ErrUsage (the flag set printed why); a bad environment value wraps
 // ErrBadFlag.
 func Parse(fs *flag.FlagSet, args []string) error {
+	if name, ok := unknownFlag(fs, args); ok {
+		// Said in a few lines, with the nearest names, rather than with
+		// the flag set's whole usage.
+		fmt.Fprintf(fs.Output(), "flag provided but not defined: -%s\n", name)
+		if near := nearest(fs, name); len(near) > 0 {
+			fmt.Fprintf(fs.Output(), "did you mean --%s?\n", strings.Join(near, ", --"))
+		}
+		fmt.Fprintf(fs.Output(), "run with --help for every flag\n")
+		return ErrUsage
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -54,6 +65,78 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		}
 	})
 	return err
+}
+
+// unknownFlag returns the first flag of args, as fs would parse them,
+// that fs does not define (help and h aside, which ask for the usage).
+func unknownFlag(fs *flag.FlagSet, args []string) (string, bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return "", false // the flags end here
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case f == nil && name != "help" && name != "h":
+			return name, true
+		case f == nil || hasValue:
+		case isBool(f):
+		default:
+			i++ // its value is the next argument
+		}
+	}
+	return "", false
+}
+
+// isBool reports whether f is a boolean flag, which takes no argument.
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// nearest returns the names of fs's flags closest to name: those within a
+// few edits of it, or that contain it or are contained in it, best first,
+// at most three.
+func nearest(fs *flag.FlagSet, name string) []string {
+	type cand struct {
+		name string
+		d    int
+	}
+	var cands []cand
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if d <= max(2, len(name)/3) || len(name) >= 3 && (strings.Contains(f.Name, name) || strings.Contains(name, f.Name)) {
+			cands = append(cands, cand{f.Name, d})
+		}
+	})
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.d - b.d })
+	var out []string
+	for _, c := range cands[:min(len(cands), 3)] {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Given reports whether the flag was set on the command line or by its

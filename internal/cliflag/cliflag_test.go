@@ -3,7 +3,9 @@ package cliflag
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -55,5 +57,60 @@ func TestParse(t *testing.T) {
 	t.Setenv("VIEWSYNC_BUFFER_BYTES", "lots")
 	if fs, _, _ := newSet(); !errors.Is(Parse(fs, nil), ErrBadFlag) {
 		t.Error("a bad environment value is not ErrBadFlag")
+	}
+}
+
+// TestUnknownFlag: an unknown flag is answered with its name and the
+// nearest flags, not the whole usage; flags' values, known flags after a
+// value and arguments after the flags are not taken for flags.
+func TestUnknownFlag(t *testing.T) {
+	newSet := func(out io.Writer) *flag.FlagSet {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(out)
+		fs.Usage = func() { fmt.Fprint(out, "THE WHOLE USAGE\n") }
+		fs.String("addr", "", "")
+		fs.Int("max-conns", 0, "")
+		fs.Int("max-conns-per-ip", 0, "")
+		fs.Bool("demo", true, "")
+		fs.String("cors-origin", "", "")
+		return fs
+	}
+	for _, tt := range []struct {
+		args     []string
+		want     []string // in the output, in order; nil: parsed without error
+		unwanted string
+	}{
+		{args: []string{"--max-con", "3"}, want: []string{"not defined: -max-con", "did you mean --max-conns, --max-conns-per-ip?", "--help"}},
+		{args: []string{"-adr=x"}, want: []string{"not defined: -adr", "did you mean --addr?"}},
+		{args: []string{"--cors-origins", "https://a"}, want: []string{"not defined: -cors-origins", "--cors-origin?"}},
+		{args: []string{"--zzzzzzzzzz"}, want: []string{"not defined: -zzzzzzzzzz", "--help"}, unwanted: "did you mean"},
+		{args: []string{"--demo", "--nope"}, want: []string{"not defined: -nope"}},
+		{args: []string{"--addr", "--nope"}},                  // a value, not a flag
+		{args: []string{"--demo=false", "--max-conns", "-1"}}, // a negative value
+	} {
+		var out strings.Builder
+		err := Parse(newSet(&out), tt.args)
+		if tt.want == nil {
+			if err != nil {
+				t.Errorf("Parse(%q) = %v, %q; want no error", tt.args, err, out.String())
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("Parse(%q) = %v, want ErrUsage", tt.args, err)
+		}
+		got := out.String()
+		rest := got
+		for _, w := range tt.want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Errorf("Parse(%q) said %q, want %q in it (in order)", tt.args, got, w)
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		if strings.Contains(got, "THE WHOLE USAGE") || tt.unwanted != "" && strings.Contains(got, tt.unwanted) {
+			t.Errorf("Parse(%q) said %q", tt.args, got)
+		}
 	}
 }
