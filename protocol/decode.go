@@ -193,8 +193,25 @@ func (d *decoder) done() {
 	}
 }
 
+// sub reads the optional subscription id.
+func (d *decoder) sub() string {
+	s, ok := d.string("sub", false)
+	if ok {
+		if err := ValidateSubID(s); err != nil {
+			d.failWrap("sub", err)
+		}
+	}
+	return s
+}
+
 func (d *decoder) subscribe() ClientMessage {
-	m := &SubscribeMessage{Collection: d.collection()}
+	m := &SubscribeMessage{Collection: d.collection(), Sub: d.sub()}
+	if raw, ok := d.raw("where", false); ok && string(raw) != "null" {
+		if len(raw) == 0 || raw[0] != '{' {
+			d.fail("field %q: a filter is a JSON object", "where")
+		}
+		m.Where = bytes.Clone(raw)
+	}
 	if v, ok := d.uint("after", false); ok {
 		m.After = &v
 	}
@@ -212,7 +229,7 @@ func (d *decoder) subscribe() ClientMessage {
 }
 
 func (d *decoder) unsubscribe() ClientMessage {
-	m := &UnsubscribeMessage{Collection: d.collection()}
+	m := &UnsubscribeMessage{Collection: d.collection(), Sub: d.sub()}
 	d.done()
 	return m
 }
@@ -253,7 +270,7 @@ func (d *decoder) commit() ClientMessage {
 }
 
 func (d *decoder) ack() ClientMessage {
-	m := &AckMessage{Collection: d.collection()}
+	m := &AckMessage{Collection: d.collection(), Sub: d.sub()}
 	m.Version, _ = d.uint("version", true)
 	d.done()
 	return m
@@ -440,6 +457,12 @@ func DecodeCommit(b []byte) (Commit, error) {
 			if c.Version, err = decodeUint(f.val); err != nil {
 				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
 			}
+		case "after":
+			after, err := decodeUint(f.val)
+			if err != nil {
+				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
+			}
+			c.After = &after
 		case "at":
 			s, err := decodeString(f.val)
 			if err == nil {
@@ -464,17 +487,21 @@ func DecodeCommit(b []byte) (Commit, error) {
 // for Go clients such as the bench tool and tests (servers encode with the
 // Encode functions instead). Type says which fields are meaningful:
 //
-//   - reset: Collection, Epoch, Version, Reset, Records
-//   - commit: Collection, Epoch, Version, At, Ops
-//   - catchup: Collection, Epoch, Version, Compacted, Records, Deleted
+//   - reset: Collection, Sub, Epoch, Version, Reset, Records
+//   - commit: Collection, Sub, Epoch, Version, After (a filtered view's), At, Ops
+//   - catchup: Collection, Sub, Epoch, Version, Compacted, Records, Deleted
+//   - progress: Collection, Sub, Epoch, Version (a filtered view's cursor moved)
 //   - result: ID, Result, Versions
-//   - error: ID (when the message answered had one), Code, Message
+//   - error: ID (when the message answered had one), Sub (answering a
+//     subscribe that named one), Code, Message
 type ServerMessage struct {
 	Type       string            `json:"type"`
 	ID         MessageID         `json:"id"`
 	Collection string            `json:"collection"`
+	Sub        string            `json:"sub"`
 	Epoch      string            `json:"epoch"`
 	Version    uint64            `json:"version"`
+	After      *uint64           `json:"after"`
 	At         time.Time         `json:"at"`
 	Ops        []Op              `json:"ops"`
 	Reset      bool              `json:"reset"`
@@ -496,7 +523,7 @@ func DecodeServerMessage(b []byte) (ServerMessage, error) {
 		return ServerMessage{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	switch m.Type {
-	case TypeReset, TypeCommit, TypeCatchUp, TypeResult, TypeError:
+	case TypeReset, TypeCommit, TypeCatchUp, TypeProgress, TypeResult, TypeError:
 		return m, nil
 	}
 	return ServerMessage{}, fmt.Errorf("%w: unknown server message type %q", ErrBadMessage, truncate(m.Type))

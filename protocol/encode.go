@@ -49,6 +49,9 @@ const OpJSONOverhead = len(`{"op":"delete","id":"","value":},`)
 // memory bounds.
 func CommitSize(c Commit) int {
 	n := CommitJSONOverhead + 2
+	if c.After != nil {
+		n += len(`,"after":`) + 20
+	}
 	for i := range c.Ops {
 		n += OpJSONOverhead + len(c.Ops[i].ID) + len(c.Ops[i].Value)
 	}
@@ -91,6 +94,10 @@ func AppendCommitOps(b []byte, version uint64, at time.Time, ops []byte) []byte 
 func AppendCommit(b []byte, c Commit) []byte {
 	b = append(b, `{"version":`...)
 	b = strconv.AppendUint(b, c.Version, 10)
+	if c.After != nil {
+		b = append(b, `,"after":`...)
+		b = strconv.AppendUint(b, *c.After, 10)
+	}
 	b = append(b, `,"at":"`...)
 	b = c.At.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","ops":`...)

@@ -125,8 +125,11 @@ const (
 const (
 	TypeReset   = "reset"
 	TypeCatchUp = "catchup"
-	TypeResult  = "result"
-	TypeError   = "error"
+	// TypeProgress moves a filtered view's cursor past commits that did
+	// not concern it: {"type":"progress","collection","sub"?,"epoch","version"}.
+	TypeProgress = "progress"
+	TypeResult   = "result"
+	TypeError    = "error"
 )
 
 // ClientMessage is one decoded client → server message: a
@@ -140,11 +143,20 @@ type ClientMessage interface {
 	clientMessage()
 }
 
-// SubscribeMessage asks to follow a collection:
-// {"type":"subscribe","collection","after"?,"epoch"?}. Without After the
-// subscription starts with a reset; with it, right after the cursor.
+// SubscribeMessage asks to follow a collection, or a filtered view of it:
+// {"type":"subscribe","collection","sub"?,"where"?,"after"?,"epoch"?}.
+// Without After the subscription starts with a reset; with it, right
+// after the cursor.
 type SubscribeMessage struct {
 	Collection string `json:"collection"`
+	// Sub is the client's id of the subscription, echoed on each of its
+	// messages, so that one connection can hold several views of one
+	// collection; see ValidateSubID. Empty: the subscription is known by
+	// its collection's name, one per collection.
+	Sub string `json:"sub,omitempty"`
+	// Where is the view's filter, a JSON object (package filter parses
+	// it); empty for the whole collection.
+	Where json.RawMessage `json:"where,omitempty"`
 	// After is the version the client has; nil when it has none.
 	After *uint64 `json:"after,omitempty"`
 	// Epoch is the epoch of After; empty means the current epoch. It is
@@ -172,9 +184,11 @@ func (m *SubscribeMessage) MarshalJSON() ([]byte, error) {
 }
 
 // UnsubscribeMessage stops following a collection:
-// {"type":"unsubscribe","collection"}.
+// {"type":"unsubscribe","collection","sub"?}.
 type UnsubscribeMessage struct {
 	Collection string `json:"collection"`
+	// Sub names the subscription when it was made with one.
+	Sub string `json:"sub,omitempty"`
 }
 
 // Type implements ClientMessage.
@@ -244,10 +258,12 @@ func (m *CommitMessage) MarshalJSON() ([]byte, error) {
 }
 
 // AckMessage tells what the client has rendered of a subscription:
-// {"type":"ack","collection","version"}.
+// {"type":"ack","collection","sub"?,"version"}.
 type AckMessage struct {
 	Collection string `json:"collection"`
-	Version    uint64 `json:"version"`
+	// Sub names the subscription when it was made with one.
+	Sub     string `json:"sub,omitempty"`
+	Version uint64 `json:"version"`
 }
 
 // Type implements ClientMessage.

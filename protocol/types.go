@@ -32,6 +32,11 @@ type Commit struct {
 	// Version is the collection version this commit produced: the previous
 	// commit's version plus one.
 	Version uint64 `json:"version"`
+	// After is set on a commit of a filtered view only: no commit between
+	// After (exclusive) and Version concerns the view, so a client of the
+	// view at any version from After to Version-1 applies it. A commit
+	// without After follows Version-1 directly. Stores never set it.
+	After *uint64 `json:"after,omitempty"`
 	// At is when the commit was made (UTC, as recorded by the store).
 	At time.Time `json:"at"`
 	// Ops are applied in order, all or nothing.
@@ -46,6 +51,10 @@ func (c Commit) Clone() Commit {
 		ops[i] = op
 	}
 	c.Ops = ops
+	if c.After != nil {
+		after := *c.After
+		c.After = &after
+	}
 	return c
 }
 

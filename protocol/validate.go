@@ -118,3 +118,21 @@ func ValidateCallName(name string) error {
 	}
 	return nil
 }
+
+// MaxSubIDLen bounds a subscription id.
+const MaxSubIDLen = 64
+
+// ValidateSubID checks a WebSocket subscription id: 1 to MaxSubIDLen
+// characters of a-z, A-Z, 0-9, '_', '.', ':' and '-'.
+func ValidateSubID(s string) error {
+	if s == "" || len(s) > MaxSubIDLen {
+		return fmt.Errorf("%w: a subscription id has 1 to %d characters", ErrBadMessage, MaxSubIDLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return fmt.Errorf("%w: a subscription id has only a-z, A-Z, 0-9, _ . : and -, not %q", ErrBadMessage, c)
+		}
+	}
+	return nil
+}
