@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/filter"
 )
 
 // fuzzKeySet holds keys derived from fixed seeds, so that every fuzz worker
@@ -169,6 +171,12 @@ func FuzzVerifyStrict(f *testing.F) {
 		{`{"alg":"HS256","alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
 		{`{"alg":"HS256","crit":["b64"],"b64":false}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
 		{`{"alg":"HS256","crit":[]}`, fmt.Sprintf(`{"sub":"ana","exp":%d}`, exp)},
+		// Row rights, valid and not.
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":["a",{"collection":"o.*","where":{"owner":"ana","n":{"$lt":5}}}],"write":[{"collection":"o","where":{"$or":[{"a":1},{"b":{"$in":[1,2]}}]}}]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":[{"collection":"o","where":{},"x":1}]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"read":[{"collection":"o","Where":{}}]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"write":[{"collection":"o","where":{"a":{"$regex":"x"}}}]}}`, exp)},
+		{`{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"ana","exp":%d,"viewsync":{"write":[{"collection":"o"}],"call":[{"collection":"o","where":{}}]}}`, exp)},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -212,6 +220,36 @@ func FuzzVerifyStrict(f *testing.F) {
 		json.Unmarshal(c["sub"], &sub)
 		if p.Subject != sub {
 			t.Fatalf("subject %q, but the claims say %q", p.Subject, sub)
+		}
+		// The rights are valid, every row right has its filter, and they
+		// read back from their JSON as they are.
+		if err := p.Rights.Validate(); err != nil {
+			t.Fatalf("accepted rights %+v that do not validate: %v", p.Rights, err)
+		}
+		for _, rr := range slices.Concat(p.Rights.ReadRows, p.Rights.WriteRows) {
+			if rr.Where == nil {
+				t.Fatalf("accepted a row right without a filter: %+v", p.Rights)
+			}
+		}
+		b, err := json.Marshal(p.Rights)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", p.Rights, err)
+		}
+		var again Rights
+		if err := json.Unmarshal(b, &again); err != nil {
+			t.Fatalf("the rights %s do not read back: %v", b, err)
+		}
+		if err := again.Validate(); err != nil {
+			// A filter's canonical spelling can be longer (1e20 is
+			// 100000000000000000000) or nest deeper (an $and of two
+			// $or) than the one read, and so pass a limit.
+			if errors.Is(err, filter.ErrInvalid) && (strings.Contains(err.Error(), "more than") || strings.Contains(err.Error(), "nested deeper")) {
+				return
+			}
+			t.Fatalf("the rights %s do not read back: %v", b, err)
+		}
+		if b2, _ := json.Marshal(again); !bytes.Equal(b, b2) {
+			t.Fatalf("the rights %s read back as %s", b, b2)
 		}
 	})
 }

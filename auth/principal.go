@@ -39,10 +39,25 @@ func (a Action) String() string {
 // pattern is a name, or a name with '*' wildcards, each matching any run of
 // characters (dots included): "orders.*" matches "orders.eu" and
 // "orders.eu.north"; "*" matches every name.
+//
+// Reads and writes may also be granted on some records only, by row
+// rights: the action is allowed on the collections their patterns match,
+// restricted to the records their filters match (see Filter). In JSON (the
+// rights claim), row rights are objects among the patterns of "read" and
+// "write": {"read": ["products", {"collection": "orders", "where":
+// {"owner": "alice"}}]}.
 type Rights struct {
 	Read  []string `json:"read,omitempty"`
 	Write []string `json:"write,omitempty"`
 	Call  []string `json:"call,omitempty"`
+	// ReadRows and WriteRows are the row rights of Read and Write: in
+	// JSON, the objects of "read" and "write".
+	ReadRows  []RowRight `json:"-"`
+	WriteRows []RowRight `json:"-"`
+
+	// invalid is the first entry of "read" or "write" UnmarshalJSON could
+	// not read, reported by Validate.
+	invalid error
 }
 
 // All grants every right on every name.
@@ -50,8 +65,14 @@ var All = Rights{Read: []string{"*"}, Write: []string{"*"}, Call: []string{"*"}}
 
 // Validate checks that every pattern is well formed: 1 to 128 characters
 // of a-z, A-Z, 0-9, '_', '.', '-' and '*' (collection names are lower
-// case; call names may have capitals). Matching is case-sensitive.
+// case; call names may have capitals). Matching is case-sensitive. Every
+// row right must have a valid collection pattern and a Where filter, and
+// every entry of the JSON the rights were read from must have been a
+// pattern or a valid row right.
 func (r Rights) Validate() error {
+	if r.invalid != nil {
+		return r.invalid
+	}
 	for _, set := range []struct {
 		a Action
 		p []string
@@ -59,6 +80,16 @@ func (r Rights) Validate() error {
 		for _, p := range set.p {
 			if err := validatePattern(p); err != nil {
 				return fmt.Errorf("%s right %q: %w", set.a, p, err)
+			}
+		}
+	}
+	for _, set := range []struct {
+		a    Action
+		rows []RowRight
+	}{{Read, r.ReadRows}, {Write, r.WriteRows}} {
+		for i, rr := range set.rows {
+			if err := rr.validate(); err != nil {
+				return fmt.Errorf("%s row right %d: %w", set.a, i, err)
 			}
 		}
 	}
@@ -78,8 +109,26 @@ func validatePattern(p string) error {
 	return nil
 }
 
-// Allows reports whether the rights allow action a on name.
+// Allows reports whether the rights allow action a on name: whether a
+// pattern of a, or the collection pattern of a row right of a, matches
+// name. A row right allows the action restricted to its records: see
+// Filter.
 func (r Rights) Allows(a Action, name string) bool {
+	if r.allowsAll(a, name) {
+		return true
+	}
+	var rows []RowRight
+	switch a {
+	case Read:
+		rows = r.ReadRows
+	case Write:
+		rows = r.WriteRows
+	}
+	return slices.ContainsFunc(rows, func(rr RowRight) bool { return Match(rr.Collection, name) })
+}
+
+// allowsAll reports whether a pattern of a matches name.
+func (r Rights) allowsAll(a Action, name string) bool {
 	var ps []string
 	switch a {
 	case Read:
