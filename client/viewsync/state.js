@@ -1,4 +1,4 @@
-// A view's state and how messages change it: reset, catch-up, commit.
+// A view's state and how messages change it: reset, catch-up, commit, progress.
 import { ViewsyncError } from './errors.js';
 
 /**
@@ -12,11 +12,15 @@ import { ViewsyncError } from './errors.js';
  * A message from a transport, as applyToState takes it: the WebSocket's
  * messages as they are, SSE and NDJSON events, the answers of …/changes.
  * Commits carry their epoch when the transport says it (SSE: in the event
- * id); one without is judged by its version alone.
+ * id); one without is judged by its version alone. A filtered view's commit
+ * may carry `after`: no commit between after (exclusive) and its version
+ * concerns the view. A progress (filtered views only) moves the view's
+ * version without changing its records.
  * @typedef {{type: 'reset', epoch: string, version: number, records?: Rec[]}} ResetMessage
  * @typedef {{type: 'catchup', epoch?: string, version: number, records?: Rec[], deleted?: string[]}} CatchUpMessage
- * @typedef {{type: 'commit', epoch?: string, version: number, at?: string, ops?: Op[]}} CommitMessage
- * @typedef {ResetMessage | CatchUpMessage | CommitMessage} Message
+ * @typedef {{type: 'commit', epoch?: string, version: number, after?: number, at?: string, ops?: Op[]}} CommitMessage
+ * @typedef {{type: 'progress', epoch?: string, version: number}} ProgressMessage
+ * @typedef {ResetMessage | CatchUpMessage | CommitMessage | ProgressMessage} Message
  */
 
 /**
@@ -29,8 +33,9 @@ import { ViewsyncError } from './errors.js';
  */
 
 /**
- * What applying a message did.
- * @typedef {{status: 'applied', event: Change} | {status: 'stale' | 'gap' | 'epoch'}} Applied
+ * What applying a message did; the event of a progress is null (the
+ * records did not change).
+ * @typedef {{status: 'applied', event: Change | null} | {status: 'stale' | 'gap' | 'epoch'}} Applied
  */
 
 /**
@@ -45,11 +50,17 @@ export function newState() {
  * applyToState applies one message to a view's state, in place, and says
  * what happened:
  *   {status:'applied', event}  the state moved; event lists what changed
+ *                              (null for a progress: only the version moved)
  *   {status:'stale'}           version ≤ current: already applied, ignored
- *   {status:'gap'}             a commit past current+1, or none synced yet
+ *   {status:'gap'}             a commit that does not follow the current
+ *                              version, or none synced yet
  *   {status:'epoch'}           another history: resync from the cursor
  * A reset always applies (it replaces the state). A catch-up upserts its
- * records and drops its deleted ids.
+ * records and drops its deleted ids. A commit follows the current version
+ * when its version is current+1 or, for one with `after` (a filtered
+ * view's), when after ≤ current < version. A progress of the same epoch
+ * past the current version moves the version; one before the first sync is
+ * ignored.
  * @param {State} st
  * @param {Message} m
  * @returns {Applied}
@@ -104,7 +115,7 @@ export function applyToState(st, m) {
       if (st.epoch !== null && m.epoch && m.epoch !== st.epoch) return { status: 'epoch' };
       if (st.epoch === null) return { status: 'gap' };
       if (m.version <= st.version) return { status: 'stale' };
-      if (m.version !== st.version + 1) return { status: 'gap' };
+      if (typeof m.after === 'number' ? m.after > st.version : m.version !== st.version + 1) return { status: 'gap' };
       for (const op of m.ops || []) {
         touch(op.id);
         if (op.op === 'delete') {
@@ -120,6 +131,12 @@ export function applyToState(st, m) {
       const ev = { type: m.type, epoch: st.epoch, version: m.version, ops: m.ops || [], ...changed(st, touched) };
       if (m.at) ev.at = m.at;
       return { status: 'applied', event: ev };
+    }
+    case 'progress': {
+      if (st.epoch !== null && m.epoch && m.epoch !== st.epoch) return { status: 'epoch' };
+      if (st.epoch === null || !(m.version > st.version)) return { status: 'stale' };
+      st.version = m.version;
+      return { status: 'applied', event: null };
     }
     default:
       return { status: 'stale' };
@@ -145,11 +162,15 @@ function changed(st, touched) {
 
 /**
  * changesMessages turns an answer of GET …/changes (or a snapshot) into the
- * messages applyToState takes, in order.
+ * messages applyToState takes, in order. For a filtered view (filtered), a
+ * page of commits is followed by a progress to the answer's version: the
+ * commits of the collection up to it that are not in the answer do not
+ * concern the view.
  * @param {any} body the decoded JSON answer
+ * @param {{filtered?: boolean}} [options]
  * @returns {Message[]}
  */
-export function changesMessages(body) {
+export function changesMessages(body, { filtered = false } = {}) {
   if (!body || typeof body !== 'object') throw new ViewsyncError('bad_response', 'changes: not a JSON object', 0);
   if (body.reset || (!('commits' in body) && !body.compacted && Array.isArray(body.records))) {
     return [{ type: 'reset', epoch: body.epoch, version: body.version, records: body.records || [] }];
@@ -157,5 +178,13 @@ export function changesMessages(body) {
   if (body.compacted) {
     return [{ type: 'catchup', epoch: body.epoch, version: body.version, records: body.records || [], deleted: body.deleted || [] }];
   }
-  return (body.commits || []).map((/** @type {any} */ c) => ({ type: 'commit', epoch: body.epoch, version: c.version, at: c.at, ops: c.ops }));
+  /** @type {Message[]} */
+  const msgs = (body.commits || []).map((/** @type {any} */ c) => {
+    /** @type {CommitMessage} */
+    const m = { type: 'commit', epoch: body.epoch, version: c.version, at: c.at, ops: c.ops };
+    if (typeof c.after === 'number') m.after = c.after;
+    return m;
+  });
+  if (filtered && typeof body.version === 'number') msgs.push({ type: 'progress', epoch: body.epoch, version: body.version });
+  return msgs;
 }
