@@ -23,3 +23,12 @@ session satisfies D.Session;
 view satisfies D.View;
 items satisfies D.View<Item>;
 new ViewsyncError('network', 'down') satisfies D.ViewsyncError;
+
+// Filtered views: where is typed by D.Where, and the view is a View.
+const lamps = session.collection<Item>('products', {
+  where: { category: 'lamp', price: { $lt: 50, $gte: 10 }, $or: [{ 'dims.w': { $gt: 40 } }, { $id: { $in: ['p1', 'p2'] } }] },
+});
+lamps satisfies D.View<Item>;
+lamps.where satisfies Readonly<D.Where> | null;
+({ where: { tags: { $exists: true }, $and: [{ name: { $ne: null } }] } }) satisfies D.CollectionOptions;
+({ where: null }) satisfies D.CollectionOptions;

@@ -167,6 +167,49 @@ export interface ResetChange<T = JSONValue> extends ChangeBase {
 
 export type Change<T = JSONValue> = CommitChange | CatchUpChange<T> | ResetChange<T>;
 
+/** The operators of a condition on one field, or on the record id (`"$id"`); all given must hold. */
+export interface Condition {
+  $eq?: JSONValue;
+  $ne?: JSONValue;
+  $in?: JSONValue[];
+  $nin?: JSONValue[];
+  $lt?: number | string;
+  $lte?: number | string;
+  $gt?: number | string;
+  $gte?: number | string;
+  /** true: the field is present; false: it is absent. */
+  $exists?: boolean;
+}
+
+/**
+ * A filter over a record's value, MongoDB-style, validated by the server
+ * (a filter it does not take ends the view with a `bad_request` error):
+ *   - `{"category": "lamp"}`: the field equals the value (a JSON value of
+ *     any kind, compared whole); `{"dims.w": 40}`: dots name nested fields;
+ *   - `{"price": {"$lt": 50, "$gte": 10}}`: a field's conditions, all of
+ *     which hold (see Condition);
+ *   - several fields in one object: all hold; `{"$and": [f1, f2]}`: every
+ *     filter holds, `{"$or": [f1, f2]}`: at least one does;
+ *   - `{"$id": "p1"}` or `{"$id": {"$in": ["p1", "p2"]}}`: the record's id.
+ */
+export interface Where {
+  $and?: Where[];
+  $or?: Where[];
+  $id?: JSONValue | Condition;
+  [path: string]: JSONValue | Condition | Where[] | undefined;
+}
+
+/** Options of `session.collection`. */
+export interface CollectionOptions {
+  /**
+   * A filter: the view holds only the records whose value matches it, and
+   * records move in and out of it live as they change (one that stops
+   * matching is removed from the view, one that starts matching is added).
+   * Omitted, null or `{}`: the whole collection.
+   */
+  where?: Where | null;
+}
+
 /** Preconditions of a single-record write. */
 export interface WriteOptions {
   /** 0: only if the record does not exist (If-None-Match: *); V: only if the record is at version V (If-Match: "V"). */
@@ -187,15 +230,22 @@ export class Session {
    */
   on(type: 'error', fn: (error: ViewsyncError) => void): () => void;
   /**
-   * The live view of a collection; the same object for the same name while
-   * it is open. Throws a ViewsyncError (bad_request) for an invalid name
-   * (`^[a-z0-9][a-z0-9_.-]{0,63}$`).
+   * The live view of a collection, or with `options.where` of the records
+   * of a collection that match a filter (a filtered view, "live query");
+   * the same object for the same name and an equal filter (compared as
+   * JSON with sorted keys) while it is open, another for another filter.
+   * Throws a ViewsyncError (bad_request) for an invalid name
+   * (`^[a-z0-9][a-z0-9_.-]{0,63}$`) or a `where` that is not a JSON object;
+   * the server judges the filter itself, and ends a view whose filter it
+   * does not take: its `ready` rejects with the `bad_request` error, which
+   * 'error' listeners hear too.
    */
-  collection<T = JSONValue>(name: string): View<T>;
+  collection<T = JSONValue>(name: string, options?: CollectionOptions): View<T>;
   /**
    * Runs the named server function with `arg` (over the WebSocket when it is
    * open, else POST /v1/calls/{name}). Resolves only once every view of
-   * this session includes the versions the answer lists (read-your-writes):
+   * this session includes the versions the answer lists (read-your-writes),
+   * the filtered views of a collection as well as its whole view:
    * collections not open are followed for the wait and let go after.
    * `context` is handed back untouched, so a caller can tell its calls apart.
    */
@@ -204,10 +254,22 @@ export class Session {
   close(): void;
 }
 
+/**
+ * The live view of a collection, or of its records that match a filter
+ * (`where`). A filtered view has the collection's versions: its `version`
+ * moves past commits that do not concern it too (without a change to
+ * subscribers), so that `waitFor` the version of any write to the
+ * collection resolves. Writes through a filtered view go to the collection
+ * as through its whole view, whether or not what they write matches: a
+ * record written so that it matches enters the view, one that no longer
+ * matches leaves it.
+ */
 export class View<T = JSONValue> {
   private constructor();
   /** The collection's name. */
   readonly name: string;
+  /** The filter of a filtered view (a deep-frozen copy of the one given), null for the whole collection. */
+  readonly where: Readonly<Where> | null;
   /**
    * The records: id → value. Updated in place (the same Map for the whole
    * life of the view, also across resets). Read-only for callers.
@@ -237,7 +299,11 @@ export class View<T = JSONValue> {
    * stops it.
    */
   subscribe(fn: (change: Change<T>) => void): () => void;
-  /** Resolves once the view includes `version` (or moved to another epoch). */
+  /**
+   * Resolves once the view includes `version` (or moved to another epoch).
+   * A filtered view includes every version up to its own, whether or not
+   * the commit concerned it.
+   */
   waitFor(version: number, options?: { signal?: AbortSignal }): Promise<number>;
   /**
    * Writes a whole value (over the WebSocket when open, else PUT). Resolves
@@ -315,7 +381,10 @@ export interface BindTableOptions<T = JSONValue> {
  *
  * Rows: one per record, `data-key` = id, kept in `sort` order; a change
  * patches only the rows it touches (insert, move, remove by key, update only
- * changed rows).
+ * changed rows). On a filtered view rows come and go live as records move
+ * in and out of it, a save that moves its record out included; a record
+ * that leaves while its row is being edited looks deleted to the row (the
+ * view cannot tell the two apart): the conflict `"deleted"`.
  *
  * Form safety: a `data-field` control is never overwritten while it has
  * focus (it gets the class `vs-stale` and catches up when it loses

@@ -72,6 +72,14 @@ export class HTTPLink {
     this._runners.set(v, ac);
     this._run(v, ac.signal).catch((e) => {
       if (ac.signal.aborted || this._stopped) return;
+      if (v.where && e instanceof ViewsyncError && e.code === 'bad_request' && e.status === 400) {
+        // The server does not take this view's filter: that ends the view,
+        // not the link, which works (the server answered).
+        this._runners.delete(v);
+        this._up();
+        this._s._viewFailed(v, e);
+        return;
+      }
       this._fail(e);
     });
   }
@@ -123,7 +131,8 @@ export class HTTPLink {
    * @param {AbortSignal} signal
    */
   async _snapshot(v, signal) {
-    const path = `/v1/collections/${v.name}`;
+    const where = v._whereQuery();
+    const path = `/v1/collections/${v.name}${where ? `?${where}` : ''}`;
     const res = await this._s._fetch('GET', path, { signal });
     await this._check(res, `GET ${path}`);
     const body = await res.json();
@@ -131,7 +140,9 @@ export class HTTPLink {
   }
 
   /**
-   * _changes fetches and applies what follows the view's cursor; returns how many commits it applied, -1 on a gap.
+   * _changes fetches and applies what follows the view's cursor; returns
+   * how many commits it applied (a filtered view's progress to the answer's
+   * version counts as one), -1 on a gap.
    * @param {View} v
    * @param {Cursor} cur
    * @param {number} wait seconds the server may hold the request (0: answer at once)
@@ -141,9 +152,11 @@ export class HTTPLink {
   async _changes(v, cur, wait, signal) {
     let path = `/v1/collections/${v.name}/changes?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}&client=${this._s._clientId}`;
     if (wait) path += `&wait=${wait}s`;
+    const where = v._whereQuery();
+    if (where) path += `&${where}`;
     const res = await this._s._fetch('GET', path, { signal });
     await this._check(res, `GET ${path}`);
-    const msgs = changesMessages(await res.json());
+    const msgs = changesMessages(await res.json(), { filtered: !!v.where });
     let n = 0;
     for (const m of msgs) {
       const st = v._apply(m);

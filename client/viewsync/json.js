@@ -73,3 +73,32 @@ export function setPath(v, path, x) {
   o[keys[keys.length - 1]] = x;
   return root;
 }
+
+/**
+ * canonicalJSON encodes a JSON value compactly with every object's keys in
+ * sorted order (by UTF-16 code units, as Array.prototype.sort has it), so
+ * that equal values give equal text whatever order their keys were written
+ * in. Arrays keep their order.
+ * @param {JSONValue} v a JSON value (as JSON.parse returns)
+ * @returns {string}
+ */
+export function canonicalJSON(v) {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJSON).join(',')}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJSON(v[k])}`).join(',')}}`;
+}
+
+/**
+ * deepFreeze freezes a JSON value and everything in it; returns it.
+ * @template T
+ * @param {T} v
+ * @returns {T}
+ */
+export function deepFreeze(v) {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}

@@ -43,8 +43,9 @@ export class NDJSONParser {
 /**
  * NDJSONLink follows each view over GET …/stream (application/x-ndjson):
  * the WebSocket's server messages, one per line — reset, catchup, commit,
- * ping keep-alives, and an error line before the server ends a stream on its
- * own — resumed with ?after=VERSION&epoch=EPOCH. The session uses it in
+ * progress (a filtered view's), ping keep-alives, and an error line before
+ * the server ends a stream on its own — resumed with
+ * ?after=VERSION&epoch=EPOCH; a filtered view's filter goes in where=. The session uses it in
  * place of SSE when it has a token. See StreamLink for how a stream is read
  * and reopened.
  */
@@ -57,8 +58,11 @@ export class NDJSONLink extends StreamLink {
    * @param {import('./http.js').Cursor | null} cur
    */
   _request(v, cur) {
-    let path = `/v1/collections/${v.name}/stream`;
-    if (cur) path += `?after=${cur.after}&epoch=${encodeURIComponent(cur.epoch)}`;
+    const q = [];
+    if (cur) q.push(`after=${cur.after}`, `epoch=${encodeURIComponent(cur.epoch)}`);
+    const where = v._whereQuery();
+    if (where) q.push(where);
+    const path = `/v1/collections/${v.name}/stream${q.length ? `?${q.join('&')}` : ''}`;
     return { path, headers: { Accept: 'application/x-ndjson' }, type: 'application/x-ndjson' };
   }
 

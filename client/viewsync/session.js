@@ -1,5 +1,6 @@
 // The session: one client's connection to a server, its views and calls.
 import { ViewsyncError, errorFrom } from './errors.js';
+import { canonicalJSON, deepFreeze } from './json.js';
 import { LongPollLink } from './longpoll.js';
 import { NDJSONLink } from './ndjson.js';
 import { PollLink } from './poll.js';
@@ -14,6 +15,8 @@ import { WSLink } from './ws.js';
  * @typedef {import('../viewsync.js').Status} Status
  * @typedef {import('../viewsync.js').ConnectionState} ConnectionState
  * @typedef {import('../viewsync.js').Transport} Transport
+ * @typedef {import('../viewsync.js').Where} Where
+ * @typedef {import('../viewsync.js').CollectionOptions} CollectionOptions
  * @typedef {{status: Status, error: ViewsyncError}} Events
  */
 
@@ -86,8 +89,11 @@ export class Session {
   /** @type {typeof WebSocket | undefined} */
   #WS;
   #opts;
-  /** @type {Map<string, View<any>>} */
+  /** @type {Map<string, View<any>>} views by key: the name for a whole collection, name?where=FILTER for a filtered view */
   #views = new Map();
+  /** @type {Map<string, View<any>>} filtered views by WebSocket subscription id */
+  #subs = new Map();
+  #subSeq = 0; // the last subscription id given ("v1", "v2", …), never reused
   /** @type {{[K in keyof Events]: Set<(value: Events[K]) => void>}} */
   #listeners = { status: new Set(), error: new Set() };
   /** @type {Transport[]} the transports to try, in order */
@@ -167,21 +173,28 @@ export class Session {
   }
 
   /**
-   * collection returns the live view of a collection, the same object for the same name.
+   * collection returns the live view of a collection, or with options.where
+   * of its records that match the filter: the same object for the same name
+   * and an equal filter (compared as JSON with sorted keys).
    * @template [T=JSONValue]
    * @param {string} name
+   * @param {CollectionOptions} [options]
    * @returns {View<T>}
    */
-  collection(name) {
+  collection(name, options = {}) {
     checkName(name);
+    const f = filterOf(options?.where);
     if (this.#closed) throw new ViewsyncError('closed', 'session closed');
-    let v = this.#views.get(name);
+    const key = f ? `${name}?where=${f.json}` : name;
+    let v = this.#views.get(key);
     if (v) {
       v._temp = false;
       return v;
     }
-    const nv = /** @type {View<T>} */ (new View(this, name));
-    this.#views.set(name, nv);
+    const id = f ? { where: f.where, whereJSON: f.json, key, sub: `v${++this.#subSeq}` } : undefined;
+    const nv = /** @type {View<T>} */ (new View(this, name, id));
+    this.#views.set(key, nv);
+    if (nv._sub) this.#subs.set(nv._sub, nv);
     if (this.#unreachable) nv._unreachable(this.#unreachable);
     this.#link?.add(nv);
     return nv;
@@ -222,30 +235,35 @@ export class Session {
     link?.stop();
     for (const v of this.#views.values()) v._closed();
     this.#views.clear();
+    this.#subs.clear();
     this.#setStatus('closed', this.#status.transport);
   }
 
   /**
-   * #waitVersions resolves once each view includes its version; a
-   * collection not open is followed for the wait.
+   * #waitVersions resolves once each view includes its collection's
+   * version (every view of it, filtered or not); a collection not open is
+   * followed for the wait.
    * @param {Record<string, number>} versions
    * @param {AbortSignal} [signal]
    */
   async #waitVersions(versions, signal) {
     await Promise.all(Object.entries(versions).map(async ([name, version]) => {
       if (!NAME_RE.test(name)) return;
-      let v = this.#views.get(name);
-      if (!v) {
-        v = this.collection(name);
-        v._temp = true;
+      let views = [...this.#views.values()].filter((v) => v.name === name);
+      if (views.length === 0) {
+        const t = this.collection(name);
+        t._temp = true;
+        views = [t];
       }
-      v._tempUses++;
-      try {
-        await v.waitFor(version, { signal });
-      } finally {
-        v._tempUses--;
-        if (v._temp && v._tempUses === 0) v.close();
-      }
+      await Promise.all(views.map(async (v) => {
+        v._tempUses++;
+        try {
+          await v.waitFor(version, { signal });
+        } finally {
+          v._tempUses--;
+          if (v._temp && v._tempUses === 0) v.close();
+        }
+      }));
     }));
   }
 
@@ -283,8 +301,45 @@ export class Session {
 
   /** @param {View<any>} v */
   _removeView(v) {
-    if (this.#views.get(v.name) === v) this.#views.delete(v.name);
+    this.#forget(v);
     this.#link?.remove(v);
+  }
+
+  /**
+   * _viewFor finds the view a message of a collection is for: by its
+   * subscription id (sub) when it has one, else the whole collection's.
+   * @param {unknown} collection
+   * @param {unknown} [sub]
+   * @returns {View<any> | undefined}
+   */
+  _viewFor(collection, sub) {
+    if (sub == null) return typeof collection === 'string' ? this.#views.get(collection) : undefined;
+    const v = this.#subs.get(String(sub));
+    return v && v.name === collection ? v : undefined;
+  }
+
+  /**
+   * _viewFailed ends a view the server refused to follow (its filter is
+   * not valid): it is let go, its ready and waits reject with err, and
+   * 'error' listeners hear of it. The link has already stopped following it.
+   * @param {View<any>} v
+   * @param {ViewsyncError} err
+   */
+  _viewFailed(v, err) {
+    if (!this.#forget(v)) return;
+    v._closed(err);
+    this._emit('error', err);
+  }
+
+  /**
+   * #forget drops a view from the session's maps; false when it was not there.
+   * @param {View<any>} v
+   */
+  #forget(v) {
+    if (v._sub && this.#subs.get(v._sub) === v) this.#subs.delete(v._sub);
+    if (this.#views.get(v._key) !== v) return false;
+    this.#views.delete(v._key);
+    return true;
   }
 
   /**
@@ -459,7 +514,7 @@ export class Session {
 
   /** #httpWorks tells whether the server answers plain HTTP (any answer but an auth refusal). */
   async #httpWorks() {
-    const name = this.#views.keys().next().value || 'viewsync.probe';
+    const name = this.#views.values().next().value?.name || 'viewsync.probe';
     try {
       const res = await this._fetch('GET', `/v1/collections/${name}/version`, { signal: AbortSignal.timeout?.(this.#opts.openTimeout) });
       res.body?.cancel?.().catch(noop);
@@ -468,6 +523,30 @@ export class Session {
       return false;
     }
   }
+}
+
+/**
+ * filterOf checks a view's filter: a JSON object, or nothing (undefined,
+ * null or {}: the whole collection). It returns a deep-frozen copy of it as
+ * JSON (what JSON.stringify keeps of it) and its canonical JSON, or null.
+ * @param {unknown} where
+ * @returns {{where: Where, json: string} | null}
+ */
+function filterOf(where) {
+  if (where == null) return null;
+  /** @type {unknown} */
+  let copy;
+  try {
+    copy = JSON.parse(JSON.stringify(where));
+  } catch (e) {
+    throw new ViewsyncError('bad_request', `collection: where is not JSON: ${e?.message || e}`);
+  }
+  if (copy === null || typeof copy !== 'object' || Array.isArray(copy)) {
+    throw new ViewsyncError('bad_request', `collection: where must be a JSON object, like {"category":"lamp"}; got ${JSON.stringify(where) ?? typeof where}`);
+  }
+  if (Object.keys(copy).length === 0) return null;
+  const w = /** @type {Where} */ (copy);
+  return { where: deepFreeze(w), json: canonicalJSON(/** @type {JSONValue} */ (/** @type {unknown} */ (w))) };
 }
 
 /**

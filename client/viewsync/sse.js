@@ -80,8 +80,8 @@ export class SSEParser {
 
 /**
  * SSELink follows each view over its collection's Server-Sent Events
- * (GET …/events, one stream per collection as the contract has it), with
- * the view's cursor as Last-Event-ID. See StreamLink for how a stream is
+ * (GET …/events, one stream per view as the contract has it, a filtered
+ * view's filter in where=), with the view's cursor as Last-Event-ID. See StreamLink for how a stream is
  * read and reopened.
  */
 export class SSELink extends StreamLink {
@@ -99,7 +99,8 @@ export class SSELink extends StreamLink {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'text/event-stream' };
     if (cur) headers['Last-Event-ID'] = `${cur.epoch}:${cur.after}`;
-    return { path: `/v1/collections/${v.name}/events`, headers, type: 'text/event-stream' };
+    const where = v._whereQuery();
+    return { path: `/v1/collections/${v.name}/events${where ? `?${where}` : ''}`, headers, type: 'text/event-stream' };
   }
 
   /** @param {(m: import('./stream.js').StreamMessage) => void} onMessage */
@@ -112,14 +113,20 @@ export class SSELink extends StreamLink {
         onMessage({ type: 'error', code: m?.code, message: m?.message });
         return;
       }
-      if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit') return; // a ping is a comment
+      if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit' && e.type !== 'progress') return; // a ping is a comment
       /** @type {any} */
       let m;
       try { m = JSON.parse(e.data); } catch { return; }
       if (!m || typeof m !== 'object') return;
       m.type = e.type;
-      // A commit event's data has no epoch: its id (the cursor) has.
+      // A commit event's data has no epoch: its id (the cursor) has. A
+      // progress (a filtered view's) has both, in its data and its id.
       if (e.type === 'commit') m.epoch = parseCursor(e.id)?.epoch ?? m.epoch;
+      if (e.type === 'progress') {
+        const id = parseCursor(e.id);
+        m.epoch ??= id?.epoch;
+        m.version ??= id?.version;
+      }
       onMessage(m);
     });
   }

@@ -117,7 +117,7 @@ export class StreamLink extends HTTPLink {
               reopen = code === 'unauthorized' ? 'now' : 'later';
               return;
             }
-            case 'reset': case 'catchup': case 'commit': {
+            case 'reset': case 'catchup': case 'commit': case 'progress': {
               const st = v._apply(m);
               if (st === 'gap' || st === 'epoch') reopen = 'now';
             }

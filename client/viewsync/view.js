@@ -1,4 +1,5 @@
-// The live view of one collection, and its writes.
+// The live view of one collection, or of the records of one that match a
+// filter, and its writes.
 import { ViewsyncError } from './errors.js';
 import { mergePatch } from './json.js';
 import { applyToState, newState } from './state.js';
@@ -14,9 +15,20 @@ import { checkId, encodeId, isDotId, noop } from './util.js';
  */
 
 /**
- * View is the live state of one collection: records (a Map id → value, kept
- * in place so that a reference to it stays valid), version and epoch.
- * Values are JSON; T is what the caller says they are.
+ * How the session names a view: its filter, the key it keeps it under and
+ * its WebSocket subscription id (filtered views only).
+ * @typedef {object} ViewId
+ * @property {import('../viewsync.js').Where | null} where the filter, deep-frozen; null: the whole collection
+ * @property {string | null} whereJSON the filter as sent: compact JSON, keys sorted
+ * @property {string} key the name, or name?where=whereJSON
+ * @property {string | null} sub the subscription id
+ */
+
+/**
+ * View is the live state of one collection, or of its records that match a
+ * filter (where): records (a Map id → value, kept in place so that a
+ * reference to it stays valid), version and epoch. Values are JSON; T is
+ * what the caller says they are.
  * @template [T=JSONValue]
  */
 export class View {
@@ -36,11 +48,21 @@ export class View {
   /**
    * @param {import('./session.js').Session} session
    * @param {string} name
+   * @param {ViewId} [id] default: the whole collection
    */
-  constructor(session, name) {
+  constructor(session, name, id) {
     this.#session = session;
     /** @readonly */
     this.name = name;
+    /**
+     * The filter (deep-frozen), null for the whole collection.
+     * @readonly
+     */
+    this.where = id?.where ?? null;
+    // How the session keys the view and the transports send its filter.
+    this._key = id?.key ?? name;
+    this._whereJSON = id?.whereJSON ?? null;
+    this._sub = id?.sub ?? null;
     // A view the session opened only to wait for a call's versions, and how
     // many waits use it; it is closed after the last.
     this._temp = false;
@@ -197,12 +219,24 @@ export class View {
 
   // --- internal ---
 
-  _closed() {
+  /**
+   * _closed ends the view: pending waits, and ready if not resolved yet,
+   * reject with err (default: closed; the server's refusal of a filter).
+   * @param {ViewsyncError} [err]
+   */
+  _closed(err = new ViewsyncError('closed', `view ${this.name} closed`)) {
     this.#closed = true;
-    const err = new ViewsyncError('closed', `view ${this.name} closed`);
     for (const w of this.#waiters) w.reject(err);
     this.#waiters.clear();
     this.#readyReject(err);
+  }
+
+  /**
+   * _whereQuery is the query parameter that sends the filter (where=…,
+   * URL-encoded), '' for the whole collection.
+   */
+  _whereQuery() {
+    return this._whereJSON === null ? '' : `where=${encodeURIComponent(this._whereJSON)}`;
   }
 
   /**
@@ -223,7 +257,8 @@ export class View {
   }
 
   /**
-   * _apply applies one message and notifies; returns applyToState's status.
+   * _apply applies one message and notifies (subscribers of a change, not
+   * of a progress; waiters of both); returns applyToState's status.
    * @param {Message} msg
    * @returns {ApplyStatus}
    */
@@ -231,9 +266,11 @@ export class View {
     if (this.#closed) return 'stale';
     const r = applyToState(this.#state, msg);
     if (r.status !== 'applied') return r.status;
-    const ev = /** @type {import('../viewsync.js').Change<T>} */ (/** @type {unknown} */ (r.event));
-    for (const fn of [...this.#subs]) {
-      try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
+    const ev = /** @type {import('../viewsync.js').Change<T> | null} */ (/** @type {unknown} */ (r.event));
+    if (ev) {
+      for (const fn of [...this.#subs]) {
+        try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
+      }
     }
     this.#readyResolve(this.#state.version);
     for (const w of [...this.#waiters]) {

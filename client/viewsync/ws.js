@@ -7,7 +7,7 @@ const CLOSE_TOKEN_EXPIRED = 4401;
 // Writes and calls larger than this go over HTTP, which answers an oversize
 // body with a clean 413 instead of closing the shared WebSocket (1009).
 const WS_MAX_SEND = 64 * 1024;
-// Acks go at most this often per collection (ms).
+// Acks go at most this often per subscription (ms).
 const ACK_INTERVAL = 250;
 
 /**
@@ -43,16 +43,19 @@ export class WSLink {
   #stopped = false;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #openTimer;
-  // Per collection: the highest version this connection delivered, the
-  // version last acked, the pending ack and when the last one went.
-  /** @type {Map<string, number>} */
+  // Per view (one subscription each): the highest version this connection
+  // delivered, the version last acked, the pending ack and when the last
+  // one went.
+  /** @type {Map<View, number>} */
   #received = new Map();
-  /** @type {Map<string, number>} */
+  /** @type {Map<View, number>} */
   #acked = new Map();
-  /** @type {Map<string, ReturnType<typeof setTimeout>>} */
+  /** @type {Map<View, ReturnType<typeof setTimeout>>} */
   #ackTimers = new Map();
-  /** @type {Map<string, number>} */
+  /** @type {Map<View, number>} */
   #lastAck = new Map();
+  /** @type {Set<View>} filtered views subscribed to that have had no message yet: an error naming their sub answers the subscribe */
+  #subscribing = new Set();
 
   /** @param {Session} session */
   constructor(session) { this.#s = session; }
@@ -112,24 +115,50 @@ export class WSLink {
     }
   }
 
-  /** @param {View} v */
+  /**
+   * add subscribes to a view: {"type":"subscribe","collection"}, and for a
+   * filtered view its "sub" id and "where" filter; "after" and "epoch"
+   * from its cursor.
+   * @param {View} v
+   */
   add(v) {
     if (!this.open) return;
     const cur = v._cursor();
-    /** @type {{type: 'subscribe', collection: string, after?: number, epoch?: string}} */
-    const msg = { type: 'subscribe', collection: v.name };
-    if (cur) { msg.after = cur.after; msg.epoch = cur.epoch; }
+    let text = `{"type":"subscribe",${this.#names(v)}`;
+    if (v._whereJSON !== null) text += `,"where":${v._whereJSON}`; // sent as its canonical JSON
+    if (cur) text += `,"after":${cur.after},"epoch":${JSON.stringify(cur.epoch)}`;
     // A new subscription: acks start again from what it delivers.
-    this.#received.delete(v.name);
-    this.#acked.delete(v.name);
-    this.#send(msg);
+    this.#received.delete(v);
+    this.#acked.delete(v);
+    if (v._sub !== null) this.#subscribing.add(v);
+    this.#send(`${text}}`);
   }
 
   /** @param {View} v */
   remove(v) {
+    this.#forget(v);
     if (!this.open) return;
-    this.#received.delete(v.name);
-    this.#send({ type: 'unsubscribe', collection: v.name });
+    this.#send(`{"type":"unsubscribe",${this.#names(v)}}`);
+  }
+
+  /**
+   * #names is the part of a message that names v's subscription:
+   * "collection", and "sub" for a filtered view.
+   * @param {View} v
+   */
+  #names(v) {
+    const c = `"collection":${JSON.stringify(v.name)}`;
+    return v._sub === null ? c : `${c},"sub":${JSON.stringify(v._sub)}`;
+  }
+
+  /** @param {View} v */
+  #forget(v) {
+    this.#subscribing.delete(v);
+    clearTimeout(this.#ackTimers.get(v));
+    this.#ackTimers.delete(v);
+    this.#received.delete(v);
+    this.#acked.delete(v);
+    this.#lastAck.delete(v);
   }
 
   /**
@@ -175,13 +204,23 @@ export class WSLink {
       case 'error': {
         const err = new ViewsyncError(m.code || 'internal', m.message || 'error', CODE_STATUS[m.code] ?? 0);
         const p = m.id != null && this.#pending.get(m.id);
-        if (p) { this.#pending.delete(m.id); p.reject(err); } else this.#s._emit('error', err);
+        if (p) { this.#pending.delete(m.id); p.reject(err); return; }
+        // An error answering a filtered view's subscribe names its sub: a
+        // filter the server does not take ends the view. (Errors naming
+        // the sub that answer an ack or an unsubscribe only get reported.)
+        const v = m.sub != null && m.code === 'bad_request' ? this.#s._viewFor(m.collection, m.sub) : undefined;
+        if (v && this.#subscribing.has(v)) {
+          this.#forget(v);
+          this.#s._viewFailed(v, err);
+        } else this.#s._emit('error', err);
         return;
       }
-      case 'reset': case 'catchup': case 'commit': {
-        const v = this.#s._views.get(m.collection);
-        if (!v) return; // a collection no longer followed
-        this.#received.set(m.collection, Math.max(this.#received.get(m.collection) || 0, m.version));
+      case 'reset': case 'catchup': case 'commit': case 'progress': {
+        // A filtered view's messages name its sub; others the collection only.
+        const v = this.#s._viewFor(m.collection, m.sub);
+        if (!v) return; // a view no longer followed
+        this.#subscribing.delete(v);
+        if (typeof m.version === 'number') this.#received.set(v, Math.max(this.#received.get(v) || 0, m.version));
         const st = v._apply(m);
         if (st === 'gap' || st === 'epoch') {
           // Never skip: start again from the cursor on a fresh connection.
@@ -194,20 +233,19 @@ export class WSLink {
   }
 
   // Acks tell the server what was rendered, at most every ACK_INTERVAL per
-  // collection, never ahead of what this connection delivered.
+  // subscription, never ahead of what this connection delivered.
   /** @param {View} v */
   #scheduleAck(v) {
-    const name = v.name;
-    if (this.#ackTimers.has(name)) return;
-    const wait = Math.max(0, (this.#lastAck.get(name) || 0) + ACK_INTERVAL - Date.now());
-    this.#ackTimers.set(name, setTimeout(() => {
-      this.#ackTimers.delete(name);
-      if (!this.open || this.#s._views.get(name) !== v) return;
-      const version = Math.min(v.version, this.#received.get(name) || 0);
-      if (version <= (this.#acked.get(name) || 0) || version === 0) return;
-      this.#acked.set(name, version);
-      this.#lastAck.set(name, Date.now());
-      this.#send({ type: 'ack', collection: name, version });
+    if (this.#ackTimers.has(v)) return;
+    const wait = Math.max(0, (this.#lastAck.get(v) || 0) + ACK_INTERVAL - Date.now());
+    this.#ackTimers.set(v, setTimeout(() => {
+      this.#ackTimers.delete(v);
+      if (!this.open || this.#s._views.get(v._key) !== v) return;
+      const version = Math.min(v.version, this.#received.get(v) || 0);
+      if (version <= (this.#acked.get(v) || 0) || version === 0) return;
+      this.#acked.set(v, version);
+      this.#lastAck.set(v, Date.now());
+      this.#send(`{"type":"ack",${this.#names(v)},"version":${version}}`);
     }, wait));
   }
 }
