@@ -261,6 +261,11 @@ export function bindTable(view, options) {
       row.conflict = null;
       mark(row);
       if (had) onConflict?.(row.el, null, row.rec);
+      // The record left the view while the save was in flight, and the view
+      // already includes the save (a write that moved it out of a filtered
+      // view, or a delete since): its row goes, as remote() would have
+      // done but for the edits. Otherwise the change is still to come.
+      if (!row.rec && row.dirty.size === 0 && view.version >= v && rows.get(id) === row) drop(row);
       onSaved?.(row.el, v);
       return v;
     } catch (e) {
