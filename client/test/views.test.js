@@ -341,7 +341,8 @@ test('ws: a subscribe refused with bad_request ends that view alone', async (t) 
   const good = s.collection('p', { where: LAMPS });
   await until(() => WS.all[0]?.of('subscribe').length === 2, 'subscribes');
   const ws = WS.all[0];
-  ws.deliver({ type: 'error', collection: 'p', sub: 'v1', code: 'bad_request', message: 'where: unknown operator "$regex"' });
+  // The error names the sub, not the collection.
+  ws.deliver({ type: 'error', sub: 'v1', code: 'bad_request', message: 'where: unknown operator "$regex"' });
   await assert.rejects(bad.ready, (e) => e instanceof ViewsyncError && e.code === 'bad_request' && e.status === 400 && /\$regex/.test(e.message));
   await assert.rejects(bad.waitFor(1), { code: 'closed' });
   assert.equal(errors.length, 1);

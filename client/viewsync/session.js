@@ -307,7 +307,8 @@ export class Session {
 
   /**
    * _viewFor finds the view a message of a collection is for: by its
-   * subscription id (sub) when it has one, else the whole collection's.
+   * subscription id (sub) when it has one (and of that collection, when
+   * the message names one: an error may not), else the whole collection's.
    * @param {unknown} collection
    * @param {unknown} [sub]
    * @returns {View<any> | undefined}
@@ -315,7 +316,7 @@ export class Session {
   _viewFor(collection, sub) {
     if (sub == null) return typeof collection === 'string' ? this.#views.get(collection) : undefined;
     const v = this.#subs.get(String(sub));
-    return v && v.name === collection ? v : undefined;
+    return v && (collection == null || v.name === collection) ? v : undefined;
   }
 
   /**
