@@ -139,3 +139,59 @@ func ResumeReset(ctx context.Context, s Store, collection string) (Resumed, erro
 func Lost(cur protocol.Cursor, hd protocol.Head) bool {
 	return (cur.Epoch != "" && cur.Epoch != hd.Epoch) || cur.Version > hd.Version
 }
+
+// ResumeView is the rule for a reader of a filtered view at cur, match
+// telling which records are in the view. A view's history is not in the
+// log (a commit does not say whether the records it changed were in the
+// view before it), so it answers:
+//
+//  1. a catch-up of the records changed since cur, when every one of
+//     them is in the view and nothing was deleted: the reader lacks
+//     exactly those;
+//  2. else a reset of the view: its records alone. A record changed
+//     since cur that is not in the view may or may not be one the reader
+//     holds, and naming it in a deletion could tell the reader of a
+//     record it may not see.
+//
+// Nothing outside the view is in the answer.
+func ResumeView(ctx context.Context, s Store, collection string, cur protocol.Cursor, match func(protocol.Record) bool) (Resumed, error) {
+	cu, err := s.CatchUp(ctx, collection, cur.Version)
+	switch {
+	case errors.Is(err, ErrHistoryGone):
+		return ResumeViewReset(ctx, s, collection, match)
+	case err != nil:
+		return Resumed{}, err
+	case Lost(cur, protocol.Head{Epoch: cu.Epoch, Version: cu.Version}):
+		return ResumeViewReset(ctx, s, collection, match)
+	}
+	if len(cu.Deleted) > 0 {
+		return ResumeViewReset(ctx, s, collection, match)
+	}
+	for _, r := range cu.Records {
+		if !match(r) {
+			return ResumeViewReset(ctx, s, collection, match)
+		}
+	}
+	cu.Collection, cu.Compacted = collection, true
+	return Resumed{Kind: KindCatchUp, CatchUp: &cu}, nil
+}
+
+// ResumeViewReset is ResumeReset for a filtered view: a snapshot of the
+// records match admits, flagged as a reset.
+func ResumeViewReset(ctx context.Context, s Store, collection string, match func(protocol.Record) bool) (Resumed, error) {
+	r, err := ResumeReset(ctx, s, collection)
+	if err != nil {
+		return r, err
+	}
+	recs := r.Reset.Records[:0:0]
+	for _, rec := range r.Reset.Records {
+		if match(rec) {
+			recs = append(recs, rec)
+		}
+	}
+	if recs == nil {
+		recs = []protocol.Record{}
+	}
+	r.Reset.Records = recs
+	return r, nil
+}

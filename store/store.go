@@ -13,6 +13,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -33,7 +34,8 @@ type Store interface {
 	// A failed precondition returns a *PreconditionError (errors.Is
 	// ErrPrecondition); a delete of a missing record returns ErrNotFound
 	// (wrapped); an empty ops slice returns ErrEmptyCommit. On error nothing
-	// changes.
+	// changes. On success Applied.Prev holds, for each op, the value its
+	// record had just before it.
 	Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (Applied, error)
 
 	// Get returns one record, or ErrNotFound.
@@ -73,6 +75,13 @@ type Applied struct {
 	// Commit is the commit as stored, with its version and time. Its Ops
 	// may share memory with the ops the caller passed to Apply.
 	Commit protocol.Commit
+	// Prev holds, for each op i of Commit.Ops, the compact JSON value the
+	// record had just before op i was applied: after ops 0 … i-1 of the
+	// same commit, so that two ops on one id chain. It is nil where the
+	// record did not exist then. len(Prev) == len(Commit.Ops). The values
+	// share no memory with the store nor with the ops passed to Apply:
+	// they stay valid and unchanged after Apply returns.
+	Prev []json.RawMessage
 }
 
 // Config holds the settings every Store implementation honours. Its zero
@@ -181,4 +190,10 @@ type Event struct {
 	Commit *protocol.Commit
 	// Version is the collection's version after the event.
 	Version uint64
+	// Prev holds, for each op of Commit.Ops, the value the record had
+	// just before it, as Applied.Prev does, with len(Prev) ==
+	// len(Commit.Ops); nil when unknown; consumers then treat the commit
+	// as unfilterable. It is nil when Commit is. Every watcher gets the
+	// same values: they must not be modified.
+	Prev []json.RawMessage
 }

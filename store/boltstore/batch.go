@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -79,6 +80,8 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 	at := b.s.cfg.Now().UTC()
 	m.at = at.UnixNano()
 	vals := r.vals
+	prev := make([]json.RawMessage, len(r.ops))
+	var buf []byte // the commit's copies of the previous values
 	for i := range r.ops {
 		op := &r.ops[i]
 		var val []byte
@@ -86,7 +89,7 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 			n := 8 + len(op.Value)
 			val, vals = vals[:n:n], vals[n:]
 		}
-		if err := bc.write(op, val, m.version, m.at); err != nil {
+		if prev[i], err = bc.write(op, val, m.version, m.at, &buf); err != nil {
 			return a, nil, err
 		}
 	}
@@ -95,7 +98,7 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 		return a, nil, fmt.Errorf("append commit %d: %w", m.version, err)
 	}
 	bc.commits++
-	return store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}}, nil, nil
+	return store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}, Prev: prev}, nil, nil
 }
 
 // drop replaces the collection's bucket with an empty one under a new
@@ -146,56 +149,63 @@ func (b *batch) finish() error {
 // write applies one checked op at version, keeping the byversion index and
 // the tombstones in step with the records. For a put, val is the records
 // value: 8 bytes for the version, which write fills in, then the value.
+// It returns the record's value before the op, nil if there was none,
+// copied out of the transaction by appending it to *buf. The copy is
+// capped at its length, so that later appends to *buf, growing it in place
+// or not, never touch it.
 //
 // It uses the collection's cursors for lookups and deletes, which saves
 // bbolt a cursor per call, and relies on an invariant of the layout: an id
 // has a record or a tombstone, never both.
-func (bc *batchColl) write(op *protocol.Op, val []byte, version uint64, nanos int64) error {
+func (bc *batchColl) write(op *protocol.Op, val []byte, version uint64, nanos int64, buf *[]byte) (old json.RawMessage, err error) {
 	c := &bc.c
 	key := []byte(op.ID)
 	if k, v := c.recCur().Seek(key); bytes.Equal(k, key) {
 		ov, ok := recordVersion(v)
 		if !ok {
-			return fmt.Errorf("record %q: %w", op.ID, errDamaged)
+			return nil, fmt.Errorf("record %q: %w", op.ID, errDamaged)
 		}
+		start := len(*buf)
+		*buf = append(*buf, v[8:]...)
+		old = (*buf)[start:len(*buf):len(*buf)]
 		if op.Op == protocol.OpDelete {
 			if err := c.recCur().Delete(); err != nil {
-				return fmt.Errorf("delete %q: %w", op.ID, err)
+				return nil, fmt.Errorf("delete %q: %w", op.ID, err)
 			}
 		}
 		if err := bc.deleteAt(c.byVerCur(), ov, op.ID); err != nil {
-			return fmt.Errorf("unindex record %q: %w", op.ID, err)
+			return nil, fmt.Errorf("unindex record %q: %w", op.ID, err)
 		}
 	} else if k, v := c.tombCur().Seek(key); bytes.Equal(k, key) {
 		tv, _, ok := tombstone(v)
 		if !ok {
-			return fmt.Errorf("tombstone %q: %w", op.ID, errDamaged)
+			return nil, fmt.Errorf("tombstone %q: %w", op.ID, errDamaged)
 		}
 		if err := c.tombCur().Delete(); err != nil {
-			return fmt.Errorf("delete tombstone %q: %w", op.ID, err)
+			return nil, fmt.Errorf("delete tombstone %q: %w", op.ID, err)
 		}
 		if err := bc.deleteAt(c.tombIdxCur(), tv, op.ID); err != nil {
-			return fmt.Errorf("unindex tombstone %q: %w", op.ID, err)
+			return nil, fmt.Errorf("unindex tombstone %q: %w", op.ID, err)
 		}
 	}
 	switch op.Op {
 	case protocol.OpPut:
 		binary.BigEndian.PutUint64(val, version)
 		if err := c.records.Put(key, val); err != nil {
-			return fmt.Errorf("put %q: %w", op.ID, err)
+			return nil, fmt.Errorf("put %q: %w", op.ID, err)
 		}
 		if err := c.byVersion.Put(versionKey(version, op.ID), nil); err != nil {
-			return fmt.Errorf("index %q: %w", op.ID, err)
+			return nil, fmt.Errorf("index %q: %w", op.ID, err)
 		}
 	case protocol.OpDelete:
 		if err := c.tombstones.Put(key, encodeTombstone(version, nanos)); err != nil {
-			return fmt.Errorf("tombstone %q: %w", op.ID, err)
+			return nil, fmt.Errorf("tombstone %q: %w", op.ID, err)
 		}
 		if err := c.tombIndex.Put(versionKey(version, op.ID), be64(uint64(nanos))); err != nil {
-			return fmt.Errorf("index tombstone %q: %w", op.ID, err)
+			return nil, fmt.Errorf("index tombstone %q: %w", op.ID, err)
 		}
 	}
-	return nil
+	return old, nil
 }
 
 // deleteAt deletes the index entry (version, id) through cur. The entry

@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -23,33 +24,40 @@ func newCollection(epoch string) *collection {
 }
 
 // apply checks ifs, applies ops (owned by the collection from now on) as
-// one commit and returns it. On error nothing changes.
-func (c *collection) apply(ops []protocol.Op, ifs map[string]uint64, cfg store.Config) (protocol.Commit, error) {
+// one commit and returns it, with the value each op's record had before
+// it (see store.Applied.Prev). On error nothing changes.
+func (c *collection) apply(ops []protocol.Op, ifs map[string]uint64, cfg store.Config) (protocol.Commit, []json.RawMessage, error) {
 	for _, id := range slices.Sorted(maps.Keys(ifs)) {
 		want := ifs[id]
 		if have, _ := c.RecordVersion(id); have != want {
-			return protocol.Commit{}, &store.PreconditionError{ID: id, Want: want, Have: have}
+			return protocol.Commit{}, nil, &store.PreconditionError{ID: id, Want: want, Have: have}
 		}
 	}
 
-	// exists tells, for each id the ops have touched so far, whether the
-	// record exists after them.
-	exists := make(map[string]bool, len(ops))
+	// after holds, for each id the ops have touched so far, the record's
+	// value after them: nil once deleted. What is taken from it is
+	// copied, since the ops' values are the collection's.
+	after := make(map[string]json.RawMessage, len(ops))
+	prev := make([]json.RawMessage, len(ops))
 	for i, op := range ops {
+		v, touched := after[op.ID]
+		if touched {
+			v = slices.Clone(v)
+		} else {
+			r, _ := c.Get(op.ID) // a copy
+			v = r.Value
+		}
+		prev[i] = v
 		switch op.Op {
 		case protocol.OpPut:
-			exists[op.ID] = true
+			after[op.ID] = op.Value
 		case protocol.OpDelete:
-			ok, touched := exists[op.ID]
-			if !touched {
-				_, ok = c.RecordVersion(op.ID)
+			if v == nil {
+				return protocol.Commit{}, nil, fmt.Errorf("op %d: delete %q: %w", i, op.ID, store.ErrNotFound)
 			}
-			if !ok {
-				return protocol.Commit{}, fmt.Errorf("op %d: delete %q: %w", i, op.ID, store.ErrNotFound)
-			}
-			exists[op.ID] = false
+			after[op.ID] = nil
 		default:
-			return protocol.Commit{}, fmt.Errorf("op %d: %w: unknown op %q", i, protocol.ErrBadOp, op.Op)
+			return protocol.Commit{}, nil, fmt.Errorf("op %d: %w: unknown op %q", i, protocol.ErrBadOp, op.Op)
 		}
 	}
 
@@ -58,5 +66,5 @@ func (c *collection) apply(ops []protocol.Op, ifs map[string]uint64, cfg store.C
 	c.Apply(cm, 0)
 	c.TrimLog(cfg.RetainCommits, 1)
 	c.RaiseHorizon(c.ExpiredHorizon(at, cfg.RetainTombstones), nil)
-	return cm, nil
+	return cm, prev, nil
 }

@@ -95,11 +95,11 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cm, err := c.apply(own, ifs, s.cfg)
+	cm, prev, err := c.apply(own, ifs, s.cfg)
 	if err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
 	}
-	return store.Applied{Epoch: c.Epoch, Commit: cm.Clone()}, nil
+	return store.Applied{Epoch: c.Epoch, Commit: cm.Clone(), Prev: prev}, nil
 }
 
 // Get implements store.Store.

@@ -2,9 +2,11 @@ package natskv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -285,10 +287,24 @@ func (c *coll) installLocked(st *state) {
 	case !c.s.watch.active():
 	case prev.Epoch == st.Epoch && st.Version >= prev.Version && st.LogFloor() <= prev.Version:
 		// A reload of the same history: the watchers get the commits
-		// they missed, if any, from the log.
+		// they missed, if any, from the log. The values those replaced
+		// are those of the previous state, a complete one of the same
+		// history, as the missed commits before changed them.
+		after := make(map[string]json.RawMessage) // nil: deleted
+		base := getter(prev)
+		value := func(id string) json.RawMessage {
+			if v, ok := after[id]; ok {
+				return slices.Clone(v)
+			}
+			return base(id)
+		}
 		for _, e := range st.Log()[prev.Version-st.LogFloor():] {
 			cm := e.Commit.Clone()
-			c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version})
+			ev := store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version, Prev: prevValues(cm.Ops, value)}
+			for _, op := range cm.Ops {
+				after[op.ID] = opValue(op)
+			}
+			c.s.watch.publish(ev)
 		}
 	default:
 		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Version: st.Version})

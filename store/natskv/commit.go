@@ -116,7 +116,8 @@ type plan struct {
 	epoch   string
 	expect  uint64 // the stream's last sequence the plan was made at
 	ok      []*request
-	commits []protocol.Commit // the commit of each request of ok
+	commits []protocol.Commit   // the commit of each request of ok
+	prevs   [][]json.RawMessage // the Applied.Prev of each request of ok
 	failed  []*request
 	errs    []error // why each request of failed failed
 	msgs    []*nats.Msg
@@ -333,7 +334,7 @@ func (c *coll) finish(p *plan, seq uint64) {
 		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= seq
 	})
 	for i, r := range p.ok {
-		r.answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i]}, nil)
+		r.answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i], Prev: p.prevs[i]}, nil)
 	}
 	c.answerFailed(p)
 	c.trim()
@@ -364,6 +365,15 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		}
 		v, ok := st.RecordVersion(id)
 		return ok, v
+	}
+	// value returns a copy of a record's value after the commits planned
+	// so far, nil when it does not exist.
+	stateValue := getter(st)
+	value := func(id string) json.RawMessage {
+		if o := ov[id]; o != nil {
+			return slices.Clone(o.value) // nil for a tombstone
+		}
+		return stateValue(id)
 	}
 	v := st.Version
 	type change struct {
@@ -403,6 +413,7 @@ func (c *coll) plan(group []*request) (*plan, error) {
 			continue
 		}
 		v++
+		p.prevs = append(p.prevs, prevValues(r.ops, value))
 		for id, ch := range net {
 			existed, _ := lookup(id)
 			switch {

@@ -295,11 +295,18 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.Version))
 				return
 			}
+			// The watchers get the commit with the values it replaced,
+			// read before it is applied.
+			watched := c.s.watch.active()
+			var ev store.Event
+			if watched {
+				ec := cm.Clone()
+				ev = store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &ec, Version: cm.Version, Prev: prevValues(cm.Ops, getter(st))}
+			}
 			st.Apply(cm, f.asm.seq)
 			st.trimLog(c.s.cfg.RetainCommits)
-			if c.s.watch.active() {
-				ev := cm.Clone()
-				c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &ev, Version: cm.Version})
+			if watched {
+				c.s.watch.publish(ev)
 			}
 		}
 	}

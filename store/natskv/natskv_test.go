@@ -80,12 +80,14 @@ func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 }
 
 // TestConformance runs the store conformance suite. Each subtest gets its
-// own server; reopening opens a new Store on the same server.
+// own server; reopening, or opening while open, opens a new Store on the
+// same server.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		srv := startServer(t, serverOptions(t.TempDir()))
 		return storetest.Harness{
 			Persistent: true,
+			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
 				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Config: cfg, MaxBatch: testMaxBatch})
 			},

@@ -164,6 +164,9 @@ func testConcurrentHistory(t *testing.T, f *fixture) {
 					c.Version, id, want, have)
 			}
 		}
+		if d := diffPrev(a.applied.Prev, before.prev(c.Ops)); d != "" {
+			t.Fatalf("commit %d: Apply's Prev is not the values the log has just before it: %s", c.Version, d)
+		}
 	}
 	if s := f.snapshot(coll); s.Epoch != epoch || s.Version != hist.head() {
 		t.Fatalf("Snapshot(%s) at %s:%d, want %s:%d", coll, s.Epoch, s.Version, epoch, hist.head())

@@ -20,4 +20,10 @@ type Harness struct {
 	Open func(cfg store.Config) (store.Store, error)
 	// Persistent tells whether data survives Close and Open.
 	Persistent bool
+	// Shared tells whether Open may also be called while a store it
+	// opened is still open, giving another handle on the same data, as
+	// another process sharing the store would have (package natskv). The
+	// suite then makes commits through one handle and watches them
+	// through the other.
+	Shared bool
 }

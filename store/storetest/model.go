@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -34,6 +35,27 @@ func (m model) apply(c protocol.Commit) error {
 		}
 	}
 	return nil
+}
+
+// prev returns what Applied.Prev must be for ops applied to m: for each
+// op, the value of its record just before it, after the ops before it,
+// nil where the record did not exist. m is not changed.
+func (m model) prev(ops []protocol.Op) []json.RawMessage {
+	prev := make([]json.RawMessage, len(ops))
+	after := make(map[string]json.RawMessage) // nil: deleted
+	for i, op := range ops {
+		v, ok := after[op.ID]
+		if !ok {
+			v = m[op.ID].Value
+		}
+		prev[i] = v
+		if op.Op == protocol.OpDelete {
+			after[op.ID] = nil
+		} else {
+			after[op.ID] = op.Value
+		}
+	}
+	return prev
 }
 
 // version returns the version of record id, 0 if it does not exist.
@@ -159,6 +181,9 @@ func (tr *tracker) checkApplied(a store.Applied, ops []protocol.Op) {
 	}
 	if err := checkAt(a.Commit.At, tr.f.cfg); err != nil {
 		tr.f.t.Fatalf("Apply(%s) commit %d: %v", tr.coll, a.Commit.Version, err)
+	}
+	if d := diffPrev(a.Prev, tr.state().prev(ops)); d != "" {
+		tr.f.t.Fatalf("Apply(%s, %s) Prev: %s", tr.coll, opsString(ops), d)
 	}
 }
 
@@ -452,6 +477,29 @@ func diffOps(got, want []protocol.Op) string {
 		}
 	}
 	return ""
+}
+
+// diffPrev describes how two lists of previous values (Applied.Prev,
+// Event.Prev) differ, "" if they do not. A nil value (no record) differs
+// from every other, an empty one included.
+func diffPrev(got, want []json.RawMessage) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d values, want %d (one per op)", len(got), len(want))
+	}
+	for i := range got {
+		if (got[i] == nil) != (want[i] == nil) || !bytes.Equal(got[i], want[i]) {
+			return fmt.Sprintf("op %d: got %s, want %s", i, prevString(got[i]), prevString(want[i]))
+		}
+	}
+	return ""
+}
+
+// prevString shows a previous value in failure messages.
+func prevString(v json.RawMessage) string {
+	if v == nil {
+		return "nil (no record)"
+	}
+	return shorten(v)
 }
 
 // diffIDSets describes how two id lists differ as sets, "" if they do not.

@@ -37,6 +37,9 @@ import (
 //     wrapping ctx.Err(), and the call changes nothing.
 //   - Values come back byte for byte as written, and neither what a caller
 //     passes to Apply nor what it gets back shares memory with the store.
+//     Applied.Prev shares none with the ops passed to Apply either.
+//   - A store.Watcher reports Event.Prev (not nil) for the commits it
+//     follows as they are made, its own and other handles'.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	for _, g := range groups() {
@@ -106,6 +109,9 @@ func groups() []group {
 		// Apply's ifs: record id → required version, 0 meaning the record
 		// must not exist, checked against the state before the commit.
 		{"Precondition", preconditionTests()},
+		// Applied.Prev and a Watcher's Event.Prev: the value each op's
+		// record had just before it, chained through the commit's ops.
+		{"Prev", prevTests()},
 		// Many writers and readers at once, every operation recorded and
 		// the history checked afterwards (after bbolt's
 		// concurrent_test.go): gap-free unique versions, commits whose
