@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/filter"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -21,6 +22,8 @@ type Collection struct {
 	// call, when set, records the versions this handle reads and writes
 	// for a call's answer.
 	call *Call
+	// where, when set, restricts the handle to a filtered view (Where).
+	where *filter.Filter
 }
 
 // Name returns the collection's name.
@@ -70,6 +73,9 @@ func (c *Collection) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, invalid(err)
 	}
 	r, err := c.hub.store.Get(ctx, c.name, id)
+	if err == nil && c.where != nil && !c.where.Match(r.ID, r.Value) {
+		err = store.ErrNotFound // outside the view: as if absent
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("viewsync: get %s/%s: %w", c.name, id, err)
 	}
@@ -93,6 +99,9 @@ func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("viewsync: snapshot %s: %w", c.name, err)
 	}
+	if c.where != nil {
+		s.Records = c.filterRecords(s.Records)
+	}
 	s.Collection = c.name
 	c.call.observe(c.name, s.Version)
 	return s, nil
@@ -104,6 +113,9 @@ func (c *Collection) Snapshot(ctx context.Context) (Snapshot, error) {
 // reset. A cursor from another epoch or ahead of the head gets a reset. An
 // empty cursor epoch means the current epoch.
 func (c *Collection) Changes(ctx context.Context, cur Cursor, page Page) (Changes, error) {
+	if c.where != nil {
+		return c.Poll(ctx, cur, page, 0)
+	}
 	ch, err := store.Resume(ctx, c.hub.store, c.name, cur, page)
 	if err != nil {
 		return Changes{}, fmt.Errorf("viewsync: changes %s after %s: %w", c.name, cur, err)
@@ -170,11 +182,17 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 		}
 	}
 	start := time.Now()
-	ap, err := c.hub.store.Apply(ctx, c.name, norm, maps.Clone(ifs))
+	var ap store.Applied
+	var err error
+	if c.where != nil {
+		ap, err = c.applyWhere(ctx, norm, ifs)
+	} else {
+		ap, err = c.hub.store.Apply(ctx, c.name, norm, maps.Clone(ifs))
+	}
 	if err != nil {
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
 	}
-	c.hub.publish(ctx, store.Event{Collection: c.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version})
+	c.hub.publish(ctx, store.Event{Collection: c.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version, Prev: ap.Prev})
 	c.call.observe(c.name, ap.Commit.Version)
 	c.hub.met.Committed(c.name, len(norm), ap.Commit.Version, time.Since(start))
 	return ap.Commit, nil
@@ -220,7 +238,9 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 		return Record{}, invalid(fmt.Errorf("patch: %w", err))
 	}
 	for attempt := 0; ; attempt++ {
-		cur, err := c.Get(ctx, id)
+		// The record as it is, in the view or not: a write through a view
+		// is judged by Commit (ErrForbidden), not hidden.
+		cur, err := c.Unfiltered().Get(ctx, id)
 		if errors.Is(err, ErrNotFound) && o.ifVersion != nil && *o.ifVersion != 0 {
 			return Record{}, fmt.Errorf("viewsync: patch %s/%s: %w", c.name, id,
 				&store.PreconditionError{ID: id, Want: *o.ifVersion})
@@ -262,9 +282,12 @@ func (c *Collection) Drop(ctx context.Context) (Head, error) {
 // first the commits after the cursor (or a catch-up, or a reset, when those
 // are gone), then each new commit. With nil it starts with a reset (a
 // snapshot). The caller must Close the subscription.
+//
+// On a view (Where), the subscription follows the view: see
+// fanout.Broker.SubscribeView.
 func (c *Collection) Subscribe(cursor *Cursor) (*fanout.Subscription, error) {
 	if c.hub.closed.Load() {
 		return nil, ErrClosed
 	}
-	return c.hub.broker.Subscribe(c.name, cursor)
+	return c.hub.broker.SubscribeView(c.name, c.where, cursor)
 }

@@ -237,7 +237,7 @@ func (h *Hub) publish(ctx context.Context, ev store.Event) {
 	if ev.Commit != nil {
 		h.vis.committed(ev.Collection, ev.Epoch, ev.Commit.Version, ev.Commit.At, h.maxCol)
 		h.advance(ctx, ev.Collection, Head{Epoch: ev.Epoch, Version: ev.Commit.Version})
-		h.broker.Publish(ev.Collection, ev.Epoch, *ev.Commit)
+		h.broker.Publish(ev.Collection, ev.Epoch, *ev.Commit, ev.Prev)
 		return
 	}
 	h.vis.replaced(ev.Collection, ev.Epoch, h.maxCol)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/filter"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -30,6 +31,10 @@ type Limits struct {
 	// may hold beyond its byte bound (a commit larger than a page comes
 	// alone). Default 4 MiB.
 	MaxCommitBytes int
+	// Filter bounds the filters of views (where=, a subscription's
+	// where): their bytes, nesting and terms. Zero fields mean filter's
+	// defaults.
+	Filter filter.Limits
 }
 
 // Defaults of Limits.

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,10 +65,13 @@ func forEachTransport(t *testing.T, trs []pushTransport, f func(t *testing.T, tr
 	}
 }
 
-// pushFollow is a collection to follow, from cur (nil: from a reset).
+// pushFollow is a collection to follow, from cur (nil: from a reset),
+// or its filtered view by where (a filter's JSON; empty: the whole
+// collection).
 type pushFollow struct {
-	coll string
-	cur  *protocol.Cursor
+	coll  string
+	cur   *protocol.Cursor
+	where string
 }
 
 // pushConn is one open connection.
@@ -84,6 +88,9 @@ const (
 	evReset   = "reset"
 	evCatchUp = "catchup"
 	evCommit  = "commit"
+	// evProgress: a filtered view's cursor moved past commits that did
+	// not concern it.
+	evProgress = "progress"
 	// evEnd: the server ends the stream and says why (code).
 	evEnd = "end"
 	// evError: an error message that leaves the connection open (a
@@ -102,6 +109,8 @@ type pushEvent struct {
 	records []protocol.Record
 	deleted []string
 	ops     []protocol.Op
+	// after is a filtered view's commit's After.
+	after *uint64
 	// code and message: an end's or error's; status, a WebSocket end's
 	// close status.
 	code    protocol.Code
@@ -135,8 +144,16 @@ func withQueryToken(token string) func(*http.Request) {
 // stream) of f, its cursor in the query.
 func streamURL(base, path string, f pushFollow) string {
 	u := base + "/v1/collections/" + f.coll + "/" + path
+	q := url.Values{}
 	if f.cur != nil {
-		u += "?after=" + strconv.FormatUint(f.cur.Version, 10) + "&epoch=" + f.cur.Epoch
+		q.Set("after", strconv.FormatUint(f.cur.Version, 10))
+		q.Set("epoch", f.cur.Epoch)
+	}
+	if f.where != "" {
+		q.Set("where", f.where)
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	return u
 }
@@ -178,7 +195,7 @@ func (sseTransport) open(ctx context.Context, client *http.Client, base string, 
 		return nil, reply{}, errors.New("an event stream follows one collection")
 	}
 	// The cursor travels as a resuming EventSource sends it.
-	f := pushFollow{coll: fs[0].coll}
+	f := pushFollow{coll: fs[0].coll, where: fs[0].where}
 	s, r, err := openSSE(ctx, client, streamURL(base, "events", f), func(req *http.Request) {
 		if fs[0].cur != nil {
 			req.Header.Set("Last-Event-ID", fs[0].cur.String())
@@ -235,7 +252,16 @@ func (c *sseConn) next() (pushEvent, error) {
 		if err != nil {
 			return ev, fmt.Errorf("commit with id %q: %w", m.id, err)
 		}
-		ev.epoch, ev.version, ev.ops = id.Epoch, cm.Version, cm.Ops
+		ev.epoch, ev.version, ev.ops, ev.after = id.Epoch, cm.Version, cm.Ops, cm.After
+	case "progress":
+		var p struct {
+			Epoch   string `json:"epoch"`
+			Version uint64 `json:"version"`
+		}
+		if err := json.Unmarshal([]byte(m.data), &p); err != nil {
+			return ev, fmt.Errorf("progress %s: %v in %.200s", m.id, err, m.data)
+		}
+		ev.epoch, ev.version = p.Epoch, p.Version
 	default:
 		return ev, fmt.Errorf("unknown event %q", m.event)
 	}
@@ -305,8 +331,9 @@ func (c *lineConn) close() {
 // messageEvent turns a WebSocket server message (an NDJSON line) of a
 // collection into its event.
 func messageEvent(m protocol.ServerMessage, b []byte) (pushEvent, error) {
-	ev := pushEvent{kind: m.Type, coll: m.Collection, epoch: m.Epoch, version: m.Version, records: m.Records, deleted: m.Deleted, ops: m.Ops}
+	ev := pushEvent{kind: m.Type, coll: m.Collection, epoch: m.Epoch, version: m.Version, records: m.Records, deleted: m.Deleted, ops: m.Ops, after: m.After}
 	switch m.Type {
+	case protocol.TypeProgress:
 	case protocol.TypeReset:
 		if !m.Reset || m.Records == nil {
 			return ev, fmt.Errorf("reset without reset or records: %.200s", b)
@@ -352,6 +379,9 @@ func (wsTransport) open(ctx context.Context, client *http.Client, base string, p
 	}
 	for _, f := range fs {
 		m := &protocol.SubscribeMessage{Collection: f.coll}
+		if f.where != "" {
+			m.Where = json.RawMessage(f.where)
+		}
 		if f.cur != nil {
 			v := f.cur.Version
 			m.After, m.Epoch = &v, f.cur.Epoch

@@ -23,6 +23,9 @@ type Frame struct {
 
 	// json is the commit's JSON, {"version":…,"at":…,"ops":[…]}.
 	json []byte
+	// prev holds, for each op, its record's value before it (nil: none),
+	// when known (NewFrameWithPrev); filtered views need it.
+	prev []json.RawMessage
 
 	// encs holds the encodings made so far; it is replaced, never
 	// changed, when one is added, under mu.
@@ -74,6 +77,29 @@ func NewFrame(collection, epoch string, c protocol.Commit) (*Frame, error) {
 	b := protocol.AppendCommit(make([]byte, 0, commitSize(enc)), enc)
 	return &Frame{Collection: collection, Epoch: epoch, Commit: c, json: b}, nil
 }
+
+// NewFrameWithPrev is NewFrame for a commit whose ops' previous values
+// are known: prev[i] is the value op i's record had before it (nil: none),
+// as store.Applied.Prev reports it. Filtered views restrict only such
+// frames; prev of another length than c.Ops is ignored.
+func NewFrameWithPrev(collection, epoch string, c protocol.Commit, prev []json.RawMessage) (*Frame, error) {
+	f, err := NewFrame(collection, epoch, c)
+	if err == nil && len(prev) == len(c.Ops) && len(prev) > 0 {
+		f.prev = prev
+	}
+	return f, err
+}
+
+// newViewFrame returns the frame of f's commit restricted to ops, for a
+// view whose previous frame was at version after.
+func newViewFrame(f *Frame, ops []protocol.Op, after uint64) *Frame {
+	c := protocol.Commit{Version: f.Commit.Version, After: &after, At: f.Commit.At, Ops: ops}
+	b := protocol.AppendCommit(make([]byte, 0, commitSize(c)+24), c)
+	return &Frame{Collection: f.Collection, Epoch: f.Epoch, Commit: c, json: b}
+}
+
+// hasPrev reports whether the frame knows its ops' previous values.
+func (f *Frame) hasPrev() bool { return len(f.prev) > 0 }
 
 // commitSize estimates the JSON size of c, to allocate once.
 func commitSize(c protocol.Commit) int {
@@ -127,4 +153,10 @@ func (f *Frame) encoding(enc Encoder) ([]byte, bool) {
 }
 
 // size is the frame's share of a topic's byte bound.
-func (f *Frame) size() int { return frameOverhead + 2*len(f.json) }
+func (f *Frame) size() int {
+	n := frameOverhead + 2*len(f.json)
+	for _, p := range f.prev {
+		n += len(p)
+	}
+	return n
+}

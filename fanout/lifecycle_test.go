@@ -264,7 +264,7 @@ func TestBrokerClose(t *testing.T) {
 		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
 	}
 	ap := apply(t, st, put("a", `1`))
-	b.Publish("c0", ap.Epoch, ap.Commit) // harmless
+	b.Publish("c0", ap.Epoch, ap.Commit, ap.Prev) // harmless
 	b.Reset("c0")
 	b.Close() // a second Close is harmless
 	for _, s := range subs {

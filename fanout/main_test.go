@@ -115,7 +115,7 @@ func apply(t testing.TB, st store.Store, ops ...protocol.Op) store.Applied {
 }
 
 // publish hands an applied commit to the broker, as the hub does.
-func publish(b *fanout.Broker, ap store.Applied) { b.Publish(coll, ap.Epoch, ap.Commit) }
+func publish(b *fanout.Broker, ap store.Applied) { b.Publish(coll, ap.Epoch, ap.Commit, ap.Prev) }
 
 // applyN applies n commits, the i-th (from 0) writing record r(i%10) and
 // every seventh also deleting another record if it exists. It returns them

@@ -56,6 +56,8 @@ type Event struct {
 type Subscription struct {
 	b *Broker
 	t *topic
+	// v is the filtered view followed, nil for the whole collection.
+	v *view
 
 	// cur is the position after the last event returned.
 	cur       protocol.Cursor
@@ -86,7 +88,7 @@ func (s *Subscription) Cursor() protocol.Cursor { return s.cur }
 func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		s.b.release(s.t)
+		s.b.release(s.t, s.v)
 		s.hold.Swap(nil).Release()
 	})
 }
@@ -139,7 +141,25 @@ func (s *Subscription) NextNow(ctx context.Context) (Event, error) {
 func (s *Subscription) Changed() <-chan struct{} {
 	s.t.mu.RLock()
 	defer s.t.mu.RUnlock()
+	if s.v != nil {
+		return s.v.changed
+	}
 	return s.t.changed
+}
+
+// Collection returns the name of the collection followed.
+func (s *Subscription) Collection() string { return s.t.name }
+
+// Filtered reports whether the subscription follows a filtered view.
+func (s *Subscription) Filtered() bool { return s.v != nil }
+
+// ViewKey returns the key of the view followed (filter.Filter.Key), empty
+// for the whole collection.
+func (s *Subscription) ViewKey() string {
+	if s.v == nil {
+		return ""
+	}
+	return s.v.key
 }
 
 // nextMode says how next may get what follows the cursor.
@@ -213,10 +233,53 @@ func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Durati
 			}
 			return s.reset(ctx)
 		}
-		switch v := s.cur.Version; {
-		case v >= t.last:
-			changed := t.changed
-			ahead := v > t.last
+		// What the buffer holds after the cursor: the topic's frames, or
+		// the view's (commits that do not concern it are skipped).
+		c := s.cur.Version
+		ahead := c > t.last
+		changed := t.changed
+		var frames []*Frame
+		behind := false
+		switch {
+		case ahead:
+		case s.v != nil:
+			changed = s.v.changed
+			if c >= s.v.from {
+				frames = s.v.framesAfter(c)
+			} else {
+				behind = true
+			}
+		case c+1 >= t.first:
+			frames = t.frames[c+1-t.first:]
+		default:
+			behind = true
+		}
+		switch {
+		case len(frames) > 0:
+			clear(s.buf) // drop the last batch's frames, so they can be freed
+			s.buf = append(s.buf[:0], frames...)
+			s.cur.Version = t.last
+			t.mu.RUnlock()
+			s.live, s.checkedAhead = true, false
+			return Event{Kind: EventCommits, Frames: s.buf}, nil
+		case behind:
+			t.mu.RUnlock()
+			if mode == modeBuffer {
+				return Event{}, ErrBehind
+			}
+			if s.live {
+				return s.catchUp(ctx)
+			}
+			ev, ok, err := s.page(ctx)
+			if err != nil || ok {
+				return ev, err
+			}
+		default:
+			if !ahead {
+				// Everything up to the head is read (a view's cursor moves
+				// past the commits that did not concern it).
+				s.cur.Version = t.last
+			}
 			t.mu.RUnlock()
 			if ahead && !s.checkedAhead {
 				if mode == modeBuffer {
@@ -243,25 +306,6 @@ func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Durati
 			}
 			if err := s.wait(ctx, changed, idleC); err != nil {
 				return Event{}, err
-			}
-		case v+1 >= t.first:
-			clear(s.buf) // drop the last batch's frames, so they can be freed
-			s.buf = append(s.buf[:0], t.frames[v+1-t.first:]...)
-			s.cur.Version = t.last
-			t.mu.RUnlock()
-			s.live, s.checkedAhead = true, false
-			return Event{Kind: EventCommits, Frames: s.buf}, nil
-		default:
-			t.mu.RUnlock()
-			if mode == modeBuffer {
-				return Event{}, ErrBehind
-			}
-			if s.live {
-				return s.catchUp(ctx)
-			}
-			ev, ok, err := s.page(ctx)
-			if err != nil || ok {
-				return ev, err
 			}
 		}
 	}
@@ -310,6 +354,12 @@ func (s *Subscription) reserve(ctx context.Context) error {
 // rule: the next page of commits, a catch-up or a reset. It reports false
 // when the page is empty (the buffer has moved on meanwhile: look again).
 func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
+	if s.v != nil {
+		// A view's history is not in the log (a commit's ops do not say
+		// whether their records were in the view before): a catch-up.
+		ev, err := s.catchUp(ctx)
+		return ev, err == nil, err
+	}
 	return s.read(ctx, func(bytes int) (store.Resumed, error) {
 		page := store.Page{Commits: s.b.opts.PageSize, Bytes: bytes}
 		return store.Resume(ctx, s.b.store, s.t.name, s.cur, page)
@@ -320,6 +370,9 @@ func (s *Subscription) page(ctx context.Context) (Event, bool, error) {
 // catch-up (or a reset, when even that is impossible).
 func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
 	ev, _, err := s.read(ctx, func(int) (store.Resumed, error) {
+		if s.v != nil {
+			return store.ResumeView(ctx, s.b.store, s.t.name, s.cur, s.v.match)
+		}
 		return store.ResumeCompacted(ctx, s.b.store, s.t.name, s.cur)
 	})
 	return ev, err
@@ -328,6 +381,9 @@ func (s *Subscription) catchUp(ctx context.Context) (Event, error) {
 // reset reads a snapshot and continues after it.
 func (s *Subscription) reset(ctx context.Context) (Event, error) {
 	ev, _, err := s.read(ctx, func(int) (store.Resumed, error) {
+		if s.v != nil {
+			return store.ResumeViewReset(ctx, s.b.store, s.t.name, s.v.match)
+		}
 		return store.ResumeReset(ctx, s.b.store, s.t.name)
 	})
 	return ev, err

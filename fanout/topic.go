@@ -34,6 +34,16 @@ type topic struct {
 	gapTimer *time.Timer
 	// changed is closed and replaced whenever last, epoch or stopped change.
 	changed chan struct{}
+
+	// views are the filtered views subscribed to, by filter key; index
+	// finds those a commit may concern.
+	views map[string]*view
+	index viewIndex
+	// viewLog lists the frames added to views, oldest first, for trimming.
+	viewLog []viewEntry
+	// routePass numbers routing passes (view.mark); candBuf is reused.
+	routePass uint64
+	candBuf   []*view
 }
 
 func newTopic(b *Broker, name string) *topic {
@@ -67,6 +77,7 @@ func (t *topic) resetLocked(epoch string, version uint64) {
 	t.first, t.last = version+1, version
 	clear(t.frames)
 	t.frames = t.frames[:0]
+	t.restartViewsLocked(version)
 	t.bytes = 0
 	for v, f := range t.pending {
 		if f.Epoch != epoch || v <= version {
@@ -121,6 +132,7 @@ func (t *topic) drainLocked() bool {
 		t.frames = append(t.frames, f)
 		t.bytes += f.size()
 		t.last++
+		t.routeLocked(f)
 		moved = true
 	}
 	if !moved {
@@ -131,6 +143,7 @@ func (t *topic) drainLocked() bool {
 	for t.bytes > max && drop < len(t.frames)-1 {
 		t.bytes -= t.frames[drop].size()
 		drop++
+		t.trimViewsLocked(t.frames[drop].Version())
 	}
 	if drop > 0 {
 		clear(t.frames[:drop])
@@ -250,4 +263,10 @@ func (t *topic) stop() {
 	}
 	clear(t.pending)
 	t.notifyLocked()
+	for _, v := range t.views {
+		if v.linger != nil {
+			v.linger.Stop()
+		}
+		v.notify()
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/filter"
 	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/internal/rlimit"
@@ -39,6 +40,9 @@ type serveConfig struct {
 	maxID            int
 	maxValue         cliflag.Size
 	maxValueDepth    int
+	maxFilterBytes   int
+	maxFilterDepth   int
+	maxFilterTerms   int
 	maxCommit        cliflag.Size
 	maxWait          time.Duration
 	pageSize         int
@@ -97,6 +101,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.maxOps, "max-ops", viewsync.DefaultMaxOpsPerCommit, "most ops in one commit")
 	fs.IntVar(&c.maxID, "max-id", viewsync.DefaultMaxIDBytes, "longest record id in bytes (at most 256)")
 	fs.Var(&c.maxValue, "max-value", "largest record value (bytes of compact JSON, or with KiB/MiB)")
+	fs.IntVar(&c.maxFilterBytes, "max-filter-bytes", filter.DefaultMaxBytes, "largest filter of a view (where=, a subscription's where), in bytes of JSON")
+	fs.IntVar(&c.maxFilterDepth, "max-filter-depth", filter.DefaultMaxDepth, "deepest nesting of a view's filter ($and/$or, operators)")
+	fs.IntVar(&c.maxFilterTerms, "max-filter-terms", filter.DefaultMaxTerms, "most conditions in a view's filter (each $in value counts)")
 	fs.IntVar(&c.maxValueDepth, "max-value-depth", viewsync.DefaultMaxValueDepth, "deepest nesting of arrays and objects in a record value, a merge patch or a call's argument (at most 512); the default keeps every answer within what common JSON libraries decode")
 	fs.Var(&c.maxCommit, "max-commit", "largest commit: its ops' ids and values together (bytes, or with KiB/MiB); also what a page of history may hold beyond --page-bytes, when one commit is larger")
 	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
@@ -163,6 +170,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-ops must be positive")
 	case c.maxID <= 0 || c.maxID > 256:
 		return errors.New("--max-id must be 1..256")
+	case c.maxFilterBytes <= 0 || c.maxFilterDepth <= 0 || c.maxFilterTerms <= 0:
+		return fmt.Errorf("--max-filter-bytes, --max-filter-depth and --max-filter-terms must be positive")
 	case c.maxValueDepth <= 0 || c.maxValueDepth > protocol.MaxValueDepth:
 		return fmt.Errorf("--max-value-depth must be 1..%d", protocol.MaxValueDepth)
 	case c.maxCommit <= 0:
@@ -287,7 +296,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Ready:             st.ready,
 		LagThreshold:      c.lagThreshold,
 		Limits: viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
-			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit)},
+			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit),
+			Filter: filter.Limits{MaxBytes: c.maxFilterBytes, MaxDepth: c.maxFilterDepth, MaxTerms: c.maxFilterTerms}},
 		MaxBodyBytes:              int64(c.maxBody),
 		MaxWait:                   c.maxWait,
 		PageSize:                  c.pageSize,

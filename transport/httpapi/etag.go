@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/filter"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -14,6 +16,23 @@ func headETag(hd protocol.Head) string {
 	b := make([]byte, 0, len(hd.Epoch)+24)
 	b = append(b, '"')
 	b = hd.Cursor().AppendTo(b)
+	b = append(b, '"')
+	return string(b)
+}
+
+// viewETag is the entity tag of a snapshot of a view: the head's, with a
+// hash of the filter, so that another view of the same version differs.
+func viewETag(hd protocol.Head, where *filter.Filter) string {
+	if where == nil {
+		return headETag(hd)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(where.Key()))
+	b := make([]byte, 0, len(hd.Epoch)+48)
+	b = append(b, '"')
+	b = hd.Cursor().AppendTo(b)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, h.Sum64(), 16)
 	b = append(b, '"')
 	return string(b)
 }

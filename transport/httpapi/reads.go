@@ -25,11 +25,26 @@ const (
 	cacheRevalidate = "no-cache"
 )
 
-func (h *Handler) collection(w http.ResponseWriter, r *http.Request) (*viewsync.Collection, bool) {
+// collection returns the collection a request names, as the request may
+// see it for action a: a read sees the view its where parameter asks for,
+// within the rows the principal may read; a write reaches only the rows
+// the principal may write (see viewsync.Collection.Where).
+func (h *Handler) collection(w http.ResponseWriter, r *http.Request, a auth.Action) (*viewsync.Collection, bool) {
 	c, err := h.hub.Collection(r.PathValue("c"))
 	if err != nil {
 		h.fail(w, r, err)
 		return nil, false
+	}
+	if a == auth.Read {
+		where, err := h.hub.WhereQuery(r.URL.RawQuery)
+		if err != nil {
+			h.fail(w, r, err)
+			return nil, false
+		}
+		c = c.Where(where)
+	}
+	if pr, ok := auth.FromContext(r.Context()); ok {
+		c = c.Where(pr.Where(a, c.Name()))
 	}
 	return c, true
 }
@@ -47,7 +62,7 @@ func notModified(w http.ResponseWriter, r *http.Request, etag string) bool {
 }
 
 func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Read)
 	if !ok {
 		return
 	}
@@ -57,7 +72,7 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
-		if notModified(w, r, headETag(hd)) {
+		if notModified(w, r, viewETag(hd, c.Filter())) {
 			return
 		}
 	}
@@ -72,7 +87,7 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hold.Set(2 * int64(protocol.RecordsSize(s.Records))) // the records and their encoding
-	w.Header().Set("ETag", headETag(protocol.Head{Epoch: s.Epoch, Version: s.Version}))
+	w.Header().Set("ETag", viewETag(protocol.Head{Epoch: s.Epoch, Version: s.Version}, c.Filter()))
 	w.Header().Set("Cache-Control", cacheRevalidate)
 	h.writeHistory(w, http.StatusOK, s)
 }
@@ -80,7 +95,7 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) {
 // getVersion is the cheap "am I stale?" poll, answered from memory without
 // encoding/json.
 func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Read)
 	if !ok {
 		return
 	}
@@ -105,7 +120,7 @@ func (h *Handler) getVersion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Read)
 	if !ok {
 		return
 	}
@@ -119,6 +134,10 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 		h.hub.Rendered("poll-"+q.client, c.Name(), q.cursor.Version)
 	}
 	n := pageLimit(q.cursor.Version, h.opts.PageSize, q.limit)
+	if c.Filter() != nil {
+		h.viewChanges(w, r, c, q)
+		return
+	}
 	hold, ok := h.reserve(w, r)
 	if !ok {
 		return
@@ -191,6 +210,32 @@ func (h *Handler) getChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", cache)
 	h.writeHistory(w, http.StatusOK, body)
+}
+
+// viewChanges answers a poll of a filtered view, through the hub's live
+// view (Collection.Poll): its commits, a catch-up or a reset of the view.
+// Nothing is cached: what a view holds depends on who asks.
+func (h *Handler) viewChanges(w http.ResponseWriter, r *http.Request, c *viewsync.Collection, q changesQuery) {
+	wait := q.wait
+	if p, ok := auth.FromContext(r.Context()); ok && !p.Expires.IsZero() {
+		wait = min(wait, max(0, time.Until(p.Expires)))
+	}
+	ch, err := c.Poll(r.Context(), q.cursor, viewsync.Page{Commits: h.opts.PageSize}, wait)
+	if err != nil {
+		if errors.Is(err, viewsync.ErrClosed) || r.Context().Err() == nil {
+			h.fail(w, r, err)
+		}
+		return
+	}
+	w.Header().Set("Cache-Control", cacheNoStore)
+	switch ch.Kind {
+	case viewsync.KindCommits:
+		h.writeChanges(w, ch.Commits)
+	case viewsync.KindCatchUp:
+		h.writeHistory(w, http.StatusOK, ch.CatchUp)
+	default:
+		h.writeHistory(w, http.StatusOK, ch.Reset)
+	}
 }
 
 // readChanges reads what a client at cur needs next, a page of at most n
@@ -280,7 +325,7 @@ func (h *Handler) writeChanges(w http.ResponseWriter, cs *protocol.Changes) {
 const changesChunk = 64 << 10
 
 func (h *Handler) getRecord(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Read)
 	if !ok {
 		return
 	}

@@ -85,7 +85,7 @@ func (h *Handler) failWriteTo(w http.ResponseWriter, r *http.Request, c string, 
 // preconditions of If-Match / If-None-Match. With If-Match: * it pins the
 // record's current version, so the write fails if the record is gone.
 func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (*viewsync.Collection, string, []viewsync.WriteOption, bool) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Write)
 	if !ok {
 		return nil, "", nil, false
 	}
@@ -100,7 +100,7 @@ func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (*viewsync
 		return nil, "", nil, false
 	}
 	if mustExist {
-		cur, err := c.Get(r.Context(), id)
+		cur, err := c.Unfiltered().Get(r.Context(), id)
 		if errors.Is(err, viewsync.ErrNotFound) {
 			writeError(w, protocol.CodePreconditionFailed, fmt.Sprintf("record %q does not exist (If-Match: *)", id))
 			return nil, "", nil, false
@@ -168,7 +168,7 @@ func (h *Handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.collection(w, r)
+	c, ok := h.collection(w, r, auth.Write)
 	if !ok {
 		return
 	}

@@ -136,6 +136,11 @@ func errorLine(r push.EndReason) []byte {
 	return append(b, '\n')
 }
 
+// Progress implements push.Encoder: a line like the WebSocket message.
+func (encoder) Progress(collection, epoch string, version uint64) []byte {
+	return append(push.AppendProgress(nil, collection, epoch, version), '\n')
+}
+
 // Ping implements push.StreamEncoder.
 func (encoder) Ping() []byte { return pingLine }
 

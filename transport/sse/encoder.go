@@ -62,6 +62,19 @@ func event(kind string, id protocol.Cursor, v any) ([][]byte, error) {
 // pingEvent is a comment line that keeps an idle stream alive.
 var pingEvent = []byte(": ping\n\n")
 
+// Progress implements push.Encoder: a "progress" event whose id moves the
+// client's cursor (Last-Event-ID), data {"epoch":…,"version":…}.
+func (encoder) Progress(_, epoch string, version uint64) []byte {
+	b := make([]byte, 0, 96+2*len(epoch))
+	b = append(b, "id: "...)
+	b = protocol.Cursor{Epoch: epoch, Version: version}.AppendTo(b)
+	b = append(b, "\nevent: progress\ndata: {\"epoch\":\""...)
+	b = append(b, epoch...)
+	b = append(b, `","version":`...)
+	b = strconv.AppendUint(b, version, 10)
+	return append(b, "}\n\n"...)
+}
+
 // Ping implements push.StreamEncoder.
 func (encoder) Ping() []byte { return pingEvent }
 

@@ -78,7 +78,7 @@ func TestAckRecorded(t *testing.T) {
 		conn = c
 	}
 	h.mu.Unlock()
-	s := conn.subscription("a")
+	s := conn.subscription("a", "")
 	if s == nil {
 		t.Fatal("no subscription to a")
 	}

@@ -53,8 +53,10 @@ type Handler struct {
 	keeping  bool
 	keepWake chan struct{}
 
-	// format is the encoder's, shared by every subscription.
-	format *push.Format
+	// format is the encoder's, shared by every subscription without an
+	// id; formats those of subscriptions with one.
+	format  *push.Format
+	formats formats
 	// pumps holds the current subscriptions of each collection.
 	pumps live.Pumps
 	// readable tells when a connection has something to read, so that an
@@ -104,12 +106,13 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		hub:      hub,
-		opts:     o,
-		log:      o.Logger,
-		origins:  origins,
-		format:   push.NewFormat(encoder{}),
-		pumps:    live.Pumps{Tick: time.Hour, Interval: o.FlushInterval}, // subscriptions do not tick
+		hub:     hub,
+		opts:    o,
+		log:     o.Logger,
+		origins: origins,
+		format:  push.NewFormat(encoder{}),
+		// Subscriptions tick only to move filtered views' cursors.
+		pumps:    live.Pumps{Tick: o.PingInterval, Interval: o.FlushInterval},
 		conns:    map[*conn]struct{}{},
 		keepWake: make(chan struct{}, 1),
 	}

@@ -193,6 +193,12 @@ func (c *conn) refuse(id protocol.MessageID, msg string) bool {
 // answerError sends the error message err maps to. Internal errors are
 // logged and their details kept from the client.
 func (c *conn) answerError(ctx context.Context, id protocol.MessageID, err error) {
+	c.answerErrorWith(ctx, id, err, nil)
+}
+
+// answerErrorWith is answerError with the message passed through edit
+// (when not nil) before it is sent.
+func (c *conn) answerErrorWith(ctx context.Context, id protocol.MessageID, err error, edit func([]byte) []byte) {
 	if ctx.Err() != nil {
 		return // closing: nobody will read the answer
 	}
@@ -202,7 +208,11 @@ func (c *conn) answerError(ctx context.Context, id protocol.MessageID, err error
 		c.logger().Error("websocket request failed", "id", id.String(), "err", err)
 		msg = "internal error"
 	}
-	c.writeMessage(protocol.EncodeError(id, code, msg))
+	b := protocol.EncodeError(id, code, msg)
+	if edit != nil {
+		b = edit(b)
+	}
+	c.writeMessage(b)
 }
 
 // answer sends a result message.
@@ -229,7 +239,7 @@ func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 		c.answerError(ctx, m.ID, err)
 		return
 	}
-	cm, err := col.Commit(ctx, m.Ops, m.If)
+	cm, err := col.Where(c.principal.Where(auth.Write, m.Collection)).Commit(ctx, m.Ops, m.If)
 	if err != nil {
 		if !c.mayRead(m.Collection) {
 			err = viewsync.Redact(err)
@@ -284,13 +294,13 @@ func (c *conn) mayRead(name string) bool {
 
 // ack records what the client has rendered of a subscription.
 func (c *conn) ack(ctx context.Context, m *protocol.AckMessage) {
-	s := c.subscription(m.Collection)
+	s := c.subscription(m.Collection, m.Sub)
 	if s == nil {
-		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: ack for %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
+		c.answerSubError(ctx, m.Sub, fmt.Errorf("%w: ack for %s, which this connection does not subscribe to", viewsync.ErrNotFound, describeSub(m.Collection, m.Sub)))
 		return
 	}
 	if sent := s.p.Sent(); m.Version > sent {
-		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: ack of version %d of %q, ahead of the version %d sent", viewsync.ErrInvalid, m.Version, m.Collection, sent))
+		c.answerSubError(ctx, m.Sub, fmt.Errorf("%w: ack of version %d of %s, ahead of the version %d sent", viewsync.ErrInvalid, m.Version, describeSub(m.Collection, m.Sub), sent))
 		return
 	}
 	s.acked.Store(m.Version)

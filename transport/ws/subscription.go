@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,10 @@ import (
 type subscription struct {
 	c    *conn
 	name string
-	p    *push.Sub
+	// sub is the client's id of the subscription, empty when it is known
+	// by its collection's name.
+	sub string
+	p   *push.Sub
 
 	// acked is the version the client last acknowledged having rendered.
 	acked atomic.Uint64
@@ -31,40 +35,64 @@ type subscription struct {
 
 var _ push.Owner = (*subscription)(nil)
 
-// subscription returns the connection's subscription to name, or nil.
-func (c *conn) subscription(name string) *subscription {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.subs[name]
+// subKey is the key of a subscription in a connection's map: its
+// collection's name, or the client's id of it.
+func subKey(collection, sub string) string {
+	if sub != "" {
+		return "#" + sub
+	}
+	return collection
 }
 
-// subscribe starts a subscription, replacing the one to the same
-// collection if any.
-func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
+// subscription returns the connection's subscription to collection named
+// sub (or by the collection alone), or nil.
+func (c *conn) subscription(collection, sub string) *subscription {
 	c.mu.Lock()
-	old, n := c.subs[m.Collection], len(c.subs)
+	defer c.mu.Unlock()
+	if s := c.subs[subKey(collection, sub)]; s != nil && s.name == collection {
+		return s
+	}
+	return nil
+}
+
+// subscribe starts a subscription, replacing the one with the same key
+// (its id, or the collection when it has none) if any.
+func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
+	key := subKey(m.Collection, m.Sub)
+	c.mu.Lock()
+	old, n := c.subs[key], len(c.subs)
 	c.mu.Unlock()
 	if old == nil && n >= c.h.opts.MaxSubscriptions {
-		c.writeMessage(protocol.EncodeError(protocol.MessageID{}, protocol.CodeRateLimited,
-			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)))
+		c.writeMessage(withSub(protocol.EncodeError(protocol.MessageID{}, protocol.CodeRateLimited,
+			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)), m.Sub))
 		return
 	}
 	if err := c.admit(auth.Read, m.Collection); err != nil {
-		c.answerError(ctx, protocol.MessageID{}, err)
+		c.answerSubError(ctx, m.Sub, err)
 		return
 	}
 	col, err := c.h.hub.Collection(m.Collection)
 	if err != nil {
-		c.answerError(ctx, protocol.MessageID{}, err)
+		c.answerSubError(ctx, m.Sub, err)
 		return
 	}
+	if len(m.Where) > 0 {
+		where, err := c.h.hub.ParseFilter(m.Where)
+		if err != nil {
+			c.answerSubError(ctx, m.Sub, fmt.Errorf("where: %w", err))
+			return
+		}
+		col = col.Where(where)
+	}
+	// The client's view, within the rows the principal may read.
+	col = col.Where(c.principal.Where(auth.Read, m.Collection))
 	fs, err := col.Subscribe(m.Cursor())
 	if err != nil {
 		if errors.Is(err, viewsync.ErrClosed) || errors.Is(err, fanout.ErrClosed) {
 			c.close(goingAway)
 			return
 		}
-		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("subscribe to %q: %w", m.Collection, err))
+		c.answerSubError(ctx, m.Sub, fmt.Errorf("subscribe to %q: %w", m.Collection, err))
 		return
 	}
 	// The old subscription stops after the new one holds the collection's
@@ -72,29 +100,52 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	if old != nil {
 		old.stop()
 	}
-	s := &subscription{c: c, name: m.Collection}
-	s.p = push.NewSub(fs, c.sock.Sock, c.h.format, &c.h.pumps, m.Collection, s)
+	s := &subscription{c: c, name: m.Collection, sub: m.Sub}
+	s.p = push.NewSub(fs, c.sock.Sock, c.h.formatFor(m.Sub), &c.h.pumps, m.Collection, s)
 	c.mu.Lock()
 	if c.subs == nil {
 		c.subs = map[string]*subscription{}
 	}
-	c.subs[m.Collection] = s
+	c.subs[key] = s
 	c.mu.Unlock()
 	c.spawn(s.p.Run)
 }
 
 // unsubscribe stops a subscription.
 func (c *conn) unsubscribe(ctx context.Context, m *protocol.UnsubscribeMessage) {
+	key := subKey(m.Collection, m.Sub)
 	c.mu.Lock()
-	s := c.subs[m.Collection]
-	delete(c.subs, m.Collection)
+	s := c.subs[key]
+	if s != nil && s.name == m.Collection {
+		delete(c.subs, key)
+	} else {
+		s = nil
+	}
 	c.mu.Unlock()
 	if s == nil {
-		c.answerError(ctx, protocol.MessageID{}, fmt.Errorf("%w: unsubscribe from %q, which this connection does not subscribe to", viewsync.ErrNotFound, m.Collection))
+		c.answerSubError(ctx, m.Sub, fmt.Errorf("%w: unsubscribe from %s, which this connection does not subscribe to", viewsync.ErrNotFound, describeSub(m.Collection, m.Sub)))
 		return
 	}
 	s.stop()
 	c.h.hub.Forget(c.id, m.Collection)
+}
+
+// describeSub names a subscription in messages.
+func describeSub(collection, sub string) string {
+	if sub == "" {
+		return strconv.Quote(collection)
+	}
+	return fmt.Sprintf("%q (subscription %q)", collection, sub)
+}
+
+// answerSubError answers err as answerError does, the error message
+// carrying the subscription's id when it has one.
+func (c *conn) answerSubError(ctx context.Context, sub string, err error) {
+	if sub == "" {
+		c.answerError(ctx, protocol.MessageID{}, err)
+		return
+	}
+	c.answerErrorWith(ctx, protocol.MessageID{}, err, func(b []byte) []byte { return withSub(b, sub) })
 }
 
 // stop ends the subscription: nothing of it is written once stop returns.

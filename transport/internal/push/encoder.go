@@ -1,6 +1,8 @@
 package push
 
 import (
+	"strconv"
+
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -19,6 +21,10 @@ type Encoder interface {
 	// Reset returns the message of a reset, in parts written one after
 	// the other.
 	Reset(s *protocol.Snapshot) ([][]byte, error)
+	// Progress returns the message moving a filtered view's cursor past
+	// commits that did not concern it, to epoch and version (see
+	// AppendProgress).
+	Progress(collection, epoch string, version uint64) []byte
 }
 
 // StreamEncoder is the Encoder of a Handler's streams, which carry one
@@ -102,4 +108,17 @@ func AppendCommitMessage(dst []byte, f *fanout.Frame) (out, body []byte) {
 // (AppendCommitMessage's head and body).
 func CommitMessageLen(f *fanout.Frame) int {
 	return len(`{"type":"commit","collection":"","epoch":"",`) + len(f.Collection) + len(f.Epoch) + len(f.JSON()) - 1
+}
+
+// AppendProgress appends the progress message of the WebSocket protocol,
+// {"type":"progress","collection":…,"epoch":…,"version":…}; an NDJSON
+// line is the same message. Names and epochs need no escaping.
+func AppendProgress(dst []byte, collection, epoch string, version uint64) []byte {
+	dst = append(dst, `{"type":"progress","collection":"`...)
+	dst = append(dst, collection...)
+	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epoch...)
+	dst = append(dst, `","version":`...)
+	dst = strconv.AppendUint(dst, version, 10)
+	return append(dst, '}')
 }

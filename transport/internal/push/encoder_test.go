@@ -19,6 +19,7 @@ func (e countingEncoder) Commit(dst []byte, f *fanout.Frame) (out, body, tail []
 }
 func (countingEncoder) CatchUp(*protocol.CatchUp) ([][]byte, error) { return nil, nil }
 func (countingEncoder) Reset(*protocol.Snapshot) ([][]byte, error)  { return nil, nil }
+func (countingEncoder) Progress(string, string, uint64) []byte      { return nil }
 
 // TestFormatSharesEncodings: a frame encodes its commit once per Format,
 // however many subscribers of it ask at the same time, as the whole

@@ -146,6 +146,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	where, err := h.hub.WhereQuery(r.URL.RawQuery)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	// The client's view, within the rows the principal may read.
+	coll = coll.Where(where).Where(pr.Where(auth.Read, coll.Name()))
 	if !canFlush(w) {
 		h.log.Error(h.opts.Name+": the ResponseWriter cannot flush; streaming is impossible", "path", r.URL.Path)
 		Refuse(w, protocol.CodeInternal, "streaming is not supported by this server")

@@ -70,6 +70,9 @@ var _ live.Stream = (*Sub)(nil)
 // NewSub returns the Sub pushing sub's events through sock, encoded in
 // format, in the pump of pumps named key (its collection), for owner.
 func NewSub(sub *fanout.Subscription, sock *Sock, format *Format, pumps *live.Pumps, key string, owner Owner) *Sub {
+	if v := sub.ViewKey(); v != "" {
+		key += "?where=" + v // a pump per view: only its commits wake it
+	}
 	return &Sub{sub: sub, sock: sock, enc: format.enc, frame: format, pumps: pumps, key: key, owner: owner}
 }
 
@@ -110,8 +113,33 @@ func (s *Sub) Changed() <-chan struct{} { return s.sub.Changed() }
 // Member implements live.Stream.
 func (s *Sub) Member() *live.Member { return &s.member }
 
-// Tick implements live.Stream: the owner's.
-func (s *Sub) Tick(now time.Time) (leave func()) { return s.owner.Tick(now) }
+// Tick implements live.Stream: the owner's, then, for a filtered view, a
+// progress message when its cursor moved past commits that did not
+// concern the view since the last message, so that a client resuming
+// does not ask for them again.
+func (s *Sub) Tick(now time.Time) (leave func()) {
+	if leave := s.owner.Tick(now); leave != nil || !s.sub.Filtered() {
+		return leave
+	}
+	if leave := s.Sweep(); leave != nil {
+		return leave
+	}
+	cur := s.sub.Cursor()
+	if cur.Version <= s.sent.Load() || cur.Epoch == "" {
+		return nil
+	}
+	res, err := s.sock.TryWrite(s.isStopped, [][]byte{s.enc.Progress(s.sub.Collection(), cur.Epoch, cur.Version)})
+	switch res {
+	case Written:
+		s.sent.Store(cur.Version)
+	case Failed:
+		return func() { s.end(&WriteError{err}) }
+	case Partial:
+		s.sent.Store(cur.Version)
+		return s.behind(nil)
+	}
+	return nil // or the socket is busy: the next tick says it
+}
 
 // Sweep implements live.Stream: it writes the encodings of the commits
 // the topic's buffer holds after the cursor in one non-blocking write.
