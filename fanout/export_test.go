@@ -21,3 +21,25 @@ func (b *Broker) BufferRange(collection string) (first, last uint64, ok bool) {
 	}
 	return t.first, t.last, true
 }
+
+// BufferBytes returns what the collection's topic counts against its byte
+// bound, and what its frames and its views' frames do take.
+func (b *Broker) BufferBytes(collection string) (counted, held int) {
+	b.mu.Lock()
+	t := b.topics[collection]
+	b.mu.Unlock()
+	if t == nil {
+		return 0, 0
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, f := range t.frames {
+		held += f.size()
+	}
+	for _, v := range t.views {
+		for _, f := range v.frames {
+			held += f.size()
+		}
+	}
+	return t.bytes, held
+}

@@ -1,6 +1,9 @@
 package fanout
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -132,13 +135,19 @@ func (t *topic) viewLocked(f *filter.Filter) *view {
 	}
 	t.views[key] = v
 	t.index.add(v)
-	v.restart(0) // until the topic is ready, which restarts it
 	if t.ready {
-		v.restart(t.first - 1)
+		v.from, v.after = t.first-1, t.first-1
+		n := len(t.viewLog)
 		for _, fr := range t.frames {
 			t.routeTo(fr, []*view{v})
 		}
+		if n > 0 && len(t.viewLog) > n {
+			// The view's frames are older than the newest in the log:
+			// keep it in version order, as trimming reads it.
+			slices.SortStableFunc(t.viewLog, func(a, b viewEntry) int { return cmp.Compare(a.version, b.version) })
+		}
 	}
+	// Until the topic is ready, from is 0; readying it restarts the view.
 	return v
 }
 
@@ -149,15 +158,16 @@ func (t *topic) dropViewLocked(v *view) {
 	}
 	delete(t.views, v.key)
 	t.index.remove(v)
-	for _, f := range v.frames {
-		t.bytes -= f.size()
-	}
-	clear(v.frames)
+	t.restartViewLocked(v, 0)
 	v.frames = nil
 }
 
-// restart empties the view's history and starts it at version from.
-func (v *view) restart(from uint64) {
+// restartViewLocked empties v's history, its frames leaving the buffer's
+// byte count, and starts it at version from.
+func (t *topic) restartViewLocked(v *view, from uint64) {
+	for _, f := range v.frames {
+		t.bytes -= f.size()
+	}
 	clear(v.frames)
 	v.frames = v.frames[:0]
 	v.from, v.after = from, from
@@ -172,10 +182,7 @@ func (v *view) notify() {
 // restarted there) and wakes their subscribers.
 func (t *topic) restartViewsLocked(from uint64) {
 	for _, v := range t.views {
-		for _, f := range v.frames {
-			t.bytes -= f.size()
-		}
-		v.restart(from)
+		t.restartViewLocked(v, from)
 		v.notify()
 	}
 	clear(t.viewLog)
@@ -183,32 +190,25 @@ func (t *topic) restartViewsLocked(from uint64) {
 }
 
 // routeLocked restricts frame f, just added to the buffer, for every view
-// it concerns. A frame without its records' previous values cannot be
-// restricted: every view's history restarts after it, and subscribers
-// behind it read the store.
+// it concerns.
 func (t *topic) routeLocked(f *Frame) {
-	if len(t.views) == 0 {
-		return
+	if len(t.views) > 0 {
+		t.routeTo(f, nil)
 	}
-	if !f.hasPrev() {
-		for _, v := range t.views {
-			for _, vf := range v.frames {
-				t.bytes -= vf.size()
-			}
-			v.restart(f.Version())
-			v.notify()
-		}
-		return
-	}
-	t.routeTo(f, nil)
 }
 
 // routeTo restricts f for the views it may concern, found by the index
-// (only: nil), else for only.
+// (only: nil), else for only. A frame without its records' previous values
+// cannot be restricted: the views' histories restart after it (every
+// view's, for only nil), and their subscribers behind it read the store.
 func (t *topic) routeTo(f *Frame, only []*view) {
 	if !f.hasPrev() {
+		if only == nil {
+			only = slices.Collect(maps.Values(t.views))
+		}
 		for _, v := range only {
-			v.restart(f.Version())
+			t.restartViewLocked(v, f.Version())
+			v.notify()
 		}
 		return
 	}

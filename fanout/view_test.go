@@ -283,3 +283,30 @@ func TestViewRandom(t *testing.T) {
 		}
 	})
 }
+
+// The buffer's byte count follows the views' frames as they are made,
+// restarted after a commit without previous values, and dropped.
+func TestViewBytesCounted(t *testing.T) {
+	st := backends[0].open(t, store.Config{})
+	b := newBroker(t, st, fanout.Options{ViewLinger: -1})
+	// Another view keeps the topic, ready from the start.
+	subscribeView(t, b, mustFilter(t, `{"owner":"b"}`), &protocol.Cursor{})
+	check := func(when string) {
+		t.Helper()
+		if counted, held := b.BufferBytes(coll); counted != held {
+			t.Fatalf("%s: %d bytes counted, %d held", when, counted, held)
+		}
+	}
+	publish(b, apply(t, st, put("x", `{"owner":"a"}`)))
+	ap := apply(t, st, put("y", `{"owner":"a"}`))
+	b.Publish(coll, ap.Epoch, ap.Commit, nil) // previous values unknown
+	publish(b, apply(t, st, put("z", `{"owner":"a"}`)))
+	// A view made now reads the buffer: a frame, a restart, a frame.
+	cur := head(t, st).Cursor()
+	s := subscribeView(t, b, mustFilter(t, `{"owner":"a"}`), &cur)
+	check("view made over the buffer")
+	publish(b, apply(t, st, put("x", `{"owner":"a","n":2}`)))
+	check("after a commit")
+	s.Close()
+	check("view dropped")
+}
