@@ -97,13 +97,11 @@ func (c *Collection) Poll(ctx context.Context, cur Cursor, page Page, wait time.
 	} else {
 		ev, err = sub.NextNow(ctx)
 	}
-	hd, _ := c.Head(ctx)
 	switch {
 	case errors.Is(err, fanout.ErrIdle), errors.Is(err, fanout.ErrWouldBlock):
+		// The subscription's cursor names the epoch once it has looked
+		// at its (ready) topic, as it has here.
 		at := sub.Cursor()
-		if at.Epoch == "" {
-			at.Epoch = hd.Epoch
-		}
 		return Changes{Kind: KindCommits, Commits: &protocol.Changes{Epoch: at.Epoch, Version: at.Version, Commits: []Commit{}}}, nil
 	case err != nil:
 		if errors.Is(err, fanout.ErrClosed) {
