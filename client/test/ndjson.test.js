@@ -3,28 +3,10 @@
 // the cursor, gaps, and the server's error lines.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from '../viewsync.js';
+import { BASE, json, open, until } from '../testing/fakes.js';
 import { NDJSONParser } from '../viewsync/ndjson.js';
 
-const BASE = 'http://vs.test';
 const enc = new TextEncoder();
-
-function open(t, options) {
-  const s = connect(options);
-  t.after(() => s.close());
-  return s;
-}
-
-async function until(cond, what = 'condition', ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const json = (body, status = 200) =>
-  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
 
 /**
  * server fakes the HTTP side: GET …/stream answers a stream the test writes

@@ -3,64 +3,8 @@
 // the HTTP transports' cursors and error mapping.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, ViewsyncError } from '../viewsync.js';
-
-/** open connects and closes the session when the test ends, failed or not. */
-function open(t, options) {
-  const s = connect(options);
-  t.after(() => s.close());
-  return s;
-}
-
-const BASE = 'http://vs.test';
-
-async function until(cond, what = 'condition', ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** fakeWS returns a WebSocket class whose sockets open (or fail) on the next tick. */
-function fakeWS({ fail = false } = {}) {
-  class FakeWS {
-    static all = [];
-    constructor(url, protocol) {
-      this.url = url;
-      this.protocol = '';
-      this.sent = [];
-      this.closed = false;
-      FakeWS.all.push(this);
-      setTimeout(() => {
-        if (FakeWS.fail) { this.onerror?.({}); this.onclose?.({ code: 1006 }); return; }
-        this.protocol = protocol;
-        this.onopen?.({});
-      }, 1);
-    }
-    send(s) { this.sent.push(JSON.parse(s)); }
-    close() { if (!this.closed) { this.closed = true; setTimeout(() => this.onclose?.({ code: 1000 }), 1); } }
-    deliver(m) { this.onmessage?.({ data: JSON.stringify(m) }); }
-    of(type) { return this.sent.filter((m) => m.type === type); }
-  }
-  FakeWS.fail = fail;
-  return FakeWS;
-}
-
-/** fakeFetch routes requests to handler(method, url, init) → Response; it records them. */
-function fakeFetch(handler) {
-  const calls = [];
-  const f = async (url, init = {}) => {
-    const u = new URL(url);
-    calls.push({ method: init.method || 'GET', url: u, init });
-    return handler(init.method || 'GET', u, init);
-  };
-  f.calls = calls;
-  return f;
-}
-
-const json = (body, status = 200, headers = {}) =>
-  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+import { ViewsyncError } from '../viewsync.js';
+import { BASE, fakeFetch, fakeWS, json, open, until } from '../testing/fakes.js';
 
 test('ws: subscribe, apply, throttled ack, unsubscribe', async (t) => {
   const WS = fakeWS();

@@ -3,58 +3,14 @@
 // the session says so once, rejects the views' ready, and keeps retrying.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, ViewsyncError } from '../viewsync.js';
-
-const BASE = 'http://vs.test';
-
-/** open connects and closes the session when the test ends, failed or not. */
-function open(t, options) {
-  const s = connect(options);
-  t.after(() => s.close());
-  return s;
-}
-
-async function until(cond, what = 'condition', ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
-
-/** fakeWS returns a WebSocket class whose sockets fail while WS.fail is set, and open otherwise. */
-function fakeWS() {
-  class FakeWS {
-    static all = [];
-    static fail = true;
-    constructor(url, protocol) {
-      this.url = url;
-      this.protocol = '';
-      this.sent = [];
-      FakeWS.all.push(this);
-      setTimeout(() => {
-        if (FakeWS.fail) { this.onerror?.({}); this.onclose?.({ code: 1006 }); return; }
-        this.protocol = protocol;
-        this.onopen?.({});
-      }, 1);
-    }
-    send(s) { this.sent.push(JSON.parse(s)); }
-    close() {}
-    deliver(m) { this.onmessage?.({ data: JSON.stringify(m) }); }
-  }
-  return FakeWS;
-}
-
-const json = (body, status = 200) =>
-  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
+import { ViewsyncError } from '../viewsync.js';
+import { BASE, fakeWS, json, open, tick, until } from '../testing/fakes.js';
 
 /** fetch that fails as a browser does on a CORS refusal or a server down. */
 const noAnswer = async () => { throw new TypeError('Failed to fetch'); };
 
 test('unreachable: reported once after maxSilentAttempts, ready rejects, recovery goes live', async (t) => {
-  const WS = fakeWS();
+  const WS = fakeWS({ fail: true });
   let up = false;
   const fetch = async (url) => (up ? json({ epoch: 'E', version: 0 }) : noAnswer());
   const errors = [];
@@ -121,7 +77,7 @@ test('unreachable: a later outage after the server answered is reported again', 
 test('unreachable: an HTTP error answer is an answer', async (t) => {
   // Every request answered 503: the session retries, reports the answers,
   // never 'unreachable'; ready stays pending.
-  const WS = fakeWS();
+  const WS = fakeWS({ fail: true });
   const fetch = async () => json({ error: { code: 'unavailable', message: 'busy' } }, 503);
   const errors = [];
   let tries = 0;

@@ -4,29 +4,12 @@
 // and ndjson.test.js: sub ids on one WebSocket, where= on the HTTP URLs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, ViewsyncError } from '../viewsync.js';
+import { ViewsyncError } from '../viewsync.js';
+import { BASE, fakeFetch, fakeWS, json, open, tick, until } from '../testing/fakes.js';
 import { canonicalJSON } from '../viewsync/json.js';
 import { applyToState, changesMessages, newState } from '../viewsync/state.js';
 
-const BASE = 'http://vs.test';
 const enc = new TextEncoder();
-
-/** open connects and closes the session when the test ends, failed or not. */
-function open(t, options) {
-  const s = connect(options);
-  t.after(() => s.close());
-  return s;
-}
-
-async function until(cond, what = 'condition', ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 /** within fails instead of hanging when p does not settle in ms. */
 function within(p, what, ms = 3000) {
@@ -34,45 +17,6 @@ function within(p, what, ms = 3000) {
   const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms); });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
-
-/** fakeWS returns a WebSocket class whose sockets open on the next tick and record what is sent. */
-function fakeWS() {
-  class FakeWS {
-    static all = [];
-    constructor(url, protocol) {
-      this.url = url;
-      this.protocol = '';
-      this.sent = [];
-      this.raw = [];
-      this.closed = false;
-      FakeWS.all.push(this);
-      setTimeout(() => {
-        this.protocol = protocol;
-        this.onopen?.({});
-      }, 1);
-    }
-    send(s) { this.raw.push(s); this.sent.push(JSON.parse(s)); }
-    close() { if (!this.closed) { this.closed = true; setTimeout(() => this.onclose?.({ code: 1000 }), 1); } }
-    deliver(m) { this.onmessage?.({ data: JSON.stringify(m) }); }
-    of(type) { return this.sent.filter((m) => m.type === type); }
-  }
-  return FakeWS;
-}
-
-/** fakeFetch routes requests to handler(method, url, init) → Response; it records them. */
-function fakeFetch(handler) {
-  const calls = [];
-  const f = async (url, init = {}) => {
-    const u = new URL(url);
-    calls.push({ method: init.method || 'GET', url: u, init });
-    return handler(init.method || 'GET', u, init);
-  };
-  f.calls = calls;
-  return f;
-}
-
-const json = (body, status = 200) =>
-  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
 
 /** stream answers a streamed body the test writes to: send(text), end(). */
 function stream(type, init) {
