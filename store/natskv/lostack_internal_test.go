@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nuid"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -19,29 +17,8 @@ import (
 // eviction forgot ids it still held: it then planned the group again over
 // its own stored batch, committing it twice.)
 func TestLostAckFound(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
 	ctx := t.Context()
-	s, err := Open(ctx, Options{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(ctx, Options{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := openPair(t)
 	const name = "lost"
 	put := func(id string) []protocol.Op {
 		return []protocol.Op{{Op: protocol.OpPut, ID: id, Value: []byte("1")}}

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -18,29 +16,8 @@ import (
 // replaced, chained from the state it had before through every missed
 // commit.
 func TestReloadReportsPrev(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
 	ctx := t.Context()
-	s, err := Open(ctx, Options{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(ctx, Options{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := openPair(t)
 	const name = "reload"
 	put := func(id, v string) protocol.Op {
 		return protocol.Op{Op: protocol.OpPut, ID: id, Value: json.RawMessage(v)}
