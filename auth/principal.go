@@ -117,14 +117,18 @@ func (r Rights) Allows(a Action, name string) bool {
 	if r.allowsAll(a, name) {
 		return true
 	}
-	var rows []RowRight
+	return slices.ContainsFunc(r.rows(a), func(rr RowRight) bool { return Match(rr.Collection, name) })
+}
+
+// rows returns the row rights of a (calls have none).
+func (r Rights) rows(a Action) []RowRight {
 	switch a {
 	case Read:
-		rows = r.ReadRows
+		return r.ReadRows
 	case Write:
-		rows = r.WriteRows
+		return r.WriteRows
 	}
-	return slices.ContainsFunc(rows, func(rr RowRight) bool { return Match(rr.Collection, name) })
+	return nil
 }
 
 // allowsAll reports whether a pattern of a matches name.

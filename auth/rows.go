@@ -226,13 +226,7 @@ func splitRights(a Action, raw []json.RawMessage) (patterns []string, rows []Row
 // allowing a on name at all (see Allows, which callers check first). A
 // row right without Where adds no record. Call rights have no rows.
 func (r Rights) Filter(a Action, name string) (f *filter.Filter, restricted bool) {
-	var rows []RowRight
-	switch a {
-	case Read:
-		rows = r.ReadRows
-	case Write:
-		rows = r.WriteRows
-	}
+	rows := r.rows(a)
 	if len(rows) == 0 || r.allowsAll(a, name) {
 		return nil, false
 	}
