@@ -12,15 +12,6 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-func parseFilter(t testing.TB, s string) *filter.Filter {
-	t.Helper()
-	f, err := filter.Parse([]byte(s), filter.Limits{})
-	if err != nil {
-		t.Fatalf("filter %s: %v", s, err)
-	}
-	return f
-}
-
 // snapshotJSON is the collection's records as "id=value …", to compare
 // the store before and after a refused write.
 func snapshotJSON(t testing.TB, c *viewsync.Collection) string {
@@ -39,7 +30,7 @@ func TestWriteThroughView(t *testing.T) {
 	_, c := testHub(t)
 	put(t, c, "mine", `{"owner":"alice","n":1}`)
 	put(t, c, "theirs", `{"owner":"bob","n":1}`)
-	alice := c.Where(parseFilter(t, `{"owner":"alice"}`))
+	alice := c.Where(filter.MustParse(`{"owner":"alice"}`))
 	putOp := func(id, v string) viewsync.Op { return viewsync.Put(id, json.RawMessage(v)) }
 	cases := []struct {
 		name string
@@ -91,7 +82,7 @@ func TestReadThroughView(t *testing.T) {
 	_, c := testHub(t)
 	put(t, c, "a1", `{"owner":"alice"}`)
 	put(t, c, "b1", `{"owner":"bob"}`)
-	alice := c.Where(parseFilter(t, `{"owner":"alice"}`))
+	alice := c.Where(filter.MustParse(`{"owner":"alice"}`))
 	if _, err := alice.Get(t.Context(), "b1"); !errors.Is(err, viewsync.ErrNotFound) {
 		t.Fatalf("Get of another's record: %v, want not found", err)
 	}

@@ -13,15 +13,6 @@ import (
 	"github.com/viewsync/viewsync/filter"
 )
 
-func mustFilter(t testing.TB, s string) *filter.Filter {
-	t.Helper()
-	f, err := filter.Parse([]byte(s), filter.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
 // rowsJSON spells row rights for comparing them.
 func rowsJSON(t testing.TB, rows []RowRight) string {
 	t.Helper()
@@ -102,7 +93,7 @@ func TestRightsJSON(t *testing.T) {
 		t.Errorf("UnmarshalJSON(null) = %+v, %v", r, err)
 	}
 	// Rights made in Go marshal too.
-	r = Rights{Read: []string{"*"}, WriteRows: []RowRight{{Collection: "orders", Where: mustFilter(t, `{"owner":"bo"}`)}}}
+	r = Rights{Read: []string{"*"}, WriteRows: []RowRight{{Collection: "orders", Where: filter.MustParse(`{"owner":"bo"}`)}}}
 	if b, err := json.Marshal(r); err != nil || string(b) != `{"read":["*"],"write":[{"collection":"orders","where":{"owner":"bo"}}]}` {
 		t.Errorf("Marshal(%+v) = %s, %v", r, b, err)
 	}
@@ -164,7 +155,7 @@ func TestRightsJSONInvalid(t *testing.T) {
 		want string
 	}{
 		{Rights{ReadRows: []RowRight{{Collection: "orders"}}}, `read row right 0: no where filter; a right on the whole collection is a pattern`},
-		{Rights{WriteRows: []RowRight{{Collection: "ok", Where: mustFilter(t, `{}`)}, {Collection: "no/slash", Where: mustFilter(t, `{}`)}}},
+		{Rights{WriteRows: []RowRight{{Collection: "ok", Where: filter.MustParse(`{}`)}, {Collection: "no/slash", Where: filter.MustParse(`{}`)}}},
 			`write row right 1: collection "no/slash": character '/' is not allowed (a-z, A-Z, 0-9, _ . - and the wildcard *)`},
 	} {
 		if err := tt.r.Validate(); err == nil || err.Error() != tt.want {
@@ -180,10 +171,10 @@ func TestRightsJSONInvalid(t *testing.T) {
 }
 
 func TestRightsFilter(t *testing.T) {
-	alice := RowRight{Collection: "orders.*", Where: mustFilter(t, `{"owner":"alice"}`)}
-	public := RowRight{Collection: "orders.eu", Where: mustFilter(t, `{"public":true}`)}
-	notes := RowRight{Collection: "notes", Where: mustFilter(t, `{"$id":{"$in":["n1","n2"]}}`)}
-	all := RowRight{Collection: "docs", Where: mustFilter(t, `{}`)}
+	alice := RowRight{Collection: "orders.*", Where: filter.MustParse(`{"owner":"alice"}`)}
+	public := RowRight{Collection: "orders.eu", Where: filter.MustParse(`{"public":true}`)}
+	notes := RowRight{Collection: "notes", Where: filter.MustParse(`{"$id":{"$in":["n1","n2"]}}`)}
+	all := RowRight{Collection: "docs", Where: filter.MustParse(`{}`)}
 	broken := RowRight{Collection: "broken"} // no Where: Validate refuses it
 	r := Rights{
 		Read:      []string{"products", "orders.archive"},

@@ -76,11 +76,7 @@ var viewOwners = []string{"ann", "ben", "cy"}
 func rowPolicy(t *testing.T) *auth.Policy {
 	rights := map[string]auth.Rights{}
 	for _, o := range viewOwners {
-		f, err := filter.Parse([]byte(`{"owner":"`+o+`"}`), filter.Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		row := []auth.RowRight{{Collection: "orders", Where: f}}
+		row := []auth.RowRight{{Collection: "orders", Where: filter.MustParse(`{"owner":"` + o + `"}`)}}
 		rights[o] = auth.Rights{ReadRows: row, WriteRows: row}
 	}
 	return &auth.Policy{Authenticate: func(r *http.Request) (auth.Principal, error) {

@@ -16,15 +16,6 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-func mustFilter(t testing.TB, s string) *filter.Filter {
-	t.Helper()
-	f, err := filter.Parse([]byte(s), filter.Limits{})
-	if err != nil {
-		t.Fatalf("Parse(%s): %v", s, err)
-	}
-	return f
-}
-
 func subscribeView(t testing.TB, b *fanout.Broker, where *filter.Filter, cur *protocol.Cursor) *fanout.Subscription {
 	t.Helper()
 	s, err := b.SubscribeView(coll, where, cur)
@@ -52,7 +43,7 @@ func TestViewMovesInAndOut(t *testing.T) {
 		st := open(store.Config{})
 		b := newBroker(t, st, fanout.Options{})
 		publish(b, apply(t, st, put("x", `{"owner":"a"}`), put("y", `{"owner":"b"}`)))
-		s := subscribeView(t, b, mustFilter(t, `{"owner":"a"}`), nil)
+		s := subscribeView(t, b, filter.MustParse(`{"owner":"a"}`), nil)
 		ev := next(t, s)
 		if ev.Kind != fanout.EventReset || len(ev.Reset.Records) != 1 || ev.Reset.Records[0].ID != "x" {
 			t.Fatalf("first event = %s %+v, want a reset holding x alone", describe(ev), ev.Reset)
@@ -110,8 +101,8 @@ func TestViewFramesShared(t *testing.T) {
 	b := newBroker(t, st, fanout.Options{})
 	publish(b, apply(t, st, put("x", `{"owner":"a"}`)))
 	cur := head(t, st).Cursor()
-	s1 := subscribeView(t, b, mustFilter(t, `{"owner":"a"}`), &cur)
-	s2 := subscribeView(t, b, mustFilter(t, `{"owner": "a"}`), &cur)
+	s1 := subscribeView(t, b, filter.MustParse(`{"owner":"a"}`), &cur)
+	s2 := subscribeView(t, b, filter.MustParse(`{"owner": "a"}`), &cur)
 	publish(b, apply(t, st, put("x", `{"owner":"a","n":2}`)))
 	e1, e2 := next(t, s1), next(t, s2)
 	if e1.Frames[0] != e2.Frames[0] {
@@ -227,7 +218,7 @@ func TestViewRandom(t *testing.T) {
 		}
 		var clients []*viewClient
 		for i := range 12 {
-			f := mustFilter(t, filters[i%len(filters)])
+			f := filter.MustParse(filters[i%len(filters)])
 			clients = append(clients, &viewClient{t: t, where: f, sub: subscribeView(t, b, f, nil)})
 		}
 		live := map[string]bool{}
@@ -290,7 +281,7 @@ func TestViewBytesCounted(t *testing.T) {
 	st := backends[0].open(t, store.Config{})
 	b := newBroker(t, st, fanout.Options{ViewLinger: -1})
 	// Another view keeps the topic, ready from the start.
-	subscribeView(t, b, mustFilter(t, `{"owner":"b"}`), &protocol.Cursor{})
+	subscribeView(t, b, filter.MustParse(`{"owner":"b"}`), &protocol.Cursor{})
 	check := func(when string) {
 		t.Helper()
 		if counted, held := b.BufferBytes(coll); counted != held {
@@ -303,7 +294,7 @@ func TestViewBytesCounted(t *testing.T) {
 	publish(b, apply(t, st, put("z", `{"owner":"a"}`)))
 	// A view made now reads the buffer: a frame, a restart, a frame.
 	cur := head(t, st).Cursor()
-	s := subscribeView(t, b, mustFilter(t, `{"owner":"a"}`), &cur)
+	s := subscribeView(t, b, filter.MustParse(`{"owner":"a"}`), &cur)
 	check("view made over the buffer")
 	publish(b, apply(t, st, put("x", `{"owner":"a","n":2}`)))
 	check("after a commit")

@@ -122,6 +122,17 @@ func newFilter(root *and) *Filter {
 // UTF-8, with nothing after it, no object repeating a key and no lone
 // surrogate escape ("\ud800"), within lim's depth and terms. Every error
 // matches ErrInvalid.
+// MustParse is Parse of a filter written in code, within the default
+// Limits, such as an embedding application's auth.Func puts in row
+// rights. It panics if the filter does not parse.
+func MustParse(s string) *Filter {
+	f, err := Parse([]byte(s), Limits{})
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
 func Parse(b []byte, lim Limits) (*Filter, error) {
 	lim = lim.withDefaults()
 	if len(b) > lim.MaxBytes {

@@ -652,3 +652,16 @@ func TestCompareNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestMustParse(t *testing.T) {
+	if got := MustParse(`{"owner": "a"}`).Key(); got != `{"owner":"a"}` {
+		t.Errorf("MustParse key = %s", got)
+	}
+	defer func() {
+		err, _ := recover().(error)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("MustParse of a bad filter panicked with %v, want an ErrInvalid", err)
+		}
+	}()
+	MustParse(`{"a":{"$regex":"x"}}`)
+}
