@@ -351,7 +351,7 @@ func checkValid(t *testing.T, in []byte, m protocol.ClientMessage) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, b := range [][]byte{res, protocol.EncodeError(id, protocol.CodeBadRequest, "x")} {
+		for _, b := range [][]byte{res, protocol.EncodeError(id, "", protocol.CodeBadRequest, "x")} {
 			if !bytes.Contains(b, []byte(`,"id":`+id.String()+`,`)) {
 				t.Fatalf("%q: id %s answered as %s", in, id, b)
 			}

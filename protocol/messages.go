@@ -180,7 +180,7 @@ func (*SubscribeMessage) clientMessage() {}
 // MarshalJSON implements json.Marshaler.
 func (m *SubscribeMessage) MarshalJSON() ([]byte, error) {
 	type fields SubscribeMessage // without this method
-	return marshalTyped(TypeSubscribe, (*fields)(m))
+	return marshalTyped(TypeSubscribe, "", (*fields)(m))
 }
 
 // UnsubscribeMessage stops following a collection:
@@ -199,7 +199,7 @@ func (*UnsubscribeMessage) clientMessage() {}
 // MarshalJSON implements json.Marshaler.
 func (m *UnsubscribeMessage) MarshalJSON() ([]byte, error) {
 	type fields UnsubscribeMessage
-	return marshalTyped(TypeUnsubscribe, (*fields)(m))
+	return marshalTyped(TypeUnsubscribe, "", (*fields)(m))
 }
 
 // CallMessage runs a named server function:
@@ -225,7 +225,7 @@ func (m *CallMessage) MarshalJSON() ([]byte, error) {
 	if len(f.Arg) == 0 {
 		f.Arg = json.RawMessage("null")
 	}
-	return marshalTyped(TypeCall, &f)
+	return marshalTyped(TypeCall, "", &f)
 }
 
 // CommitMessage applies ops to a collection atomically:
@@ -254,7 +254,7 @@ func (m *CommitMessage) MarshalJSON() ([]byte, error) {
 	if f.Ops == nil {
 		f.Ops = []Op{}
 	}
-	return marshalTyped(TypeCommit, &f)
+	return marshalTyped(TypeCommit, "", &f)
 }
 
 // AckMessage tells what the client has rendered of a subscription:
@@ -274,53 +274,56 @@ func (*AckMessage) clientMessage() {}
 // MarshalJSON implements json.Marshaler.
 func (m *AckMessage) MarshalJSON() ([]byte, error) {
 	type fields AckMessage
-	return marshalTyped(TypeAck, (*fields)(m))
+	return marshalTyped(TypeAck, "", (*fields)(m))
 }
 
-// EncodeReset encodes a reset message, {"type":"reset",…snapshot}. The
+// EncodeReset encodes a reset message, {"type":"reset","sub"?,…snapshot},
+// sub being the WebSocket subscription's id (left out when empty). The
 // snapshot must name its collection.
-func EncodeReset(s *Snapshot) ([]byte, error) {
+func EncodeReset(s *Snapshot, sub string) ([]byte, error) {
 	if s.Collection == "" {
 		return nil, errors.New("protocol: reset without a collection")
 	}
-	return marshalTyped(TypeReset, s)
+	return marshalTyped(TypeReset, sub, s)
 }
 
-// EncodeCatchUp encodes a catch-up message, {"type":"catchup",…catch-up}.
-// The catch-up must name its collection.
-func EncodeCatchUp(c *CatchUp) ([]byte, error) {
+// EncodeCatchUp encodes a catch-up message,
+// {"type":"catchup","sub"?,…catch-up}, as EncodeReset does. The catch-up
+// must name its collection.
+func EncodeCatchUp(c *CatchUp, sub string) ([]byte, error) {
 	if c.Collection == "" {
 		return nil, errors.New("protocol: catch-up without a collection")
 	}
-	return marshalTyped(TypeCatchUp, c)
+	return marshalTyped(TypeCatchUp, sub, c)
 }
 
 // marshalTyped encodes v, whose JSON is an object, as a message of type
-// typ: "type":typ, then v's fields.
-func marshalTyped(typ string, v any) ([]byte, error) {
+// typ: "type":typ, "sub":sub when not empty, then v's fields.
+func marshalTyped(typ, sub string, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return spliceType(typ, b), nil
+	return splice(AppendHead(nil, typ, MessageID{}, sub), b), nil
 }
 
-// spliceType returns obj, a JSON object, with "type":typ as its first
-// field, copying obj's encoding once instead of encoding it again.
-func spliceType(typ string, obj []byte) []byte {
-	return splice(appendHead(nil, typ, MessageID{}), obj)
-}
-
-// appendHead appends the start of a message of type typ, with id when it
-// is not zero: {"type":typ,"id":id — the id as its JSON text, byte for
-// byte.
-func appendHead(b []byte, typ string, id MessageID) []byte {
+// AppendHead appends the start of a server or client message of type typ,
+// with id and sub when they are not zero: {"type":typ,"id":id,"sub":sub —
+// the id as its JSON text, byte for byte; sub, a subscription's id
+// (ValidateSubID), needs no escaping. The message's other fields follow,
+// each after a comma.
+func AppendHead(b []byte, typ string, id MessageID, sub string) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, '"')
 	if !id.IsZero() {
 		b = append(b, `,"id":`...)
 		b = append(b, id.raw...)
+	}
+	if sub != "" {
+		b = append(b, `,"sub":"`...)
+		b = append(b, sub...)
+		b = append(b, '"')
 	}
 	return b
 }
@@ -356,12 +359,14 @@ func EncodeResult(id MessageID, result json.RawMessage, versions map[string]uint
 	if err != nil {
 		return nil, err
 	}
-	return splice(appendHead(nil, TypeResult, id), b), nil
+	return splice(AppendHead(nil, TypeResult, id, ""), b), nil
 }
 
-// EncodeError encodes an error message, {"type":"error","id"?,"code","message"};
-// the id, as the message answered had it, is left out when zero.
-func EncodeError(id MessageID, code Code, message string) []byte {
+// EncodeError encodes an error message,
+// {"type":"error","id"?,"sub"?,"code","message"}: the id, as the message
+// answered had it, and the id of the subscription it is about are left
+// out when zero.
+func EncodeError(id MessageID, sub string, code Code, message string) []byte {
 	b, err := json.Marshal(struct {
 		Code    Code   `json:"code"`
 		Message string `json:"message"`
@@ -370,5 +375,5 @@ func EncodeError(id MessageID, code Code, message string) []byte {
 		// Strings always encode; keep a valid message regardless.
 		b = []byte(`{"code":"internal","message":"encoding error failed"}`)
 	}
-	return splice(appendHead(nil, TypeError, id), b)
+	return splice(AppendHead(nil, TypeError, id, sub), b)
 }

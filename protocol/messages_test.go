@@ -10,7 +10,7 @@ import (
 func TestEncodeReset(t *testing.T) {
 	snap := &protocol.Snapshot{Collection: "c", Epoch: "E", Version: 3, Reset: true,
 		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`{"x":"y"}`), Version: 2}}}
-	b, err := protocol.EncodeReset(snap)
+	b, err := protocol.EncodeReset(snap, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestEncodeReset(t *testing.T) {
 	if m.Type != protocol.TypeReset || m.Collection != "c" || m.Epoch != "E" || m.Version != 3 || !m.Reset || len(m.Records) != 1 {
 		t.Fatalf("decoded %+v", m)
 	}
-	if _, err := protocol.EncodeReset(&protocol.Snapshot{Epoch: "E"}); err == nil {
+	if _, err := protocol.EncodeReset(&protocol.Snapshot{Epoch: "E"}, ""); err == nil {
 		t.Error("EncodeReset without a collection succeeded")
 	}
 }
@@ -33,7 +33,7 @@ func TestEncodeReset(t *testing.T) {
 func TestEncodeCatchUp(t *testing.T) {
 	cu := &protocol.CatchUp{Collection: "c", Epoch: "E", Version: 9, Compacted: true,
 		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`1`), Version: 8}}, Deleted: []string{"b"}}
-	b, err := protocol.EncodeCatchUp(cu)
+	b, err := protocol.EncodeCatchUp(cu, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestEncodeCatchUp(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
-	if _, err := protocol.EncodeCatchUp(&protocol.CatchUp{Epoch: "E"}); err == nil {
+	if _, err := protocol.EncodeCatchUp(&protocol.CatchUp{Epoch: "E"}, ""); err == nil {
 		t.Error("EncodeCatchUp without a collection succeeded")
 	}
 }
@@ -87,11 +87,11 @@ func TestEncodeError(t *testing.T) {
 		{protocol.IntID(7), `{"type":"error","id":7,"code":"bad_request","message":"bad"}`},
 		{rawID(`"<\/>"`), `{"type":"error","id":"<\/>","code":"bad_request","message":"bad"}`},
 	} {
-		if got := string(protocol.EncodeError(tt.id, protocol.CodeBadRequest, "bad")); got != tt.want {
+		if got := string(protocol.EncodeError(tt.id, "", protocol.CodeBadRequest, "bad")); got != tt.want {
 			t.Errorf("got %s, want %s", got, tt.want)
 		}
 	}
-	b := protocol.EncodeError(protocol.StringID("k"), protocol.CodePreconditionFailed, "record \"a\" is at version 2")
+	b := protocol.EncodeError(protocol.StringID("k"), "", protocol.CodePreconditionFailed, "record \"a\" is at version 2")
 	m, err := protocol.DecodeServerMessage(b)
 	if err != nil {
 		t.Fatal(err)

@@ -102,19 +102,19 @@ var newline = []byte("\n")
 
 // Commit implements push.Encoder.
 func (encoder) Commit(dst []byte, f *fanout.Frame) (out, body, tail []byte) {
-	out, body = push.AppendCommitMessage(dst, f)
+	out, body = push.AppendCommitMessage(dst, f, "")
 	return out, body, newline
 }
 
 // CatchUp implements push.Encoder.
 func (encoder) CatchUp(cu *protocol.CatchUp) ([][]byte, error) {
-	b, err := protocol.EncodeCatchUp(cu)
+	b, err := protocol.EncodeCatchUp(cu, "")
 	return [][]byte{b, newline}, err
 }
 
 // Reset implements push.Encoder.
 func (encoder) Reset(s *protocol.Snapshot) ([][]byte, error) {
-	b, err := protocol.EncodeReset(s)
+	b, err := protocol.EncodeReset(s, "")
 	return [][]byte{b, newline}, err
 }
 
@@ -138,7 +138,7 @@ func errorLine(r push.EndReason) []byte {
 
 // Progress implements push.Encoder: a line like the WebSocket message.
 func (encoder) Progress(collection, epoch string, version uint64) []byte {
-	return append(push.AppendProgress(nil, collection, epoch, version), '\n')
+	return append(push.AppendProgress(nil, collection, "", epoch, version), '\n')
 }
 
 // Ping implements push.StreamEncoder.

@@ -130,7 +130,7 @@ func TestLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap.Collection, snap.Reset = "items", true
-	want, err := protocol.EncodeReset(&snap)
+	want, err := protocol.EncodeReset(&snap, "")
 	if err != nil {
 		t.Fatal(err)
 	}

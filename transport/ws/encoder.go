@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bytes"
 	"sync"
 
 	"github.com/viewsync/viewsync/fanout"
@@ -19,65 +18,36 @@ type encoder struct{ sub string }
 var _ push.Encoder = encoder{}
 
 // Commit implements push.Encoder: the frame header, then the commit
-// message, {"type":"commit","collection":…,"sub":…?,"epoch":…,
+// message, {"type":"commit","sub"?,"collection":…,"epoch":…,
 // "version":…,"after":…?,"at":…,"ops":[…]}.
 func (e encoder) Commit(dst []byte, f *fanout.Frame) (out, body, tail []byte) {
-	if e.sub == "" {
-		dst = protocol.AppendWSFrameHeader(dst, push.CommitMessageLen(f))
-		out, body = push.AppendCommitMessage(dst, f)
-		return out, body, nil
-	}
-	var stack [128]byte
-	head, body := push.AppendCommitMessage(stack[:0], f)
-	msg := withSub(head, e.sub)
-	dst = protocol.AppendWSFrameHeader(dst, len(msg)+len(body))
-	return append(dst, msg...), body, nil
+	dst = protocol.AppendWSFrameHeader(dst, push.CommitMessageLen(f, e.sub))
+	out, body = push.AppendCommitMessage(dst, f, e.sub)
+	return out, body, nil
 }
 
 // CatchUp implements push.Encoder.
 func (e encoder) CatchUp(cu *protocol.CatchUp) ([][]byte, error) {
-	b, err := protocol.EncodeCatchUp(cu)
+	b, err := protocol.EncodeCatchUp(cu, e.sub)
 	if err != nil {
 		return nil, err
 	}
-	b = withSub(b, e.sub)
 	return [][]byte{protocol.AppendWSFrameHeader(nil, len(b)), b}, nil
 }
 
 // Reset implements push.Encoder.
 func (e encoder) Reset(s *protocol.Snapshot) ([][]byte, error) {
-	b, err := protocol.EncodeReset(s)
+	b, err := protocol.EncodeReset(s, e.sub)
 	if err != nil {
 		return nil, err
 	}
-	b = withSub(b, e.sub)
 	return [][]byte{protocol.AppendWSFrameHeader(nil, len(b)), b}, nil
 }
 
 // Progress implements push.Encoder.
 func (e encoder) Progress(collection, epoch string, version uint64) []byte {
-	msg := withSub(push.AppendProgress(nil, collection, epoch, version), e.sub)
+	msg := push.AppendProgress(nil, collection, e.sub, epoch, version)
 	return append(protocol.AppendWSFrameHeader(make([]byte, 0, len(msg)+10), len(msg)), msg...)
-}
-
-// withSub returns msg, a server message {"type":"…",…}, with
-// "sub":sub as its second field; msg itself when sub is empty. A
-// subscription id needs no escaping (protocol.ValidateSubID).
-func withSub(msg []byte, sub string) []byte {
-	if sub == "" {
-		return msg
-	}
-	// The type's value is a plain word: its field ends at the first comma.
-	i := bytes.IndexByte(msg, ',')
-	if i < 0 {
-		return msg
-	}
-	out := make([]byte, 0, len(msg)+len(sub)+10)
-	out = append(out, msg[:i+1]...)
-	out = append(out, `"sub":"`...)
-	out = append(out, sub...)
-	out = append(out, `",`...)
-	return append(out, msg[i+1:]...)
 }
 
 // maxFormats bounds the formats kept for subscription ids; past it, a

@@ -187,18 +187,25 @@ func (c *conn) refuse(id protocol.MessageID, msg string) bool {
 		c.close(closeStatus{code: gws.StatusPolicyViolation, reason: "too many bad messages"})
 		return false
 	}
-	return c.writeMessage(protocol.EncodeError(id, protocol.CodeBadRequest, msg))
+	return c.writeMessage(protocol.EncodeError(id, "", protocol.CodeBadRequest, msg))
 }
 
-// answerError sends the error message err maps to. Internal errors are
-// logged and their details kept from the client.
+// answerError sends the error message err maps to, answering the message
+// with id. Internal errors are logged and their details kept from the
+// client.
 func (c *conn) answerError(ctx context.Context, id protocol.MessageID, err error) {
-	c.answerErrorWith(ctx, id, err, nil)
+	c.answerErrorAbout(ctx, id, "", err)
 }
 
-// answerErrorWith is answerError with the message passed through edit
-// (when not nil) before it is sent.
-func (c *conn) answerErrorWith(ctx context.Context, id protocol.MessageID, err error, edit func([]byte) []byte) {
+// answerSubError answers err as answerError does, about the subscription
+// with id sub (none: one known by its collection).
+func (c *conn) answerSubError(ctx context.Context, sub string, err error) {
+	c.answerErrorAbout(ctx, protocol.MessageID{}, sub, err)
+}
+
+// answerErrorAbout sends the error message err maps to, carrying the id of
+// the message it answers and of the subscription it is about, when set.
+func (c *conn) answerErrorAbout(ctx context.Context, id protocol.MessageID, sub string, err error) {
 	if ctx.Err() != nil {
 		return // closing: nobody will read the answer
 	}
@@ -208,11 +215,7 @@ func (c *conn) answerErrorWith(ctx context.Context, id protocol.MessageID, err e
 		c.logger().Error("websocket request failed", "id", id.String(), "err", err)
 		msg = "internal error"
 	}
-	b := protocol.EncodeError(id, code, msg)
-	if edit != nil {
-		b = edit(b)
-	}
-	c.writeMessage(b)
+	c.writeMessage(protocol.EncodeError(id, sub, code, msg))
 }
 
 // answer sends a result message.

@@ -63,8 +63,8 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	old, n := c.subs[key], len(c.subs)
 	c.mu.Unlock()
 	if old == nil && n >= c.h.opts.MaxSubscriptions {
-		c.writeMessage(withSub(protocol.EncodeError(protocol.MessageID{}, protocol.CodeRateLimited,
-			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)), m.Sub))
+		c.writeMessage(protocol.EncodeError(protocol.MessageID{}, m.Sub, protocol.CodeRateLimited,
+			fmt.Sprintf("cannot subscribe to %q: this connection has %d subscriptions, the most allowed; unsubscribe from one first", m.Collection, n)))
 		return
 	}
 	if err := c.admit(auth.Read, m.Collection); err != nil {
@@ -136,16 +136,6 @@ func describeSub(collection, sub string) string {
 		return strconv.Quote(collection)
 	}
 	return fmt.Sprintf("%q (subscription %q)", collection, sub)
-}
-
-// answerSubError answers err as answerError does, the error message
-// carrying the subscription's id when it has one.
-func (c *conn) answerSubError(ctx context.Context, sub string, err error) {
-	if sub == "" {
-		c.answerError(ctx, protocol.MessageID{}, err)
-		return
-	}
-	c.answerErrorWith(ctx, protocol.MessageID{}, err, func(b []byte) []byte { return withSub(b, sub) })
 }
 
 // stop ends the subscription: nothing of it is written once stop returns.

@@ -93,11 +93,13 @@ func (e *Format) EncodeFrame(f *fanout.Frame) []byte {
 }
 
 // AppendCommitMessage appends the head of the WebSocket protocol's commit
-// message, {"type":"commit","collection":…,"epoch":…, and returns it with
-// the rest: f's JSON after its opening brace. An NDJSON line is the same
+// message, {"type":"commit","sub"?,"collection":…,"epoch":…, sub being
+// the subscription's id (left out when empty), and returns it with the
+// rest: f's JSON after its opening brace. An NDJSON line is the same
 // message; a WebSocket frame puts its header first.
-func AppendCommitMessage(dst []byte, f *fanout.Frame) (out, body []byte) {
-	dst = append(dst, `{"type":"commit","collection":"`...)
+func AppendCommitMessage(dst []byte, f *fanout.Frame, sub string) (out, body []byte) {
+	dst = protocol.AppendHead(dst, protocol.TypeCommit, protocol.MessageID{}, sub)
+	dst = append(dst, `,"collection":"`...)
 	dst = append(dst, f.Collection...)
 	dst = append(dst, `","epoch":"`...)
 	dst = append(dst, f.Epoch...)
@@ -106,15 +108,20 @@ func AppendCommitMessage(dst []byte, f *fanout.Frame) (out, body []byte) {
 
 // CommitMessageLen returns the length of f's commit message
 // (AppendCommitMessage's head and body).
-func CommitMessageLen(f *fanout.Frame) int {
-	return len(`{"type":"commit","collection":"","epoch":"",`) + len(f.Collection) + len(f.Epoch) + len(f.JSON()) - 1
+func CommitMessageLen(f *fanout.Frame, sub string) int {
+	n := len(`{"type":"commit","collection":"","epoch":"",`) + len(f.Collection) + len(f.Epoch) + len(f.JSON()) - 1
+	if sub != "" {
+		n += len(`,"sub":""`) + len(sub)
+	}
+	return n
 }
 
 // AppendProgress appends the progress message of the WebSocket protocol,
-// {"type":"progress","collection":…,"epoch":…,"version":…}; an NDJSON
-// line is the same message. Names and epochs need no escaping.
-func AppendProgress(dst []byte, collection, epoch string, version uint64) []byte {
-	dst = append(dst, `{"type":"progress","collection":"`...)
+// {"type":"progress","sub"?,"collection":…,"epoch":…,"version":…}; an
+// NDJSON line is the same message. Names and epochs need no escaping.
+func AppendProgress(dst []byte, collection, sub, epoch string, version uint64) []byte {
+	dst = protocol.AppendHead(dst, protocol.TypeProgress, protocol.MessageID{}, sub)
+	dst = append(dst, `,"collection":"`...)
 	dst = append(dst, collection...)
 	dst = append(dst, `","epoch":"`...)
 	dst = append(dst, epoch...)
