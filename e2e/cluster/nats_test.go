@@ -178,8 +178,9 @@ func (c *natsCluster) waitJetStream(i int) {
 	for {
 		c.mu.Lock()
 		s := c.servers[i]
+		ready := s != nil && s.JetStreamIsClustered() && s.JetStreamIsCurrent() && c.peersOnlineLocked()
 		c.mu.Unlock()
-		if s != nil && s.JetStreamIsClustered() && s.JetStreamIsCurrent() {
+		if ready {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -187,6 +188,24 @@ func (c *natsCluster) waitJetStream(i int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// peersOnlineLocked reports whether the meta leader sees every running
+// node online with JetStream: until it does, a stream with Replicas 3
+// cannot be placed.
+func (c *natsCluster) peersOnlineLocked() bool {
+	running := 0
+	for _, s := range c.servers {
+		if s != nil {
+			running++
+		}
+	}
+	for _, s := range c.servers {
+		if s != nil && s.JetStreamIsLeader() {
+			return len(s.JetStreamClusterPeers()) >= running
+		}
+	}
+	return false
 }
 
 // waitAccount waits until a client of the cluster gets the JetStream

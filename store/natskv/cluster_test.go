@@ -107,17 +107,36 @@ func (c *cluster) start(i int) {
 }
 
 // waitJetStream waits until node i's JetStream is part of a cluster with a
-// meta leader.
+// meta leader, and the meta leader counts every running node as an online
+// peer: until it does, a stream with Replicas 3 cannot be placed.
 func (c *cluster) waitJetStream(i int) {
 	for c.t.Context().Err() == nil {
 		c.mu.Lock()
 		s := c.servers[i]
+		ready := s.JetStreamIsClustered() && s.JetStreamIsCurrent() && c.peersOnlineLocked()
 		c.mu.Unlock()
-		if s.JetStreamIsClustered() && s.JetStreamIsCurrent() {
+		if ready {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// peersOnlineLocked reports whether the meta leader sees every running
+// node online with JetStream.
+func (c *cluster) peersOnlineLocked() bool {
+	running := 0
+	for _, s := range c.servers {
+		if s != nil {
+			running++
+		}
+	}
+	for _, s := range c.servers {
+		if s != nil && s.JetStreamIsLeader() {
+			return len(s.JetStreamClusterPeers()) >= running
+		}
+	}
+	return false
 }
 
 // stop shuts node i down.
