@@ -233,6 +233,9 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"fanout", "--url", "http://x", "--rate", "0.1", "--duration", "1s"}, "at least one commit"},
 		{[]string{"fanout", "--url", "http://x", "--value-size", "10"}, "--value-size"},
 		{[]string{"fanout", "--url", "http://x", "--collection", "No Such"}, "--collection"},
+		{[]string{"fanout", "--url", "http://x", "--views", "-1"}, "--views"},
+		{[]string{"fanout", "--url", "http://x", "--views", "5", "--subscribers", "4"}, "every view needs a subscriber"},
+		{[]string{"fanout", "--spawn", "--views", "2", "--baseline"}, "--baseline"},
 		{[]string{"idle", "--url", "http://x", "--connections", "-1"}, "--connections"},
 		{[]string{"idle", "--url", "http://x", "--collection", "No Such"}, "--collection"},
 		{[]string{"writes"}, "--url and --spawn"},
@@ -355,6 +358,28 @@ func TestBenchFanout(t *testing.T) {
 			}
 			if !strings.Contains(stderr, "connected 20/20") && !strings.Contains(stderr, "connecting 20") {
 				t.Errorf("no progress on stderr: %s", stderr)
+			}
+		})
+	}
+}
+
+// TestBenchFanoutViews: with --views, each subscriber gets its own view's
+// commits only, and the report counts them so: 10 subscribers on 4 views
+// (3, 3, 2 and 2 of them), 40 commits spread over the views (10 each).
+func TestBenchFanoutViews(t *testing.T) {
+	for _, transport := range []string{"sse", "ws"} {
+		t.Run(transport, func(t *testing.T) {
+			base := startBenchServer(t)
+			r, _ := runJSON[fanoutReport](t, "fanout", "--url", base, "--transport", transport, "--views", "4",
+				"--subscribers", "10", "--rate", "40", "--duration", "1s", "--collection", "views-"+transport)
+			if r.Views != 4 || r.Established != 10 || r.Commits != 40 || r.CommitErrors != 0 {
+				t.Errorf("views %d, established %d, commits %d, commit errors %d; want 4, 10, 40, 0", r.Views, r.Established, r.Commits, r.CommitErrors)
+			}
+			if r.Missing != 0 || r.Duplicated != 0 || r.ExtraResets != 0 {
+				t.Errorf("missing %d, duplicated %d, extra resets %d; want none", r.Missing, r.Duplicated, r.ExtraResets)
+			}
+			if r.Deliveries != 100 || r.ExpectedDeliveries != 100 || r.Latency.Samples != 100 {
+				t.Errorf("deliveries %d of %d expected, %d latency samples; want 100 each", r.Deliveries, r.ExpectedDeliveries, r.Latency.Samples)
 			}
 		})
 	}

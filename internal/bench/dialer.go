@@ -53,6 +53,9 @@ const (
 	evCommit eventKind = iota
 	evReset
 	evCatchUp
+	// evProgress moves a view's cursor past commits that did not concern
+	// it.
+	evProgress
 )
 
 // benchEvent is what a subscriber needs of one message: its kind, the
@@ -63,6 +66,9 @@ type benchEvent struct {
 	kind    eventKind
 	epoch   string
 	version uint64
+	// after is a view's commit's "after": no commit between it and
+	// version concerned the view. 0 for a whole collection's commits.
+	after uint64
 	// sentNS is the "sent_ns" of the commit's first value, 0 if none.
 	sentNS int64
 }
@@ -74,11 +80,12 @@ type benchStream interface {
 	close()
 }
 
-// open subscribes to collection over transport ("sse" or "ws"), from cur
+// open subscribes to collection, or to its view by the filter where (""
+// for the whole collection), over transport ("sse" or "ws"), from cur
 // (nil: starting with a reset). The stream lives as long as ctx.
-func (d *benchDialer) open(ctx context.Context, transport, base, collection string, cur *protocol.Cursor) (benchStream, error) {
+func (d *benchDialer) open(ctx context.Context, transport, base, collection, where string, cur *protocol.Cursor) (benchStream, error) {
 	if transport == "ws" {
-		return d.openWS(ctx, base, collection, cur)
+		return d.openWS(ctx, base, collection, where, cur)
 	}
-	return d.openSSE(ctx, base, collection, cur)
+	return d.openSSE(ctx, base, collection, where, cur)
 }

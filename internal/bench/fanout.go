@@ -33,6 +33,16 @@ also as a ratio to it. Subscribers past what this process may hold
 (or --loaders N) are spread over loader processes; the writer stays here.
 --plot FILE.svg draws the latency histogram and the deliveries per second.
 
+--views N measures filtered views: subscriber i subscribes to the view
+{"owner":"u<i mod N>"} (so --subscribers must be at least N), and commit j
+PUTs the record "o<j mod N>" with owner u<j mod N>, which reaches only that
+view's subscribers. Expected deliveries count each subscriber's own view's
+commits; a gap in a view (a commit whose "after" is past the subscriber's
+cursor) counts as one missing commit. The server CPU per commit is the
+figure to compare across N; with --spawn, the server's CPU while idle is
+measured for 2 s before the writer starts, and the CPU per commit net of it
+is reported too.
+
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_SUBSCRIBERS):
 `
 
@@ -47,6 +57,10 @@ type fanoutConfig struct {
 	drain       time.Duration
 	maxInflight int
 }
+
+// idleWindow is how long a spawned server's idle CPU is measured before
+// the writer starts.
+const idleWindow = 2 * time.Second
 
 // writerIDs is how many records the writer cycles through: the collection
 // stays small, so that the subscribers' resets are cheap.
@@ -63,6 +77,7 @@ func (c *fanoutConfig) register(fs *flag.FlagSet) {
 	registerValueSize(fs, &c.valueSize)
 	fs.IntVar(&c.maxInflight, "max-inflight", 32, "most writes awaiting their answer at once; the writer sends each at its scheduled time (open loop) unless this many are pending")
 	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commit")
+	fs.IntVar(&c.views, "views", 0, `filtered views the subscribers are spread over, each {"owner":"uK"} with commits spread over them (0: every subscriber gets the whole collection)`)
 }
 
 // check checks the flags once parsed.
@@ -72,6 +87,9 @@ func (c *fanoutConfig) check(*flag.FlagSet) error {
 		check{c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate), "--rate must be positive"},
 		check{c.duration <= 0 || c.drain <= 0, "--duration and --drain must be positive"},
 		check{c.maxInflight <= 0, "--max-inflight must be positive"},
+		check{c.views < 0, "--views must not be negative"},
+		check{c.views > c.subscribers, "--views must not exceed --subscribers: every view needs a subscriber"},
+		check{c.views > 0 && c.meas.baseline, "--baseline measures whole collections only; leave it out with --views"},
 		valueSizeCheck(c.valueSize),
 		check{int(c.rate*c.duration.Seconds()) < 1, "--rate times --duration must make at least one commit"})...)
 }
@@ -83,6 +101,7 @@ type fanoutReport struct {
 	Subscribers  int     `json:"subscribers"`
 	Established  int     `json:"established"`
 	SetupSeconds float64 `json:"setup_seconds"`
+	Views        int     `json:"views,omitempty"`
 	Rate         float64 `json:"rate"`
 	Seconds      float64 `json:"duration_seconds"`
 	ValueBytes   int     `json:"value_bytes"`
@@ -120,8 +139,16 @@ type serverReport struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUMicrosPerDelivery is CPUSeconds over the deliveries, in µs.
 	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery"`
-	RSSBytes             uint64  `json:"rss_bytes"`
-	PeakRSSBytes         uint64  `json:"peak_rss_bytes"`
+	// CPUMicrosPerCommit is CPUSeconds over the commits, in µs.
+	CPUMicrosPerCommit float64 `json:"cpu_us_per_commit"`
+	// IdleCPUPercent is the server's CPU use while its subscribers were
+	// connected and nothing was written (fanout only), in percent of a
+	// core; NetCPUMicrosPerCommit is CPUMicrosPerCommit less that use over
+	// the measured window.
+	IdleCPUPercent        float64 `json:"idle_cpu_percent,omitempty"`
+	NetCPUMicrosPerCommit float64 `json:"net_cpu_us_per_commit,omitempty"`
+	RSSBytes              uint64  `json:"rss_bytes"`
+	PeakRSSBytes          uint64  `json:"peak_rss_bytes"`
 }
 
 // run runs the scenario.
@@ -168,7 +195,7 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 	}
 
 	rep := &fanoutReport{reportHead: t.head("fanout", c.transport),
-		Collection: c.collection, Subscribers: c.subscribers, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
+		Collection: c.collection, Subscribers: c.subscribers, Views: c.views, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, c.meas, m, c.subscribers, true, time.Now(), stderr)
 	if err != nil {
 		return nil, nil, err
@@ -182,6 +209,16 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 		fmt.Fprintf(stderr, "bench: only %d of %d subscribers connected within %v; going on with them\n", rep.Established, c.subscribers, c.setupTimeout)
 	}
 
+	// The server's idle CPU, with every subscriber connected.
+	idleCPU := time.Duration(-1)
+	if t.server != nil {
+		idle0, err0 := t.serverStats()
+		sleepFor(ctx, idleWindow)
+		if idle1, err1 := t.serverStats(); err0 == nil && err1 == nil {
+			idleCPU = idle1.cpu - idle0.cpu
+		}
+	}
+
 	// The measured window: from the writer's start to the last delivery.
 	srvBefore, _ := t.serverStats()
 	loadBefore := loadersCPU(load.groups)
@@ -192,7 +229,7 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 	if w.lastErr != nil {
 		fmt.Fprintf(stderr, "bench: %d writes failed; the last: %v\n", w.errors, w.lastErr)
 	}
-	if err := drainGroups(ctx, load.groups, w.last, c.drain); err != nil {
+	if err := drainGroups(ctx, load.groups, w.last, w.lasts, c.drain); err != nil {
 		return nil, nil, err
 	}
 	window := time.Since(start)
@@ -207,6 +244,14 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 	rep.Duplicated, rep.CompactedCommits, rep.ExtraResets, rep.Reconnects = res.Duplicated, res.Compacted, res.ExtraResets, res.Reconnects
 	rep.Missing, rep.SubscribersMissing, rep.LastError = res.Missing, res.SubscribersMissing, res.LastError
 	rep.ExpectedDeliveries = int64(rep.Established) * int64(w.acked)
+	if c.views > 0 {
+		// Each view's subscribers expect its commits.
+		var all int64
+		for k, n := range w.ackedPer {
+			all += int64(c.subscribers/c.views+btoi(k < c.subscribers%c.views)) * int64(n)
+		}
+		rep.ExpectedDeliveries = all * int64(rep.Established) / int64(c.subscribers)
+	}
 	rep.DeliveriesPerSec = round3(float64(rep.Deliveries) / window.Seconds())
 	rep.Latency = res.latencyOf()
 	rep.LoaderCPUSeconds = round3((loadAfter - loadBefore).Seconds())
@@ -215,6 +260,17 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 		rep.Server = &serverReport{PID: t.server.pid(), CPUSeconds: round3(cpu.Seconds()), RSSBytes: srvAfter.rss, PeakRSSBytes: srvAfter.hwm}
 		if rep.Deliveries > 0 {
 			rep.Server.CPUMicrosPerDelivery = round3(float64(cpu.Microseconds()) / float64(rep.Deliveries))
+		}
+		if w.acked > 0 {
+			rep.Server.CPUMicrosPerCommit = round3(float64(cpu.Microseconds()) / float64(w.acked))
+		}
+		if idleCPU >= 0 {
+			rate := idleCPU.Seconds() / idleWindow.Seconds()
+			rep.Server.IdleCPUPercent = round3(100 * rate)
+			if w.acked > 0 {
+				net := max(0, cpu.Seconds()-rate*window.Seconds())
+				rep.Server.NetCPUMicrosPerCommit = round3(net * 1e6 / float64(w.acked))
+			}
 		}
 	}
 	return rep, tr, nil
@@ -232,6 +288,7 @@ type fanoutRatio struct {
 	CommitLatencyP99     float64 `json:"commit_latency_p99"`
 	ServerCPUSeconds     float64 `json:"server_cpu_seconds"`
 	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery"`
+	CPUMicrosPerCommit   float64 `json:"cpu_us_per_commit"`
 	ServerRSS            float64 `json:"server_rss"`
 	ServerPeakRSS        float64 `json:"server_peak_rss"`
 	LoaderCPUSeconds     float64 `json:"loader_cpu_seconds"`
@@ -259,6 +316,7 @@ var fanoutFigures = func() []figure[fanoutReport, fanoutRatio] {
 		{"commit round trip p99", func(r *fanoutReport) float64 { return r.CommitLatency.P99ms }, ms, func(q *fanoutRatio, v float64) { q.CommitLatencyP99 = v }},
 		{"server CPU", srv(func(s *serverReport) float64 { return s.CPUSeconds }), func(f float64) string { return fmt.Sprintf("%.2fs", f) }, func(q *fanoutRatio, v float64) { q.ServerCPUSeconds = v }},
 		{"server CPU per delivery", srv(func(s *serverReport) float64 { return s.CPUMicrosPerDelivery }), func(f float64) string { return fmt.Sprintf("%.2f µs", f) }, func(q *fanoutRatio, v float64) { q.CPUMicrosPerDelivery = v }},
+		{"server CPU per commit", srv(func(s *serverReport) float64 { return s.CPUMicrosPerCommit }), func(f float64) string { return fmt.Sprintf("%.1f µs", f) }, func(q *fanoutRatio, v float64) { q.CPUMicrosPerCommit = v }},
 		{"server RSS", srv(func(s *serverReport) float64 { return float64(s.RSSBytes) }), mibf, func(q *fanoutRatio, v float64) { q.ServerRSS = v }},
 		{"server peak RSS", srv(func(s *serverReport) float64 { return float64(s.PeakRSSBytes) }), mibf, func(q *fanoutRatio, v float64) { q.ServerPeakRSS = v }},
 		{"loader CPU", func(r *fanoutReport) float64 { return r.LoaderCPUSeconds }, func(f float64) string { return fmt.Sprintf("%.2fs", f) }, func(q *fanoutRatio, v float64) { q.LoaderCPUSeconds = v }},
@@ -269,6 +327,11 @@ func (r *fanoutReport) rows() []reportRow {
 	rows := []reportRow{
 		{"scenario", fmt.Sprintf("fanout over %s, %s", r.Transport, r.URL)},
 		{"subscribers", fmt.Sprintf("%d of %d connected in %.1fs", r.Established, r.Subscribers, r.SetupSeconds)},
+	}
+	if r.Views > 0 {
+		rows = append(rows, reportRow{"views", fmt.Sprintf(`%d, {"owner":"uK"} each; commits spread over them`, r.Views)})
+	}
+	rows = append(rows, []reportRow{
 		{"writer", fmt.Sprintf("%d commits in %.0fs (%.1f/s, asked %.1f/s), %d failed; %d-byte values", r.Commits, r.Seconds, r.CommitRate, r.Rate, r.CommitErrors, r.ValueBytes)},
 		{"commit round trip", fmt.Sprintf("p50 %.2fms  p99 %.2fms  max %.2fms", r.CommitLatency.P50ms, r.CommitLatency.P99ms, r.CommitLatency.MaxMs)},
 		{"deliveries", fmt.Sprintf("%d of %d expected, %.0f/s", r.Deliveries, r.ExpectedDeliveries, r.DeliveriesPerSec)},
@@ -277,13 +340,17 @@ func (r *fanoutReport) rows() []reportRow {
 		{"duplicated", strconv.FormatInt(r.Duplicated, 10)},
 		{"catch-ups", fmt.Sprintf("%d, standing for %d commits; extra resets %d", r.CatchUps, r.CompactedCommits, r.ExtraResets)},
 		{"reconnects", fmt.Sprintf("%d; connection errors %d", r.Reconnects, r.Errors)},
-	}
+	}...)
 	if r.LastError != "" {
 		rows = append(rows, reportRow{"last error", r.LastError})
 	}
 	if s := r.Server; s != nil {
 		rows = append(rows,
-			reportRow{"server CPU", fmt.Sprintf("%.2fs (pid %d): %.2f µs per delivery", s.CPUSeconds, s.PID, s.CPUMicrosPerDelivery)},
+			reportRow{"server CPU", fmt.Sprintf("%.2fs (pid %d): %.2f µs per delivery, %.1f µs per commit", s.CPUSeconds, s.PID, s.CPUMicrosPerDelivery, s.CPUMicrosPerCommit)})
+		if s.NetCPUMicrosPerCommit > 0 {
+			rows = append(rows, reportRow{"server idle CPU", fmt.Sprintf("%.1f%% of a core with the subscribers connected; %.1f µs per commit net of it", s.IdleCPUPercent, s.NetCPUMicrosPerCommit)})
+		}
+		rows = append(rows,
 			reportRow{"server memory", fmt.Sprintf("RSS %s, peak %s", mib(s.RSSBytes), mib(s.PeakRSSBytes))})
 	}
 	rows = append(rows, reportRow{"loader CPU", fmt.Sprintf("%.2fs", r.LoaderCPUSeconds)})
@@ -305,10 +372,14 @@ func (r *fanoutReport) rows() []reportRow {
 type writerResult struct {
 	acked, errors int
 	// last is the highest version acknowledged.
-	last    uint64
-	lastErr error
-	putLat  []time.Duration
-	elapsed time.Duration
+	last uint64
+	// With --views: ackedPer and lasts are each view's count of
+	// acknowledged commits and its highest version.
+	ackedPer []int
+	lasts    []uint64
+	lastErr  error
+	putLat   []time.Duration
+	elapsed  time.Duration
 }
 
 // runWriter PUTs rate values a second for the duration, in open loop:
@@ -321,6 +392,9 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 		res writerResult
 		wg  sync.WaitGroup
 	)
+	if c.views > 0 {
+		res.ackedPer, res.lasts = make([]int, c.views), make([]uint64, c.views)
+	}
 	inflight := make(chan struct{}, c.maxInflight)
 	n := int(c.rate * c.duration.Seconds())
 	interval := time.Duration(float64(time.Second) / c.rate)
@@ -339,7 +413,12 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			now := time.Now()
-			v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/k%02d", base, c.collection, i%writerIDs), benchValue(now, i, c.valueSize))
+			id, value, view := fmt.Sprintf("k%02d", i%writerIDs), benchValue(now, i, c.valueSize), -1
+			if c.views > 0 {
+				view = i % c.views
+				id, value = "o"+strconv.Itoa(view), ownedValue(now, i, c.valueSize, viewOwner(view))
+			}
+			v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/%s", base, c.collection, id), value)
 			took := time.Since(now)
 			sent.Add(1)
 			mu.Lock()
@@ -351,6 +430,10 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 			res.putLat = append(res.putLat, took)
 			res.acked++
 			res.last = max(res.last, v)
+			if view >= 0 {
+				res.ackedPer[view]++
+				res.lasts[view] = max(res.lasts[view], v)
+			}
 		})
 	}
 	wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/viewsync/viewsync/internal/cliflag"
@@ -24,6 +25,10 @@ type benchCommon struct {
 	dialParallel   int
 	connectTimeout time.Duration
 	setupTimeout   time.Duration
+	// views, when positive, puts the subscriber numbered i (counting the
+	// process's from first) on the view of owner i mod views (fanout
+	// --views); 0 subscribes to the whole collection.
+	views, first int
 	// cmd is the Command running the scenario.
 	cmd *Command
 	// serverArgs are added to a spawned server's command line.
@@ -141,3 +146,9 @@ func checkFlags(checks ...check) error {
 	}
 	return nil
 }
+
+// viewOwner names the owner of view k of 'viewsync bench fanout --views'.
+func viewOwner(k int) string { return "u" + strconv.Itoa(k) }
+
+// viewWhere returns the filter of view k: its owner's records.
+func viewWhere(k int) string { return `{"owner":"` + viewOwner(k) + `"}` }

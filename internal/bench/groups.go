@@ -82,9 +82,10 @@ type subGroup interface {
 	status() groupTick
 	// ticks returns the counters at each slot so far.
 	ticks() []groupTick
-	// drain waits until every connected subscriber has version last, or
-	// for at most d; the missing commits are counted up to last.
-	drain(ctx context.Context, last uint64, d time.Duration) error
+	// drain waits until every connected subscriber has version last (a
+	// view's: lasts[view]), or for at most d; the missing commits are
+	// counted up to it.
+	drain(ctx context.Context, last uint64, lasts []uint64, d time.Duration) error
 	// finish stops the subscribers and returns what they saw.
 	finish() (*groupResult, error)
 	// pid is the loader process's id, 0 for this process.
@@ -131,10 +132,12 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 	par := max(1, (c.dialParallel+loaders-1)/loaders)
 	var groups []subGroup
 	var pids []string
+	first := 0
 	for i := range loaders {
 		share := n/loaders + btoi(i < n%loaders)
 		args := []string{"bench", "loader", "--url", t.base, "--transport", c.transport, "--collection", c.collection,
-			"--subscribers", strconv.Itoa(share), "--source-ips", strings.Join(ips, ","),
+			"--subscribers", strconv.Itoa(share), "--views", strconv.Itoa(c.views), "--first", strconv.Itoa(first),
+			"--source-ips", strings.Join(ips, ","),
 			"--dial-parallel", strconv.Itoa(par), "--connect-timeout", c.connectTimeout.String(),
 			"--record=" + strconv.FormatBool(record)}
 		g, err := startProcGroup(exe, args, share)
@@ -146,6 +149,7 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 		}
 		groups = append(groups, g)
 		pids = append(pids, strconv.Itoa(g.pid()))
+		first += share
 	}
 	fmt.Fprintf(stderr, "bench: connecting %d %s subscribers to %s over %d loader processes (pids %s; %d at a time each)\n",
 		n, c.transport, t.base, loaders, strings.Join(pids, ", "), par)
@@ -182,11 +186,11 @@ wait:
 }
 
 // drainGroups drains every group at once.
-func drainGroups(ctx context.Context, groups []subGroup, last uint64, d time.Duration) error {
+func drainGroups(ctx context.Context, groups []subGroup, last uint64, lasts []uint64, d time.Duration) error {
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {
-		wg.Go(func() { errs[i] = g.drain(ctx, last, d) })
+		wg.Go(func() { errs[i] = g.drain(ctx, last, lasts, d) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -299,8 +303,9 @@ type localGroup struct {
 	stopSubs func()
 	setup    *subSetup
 	record   bool
-	// last is the version the subscribers were drained to.
-	last uint64
+	// last and lasts are the versions the subscribers were drained to.
+	last  uint64
+	lasts []uint64
 
 	mu      sync.Mutex
 	tk      []groupTick
@@ -349,9 +354,9 @@ func (g *localGroup) ticks() []groupTick {
 	return slices.Clone(g.tk)
 }
 
-func (g *localGroup) drain(ctx context.Context, last uint64, d time.Duration) error {
-	g.last = last
-	drainSubs(ctx, g.subs, last, d)
+func (g *localGroup) drain(ctx context.Context, last uint64, lasts []uint64, d time.Duration) error {
+	g.last, g.lasts = last, lasts
+	drainSubs(ctx, g.subs, last, lasts, d)
 	return ctx.Err()
 }
 
@@ -366,8 +371,12 @@ func (g *localGroup) finish() (*groupResult, error) {
 		r.ExtraResets += s.resets
 		r.Reconnects += s.reconnects
 		missing := s.missing
-		if s.established.Load() && s.last.Load() < g.last {
-			missing += int64(g.last - s.last.Load())
+		if target := s.target(g.last, g.lasts); s.established.Load() && s.last.Load() < target {
+			if s.view >= 0 {
+				missing++ // a gap in a view: how many commits is unknown
+			} else {
+				missing += int64(target - s.last.Load())
+			}
 		}
 		r.Missing += missing
 		if missing > 0 {

@@ -163,7 +163,7 @@ type readBody func(body io.Reader) (retryAfter time.Duration, busy bool, err err
 // stream's end.
 func (r *historyReader) readSSE(ctx context.Context) (time.Duration, bool, error) {
 	cur := protocol.Cursor{Epoch: r.epoch, Version: r.at.Load()}
-	req, err := eventsRequest(ctx, r.target.base, r.coll, &cur)
+	req, err := eventsRequest(ctx, r.target.base, r.coll, "", &cur)
 	if err != nil {
 		return 0, false, err
 	}
@@ -224,7 +224,7 @@ func (r *historyReader) sseEvent(id, event, data []byte) (busy bool, err error) 
 func (r *historyReader) readWS(ctx context.Context) (time.Duration, bool, error) {
 	cur := protocol.Cursor{Epoch: r.epoch, Version: r.at.Load()}
 	r.requests++
-	s, err := r.target.dialer.openWS(ctx, r.target.base, r.coll, &cur)
+	s, err := r.target.dialer.openWS(ctx, r.target.base, r.coll, "", &cur)
 	if err != nil {
 		if se := gws.StatusError(0); errors.As(err, &se) && int(se) == http.StatusServiceUnavailable {
 			return time.Second, true, nil

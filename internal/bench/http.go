@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -95,7 +96,18 @@ func put(ctx context.Context, client *http.Client, url string, value []byte) (ui
 // benchValue is the value of a writer's i-th commit, padded to size
 // bytes: {"sent_ns":…,"seq":…,"pad":"xx…"}.
 func benchValue(now time.Time, i, size int) []byte {
-	b := fmt.Appendf(nil, `{"sent_ns":%d,"seq":%d,"pad":"`, now.UnixNano(), i)
+	return padValue(fmt.Appendf(nil, `{"sent_ns":%d,"seq":%d,"pad":"`, now.UnixNano(), i), size)
+}
+
+// ownedValue is benchValue with an "owner" field, for the views of
+// 'viewsync bench fanout --views': {"sent_ns":…,"seq":…,"owner":…,"pad":"xx…"}.
+func ownedValue(now time.Time, i, size int, owner string) []byte {
+	return padValue(fmt.Appendf(nil, `{"sent_ns":%d,"seq":%d,"owner":%q,"pad":"`, now.UnixNano(), i, owner), size)
+}
+
+// padValue ends a value begun with an open "pad" string, padded to size
+// bytes (or past it, for a long beginning).
+func padValue(b []byte, size int) []byte {
 	for len(b) < size-2 {
 		b = append(b, 'x')
 	}
@@ -103,9 +115,14 @@ func benchValue(now time.Time, i, size int) []byte {
 }
 
 // eventsRequest returns the request of an SSE subscription to the
-// collection, from cur (nil: starting with a reset).
-func eventsRequest(ctx context.Context, base, coll string, cur *protocol.Cursor) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/collections/"+coll+"/events", nil)
+// collection, or to its view by the filter where ("" for none), from cur
+// (nil: starting with a reset).
+func eventsRequest(ctx context.Context, base, coll, where string, cur *protocol.Cursor) (*http.Request, error) {
+	u := base + "/v1/collections/" + coll + "/events"
+	if where != "" {
+		u += "?where=" + url.QueryEscape(where)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -31,9 +31,11 @@ type loaderMsg struct {
 
 // loaderCmd is a line a loader process reads.
 type loaderCmd struct {
-	Cmd     string `json:"cmd"` // drain, stop
-	Last    uint64 `json:"last,omitempty"`
-	Timeout string `json:"timeout,omitempty"`
+	Cmd  string `json:"cmd"` // drain, stop
+	Last uint64 `json:"last,omitempty"`
+	// Lasts are the views' last versions, for a drain with --views.
+	Lasts   []uint64 `json:"lasts,omitempty"`
+	Timeout string   `json:"timeout,omitempty"`
 }
 
 // procGroup is subscribers in a loader process.
@@ -135,8 +137,8 @@ func (g *procGroup) died() error {
 	return fmt.Errorf("loader pid %d exited (%v); the end of its log:\n%s", g.pid(), g.cmd.ProcessState, g.stderr)
 }
 
-func (g *procGroup) drain(ctx context.Context, last uint64, d time.Duration) error {
-	if err := g.send(loaderCmd{Cmd: "drain", Last: last, Timeout: d.String()}); err != nil {
+func (g *procGroup) drain(ctx context.Context, last uint64, lasts []uint64, d time.Duration) error {
+	if err := g.send(loaderCmd{Cmd: "drain", Last: last, Lasts: lasts, Timeout: d.String()}); err != nil {
 		return g.died()
 	}
 	select {
@@ -202,6 +204,8 @@ func runLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr 
 	fs.StringVar(&c.transport, "transport", c.transport, "sse or ws")
 	fs.StringVar(&c.collection, "collection", c.collection, "the collection subscribed to")
 	fs.IntVar(&c.subscribers, "subscribers", 1, "subscribers")
+	fs.IntVar(&c.views, "views", 0, "views the subscribers are spread over, by their number (0: the whole collection)")
+	fs.IntVar(&c.first, "first", 0, "number of this loader's first subscriber")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "local addresses, comma-separated (default: the system's choice)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", c.dialParallel, "connections being set up at once")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", c.connectTimeout, "time one connection has to be set up")
@@ -217,7 +221,8 @@ func runLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr 
 
 // check checks the flags once parsed.
 func (c *loaderConfig) check(*flag.FlagSet) error {
-	return checkFlags(check{c.subscribers <= 0, "--subscribers must be positive"})
+	return checkFlags(check{c.subscribers <= 0, "--subscribers must be positive"},
+		check{c.views < 0 || c.first < 0, "--views and --first must not be negative"})
 }
 
 // run connects the loader's subscribers and speaks with its parent: its
@@ -263,7 +268,7 @@ func (c *loaderConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 			if err != nil {
 				d = 15 * time.Second
 			}
-			g.drain(ctx, msg.Last, d)
+			g.drain(ctx, msg.Last, msg.Lasts, d)
 			send(loaderMsg{Type: "drained"})
 		}
 	}

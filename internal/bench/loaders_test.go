@@ -39,6 +39,24 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 			}
 		}
 	})
+	// Two loaders hold subscribers 0-2 and 3-5 of 4 views: views 0 and 1
+	// have two subscribers each, 2 and 3 one. Of 19 commits views 0-2 get 5
+	// each and view 3 four: 29 deliveries (30 had each loader numbered
+	// its subscribers from 0).
+	t.Run("fanout-loaders-views", func(t *testing.T) {
+		r, _ := runJSON[fanoutReport](t, "fanout", "--spawn", "--loaders", "2", "--views", "4",
+			"--subscribers", "6", "--rate", "19", "--duration", "1s")
+		if r.Loaders != 2 || r.Established != 6 || r.Commits != 19 || r.Missing != 0 || r.Duplicated != 0 {
+			t.Errorf("loaders %d, established %d, commits %d, missing %d, duplicated %d; want 2, 6, 19, 0, 0",
+				r.Loaders, r.Established, r.Commits, r.Missing, r.Duplicated)
+		}
+		if r.Deliveries != 29 || r.ExpectedDeliveries != 29 {
+			t.Errorf("deliveries %d of %d expected; want 29 of 29", r.Deliveries, r.ExpectedDeliveries)
+		}
+		if s := r.Server; s == nil || s.CPUMicrosPerCommit <= 0 || s.IdleCPUPercent < 0 {
+			t.Errorf("server %+v: want CPU per commit", s)
+		}
+	})
 	t.Run("idle-loaders", func(t *testing.T) {
 		r, _ := runJSON[idleReport](t, "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms")
 		if r.Loaders != 2 || r.Established != 40 || r.Errors != 0 || r.RSSPerConnectionBytes <= 0 {

@@ -22,8 +22,8 @@ type sseStream struct {
 	r    sseReader
 }
 
-func (d *benchDialer) openSSE(ctx context.Context, base, collection string, cur *protocol.Cursor) (*sseStream, error) {
-	req, err := eventsRequest(ctx, base, collection, cur)
+func (d *benchDialer) openSSE(ctx context.Context, base, collection, where string, cur *protocol.Cursor) (*sseStream, error) {
+	req, err := eventsRequest(ctx, base, collection, where, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -43,12 +43,16 @@ func (s *sseStream) close() { s.body.Close() }
 
 // next reads the next event.
 func (s *sseStream) next() (benchEvent, error) {
-	var sent int64
-	id, event, err := s.r.next(func(_, data []byte) { sent = extractInt(data, `"sent_ns":`) })
+	var sent, after int64
+	id, event, err := s.r.next(func(_, data []byte) {
+		sent, after = extractInt(data, `"sent_ns":`), extractInt(data, `"after":`)
+	})
 	if err != nil {
 		return benchEvent{}, err
 	}
-	return parseSSEEvent(id, event, sent)
+	ev, err := parseSSEEvent(id, event, sent)
+	ev.after = uint64(after)
+	return ev, err
 }
 
 // sseReader reads a Server-Sent Events stream with a small line parser.
@@ -131,6 +135,8 @@ func parseSSEEvent(id, event []byte, sent int64) (benchEvent, error) {
 		ev.kind, ev.epoch = evReset, string(id[:max(i, 0)])
 	case "catchup":
 		ev.kind, ev.epoch = evCatchUp, string(id[:max(i, 0)])
+	case "progress":
+		ev.kind = evProgress
 	default:
 		return benchEvent{}, fmt.Errorf("unknown event %q", event)
 	}

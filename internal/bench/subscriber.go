@@ -29,6 +29,32 @@ type benchSub struct {
 	missing, dups, compacted, resets, reconnects int64
 	lat                                          []time.Duration
 	lastErr                                      error
+	// view is the subscriber's view (see benchCommon.views), -1 for the
+	// whole collection. A view's commits skip the versions that did not
+	// concern it: a gap is a commit whose "after" is past the cursor, and
+	// counts as one missing commit.
+	view int
+}
+
+// where returns the filter of the subscriber's view, "" for none.
+func (s *benchSub) where() string {
+	if s.view < 0 {
+		return ""
+	}
+	return viewWhere(s.view)
+}
+
+// target returns the version the subscriber reaches once it has every
+// commit of a writer that stopped at last: for a view, the last commit to
+// its owner (lasts[view]).
+func (s *benchSub) target(last uint64, lasts []uint64) uint64 {
+	switch {
+	case s.view < 0:
+		return last
+	case s.view < len(lasts):
+		return lasts[s.view]
+	}
+	return 0
 }
 
 // counters returns the subscriber's counters now.
@@ -101,7 +127,7 @@ func (s *benchSub) connect(ctx context.Context, env *subEnv) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	timer := time.AfterFunc(env.common.connectTimeout, cancel)
-	st, err := env.target.dialer.open(cctx, env.common.transport, env.target.base, env.common.collection, cur)
+	st, err := env.target.dialer.open(cctx, env.common.transport, env.target.base, env.common.collection, s.where(), cur)
 	if err != nil {
 		if !timer.Stop() {
 			return fmt.Errorf("not connected within %v", env.common.connectTimeout)
@@ -141,13 +167,20 @@ func (s *benchSub) connect(ctx context.Context, env *subEnv) error {
 				s.last.Store(ev.version)
 			}
 			s.catchUps.Add(1)
+		case evProgress:
+			if ev.version > s.last.Load() {
+				s.last.Store(ev.version)
+			}
 		case evCommit:
 			switch last := s.last.Load(); {
-			case ev.version == last+1:
 			case ev.version <= last:
 				s.dups++
 				continue
-			default:
+			case s.view >= 0:
+				if ev.after > last {
+					s.missing++
+				}
+			case ev.version != last+1:
 				s.missing += int64(ev.version - last - 1)
 			}
 			s.last.Store(ev.version)
@@ -159,14 +192,15 @@ func (s *benchSub) connect(ctx context.Context, env *subEnv) error {
 	}
 }
 
-// drainSubs waits until every connected subscriber has reached version
-// last, or for at most d.
-func drainSubs(ctx context.Context, subs []*benchSub, last uint64, d time.Duration) {
+// drainSubs waits until every connected subscriber has reached its
+// target (version last, or for a view its owner's last version in lasts),
+// or for at most d.
+func drainSubs(ctx context.Context, subs []*benchSub, last uint64, lasts []uint64, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		behind := 0
 		for _, s := range subs {
-			if s.established.Load() && s.last.Load() < last {
+			if s.established.Load() && s.last.Load() < s.target(last, lasts) {
 				behind++
 			}
 		}
@@ -202,7 +236,10 @@ func startSubs(ctx context.Context, t *benchTarget, c *benchCommon, n int, recor
 	subs := make([]*benchSub, n)
 	var wg sync.WaitGroup
 	for i := range subs {
-		s := &benchSub{}
+		s := &benchSub{view: -1}
+		if c.views > 0 {
+			s.view = (c.first + i) % c.views
+		}
 		subs[i] = s
 		wg.Go(func() { s.run(sctx, env) })
 	}

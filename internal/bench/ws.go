@@ -32,7 +32,7 @@ type wsStream struct {
 	stop func() bool
 }
 
-func (d *benchDialer) openWS(ctx context.Context, base, collection string, cur *protocol.Cursor) (*wsStream, error) {
+func (d *benchDialer) openWS(ctx context.Context, base, collection, where string, cur *protocol.Cursor) (*wsStream, error) {
 	u := "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
 	dl := gws.Dialer{Protocols: []string{protocol.WSSubprotocol}, NetDial: d.dial}
 	conn, br, hs, err := dl.Dial(ctx, u)
@@ -47,6 +47,9 @@ func (d *benchDialer) openWS(ctx context.Context, base, collection string, cur *
 		br = bufio.NewReaderSize(conn, 4<<10)
 	}
 	m := &protocol.SubscribeMessage{Collection: collection}
+	if where != "" {
+		m.Where = json.RawMessage(where)
+	}
 	if cur != nil {
 		v := cur.Version
 		m.After, m.Epoch = &v, cur.Epoch
@@ -145,7 +148,7 @@ func (s *wsStream) next() (benchEvent, error) {
 		if v <= 0 {
 			return benchEvent{}, fmt.Errorf("commit without a version: %.200s", b)
 		}
-		return benchEvent{kind: evCommit, version: uint64(v), sentNS: extractInt(b, `"sent_ns":`)}, nil
+		return benchEvent{kind: evCommit, version: uint64(v), after: uint64(extractInt(b, `"after":`)), sentNS: extractInt(b, `"sent_ns":`)}, nil
 	}
 	m, err := protocol.DecodeServerMessage(b)
 	if err != nil {
@@ -156,6 +159,8 @@ func (s *wsStream) next() (benchEvent, error) {
 		return benchEvent{kind: evReset, epoch: m.Epoch, version: m.Version}, nil
 	case protocol.TypeCatchUp:
 		return benchEvent{kind: evCatchUp, epoch: m.Epoch, version: m.Version}, nil
+	case protocol.TypeProgress:
+		return benchEvent{kind: evProgress, version: m.Version}, nil
 	case protocol.TypeError:
 		return benchEvent{}, fmt.Errorf("server error %s: %s", m.Code, m.Message)
 	}
