@@ -33,6 +33,7 @@ Commands:
   serve     run the server: HTTP API v1, health and metrics, on an embedded durable store
   bench     load a server with many live subscribers and measure it (fanout, idle, writes, catchup, poll)
   token     print a signed access token (JWT) for development, tests and scripts
+  health    exit 0 when the server on this machine is ready (for container health checks)
   version   print the version and exit
 
 Run 'viewsync <command> --help' for the flags of a command. Every flag can
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = token(args[1:], stdout, stderr)
+	case "health":
+		err = health(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
