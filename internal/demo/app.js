@@ -1,23 +1,31 @@
-// The products demo: a grid bound to the collection "products", a log of the
-// sync references as they arrive, a connection badge and a server call.
-// Data only ever reaches the page through textContent and input values.
+// The products demo: a grid bound to the collection "products" — all of it,
+// or the filtered view of one category — a log of the sync references as
+// they arrive, a connection badge and a server call. Data only ever reaches
+// the page through textContent and input values.
 import { connect, bindTable } from '/viewsync.js';
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const TRANSPORTS = ['ws', 'sse', 'ndjson', 'longpoll', 'poll'];
 const LABELS = { ws: 'WebSocket', sse: 'SSE', ndjson: 'NDJSON', longpoll: 'long-poll', poll: 'poll' };
 const MAX_LOG = 100;
+// A product's category is one of these (or none: "").
+const CATEGORIES = [
+  { value: 'lighting', label: 'Lighting' },
+  { value: 'furniture', label: 'Furniture' },
+  { value: 'kitchen', label: 'Kitchen' },
+];
+const categoryLabel = (c) => CATEGORIES.find((x) => x.value === c)?.label || '';
 
-const wanted = new URLSearchParams(location.search).get('transport');
+const params = new URLSearchParams(location.search);
+const wanted = params.get('transport');
+const asked = params.get('category');
 // On a server that requires tokens, open the demo as /#token=… (from
 // `viewsync token`); the fragment never reaches the server or its logs.
 const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
 const session = connect({
   transport: TRANSPORTS.includes(wanted) ? wanted : 'auto',
-  collections: ['products'],
   token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
 });
-const products = session.collection('products');
 
 // --- connection badge -------------------------------------------------------
 
@@ -30,10 +38,23 @@ function showStatus({ state, transport }) {
 showStatus(session.status);
 session.on('status', showStatus);
 
-for (const a of $('transport-links').querySelectorAll('a')) {
-  const t = new URLSearchParams(a.search).get('transport');
+const transportLinks = [...$('transport-links').querySelectorAll('a')];
+for (const a of transportLinks) {
+  const t = new URLSearchParams(a.search).get('transport') || '';
+  a.dataset.transport = t;
   if (t === wanted || (!t && !TRANSPORTS.includes(wanted))) a.setAttribute('aria-current', 'page');
-  if (token) a.hash = location.hash; // keep the token across transports
+}
+
+// linkTransports points the transport links at this page with the
+// category shown, and the token (kept in the fragment) if there is one.
+function linkTransports(category) {
+  for (const a of transportLinks) {
+    const q = new URLSearchParams();
+    if (a.dataset.transport) q.set('transport', a.dataset.transport);
+    if (category) q.set('category', category);
+    a.search = q.toString();
+    if (token) a.hash = location.hash;
+  }
 }
 
 // --- errors -------------------------------------------------------------------
@@ -51,15 +72,29 @@ session.on('error', (err) => {
   if (err.status === 401 || err.status === 403) showError(err);
 });
 
-// --- the grid -----------------------------------------------------------------
+// --- categories ---------------------------------------------------------------
 
 const template = document.getElementById('product-row');
+const addCategory = $('add-category');
+const filterBar = $('category-filter');
+for (const { value, label } of CATEGORIES) {
+  addCategory.append(new Option(label, value));
+  template.content.querySelector('[data-field="category"]').append(new Option(label, value));
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.value = value;
+  b.textContent = label;
+  b.setAttribute('aria-pressed', 'false');
+  filterBar.append(b);
+}
+
+// --- the grid -----------------------------------------------------------------
 
 function formatPrice(v) {
   return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(2) : v == null ? '' : String(v);
 }
 
-const binding = bindTable(products, {
+const grid = {
   container: $('product-list'),
   render(rec) {
     const el = template.content.firstElementChild.cloneNode(true);
@@ -77,7 +112,8 @@ const binding = bindTable(products, {
     return Math.round(price * 100) / 100;
   },
   // A saved product needs a name and a price of 0 or more, as the add form
-  // requires; anything else stops the save with an error.
+  // requires, and a category that is text if any; anything else stops the
+  // save with an error.
   validate(value) {
     if (!value || typeof value.name !== 'string' || value.name.trim() === '') {
       throw new Error('A product needs a name.');
@@ -85,10 +121,17 @@ const binding = bindTable(products, {
     if (typeof value.price !== 'number' || value.price < 0) {
       throw new Error('A price must be a number of 0 or more.');
     }
+    if (value.category !== undefined && typeof value.category !== 'string') {
+      throw new Error('A category must be text.');
+    }
   },
-  // Prices show with cents; everything else as text.
+  // Prices show with cents; everything else as text. A category the list
+  // does not know gets a choice of its own, so that it shows as it is.
   write(control, value) {
     const s = control.dataset.field === 'price' ? formatPrice(value) : value == null ? '' : String(value);
+    if (control.tagName === 'SELECT' && ![...control.options].some((o) => o.value === s)) {
+      control.append(new Option(s, s));
+    }
     if (control.value !== s) control.value = s;
   },
   onConflict(el, conflict) {
@@ -108,13 +151,13 @@ const binding = bindTable(products, {
     }
   },
   onError: showError,
-});
+};
 
 const empty = $('empty');
 function showEmpty() {
-  empty.hidden = !products.synced || products.records.size > 0;
+  const { view } = current;
+  empty.hidden = !view.synced || view.records.size > 0;
 }
-products.ready.then(showEmpty, () => {});
 
 // --- sync references ------------------------------------------------------------
 
@@ -147,8 +190,13 @@ function entry(version, text, kind) {
   return li;
 }
 
-products.subscribe((ev) => {
+// logChange adds the lines of one change of the view shown. In a
+// category's view a product that starts matching arrives as added, one
+// that stops matching as removed, as a deleted one does: the log says it
+// came to the category or left it.
+function logChange(view, category, ev) {
   const added = new Set(ev.added);
+  const where = categoryLabel(category);
   const lines = [];
   if (ev.type === 'commit') {
     if (ev.ops.length > 3) {
@@ -156,23 +204,76 @@ products.subscribe((ev) => {
     } else {
       for (const op of ev.ops) {
         const verb = op.op === 'delete' ? 'removed' : added.has(op.id) ? 'added' : 'updated';
-        lines.push(entry(ev.version, `product ${label(op.id, op.value)} ${verb}`, verb));
+        let text = verb;
+        if (where && verb === 'added') text = `now in ${where}`;
+        if (where && verb === 'removed') text = `no longer in ${where}`;
+        lines.push(entry(ev.version, `product ${label(op.id, op.value)} ${text}`, verb));
       }
     }
   } else if (ev.type === 'catchup') {
     lines.push(entry(ev.version, `caught up: ${ev.records.length} changed, ${ev.deleted.length} removed`, 'catchup'));
   } else {
-    lines.push(entry(ev.version, `snapshot of ${ev.records.length} product${ev.records.length === 1 ? '' : 's'}`, 'reset'));
+    const n = ev.records.length;
+    lines.push(entry(ev.version, `snapshot of ${n} ${where ? `${where.toLowerCase()} ` : ''}product${n === 1 ? '' : 's'}`, 'reset'));
   }
   log.prepend(...lines);
   while (log.childElementCount > MAX_LOG) log.lastElementChild.remove();
   for (const id of ev.removed) names.delete(id);
   for (const id of [...ev.added, ...ev.updated]) {
-    const v = products.get(id);
+    const v = view.get(id);
     if (v && typeof v.name === 'string') names.set(id, v.name);
   }
   showEmpty();
+}
+
+// --- the category shown -------------------------------------------------------
+
+// current is what the grid shows: the category ("" for all), its view, the
+// grid's binding of it and the log's subscription to it.
+let current = null;
+
+// show switches the grid to category ("" for every product): it opens that
+// view, binds the grid and the log to it and lets the previous view go, so
+// that its subscription ends. The choice goes into the URL (?category=),
+// which a reload starts from.
+function show(category) {
+  if (current && current.category === category) return;
+  if (current) {
+    current.unsubscribe();
+    current.binding.destroy();
+    current.view.close();
+  }
+  const view = category
+    ? session.collection('products', { where: { category } })
+    : session.collection('products');
+  log.replaceChildren();
+  names.clear();
+  current = {
+    category,
+    view,
+    binding: bindTable(view, grid),
+    unsubscribe: view.subscribe((ev) => logChange(view, category, ev)),
+  };
+  view.ready.then(() => { if (current.view === view) showEmpty(); }, () => {});
+  showEmpty();
+
+  const where = categoryLabel(category);
+  empty.textContent = where ? `No ${where.toLowerCase()} products — add one above.` : 'No products yet — add one above.';
+  for (const b of filterBar.querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.value === category));
+  if (category) addCategory.value = category;
+  const url = new URL(location.href);
+  if (category) url.searchParams.set('category', category);
+  else url.searchParams.delete('category');
+  if (url.href !== location.href) history.replaceState(history.state, '', url);
+  linkTransports(category);
+}
+
+filterBar.addEventListener('click', (e) => {
+  const b = e.target.closest('button');
+  if (b && filterBar.contains(b)) show(b.value);
 });
+
+show(CATEGORIES.some((c) => c.value === asked) ? asked : '');
 
 // --- add ------------------------------------------------------------------------
 
@@ -190,6 +291,7 @@ form.addEventListener('submit', async (e) => {
   const name = field('name').value.trim();
   const description = field('description').value.trim();
   const price = Number(field('price').value);
+  const category = field('category').value;
   if (!name || !Number.isFinite(price) || price < 0) {
     showError('Give the product a name and a price of 0 or more.');
     return;
@@ -197,8 +299,11 @@ form.addEventListener('submit', async (e) => {
   const submit = $('add-submit');
   submit.disabled = true;
   try {
-    await products.put(newId(), { name, description, price: Math.round(price * 100) / 100 }, { ifVersion: 0 });
+    const value = { name, description, price: Math.round(price * 100) / 100 };
+    if (category) value.category = category;
+    await current.view.put(newId(), value, { ifVersion: 0 });
     form.reset();
+    if (current.category) addCategory.value = current.category;
     field('name').focus();
   } catch (err) {
     showError(err);
@@ -224,11 +329,21 @@ discountButton.addEventListener('click', async () => {
     result.dataset.updated = String(r.updated);
   } catch (err) {
     result.textContent = '';
-    showError(err);
+    // closed: the grid switched category meanwhile; the call's commit
+    // shows in the new view's snapshot.
+    if (err?.code !== 'closed') showError(err);
   } finally {
     discountButton.disabled = false;
   }
 });
 
-// For tests and the curious.
-globalThis.viewsyncDemo = { session, products, binding };
+// For tests and the curious: the session, and what the grid shows now —
+// the category ("" for all), its view (products, too) and the binding.
+globalThis.viewsyncDemo = {
+  session,
+  show,
+  get category() { return current.category; },
+  get view() { return current.view; },
+  get products() { return current.view; },
+  get binding() { return current.binding; },
+};

@@ -1,8 +1,10 @@
 // Package demo is the demo of viewsync that `viewsync serve` shows at /: a
 // grid of products that stays in sync across every open browser, edited in
-// place without ever overwriting what a user is typing, and a server call
-// that discounts every price in one commit. The example program
-// examples/products serves it too.
+// place without ever overwriting what a user is typing, a category filter
+// that turns the grid into a filtered view (/?category=lighting: products
+// come and go as their category changes), and a server call that discounts
+// every price in one commit. The example program examples/products serves
+// it too.
 //
 // Handler serves the page (index.html, app.js, style.css); the page imports
 // the browser client from /viewsync.js and talks to the HTTP API v1, so mount
@@ -41,7 +43,9 @@ import (
 )
 
 // Collection is the collection the demo keeps its products in. A product's
-// value is {"name": string, "description": string, "price": number}.
+// value is {"name": string, "description": string, "price": number,
+// "category": string}; the page offers the categories "lighting",
+// "furniture" and "kitchen", and a product may have none.
 const Collection = "products"
 
 //go:embed index.html app.js style.css favicon.svg

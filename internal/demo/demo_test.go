@@ -63,6 +63,35 @@ func TestHandlerServesFilesWithSecurityHeaders(t *testing.T) {
 	}
 }
 
+// TestPageHasCategoryFilter: the page has the category controls the
+// browser tests use, and app.js opens a filtered view of the category.
+func TestPageHasCategoryFilter(t *testing.T) {
+	h := demo.Handler()
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	page := get("/")
+	for _, id := range []string{"category-filter", "add-category", "product-category"} {
+		if !strings.Contains(page, `data-testid="`+id+`"`) {
+			t.Errorf("index.html has no data-testid=%q", id)
+		}
+	}
+	if !strings.Contains(page, `data-field="category"`) {
+		t.Error(`index.html: the product row has no data-field="category"`)
+	}
+	app := get("/app.js")
+	for _, want := range []string{"where: { category }", "'lighting'", "'furniture'", "'kitchen'", "searchParams.set('category'"} {
+		if !strings.Contains(app, want) {
+			t.Errorf("app.js lacks %q", want)
+		}
+	}
+}
+
 func TestHandlerRefuses(t *testing.T) {
 	h := demo.Handler()
 	for _, tc := range []struct {
@@ -112,7 +141,7 @@ func TestDiscount(t *testing.T) {
 	hub := newHub(t)
 	col, _ := hub.Collection(demo.Collection)
 	_, err := col.Commit(ctx, []viewsync.Op{
-		viewsync.Put("a", []byte(`{"name":"Lamp","description":"warm","price":30}`)),
+		viewsync.Put("a", []byte(`{"name":"Lamp","description":"warm","price":30,"category":"lighting"}`)),
 		viewsync.Put("b", []byte(`{"name":"Chair","price":19.99}`)),
 		viewsync.Put("c", []byte(`{"name":"Free","price":0}`)),
 		viewsync.Put("d", []byte(`"not a product"`)),
@@ -133,7 +162,7 @@ func TestDiscount(t *testing.T) {
 		t.Errorf("head %d, versions %v: want one commit, version 2, in the answer", head.Version, res.Versions)
 	}
 	for id, want := range map[string]string{
-		"a": `{"description":"warm","name":"Lamp","price":27}`,
+		"a": `{"category":"lighting","description":"warm","name":"Lamp","price":27}`,
 		"b": `{"name":"Chair","price":17.99}`,
 		"c": `{"name":"Free","price":0}`,
 		"d": `"not a product"`,
