@@ -105,15 +105,19 @@ type page struct {
 	ctx  context.Context
 
 	mu       sync.Mutex
-	console  []string      // console messages, shown when the test fails
-	faults   []string      // uncaught exceptions, unhandled rejections, CSP violations: each fails the test
-	requests []sentRequest // the HTTP requests the page sent, in order
+	console  []string                   // console messages, shown when the test fails
+	faults   []string                   // uncaught exceptions, unhandled rejections, CSP violations: each fails the test
+	requests []sentRequest              // the HTTP requests the page sent, in order
+	ended    map[network.RequestID]bool // the requests whose loading finished or failed (was cancelled)
+	wsSent   []string                   // the text of the WebSocket frames the page sent, in order
 }
 
 // sentRequest is an HTTP request a page sent.
 type sentRequest struct {
+	ID            network.RequestID
 	URL           string
 	Authorization string // its Authorization header, "" when none
+	Ended         bool   // it has finished or failed, as of the call that returned it
 }
 
 // open opens url in a new tab named name (for messages), waits for it to
@@ -125,7 +129,7 @@ func (b *browser) open(t *testing.T, name, url string, before ...func(context.Co
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
-	p := &page{t: t, name: name, ctx: ctx}
+	p := &page{t: t, name: name, ctx: ctx, ended: map[network.RequestID]bool{}}
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("page %s: opening a tab: %v", name, err)
 	}
@@ -198,7 +202,15 @@ func (p *page) onEvent(ev any) {
 					auth = s
 				}
 			}
-			p.requests = append(p.requests, sentRequest{URL: r.URL, Authorization: auth})
+			p.requests = append(p.requests, sentRequest{ID: ev.RequestID, URL: r.URL, Authorization: auth})
+		}
+	case *network.EventLoadingFinished:
+		p.ended[ev.RequestID] = true
+	case *network.EventLoadingFailed:
+		p.ended[ev.RequestID] = true
+	case *network.EventWebSocketFrameSent:
+		if ev.Response != nil {
+			p.wsSent = append(p.wsSent, string(ev.Response.PayloadData))
 		}
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
@@ -222,6 +234,27 @@ func (p *page) sent(part string) []sentRequest {
 		}
 	}
 	return out
+}
+
+// sentSince returns the HTTP requests the page sent, from the i-th on
+// (0: all), each with Ended as of now.
+func (p *page) sentSince(i int) []sentRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]sentRequest, 0, max(len(p.requests)-i, 0))
+	for _, r := range p.requests[min(i, len(p.requests)):] {
+		r.Ended = p.ended[r.ID]
+		out = append(out, r)
+	}
+	return out
+}
+
+// framesSince returns the text of the WebSocket frames the page sent, from
+// the i-th on (0: all).
+func (p *page) framesSince(i int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.wsSent[min(i, len(p.wsSent)):]...)
 }
 
 // eval evaluates a JavaScript expression in the page (awaiting it if it is a
@@ -315,6 +348,17 @@ func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
 	)
 }
 
+// chooseIn picks the option labelled label in a <select> as a person at
+// the keyboard does: focus it and type the label (the browser selects the
+// option whose label starts with what was typed, with input and change
+// events).
+func chooseIn(sel, label string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), label),
+	)
+}
+
 // dump describes the page for failure messages.
 func (p *page) dump() string {
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
@@ -327,6 +371,7 @@ func (p *page) dump() string {
     key: r.dataset.key, class: r.className,
     name: r.querySelector('[data-testid="product-name"]').value,
     price: r.querySelector('[data-testid="product-price"]').value,
+    category: r.querySelector('[data-testid="product-category"]').value,
     ref: r.querySelector('[data-testid="product-version"]').textContent,
   })),
   log: [...document.querySelectorAll('[data-testid="sync-entry"]')].slice(0, 8).map((e) => e.textContent),
@@ -363,6 +408,7 @@ type rowState struct {
 	Name          string `json:"name"`
 	Description   string `json:"description"`
 	Price         string `json:"price"`
+	Category      string `json:"category"` // the value of the category <select>
 	Ref           string `json:"ref"`
 	Dirty         bool   `json:"dirty"`
 	InConflict    bool   `json:"inConflict"` // class vs-conflict
@@ -379,6 +425,7 @@ func rowJS(id string) string {
   name: row.querySelector('[data-testid="product-name"]').value,
   description: row.querySelector('[data-testid="product-description"]').value,
   price: row.querySelector('[data-testid="product-price"]').value,
+  category: row.querySelector('[data-testid="product-category"]').value,
   ref: row.querySelector('[data-testid="product-version"]').textContent,
   dirty: row.classList.contains('vs-dirty'),
   inConflict: row.classList.contains('vs-conflict'),

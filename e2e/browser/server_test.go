@@ -152,6 +152,7 @@ type product struct {
 	Name        string  `json:"name"`
 	Description string  `json:"description"`
 	Price       float64 `json:"price"`
+	Category    string  `json:"category,omitempty"`
 }
 
 // record is a record as the API returns it.
