@@ -7,13 +7,14 @@
 // long-poll, poll, and NDJSON with a token in its Authorization header,
 // forced or chosen by auto without WebSocket); what a user types is never
 // overwritten (a remote change shows as a conflict: keep mine, take
-// theirs); pages ride out a server restart; a call resolves once the page
-// shows its writes; a page of another origin is told when the server was
-// started without --cors-origin, and goes live with it; plus a screenshot
-// and the save-to-render latency. They wait on the
-// page's own state, never on sleeps, under the demo's
-// Content-Security-Policy (checks run through the DevTools protocol and
-// build no code from strings in the page).
+// theirs); a category filter shows a filtered view, which products move
+// into and out of live, and lets go of the views it leaves; pages ride
+// out a server restart; a call resolves once the page shows its writes; a
+// page of another origin is told when the server was started without
+// --cors-origin, and goes live with it; plus a screenshot and the
+// save-to-render latency. They wait on the page's own state, never on
+// sleeps, under the demo's Content-Security-Policy (checks run through the
+// DevTools protocol and build no code from strings in the page).
 //
 //	VIEWSYNC_CHROMIUM    path of the browser (default /usr/bin/chromium, else
 //	                     chromium or chromium-browser on PATH)

@@ -20,18 +20,18 @@ const shotWidth, shotHeight = 1200, 800
 func TestScreenshot(t *testing.T) {
 	b := newBrowser(t)
 	srv := startServer(t, t.TempDir(), "")
-	srv.put("p-01-lamp", product{Name: "Desk lamp", Description: "Brass, with a linen shade", Price: 49})
-	srv.put("p-02-kettle", product{Name: "Kettle", Description: "Stainless steel, 1.7 l", Price: 34.5})
-	srv.put("p-03-mug", product{Name: "Mug", Description: "Stoneware, hand glazed", Price: 12})
+	srv.put("p-01-lamp", product{Name: "Desk lamp", Description: "Brass, with a linen shade", Price: 49, Category: "lighting"})
+	srv.put("p-02-kettle", product{Name: "Kettle", Description: "Stainless steel, 1.7 l", Price: 34.5, Category: "kitchen"})
+	srv.put("p-03-mug", product{Name: "Mug", Description: "Stoneware, hand glazed", Price: 12, Category: "kitchen"})
 
 	p := b.open(t, "A", srv.url+"/")
 	p.waitLive("ws")
 	p.waitRow("p-03-mug", "shown", `r`, changeTimeout)
 
 	// A few live changes, so that the log of sync references has some.
-	srv.put("p-04-chair", product{Name: "Reading chair", Description: "Oak and wool", Price: 320})
+	srv.put("p-04-chair", product{Name: "Reading chair", Description: "Oak and wool", Price: 320, Category: "furniture"})
 	srv.patch("p-02-kettle", map[string]any{"price": 29.9})
-	srv.put("p-05-rug", product{Name: "Rug", Description: "Wool, 140 × 200 cm", Price: 180})
+	srv.put("p-05-rug", product{Name: "Rug", Description: "Wool, 140 × 200 cm", Price: 180, Category: "furniture"})
 	p.waitRow("p-05-rug", "shown", `r && r.price === '180.00'`, changeTimeout)
 	p.waitRow("p-02-kettle", "repriced", `r && r.price === '29.90'`, changeTimeout)
 	p.waitFor("four log entries", `document.querySelectorAll('[data-testid="sync-entry"]').length >= 4`, changeTimeout, nil)
