@@ -197,3 +197,27 @@ type Event struct {
 	// same values: they must not be modified.
 	Prev []json.RawMessage
 }
+
+// Positions is implemented by stores that keep, per collection, the
+// position of an outside source feeding it (package pgsource keeps a
+// PostgreSQL log position there), written in the same atomic, durable step
+// as the commit or drop that carries it. A source resuming after a crash
+// reads it back and skips what the collection already holds: nothing is
+// lost and nothing applied twice. boltstore and memstore implement it.
+//
+// A position is opaque bytes of the source's own format. A collection
+// never given one has none (nil). Apply leaves the position as it is;
+// Drop clears it.
+type Positions interface {
+	// ApplyAt is Apply that also stores pos as the collection's position,
+	// atomically with the commit: after a crash the store holds both or
+	// neither. A nil pos leaves the position as it is. On error neither
+	// changes.
+	ApplyAt(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte) (Applied, error)
+	// DropAt is Drop that stores pos as the new history's position,
+	// atomically with the drop; a nil pos clears it.
+	DropAt(ctx context.Context, collection string, pos []byte) (protocol.Head, error)
+	// Position returns the collection's position (nil when it has none),
+	// sharing no memory with the store.
+	Position(ctx context.Context, collection string) ([]byte, error)
+}

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,12 @@ import (
 // the write fail or the log unreadable, so that one bad commit never fails
 // the others of its batch. Values are stored as given.
 func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (store.Applied, error) {
+	return s.ApplyAt(ctx, collection, ops, ifs, nil)
+}
+
+// ApplyAt implements store.Positions: Apply, storing pos (when not nil) in
+// the collection's meta in the same transaction.
+func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte) (store.Applied, error) {
 	if err := protocol.ValidateCollection(collection); err != nil {
 		return store.Applied{}, fmt.Errorf("boltstore: apply: %w", err)
 	}
@@ -32,7 +39,7 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	}
 	// Encoding the ops here, in the caller's goroutine, keeps it out of
 	// the committer, which every commit waits for.
-	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: protocol.AppendOps(nil, ops), vals: recordValues(ops)}
+	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: protocol.AppendOps(nil, ops), vals: recordValues(ops), pos: bytes.Clone(pos)}
 	if err := s.submit(ctx, r); err != nil {
 		return store.Applied{}, fmt.Errorf("boltstore: apply %q: %w", collection, err)
 	}
@@ -81,10 +88,16 @@ func checkOp(op *protocol.Op) error {
 // Drop implements store.Store. The new epoch is a fresh random one, never
 // the collection's previous epoch.
 func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, error) {
+	return s.DropAt(ctx, collection, nil)
+}
+
+// DropAt implements store.Positions: Drop, the new history's source
+// position pos (none when nil) written in the same transaction.
+func (s *Store) DropAt(ctx context.Context, collection string, pos []byte) (protocol.Head, error) {
 	if err := protocol.ValidateCollection(collection); err != nil {
 		return protocol.Head{}, fmt.Errorf("boltstore: drop: %w", err)
 	}
-	r := &request{collection: collection, drop: true}
+	r := &request{collection: collection, drop: true, pos: bytes.Clone(pos)}
 	if err := s.submit(ctx, r); err != nil {
 		return protocol.Head{}, fmt.Errorf("boltstore: drop %q: %w", collection, err)
 	}

@@ -97,13 +97,18 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 	if err := bc.c.log.Put(be64(m.version), entry); err != nil {
 		return a, nil, fmt.Errorf("append commit %d: %w", m.version, err)
 	}
+	if r.pos != nil {
+		if err := bc.c.meta.Put(keySource, r.pos); err != nil {
+			return a, nil, fmt.Errorf("write source position: %w", err)
+		}
+	}
 	bc.commits++
 	return store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}, Prev: prev}, nil, nil
 }
 
 // drop replaces the collection's bucket with an empty one under a new
-// epoch at version 0.
-func (b *batch) drop(name string) (protocol.Head, error) {
+// epoch at version 0, whose source position is pos (none when nil).
+func (b *batch) drop(name string, pos []byte) (protocol.Head, error) {
 	old := b.s.epoch
 	if bc, err := b.coll(name); err == nil {
 		old = bc.m.epoch
@@ -119,6 +124,11 @@ func (b *batch) drop(name string) (protocol.Head, error) {
 	c, err := createColl(b.tx, name, epoch)
 	if err != nil {
 		return protocol.Head{}, err
+	}
+	if pos != nil {
+		if err := c.meta.Put(keySource, pos); err != nil {
+			return protocol.Head{}, fmt.Errorf("write source position: %w", err)
+		}
 	}
 	b.colls[name] = &batchColl{c: c, exists: true, m: collMeta{epoch: epoch}}
 	return protocol.Head{Epoch: epoch, Version: 0}, nil

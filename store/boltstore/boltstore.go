@@ -102,7 +102,10 @@ type Store struct {
 	health health
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Positions = (*Store)(nil)
+)
 
 // Open opens the store in the bbolt file at path, creating the file (mode
 // 0600, its missing parent directories 0750) and a fresh store-wide epoch

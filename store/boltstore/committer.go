@@ -50,6 +50,9 @@ type request struct {
 	opsJSON []byte
 	// vals holds the records values of the puts, from recordValues.
 	vals []byte
+	// pos, when not nil, is the source position ApplyAt and DropAt store
+	// with the commit or drop (see store.Positions).
+	pos []byte
 
 	state atomic.Int32
 	// done is closed once applied, head and err are set.
@@ -149,7 +152,7 @@ func (s *Store) commit(reqs []*request) []*request {
 		for i := 0; i < len(reqs); i++ {
 			r := reqs[i]
 			if r.drop {
-				h, err := b.drop(r.collection)
+				h, err := b.drop(r.collection, r.pos)
 				if err != nil {
 					return fmt.Errorf("drop %q: %w", r.collection, err)
 				}

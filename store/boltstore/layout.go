@@ -31,6 +31,9 @@ var (
 	keyVersion   = []byte("version")
 	keyLogFloor  = []byte("logfloor")
 	keyTombFloor = []byte("tombfloor")
+	// keySource holds the collection's source position (store.Positions),
+	// absent when it has none.
+	keySource = []byte("source")
 )
 
 // errDamaged reports collection data that breaks the layout's invariants:

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -44,6 +45,21 @@ func (s *Store) view(ctx context.Context, collection string, fn func(c coll, ok 
 		return fn(c, ok, m)
 	})
 	return closedErr(err)
+}
+
+// Position implements store.Positions.
+func (s *Store) Position(ctx context.Context, collection string) ([]byte, error) {
+	var pos []byte
+	err := s.view(ctx, collection, func(c coll, ok bool, _ collMeta) error {
+		if ok {
+			pos = bytes.Clone(c.meta.Get(keySource))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: position of %q: %w", collection, err)
+	}
+	return pos, nil
 }
 
 // Head implements store.Store.

@@ -16,6 +16,8 @@ import (
 type collection struct {
 	mu sync.RWMutex
 	colstate.State
+	// pos is the source position (store.Positions), nil when none.
+	pos []byte
 }
 
 // newCollection returns an empty collection at version 0 in epoch.

@@ -41,7 +41,10 @@ type Store struct {
 	colls map[string]*collection
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Positions = (*Store)(nil)
+)
 
 // New returns an empty store with a fresh random epoch. opts may be nil.
 func New(opts *Options) *Store {
@@ -74,6 +77,11 @@ func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, err
 // protocol.NormalizeOp, so that a malformed op fails (wrapping one of the
 // protocol's errors) instead of corrupting the collection.
 func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (store.Applied, error) {
+	return s.ApplyAt(ctx, collection, ops, ifs, nil)
+}
+
+// ApplyAt implements store.Positions.
+func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte) (store.Applied, error) {
 	if _, err := s.lookup(ctx, collection, false); err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
 	}
@@ -98,6 +106,9 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	cm, prev, err := c.apply(own, ifs, s.cfg)
 	if err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
+	}
+	if pos != nil {
+		c.pos = slices.Clone(pos)
 	}
 	return store.Applied{Epoch: c.Epoch, Commit: cm.Clone(), Prev: prev}, nil
 }
@@ -171,6 +182,11 @@ func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (p
 
 // Drop implements store.Store.
 func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, error) {
+	return s.DropAt(ctx, collection, nil)
+}
+
+// DropAt implements store.Positions.
+func (s *Store) DropAt(ctx context.Context, collection string, pos []byte) (protocol.Head, error) {
 	c, err := s.lookup(ctx, collection, true)
 	if err != nil {
 		return protocol.Head{}, fmt.Errorf("memstore: drop %s: %w", collection, err)
@@ -178,7 +194,22 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.State = colstate.New(newEpoch(c.Epoch))
+	c.pos = slices.Clone(pos)
 	return c.Head(), nil
+}
+
+// Position implements store.Positions.
+func (s *Store) Position(ctx context.Context, collection string) ([]byte, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: position of %s: %w", collection, err)
+	}
+	if c == nil {
+		return nil, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Clone(c.pos), nil
 }
 
 // Close implements store.Store: it forgets every collection. Calls after

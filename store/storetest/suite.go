@@ -40,6 +40,9 @@ import (
 //     Applied.Prev shares none with the ops passed to Apply either.
 //   - A store.Watcher reports Event.Prev (not nil) for the commits it
 //     follows as they are made, its own and other handles'.
+//   - A store.Positions keeps each collection's source position with the
+//     commit or drop that carries it, and only then; Apply leaves it,
+//     Drop clears it.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	for _, g := range groups() {
@@ -140,6 +143,10 @@ func groups() []group {
 		}},
 		// What replaces or ends a history: Drop, Close and reopening, and
 		// calls whose context is already done.
+		// Source positions (store.Positions), for the stores that keep
+		// them: stored with their commit or drop, read back, kept across
+		// a reopen.
+		{"Positions", positionTests()},
 		{"Lifecycle", []test{
 			{name: "Drop", run: testDrop},
 			{name: "DropUnwritten", run: testDropUnwritten},
