@@ -154,7 +154,14 @@ func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
 // rules (see protocol.Limits.CheckValue) within the hub's Limits: a value
 // over MaxValueBytes fails with ErrTooLarge, any other break with an error
 // matching ErrInvalid (and protocol.ErrTooDeep past MaxValueDepth).
+//
+// A collection fed from a source (Hub.Feed) refuses every write here, the
+// one place below every transport where writes pass, with a
+// *ReadOnlyError (ErrReadOnly, a 403 forbidden on the wire).
 func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64) (Commit, error) {
+	if err := c.hub.refusal(c.name); err != nil {
+		return Commit{}, err
+	}
 	l := c.hub.limits
 	if len(ops) == 0 {
 		return Commit{}, ErrEmptyCommit
@@ -228,6 +235,9 @@ const maxPatchRetries = 1000
 // other write is lost. The patch and the merged value both keep the value
 // rules, as Commit checks them.
 func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage, opts ...WriteOption) (Record, error) {
+	if err := c.hub.refusal(c.name); err != nil {
+		return Record{}, err
+	}
 	var o writeOpts
 	for _, opt := range opts {
 		opt(&o)
@@ -267,8 +277,12 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 }
 
 // Drop deletes every record and the history of the collection and starts a
-// new epoch at version 0. Clients at old cursors get a reset.
+// new epoch at version 0. Clients at old cursors get a reset. A
+// collection fed from a source refuses it, as Commit does.
 func (c *Collection) Drop(ctx context.Context) (Head, error) {
+	if err := c.hub.refusal(c.name); err != nil {
+		return Head{}, err
+	}
 	hd, err := c.hub.store.Drop(ctx, c.name)
 	if err != nil {
 		return Head{}, fmt.Errorf("viewsync: drop %s: %w", c.name, err)

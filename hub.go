@@ -47,6 +47,10 @@ type Hub struct {
 	// watcher relays commits made by other processes, when the store is
 	// shared (a store.Watcher); nil otherwise.
 	watcher *watcher
+
+	// feeds holds the collections fed from a source: name → *Feed. Other
+	// writes to them are refused (Collection.Commit, Collection.Drop).
+	feeds sync.Map
 }
 
 // headCache is one collection's head as last seen by this hub.

@@ -31,6 +31,9 @@ var (
 	// ErrRateLimited: the caller is over a rate or connection limit. A
 	// *RateLimitError says when to retry.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrReadOnly: the collection is fed from a source outside viewsync,
+	// which alone writes it. Errors carrying it match ErrForbidden too.
+	ErrReadOnly = errors.New("collection is read-only")
 )
 
 // RateLimitError is returned when a caller is over a limit. It matches
