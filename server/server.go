@@ -2,7 +2,8 @@
 // and one access policy: the API under /v1/ (reads, writes, changes and
 // long-poll, calls), the push transports (Server-Sent Events, the NDJSON
 // stream, WebSocket), the browser client at /viewsync.js, /healthz,
-// /readyz and /metrics, behind CORS, body limits, connection limits and
+// /readyz and /metrics, and the API's own documents at /openapi.yaml and
+// /asyncapi.yaml, behind CORS, body limits, connection limits and
 // timeouts, with a graceful shutdown. `viewsync serve` is built on it.
 //
 //	srv, err := server.Open("data", nil) // a durable store in ./data
@@ -22,12 +23,14 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/client"
+	"github.com/viewsync/viewsync/docs"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/metrics"
@@ -218,6 +221,9 @@ func (s *Server) build(policy *auth.Policy, history *limit.Memory) error {
 	for _, p := range client.Patterns {
 		s.mux.Handle(p, client.Handler())
 	}
+	// The contract, like /healthz, needs no token.
+	s.mux.Handle("GET /openapi.yaml", yamlDocument(docs.OpenAPI))
+	s.mux.Handle("GET /asyncapi.yaml", yamlDocument(docs.AsyncAPI))
 	h := http.Handler(s.mux)
 	if len(o.CORSOrigins) > 0 {
 		mw, err := cors.Middleware(cors.Options{Origins: o.CORSOrigins})
@@ -231,6 +237,23 @@ func (s *Server) build(policy *auth.Policy, history *limit.Memory) error {
 	// the time a body takes to arrive.
 	s.handler, err = guard.Bodies(h, &guard.BodyOptions{MaxBytes: o.MaxBodyBytes, Timeout: o.BodyTimeout, Logger: o.Logger})
 	return err
+}
+
+// yamlDocument serves one of the API's documents (package docs), to any
+// caller: GET /openapi.yaml is the OpenAPI document of the HTTP API, GET
+// /asyncapi.yaml the AsyncAPI document of the push transports' messages.
+func yamlDocument(doc []byte) http.Handler {
+	length := strconv.Itoa(len(doc))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd["Content-Type"] = []string{"application/yaml"}
+		hd["Content-Length"] = []string{length}
+		hd["Cache-Control"] = []string{"no-cache"}
+		hd["X-Content-Type-Options"] = []string{"nosniff"}
+		if r.Method != http.MethodHead {
+			w.Write(doc)
+		}
+	})
 }
 
 // ready answers /readyz: not once shutting down, nor while Options.Ready

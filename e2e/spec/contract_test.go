@@ -1,0 +1,747 @@
+package spec_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws/wsutil"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/client"
+	"github.com/viewsync/viewsync/limit"
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/server"
+)
+
+// unexercised are the documented answers the tests do not provoke, with
+// the reason; every other documented status of every operation must be
+// seen, and none of these may be.
+var unexercised = map[string]map[int]string{
+	"getSnapshot":   {500: internal},
+	"getVersion":    {500: internal},
+	"getChanges":    {500: internal},
+	"getRecord":     {500: internal},
+	"putRecord":     {500: internal, 408: slowBody},
+	"patchRecord":   {500: internal, 408: slowBody},
+	"deleteRecord":  {500: internal},
+	"postCommit":    {500: internal, 408: slowBody},
+	"postCall":      {500: internal, 408: slowBody},
+	"getEvents":     {500: noFlush},
+	"getStream":     {500: noFlush},
+	"openWebSocket": {},
+}
+
+const (
+	internal = "an internal failure of the store or the server"
+	slowBody = "a body slower than the body timeout (the guard package's tests)"
+	noFlush  = "a ResponseWriter that cannot flush"
+)
+
+// secret signs the tokens of the server with access control.
+var secret = []byte("spec-test-secret-of-at-least-32-bytes!")
+
+// token returns a token for sub with rights, valid for ttl.
+func token(t *testing.T, sub string, rights map[string][]string, ttl time.Duration) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub":      sub,
+		"exp":      time.Now().Add(ttl).Unix(),
+		"viewsync": rights,
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// bearer returns the Authorization header of tok, as header pairs.
+func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+
+// TestContract holds a real server to docs/openapi.yaml and
+// docs/asyncapi.yaml: both documents load and validate, the server's
+// routes are the OpenAPI document's operations, every documented status
+// of every operation is answered (but those listed in unexercised) and
+// every request and answer matches its operation, and the live
+// transports' messages match the AsyncAPI document's schemas.
+func TestContract(t *testing.T) {
+	loadOpenAPI(t)
+	async := loadAsyncAPI(t)
+	cov := &coverage{}
+
+	t.Run("routes", func(t *testing.T) { testRoutes(t, cov) })
+	t.Run("anonymous", func(t *testing.T) { testAnonymous(t, cov, async) })
+	t.Run("access", func(t *testing.T) { testAccess(t, cov, async) })
+	t.Run("closed", func(t *testing.T) { testClosed(t, cov) })
+	if t.Failed() {
+		return // coverage means little after a failure
+	}
+	t.Run("coverage", func(t *testing.T) { testCoverage(t, cov) })
+}
+
+// goRoute matches a route the server registers in its source: a method
+// and a path constant or literal.
+var (
+	goRoute  = regexp.MustCompile(`"(GET|PUT|PATCH|DELETE|POST) (?:"\s*\+\s*(\w+)|(/[^"]*)")`)
+	goConst  = regexp.MustCompile(`(?m)^\s*(\w+)\s*=\s*(?:(\w+)\s*\+\s*)?"([^"]*)"`)
+	goParams = regexp.MustCompile(`\{(\w+)(\.\.\.)?\}`)
+)
+
+// serverRoutes returns the routes the server registers, "METHOD /path"
+// with OpenAPI's path templates: those of the API's handler and of the
+// server's own mux, read from their source, and the browser client's.
+func serverRoutes(t *testing.T) []string {
+	t.Helper()
+	var routes []string
+	for _, file := range []string{"../../transport/httpapi/handler.go", "../../server/server.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		consts := map[string]string{}
+		for _, m := range goConst.FindAllStringSubmatch(string(src), -1) {
+			consts[m[1]] = consts[m[2]] + m[3]
+		}
+		for _, m := range goRoute.FindAllStringSubmatch(string(src), -1) {
+			path := m[3]
+			if m[2] != "" {
+				path = consts[m[2]]
+				if path == "" {
+					t.Fatalf("%s: route %s names %s, whose value this test cannot read", file, m[0], m[2])
+				}
+			}
+			routes = append(routes, m[1]+" "+path)
+		}
+	}
+	routes = append(routes, client.Patterns...)
+	for i, r := range routes {
+		r = goParams.ReplaceAllString(r, "{$1}")
+		if strings.HasSuffix(r, "/") {
+			r += "{module}" // the client's modules
+		}
+		routes[i] = r
+	}
+	slices.Sort(routes)
+	return slices.Compact(routes)
+}
+
+// specRoutes returns the OpenAPI document's operations as "METHOD /path".
+func specRoutes(t *testing.T) []string {
+	t.Helper()
+	var routes []string
+	for path, item := range loadOpenAPI(t).Paths.Map() {
+		for method := range item.Operations() {
+			routes = append(routes, method+" "+path)
+		}
+	}
+	slices.Sort(routes)
+	return routes
+}
+
+// testRoutes compares the server's routes with the document's operations
+// both ways, and checks each API path's other methods: 405 with an Allow
+// header naming the documented ones (and HEAD beside GET).
+func testRoutes(t *testing.T, cov *coverage) {
+	have, documented := serverRoutes(t), specRoutes(t)
+	for _, r := range have {
+		if !slices.Contains(documented, r) {
+			t.Errorf("the server routes %s, which openapi.yaml does not document", r)
+		}
+	}
+	for _, r := range documented {
+		if !slices.Contains(have, r) {
+			t.Errorf("openapi.yaml documents %s, which the server does not route", r)
+		}
+	}
+
+	e := newEnv(t, cov, nil)
+	methods := map[string][]string{}
+	for _, r := range documented {
+		m, p, _ := strings.Cut(r, " ")
+		methods[p] = append(methods[p], m)
+	}
+	for path, ms := range methods {
+		if !strings.HasPrefix(path, "/v1/") {
+			continue
+		}
+		probe := strings.NewReplacer("{c}", "c", "{id}", "x", "{name}", "n").Replace(path)
+		allow := slices.Clone(ms)
+		if slices.Contains(allow, "GET") && path != "/v1/ws" {
+			allow = append(allow, "HEAD")
+		}
+		for _, m := range []string{"GET", "PUT", "PATCH", "DELETE", "POST"} {
+			if slices.Contains(ms, m) {
+				continue
+			}
+			req, _ := http.NewRequest(m, e.url+probe, nil)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := strings.Split(strings.ReplaceAll(resp.Header.Get("Allow"), " ", ""), ",")
+			slices.Sort(got)
+			slices.Sort(allow)
+			if resp.StatusCode != http.StatusMethodNotAllowed || !slices.Equal(got, allow) {
+				t.Errorf("%s %s: %d, Allow %q; openapi.yaml documents %v", m, probe, resp.StatusCode, resp.Header.Get("Allow"), allow)
+			}
+		}
+	}
+}
+
+// testAnonymous drives a server without access control through every
+// operation, with good and bad inputs, and its live transports.
+func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
+	e := newEnv(t, cov, &server.Options{
+		MaxBodyBytes: 16 << 10,
+		CallTimeout:  200 * time.Millisecond,
+		PingInterval: 100 * time.Millisecond,
+	})
+	hub := e.srv.Hub()
+	hub.HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
+	hub.HandleCall("stale", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		return nil, &viewsync.CallError{Code: protocol.CodePreconditionFailed, Message: "the price changed"}
+	})
+	hub.HandleCall("upstream", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		return nil, &viewsync.CallError{Code: protocol.CodeBadGateway, Message: "the backend failed"}
+	})
+	hub.HandleCall("busy", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		return nil, fmt.Errorf("the stock service: %w", viewsync.ErrClosed)
+	})
+	hub.HandleCall("slow", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	big := `"` + strings.Repeat("x", 20<<10) + `"`
+	const (
+		c      = "/v1/collections/products"
+		rec    = c + "/records/"
+		merge  = "application/merge-patch+json"
+		plain  = "text/plain"
+		ctype  = "Content-Type"
+		ifm    = "If-Match"
+		ifnm   = "If-None-Match"
+		filter = `{"price":{"$lt":50}}`
+	)
+	where := "where=" + url.QueryEscape(filter)
+
+	// Writes of one record.
+	resp, _ := e.do(t, call{method: "PUT", path: rec + "p1", body: `{"name":"Lamp","price":12.5}`, want: 200})
+	if resp.Header.Get("ETag") != `"1"` {
+		t.Errorf("PUT: ETag %q, want \"1\"", resp.Header.Get("ETag"))
+	}
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{}`, header: []string{ifnm, "*"}, want: 412})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{}`, header: []string{ifm, `"99"`}, want: 412})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{"name":"Lamp","price":11}`, header: []string{ifm, `"1"`}, want: 200})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{"name":`, want: 400, offSpec: true})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `"lamp"`, header: []string{ctype, plain}, want: 415, offSpec: true})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: big, want: 413})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{}`, header: []string{ifm, `W/"1"`}, want: 400, offSpec: true})
+	e.do(t, call{method: "PUT", path: rec + "p1", body: `{}`, header: []string{ifm, `"2"`, ifnm, "*"}, want: 400})
+	e.do(t, call{method: "PUT", path: "/v1/collections/No!/records/p1", body: `{}`, want: 400, offSpec: true})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"price":10}`, header: []string{ctype, merge, ifm, `"2"`}, want: 200})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"price":9}`, header: []string{ctype, merge, ifm, `"1"`}, want: 412})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"stock":3}`, want: 200})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{}`, header: []string{ctype, plain}, want: 415, offSpec: true})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: big, header: []string{ctype, merge}, want: 413})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"a":`, header: []string{ctype, merge}, want: 400, offSpec: true})
+	e.do(t, call{method: "PUT", path: rec + "gone", body: `1`, want: 200})
+	e.do(t, call{method: "DELETE", path: rec + "gone", header: []string{ifm, `"1"`}, want: 412})
+	e.do(t, call{method: "DELETE", path: rec + "gone", header: []string{ifm, `"x1"`}, want: 400, offSpec: true})
+	e.do(t, call{method: "DELETE", path: rec + "gone", want: 200})
+	e.do(t, call{method: "DELETE", path: rec + "gone", want: 404})
+	e.do(t, call{method: "DELETE", path: rec + "gone", header: []string{ifm, "*"}, want: 412})
+
+	// Commits.
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"put","id":"p2","value":{"name":"Desk","price":99}}],"if":{"p2":0}}`, want: 200})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"put","id":"p2","value":{}}],"if":{"p2":0}}`, want: 412})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[]}`, want: 400, offSpec: true})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"move","id":"p2"}]}`, want: 400, offSpec: true})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"delete","id":"p1"}],"then":1}`, want: 400, offSpec: true})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[]}`, header: []string{ctype, plain}, want: 415, offSpec: true})
+	e.do(t, call{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"put","id":"p3","value":` + big + `}]}`, want: 413})
+
+	// Reads.
+	resp, _ = e.do(t, call{method: "GET", path: c, want: 200})
+	etag := resp.Header.Get("ETag")
+	e.do(t, call{method: "GET", path: c, header: []string{ifnm, etag}, want: 304})
+	resp, _ = e.do(t, call{method: "GET", path: c + "?" + where, want: 200})
+	e.do(t, call{method: "GET", path: c + "?" + where, header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	e.do(t, call{method: "GET", path: c + "?where=" + url.QueryEscape(`{"price":{"$near":1}}`), want: 400})
+	e.do(t, call{method: "GET", path: c + "?where=price", want: 400, offSpec: true})
+	e.do(t, call{method: "GET", path: "/v1/collections/-x", want: 400, offSpec: true})
+	resp, body := e.do(t, call{method: "GET", path: c + "/version", want: 200})
+	var head protocol.Head
+	if err := json.Unmarshal(body, &head); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, call{method: "GET", path: c + "/version", header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	e.do(t, call{method: "GET", path: "/v1/collections/_x/version", want: 400, offSpec: true})
+	resp, _ = e.do(t, call{method: "GET", path: rec + "p1", want: 200})
+	e.do(t, call{method: "GET", path: rec + "p1", header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	e.do(t, call{method: "GET", path: rec + "p1?where=" + url.QueryEscape(`{"price":{"$gt":50}}`), want: 404})
+	e.do(t, call{method: "GET", path: rec + "nope", want: 404})
+	e.do(t, call{method: "GET", path: rec + "p1?where=%7B", want: 400})
+	e.do(t, call{method: "GET", path: "/v1/collections/A/records/p1", want: 400, offSpec: true})
+
+	// Changes and the long-poll.
+	ep := "epoch=" + head.Epoch
+	_, body = e.do(t, call{method: "GET", path: c + "/changes?after=0", want: 200})
+	if !strings.Contains(string(body), `"commits":[{`) {
+		t.Errorf("changes after 0: %s", body)
+	}
+	_, body = e.do(t, call{method: "GET", path: c + "/changes?after=1&limit=1&" + ep, want: 200})
+	if !strings.Contains(string(body), `"version":2,"commits"`) {
+		t.Errorf("a page of one commit: %s", body)
+	}
+	_, body = e.do(t, call{method: "GET", path: c + "/changes?after=1&epoch=another", want: 200})
+	if !strings.Contains(string(body), `"reset":true`) {
+		t.Errorf("changes in another epoch: %s, want a reset", body)
+	}
+	_, body = e.do(t, call{method: "GET", path: c + "/changes?wait=100ms&client=spec&after=" + strconv.FormatUint(head.Version, 10), want: 200})
+	if !strings.Contains(string(body), `"commits":[]`) {
+		t.Errorf("a long-poll that timed out: %s", body)
+	}
+	e.do(t, call{method: "GET", path: c + "/changes?after=0&" + where, want: 200})
+	e.do(t, call{method: "GET", path: c + "/changes?after=one", want: 400, offSpec: true})
+	e.do(t, call{method: "GET", path: c + "/changes?limit=0", want: 400, offSpec: true})
+	e.do(t, call{method: "GET", path: c + "/changes?wait=soon", want: 400, offSpec: true})
+	e.do(t, call{method: "GET", path: c + "/changes?wait=2h", want: 400})
+	e.do(t, call{method: "GET", path: c + "/changes?epoch=a.b", want: 400, offSpec: true})
+
+	// Calls.
+	_, body = e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"arg":{"x":2}}`, want: 200})
+	if string(body) != `{"result":{"x":2},"versions":{}}` {
+		t.Errorf("call echo: %s", body)
+	}
+	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{}`, want: 200})
+	e.do(t, call{method: "POST", path: "/v1/calls/nope", body: `{"arg":1}`, want: 404})
+	e.do(t, call{method: "POST", path: "/v1/calls/no%20pe", body: `{"arg":1}`, want: 400, offSpec: true})
+	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"args":1}`, want: 400, offSpec: true})
+	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"arg":1}`, header: []string{ctype, plain}, want: 415, offSpec: true})
+	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"arg":` + big + `}`, want: 413})
+	e.do(t, call{method: "POST", path: "/v1/calls/stale", body: `{"arg":1}`, want: 412})
+	e.do(t, call{method: "POST", path: "/v1/calls/upstream", body: `{"arg":1}`, want: 502})
+	e.do(t, call{method: "POST", path: "/v1/calls/busy", body: `{"arg":1}`, want: 503})
+	e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, want: 504})
+
+	// Refused streams and upgrades.
+	for _, s := range []string{"/events", "/stream"} {
+		e.do(t, call{method: "GET", path: c + s + "?after=x", want: 400, offSpec: true})
+		e.do(t, call{method: "GET", path: c + s + "?" + ep, want: 400})
+		e.do(t, call{method: "GET", path: c + s, header: []string{"Last-Event-ID", "x:y"}, want: 400, offSpec: true})
+		e.do(t, call{method: "GET", path: c + s + "?where=" + url.QueryEscape(`{"$or":1}`), want: 400})
+		e.do(t, call{method: "GET", path: "/v1/collections/Products" + s, want: 400, offSpec: true})
+	}
+	e.do(t, call{method: "GET", path: "/v1/ws", want: 426, offSpec: true})
+	badKey := slices.Clone(wsUpgrade)
+	badKey[7] = "short"
+	e.do(t, call{method: "GET", path: "/v1/ws", header: badKey, want: 400, offSpec: true})
+	e.do(t, call{method: "GET", path: "/v1/ws", header: append(slices.Clone(wsUpgrade), "Origin", "https://elsewhere.example"), want: 403})
+	e.do(t, call{method: "GET", path: "/v1/ws", header: []string{"Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Version", "8", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol", protocol.WSSubprotocol}, want: 426, offSpec: true})
+
+	// Operations and the client.
+	e.do(t, call{method: "GET", path: "/healthz", want: 200})
+	e.do(t, call{method: "GET", path: "/readyz", want: 200})
+	e.do(t, call{method: "GET", path: "/metrics", want: 200})
+	_, body = e.do(t, call{method: "GET", path: "/openapi.yaml", want: 200})
+	if !strings.HasPrefix(string(body), "openapi: 3.1") {
+		t.Errorf("GET /openapi.yaml: %.40q", body)
+	}
+	_, body = e.do(t, call{method: "GET", path: "/asyncapi.yaml", want: 200})
+	if !strings.HasPrefix(string(body), "asyncapi: 3.0") {
+		t.Errorf("GET /asyncapi.yaml: %.40q", body)
+	}
+	for _, p := range []string{"/viewsync.js", "/viewsync.d.ts", "/viewsync/session.js"} {
+		resp, _ := e.do(t, call{method: "GET", path: p, want: 200})
+		e.do(t, call{method: "GET", path: p, header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	}
+	e.do(t, call{method: "GET", path: "/viewsync/nope.js", want: 404})
+
+	t.Run("events", func(t *testing.T) { testEvents(t, e, async, where) })
+	t.Run("stream", func(t *testing.T) { testStream(t, e, async, where) })
+	t.Run("websocket", func(t *testing.T) { testWebSocket(t, e, async) })
+}
+
+// testEvents reads an event stream and a filtered one and checks their
+// events against the SSE channel of asyncapi.yaml: the reset, a commit,
+// a view's commit with after, and a view's progress.
+func testEvents(t *testing.T, e *env, async *asyncSpec, where string) {
+	const c = "/v1/collections/products"
+	resp, _ := e.do(t, call{method: "GET", path: c + "/events", want: 200, stream: true})
+	defer resp.Body.Close()
+	view, _ := e.do(t, call{method: "GET", path: c + "/events?" + where, want: 200, stream: true})
+	defer view.Body.Close()
+	br, vbr := bufio.NewReader(resp.Body), bufio.NewReader(view.Body)
+
+	next := func(br *bufio.Reader, want string) sseEvent {
+		t.Helper()
+		for {
+			ev, err := readEvent(br)
+			if err != nil {
+				t.Fatalf("reading events: %v", err)
+			}
+			async.checkEvent(t, ev)
+			if ev.event == want {
+				return ev
+			}
+		}
+	}
+	next(br, "reset")
+	next(vbr, "reset")
+	e.do(t, call{method: "PUT", path: c + "/records/e1", body: `{"price":300}`, want: 200}) // outside the view
+	e.do(t, call{method: "PUT", path: c + "/records/e2", body: `{"price":3}`, want: 200})
+	next(br, "commit")
+	ev := next(vbr, "commit")
+	if !strings.Contains(ev.data, `"after":`) {
+		t.Errorf("a view's commit past a skipped one has no after: %s", ev.data)
+	}
+	e.do(t, call{method: "PUT", path: c + "/records/e3", body: `{"price":301}`, want: 200})
+	next(vbr, "progress")
+}
+
+// testStream reads an NDJSON stream and a filtered one and checks their
+// lines against the NDJSON channel of asyncapi.yaml.
+func testStream(t *testing.T, e *env, async *asyncSpec, where string) {
+	const c = "/v1/collections/products"
+	resp, _ := e.do(t, call{method: "GET", path: c + "/stream?after=1", want: 200, stream: true})
+	defer resp.Body.Close()
+	view, _ := e.do(t, call{method: "GET", path: c + "/stream?" + where, want: 200, stream: true})
+	defer view.Body.Close()
+	br, vbr := bufio.NewReader(resp.Body), bufio.NewReader(view.Body)
+	next := func(br *bufio.Reader, want string) []byte {
+		t.Helper()
+		for {
+			line, err := br.ReadBytes('\n')
+			if err != nil {
+				t.Fatalf("reading the stream: %v", err)
+			}
+			typ := serverKey(t, line)
+			async.validate(t, "stream", typ, line, nil)
+			if typ == want {
+				return line
+			}
+		}
+	}
+	next(br, "commit") // resuming after 1: the commits since
+	next(vbr, "reset")
+	e.do(t, call{method: "PUT", path: c + "/records/n1", body: `{"price":400}`, want: 200})
+	next(vbr, "progress")
+	next(br, "ping")
+}
+
+// testWebSocket opens a WebSocket, checks its handshake against
+// openapi.yaml and every message both ways against the WebSocket channel
+// of asyncapi.yaml.
+func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
+	ws := dialWS(t, e)
+	defer ws.Close()
+
+	send := func(msg string) {
+		t.Helper()
+		var m struct {
+			Type string `json:"type"`
+		}
+		json.Unmarshal([]byte(msg), &m)
+		async.validate(t, "ws", clientKey(m.Type), []byte(msg), nil)
+		if err := ws.write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendBad := func(msg, key string) {
+		t.Helper()
+		async.rejects(t, "ws", key, []byte(msg))
+		if err := ws.write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// until reads messages, checking each, until it has seen one of each
+	// type of want, and returns the first of each.
+	until := func(want ...string) map[string][]byte {
+		t.Helper()
+		got := map[string][]byte{}
+		for len(got) < len(want) {
+			b, err := ws.read()
+			if err != nil {
+				t.Fatalf("reading the WebSocket, waiting for %v: %v", want, err)
+			}
+			typ := serverKey(t, b)
+			async.validate(t, "ws", typ, b, nil)
+			if _, ok := got[typ]; !ok && slices.Contains(want, typ) {
+				got[typ] = b
+			}
+		}
+		return got
+	}
+
+	// The protocol's message types are the channel's.
+	want := []string{
+		protocol.TypeAck, protocol.TypeCall, protocol.TypeCatchUp, protocol.TypeCommit, protocol.TypeError,
+		protocol.TypeProgress, protocol.TypeReset, protocol.TypeResult, protocol.TypeSubscribe, protocol.TypeUnsubscribe,
+	}
+	slices.Sort(want)
+	if got := async.typeConsts(t, "ws"); !slices.Equal(got, want) {
+		t.Errorf("asyncapi.yaml's WebSocket messages have the types %v, the protocol %v", got, want)
+	}
+
+	send(`{"type":"subscribe","collection":"products"}`)
+	until("reset")
+	send(`{"type":"subscribe","collection":"products","sub":"cheap","where":{"price":{"$lt":50}},"after":1,"epoch":""}`)
+	send(`{"type":"commit","id":"c1","collection":"products","ops":[{"op":"put","id":"w1","value":{"price":1}}],"if":{"w1":0}}`)
+	if b := until("result", "commit")["result"]; !strings.Contains(string(b), `"id":"c1"`) {
+		t.Errorf("the result of commit c1: %s", b)
+	}
+	send(`{"type":"call","id":7,"name":"echo","arg":[1,2]}`)
+	if b := until("result")["result"]; !strings.Contains(string(b), `"id":7,`) {
+		t.Errorf("the result of call 7: %s", b)
+	}
+	send(`{"type":"ack","collection":"products","version":1}`)
+	send(`{"type":"ack","collection":"products","sub":"cheap","version":999999}`)
+	if b := until("error")["error"]; !strings.Contains(string(b), `"sub":"cheap"`) {
+		t.Errorf("an ack ahead of the view: %s", b)
+	}
+	send(`{"type":"commit","id":8,"collection":"products","ops":[{"op":"put","id":"w2","value":{"price":500}}]}`)
+	until("result", "progress")
+	send(`{"type":"unsubscribe","collection":"products","sub":"cheap"}`)
+	send(`{"type":"unsubscribe","collection":"orders"}`)
+	until("error")
+	sendBad(`{"type":"subscribe","collection":"products","epoch":"e"}`, "subscribe")
+	until("error")
+	sendBad(`{"type":"call","id":true,"name":"echo","arg":1}`, "call")
+	until("error")
+	sendBad(`{"type":"commit","id":"c2","collection":"products","ops":[{"op":"put","id":"w3"}],"extra":1}`, "commitRequest")
+	if b := until("error")["error"]; !strings.Contains(string(b), `"id":"c2"`) {
+		t.Errorf("a bad commit's error without its id: %s", b)
+	}
+
+	// A catch-up, as every transport encodes it.
+	cu, err := protocol.EncodeCatchUp(&protocol.CatchUp{Collection: "products", Epoch: "e", Version: 9, Compacted: true,
+		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`1`), Version: 9}}, Deleted: []string{"b"}}, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	async.validate(t, "ws", "catchup", cu, nil)
+}
+
+// wsUpgrade are the headers of a WebSocket upgrade offering viewsync's
+// subprotocol.
+var wsUpgrade = []string{
+	"Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Version", "13",
+	"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol", protocol.WSSubprotocol,
+}
+
+// wsConn is a WebSocket client: a connection upgraded by the test's HTTP
+// client, framed by gobwas/ws.
+type wsConn struct {
+	rw   io.ReadWriteCloser
+	stop *time.Timer
+}
+
+// dialWS opens a WebSocket to e, with the viewsync subprotocol and the
+// headers given in pairs; the handshake is checked against openapi.yaml
+// as any request is. The connection is cut after wait, a hang guard.
+func dialWS(t *testing.T, e *env, header ...string) *wsConn {
+	t.Helper()
+	resp, _ := e.do(t, call{method: "GET", path: "/v1/ws", header: append(slices.Clone(wsUpgrade), header...), want: http.StatusSwitchingProtocols, stream: true})
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+		t.Fatalf("WebSocket upgrade: %s", resp.Status)
+	}
+	return &wsConn{rw: rw, stop: time.AfterFunc(wait, func() { rw.Close() })}
+}
+
+// write sends a text message.
+func (c *wsConn) write(b []byte) error { return wsutil.WriteClientText(c.rw, b) }
+
+// read returns the next data message, answering pings meanwhile.
+func (c *wsConn) read() ([]byte, error) {
+	b, _, err := wsutil.ReadServerData(c.rw)
+	return b, err
+}
+
+// Close closes the connection.
+func (c *wsConn) Close() error {
+	c.stop.Stop()
+	return c.rw.Close()
+}
+
+// testAccess drives a server with access control: 401 without a valid
+// token, 403 without the right, 429 past the rate of writes or calls, a
+// write-only principal's answers, and streams that end when the token
+// expires.
+func testAccess(t *testing.T, cov *coverage, async *asyncSpec) {
+	jv, err := auth.NewJWT(auth.JWTOptions{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate := func() *limit.Rate { return limit.NewRate(limit.RateOptions{PerSecond: 0.001, Burst: 1}) }
+	e := newEnv(t, cov, &server.Options{Policy: &auth.Policy{Authenticate: jv.Authenticate, Commits: rate(), Calls: rate()}})
+	e.srv.Hub().HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
+	const c = "/v1/collections/orders"
+	all := map[string][]string{"read": {"*"}, "write": {"*"}, "call": {"*"}}
+	nothing := map[string][]string{"read": {"other"}}
+	reader := bearer(token(t, "reader", all, time.Hour))
+	denied := bearer(token(t, "nobody", nothing, time.Hour))
+	forged := []string{"Authorization", "Bearer " + token(t, "reader", all, time.Hour) + "x"}
+
+	e.do(t, call{method: "PUT", path: c + "/records/o1", body: `{"owner":"ana"}`, header: reader, want: 200})
+	e.do(t, call{method: "GET", path: c + "?token=" + url.QueryEscape(token(t, "q", all, time.Hour)), want: 200})
+	reads := []call{
+		{method: "GET", path: c},
+		{method: "GET", path: c + "/version"},
+		{method: "GET", path: c + "/changes?after=0"},
+		{method: "GET", path: c + "/records/o1"},
+		{method: "GET", path: c + "/events"},
+		{method: "GET", path: c + "/stream"},
+	}
+	for _, r := range reads {
+		r.want, r.header = 401, nil
+		e.do(t, r)
+		r.header = forged
+		e.do(t, r)
+		r.want, r.header = 403, denied
+		e.do(t, r)
+	}
+	writes := []call{
+		{method: "PUT", path: c + "/records/o2", body: `{"owner":"bo"}`},
+		{method: "PATCH", path: c + "/records/o2", body: `{"owner":"cy"}`},
+		{method: "DELETE", path: c + "/records/o2"},
+		{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"put","id":"o3","value":1}]}`},
+		{method: "POST", path: "/v1/calls/echo", body: `{"arg":1}`},
+	}
+	writeOnly := map[string][]string{"write": {"orders"}, "call": {"echo"}}
+	for i, w := range writes {
+		w.want, w.header = 401, nil
+		e.do(t, w)
+		w.want, w.header = 403, denied
+		e.do(t, w)
+		// Each write spends from its own principal's budget of one.
+		tok := bearer(token(t, fmt.Sprint("writer", i), writeOnly, time.Hour))
+		w.want, w.header = 200, tok
+		_, body := e.do(t, w)
+		if w.method == "PUT" && string(body) != `{"version":2}` {
+			t.Errorf("PUT by a principal who may not read: %s, want only the version", body)
+		}
+		w.want = 429
+		resp, _ := e.do(t, w)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: 429 without Retry-After", w.method, w.path)
+		}
+	}
+	e.do(t, call{method: "GET", path: "/v1/ws", header: wsUpgrade, want: 401})
+	e.do(t, call{method: "GET", path: "/v1/ws", header: append(slices.Clone(wsUpgrade), forged...), want: 401})
+	dialWS(t, e, reader...).Close()
+
+	// Streams end with an error when their token expires.
+	brief := bearer(token(t, "brief", all, 1500*time.Millisecond))
+	events, _ := e.do(t, call{method: "GET", path: c + "/events", header: brief, want: 200, stream: true})
+	defer events.Body.Close()
+	stream, _ := e.do(t, call{method: "GET", path: c + "/stream", header: brief, want: 200, stream: true})
+	defer stream.Body.Close()
+	for br := bufio.NewReader(events.Body); ; {
+		ev, err := readEvent(br)
+		if err != nil {
+			t.Fatalf("the event stream ended without an error event: %v", err)
+		}
+		async.checkEvent(t, ev)
+		if ev.event == "error" {
+			break
+		}
+	}
+	for br := bufio.NewReader(stream.Body); ; {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("the stream ended without an error line: %v", err)
+		}
+		typ := serverKey(t, line)
+		async.validate(t, "stream", typ, line, nil)
+		if typ == "error" {
+			break
+		}
+	}
+}
+
+// testClosed checks the answers of a server whose hub has closed: 503
+// unavailable on every operation that needs the hub. (A call runs its
+// handler, which answers as it can.)
+func testClosed(t *testing.T, cov *coverage) {
+	e := newEnv(t, cov, nil)
+	e.srv.Hub().HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
+	const c = "/v1/collections/products"
+	e.do(t, call{method: "PUT", path: c + "/records/p1", body: `1`, want: 200})
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []call{
+		{method: "GET", path: c},
+		{method: "GET", path: c + "/version"},
+		{method: "GET", path: c + "/changes?after=0"},
+		{method: "GET", path: c + "/records/p1"},
+		{method: "PUT", path: c + "/records/p1", body: `2`},
+		{method: "PATCH", path: c + "/records/p1", body: `{}`},
+		{method: "DELETE", path: c + "/records/p1"},
+		{method: "POST", path: c + "/commits", body: `{"ops":[{"op":"delete","id":"p1"}]}`},
+		{method: "GET", path: c + "/events"},
+		{method: "GET", path: c + "/stream"},
+		{method: "GET", path: "/readyz"},
+		{method: "GET", path: "/v1/ws", header: wsUpgrade},
+	} {
+		cl.want = 503
+		e.do(t, cl)
+	}
+}
+
+// testCoverage checks that the tests saw every documented status of
+// every operation, but those unexercised lists, and none of those.
+func testCoverage(t *testing.T, cov *coverage) {
+	doc := loadOpenAPI(t)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			skip := unexercised[op.OperationID]
+			for code := range op.Responses.Map() {
+				status, err := strconv.Atoi(code)
+				if err != nil {
+					t.Errorf("%s %s: response %q is not a status", method, path, code)
+					continue
+				}
+				seen := cov.saw(op.OperationID, status)
+				switch _, listed := skip[status]; {
+				case !seen && !listed:
+					t.Errorf("%s %s (%s): no test saw the documented status %d", method, path, op.OperationID, status)
+				case seen && listed:
+					t.Errorf("%s %s (%s): status %d is listed as unexercised, and a test saw it", method, path, op.OperationID, status)
+				}
+			}
+			for status := range skip {
+				if op.Responses.Status(status) == nil {
+					t.Errorf("%s %s (%s): unexercised lists %d, which openapi.yaml does not document", method, path, op.OperationID, status)
+				}
+			}
+		}
+	}
+	for id := range maps.Keys(unexercised) {
+		found := false
+		for _, item := range doc.Paths.Map() {
+			for _, op := range item.Operations() {
+				found = found || op.OperationID == id
+			}
+		}
+		if !found {
+			t.Errorf("unexercised names %s, which openapi.yaml does not have", id)
+		}
+	}
+}
