@@ -170,11 +170,11 @@ func (a *asyncSpec) validate(t *testing.T, ch, key string, payload []byte, heade
 		return
 	}
 	if err := a.schema(t, ref+"/payload").Validate(v); err != nil {
-		t.Errorf("%s message %s breaks asyncapi.yaml: %v\n%s", ch, key, err, payload)
+		t.Errorf("%s message %s breaks asyncapi.yaml: %#v\n%s", ch, key, err, payload)
 	}
 	if headers != nil {
 		if err := a.schema(t, ref+"/headers").Validate(headers); err != nil {
-			t.Errorf("%s message %s: its headers break asyncapi.yaml: %v\n%v", ch, key, err, headers)
+			t.Errorf("%s message %s: its headers break asyncapi.yaml: %#v\n%v", ch, key, err, headers)
 		}
 	}
 }

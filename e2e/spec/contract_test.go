@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,9 +24,11 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/client"
+	"github.com/viewsync/viewsync/docs"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/server"
+	"github.com/viewsync/viewsync/store"
 )
 
 // unexercised are the documented answers the tests do not provoke, with
@@ -84,8 +87,10 @@ func TestContract(t *testing.T) {
 	cov := &coverage{}
 
 	t.Run("routes", func(t *testing.T) { testRoutes(t, cov) })
+	t.Run("codes", func(t *testing.T) { testCodes(t, async) })
 	t.Run("anonymous", func(t *testing.T) { testAnonymous(t, cov, async) })
 	t.Run("access", func(t *testing.T) { testAccess(t, cov, async) })
+	t.Run("catchup", func(t *testing.T) { testCatchUp(t, cov, async) })
 	t.Run("closed", func(t *testing.T) { testClosed(t, cov) })
 	if t.Failed() {
 		return // coverage means little after a failure
@@ -200,6 +205,42 @@ func testRoutes(t *testing.T, cov *coverage) {
 				t.Errorf("%s %s: %d, Allow %q; openapi.yaml documents %v", m, probe, resp.StatusCode, resp.Header.Get("Allow"), allow)
 			}
 		}
+	}
+}
+
+// goCode matches an error code of the contract in protocol's source.
+var goCode = regexp.MustCompile(`(?m)^\s*Code\w+\s+Code = "(\w+)"`)
+
+// testCodes checks that both documents' enums of error codes are the
+// protocol's codes.
+func testCodes(t *testing.T, async *asyncSpec) {
+	src, err := os.ReadFile("../../protocol/errors.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, m := range goCode.FindAllStringSubmatch(string(src), -1) {
+		codes = append(codes, m[1])
+	}
+	slices.Sort(codes)
+	if len(codes) < 10 {
+		t.Fatalf("protocol/errors.go: read %d codes, %v", len(codes), codes)
+	}
+	var inOpenAPI []string
+	for _, v := range loadOpenAPI(t).Components.Schemas["ErrorCode"].Value.Enum {
+		inOpenAPI = append(inOpenAPI, v.(string))
+	}
+	slices.Sort(inOpenAPI)
+	if !slices.Equal(inOpenAPI, codes) {
+		t.Errorf("openapi.yaml's ErrorCode enum is %v; the protocol's codes are %v", inOpenAPI, codes)
+	}
+	var inAsyncAPI []string
+	for _, v := range async.doc["components"].(map[string]any)["schemas"].(map[string]any)["ErrorCode"].(map[string]any)["enum"].([]any) {
+		inAsyncAPI = append(inAsyncAPI, v.(string))
+	}
+	slices.Sort(inAsyncAPI)
+	if !slices.Equal(inAsyncAPI, codes) {
+		t.Errorf("asyncapi.yaml's ErrorCode enum is %v; the protocol's codes are %v", inAsyncAPI, codes)
 	}
 }
 
@@ -358,13 +399,11 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	e.do(t, call{method: "GET", path: "/healthz", want: 200})
 	e.do(t, call{method: "GET", path: "/readyz", want: 200})
 	e.do(t, call{method: "GET", path: "/metrics", want: 200})
-	_, body = e.do(t, call{method: "GET", path: "/openapi.yaml", want: 200})
-	if !strings.HasPrefix(string(body), "openapi: 3.1") {
-		t.Errorf("GET /openapi.yaml: %.40q", body)
+	if _, body := e.do(t, call{method: "GET", path: "/openapi.yaml", want: 200}); !bytes.Equal(body, docs.OpenAPI) {
+		t.Errorf("GET /openapi.yaml: %.40q…, not docs/openapi.yaml", body)
 	}
-	_, body = e.do(t, call{method: "GET", path: "/asyncapi.yaml", want: 200})
-	if !strings.HasPrefix(string(body), "asyncapi: 3.0") {
-		t.Errorf("GET /asyncapi.yaml: %.40q", body)
+	if _, body := e.do(t, call{method: "GET", path: "/asyncapi.yaml", want: 200}); !bytes.Equal(body, docs.AsyncAPI) {
+		t.Errorf("GET /asyncapi.yaml: %.40q…, not docs/asyncapi.yaml", body)
 	}
 	for _, p := range []string{"/viewsync.js", "/viewsync.d.ts", "/viewsync/session.js"} {
 		resp, _ := e.do(t, call{method: "GET", path: p, want: 200})
@@ -527,14 +566,6 @@ func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
 	if b := until("error")["error"]; !strings.Contains(string(b), `"id":"c2"`) {
 		t.Errorf("a bad commit's error without its id: %s", b)
 	}
-
-	// A catch-up, as every transport encodes it.
-	cu, err := protocol.EncodeCatchUp(&protocol.CatchUp{Collection: "products", Epoch: "e", Version: 9, Compacted: true,
-		Records: []protocol.Record{{ID: "a", Value: json.RawMessage(`1`), Version: 9}}, Deleted: []string{"b"}}, "s1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	async.validate(t, "ws", "catchup", cu, nil)
 }
 
 // wsUpgrade are the headers of a WebSocket upgrade offering viewsync's
@@ -672,6 +703,54 @@ func testAccess(t *testing.T, cov *coverage, async *asyncSpec) {
 		if typ == "error" {
 			break
 		}
+	}
+}
+
+// testCatchUp checks the catch-ups of a server that keeps only the
+// latest commits, as every transport sends them to a client resuming from
+// a cursor whose commits are gone: the changes' compacted answer, the SSE
+// catchup event, the NDJSON line and the WebSocket message.
+func testCatchUp(t *testing.T, cov *coverage, async *asyncSpec) {
+	e := newEnv(t, cov, &server.Options{Store: store.Config{RetainCommits: 1}, BufferBytes: 1})
+	const c = "/v1/collections/products"
+	for i := range 40 {
+		e.do(t, call{method: "PUT", path: fmt.Sprintf("%s/records/r%d", c, i%4), body: strconv.Itoa(i), want: 200})
+	}
+	e.do(t, call{method: "DELETE", path: c + "/records/r0", want: 200})
+	_, body := e.do(t, call{method: "GET", path: c + "/changes?after=1", want: 200})
+	if !strings.Contains(string(body), `"compacted":true`) {
+		t.Fatalf("changes after a trimmed cursor: %s, want a catch-up", body)
+	}
+
+	events, _ := e.do(t, call{method: "GET", path: c + "/events", header: []string{"Last-Event-ID", ":1"}, want: 200, stream: true})
+	defer events.Body.Close()
+	if ev, err := readEvent(bufio.NewReader(events.Body)); err != nil || ev.event != "catchup" {
+		t.Errorf("events resumed after a trimmed cursor: %+v, %v; want a catchup", ev, err)
+	} else {
+		async.checkEvent(t, ev)
+	}
+
+	stream, _ := e.do(t, call{method: "GET", path: c + "/stream?after=1", want: 200, stream: true})
+	defer stream.Body.Close()
+	line, err := bufio.NewReader(stream.Body).ReadBytes('\n')
+	if err != nil || serverKey(t, line) != "catchup" {
+		t.Errorf("a stream resumed after a trimmed cursor: %s, %v; want a catchup", line, err)
+	} else {
+		async.validate(t, "stream", "catchup", line, nil)
+	}
+
+	ws := dialWS(t, e)
+	defer ws.Close()
+	msg := `{"type":"subscribe","collection":"products","sub":"s","after":1}`
+	async.validate(t, "ws", "subscribe", []byte(msg), nil)
+	if err := ws.write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ws.read()
+	if err != nil || serverKey(t, b) != "catchup" {
+		t.Errorf("a subscription after a trimmed cursor: %s, %v; want a catchup", b, err)
+	} else {
+		async.validate(t, "ws", "catchup", b, nil)
 	}
 }
 
