@@ -22,6 +22,10 @@ type position struct {
 	// Loaded is false while the initial load is under way: a crash then
 	// means loading again.
 	Loaded bool `json:"loaded"`
+	// Columns are the table's columns as the records have them (name
+	// and type OID each): a stream describing others means the table
+	// changed shape, and is loaded again.
+	Columns []string `json:"columns"`
 }
 
 // encode returns p as stored.
@@ -29,9 +33,10 @@ func (p position) encode() []byte {
 	b, _ := json.Marshal(struct {
 		System string `json:"system"`
 		OID    uint32 `json:"oid"`
-		LSN    string `json:"lsn"`
-		Loaded bool   `json:"loaded"`
-	}{p.System, p.OID, p.LSN.String(), p.Loaded})
+		LSN     string   `json:"lsn"`
+		Loaded  bool     `json:"loaded"`
+		Columns []string `json:"columns"`
+	}{p.System, p.OID, p.LSN.String(), p.Loaded, p.Columns})
 	return b
 }
 
@@ -43,8 +48,9 @@ func decodePosition(b []byte) (p position, ok bool, err error) {
 	var raw struct {
 		System string `json:"system"`
 		OID    uint32 `json:"oid"`
-		LSN    string `json:"lsn"`
-		Loaded bool   `json:"loaded"`
+		LSN     string   `json:"lsn"`
+		Loaded  bool     `json:"loaded"`
+		Columns []string `json:"columns"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return position{}, false, fmt.Errorf("stored position %q: %w", b, err)
@@ -53,5 +59,15 @@ func decodePosition(b []byte) (p position, ok bool, err error) {
 	if err != nil {
 		return position{}, false, fmt.Errorf("stored position %q: %w", b, err)
 	}
-	return position{System: raw.System, OID: raw.OID, LSN: lsn, Loaded: raw.Loaded}, true, nil
+	return position{System: raw.System, OID: raw.OID, LSN: lsn, Loaded: raw.Loaded, Columns: raw.Columns}, true, nil
+}
+
+// columnsOf returns the columns of a table's shape as a position keeps
+// them.
+func columnsOf(names []string, oids []uint32) []string {
+	cols := make([]string, len(names))
+	for i, n := range names {
+		cols[i] = fmt.Sprintf("%s/%d", n, oids[i])
+	}
+	return cols
 }

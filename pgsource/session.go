@@ -72,7 +72,7 @@ func (s *Source) session(ctx context.Context) (streamed bool, err error) {
 		if err != nil {
 			o.Logger.Warn("PostgreSQL source: unreadable position; loading again", "collection", t.Collection, "err", err)
 		}
-		if created || !ok || !p.Loaded || p.OID != t.info.oid || p.System != ss.system {
+		if created || t.reload || !ok || !p.Loaded || p.OID != t.info.oid || p.System != ss.system {
 			load = append(load, t)
 			continue
 		}
@@ -164,6 +164,7 @@ func (ss *session) load(ctx context.Context, tx pgx.Tx, t *table, pos position) 
 	if err != nil {
 		return 0, err
 	}
+	pos.Columns = columnsOf(names, oids)
 	list := make([]string, len(names))
 	for i, n := range names {
 		list[i] = pgx.Identifier{n}.Sanitize()
@@ -215,6 +216,7 @@ func (ss *session) load(ctx context.Context, tx pgx.Tx, t *table, pos position) 
 	}
 	pos.Loaded = true
 	t.pos = pos
+	t.reload = false
 	ss.rels = map[uint32]*relation{} // the stream describes every relation again
 	return total, nil
 }

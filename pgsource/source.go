@@ -50,6 +50,9 @@ type table struct {
 	info tableInfo
 	// pos is the collection's position: what it holds.
 	pos position
+	// reload asks the next session to load the table again: its columns
+	// changed.
+	reload bool
 }
 
 // errNotYet is the readiness of a source before its first session streams.
@@ -186,6 +189,13 @@ func (s *Source) run(ctx context.Context) {
 		s.connected.Store(false)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errReload) {
+			// A table changed shape or was re-created: the next
+			// session loads it again, at once.
+			log.Info("PostgreSQL source: loading a table again", "why", err)
+			s.setState(fmt.Errorf("PostgreSQL source: %w", err))
+			continue
 		}
 		if streamed {
 			backoff = s.opts.MinBackoff

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -15,9 +17,10 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// errRecreated ends a session whose table was dropped or re-created: the
-// next session loads it again, in a new epoch.
-var errRecreated = errors.New("a table was dropped or re-created")
+// errReload ends a session whose table changed shape (columns added,
+// dropped or retyped) or was re-created: the next session loads it again,
+// in a new epoch.
+var errReload = errors.New("a table changed")
 
 // txn is a PostgreSQL transaction being received: the changes of each
 // mapped table it touched, in the order first touched.
@@ -131,7 +134,7 @@ func (ss *session) checkTables(ctx context.Context) error {
 		var oid uint32
 		err := ss.conn.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name).Scan(&oid)
 		if err != nil || oid != t.info.oid {
-			return fmt.Errorf("pgsource: table %s: %w", t, errRecreated)
+			return fmt.Errorf("pgsource: table %s was dropped or re-created: %w", t, errReload)
 		}
 	}
 	return nil
@@ -183,12 +186,19 @@ func (ss *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) e
 			continue
 		}
 		if m.RelationID != t.info.oid {
-			return fmt.Errorf("pgsource: table %s: %w", t, errRecreated)
+			return fmt.Errorf("pgsource: table %s was re-created: %w", t, errReload)
 		}
 		names := make([]string, len(m.Columns))
 		oids := make([]uint32, len(m.Columns))
 		for i, c := range m.Columns {
 			names[i], oids[i] = c.Name, c.DataType
+		}
+		if cols := columnsOf(names, oids); !slices.Equal(cols, t.pos.Columns) {
+			// Rows the change did not touch changed too (a default, a
+			// dropped column): only a new load has them right.
+			t.reload = true
+			return fmt.Errorf("pgsource: table %s's columns changed (%s → %s): %w", t,
+				strings.Join(t.pos.Columns, ", "), strings.Join(cols, ", "), errReload)
 		}
 		r, err := ss.newRelation(ctx, t, names, oids)
 		if err != nil {
@@ -345,7 +355,7 @@ func (ss *session) apply(ctx context.Context, tx *txn, m *pglogrepl.CommitMessag
 			s.skipped.Add(1)
 			continue
 		}
-		p := position{System: ss.system, OID: t.info.oid, LSN: m.TransactionEndLSN, Loaded: true}
+		p := position{System: ss.system, OID: t.info.oid, LSN: m.TransactionEndLSN, Loaded: true, Columns: t.pos.Columns}
 		if ch.truncated {
 			// With ops after it, the drop keeps the old position: a
 			// replay after a crash between the two redoes both.
