@@ -31,8 +31,8 @@ type position struct {
 // encode returns p as stored.
 func (p position) encode() []byte {
 	b, _ := json.Marshal(struct {
-		System string `json:"system"`
-		OID    uint32 `json:"oid"`
+		System  string   `json:"system"`
+		OID     uint32   `json:"oid"`
 		LSN     string   `json:"lsn"`
 		Loaded  bool     `json:"loaded"`
 		Columns []string `json:"columns"`
@@ -46,8 +46,8 @@ func decodePosition(b []byte) (p position, ok bool, err error) {
 		return position{}, false, nil
 	}
 	var raw struct {
-		System string `json:"system"`
-		OID    uint32 `json:"oid"`
+		System  string   `json:"system"`
+		OID     uint32   `json:"oid"`
 		LSN     string   `json:"lsn"`
 		Loaded  bool     `json:"loaded"`
 		Columns []string `json:"columns"`
