@@ -47,6 +47,12 @@ var unexercised = map[string]map[int]string{
 	"getEvents":     {500: noFlush},
 	"getStream":     {500: noFlush},
 	"openWebSocket": {},
+	"headSnapshot":  {500: internal},
+	"headVersion":   {500: internal},
+	"headChanges":   {500: internal},
+	"headRecord":    {500: internal},
+	"headEvents":    {500: noFlush},
+	"headStream":    {500: noFlush},
 }
 
 const (
@@ -139,6 +145,10 @@ func serverRoutes(t *testing.T) []string {
 			r += "{module}" // the client's modules
 		}
 		routes[i] = r
+		// A GET pattern serves HEAD too; the WebSocket's handler refuses it.
+		if path, ok := strings.CutPrefix(r, "GET "); ok && path != "/v1/ws" {
+			routes = append(routes, "HEAD "+path)
+		}
 	}
 	slices.Sort(routes)
 	return slices.Compact(routes)
@@ -159,7 +169,7 @@ func specRoutes(t *testing.T) []string {
 
 // testRoutes compares the server's routes with the document's operations
 // both ways, and checks each API path's other methods: 405 with an Allow
-// header naming the documented ones (and HEAD beside GET).
+// header naming the documented ones.
 func testRoutes(t *testing.T, cov *coverage) {
 	have, documented := serverRoutes(t), specRoutes(t)
 	for _, r := range have {
@@ -185,10 +195,7 @@ func testRoutes(t *testing.T, cov *coverage) {
 		}
 		probe := strings.NewReplacer("{c}", "c", "{id}", "x", "{name}", "n").Replace(path)
 		allow := slices.Clone(ms)
-		if slices.Contains(allow, "GET") && path != "/v1/ws" {
-			allow = append(allow, "HEAD")
-		}
-		for _, m := range []string{"GET", "PUT", "PATCH", "DELETE", "POST"} {
+		for _, m := range []string{"GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"} {
 			if slices.Contains(ms, m) {
 				continue
 			}
@@ -410,6 +417,24 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 		e.do(t, call{method: "GET", path: p, header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
 	}
 	e.do(t, call{method: "GET", path: "/viewsync/nope.js", want: 404})
+
+	// HEAD of every read: the GET's status and headers.
+	for _, p := range []string{c, c + "/version", rec + "p1"} {
+		resp, _ := e.do(t, call{method: "HEAD", path: p, want: 200})
+		e.do(t, call{method: "HEAD", path: p, header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	}
+	e.do(t, call{method: "HEAD", path: rec + "nope", want: 404})
+	for _, p := range []string{c + "/changes?after=0", c + "/events", c + "/stream", "/healthz", "/readyz", "/metrics", "/openapi.yaml", "/asyncapi.yaml"} {
+		e.do(t, call{method: "HEAD", path: p, want: 200})
+	}
+	for _, p := range []string{c, c + "/version", c + "/changes", rec + "p1", c + "/events", c + "/stream"} {
+		e.do(t, call{method: "HEAD", path: p + "?where=%7B%22%24x%22%3A1%7D", want: 400})
+	}
+	for _, p := range []string{"/viewsync.js", "/viewsync.d.ts", "/viewsync/session.js"} {
+		resp, _ := e.do(t, call{method: "HEAD", path: p, want: 200})
+		e.do(t, call{method: "HEAD", path: p, header: []string{ifnm, resp.Header.Get("ETag")}, want: 304})
+	}
+	e.do(t, call{method: "HEAD", path: "/viewsync/nope.js", want: 404})
 
 	t.Run("events", func(t *testing.T) { testEvents(t, e, async, where) })
 	t.Run("stream", func(t *testing.T) { testStream(t, e, async, where) })
@@ -640,12 +665,15 @@ func testAccess(t *testing.T, cov *coverage, async *asyncSpec) {
 		{method: "GET", path: c + "/stream"},
 	}
 	for _, r := range reads {
-		r.want, r.header = 401, nil
-		e.do(t, r)
-		r.header = forged
-		e.do(t, r)
-		r.want, r.header = 403, denied
-		e.do(t, r)
+		for _, m := range []string{"GET", "HEAD"} {
+			r.method = m
+			r.want, r.header = 401, nil
+			e.do(t, r)
+			r.header = forged
+			e.do(t, r)
+			r.want, r.header = 403, denied
+			e.do(t, r)
+		}
 	}
 	writes := []call{
 		{method: "PUT", path: c + "/records/o2", body: `{"owner":"bo"}`},
@@ -781,6 +809,14 @@ func testClosed(t *testing.T, cov *coverage) {
 	} {
 		cl.want = 503
 		e.do(t, cl)
+		if cl.method == "GET" && cl.path != "/v1/ws" {
+			// HEAD of a stream opens none: its headers are the same.
+			if strings.HasSuffix(cl.path, "/events") || strings.HasSuffix(cl.path, "/stream") {
+				cl.want = 200
+			}
+			cl.method = "HEAD"
+			e.do(t, cl)
+		}
 	}
 }
 
