@@ -25,7 +25,7 @@ func appendValue(dst []byte, t *pgType, s string) []byte {
 	case kindNumber:
 		return appendNumber(dst, s)
 	case kindFloat:
-		if _, err := strconv.ParseFloat(s, 64); err != nil || strings.ContainsAny(s, "aAiI") {
+		if !jsonNumber(s) {
 			return appendString(dst, s) // NaN, Infinity, -Infinity
 		}
 		return append(dst, s...)
@@ -96,7 +96,7 @@ func appendNumber(dst []byte, s string) []byte {
 // exactDouble reports whether the decimal s is a valid JSON number whose
 // value the nearest double has exactly as its shortest decimal form.
 func exactDouble(s string) bool {
-	if !json.Valid([]byte(s)) || s == "" || s[0] == '"' || s[0] == '[' || s[0] == '{' || s == "true" || s == "false" || s == "null" {
+	if !jsonNumber(s) {
 		return false
 	}
 	f, err := strconv.ParseFloat(s, 64)
@@ -109,6 +109,15 @@ func exactDouble(s string) bool {
 	}
 	got, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
 	return ok && want.Cmp(got) == 0
+}
+
+// jsonNumber reports whether s is a number in JSON's grammar.
+func jsonNumber(s string) bool {
+	if s == "" || !(s[0] == '-' || ('0' <= s[0] && s[0] <= '9')) {
+		return false
+	}
+	var v any
+	return json.Unmarshal([]byte(s), &v) == nil
 }
 
 // appendString appends s as a JSON string.
