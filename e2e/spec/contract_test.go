@@ -97,7 +97,7 @@ func TestContract(t *testing.T) {
 	t.Run("anonymous", func(t *testing.T) { testAnonymous(t, cov, async) })
 	t.Run("access", func(t *testing.T) { testAccess(t, cov, async) })
 	t.Run("catchup", func(t *testing.T) { testCatchUp(t, cov, async) })
-	t.Run("closed", func(t *testing.T) { testClosed(t, cov) })
+	t.Run("closed", func(t *testing.T) { testClosed(t, cov, async) })
 	if t.Failed() {
 		return // coverage means little after a failure
 	}
@@ -782,17 +782,30 @@ func testCatchUp(t *testing.T, cov *coverage, async *asyncSpec) {
 	}
 }
 
-// testClosed checks the answers of a server whose hub has closed: 503
-// unavailable on every operation that needs the hub. (A call runs its
+// testClosed checks the answers of a server whose hub has closed: the
+// last line of a stream open then, and 503 unavailable on every
+// operation that needs the hub. (A call runs its
 // handler, which answers as it can.)
-func testClosed(t *testing.T, cov *coverage) {
+func testClosed(t *testing.T, cov *coverage, async *asyncSpec) {
 	e := newEnv(t, cov, nil)
 	e.srv.Hub().HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
 	const c = "/v1/collections/products"
 	e.do(t, call{method: "PUT", path: c + "/records/p1", body: `1`, want: 200})
+	stream, _ := e.do(t, call{method: "GET", path: c + "/stream", want: 200, stream: true})
+	defer stream.Body.Close()
+	br := bufio.NewReader(stream.Body)
+	if line, err := br.ReadBytes('\n'); err != nil || serverKey(t, line) != "reset" {
+		t.Fatalf("the stream's first line: %s, %v", line, err)
+	}
 	if err := e.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The stream's last line says why it ends.
+	line, err := br.ReadBytes('\n')
+	if err != nil || !strings.Contains(string(line), `"code":"unavailable"`) {
+		t.Errorf("the stream's last line at shutdown: %s, %v", line, err)
+	}
+	async.validate(t, "stream", "error", line, nil)
 	for _, cl := range []call{
 		{method: "GET", path: c},
 		{method: "GET", path: c + "/version"},
