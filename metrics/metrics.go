@@ -156,3 +156,68 @@ func (p *Prometheus) Registry() *prometheus.Registry { return p.reg }
 func (p *Prometheus) Handler() http.Handler {
 	return promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 }
+
+// SourceStats are a source's figures at a scrape: package pgsource's
+// Stats, which the caller converts, so that this package depends on no
+// source.
+type SourceStats struct {
+	// Connected tells whether the source streams now.
+	Connected bool
+	// LagBytes is how far the source's database is ahead of what the
+	// source made durable: WAL its replication slot keeps.
+	LagBytes uint64
+	// LagSeconds is the time from the latest applied transaction's
+	// commit to its being durable in viewsync; 0 while caught up.
+	LagSeconds float64
+	// Transactions, Skipped, Reconnects and SnapshotRows count the
+	// transactions applied, those skipped as already held, the failed
+	// sessions retried and the rows of initial loads.
+	Transactions, Skipped, Reconnects, SnapshotRows uint64
+}
+
+// TrackSource exports, labelled source and slot, a source's figures read
+// from stats at each scrape: viewsync_source_connected,
+// viewsync_source_lag_bytes, viewsync_source_lag_seconds and the counters
+// viewsync_source_transactions_total,
+// viewsync_source_skipped_transactions_total,
+// viewsync_source_reconnects_total and viewsync_source_snapshot_rows_total.
+func (p *Prometheus) TrackSource(source, slot string, stats func() SourceStats) {
+	p.reg.MustRegister(&sourceCollector{labels: []string{source, slot}, stats: stats})
+}
+
+var (
+	sourceLabels         = []string{"source", "slot"}
+	sourceConnectedDesc  = prometheus.NewDesc("viewsync_source_connected", "1 while the source streams from its database, else 0 (connecting, loading, reconnecting).", sourceLabels, nil)
+	sourceLagBytesDesc   = prometheus.NewDesc("viewsync_source_lag_bytes", "Bytes of WAL the source's database holds past what viewsync made durable and confirmed to its replication slot.", sourceLabels, nil)
+	sourceLagSecondsDesc = prometheus.NewDesc("viewsync_source_lag_seconds", "Seconds from the latest applied transaction's commit in the database to its being durable in viewsync; 0 while caught up.", sourceLabels, nil)
+	sourceTxDesc         = prometheus.NewDesc("viewsync_source_transactions_total", "Database transactions applied (one commit per collection each).", sourceLabels, nil)
+	sourceSkippedDesc    = prometheus.NewDesc("viewsync_source_skipped_transactions_total", "Database transactions skipped because the collections already held them (replayed after a restart).", sourceLabels, nil)
+	sourceReconnectsDesc = prometheus.NewDesc("viewsync_source_reconnects_total", "Source sessions that failed and were retried.", sourceLabels, nil)
+	sourceRowsDesc       = prometheus.NewDesc("viewsync_source_snapshot_rows_total", "Rows read by initial loads of tables.", sourceLabels, nil)
+)
+
+type sourceCollector struct {
+	labels []string
+	stats  func() SourceStats
+}
+
+func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{sourceConnectedDesc, sourceLagBytesDesc, sourceLagSecondsDesc, sourceTxDesc, sourceSkippedDesc, sourceReconnectsDesc, sourceRowsDesc} {
+		ch <- d
+	}
+}
+
+func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	connected := 0.0
+	if s.Connected {
+		connected = 1
+	}
+	ch <- prometheus.MustNewConstMetric(sourceConnectedDesc, prometheus.GaugeValue, connected, c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceLagBytesDesc, prometheus.GaugeValue, float64(s.LagBytes), c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceLagSecondsDesc, prometheus.GaugeValue, s.LagSeconds, c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceTxDesc, prometheus.CounterValue, float64(s.Transactions), c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceSkippedDesc, prometheus.CounterValue, float64(s.Skipped), c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceReconnectsDesc, prometheus.CounterValue, float64(s.Reconnects), c.labels...)
+	ch <- prometheus.MustNewConstMetric(sourceRowsDesc, prometheus.CounterValue, float64(s.SnapshotRows), c.labels...)
+}

@@ -41,6 +41,9 @@ func TestScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub.Rendered("client", "board", 1)
+	p.TrackSource("postgres", "viewsync", func() metrics.SourceStats {
+		return metrics.SourceStats{Connected: true, LagBytes: 4096, LagSeconds: 0.25, Transactions: 7, Reconnects: 1}
+	})
 	p.ObserveRequest("GET /v1/collections/{c}", 200, time.Millisecond)
 	p.Denied("forbidden")
 
@@ -54,6 +57,11 @@ func TestScrape(t *testing.T) {
 		`viewsync_clients_lagging{collection="board"} 0`,
 		`viewsync_http_requests_total{code="200",route="GET /v1/collections/{c}"} 1`,
 		`viewsync_denied_total{code="forbidden"} 1`,
+		`viewsync_source_connected{slot="viewsync",source="postgres"} 1`,
+		`viewsync_source_lag_bytes{slot="viewsync",source="postgres"} 4096`,
+		`viewsync_source_lag_seconds{slot="viewsync",source="postgres"} 0.25`,
+		`viewsync_source_transactions_total{slot="viewsync",source="postgres"} 7`,
+		`viewsync_source_reconnects_total{slot="viewsync",source="postgres"} 1`,
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("the scrape lacks %q", want)
