@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -75,33 +74,38 @@ func loadAsyncAPI(t *testing.T) *asyncSpec {
 		}
 	}
 	ops, _ := doc["operations"].(map[string]any)
+	used := map[string]bool{}
 	for name, o := range ops {
 		op, _ := o.(map[string]any)
 		if act := op["action"]; act != "send" && act != "receive" {
 			t.Errorf("asyncapi.yaml: operation %s: action %v", name, act)
 		}
-		ch := a.ref(t, op["channel"])
-		for _, m := range op["messages"].([]any) {
+		chRef, _ := op["channel"].(map[string]any)["$ref"].(string)
+		ch, ok := strings.CutPrefix(chRef, "#/channels/")
+		if !ok || channels[ch] == nil {
+			t.Errorf("asyncapi.yaml: operation %s: channel %q is none of the document's", name, chRef)
+			continue
+		}
+		msgs, _ := op["messages"].([]any)
+		if len(msgs) == 0 {
+			t.Errorf("asyncapi.yaml: operation %s has no messages", name)
+		}
+		for _, m := range msgs {
 			ref, _ := m.(map[string]any)["$ref"].(string)
-			if !strings.HasPrefix(ref, "#/channels/") || a.ref(t, m) == nil {
-				t.Errorf("asyncapi.yaml: operation %s: message %v is none of a channel's", name, m)
+			if !strings.HasPrefix(ref, "#/channels/"+ch+"/messages/") || a.ref(t, m) == nil {
+				t.Errorf("asyncapi.yaml: operation %s: message %q is none of its channel's", name, ref)
 			}
-			if !strings.HasPrefix(ref, "#/channels/"+channelName(channels, ch)+"/") {
-				t.Errorf("asyncapi.yaml: operation %s: message %s is not of its channel", name, ref)
+			used[ref] = true
+		}
+	}
+	for name, ch := range channels {
+		for key := range ch.(map[string]any)["messages"].(map[string]any) {
+			if ref := "#/channels/" + name + "/messages/" + key; !used[ref] {
+				t.Errorf("asyncapi.yaml: no operation sends or receives %s", ref)
 			}
 		}
 	}
 	return a
-}
-
-// channelName returns the name of channel ch among channels.
-func channelName(channels map[string]any, ch map[string]any) string {
-	for name, c := range channels {
-		if fmt.Sprint(c) == fmt.Sprint(ch) {
-			return name
-		}
-	}
-	return ""
 }
 
 // ref resolves a {"$ref":"#/…"} within the document.
