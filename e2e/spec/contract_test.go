@@ -720,7 +720,7 @@ func testAccess(t *testing.T, cov *coverage, async *asyncSpec) {
 	dialWS(t, e, reader...).Close()
 
 	// Streams end with an error when their token expires.
-	brief := bearer(token(t, "brief", all, 1500*time.Millisecond))
+	brief := bearer(token(t, "brief", all, 2*time.Second))
 	events, _ := e.do(t, call{method: "GET", path: c + "/events", header: brief, want: 200, stream: true})
 	defer events.Body.Close()
 	stream, _ := e.do(t, call{method: "GET", path: c + "/stream", header: brief, want: 200, stream: true})
