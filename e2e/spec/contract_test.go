@@ -278,6 +278,9 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	hub.HandleCall("stale", func(ctx context.Context, c *viewsync.Call) (any, error) {
 		return nil, &viewsync.CallError{Code: protocol.CodePreconditionFailed, Message: "the price changed"}
 	})
+	hub.HandleCall("closed", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		return nil, &viewsync.CallError{Code: protocol.CodeMethodNotAllowed, Message: "the shop is closed"}
+	})
 	hub.HandleCall("upstream", func(ctx context.Context, c *viewsync.Call) (any, error) {
 		return nil, &viewsync.CallError{Code: protocol.CodeBadGateway, Message: "the backend failed"}
 	})
@@ -321,6 +324,8 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{}`, header: []string{ctype, plain}, want: 415, offSpec: true})
 	e.do(t, call{method: "PATCH", path: rec + "p1", body: big, header: []string{ctype, merge}, want: 413})
 	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"a":`, header: []string{ctype, merge}, want: 400, offSpec: true})
+	e.do(t, call{method: "PATCH", path: rec + "p0", body: `{"a":1}`, header: []string{ctype, merge}, want: 404})
+	e.do(t, call{method: "PATCH", path: rec + "p1", body: `{"a":1}`, header: []string{ctype, merge, ifnm, "*"}, want: 412})
 	e.do(t, call{method: "PUT", path: rec + "gone", body: `1`, want: 200})
 	e.do(t, call{method: "DELETE", path: rec + "gone", header: []string{ifm, `"1"`}, want: 412})
 	e.do(t, call{method: "DELETE", path: rec + "gone", header: []string{ifm, `"x1"`}, want: 400, offSpec: true})
@@ -397,6 +402,7 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"arg":1}`, header: []string{ctype, plain}, want: 415, offSpec: true})
 	e.do(t, call{method: "POST", path: "/v1/calls/echo", body: `{"arg":` + big + `}`, want: 413})
 	e.do(t, call{method: "POST", path: "/v1/calls/stale", body: `{"arg":1}`, want: 412})
+	e.do(t, call{method: "POST", path: "/v1/calls/closed", body: `{"arg":1}`, want: 405})
 	e.do(t, call{method: "POST", path: "/v1/calls/upstream", body: `{"arg":1}`, want: 502})
 	e.do(t, call{method: "POST", path: "/v1/calls/busy", body: `{"arg":1}`, want: 503})
 	e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, want: 504})
