@@ -157,7 +157,7 @@ func TestRestartPostgres(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.ctl("restart", "-m", "fast"); err != nil {
+	if err := c.Ctl("restart", "-m", "fast"); err != nil {
 		t.Fatal(err)
 	}
 	until(t, "a reconnection", func() error {

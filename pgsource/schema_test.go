@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/viewsync/viewsync/internal/pgtest"
 	"github.com/viewsync/viewsync/pgsource"
 )
 
@@ -103,7 +104,7 @@ func TestStartErrors(t *testing.T) {
 		"CREATE TABLE items (id int PRIMARY KEY)",
 		"CREATE TABLE noident (id int PRIMARY KEY)",
 		"ALTER TABLE noident REPLICA IDENTITY NOTHING",
-		"CREATE ROLE plain LOGIN PASSWORD 'plain'",
+		`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'plain') THEN CREATE ROLE plain LOGIN PASSWORD 'plain'; END IF; END $$`,
 	)
 	n := newNode(t)
 	start := func(url string, table string) error {
@@ -127,8 +128,8 @@ func TestStartErrors(t *testing.T) {
 		{"no primary key", url, "nokey", pgsource.ErrNoPrimaryKey, "public.nokey"},
 		{"no such table", url, "missing", pgsource.ErrNoTable, "public.missing"},
 		{"replica identity", url, "noident", pgsource.ErrReplicaIdentity, "REPLICA IDENTITY"},
-		{"bad password", c.url("postgres", "wrong", db2), "items", pgsource.ErrAuth, "password"},
-		{"no REPLICATION", c.url("plain", "plain", db2), "items", pgsource.ErrNoReplication, "ALTER ROLE plain REPLICATION"},
+		{"bad password", c.URL("postgres", "wrong", db2), "items", pgsource.ErrAuth, "password"},
+		{"no REPLICATION", c.URL("plain", "plain", db2), "items", pgsource.ErrNoReplication, "ALTER ROLE plain REPLICATION"},
 	} {
 		err := start(tc.url, tc.table)
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
@@ -138,19 +139,14 @@ func TestStartErrors(t *testing.T) {
 
 	// A server with wal_level = replica, apart: logical slots keep a
 	// cluster from starting at that level.
-	rc, err := newCluster("wal_level=replica")
+	rc, err := pgtest.Start("wal_level=replica")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		rc.stop()
-		clustersMu.Lock()
-		clusters = clusters[:len(clusters)-1]
-		clustersMu.Unlock()
-	}()
-	rdb := connect(t, rc.url("postgres", password, "postgres"))
+	defer rc.Stop()
+	rdb := connect(t, rc.URL("postgres", password, "postgres"))
 	exec1(t, rdb, "CREATE TABLE items (id int PRIMARY KEY)")
-	if err := start(rc.url("postgres", password, "postgres"), "items"); !errors.Is(err, pgsource.ErrWALLevel) || !strings.Contains(err.Error(), "wal_level = logical") {
+	if err := start(rc.URL("postgres", password, "postgres"), "items"); !errors.Is(err, pgsource.ErrWALLevel) || !strings.Contains(err.Error(), "wal_level = logical") {
 		t.Errorf("wal_level replica: %v, want ErrWALLevel saying how to set it", err)
 	}
 }

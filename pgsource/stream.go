@@ -25,6 +25,8 @@ var errReload = errors.New("a table changed")
 // txn is a PostgreSQL transaction being received: the changes of each
 // mapped table it touched, in the order first touched.
 type txn struct {
+	// final is the LSN of its commit record.
+	final   pglogrepl.LSN
 	at      time.Time
 	order   []*table
 	changes map[*table]*changes
@@ -148,9 +150,9 @@ func (ss *session) handle(ctx context.Context, tx *txn, data []byte) (*txn, erro
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
-		return tx, ss.relation(ctx, m)
+		return tx, ss.relation(ctx, tx, m)
 	case *pglogrepl.BeginMessage:
-		return &txn{at: m.CommitTime, changes: map[*table]*changes{}}, nil
+		return &txn{final: m.FinalLSN, at: m.CommitTime, changes: map[*table]*changes{}}, nil
 	case *pglogrepl.InsertMessage:
 		return tx, ss.change(ctx, tx, m.RelationID, nil, m.Tuple, false)
 	case *pglogrepl.UpdateMessage:
@@ -179,21 +181,28 @@ func (ss *session) handle(ctx context.Context, tx *txn, data []byte) (*txn, erro
 
 // relation takes a Relation message: a table's columns as the following
 // changes carry them, sent before its first change in a session and after
-// its columns change.
-func (ss *session) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+// its columns change. tx is the transaction it comes in.
+func (ss *session) relation(ctx context.Context, tx *txn, m *pglogrepl.RelationMessage) error {
 	for _, t := range ss.s.tables {
 		if t.Schema != m.Namespace || t.Name != m.RelationName {
 			continue
 		}
 		if m.RelationID != t.info.oid {
-			return fmt.Errorf("pgsource: table %s was re-created: %w", t, errReload)
+			// Another incarnation of the table: an older one's changes
+			// are in the load that followed it; a newer one is found by
+			// checkTables, and loaded.
+			delete(ss.rels, m.RelationID)
+			return nil
 		}
 		names := make([]string, len(m.Columns))
 		oids := make([]uint32, len(m.Columns))
 		for i, c := range m.Columns {
 			names[i], oids[i] = c.Name, c.DataType
 		}
-		if cols := columnsOf(names, oids); !slices.Equal(cols, t.pos.Columns) {
+		// A transaction the collection already holds (replayed from
+		// before its load) may show older columns.
+		held := tx != nil && tx.final < t.pos.LSN
+		if cols := columnsOf(names, oids); !held && !slices.Equal(cols, t.pos.Columns) {
 			// Rows the change did not touch changed too (a default, a
 			// dropped column): only a new load has them right.
 			t.reload = true
