@@ -46,6 +46,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/pgtest"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -79,6 +80,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	pgtest.StopAll()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

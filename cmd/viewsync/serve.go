@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/viewsync/viewsync"
@@ -19,6 +20,7 @@ import (
 	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/internal/rlimit"
 	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/pgsource"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/server"
 	"github.com/viewsync/viewsync/store"
@@ -78,6 +80,7 @@ type serveConfig struct {
 	callTO           time.Duration
 	access           accessConfig
 	engine           engineConfig
+	pg               pgConfig
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -140,6 +143,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.callTO, "call-timeout", httpapi.DefaultCallTimeout, "time a call may take in all; past it the caller gets 504")
 	c.access.register(fs)
 	c.engine.register(fs)
+	c.pg.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
 
@@ -226,6 +230,9 @@ func (c *serveConfig) validate() error {
 	if err := c.engine.validate(); err != nil {
 		return err
 	}
+	if err := c.pg.validate(c.engine.engine); err != nil {
+		return err
+	}
 	return c.access.validate()
 }
 
@@ -281,11 +288,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	met := metrics.New()
+	// pgSource is the PostgreSQL source once started; /readyz asks it.
+	var pgSource atomic.Pointer[pgsource.Source]
 	acc, err := c.access.build(c.addr, func(name string) bool { return cliflag.Given(fs, name) }, met, log)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(st, &server.Options{
+	// The engine's own store, not its wrapper: the hub finds what else
+	// it implements (store.Watcher, store.Positions for --pg-url).
+	srv, err := server.New(st.Store, &server.Options{
 		Policy:            acc.policy,
 		InsecureAnonymous: c.access.insecureAnonymous,
 		CORSOrigins:       acc.origins,
@@ -293,8 +304,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:            log,
 		Metrics:           met,
 		PrivateMetrics:    c.metricsAddr != "",
-		Ready:             st.ready,
-		LagThreshold:      c.lagThreshold,
+		Ready: func() error {
+			if err := st.ready(); err != nil {
+				return err
+			}
+			if src := pgSource.Load(); src != nil {
+				return src.Ready()
+			}
+			return nil
+		},
+		LagThreshold: c.lagThreshold,
 		Limits: viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
 			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit),
 			Filter: filter.Limits{MaxBytes: c.maxFilterBytes, MaxDepth: c.maxFilterDepth, MaxTerms: c.maxFilterTerms}},
@@ -327,6 +346,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
+	}
+	src, err := c.pg.start(ctx, srv.Hub(), met, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if src != nil {
+		pgSource.Store(src)
+		// Stopped before the store closes: its last position confirmed.
+		defer src.Close()
 	}
 	if c.demo {
 		if err := demo.Register(srv.Hub()); err != nil {
@@ -371,6 +400,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "viewsync listening on http://%s\n", ln.Addr())
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
+	}
+	if src != nil {
+		src.Close()
 	}
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)

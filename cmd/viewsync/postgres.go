@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/pgsource"
+)
+
+// pgConfig holds the flags of 'viewsync serve' that feed collections from
+// PostgreSQL tables.
+type pgConfig struct {
+	url         string
+	tables      tableList
+	slot        string
+	publication string
+}
+
+func (c *pgConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.url, "pg-url", "", "PostgreSQL to feed collections from (postgres://user:password@host:5432/db): with --pg-table, each table becomes a live, read-only collection fed from logical replication (wal_level = logical, a role with REPLICATION; see docs/postgres.md)")
+	fs.Var(&c.tables, "pg-table", "with --pg-url: a table to follow as schema.table[=collection] (the collection named after the table by default); repeat it, or separate several with commas")
+	fs.StringVar(&c.slot, "pg-slot", pgsource.DefaultSlot, "with --pg-url: the persistent logical replication slot viewsync streams from (it keeps WAL while viewsync is down: drop it when removing viewsync)")
+	fs.StringVar(&c.publication, "pg-publication", pgsource.DefaultPublication, "with --pg-url: the publication of the tables, created or extended when needed")
+}
+
+func (c *pgConfig) validate(engine string) error {
+	switch {
+	case c.url == "" && len(c.tables) > 0:
+		return errors.New("--pg-table needs --pg-url")
+	case c.url != "" && len(c.tables) == 0:
+		return errors.New("--pg-url needs at least one --pg-table")
+	case c.url != "" && engine != "bbolt":
+		return fmt.Errorf("--pg-url needs --engine bbolt (the store keeps each collection's position in the PostgreSQL stream), not %s", engine)
+	}
+	return nil
+}
+
+// start starts the source when configured: nil without --pg-url.
+func (c *pgConfig) start(ctx context.Context, hub *viewsync.Hub, met *metrics.Prometheus, log *slog.Logger) (*pgsource.Source, error) {
+	if c.url == "" {
+		return nil, nil
+	}
+	src, err := pgsource.Start(ctx, hub, &pgsource.Options{
+		URL:         c.url,
+		Tables:      c.tables,
+		Slot:        c.slot,
+		Publication: c.publication,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	met.TrackSource("postgres", c.slot, func() metrics.SourceStats {
+		s := src.Stats()
+		return metrics.SourceStats{Connected: s.Connected, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds,
+			Transactions: s.Transactions, Skipped: s.Skipped, Reconnects: s.Reconnects, SnapshotRows: s.SnapshotRows}
+	})
+	names := make([]string, len(c.tables))
+	for i, t := range c.tables {
+		names[i] = t.String() + "=" + t.Collection
+	}
+	log.Info("collections fed from PostgreSQL", "url", redactURL(c.url), "tables", strings.Join(names, ","), "slot", c.slot, "publication", c.publication)
+	return src, nil
+}
+
+// tableList is --pg-table: repeated, or comma-separated (as its
+// environment variable VIEWSYNC_PG_TABLE holds several).
+type tableList []pgsource.Table
+
+func (l *tableList) String() string {
+	if l == nil {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, t := range *l {
+		s[i] = t.String() + "=" + t.Collection
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *tableList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		t, err := pgsource.ParseTable(strings.TrimSpace(part))
+		if err != nil {
+			return err
+		}
+		*l = append(*l, t)
+	}
+	return nil
+}
