@@ -5,7 +5,8 @@
 # e2e/browser included), then each fuzz target for a short, bounded time.
 # Installs what the tests need when it is missing: a C compiler for -race,
 # Chromium for the browser tests, Node.js for the client's tests, npm for
-# TypeScript (installed into client/node_modules from client/package-lock.json).
+# TypeScript (installed into client/node_modules from client/package-lock.json),
+# PostgreSQL for pgsource's tests (which run throw-away clusters of their own).
 #
 #   ./scripts/test.sh              everything
 #   FUZZTIME=30s ./scripts/test.sh longer fuzzing (default 5s per target; 0 skips fuzzing)
@@ -19,8 +20,13 @@ command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# pgsource's tests start their own PostgreSQL clusters with initdb; they
+# fail (never skip) without it.
+if ! { command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; } && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  need_apt+=(postgresql)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test.sh: installing ${need_apt[*]} (gcc: go test -race; chromium: e2e/browser; nodejs, npm: client tests)"
+  echo "test.sh: installing ${need_apt[*]} (gcc: go test -race; chromium: e2e/browser; nodejs, npm: client tests; postgresql: pgsource)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
