@@ -71,11 +71,7 @@ func connectReplication(ctx context.Context, url string) (*pgconn.PgConn, error)
 	cfg.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		err = connectError(cfg.User, cfg.Host, cfg.Database, err)
-		if !errors.Is(err, ErrAuth) && !errors.Is(err, ErrNoReplication) && strings.Contains(err.Error(), "replication connection") {
-			err = fmt.Errorf("%w: %w (pg_hba.conf needs a line allowing this role's replication connections to the database)", ErrNoReplication, err)
-		}
-		return nil, err
+		return nil, connectError(cfg.User, cfg.Host, cfg.Database, err)
 	}
 	return conn, nil
 }
