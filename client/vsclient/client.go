@@ -244,14 +244,5 @@ func answerError(resp *http.Response) error {
 	if json.Unmarshal(b, &body) == nil && body.Error != nil && body.Error.Code != "" {
 		return &Error{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message}
 	}
-	code := protocol.CodeInternal
-	for _, c := range []protocol.Code{protocol.CodeBadRequest, protocol.CodeUnauthorized, protocol.CodeForbidden, protocol.CodeNotFound,
-		protocol.CodeMethodNotAllowed, protocol.CodePreconditionFailed, protocol.CodeTooLarge, protocol.CodeUnsupportedMediaType,
-		protocol.CodeRateLimited, protocol.CodeBadGateway, protocol.CodeUnavailable, protocol.CodeTimeout} {
-		if c.Status() == resp.StatusCode {
-			code = c
-			break
-		}
-	}
-	return &Error{Status: resp.StatusCode, Code: code, Message: strings.TrimSpace(string(bytes.ToValidUTF8(b, nil)))}
+	return &Error{Status: resp.StatusCode, Code: statusCode(resp.StatusCode), Message: strings.TrimSpace(string(bytes.ToValidUTF8(b, nil)))}
 }
