@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,20 +87,22 @@ func TestSnapshotAndStream(t *testing.T) {
 	exec1(t, db,
 		"CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), qty int)",
 		"CREATE TABLE orders (id int PRIMARY KEY, product int, tag text)",
-		"INSERT INTO products SELECT g, 'p' || g, g * 1.25, g % 7 FROM generate_series(1, 500) g",
+		"INSERT INTO products SELECT g, 'p' || g, g * 1.25, g % 7 FROM generate_series(1, 5000) g",
 	)
 	n := newNode(t)
 	started := time.Now()
 	src := startSource(t, n, url, "vs_stream", "public.products", "orders")
-	t.Logf("loaded 500 rows in %s", time.Since(started).Round(time.Millisecond))
+	loaded := time.Since(started)
+	t.Logf("loaded 5000 rows in %s (%.0f rows/s)", loaded.Round(time.Millisecond), 5000/loaded.Seconds())
 	waitEqual(t, n.hub, db, "products", "products")
-	if st := src.Stats(); st.SnapshotRows != 500 {
-		t.Fatalf("Stats().SnapshotRows = %d, want 500", st.SnapshotRows)
+	if st := src.Stats(); st.SnapshotRows != 5000 {
+		t.Fatalf("Stats().SnapshotRows = %d, want 5000", st.SnapshotRows)
 	}
 
 	products, orders := follow(t, n.hub, "products"), follow(t, n.hub, "orders")
 	pc, _ := n.hub.Collection("products")
 	start, _ := pc.Head(context.Background())
+	initial, _ := collState(t, n.hub, "products")
 
 	const writers, statements, multis = 4, 120, 30
 	var changed atomic.Int64 // products transactions that changed a row
@@ -110,7 +113,7 @@ func TestSnapshotAndStream(t *testing.T) {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
 			for range statements {
-				id := 1 + r.IntN(700)
+				id := 1 + r.IntN(5200)
 				var sql string
 				switch r.IntN(3) {
 				case 0:
@@ -139,7 +142,7 @@ func TestSnapshotAndStream(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			base := 1000 + 3*i
+			base := 10000 + 3*i
 			for k := range 3 {
 				if _, err := tx.Exec(context.Background(), "INSERT INTO products VALUES ($1, $2, 1, 1)", base+k, fmt.Sprintf("tx-%d", i)); err != nil {
 					t.Error(err)
@@ -181,6 +184,21 @@ func TestSnapshotAndStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkContiguous(t, "products", pcs, start.Version+1)
+	// The subscriber's view, its commits applied to the state it
+	// started from, is the table.
+	view := initial
+	for _, c := range pcs {
+		for _, op := range c.Ops {
+			if op.Op == "delete" {
+				delete(view, op.ID)
+			} else {
+				view[op.ID] = decode(t, op.Value)
+			}
+		}
+	}
+	if want := tableState(t, db, "products"); !reflect.DeepEqual(normal(view), normal(want)) {
+		t.Fatalf("the subscriber's view (%d records) differs from the table (%d rows)", len(view), len(want))
+	}
 	checkContiguous(t, "orders", ocs, 1+ocs[0].Version-1)
 	if int64(len(pcs)) != total || len(ocs) != multis {
 		t.Fatalf("products got %d commits for %d transactions, orders %d for %d", len(pcs), total, len(ocs), multis)
