@@ -195,6 +195,11 @@ func (s *Source) run(ctx context.Context) {
 			// session loads it again, at once.
 			log.Info("PostgreSQL source: loading a table again", "why", err)
 			s.setState(fmt.Errorf("PostgreSQL source: %w", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.opts.MinBackoff):
+			}
 			continue
 		}
 		if streamed {
