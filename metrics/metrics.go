@@ -3,9 +3,10 @@
 // httpapi.Options.Observer, keeping the Prometheus client out of the core
 // packages; it depends on neither.
 //
-// Caveats: the per-collection version gauge has one series per collection
-// written since start; deployments with very many collections should expect
-// as many series.
+// Series per collection are bounded (Options.Collections and
+// Options.Named): whatever the number of collections, a scrape stays
+// small. The collections past the bound are summed into the series
+// labelled collection="_other".
 package metrics
 
 import (
@@ -26,19 +27,49 @@ type Prometheus struct {
 	commits   prometheus.Counter
 	ops       prometheus.Counter
 	commitDur prometheus.Histogram
-	versions  *prometheus.GaugeVec
+	colls     *collections
 	requests  *prometheus.CounterVec
 	reqDur    *prometheus.HistogramVec
 	visible   *prometheus.HistogramVec
 	denied    *prometheus.CounterVec
 }
 
-// New returns metrics registered in a new registry, along with the Go
-// runtime and process collectors.
-func New() *Prometheus {
+// Other is the collection label of the series that sum the collections
+// past the bound of Options.
+const Other = "_other"
+
+// DefaultCollections is the default of Options.Collections.
+const DefaultCollections = 20
+
+// Options bound the series per collection.
+type Options struct {
+	// Collections is how many collections get series of their own beyond
+	// Named: the busiest by commits since start for
+	// viewsync_collection_version, the most lagging clients for
+	// viewsync_clients_lagging, and the first seen for the
+	// viewsync_commit_visible_seconds histogram. Default
+	// DefaultCollections; negative: none.
+	Collections int
+	// Named collections always get series of their own.
+	Named []string
+}
+
+// New returns metrics with the default Options; see NewWithOptions.
+func New() *Prometheus { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns metrics registered in a new registry, along with
+// the Go runtime and process collectors.
+func NewWithOptions(o Options) *Prometheus {
+	switch {
+	case o.Collections == 0:
+		o.Collections = DefaultCollections
+	case o.Collections < 0:
+		o.Collections = 0
+	}
 	reg := prometheus.NewRegistry()
 	p := &Prometheus{
-		reg: reg,
+		reg:   reg,
+		colls: newCollections(o),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "viewsync_commits_total", Help: "Durable commits applied.",
 		}),
@@ -50,9 +81,6 @@ func New() *Prometheus {
 			Help:    "Time from a commit's validation to its durable acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
-		versions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "viewsync_collection_version", Help: "Latest committed version per collection.",
-		}, []string{"collection"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "viewsync_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -63,7 +91,7 @@ func New() *Prometheus {
 		}, []string{"route"}),
 		visible: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "viewsync_commit_visible_seconds",
-			Help:    "Time from a commit to a client reporting it rendered (WebSocket ack, or the cursor of its next poll), per collection.",
+			Help:    "Time from a commit to a client reporting it rendered (WebSocket ack, or the cursor of its next poll), per collection (the first ones seen and the named ones; the rest as collection=\"_other\").",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{"collection"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -74,7 +102,7 @@ func New() *Prometheus {
 	for _, c := range []string{"unauthorized", "forbidden", "rate_limited", "too_many_connections"} {
 		p.denied.WithLabelValues(c)
 	}
-	reg.MustRegister(p.commits, p.ops, p.commitDur, p.versions, p.requests, p.reqDur, p.visible, p.denied,
+	reg.MustRegister(p.commits, p.ops, p.commitDur, p.colls, p.requests, p.reqDur, p.visible, p.denied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }
@@ -84,12 +112,12 @@ func (p *Prometheus) Committed(collection string, ops int, version uint64, took 
 	p.commits.Inc()
 	p.ops.Add(float64(ops))
 	p.commitDur.Observe(took.Seconds())
-	p.versions.WithLabelValues(collection).Set(float64(version))
+	p.colls.committed(collection, version)
 }
 
 // Visible implements viewsync.Metrics: it observes a commit→visible time.
 func (p *Prometheus) Visible(collection string, took time.Duration) {
-	p.visible.WithLabelValues(collection).Observe(took.Seconds())
+	p.visible.WithLabelValues(p.colls.histogramLabel(collection)).Observe(took.Seconds())
 }
 
 // Lagger counts, per collection, the clients behind by more than a
@@ -100,9 +128,10 @@ type Lagger interface {
 
 // TrackLagging exports viewsync_clients_lagging{collection}: the clients
 // whose first unrendered commit is older than threshold, computed from hub
-// at each scrape.
+// at each scrape; the collections with the most, and the named ones, each
+// on a series of its own, the rest summed as collection="_other".
 func (p *Prometheus) TrackLagging(hub Lagger, threshold time.Duration) {
-	p.reg.MustRegister(&laggingCollector{hub: hub, threshold: threshold})
+	p.reg.MustRegister(&laggingCollector{hub: hub, threshold: threshold, colls: p.colls})
 }
 
 var laggingDesc = prometheus.NewDesc("viewsync_clients_lagging",
@@ -112,13 +141,25 @@ var laggingDesc = prometheus.NewDesc("viewsync_clients_lagging",
 type laggingCollector struct {
 	hub       Lagger
 	threshold time.Duration
+	colls     *collections
 }
 
 func (c *laggingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- laggingDesc }
 
 func (c *laggingCollector) Collect(ch chan<- prometheus.Metric) {
-	for coll, n := range c.hub.Lagging(c.threshold) {
-		ch <- prometheus.MustNewConstMetric(laggingDesc, prometheus.GaugeValue, float64(n), coll)
+	lagging := c.hub.Lagging(c.threshold)
+	own, other := c.colls.pick(len(lagging), func(yield func(string, uint64) bool) {
+		for coll, n := range lagging {
+			if !yield(coll, uint64(n)) {
+				return
+			}
+		}
+	})
+	for _, coll := range own {
+		ch <- prometheus.MustNewConstMetric(laggingDesc, prometheus.GaugeValue, float64(lagging[coll]), coll)
+	}
+	if other.n > 0 {
+		ch <- prometheus.MustNewConstMetric(laggingDesc, prometheus.GaugeValue, float64(other.sum), Other)
 	}
 }
 

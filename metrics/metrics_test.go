@@ -2,8 +2,10 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +69,62 @@ func TestScrape(t *testing.T) {
 			t.Errorf("the scrape lacks %q", want)
 		}
 	}
+}
+
+// lagger is a Lagger with fixed counts.
+type lagger map[string]int
+
+func (l lagger) Lagging(time.Duration) map[string]int { return l }
+
+// TestCollectionSeriesBounded: with 100,000 collections written, the
+// scrape holds series of their own for the busiest and the named
+// collections only, the rest summed as "_other", and stays under 100 KB.
+func TestCollectionSeriesBounded(t *testing.T) {
+	p := metrics.NewWithOptions(metrics.Options{Collections: 3, Named: []string{"vip"}})
+	for coll, n := range map[string]int{"a": 5, "b": 4, "c": 3, "d": 2, "vip": 1} {
+		for i := range n {
+			p.Committed(coll, 1, uint64(i+1), time.Millisecond)
+		}
+	}
+	for i := range 100_000 {
+		p.Committed(fmt.Sprintf("room-%06d", i), 1, 1, time.Millisecond)
+	}
+	for _, coll := range []string{"d", "room-000001", "c", "a", "b", "vip", "room-000002"} {
+		p.Visible(coll, 20*time.Millisecond)
+	}
+	p.TrackLagging(lagger{"x": 5, "y": 1, "z": 3, "w": 2, "vip": 0, "v": 1}, time.Second)
+
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if len(body) > 100<<10 {
+		t.Errorf("the scrape is %d bytes with 100,000 collections, want under 100 KiB", len(body))
+	}
+	series := func(name string) []string {
+		var out []string
+		for line := range strings.Lines(body) {
+			if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+				out = append(out, strings.TrimSpace(line))
+			}
+		}
+		return out
+	}
+	check := func(name string, want ...string) {
+		t.Helper()
+		if got := series(name); !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+	check("viewsync_collection_version",
+		`viewsync_collection_version{collection="a"} 5`, `viewsync_collection_version{collection="b"} 4`,
+		`viewsync_collection_version{collection="c"} 3`, `viewsync_collection_version{collection="vip"} 1`)
+	check("viewsync_collections_written", "viewsync_collections_written 100005")
+	check("viewsync_commit_visible_seconds_count",
+		`viewsync_commit_visible_seconds_count{collection="_other"} 3`, `viewsync_commit_visible_seconds_count{collection="c"} 1`,
+		`viewsync_commit_visible_seconds_count{collection="d"} 1`, `viewsync_commit_visible_seconds_count{collection="room-000001"} 1`,
+		`viewsync_commit_visible_seconds_count{collection="vip"} 1`)
+	check("viewsync_clients_lagging",
+		`viewsync_clients_lagging{collection="_other"} 2`, `viewsync_clients_lagging{collection="vip"} 0`,
+		`viewsync_clients_lagging{collection="w"} 2`, `viewsync_clients_lagging{collection="x"} 5`, `viewsync_clients_lagging{collection="z"} 3`)
+	t.Logf("scrape: %d bytes", len(body))
 }

@@ -69,6 +69,8 @@ type serveConfig struct {
 	wsMaxSubs        int
 	wsOrigins        string
 	lagThreshold     time.Duration
+	metricsColls     int
+	metricsNamed     string
 	demo             bool
 	pprofAddr        string
 	metricsAddr      string
@@ -134,6 +136,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
+	fs.IntVar(&c.metricsColls, "metrics-collections", metrics.DefaultCollections, "collections with series of their own in /metrics besides --metrics-collection's (the busiest, the most lagging, the first observed); the rest are summed as collection=\"_other\", so that a scrape stays small with any number of collections; 0: none")
+	fs.StringVar(&c.metricsNamed, "metrics-collection", "", "comma-separated collections that always have series of their own in /metrics")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this separate address (e.g. 127.0.0.1:9090) instead of the API's, which needs no token: keep it off the public network")
 	fs.StringVar(&c.pprofAddr, "pprof", "", "debugging: serve Go's profiler (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -220,6 +224,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--ws-max-subscriptions must be positive")
 	case c.lagThreshold <= 0:
 		return errors.New("--lag-threshold must be positive")
+	case c.metricsColls < 0:
+		return errors.New("--metrics-collections must not be negative")
 	case c.drainDelay < 0:
 		return errors.New("--drain-delay must not be negative")
 	case c.callProxyTO <= 0:
@@ -287,7 +293,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			c.maxOps = most
 		}
 	}
-	met := metrics.New()
+	mo := metrics.Options{Collections: c.metricsColls, Named: splitList(c.metricsNamed)}
+	if c.metricsColls == 0 {
+		mo.Collections = -1 // none beyond the named ones
+	}
+	met := metrics.NewWithOptions(mo)
 	// pgSource is the PostgreSQL source once started; /readyz asks it.
 	var pgSource atomic.Pointer[pgsource.Source]
 	acc, err := c.access.build(c.addr, func(name string) bool { return cliflag.Given(fs, name) }, met, log)
