@@ -34,6 +34,10 @@ Scenarios:
            spawned server keeps a short log: --retain-commits)
   poll     N keep-alive clients polling the version with If-None-Match:
            requests/s, latency, server CPU per request
+  collections
+           N small collections, one subscriber each, commits to random
+           ones: memory and data per collection, /metrics size, connect
+           time, commit to receipt latency
   history  reads of a long history (1000 commits of 200 KiB): the server
            memory that 1 and 3 clients paging /changes, and 6 and 40
            subscribers resuming from version 0, take at their peak
@@ -102,11 +106,12 @@ type scenarioSpec struct {
 
 // scenarios are the scenarios of 'viewsync bench', by name.
 var scenarios = map[string]scenarioSpec{
-	"fanout":  {fanoutUsage, "the collection subscribed to (and written to)", func() scenario { return &fanoutConfig{} }},
-	"idle":    {idleUsage, "the collection subscribed to (and written to)", func() scenario { return &idleConfig{} }},
-	"writes":  {writesUsage, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)", func() scenario { return &writesConfig{} }},
-	"catchup": {catchupUsage, "the collection written to and read", func() scenario { return &catchupConfig{} }},
-	"poll":    {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
+	"fanout":      {fanoutUsage, "the collection subscribed to (and written to)", func() scenario { return &fanoutConfig{} }},
+	"idle":        {idleUsage, "the collection subscribed to (and written to)", func() scenario { return &idleConfig{} }},
+	"writes":      {writesUsage, "the collection written to; with --collections K > 1, the collections NAME-0 … NAME-(K-1)", func() scenario { return &writesConfig{} }},
+	"catchup":     {catchupUsage, "the collection written to and read", func() scenario { return &catchupConfig{} }},
+	"poll":        {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
+	"collections": {collectionsUsage, "the prefix of the collections NAME-0 … NAME-(N-1) written and followed", func() scenario { return &collectionsConfig{} }},
 	"history": {historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)",
 		func() scenario { return &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10} }},
 }

@@ -255,6 +255,9 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"poll", "--url", "http://x", "--duration", "-1s"}, "--duration"},
 		{[]string{"poll", "--url", "http://x", "--collection", "No Such"}, "--collection"},
 		{[]string{"poll", "--url", "http://x", "surplus"}, "unexpected argument"},
+		{[]string{"collections", "--url", "http://x", "--collections", "0"}, "--collections"},
+		{[]string{"collections", "--url", "http://x", "--records", "-1"}, "--records"},
+		{[]string{"collections", "--url", "http://x", "--rate", "0"}, "--rate"},
 		{[]string{"stampede"}, `unknown scenario "stampede"`},
 		{[]string{}, "Usage: viewsync bench"},
 	}
@@ -358,6 +361,24 @@ func TestBenchFanout(t *testing.T) {
 			}
 			if !strings.Contains(stderr, "connected 20/20") && !strings.Contains(stderr, "connecting 20") {
 				t.Errorf("no progress on stderr: %s", stderr)
+			}
+		})
+	}
+}
+
+// TestBenchCollections: 12 collections of 2 records, one subscriber each;
+// every commit to a random collection reaches its one subscriber.
+func TestBenchCollections(t *testing.T) {
+	for _, transport := range []string{"sse", "ws"} {
+		t.Run(transport, func(t *testing.T) {
+			base := startBenchServer(t)
+			r, _ := runJSON[collectionsReport](t, "collections", "--url", base, "--transport", transport, "--collections", "12",
+				"--records", "2", "--rate", "40", "--duration", "1s", "--settle", "0s", "--collection", "room-"+transport)
+			if r.Collections != 12 || r.Established != 12 || r.WriteErrors != 0 || r.Commits != 40 || r.Errors != 0 {
+				t.Errorf("report %+v", r)
+			}
+			if r.Deliveries != 40 || r.Missing != 0 || r.Duplicated != 0 || r.Latency.Samples != 40 {
+				t.Errorf("deliveries %d, missing %d, duplicated %d, %d latencies; want 40, 0, 0, 40", r.Deliveries, r.Missing, r.Duplicated, r.Latency.Samples)
 			}
 		})
 	}

@@ -29,6 +29,10 @@ type benchCommon struct {
 	// process's from first) on the view of owner i mod views (fanout
 	// --views); 0 subscribes to the whole collection.
 	views, first int
+	// colls, when positive, puts the subscriber numbered i on the
+	// collection NAME-(i mod colls) of its own ('viewsync bench
+	// collections'); 0: every subscriber on --collection.
+	colls int
 	// cmd is the Command running the scenario.
 	cmd *Command
 	// serverArgs are added to a spawned server's command line.
@@ -152,3 +156,7 @@ func viewOwner(k int) string { return "u" + strconv.Itoa(k) }
 
 // viewWhere returns the filter of view k: its owner's records.
 func viewWhere(k int) string { return `{"owner":"` + viewOwner(k) + `"}` }
+
+// spreadCollection names collection k of a scenario spread over
+// collections named after --collection.
+func spreadCollection(name string, k int) string { return name + "-" + strconv.Itoa(k) }

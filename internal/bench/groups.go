@@ -136,7 +136,7 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 	for i := range loaders {
 		share := n/loaders + btoi(i < n%loaders)
 		args := []string{"bench", "loader", "--url", t.base, "--transport", c.transport, "--collection", c.collection,
-			"--subscribers", strconv.Itoa(share), "--views", strconv.Itoa(c.views), "--first", strconv.Itoa(first),
+			"--subscribers", strconv.Itoa(share), "--views", strconv.Itoa(c.views), "--collections", strconv.Itoa(c.colls), "--first", strconv.Itoa(first),
 			"--source-ips", strings.Join(ips, ","),
 			"--dial-parallel", strconv.Itoa(par), "--connect-timeout", c.connectTimeout.String(),
 			"--record=" + strconv.FormatBool(record)}

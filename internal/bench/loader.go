@@ -205,6 +205,7 @@ func runLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr 
 	fs.StringVar(&c.collection, "collection", c.collection, "the collection subscribed to")
 	fs.IntVar(&c.subscribers, "subscribers", 1, "subscribers")
 	fs.IntVar(&c.views, "views", 0, "views the subscribers are spread over, by their number (0: the whole collection)")
+	fs.IntVar(&c.colls, "collections", 0, "collections NAME-K the subscribers are spread over, by their number (0: --collection)")
 	fs.IntVar(&c.first, "first", 0, "number of this loader's first subscriber")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "local addresses, comma-separated (default: the system's choice)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", c.dialParallel, "connections being set up at once")
@@ -222,7 +223,7 @@ func runLoader(ctx context.Context, cmd *Command, args []string, stdout, stderr 
 // check checks the flags once parsed.
 func (c *loaderConfig) check(*flag.FlagSet) error {
 	return checkFlags(check{c.subscribers <= 0, "--subscribers must be positive"},
-		check{c.views < 0 || c.first < 0, "--views and --first must not be negative"})
+		check{c.views < 0 || c.colls < 0 || c.first < 0, "--views, --collections and --first must not be negative"})
 }
 
 // run connects the loader's subscribers and speaks with its parent: its

@@ -57,6 +57,19 @@ func TestBenchLoadersAndBaseline(t *testing.T) {
 			t.Errorf("server %+v: want CPU per commit", s)
 		}
 	})
+	// Two loaders hold the subscribers of 7 collections, numbered across
+	// both; the spawned server's memory, data and /metrics are measured.
+	t.Run("collections-loaders", func(t *testing.T) {
+		r, _ := runJSON[collectionsReport](t, "collections", "--spawn", "--loaders", "2", "--collections", "7",
+			"--rate", "30", "--duration", "1s", "--settle", "0s")
+		if r.Established != 7 || r.Commits != 30 || r.Deliveries != 30 || r.Missing != 0 || r.Duplicated != 0 {
+			t.Errorf("established %d, commits %d, deliveries %d, missing %d, duplicated %d; want 7, 30, 30, 0, 0",
+				r.Established, r.Commits, r.Deliveries, r.Missing, r.Duplicated)
+		}
+		if r.AnonWrittenBytes == 0 || r.AnonLiveBytes == 0 || r.DataPerCollectionBytes <= 0 || r.MetricsBytes <= 0 {
+			t.Errorf("memory %d/%d, data per collection %v, /metrics %d: want them measured", r.AnonWrittenBytes, r.AnonLiveBytes, r.DataPerCollectionBytes, r.MetricsBytes)
+		}
+	})
 	t.Run("idle-loaders", func(t *testing.T) {
 		r, _ := runJSON[idleReport](t, "idle", "--spawn", "--loaders", "2", "--connections", "40", "--settle", "200ms")
 		if r.Loaders != 2 || r.Established != 40 || r.Errors != 0 || r.RSSPerConnectionBytes <= 0 {

@@ -34,6 +34,17 @@ type benchSub struct {
 	// concern it: a gap is a commit whose "after" is past the cursor, and
 	// counts as one missing commit.
 	view int
+	// coll is the subscriber's own collection (see benchCommon.colls), -1
+	// for --collection.
+	coll int
+}
+
+// collection returns the collection the subscriber follows.
+func (s *benchSub) collection(c *benchCommon) string {
+	if s.coll < 0 {
+		return c.collection
+	}
+	return spreadCollection(c.collection, s.coll)
 }
 
 // where returns the filter of the subscriber's view, "" for none.
@@ -46,13 +57,18 @@ func (s *benchSub) where() string {
 
 // target returns the version the subscriber reaches once it has every
 // commit of a writer that stopped at last: for a view, the last commit to
-// its owner (lasts[view]).
+// its owner (lasts[view]); for a collection of its own, that collection's
+// last (lasts[coll]).
 func (s *benchSub) target(last uint64, lasts []uint64) uint64 {
+	k := s.view
+	if k < 0 {
+		k = s.coll
+	}
 	switch {
-	case s.view < 0:
+	case k < 0:
 		return last
-	case s.view < len(lasts):
-		return lasts[s.view]
+	case k < len(lasts):
+		return lasts[k]
 	}
 	return 0
 }
@@ -127,7 +143,7 @@ func (s *benchSub) connect(ctx context.Context, env *subEnv) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	timer := time.AfterFunc(env.common.connectTimeout, cancel)
-	st, err := env.target.dialer.open(cctx, env.common.transport, env.target.base, env.common.collection, s.where(), cur)
+	st, err := env.target.dialer.open(cctx, env.common.transport, env.target.base, s.collection(env.common), s.where(), cur)
 	if err != nil {
 		if !timer.Stop() {
 			return fmt.Errorf("not connected within %v", env.common.connectTimeout)
@@ -236,9 +252,12 @@ func startSubs(ctx context.Context, t *benchTarget, c *benchCommon, n int, recor
 	subs := make([]*benchSub, n)
 	var wg sync.WaitGroup
 	for i := range subs {
-		s := &benchSub{view: -1}
+		s := &benchSub{view: -1, coll: -1}
 		if c.views > 0 {
 			s.view = (c.first + i) % c.views
+		}
+		if c.colls > 0 {
+			s.coll = (c.first + i) % c.colls
 		}
 		subs[i] = s
 		wg.Go(func() { s.run(sctx, env) })

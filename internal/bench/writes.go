@@ -69,7 +69,7 @@ func writeCollections(name string, k int) []string {
 	}
 	names := make([]string, k)
 	for i := range names {
-		names[i] = name + "-" + strconv.Itoa(i)
+		names[i] = spreadCollection(name, i)
 	}
 	return names
 }

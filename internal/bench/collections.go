@@ -1,0 +1,321 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const collectionsUsage = `Usage: viewsync bench collections [flags]
+
+Many small collections, one subscriber each: the cost of a collection per
+user, document or room. In four phases, against a fresh spawned server (or
+the one at --url):
+  1. write: --writers PUT --records records into each of --collections
+     collections NAME-0 … NAME-(N-1) (NAME is --collection); reports the
+     server's anonymous memory (RssAnon) and data directory per written
+     collection, and the size of /metrics;
+  2. connect: one subscriber (--transport) per collection; reports the
+     connect time and the memory per live collection;
+  3. commit: --rate commits a second for --duration, each a PUT to a random
+     collection; reports commit → receipt latency, missing and duplicated
+     commits (both must be 0);
+  4. /metrics again.
+Memory and data figures need --spawn. Subscribers past what this process
+may hold (or --loaders N) are spread over loader processes.
+
+Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_COLLECTIONS):
+`
+
+// collectionsConfig holds the flags of 'viewsync bench collections'.
+type collectionsConfig struct {
+	benchCommon
+	records   int
+	writers   int
+	rate      float64
+	duration  time.Duration
+	valueSize int
+	settle    time.Duration
+	drain     time.Duration
+	loaders   int
+}
+
+func (c *collectionsConfig) register(fs *flag.FlagSet) {
+	c.registerSubscribers(fs)
+	fs.IntVar(&c.colls, "collections", 1000, "collections, each written and followed by one subscriber")
+	fs.IntVar(&c.records, "records", 1, "records written into each collection before the subscribers connect")
+	fs.IntVar(&c.writers, "writers", 16, "concurrent writers of the write phase")
+	fs.Float64Var(&c.rate, "rate", 100, "commits per second of the commit phase, each to a random collection")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the commit phase writes")
+	registerValueSize(fs, &c.valueSize)
+	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait before each memory reading, for the server to settle")
+	fs.DurationVar(&c.drain, "drain", 15*time.Second, "time the subscribers have, once the writer stops, to receive its last commits")
+	fs.IntVar(&c.loaders, "loaders", 0, "processes holding the subscribers' connections: 1 is this one; 0 chooses by the open-files limit")
+}
+
+func (c *collectionsConfig) check(*flag.FlagSet) error {
+	return checkFlags(
+		check{c.colls <= 0, "--collections must be positive"},
+		check{c.records < 0, "--records must not be negative"},
+		check{c.writers <= 0, "--writers must be positive"},
+		check{c.rate <= 0 || math.IsInf(c.rate, 0) || math.IsNaN(c.rate), "--rate must be positive"},
+		check{c.duration <= 0 || c.drain <= 0, "--duration and --drain must be positive"},
+		check{c.settle < 0, "--settle must not be negative"},
+		check{c.loaders < 0, "--loaders must not be negative"},
+		valueSizeCheck(c.valueSize))
+}
+
+// collectionsReport is the result of a collections run.
+type collectionsReport struct {
+	reportHead
+	Collections int `json:"collections"`
+	Records     int `json:"records_per_collection"`
+
+	// The write phase.
+	WriteSeconds float64 `json:"write_seconds"`
+	WriteErrors  int64   `json:"write_errors"`
+	// Memory and data (--spawn): anonymous resident memory before the
+	// collections, once written, once followed; the data directory.
+	AnonBaseBytes          uint64  `json:"anon_base_bytes,omitempty"`
+	AnonWrittenBytes       uint64  `json:"anon_written_bytes,omitempty"`
+	AnonLiveBytes          uint64  `json:"anon_live_bytes,omitempty"`
+	AnonPerWrittenBytes    float64 `json:"anon_per_written_collection_bytes,omitempty"`
+	AnonPerLiveBytes       float64 `json:"anon_per_live_collection_bytes,omitempty"`
+	DataBytes              int64   `json:"data_bytes,omitempty"`
+	DataPerCollectionBytes float64 `json:"data_per_collection_bytes,omitempty"`
+	MetricsBytes           int     `json:"metrics_bytes"`
+	MetricsAfterBytes      int     `json:"metrics_after_bytes"`
+
+	// The connect phase.
+	Established    int     `json:"established"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+
+	// The commit phase.
+	Rate       float64        `json:"rate"`
+	Seconds    float64        `json:"duration_seconds"`
+	Commits    int            `json:"commits"`
+	Errors     int            `json:"commit_errors"`
+	Latency    latencySummary `json:"latency"`
+	Deliveries int64          `json:"deliveries"`
+	Missing    int64          `json:"missing"`
+	Duplicated int64          `json:"duplicated"`
+	CatchUps   int64          `json:"catch_ups"`
+	Reconnects int64          `json:"reconnects"`
+	LastError  string         `json:"last_error,omitempty"`
+}
+
+func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
+	t, err := openTarget(ctx, &c.benchCommon, c.colls+c.writers, stderr)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	client := t.keepAliveClient(c.writers)
+	defer client.CloseIdleConnections()
+	rep := &collectionsReport{reportHead: t.head("collections", c.transport), Collections: c.colls, Records: c.records,
+		Rate: c.rate, Seconds: c.duration.Seconds()}
+	anon := func() uint64 {
+		if t.server == nil {
+			return 0
+		}
+		sleepFor(ctx, c.settle)
+		a, _ := readAnon(t.server.pid())
+		return a
+	}
+	if _, err := getHead(ctx, client, t.base, spreadCollection(c.collection, 0)); err != nil {
+		return err
+	}
+	rep.AnonBaseBytes = anon()
+
+	// 1. Write.
+	fmt.Fprintf(stderr, "bench: writing %d records into each of %d collections with %d writers\n", c.records, c.colls, c.writers)
+	start := time.Now()
+	var next, errs atomic.Int64
+	var lastErr atomic.Value
+	var wg sync.WaitGroup
+	for range c.writers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= c.colls {
+					return
+				}
+				for r := range c.records {
+					u := t.base + "/v1/collections/" + spreadCollection(c.collection, k) + "/records/r" + strconv.Itoa(r)
+					if _, err := put(ctx, client, u, benchValue(time.Now(), r, c.valueSize)); err != nil {
+						errs.Add(1)
+						lastErr.Store(err.Error())
+					}
+				}
+				if k%10000 == 9999 {
+					fmt.Fprintf(stderr, "bench: %d collections written (%.1fs)\n", k+1, time.Since(start).Seconds())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep.WriteSeconds, rep.WriteErrors = round3(time.Since(start).Seconds()), errs.Load()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	rep.AnonWrittenBytes = anon()
+	if t.server != nil {
+		rep.DataBytes = dirSize(t.server.dir)
+		rep.DataPerCollectionBytes = round3(float64(rep.DataBytes) / float64(c.colls))
+		rep.AnonPerWrittenBytes = round3((float64(rep.AnonWrittenBytes) - float64(rep.AnonBaseBytes)) / float64(c.colls))
+	}
+	rep.MetricsBytes = metricsSize(ctx, client, t.base)
+
+	// 2. Connect.
+	m := measurement{run: 1, runs: 1, loaders: chooseLoaders(c.loaders, c.colls)}
+	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, c.colls, true, time.Now(), stderr)
+	if err != nil {
+		return err
+	}
+	defer load.stop()
+	rep.Established, rep.ConnectSeconds = established, setup
+	rep.AnonLiveBytes = anon()
+	if t.server != nil && rep.Established > 0 {
+		rep.AnonPerLiveBytes = round3((float64(rep.AnonLiveBytes) - float64(rep.AnonBaseBytes)) / float64(rep.Established))
+	}
+
+	// 3. Commit to random collections.
+	commitStart := time.Now()
+	w := c.commit(ctx, client, t.base, &load.sent)
+	rep.Commits, rep.Errors = w.acked, w.errors
+	if w.lastErr != nil {
+		rep.LastError = w.lastErr.Error()
+	}
+	if err := drainGroups(ctx, load.groups, 0, w.lasts, c.drain); err != nil {
+		return err
+	}
+	res, _, err := load.finish(m, commitStart, time.Now())
+	if err != nil {
+		return err
+	}
+	rep.Deliveries, rep.Missing, rep.Duplicated, rep.CatchUps, rep.Reconnects = res.Deliveries, res.Missing, res.Duplicated, res.CatchUps, res.Reconnects
+	rep.Latency = res.latencyOf()
+	if res.LastError != "" {
+		rep.LastError = res.LastError
+	}
+	rep.MetricsAfterBytes = metricsSize(ctx, client, t.base)
+
+	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
+		return err
+	}
+	switch {
+	case rep.Missing > 0 || rep.Duplicated > 0:
+		return fmt.Errorf("%d commits missing, %d duplicated", rep.Missing, rep.Duplicated)
+	case rep.WriteErrors > 0 || rep.Errors > 0:
+		return fmt.Errorf("%d writes failed", rep.WriteErrors+int64(rep.Errors))
+	case rep.Established < c.colls:
+		return fmt.Errorf("%d of %d subscribers connected", rep.Established, c.colls)
+	}
+	return nil
+}
+
+// commit PUTs c.rate values a second for c.duration, each to record r0 of
+// a random collection, in open loop; lasts holds each collection's last
+// acknowledged version.
+func (c *collectionsConfig) commit(ctx context.Context, client *http.Client, base string, sent *atomic.Int64) writerResult {
+	var (
+		mu  sync.Mutex
+		res = writerResult{lasts: make([]uint64, c.colls)}
+		wg  sync.WaitGroup
+	)
+	inflight := make(chan struct{}, 64)
+	n := int(c.rate * c.duration.Seconds())
+	interval := time.Duration(float64(time.Second) / c.rate)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			sleepFor(ctx, d)
+		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		k := rand.IntN(c.colls)
+		wg.Go(func() {
+			defer func() { <-inflight }()
+			now := time.Now()
+			v, err := put(ctx, client, base+"/v1/collections/"+spreadCollection(c.collection, k)+"/records/r0", benchValue(now, i, c.valueSize))
+			sent.Add(1)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.errors, res.lastErr = res.errors+1, err
+				return
+			}
+			res.acked++
+			res.lasts[k] = max(res.lasts[k], v)
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+// dirSize returns the bytes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// metricsSize returns the size of the server's /metrics, 0 when it has
+// none there.
+func metricsSize(ctx context.Context, client *http.Client, base string) int {
+	resp, b, err := fetch(ctx, client, http.MethodGet, base+"/metrics", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0
+	}
+	return len(b)
+}
+
+func (r *collectionsReport) rows() []reportRow {
+	kib := func(f float64) string { return fmt.Sprintf("%.2f KiB", f/1024) }
+	rows := []reportRow{
+		{"scenario", fmt.Sprintf("collections over %s, %s", r.Transport, r.URL)},
+		{"write", fmt.Sprintf("%d collections × %d records in %.1fs; errors %d", r.Collections, r.Records, r.WriteSeconds, r.WriteErrors)},
+	}
+	if r.Spawned {
+		rows = append(rows,
+			reportRow{"memory per written collection", fmt.Sprintf("%s anonymous (%s → %s)", kib(r.AnonPerWrittenBytes), mib(r.AnonBaseBytes), mib(r.AnonWrittenBytes))},
+			reportRow{"data per collection", fmt.Sprintf("%s (%s in all)", kib(r.DataPerCollectionBytes), mib(uint64(r.DataBytes)))})
+	}
+	rows = append(rows,
+		reportRow{"/metrics", fmt.Sprintf("%d bytes after the writes, %d after the commits", r.MetricsBytes, r.MetricsAfterBytes)},
+		reportRow{"connect", fmt.Sprintf("%d of %d subscribers in %.1fs", r.Established, r.Collections, r.ConnectSeconds)})
+	if r.Spawned {
+		rows = append(rows, reportRow{"memory per live collection", fmt.Sprintf("%s anonymous, with its subscriber (%s in all)", kib(r.AnonPerLiveBytes), mib(r.AnonLiveBytes))})
+	}
+	rows = append(rows,
+		reportRow{"commits", fmt.Sprintf("%d to random collections in %.0fs (asked %.0f/s), %d failed", r.Commits, r.Seconds, r.Rate, r.Errors)},
+		reportRow{"commit → receipt", latencyRow(r.Latency)},
+		reportRow{"deliveries", fmt.Sprintf("%d; missing %d, duplicated %d, catch-ups %d, reconnects %d", r.Deliveries, r.Missing, r.Duplicated, r.CatchUps, r.Reconnects)})
+	if r.LastError != "" {
+		rows = append(rows, reportRow{"last error", r.LastError})
+	}
+	return rows
+}
