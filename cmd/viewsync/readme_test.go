@@ -36,7 +36,9 @@ type readmeStep struct {
 // change to a command is its address: the README's localhost:8080 becomes
 // the loopback address and free port the server listens on. The server
 // runs with --ping-interval 1s, so that the stream's ping comes in a second
-// rather than in fifteen; proxy variables are neutralised (no_proxy=*).
+// rather than in fifteen, and with --demo-seed=false, as the README starts
+// it, so that products is empty; proxy variables are neutralised
+// (no_proxy=*).
 //
 // The comment lines right after a command (no blank line between) are what
 // it prints, line by line and in order: "…" stands for anything, and the
@@ -74,7 +76,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	example := readmeExampleEpoch(t, steps)
 
-	p := startGuarded(t, 0, nil, "--ping-interval", "1s")
+	p := startGuarded(t, 0, nil, "--ping-interval", "1s", "--demo-seed=false")
 	env := readmeEnv(steps)
 	dir := t.TempDir()
 	for _, st := range steps {

@@ -72,6 +72,7 @@ type serveConfig struct {
 	metricsColls     int
 	metricsNamed     string
 	demo             bool
+	demoSeed         bool
 	pprofAddr        string
 	metricsAddr      string
 	drainDelay       time.Duration
@@ -136,6 +137,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
+	fs.BoolVar(&c.demoSeed, "demo-seed", true, "with --demo: on a store whose collection \"products\" was never written, write a few sample products into it at start; --demo-seed=false leaves it empty")
 	fs.IntVar(&c.metricsColls, "metrics-collections", metrics.DefaultCollections, "collections with series of their own in /metrics besides --metrics-collection's (the busiest, the most lagging, the first observed); the rest are summed as collection=\"_other\", so that a scrape stays small with any number of collections; 0: none")
 	fs.StringVar(&c.metricsNamed, "metrics-collection", "", "comma-separated collections that always have series of their own in /metrics")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this separate address (e.g. 127.0.0.1:9090) instead of the API's, which needs no token: keep it off the public network")
@@ -368,7 +370,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer src.Close()
 	}
 	if c.demo {
-		if err := demo.Register(srv.Hub()); err != nil {
+		if err := demo.Setup(ctx, srv.Hub(), demo.Options{NoSeed: !c.demoSeed, Logger: log}); err != nil {
 			srv.Close()
 			return fmt.Errorf("demo: %w", err)
 		}

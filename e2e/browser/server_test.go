@@ -40,7 +40,9 @@ const startTimeout = 20 * time.Second
 
 // startServer starts the binary on addr (":0" for any port of 127.0.0.1)
 // with the store in data and any further flags, and returns once it
-// listens. t.Cleanup stops it.
+// listens. t.Cleanup stops it. The demo's sample products are off
+// (--demo-seed=false), so that a test's products are its own: pass
+// --demo-seed=true among flags for them.
 func startServer(t *testing.T, data, addr string, flags ...string) *server {
 	t.Helper()
 	if addr == "" {
@@ -58,6 +60,7 @@ func startServer(t *testing.T, data, addr string, flags ...string) *server {
 		"--addr", addr,
 		"--data", data,
 		"--shutdown-timeout", "10s",
+		"--demo-seed=false",
 	}, flags...)...)
 	s.cmd.Env = serverEnv()
 	dieWithParent(s.cmd)

@@ -45,7 +45,8 @@ func run(ctx context.Context, addr, data string) error {
 	if err != nil {
 		return err
 	}
-	if err := demo.Register(srv.Hub()); err != nil { // the "discount" call
+	// The "discount" call, and sample products in a store never written.
+	if err := demo.Setup(ctx, srv.Hub(), demo.Options{}); err != nil {
 		srv.Close()
 		return err
 	}

@@ -16,7 +16,9 @@
 //	}
 //	mux.Handle("/", demo.Handler())
 //
-// Register adds the "discount" call the page's button uses.
+// Setup readies a hub for the page: Register adds the "discount" call the
+// page's button uses, and Seed writes a few sample products into a
+// collection never written, so that a first look at the page shows some.
 //
 // Caveats: the page reads and writes the collection "products" with no
 // authentication of its own; put it behind whatever guards the API.
@@ -31,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"path"
@@ -123,6 +126,115 @@ func setSecurityHeaders(h http.Header, host string) {
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+}
+
+// Options are the options of Setup.
+type Options struct {
+	// NoSeed leaves a collection never written empty: Setup does not
+	// call Seed.
+	NoSeed bool
+	// Logger gets the line saying that the samples were written, or why
+	// they could not be. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Setup readies hub for the demo: it registers the demo's calls
+// (Register) and, unless opts.NoSeed, writes the sample products into a
+// collection never written (Seed), logging one line when it did. A
+// failure to seed is logged, not returned: the page works without its
+// samples. Call it once at startup, before serving.
+func Setup(ctx context.Context, hub *viewsync.Hub, opts Options) error {
+	if err := Register(hub); err != nil {
+		return err
+	}
+	if opts.NoSeed {
+		return nil
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	seeded, err := Seed(ctx, hub)
+	switch {
+	case err != nil:
+		log.Warn("demo: sample products not written", "collection", Collection, "err", err)
+	case seeded:
+		log.Info("demo: seeded the empty collection with sample products", "collection", Collection, "products", len(samples))
+	}
+	return nil
+}
+
+// sample is a product Seed writes.
+type sample struct {
+	id          string
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Price       float64 `json:"price"`
+	Category    string  `json:"category"`
+}
+
+// samples are the products Seed writes. Their ids sort before those the
+// page gives the products it adds (p- and the time in base 36), so that
+// new products come after them.
+var samples = []sample{
+	{"p-01-desk-lamp", "Desk lamp", "Brass arm, linen shade", 49, "lighting"},
+	{"p-02-pendant", "Pendant light", "Smoked glass globe, 30 cm", 89, "lighting"},
+	{"p-03-lantern", "Lantern", "Tin and glass, for a candle or a bulb", 24.5, "lighting"},
+	{"p-04-reading-chair", "Reading chair", "Oak frame, wool upholstery", 320, "furniture"},
+	{"p-05-side-table", "Side table", "Walnut, 45 cm high", 110, "furniture"},
+	{"p-06-bookshelf", "Bookshelf", "Birch plywood, five shelves", 189, "furniture"},
+	{"p-07-kettle", "Kettle", "Stainless steel, 1.7 l", 34.5, "kitchen"},
+	{"p-08-espresso-cups", "Espresso cups", "Stoneware, set of four", 22, "kitchen"},
+}
+
+// Seed writes the sample products — a few of each category the page
+// offers, with names, descriptions and prices — into hub's collection
+// Collection in one commit, if that collection was never written: no
+// records and version 0. A collection written before, even one whose
+// records were all deleted since, is left alone, so that a restart never
+// seeds twice and products a user removed do not come back. Each sample's
+// commit has the precondition that it does not exist yet: when another
+// writer gets there first (another node of a cluster seeding the same
+// store at the same time, say), Seed writes nothing. It writes nothing to
+// a collection fed from a source either (see viewsync.Hub.Feed). It
+// reports whether it wrote the samples.
+func Seed(ctx context.Context, hub *viewsync.Hub) (bool, error) {
+	col, err := hub.Collection(Collection)
+	if err != nil {
+		return false, err
+	}
+	head, err := col.Head(ctx)
+	if err != nil {
+		return false, fmt.Errorf("demo: seed: %w", err)
+	}
+	if head.Version != 0 {
+		return false, nil // written before: never again
+	}
+	snap, err := col.Snapshot(ctx)
+	if err != nil {
+		return false, fmt.Errorf("demo: seed: %w", err)
+	}
+	if snap.Version != 0 || len(snap.Records) != 0 {
+		return false, nil
+	}
+	ops := make([]viewsync.Op, 0, len(samples))
+	ifs := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return false, fmt.Errorf("demo: seed: %q: %w", s.id, err)
+		}
+		ops = append(ops, viewsync.Put(s.id, b))
+		ifs[s.id] = 0
+	}
+	_, err = col.Commit(ctx, ops, ifs)
+	if errors.Is(err, viewsync.ErrPrecondition) || errors.Is(err, viewsync.ErrReadOnly) {
+		return false, nil // seeded by another writer, or not ours to write
+	}
+	if err != nil {
+		return false, fmt.Errorf("demo: seed: %w", err)
+	}
+	return true, nil
 }
 
 // DiscountArg is the argument of the "discount" call.

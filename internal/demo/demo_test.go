@@ -1,17 +1,22 @@
 package demo_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/store/memstore"
 	"go.uber.org/goleak"
 )
@@ -194,5 +199,211 @@ func TestDiscountBadArg(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != protocol.CodeBadRequest {
 			t.Errorf("arg %s: err %v, want a bad_request CallError", arg, err)
 		}
+	}
+}
+
+// product is a product as Seed writes it.
+type product struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Price       *float64 `json:"price"`
+	Category    string   `json:"category"`
+}
+
+// setup makes a hub on st and runs Setup with opts, logging into the
+// returned buffer; the hub is closed at the end of the test.
+func setup(t *testing.T, st store.Store, opts demo.Options) (*viewsync.Hub, *bytes.Buffer) {
+	t.Helper()
+	hub, err := viewsync.New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
+	var logs bytes.Buffer
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	}
+	if err := demo.Setup(context.Background(), hub, opts); err != nil {
+		t.Fatal(err)
+	}
+	return hub, &logs
+}
+
+// checkSeeded checks that hub's products are the samples, written in one
+// commit: 6 to 8 of them, each with a name, a description, a price and
+// one of the page's categories, every category having some.
+func checkSeeded(t *testing.T, hub *viewsync.Hub) viewsync.Snapshot {
+	t.Helper()
+	col, err := hub.Collection(demo.Collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := col.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Version != 1 {
+		t.Errorf("seeded collection at version %d, want 1: one commit", snap.Version)
+	}
+	if n := len(snap.Records); n < 6 || n > 8 {
+		t.Errorf("%d sample products, want 6 to 8", n)
+	}
+	perCategory := map[string]int{}
+	for _, rec := range snap.Records {
+		var p product
+		if err := json.Unmarshal(rec.Value, &p); err != nil {
+			t.Errorf("%s: %s: %v", rec.ID, rec.Value, err)
+			continue
+		}
+		if p.Name == "" || p.Description == "" || p.Price == nil || *p.Price <= 0 {
+			t.Errorf("%s: %s lacks a name, a description or a price", rec.ID, rec.Value)
+		}
+		perCategory[p.Category]++
+	}
+	for _, c := range []string{"lighting", "furniture", "kitchen"} {
+		if perCategory[c] == 0 {
+			t.Errorf("no sample product in %s: %v", c, perCategory)
+		}
+	}
+	if len(perCategory) != 3 {
+		t.Errorf("sample categories %v, want lighting, furniture and kitchen alone", perCategory)
+	}
+	return snap
+}
+
+// TestSeedEmptyOnce: Setup seeds a collection never written, in one
+// commit, logging one line that says so; Seed again writes nothing.
+func TestSeedEmptyOnce(t *testing.T) {
+	hub, logs := setup(t, memstore.New(nil), demo.Options{})
+	checkSeeded(t, hub)
+	if n := strings.Count(logs.String(), "seeded"); n != 1 {
+		t.Errorf("the log says seeded %d times, want once:\n%s", n, logs)
+	}
+	seeded, err := demo.Seed(context.Background(), hub)
+	if err != nil || seeded {
+		t.Errorf("Seed of a seeded collection: %v, %v; want false, nil", seeded, err)
+	}
+	checkSeeded(t, hub)
+}
+
+// TestSeedLeavesWrittenCollection: a collection written before — here
+// emptied since, so at version 2 with no records — is not seeded again.
+func TestSeedLeavesWrittenCollection(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New(nil)
+	hub, err := viewsync.New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col, _ := hub.Collection(demo.Collection)
+	if _, err := col.Put(ctx, "p-1", []byte(`{"name":"Lamp","price":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := col.Delete(ctx, "p-1"); err != nil {
+		t.Fatal(err)
+	}
+	hub.Close()
+
+	hub, logs := setup(t, st, demo.Options{})
+	col, _ = hub.Collection(demo.Collection)
+	snap, err := col.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Version != 2 || len(snap.Records) != 0 {
+		t.Errorf("emptied collection after Setup: version %d, %d records; want 2 and none", snap.Version, len(snap.Records))
+	}
+	if strings.Contains(logs.String(), "seeded") {
+		t.Errorf("the log says seeded:\n%s", logs)
+	}
+	seeded, err := demo.Seed(ctx, hub)
+	if err != nil || seeded {
+		t.Errorf("Seed of an emptied collection: %v, %v; want false, nil", seeded, err)
+	}
+}
+
+// TestSeedRestart: a durable store seeded at its first start is not
+// seeded again when the server starts again on it, even after a user
+// removed a sample.
+func TestSeedRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "viewsync.db")
+	st, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, logs := setup(t, st, demo.Options{})
+	first := checkSeeded(t, hub)
+	if !strings.Contains(logs.String(), "seeded") {
+		t.Errorf("the first start does not log the seeding:\n%s", logs)
+	}
+	col, _ := hub.Collection(demo.Collection)
+	gone := first.Records[0].ID
+	if _, err := col.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	hub.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hub, logs = setup(t, st, demo.Options{})
+	if strings.Contains(logs.String(), "seeded") {
+		t.Errorf("the second start logs a seeding:\n%s", logs)
+	}
+	col, _ = hub.Collection(demo.Collection)
+	snap, err := col.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Version != 2 || len(snap.Records) != len(first.Records)-1 {
+		t.Errorf("after the restart: version %d, %d records; want 2 and %d (no second seeding)", snap.Version, len(snap.Records), len(first.Records)-1)
+	}
+	for _, rec := range snap.Records {
+		if rec.ID == gone {
+			t.Errorf("the removed sample %s came back", gone)
+		}
+	}
+}
+
+// TestSetupNoSeed: with NoSeed, Setup registers the calls and leaves the
+// collection unwritten.
+func TestSetupNoSeed(t *testing.T) {
+	ctx := context.Background()
+	hub, logs := setup(t, memstore.New(nil), demo.Options{NoSeed: true})
+	col, _ := hub.Collection(demo.Collection)
+	head, err := col.Head(ctx)
+	if err != nil || head.Version != 0 {
+		t.Errorf("head %+v, %v; want version 0", head, err)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("Setup with NoSeed logged:\n%s", logs)
+	}
+	if _, err := hub.Call(ctx, "discount", json.RawMessage(`{"percent":10}`)); err != nil {
+		t.Errorf("discount after Setup: %v", err)
+	}
+}
+
+// TestSeedFedCollection: a collection fed from a source refuses writes;
+// Seed writes nothing and says so without an error.
+func TestSeedFedCollection(t *testing.T) {
+	hub, err := viewsync.New(memstore.New(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	feed, err := hub.Feed(demo.Collection, "a test source", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	seeded, err := demo.Seed(context.Background(), hub)
+	if err != nil || seeded {
+		t.Errorf("Seed of a fed collection: %v, %v; want false, nil", seeded, err)
 	}
 }
