@@ -268,6 +268,8 @@ export class View<T = JSONValue> {
   private constructor();
   /** The collection's name. */
   readonly name: string;
+  /** The session the view belongs to (whose `status` and 'error' events are its connection's). */
+  readonly session: Session;
   /** The filter of a filtered view (a deep-frozen copy of the one given), null for the whole collection. */
   readonly where: Readonly<Where> | null;
   /**
@@ -323,6 +325,38 @@ export class View<T = JSONValue> {
   commit(ops: Op[], options?: { if?: Record<string, number> }): Promise<number>;
   /** Stops following the collection. The state stays readable. */
   close(): void;
+}
+
+/**
+ * A view's state as the framework bindings (`viewsync/react`,
+ * `viewsync/vue`, `viewsync/svelte`) hand it out: an immutable snapshot,
+ * a new object only when something it shows changes, shared by everything
+ * that shows the same view.
+ */
+export interface ViewState<T = JSONValue> {
+  /**
+   * The view's records as an array sorted by id (code unit order, as
+   * bindTable's rows), frozen; a new array after each change. A record's
+   * object stays the same while the record does not change, so a
+   * component memoized on it is not redrawn.
+   */
+  readonly records: ReadonlyArray<Readonly<RecordOf<T>>>;
+  /** The collection version the view includes (0 before the first sync). */
+  readonly version: number;
+  /** Whether the view has received its first state. */
+  readonly synced: boolean;
+  /** The state of the session's connection. */
+  readonly status: ConnectionState;
+  /**
+   * Why the view does not follow the collection, or null: its `ready`
+   * rejected (a filter the server refused: `bad_request`, which stays;
+   * `closed`; `unreachable` before the first state, until the session is
+   * live),
+   * else the last error the session reported (`unreachable`,
+   * `unauthorized`, a refusal that made it reconnect, …; another view's
+   * refused filter excepted) until it is live again or the view changes.
+   */
+  readonly error: ViewsyncError | null;
 }
 
 /** What a row's conflict is. */

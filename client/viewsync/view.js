@@ -83,6 +83,8 @@ export class View {
   get epoch() { return this.#state.epoch; }
   /** synced tells whether the view has received its first state. */
   get synced() { return this.#state.epoch !== null; }
+  /** session is the session the view belongs to. */
+  get session() { return this.#session; }
 
   /**
    * get returns the value of record id, or undefined.
