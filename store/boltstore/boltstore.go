@@ -26,6 +26,11 @@ const (
 	// release the file: long enough for one that is closing it, short
 	// enough to tell at once that the file is in use.
 	DefaultLockTimeout = time.Second
+	// DefaultPageSize is the page size of new files: small, because each
+	// collection's bucket, nesting the buckets of its records, log and
+	// tombstones, takes at least a page of its own, and many small
+	// collections are common.
+	DefaultPageSize = 1024
 )
 
 // Options configures a Store. A nil *Options, or its zero value, means the
@@ -52,6 +57,11 @@ type Options struct {
 	// LockTimeout bounds how long Open waits for the file lock another
 	// process holds. Default DefaultLockTimeout.
 	LockTimeout time.Duration
+
+	// PageSize is the size in bytes of the pages of a file Open creates
+	// (a power of two, at least 1024); a file that exists keeps the size
+	// it was created with. Default DefaultPageSize.
+	PageSize int
 }
 
 // Retention work done per commit, so that one commit never pays for a large
@@ -125,6 +135,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.PageSize < 1024 || o.PageSize&(o.PageSize-1) != 0 {
+		return nil, fmt.Errorf("boltstore: page size %d is not a power of two of at least 1024", o.PageSize)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -191,6 +207,7 @@ func openDB(path string, o *Options, readOnly bool) (*bolt.DB, error) {
 			Timeout:      o.LockTimeout,
 			NoSync:       o.NoSync,
 			FreelistType: bolt.FreelistMapType,
+			PageSize:     o.PageSize,
 			ReadOnly:     readOnly,
 			OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 				f, err := os.OpenFile(name, flag, perm)
