@@ -112,7 +112,9 @@ func New(hub *viewsync.Hub, opts *Options) (*Handler, error) {
 		origins: origins,
 		format:  push.NewFormat(encoder{}),
 		// Subscriptions tick only to move filtered views' cursors.
-		pumps:    live.Pumps{Tick: o.PingInterval, Interval: o.FlushInterval},
+		// Subscriptions tick (a filtered view's progress) four times a
+		// ping interval, as the streams' do.
+		pumps:    live.Pumps{Tick: max(o.PingInterval/4, 10*time.Millisecond), Interval: o.FlushInterval},
 		conns:    map[*conn]struct{}{},
 		keepWake: make(chan struct{}, 1),
 	}
