@@ -3,6 +3,7 @@ package pgsource_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,9 +141,9 @@ func TestRestartSource(t *testing.T) {
 	t.Logf("%d transactions over three sessions; %d replayed and skipped after the crash", written, skipped)
 }
 
-// TestRestartPostgres: PostgreSQL restarted under load; the source
-// reports it, reconnects with backoff and goes on: nothing lost or
-// doubled.
+// TestRestartPostgres: PostgreSQL stopped and started again under load;
+// the source reports it (Ready, Stats), reconnects with backoff and goes
+// on: nothing lost or doubled.
 func TestRestartPostgres(t *testing.T) {
 	c, url := newDB(t)
 	db := connect(t, url)
@@ -157,15 +158,21 @@ func TestRestartPostgres(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.Ctl("restart", "-m", "fast"); err != nil {
+	if err := c.Ctl("stop", "-m", "fast"); err != nil {
 		t.Fatal(err)
 	}
-	until(t, "a reconnection", func() error {
-		if st := src.Stats(); st.Reconnects == 0 {
-			return fmt.Errorf("no reconnection yet")
+	until(t, "the source to report the lost server", func() error {
+		if err := src.Ready(); err == nil || !strings.Contains(err.Error(), "reconnecting") {
+			return fmt.Errorf("Ready() = %v", err)
+		}
+		if st := src.Stats(); st.Connected || st.Reconnects == 0 {
+			return fmt.Errorf("Stats() = %+v", st)
 		}
 		return nil
 	})
+	if err := c.Ctl("start"); err != nil {
+		t.Fatal(err)
+	}
 	waitReady(t, src)
 	before := src.Stats().Transactions
 	until(t, "transactions after the restart", func() error {
