@@ -95,4 +95,32 @@ func TestTypeMapping(t *testing.T) {
 	if id != "a%2Cb" {
 		t.Fatalf("EncodeKey = %q", id)
 	}
+
+	// A composite key, in the key's order (not the columns'): inserted,
+	// updated, its key changed, deleted.
+	exec1(t, db, "CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (b, a))", "INSERT INTO pairs VALUES (1, 'x,y', 5)")
+	n3 := newNode(t)
+	startSource(t, n3, url, "vs_pairs", "pairs")
+	p, _ := n3.hub.Collection("pairs")
+	ids := func() []string {
+		s, err := p.Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range s.Records {
+			out = append(out, r.ID+"="+string(r.Value))
+		}
+		return out
+	}
+	if got := strings.Join(ids(), " "); got != `x%2Cy,1={"a":1,"b":"x,y","v":5}` {
+		t.Fatalf("loaded %s", got)
+	}
+	exec1(t, db, "INSERT INTO pairs VALUES (2, 'z', 6)", "UPDATE pairs SET a = 3 WHERE b = 'x,y'", "DELETE FROM pairs WHERE a = 2")
+	until(t, "the composite keys' changes", func() error {
+		if got := strings.Join(ids(), " "); got != `x%2Cy,3={"a":3,"b":"x,y","v":5}` {
+			return errors.New(got)
+		}
+		return nil
+	})
 }
