@@ -11,15 +11,18 @@
 // into and out of live, and lets go of the views it leaves; pages ride
 // out a server restart; a call resolves once the page shows its writes; a
 // page of another origin is told when the server was started without
-// --cors-origin, and goes live with it; plus a screenshot and the
-// save-to-render latency. They wait on the page's own state, never on
+// --cors-origin, and goes live with it; a fresh server shows the demo's
+// sample products; a delete can be undone, from any tab; on a phone a row
+// that gets a conflict is scrolled into view; plus screenshots (desktop,
+// phone, dark) and the save-to-render latency. They wait on the page's own state, never on
 // sleeps, under the demo's Content-Security-Policy (checks run through the
 // DevTools protocol and build no code from strings in the page).
 //
-//	VIEWSYNC_CHROMIUM    path of the browser (default /usr/bin/chromium, else
-//	                     chromium or chromium-browser on PATH)
-//	VIEWSYNC_SCREENSHOT  also write TestScreenshot's PNG here (relative to
-//	                     the module root), e.g. docs/screenshot.png
+//	VIEWSYNC_CHROMIUM     path of the browser (default /usr/bin/chromium, else
+//	                      chromium or chromium-browser on PATH)
+//	VIEWSYNC_SCREENSHOTS  also write TestScreenshots' PNGs (demo-desktop.png,
+//	                      demo-phone.png, demo-dark.png) into this directory
+//	                      (relative to the module root), e.g. docs
 //
 // Caveats: without Chromium every test fails, by design (Debian: apt-get
 // install chromium; scripts/test.sh does). It runs with --no-sandbox, as

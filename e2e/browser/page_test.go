@@ -120,12 +120,59 @@ type sentRequest struct {
 	Ended         bool   // it has finished or failed, as of the call that returned it
 }
 
-// open opens url in a new tab named name (for messages), waits for it to
-// load, and returns it; each of before runs on the tab first (to set up
-// the browser's side of the network, say). The tab is closed in t.Cleanup.
-// An uncaught exception, an unhandled rejection or a
+// screen is what a tab emulates: its viewport in CSS pixels (at one
+// device pixel per CSS pixel), a phone's (mobile, with touch) or not, and
+// which colour scheme and motion it prefers.
+type screen struct {
+	width, height int64
+	mobile        bool
+	dark          bool
+	still         bool // prefers reduced motion: no animations
+}
+
+// desktop is the screen of the tabs open opens.
+var desktop = screen{width: 1200, height: 800}
+
+// phone is a phone's screen, held upright.
+var phone = screen{width: 390, height: 844, mobile: true}
+
+// emulate makes the tab of ctx emulate sc.
+func (sc screen) emulate(ctx context.Context) error {
+	var opts []chromedp.EmulateViewportOption
+	if sc.mobile {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(sc.width, sc.height, opts...)); err != nil {
+		return err
+	}
+	scheme, motion := "light", "no-preference"
+	if sc.dark {
+		scheme = "dark"
+	}
+	if sc.still {
+		motion = "reduce"
+	}
+	_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{
+			{Name: "prefers-color-scheme", Value: scheme},
+			{Name: "prefers-reduced-motion", Value: motion},
+		},
+	})
+	return err
+}
+
+// open opens url in a new tab named name (for messages) on the desktop
+// screen, waits for it to load, and returns it; each of before runs on the
+// tab first (to set up the browser's side of the network, say). The tab is
+// closed in t.Cleanup. An uncaught exception, an unhandled rejection or a
 // Content-Security-Policy violation in it fails t.
 func (b *browser) open(t *testing.T, name, url string, before ...func(context.Context) error) *page {
+	t.Helper()
+	return b.openOn(t, name, url, desktop, before...)
+}
+
+// openOn is open on the screen sc.
+func (b *browser) openOn(t *testing.T, name, url string, sc screen, before ...func(context.Context) error) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
@@ -163,7 +210,10 @@ func (b *browser) open(t *testing.T, name, url string, before ...func(context.Co
 			t.Fatalf("page %s: before opening %s: %v", name, url, err)
 		}
 	}
-	if err := chromedp.Do(tctx, chromedp.EmulateViewport(1200, 800), chromedp.Navigate(url)); err != nil {
+	if err := sc.emulate(tctx); err != nil {
+		t.Fatalf("page %s: emulating %+v: %v", name, sc, err)
+	}
+	if err := chromedp.Do(tctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("page %s: opening %s: %v", name, url, err)
 	}
 	return p

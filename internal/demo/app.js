@@ -1,7 +1,8 @@
 // The products demo: a grid bound to the collection "products" — all of it,
 // or the filtered view of one category — a log of the sync references as
-// they arrive, a connection badge and a server call. Data only ever reaches
-// the page through textContent and input values.
+// they arrive, a connection badge, a server call, and an undo for the last
+// delete. Data only ever reaches the page through textContent and input
+// values.
 import { connect, bindTable } from '/viewsync.js';
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -90,6 +91,9 @@ for (const { value, label } of CATEGORIES) {
 
 // --- the grid -----------------------------------------------------------------
 
+// phone is the layout of narrow screens, where products are cards.
+const phone = matchMedia('(max-width: 760px)');
+
 function formatPrice(v) {
   return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(2) : v == null ? '' : String(v);
 }
@@ -149,6 +153,9 @@ const grid = {
       });
       text.textContent = `Changed by someone else: ${parts.join(', ')}.`;
     }
+    // On a phone the row may be out of sight (the user scrolled away while
+    // editing it): bring it into view, so that its choice is seen.
+    if (conflict && phone.matches) el.scrollIntoView({ block: 'nearest' });
   },
   onError: showError,
 };
@@ -174,21 +181,59 @@ function label(id, value) {
   return name ? `“${short(name)}”` : short(id, 24);
 }
 
-// entry makes one line of the log; the lines of one change are added
-// together, newest change on top, each change's lines in op order.
-function entry(version, text, kind) {
+// ago says how long ago a time was, in words.
+function ago(at, now = Date.now()) {
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  if (s < 10) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  return `${Math.floor(m / 60)} h ago`;
+}
+
+// entry makes one line of the log: what changed — subject (a product's
+// name, or none) and text — above when and its sync reference. Its class
+// is its kind (added, updated, removed, catchup or reset), which gives it
+// its icon and colour. The lines of one change are added together, newest
+// change on top, each change's lines in op order.
+function entry(version, subject, text, kind) {
   const li = document.createElement('li');
   li.dataset.testid = 'sync-entry';
   li.dataset.version = String(version);
   li.className = kind;
+  const what = document.createElement('span');
+  what.className = 'what';
+  if (subject) {
+    const name = document.createElement('strong');
+    name.textContent = subject;
+    what.append(name, ` ${text}`);
+  } else {
+    what.textContent = text;
+  }
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const at = Date.now();
+  const time = document.createElement('time');
+  time.dateTime = new Date(at).toISOString();
+  time.dataset.at = String(at);
+  time.title = new Date(at).toLocaleTimeString();
+  time.textContent = ago(at);
   const ref = document.createElement('span');
   ref.className = 'ref';
   ref.textContent = `ref ${version}`;
-  const what = document.createElement('span');
-  what.textContent = ` · ${text}`;
-  li.append(ref, what);
+  meta.append(time, ' · ', ref);
+  li.append(what, meta);
   return li;
 }
+
+// The log's times say how long ago; they age as the page stays open.
+setInterval(() => {
+  const now = Date.now();
+  for (const t of log.querySelectorAll('time[data-at]')) {
+    const s = ago(Number(t.dataset.at), now);
+    if (t.textContent !== s) t.textContent = s;
+  }
+}, 10000);
 
 // logChange adds the lines of one change of the view shown. In a
 // category's view a product that starts matching arrives as added, one
@@ -200,21 +245,21 @@ function logChange(view, category, ev) {
   const lines = [];
   if (ev.type === 'commit') {
     if (ev.ops.length > 3) {
-      lines.push(entry(ev.version, `${ev.ops.length} products changed in one commit`, 'updated'));
+      lines.push(entry(ev.version, '', `${ev.ops.length} products changed in one commit`, 'updated'));
     } else {
       for (const op of ev.ops) {
         const verb = op.op === 'delete' ? 'removed' : added.has(op.id) ? 'added' : 'updated';
         let text = verb;
         if (where && verb === 'added') text = `now in ${where}`;
         if (where && verb === 'removed') text = `no longer in ${where}`;
-        lines.push(entry(ev.version, `product ${label(op.id, op.value)} ${text}`, verb));
+        lines.push(entry(ev.version, label(op.id, op.value), text, verb));
       }
     }
   } else if (ev.type === 'catchup') {
-    lines.push(entry(ev.version, `caught up: ${ev.records.length} changed, ${ev.deleted.length} removed`, 'catchup'));
+    lines.push(entry(ev.version, '', `caught up: ${ev.records.length} changed, ${ev.deleted.length} removed`, 'catchup'));
   } else {
     const n = ev.records.length;
-    lines.push(entry(ev.version, `snapshot of ${n} ${where ? `${where.toLowerCase()} ` : ''}product${n === 1 ? '' : 's'}`, 'reset'));
+    lines.push(entry(ev.version, '', `snapshot of ${n} ${where ? `${where.toLowerCase()} ` : ''}product${n === 1 ? '' : 's'}`, 'reset'));
   }
   log.prepend(...lines);
   while (log.childElementCount > MAX_LOG) log.lastElementChild.remove();
@@ -309,6 +354,86 @@ form.addEventListener('submit', async (e) => {
     showError(err);
   } finally {
     submit.disabled = false;
+  }
+});
+
+// --- delete, and its undo ------------------------------------------------------
+
+// A product is deleted at the version its row shows, so that what the undo
+// puts back is what was deleted; the toast offers the undo for UNDO_MS.
+const UNDO_MS = 6000;
+const toast = $('undo-toast');
+const toastText = $('undo-text');
+const undoButton = $('undo-delete');
+let undoable = null; // { id, value } of the product last deleted, while the toast shows
+let toastTimer = 0;
+
+function hideToast() {
+  clearTimeout(toastTimer);
+  toast.hidden = true;
+  undoable = null;
+}
+
+function offerUndo(id, value) {
+  undoable = { id, value };
+  toastText.textContent = `Deleted ${label(id, value)}`;
+  undoButton.disabled = false;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(hideToast, UNDO_MS);
+}
+
+// The toast stays while the pointer or the focus is on it.
+toast.addEventListener('pointerenter', () => clearTimeout(toastTimer));
+toast.addEventListener('focusin', () => clearTimeout(toastTimer));
+for (const type of ['pointerleave', 'focusout']) {
+  toast.addEventListener(type, () => {
+    if (!undoable || toast.matches(':hover, :focus-within')) return;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(hideToast, UNDO_MS);
+  });
+}
+
+$('product-list').addEventListener('click', async (e) => {
+  const b = e.target.closest('[data-testid="product-delete"]');
+  const id = b?.closest('[data-testid="product-row"]')?.dataset.key;
+  const view = current.view;
+  const rec = id && view.record(id);
+  if (!rec) return;
+  e.preventDefault();
+  b.disabled = true;
+  try {
+    await view.delete(id, { ifVersion: rec.version });
+    offerUndo(id, rec.value);
+  } catch (err) {
+    if (err?.code === 'precondition_failed') {
+      showError(`${label(id, rec.value)} was changed by someone else meanwhile, so it was not removed.`);
+    } else {
+      showError(err);
+    }
+  } finally {
+    b.disabled = false;
+  }
+});
+
+// Undo puts the product back as it was, only if no product has its id
+// again (ifVersion 0: If-None-Match: *), so that it never overwrites one
+// re-created meanwhile.
+undoButton.addEventListener('click', async () => {
+  const u = undoable;
+  if (!u) return;
+  undoButton.disabled = true;
+  clearTimeout(toastTimer);
+  try {
+    await current.view.put(u.id, u.value, { ifVersion: 0 });
+  } catch (err) {
+    if (err?.code === 'precondition_failed') {
+      showError(`${label(u.id, u.value)} was not restored: a product with its id exists again.`);
+    } else {
+      showError(err);
+    }
+  } finally {
+    if (undoable === u) hideToast();
   }
 });
 

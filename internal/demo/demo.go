@@ -2,9 +2,9 @@
 // grid of products that stays in sync across every open browser, edited in
 // place without ever overwriting what a user is typing, a category filter
 // that turns the grid into a filtered view (/?category=lighting: products
-// come and go as their category changes), and a server call that discounts
-// every price in one commit. The example program examples/products serves
-// it too.
+// come and go as their category changes), a delete that can be undone for
+// a few seconds, and a server call that discounts every price in one
+// commit. The example program examples/products serves it too.
 //
 // Handler serves the page (index.html, app.js, style.css); the page imports
 // the browser client from /viewsync.js and talks to the HTTP API v1, so mount

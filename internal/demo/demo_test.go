@@ -407,3 +407,38 @@ func TestSeedFedCollection(t *testing.T) {
 		t.Errorf("Seed of a fed collection: %v, %v; want false, nil", seeded, err)
 	}
 }
+
+// TestPageUndoAndNoHTMLSinks: the page has the undo toast the browser
+// tests use, its delete is the page's own (so that it can be undone), and
+// app.js puts data into the page through no HTML parser.
+func TestPageUndoAndNoHTMLSinks(t *testing.T) {
+	h := demo.Handler()
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	page := get("/")
+	for _, id := range []string{"undo-toast", "undo-text", "undo-delete", "product-delete", "sync-log", "transport-links"} {
+		if !strings.Contains(page, `data-testid="`+id+`"`) {
+			t.Errorf("index.html has no data-testid=%q", id)
+		}
+	}
+	if strings.Contains(page, `data-action="delete"`) {
+		t.Error(`index.html: a data-action="delete" would delete past the undo`)
+	}
+	app := get("/app.js")
+	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"} {
+		if strings.Contains(app, sink) {
+			t.Errorf("app.js uses %s", sink)
+		}
+	}
+	for _, want := range []string{"ifVersion: 0", "scrollIntoView({ block: 'nearest' })"} {
+		if !strings.Contains(app, want) {
+			t.Errorf("app.js lacks %q", want)
+		}
+	}
+}
