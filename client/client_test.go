@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/viewsync/viewsync/client"
@@ -106,6 +107,23 @@ func TestImportsResolve(t *testing.T) {
 	imports := regexp.MustCompile(`(?m)^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'`)
 	seen := map[string]bool{"/viewsync.js": true}
 	queue := []string{"/viewsync.js"}
+	// The npm package's framework entries (viewsync/react, /vue, /svelte)
+	// are not served, but the modules they import are.
+	for _, entry := range []string{"react.js", "vue.js", "svelte.js"} {
+		b, err := os.ReadFile(entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range imports.FindAllStringSubmatch(string(b), -1) {
+			if strings.HasPrefix(sub[1], "./") {
+				next := "/" + strings.TrimPrefix(sub[1], "./")
+				if !seen[next] {
+					seen[next] = true
+					queue = append(queue, next)
+				}
+			}
+		}
+	}
 	src := sources(t)
 	for len(queue) > 0 {
 		p := queue[0]
