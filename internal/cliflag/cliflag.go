@@ -1,7 +1,9 @@
 // Package cliflag holds what the viewsync binary's commands share in
 // reading their flags: every flag also settable by an environment variable
 // (VIEWSYNC_ and the flag's name in upper case with '-' as '_'), sizes in
-// bytes written with units, and the errors that make a usage error.
+// bytes read and printed with units, the help (PrintFlags: the flags in
+// sections, each with its default and its variable), an unknown flag
+// answered with the nearest names, and the errors that make a usage error.
 package cliflag
 
 import (
@@ -21,15 +23,17 @@ var ErrUsage = errors.New("usage")
 // allowed; the process exits 2, like for other usage errors.
 var ErrBadFlag = errors.New("bad flag value")
 
-// envName returns the environment variable that sets a flag.
-func envName(flagName string) string {
+// EnvName returns the environment variable that sets a flag: VIEWSYNC_
+// and the flag's name in upper case with '-' as '_'.
+func EnvName(flagName string) string {
 	return "VIEWSYNC_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // Parse parses args, then fills every flag not given on the command line
 // from its environment variable. A parse error or a surplus argument is
-// ErrUsage (the flag set printed why); a bad environment value wraps
-// ErrBadFlag.
+// ErrUsage: the flag set printed why in a line or two (an unknown flag
+// with the nearest names), not its usage, which only --help prints. A bad
+// environment value wraps ErrBadFlag.
 func Parse(fs *flag.FlagSet, args []string) error {
 	if name, ok := unknownFlag(fs, args); ok {
 		// Said in a few lines, with the nearest names, rather than with
@@ -41,10 +45,23 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		fmt.Fprintf(fs.Output(), "run with --help for every flag\n")
 		return ErrUsage
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// A bad value is said in a line, with a pointer to --help, rather
+	// than with the whole usage; --help prints it.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+			PrintFlags(fs.Output(), fs, nil)
 		}
+		return err
+	case err != nil:
+		fmt.Fprintf(fs.Output(), "run with --help for every flag\n")
 		return ErrUsage
 	}
 	if fs.NArg() > 0 {
@@ -53,14 +70,13 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%w: %s=%q: %w", ErrBadFlag, envName(f.Name), v, e)
+				err = fmt.Errorf("%w: %s=%q: %w", ErrBadFlag, EnvName(f.Name), v, e)
 			}
 		}
 	})
@@ -95,21 +111,29 @@ func isBool(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// nearest returns the names of fs's flags closest to name: those within a
-// few edits of it, or that contain it or are contained in it, best first,
-// at most three.
+// nearest returns the names of fs's flags closest to name, best first, at
+// most three: those that contain it or are contained in it, and those
+// within a few edits of it that no other is nearer than (max-bdy: max-body,
+// not also max-id, one edit further).
 func nearest(fs *flag.FlagSet, name string) []string {
 	type cand struct {
-		name string
-		d    int
+		name     string
+		d        int
+		contains bool
 	}
 	var cands []cand
+	best := -1
 	fs.VisitAll(func(f *flag.Flag) {
 		d := editDistance(name, f.Name)
-		if d <= max(2, len(name)/3) || len(name) >= 3 && (strings.Contains(f.Name, name) || strings.Contains(name, f.Name)) {
-			cands = append(cands, cand{f.Name, d})
+		contains := len(name) >= 3 && (strings.Contains(f.Name, name) || strings.Contains(name, f.Name))
+		if d <= max(2, len(name)/3) || contains {
+			cands = append(cands, cand{f.Name, d, contains})
+			if best < 0 || d < best {
+				best = d
+			}
 		}
 	})
+	cands = slices.DeleteFunc(cands, func(c cand) bool { return c.d > best && !c.contains })
 	slices.SortStableFunc(cands, func(a, b cand) int { return a.d - b.d })
 	var out []string
 	for _, c := range cands[:min(len(cands), 3)] {
@@ -144,26 +168,46 @@ func editDistance(a, b string) int {
 func Given(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	_, env := os.LookupEnv(envName(name))
+	_, env := os.LookupEnv(EnvName(name))
 	return given || env
 }
 
 // Size is a flag value for a size in bytes: 1048576, 512KiB, 1MiB, 1MB.
+// It prints with a unit (see String), so a flag's default shows as 4MiB.
 type Size int64
 
-// String returns the size in bytes.
-func (b *Size) String() string { return strconv.FormatInt(int64(*b), 10) }
+// sizeUnits are the units a Size is written with, binary ones first, as
+// String tries them.
+var sizeUnits = []sizeUnit{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1000_000_000}, {"MB", 1000_000}, {"KB", 1000}}
+
+// sizeUnit is a unit of sizes: its suffix and the bytes it stands for.
+type sizeUnit struct {
+	suffix string
+	mult   int64
+}
+
+// String returns the size with the largest unit that writes it whole
+// (4MiB, 512KiB, 3KB), else in bytes (1500B); 0 as 0. Set reads
+// it back to the same size.
+func (b *Size) String() string {
+	n := int64(*b)
+	if n == 0 {
+		return "0"
+	}
+	for _, u := range sizeUnits {
+		if n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
 
 // Set parses a size in bytes, with an optional unit: B, KB, MB, GB (powers
 // of 1000) or KiB, MiB, GiB (powers of 1024).
 func (b *Size) Set(s string) error {
 	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}}
 	mult := int64(1)
-	for _, u := range units {
+	for _, u := range append(sizeUnits[:len(sizeUnits):len(sizeUnits)], sizeUnit{"B", 1}) {
 		if strings.HasSuffix(s, u.suffix) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
 			break
@@ -171,7 +215,7 @@ func (b *Size) Set(s string) error {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("not a size: want bytes like 1048576 or 1MiB")
+		return errors.New("not a size: want a whole number of bytes (1048576) or of a unit: KiB, MiB, GiB (1024s: 512KiB, 4MiB) or KB, MB, GB (1000s)")
 	}
 	*b = Size(n * mult)
 	return nil
