@@ -242,6 +242,8 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"writes", "--url", "http://x", "--writers", "0"}, "--writers"},
 		{[]string{"writes", "--url", "http://x", "--duration", "0s"}, "--duration"},
 		{[]string{"writes", "--url", "http://x", "--value-size", "63"}, "--value-size"},
+		{[]string{"writes", "--url", "http://x", "--value-size", "63B"}, "--value-size"},
+		{[]string{"writes", "--url", "http://x", "--value-size", "a lot"}, "not a size"},
 		{[]string{"writes", "--url", "http://x", "--collections", "0"}, "--collections"},
 		{[]string{"writes", "--url", "http://x", "--collection", "No Such"}, "--collection"},
 		{[]string{"writes", "--url", "http://x", "--collection", strings.Repeat("w", 63), "--collections", "2"}, "--collection"},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -35,7 +36,7 @@ type catchupConfig struct {
 	pageSize      int
 	writers       int
 	records       int
-	valueSize     int
+	valueSize     cliflag.Size
 	retainCommits int
 }
 
@@ -145,7 +146,7 @@ func (c *catchupConfig) run(ctx context.Context, stdout, stderr io.Writer) error
 		return err
 	}
 	rep := &catchupReport{reportHead: t.head("catchup", ""), Collection: c.collection,
-		Behind: c.behind, Records: c.records, ValueBytes: c.valueSize, PageSize: c.pageSize, RetainCommits: c.retainCommits}
+		Behind: c.behind, Records: c.records, ValueBytes: int(c.valueSize), PageSize: c.pageSize, RetainCommits: c.retainCommits}
 
 	fmt.Fprintf(stderr, "bench: making %d commits to %s with %d writers\n", c.behind, c.collection, c.writers)
 	win := t.beginWindow()
@@ -153,7 +154,7 @@ func (c *catchupConfig) run(ctx context.Context, stdout, stderr io.Writer) error
 	prefix := t.base + "/v1/collections/" + c.collection + "/records/r"
 	p := makeCommits(ctx, t, c.writers, c.behind, "prepared",
 		func(n int) string { return prefix + strconv.Itoa(n%c.records) },
-		func(n int) []byte { return benchValue(time.Now(), n, c.valueSize) }, stderr)
+		func(n int) []byte { return benchValue(time.Now(), n, int(c.valueSize)) }, stderr)
 	rep.PrepareSeconds = round3(time.Since(start).Seconds())
 	rep.Prepared, rep.PrepareErrors = p.ok.Load(), p.errs.Load()
 	rep.PrepareRate = rate(rep.Prepared, time.Since(start))

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 const collectionsUsage = `Usage: viewsync bench collections [flags]
@@ -44,7 +46,7 @@ type collectionsConfig struct {
 	writers   int
 	rate      float64
 	duration  time.Duration
-	valueSize int
+	valueSize cliflag.Size
 	settle    time.Duration
 	drain     time.Duration
 	loaders   int
@@ -152,7 +154,7 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 				}
 				for r := range c.records {
 					u := t.base + "/v1/collections/" + spreadCollection(c.collection, k) + "/records/r" + strconv.Itoa(r)
-					if _, err := put(ctx, client, u, benchValue(time.Now(), r, c.valueSize)); err != nil {
+					if _, err := put(ctx, client, u, benchValue(time.Now(), r, int(c.valueSize))); err != nil {
 						errs.Add(1)
 						lastErr.Store(err.Error())
 					}
@@ -252,7 +254,7 @@ func (c *collectionsConfig) commit(ctx context.Context, client *http.Client, bas
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			now := time.Now()
-			v, err := put(ctx, client, base+"/v1/collections/"+spreadCollection(c.collection, k)+"/records/r0", benchValue(now, i, c.valueSize))
+			v, err := put(ctx, client, base+"/v1/collections/"+spreadCollection(c.collection, k)+"/records/r0", benchValue(now, i, int(c.valueSize)))
 			sent.Add(1)
 			mu.Lock()
 			defer mu.Unlock()

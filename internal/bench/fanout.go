@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
 const fanoutUsage = `Usage: viewsync bench fanout [flags]
@@ -53,7 +55,7 @@ type fanoutConfig struct {
 	subscribers int
 	rate        float64
 	duration    time.Duration
-	valueSize   int
+	valueSize   cliflag.Size
 	drain       time.Duration
 	maxInflight int
 }
@@ -195,7 +197,7 @@ func fanoutOnce(ctx context.Context, c *fanoutConfig, m measurement, stderr io.W
 	}
 
 	rep := &fanoutReport{reportHead: t.head("fanout", c.transport),
-		Collection: c.collection, Subscribers: c.subscribers, Views: c.views, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
+		Collection: c.collection, Subscribers: c.subscribers, Views: c.views, Rate: c.rate, Seconds: c.duration.Seconds(), ValueBytes: int(c.valueSize)}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, c.meas, m, c.subscribers, true, time.Now(), stderr)
 	if err != nil {
 		return nil, nil, err
@@ -413,10 +415,10 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			now := time.Now()
-			id, value, view := fmt.Sprintf("k%02d", i%writerIDs), benchValue(now, i, c.valueSize), -1
+			id, value, view := fmt.Sprintf("k%02d", i%writerIDs), benchValue(now, i, int(c.valueSize)), -1
 			if c.views > 0 {
 				view = i % c.views
-				id, value = "o"+strconv.Itoa(view), ownedValue(now, i, c.valueSize, viewOwner(view))
+				id, value = "o"+strconv.Itoa(view), ownedValue(now, i, int(c.valueSize), viewOwner(view))
 			}
 			v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/%s", base, c.collection, id), value)
 			took := time.Since(now)

@@ -43,6 +43,9 @@ type benchCommon struct {
 // around them: the smallest --value-size.
 const minValueSize = 64
 
+// defaultValueSize is --value-size's default.
+const defaultValueSize = 100
+
 // newFlagSet returns a flag set that prints to stderr, its help being
 // usage followed by the flags.
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
@@ -50,7 +53,7 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
+		cliflag.PrintFlags(fs.Output(), fs, nil)
 	}
 	return fs
 }
@@ -89,12 +92,13 @@ func (c *benchCommon) registerSubscribers(fs *flag.FlagSet) {
 
 // registerValueSize registers --value-size, the size of the values the
 // scenario writes; check it with valueSizeCheck.
-func registerValueSize(fs *flag.FlagSet, size *int) {
-	fs.IntVar(size, "value-size", 100, fmt.Sprintf("bytes of each value written (at least %d)", minValueSize))
+func registerValueSize(fs *flag.FlagSet, size *cliflag.Size) {
+	*size = defaultValueSize
+	fs.Var(size, "value-size", fmt.Sprintf("size of each value written (at least %d bytes)", minValueSize))
 }
 
 // valueSizeCheck checks a --value-size.
-func valueSizeCheck(size int) check {
+func valueSizeCheck(size cliflag.Size) check {
 	return check{size < minValueSize, fmt.Sprintf("--value-size must be at least %d", minValueSize)}
 }
 

@@ -111,10 +111,10 @@ const (
 func (c *historyConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.transport, "transport", "sse", "how the subscribers of sse6 and sse40 connect: sse (Server-Sent Events) or ws (WebSocket)")
 	fs.IntVar(&c.commits, "commits", 1000, "commits of the long history, each a PUT of one record")
-	fs.Var(&c.valueBytes, "value-bytes", "size of each value of the long history: a JSON string (bytes, or with KiB/MiB; default 200KiB)")
+	fs.Var(&c.valueBytes, "value-bytes", "size of each value of the long history: a JSON string")
 	fs.IntVar(&c.subscribers, "subscribers", 6, "subscribers of phase sse6, each resuming from version 0")
 	fs.IntVar(&c.restartCommits, "restart-commits", 1000, "commits of the second history, read by sse40")
-	fs.Var(&c.restartValueBytes, "restart-value-bytes", "size of each value of the second history (bytes, or with KiB/MiB; default 20KiB)")
+	fs.Var(&c.restartValueBytes, "restart-value-bytes", "size of each value of the second history")
 	fs.IntVar(&c.restartSubscribers, "restart-subscribers", 40, "subscribers of phase sse40, each resuming from version 0, as after a server restart")
 	fs.IntVar(&c.writers, "writers", 8, "concurrent writers making the histories")
 	fs.BoolVar(&c.write, "write", true, "make the histories; --write=false reads the collections as they are, to their heads (written by an earlier run, against a server restarted since)")

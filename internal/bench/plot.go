@@ -299,7 +299,7 @@ func tickSeries(tr *runTrace, value func(groupTick) float64, rate bool) []plotPo
 // fanoutPlot makes the chart of a fanout's runs.
 func fanoutPlot(c *fanoutConfig, rep *fanoutReport, traces []*runTrace) (title, subtitle string, panels []plotPanel) {
 	title = fmt.Sprintf("viewsync bench fanout: %s, %d subscribers, %g commits/s for %v", c.transport, c.subscribers, c.rate, c.duration)
-	subtitle = fmt.Sprintf("%s; %d-byte values; %d run(s), %d loader process(es)", rep.URL, c.valueSize, rep.Runs, rep.Loaders)
+	subtitle = fmt.Sprintf("%s; %d-byte values; %d run(s), %d loader process(es)", rep.URL, int(c.valueSize), rep.Runs, rep.Loaders)
 	subtitle += fmt.Sprintf("\nmedian: %.0f deliveries/s, commit → receipt p50 %.2fms p99 %.2fms", rep.DeliveriesPerSec, rep.Latency.P50ms, rep.Latency.P99ms)
 	if b := rep.Baseline; b != nil {
 		subtitle += fmt.Sprintf("; baseline (raw broadcaster): %.0f/s, p50 %.2fms p99 %.2fms", b.DeliveriesPerSec, b.Latency.P50ms, b.Latency.P99ms)

@@ -30,7 +30,7 @@ type writesConfig struct {
 	benchCommon
 	writers     int
 	duration    time.Duration
-	valueSize   int
+	valueSize   cliflag.Size
 	collections int
 }
 
@@ -108,14 +108,14 @@ func (c *writesConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return err
 	}
 	rep := &writesReport{reportHead: t.head("writes", ""), Collections: colls,
-		Writers: c.writers, Seconds: c.duration.Seconds(), ValueBytes: c.valueSize}
+		Writers: c.writers, Seconds: c.duration.Seconds(), ValueBytes: int(c.valueSize)}
 	fmt.Fprintf(stderr, "bench: %d writers PUTting to %d collection(s) at %s for %v\n", c.writers, len(colls), t.base, c.duration)
 	// Each writer PUTs new records: ids wI-0, wI-1, … of its collection.
 	res, err := runClosedLoop(ctx, t, c.writers, c.duration, func(ok int64) string { return fmt.Sprintf("commits %d", ok) }, stderr,
 		func(i int, w *workerStats, deadline time.Time) {
 			prefix := t.base + "/v1/collections/" + colls[i%len(colls)] + "/records/w" + strconv.Itoa(i) + "-"
 			w.loop(ctx, deadline, func(seq int, now time.Time) error {
-				_, err := put(ctx, client, prefix+strconv.Itoa(seq), benchValue(now, seq, c.valueSize))
+				_, err := put(ctx, client, prefix+strconv.Itoa(seq), benchValue(now, seq, int(c.valueSize)))
 				return err
 			})
 		})
