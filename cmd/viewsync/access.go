@@ -57,9 +57,9 @@ func (c *accessConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.corsOrigins, "cors-origin", "", "comma-separated origins whose pages may call the API and open WebSockets (https://app.example.com, https://*.example.com, or *)")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", defaultMaxConnsPerIP, "most TCP connections open at once from one client address, idle keep-alive ones included (so also requests, streams and WebSockets); past it new ones get 429; 0: no limit")
 	fs.Float64Var(&c.commitRate, "commit-rate", defaultCommitRate, "commits (writes) per second each principal may make on average (anonymous: each client address; 429 past it); 0: no limit")
-	fs.IntVar(&c.commitBurst, "commit-burst", 0, "commits a principal may make at once above --commit-rate (default: twice the rate)")
+	fs.IntVar(&c.commitBurst, "commit-burst", 0, "commits a principal may make at once above --commit-rate; 0: twice the rate")
 	fs.Float64Var(&c.callRate, "call-rate", defaultCallRate, "calls per second each principal may make on average; 0: no limit")
-	fs.IntVar(&c.callBurst, "call-burst", 0, "calls a principal may make at once above --call-rate (default: twice the rate)")
+	fs.IntVar(&c.callBurst, "call-burst", 0, "calls a principal may make at once above --call-rate; 0: twice the rate")
 }
 
 func (c *accessConfig) validate() error {

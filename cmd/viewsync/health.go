@@ -24,7 +24,7 @@ installed. --addr reads VIEWSYNC_ADDR, as 'viewsync serve' does, so one
 environment configures both; an address on every interface (0.0.0.0:8080,
 :8080) is asked on loopback.
 
-Flags (each also settable as VIEWSYNC_<NAME>):
+Flags (each also set by the environment variable shown; the command line wins):
 `
 
 // healthConfig holds the flags of 'viewsync health'.
@@ -44,7 +44,7 @@ func health(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&c.timeout, "timeout", 3*time.Second, "time the server has to answer")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), healthUsage)
-		fs.PrintDefaults()
+		cliflag.PrintFlags(fs.Output(), fs, nil)
 	}
 	if err := cliflag.Parse(fs, args); err != nil {
 		return err

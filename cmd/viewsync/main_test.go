@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -70,37 +69,6 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if stdout != "" || !strings.Contains(stderr, `unknown command "frobnicate"`) || !strings.Contains(stderr, "Usage:") {
 		t.Errorf("stdout %q, stderr %q; want the error and the usage on stderr", stdout, stderr)
-	}
-}
-
-func TestServeHelp(t *testing.T) {
-	clearEnv(t)
-	for _, arg := range []string{"--help", "-h"} {
-		dir := filepath.Join(t.TempDir(), "data")
-		code, stdout, stderr := runCmd(t, "serve", arg, "--data", dir)
-		if code != 0 {
-			t.Errorf("serve %s: exit %d, want 0", arg, code)
-		}
-		if stdout != "" {
-			t.Errorf("serve %s: stdout %q", arg, stdout)
-		}
-		// The flags the documentation and the deployment guides name, and
-		// every flag serve defines.
-		names := []string{"addr", "data", "retain-commits", "retain-tombstones", "max-body", "max-ops",
-			"max-id", "max-value", "max-wait", "page-size", "shutdown-timeout", "log-level", "log-format"}
-		fs, _ := serveFlags(io.Discard)
-		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-		for _, n := range names {
-			if !strings.Contains(stderr, "-"+n+" ") && !strings.Contains(stderr, "-"+n+"\n") {
-				t.Errorf("serve %s does not list --%s:\n%s", arg, n, stderr)
-			}
-		}
-		if !strings.Contains(stderr, "Usage: viewsync serve") || !strings.Contains(stderr, "VIEWSYNC_") {
-			t.Errorf("serve %s: no usage line or no word of the environment:\n%s", arg, stderr)
-		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("serve %s created the data directory (%v)", arg, err)
-		}
 	}
 }
 

@@ -31,6 +31,49 @@ import (
 	"github.com/viewsync/viewsync/transport/ws"
 )
 
+// serveUsage is the help of 'viewsync serve', before its flags.
+const serveUsage = `Usage: viewsync serve [flags]
+
+Runs the viewsync server: the HTTP API v1 under /v1/, /healthz, /readyz and
+/metrics, on a durable embedded store in --data, or with --engine nats on NATS
+JetStream, which several viewsync nodes share. Stops gracefully on SIGINT or
+SIGTERM, finishing in-flight commits.
+
+Without --auth-secret or --auth-jwks access is anonymous and only a loopback
+--addr is served (see --insecure-anonymous).
+
+Each flag can also be set by the environment variable shown with it
+(VIEWSYNC_<NAME>); the command line wins. Sizes are bytes (1048576) or take a
+unit: KiB, MiB, GiB (512KiB, 4MiB) or KB, MB, GB. Durations take units too:
+300ms, 10s, 5m, 168h.
+
+`
+
+// serveSections are the sections of 'viewsync serve --help': every flag is
+// in one (TestServeHelp), the PostgreSQL ones by their prefix.
+var serveSections = []cliflag.Section{
+	{Title: "Server", Names: []string{"addr", "log-level", "log-format", "shutdown-timeout", "drain-delay"}},
+	{Title: "Connections and requests", Names: []string{"max-conns", "health-conns", "read-header-timeout",
+		"max-header-bytes", "max-body", "body-timeout", "idle-timeout"}},
+	{Title: "Storage", Names: []string{"engine", "data", "retain-commits", "retain-tombstones"}},
+	{Title: "Cluster (--engine nats)", Names: []string{"nats-url", "nats-replicas", "nats-prefix", "nats-timeout",
+		"nats-max-batch", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}, Prefix: "nats-"},
+	{Title: "Writes", Names: []string{"max-ops", "max-commit", "max-id", "max-value", "max-value-depth"}},
+	{Title: "Views and reads of history", Names: []string{"max-filter-bytes", "max-filter-depth", "max-filter-terms",
+		"page-size", "page-bytes", "history-memory", "history-wait", "max-wait"}},
+	{Title: "Push (SSE, NDJSON stream, WebSocket)", Names: []string{"buffer-bytes", "flush-interval", "ping-interval",
+		"stall-timeout", "max-sse-connections", "max-stream-connections", "max-ws-connections", "ws-max-message",
+		"ws-max-subscriptions", "ws-origins"}},
+	{Title: "Auth and browsers", Names: []string{"auth-secret", "auth-secret-file", "auth-secret-alg", "auth-jwks",
+		"auth-audience", "auth-issuer", "auth-leeway", "auth-cookie", "insecure-anonymous", "cors-origin"}, Prefix: "auth-"},
+	{Title: "Limits per client", Names: []string{"max-conns-per-ip", "commit-rate", "commit-burst", "call-rate", "call-burst"}},
+	{Title: "Calls", Names: []string{"call-timeout", "call-proxy", "call-proxy-timeout"}},
+	{Title: "PostgreSQL source", Names: []string{"pg-url", "pg-table", "pg-slot", "pg-publication"}, Prefix: "pg-"},
+	{Title: "Metrics and debugging", Names: []string{"metrics-addr", "metrics-collections", "metrics-collection",
+		"lag-threshold", "pprof"}},
+	{Title: "Demo", Names: []string{"demo", "demo-seed"}},
+}
+
 // serveConfig holds the flags of 'viewsync serve'.
 type serveConfig struct {
 	addr             string
@@ -39,10 +82,10 @@ type serveConfig struct {
 	retainTombstones time.Duration
 	maxBody          cliflag.Size
 	maxOps           int
-	maxID            int
+	maxID            cliflag.Size
 	maxValue         cliflag.Size
 	maxValueDepth    int
-	maxFilterBytes   int
+	maxFilterBytes   cliflag.Size
 	maxFilterDepth   int
 	maxFilterTerms   int
 	maxCommit        cliflag.Size
@@ -89,6 +132,8 @@ type serveConfig struct {
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{
 		maxBody:        httpapi.DefaultMaxBodyBytes,
+		maxID:          viewsync.DefaultMaxIDBytes,
+		maxFilterBytes: filter.DefaultMaxBytes,
 		maxValue:       viewsync.DefaultMaxValueBytes,
 		maxCommit:      viewsync.DefaultMaxCommitBytes,
 		bufferBytes:    fanout.DefaultBufferBytes,
@@ -103,36 +148,36 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.data, "data", "./viewsync-data", "directory of the durable store (created if missing; --engine bbolt)")
 	fs.IntVar(&c.retainCommits, "retain-commits", store.DefaultRetainCommits, "commits each collection's change log keeps at least; older cursors get a compacted catch-up")
 	fs.DurationVar(&c.retainTombstones, "retain-tombstones", store.DefaultRetainTombstones, "how long deletions are remembered for catch-ups; older cursors get a full reset")
-	fs.Var(&c.maxBody, "max-body", "largest request body (bytes, or with KiB/MiB)")
+	fs.Var(&c.maxBody, "max-body", "largest request body; a larger declared Content-Length gets 413 at once")
 	fs.IntVar(&c.maxOps, "max-ops", viewsync.DefaultMaxOpsPerCommit, "most ops in one commit")
-	fs.IntVar(&c.maxID, "max-id", viewsync.DefaultMaxIDBytes, "longest record id in bytes (at most 256)")
-	fs.Var(&c.maxValue, "max-value", "largest record value (bytes of compact JSON, or with KiB/MiB)")
-	fs.IntVar(&c.maxFilterBytes, "max-filter-bytes", filter.DefaultMaxBytes, "largest filter of a view (where=, a subscription's where), in bytes of JSON")
+	fs.Var(&c.maxID, "max-id", "longest record id (at most 256 bytes)")
+	fs.Var(&c.maxValue, "max-value", "largest record value, in bytes of compact JSON")
+	fs.Var(&c.maxFilterBytes, "max-filter-bytes", "largest filter of a view (where=, a subscription's where), in bytes of JSON")
 	fs.IntVar(&c.maxFilterDepth, "max-filter-depth", filter.DefaultMaxDepth, "deepest nesting of a view's filter ($and/$or, operators)")
 	fs.IntVar(&c.maxFilterTerms, "max-filter-terms", filter.DefaultMaxTerms, "most conditions in a view's filter (each $in value counts)")
 	fs.IntVar(&c.maxValueDepth, "max-value-depth", viewsync.DefaultMaxValueDepth, "deepest nesting of arrays and objects in a record value, a merge patch or a call's argument (at most 512); the default keeps every answer within what common JSON libraries decode")
-	fs.Var(&c.maxCommit, "max-commit", "largest commit: its ops' ids and values together (bytes, or with KiB/MiB); also what a page of history may hold beyond --page-bytes, when one commit is larger")
+	fs.Var(&c.maxCommit, "max-commit", "largest commit: its ops' ids and values together; also what a page of history may hold beyond --page-bytes, when one commit is larger")
 	fs.DurationVar(&c.maxWait, "max-wait", httpapi.DefaultMaxWait, "longest long-poll wait a client may ask for (at most 60s)")
 	fs.IntVar(&c.pageSize, "page-size", httpapi.DefaultPageSize, "commits per page of changes; pages are cut at multiples of it so caches share them")
-	fs.Var(&c.pageBytes, "page-bytes", "largest page of history (changes, and a resuming stream's pages) in bytes of commits (or with KiB/MiB); a page of large commits ends earlier, at a boundary clients share; a single larger commit comes alone")
-	fs.Var(&c.historyMemory, "history-memory", "memory all reads of history together may hold (pages, catch-ups, snapshots, from the store read until the answer is written; bytes, or with KiB/MiB); more readers wait their turn")
+	fs.Var(&c.pageBytes, "page-bytes", "largest page of history (changes, and a resuming stream's pages) in bytes of commits; a page of large commits ends earlier, at a boundary clients share; a single larger commit comes alone")
+	fs.Var(&c.historyMemory, "history-memory", "memory all reads of history together may hold (pages, catch-ups, snapshots, from the store read until the answer is written); more readers wait their turn")
 	fs.DurationVar(&c.historyWait, "history-wait", httpapi.DefaultMemoryWait, "longest a read of history waits for --history-memory; past it the client gets 503 unavailable (a stream: an unavailable end) and retries")
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
 	fs.DurationVar(&c.bodyTO, "body-timeout", guard.DefaultBodyTimeout, "time allowed to read a request's body; a client sending it slower gets 408 and its connection is closed")
 	fs.DurationVar(&c.idleTO, "idle-timeout", server.DefaultIdleTimeout, "a kept-alive connection waiting this long for its next request is closed")
-	fs.Var(&c.maxHeaderBytes, "max-header-bytes", "largest request headers (bytes, or with KiB/MiB); larger get 431")
+	fs.Var(&c.maxHeaderBytes, "max-header-bytes", "largest request headers; larger get 431")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most TCP connections open at once, idle keep-alive ones included; at it the longest idle one is closed to make room, and with none idle new ones get 503; 0: the open-files limit less a reserve for the store and health checks (the figure is logged at start)")
 	fs.IntVar(&c.healthConns, "health-conns", server.DefaultHealthConns, "connections accepted beyond --max-conns-per-ip or --max-conns that may only ask for /healthz or /readyz, once (one client address holds at most a quarter of them), so that health checks keep working; 0: none")
 	fs.DurationVar(&c.shutdownTO, "shutdown-timeout", server.DefaultShutdownTimeout, "on SIGINT/SIGTERM, time allowed for in-flight requests to finish")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, time /readyz reports unavailable before the listener closes, so load balancers stop sending traffic first")
-	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory (bytes, or with KiB/MiB); a subscriber further behind gets one compacted catch-up instead of its backlog")
+	fs.Var(&c.bufferBytes, "buffer-bytes", "per collection with live subscribers: recent commits kept in memory; a subscriber further behind gets one compacted catch-up instead of its backlog")
 	fs.DurationVar(&c.pingInterval, "ping-interval", server.DefaultPingInterval, "keep-alive interval of idle SSE, NDJSON stream and WebSocket connections")
 	fs.DurationVar(&c.flushInterval, "flush-interval", server.DefaultFlushInterval, "longest time a commit may wait to be written to a collection's SSE, NDJSON stream and WebSocket clients: write rounds start at least ten times the last round's duration apart, up to this, so that commits coming faster to many clients go out together, one system call for several (less CPU per delivery); few clients wait for nothing; 0 writes every commit at once")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", server.DefaultStallTimeout, "an SSE, NDJSON stream or WebSocket client whose writes block longer than this is cut off (it resumes from its cursor on reconnect)")
 	fs.IntVar(&c.maxSSE, "max-sse-connections", sse.DefaultMaxConnections, "most concurrent Server-Sent Events streams")
 	fs.IntVar(&c.maxStream, "max-stream-connections", ndjson.DefaultMaxConnections, "most concurrent NDJSON streams (GET /v1/collections/{c}/stream)")
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
-	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send (bytes, or with KiB/MiB)")
+	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
@@ -151,19 +196,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c.engine.register(fs)
 	c.pg.register(fs)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: viewsync serve [flags]
-
-Runs the viewsync server: the HTTP API v1 under /v1/, /healthz, /readyz and
-/metrics, on a durable embedded store in --data, or with --engine nats on NATS
-JetStream, which several viewsync nodes share. Stops gracefully on SIGINT or
-SIGTERM, finishing in-flight commits.
-
-Without --auth-secret or --auth-jwks access is anonymous and only a loopback
---addr is served (see --insecure-anonymous).
-
-Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_RETAIN_COMMITS):
-`)
-		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), serveUsage)
+		cliflag.PrintFlags(fs.Output(), fs, serveSections)
 	}
 	return fs, c
 }
@@ -326,9 +360,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		},
 		LagThreshold: c.lagThreshold,
-		Limits: viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: c.maxID, MaxValueBytes: int(c.maxValue),
+		Limits: viewsync.Limits{MaxOpsPerCommit: c.maxOps, MaxIDBytes: int(c.maxID), MaxValueBytes: int(c.maxValue),
 			MaxValueDepth: c.maxValueDepth, MaxCommitBytes: int(c.maxCommit),
-			Filter: filter.Limits{MaxBytes: c.maxFilterBytes, MaxDepth: c.maxFilterDepth, MaxTerms: c.maxFilterTerms}},
+			Filter: filter.Limits{MaxBytes: int(c.maxFilterBytes), MaxDepth: c.maxFilterDepth, MaxTerms: c.maxFilterTerms}},
 		MaxBodyBytes:              int64(c.maxBody),
 		MaxWait:                   c.maxWait,
 		PageSize:                  c.pageSize,

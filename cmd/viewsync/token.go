@@ -54,9 +54,9 @@ server's --auth-jwks.
 
   VIEWSYNC_AUTH_SECRET=… viewsync token --sub ana --read 'products' --write products --call discount
 
-Flags (each also settable as VIEWSYNC_<NAME>):
+Flags (each also set by the environment variable shown; the command line wins):
 `)
-		fs.PrintDefaults()
+		cliflag.PrintFlags(fs.Output(), fs, nil)
 	}
 	if err := cliflag.Parse(fs, args); err != nil {
 		return err
