@@ -142,9 +142,38 @@ func (s *Subscription) Changed() <-chan struct{} {
 	s.t.mu.RLock()
 	defer s.t.mu.RUnlock()
 	if s.v != nil {
-		return s.v.changed
+		return s.v.changed.ch
 	}
-	return s.t.changed
+	return s.t.changed.ch
+}
+
+// AfterChange arranges for f to be called once, at the topic's next change
+// (for a filtered view: the view's), like Changed's channel closing. It is
+// for transports that wait for many topics without a goroutine each. f is
+// called with the topic locked: it must return quickly and must not call
+// back into the broker (handing the work to another goroutine is what it
+// is for). When the topic has stopped, f is called at once. stop cancels
+// the call, reporting whether it did so before f was called.
+func (s *Subscription) AfterChange(f func()) (stop func() bool) {
+	t := s.t
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		f()
+		return func() bool { return false }
+	}
+	sig := &t.changed
+	if s.v != nil {
+		sig = &s.v.changed
+	}
+	w := &afterChange{f: f}
+	sig.funcs = append(sig.funcs, w)
+	t.mu.Unlock()
+	return func() bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return sig.remove(w)
+	}
 }
 
 // Collection returns the name of the collection followed.
@@ -237,13 +266,13 @@ func (s *Subscription) next(ctx context.Context, mode nextMode, idle time.Durati
 		// the view's (commits that do not concern it are skipped).
 		c := s.cur.Version
 		ahead := c > t.last
-		changed := t.changed
+		changed := t.changed.ch
 		var frames []*Frame
 		behind := false
 		switch {
 		case ahead:
 		case s.v != nil:
-			changed = s.v.changed
+			changed = s.v.changed.ch
 			if c >= s.v.from {
 				frames = s.v.framesAfter(c)
 			} else {

@@ -33,7 +33,7 @@ type topic struct {
 	pending  map[uint64]*Frame
 	gapTimer *time.Timer
 	// changed is closed and replaced whenever last, epoch or stopped change.
-	changed chan struct{}
+	changed signal
 
 	// views are the filtered views subscribed to, by filter key; index
 	// finds those a commit may concern.
@@ -47,7 +47,7 @@ type topic struct {
 }
 
 func newTopic(b *Broker, name string) *topic {
-	return &topic{b: b, name: name, pending: map[uint64]*Frame{}, changed: make(chan struct{})}
+	return &topic{b: b, name: name, pending: map[uint64]*Frame{}, changed: newSignal()}
 }
 
 // maxPending bounds frames held out of order; past it the gap is filled
@@ -156,10 +156,7 @@ func (t *topic) drainLocked() bool {
 	return true
 }
 
-func (t *topic) notifyLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
+func (t *topic) notifyLocked() { t.changed.fire() }
 
 // armGapLocked schedules reading missing commits from the store when
 // frames wait out of order.

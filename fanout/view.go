@@ -31,7 +31,7 @@ type view struct {
 	after uint64
 	// changed is closed and replaced when a frame is added, the history
 	// restarts or the topic stops.
-	changed chan struct{}
+	changed signal
 	// linger, set while the view has no subscription, ends it.
 	linger *time.Timer
 	// mark is the topic's routing pass that last named the view a
@@ -129,7 +129,7 @@ func (t *topic) viewLocked(f *filter.Filter) *view {
 	if v := t.views[key]; v != nil {
 		return v
 	}
-	v := &view{f: f, key: key, changed: make(chan struct{})}
+	v := &view{f: f, key: key, changed: newSignal()}
 	if t.views == nil {
 		t.views = map[string]*view{}
 	}
@@ -173,10 +173,7 @@ func (t *topic) restartViewLocked(v *view, from uint64) {
 	v.from, v.after = from, from
 }
 
-func (v *view) notify() {
-	close(v.changed)
-	v.changed = make(chan struct{})
-}
+func (v *view) notify() { v.changed.fire() }
 
 // restartViewsLocked restarts every view at version from (the buffer
 // restarted there) and wakes their subscribers.

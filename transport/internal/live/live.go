@@ -1,19 +1,23 @@
 // Package live serves many long-lived subscriptions with few goroutines:
 // the "live path" of the push transports. A stream that is current (its
-// cursor at its topic's head) sits in its collection's pump; the pump's
-// goroutines, one per ShardSize streams, wait for the topic to change and
-// sweep their streams, each writing what it is owed without blocking. A
-// stream that cannot (its socket is full, it fell behind the topic's
-// buffer) leaves the pump for a goroutine of its own and comes back once
-// it is current. Idle streams cost no goroutine.
+// cursor at its topic's head) sits in its collection's pump, in a shard of
+// at most ShardSize streams. A shard waits for its topic's next change
+// with a callback, not a goroutine; the change puts it in a run queue that
+// a small pool of workers, shared by every pump, drains: each sweep writes
+// what every stream of the shard is owed, without blocking. A stream that
+// cannot (its socket is full, it fell behind the topic's buffer) leaves
+// the pump for a goroutine of its own and comes back once it is current.
+// Idle streams, and idle collections, cost no goroutine; one timer ticks
+// every shard.
 package live
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
 
-// ShardSize is how many streams one pump goroutine sweeps.
+// ShardSize is how many streams one sweep visits.
 const ShardSize = 512
 
 // SpacingFactor is how many times its duration a sweep is kept apart from
@@ -21,11 +25,12 @@ const ShardSize = 512
 const SpacingFactor = 10
 
 // Stream is one subscription on the live path. Its methods are called from
-// the goroutine of the shard holding it, one at a time.
+// the worker sweeping its shard, one at a time.
 type Stream interface {
-	// Changed returns the channel its topic closes at the next change
-	// (fanout.Subscription.Changed).
-	Changed() <-chan struct{}
+	// AfterChange arranges for f to be called once at its topic's next
+	// change; stop cancels that (fanout.Subscription.AfterChange). f is
+	// quick and does not block.
+	AfterChange(f func()) (stop func() bool)
 	// Sweep writes, without blocking, what the stream is owed. It returns
 	// nil to stay in the pump, or what to do once the stream has left it
 	// (typically: go on a goroutine of its own, or end).
@@ -43,9 +48,12 @@ type Member struct {
 	shard *shard
 	// gone is set by Pumps.Remove: the stream must not come back.
 	gone bool
+	// index is the stream's place in its shard's streams, guarded by the
+	// shard's lock.
+	index int
 }
 
-// Pumps holds a pump per collection.
+// Pumps holds a pump per collection, and the workers sweeping them.
 type Pumps struct {
 	// Tick is the interval of Stream.Tick. Default 1s.
 	Tick time.Duration
@@ -60,26 +68,53 @@ type Pumps struct {
 	// change after a quiet spell is swept at once. 0: every change is
 	// swept at once.
 	Interval time.Duration
+	// Workers is the most goroutines sweeping at once, across all pumps;
+	// they run while there is work and end when there is none. Default:
+	// GOMAXPROCS, and at least 4.
+	Workers int
 
-	mu    sync.Mutex
-	pumps map[string]*pump
+	// Lock order: Member.mu, then Pumps.mu, then shard.mu, then queueMu.
+	mu      sync.Mutex
+	pumps   map[string]*pump
+	shards  int
+	ticking *time.Timer
+
+	queueMu sync.Mutex
+	queue   []*shard
+	head    int
+	workers int
 }
 
 type pump struct {
-	ps     *Pumps
 	key    string
 	shards []*shard
 }
 
 type shard struct {
-	p *pump
+	ps *Pumps
+	p  *pump
 
 	mu      sync.Mutex
-	streams map[Stream]struct{}
-	// wake wakes the goroutine for streams added since its sweep, and when
-	// the last one is taken out.
-	wake    chan struct{}
-	running bool
+	streams []Stream
+	// dead: taken out of its pump, never queued again.
+	dead bool
+	// queued: in the run queue; running: a worker visits it.
+	queued, running bool
+	// sweep: a sweep is due; tick: a tick is due, for that time.
+	sweep bool
+	tick  time.Time
+	// changed: the topic changed since the last sweep began, and a sweep
+	// is not due yet (held by the spacing, or during a sweep).
+	changed bool
+	// waiting: a change callback is registered; cancel cancels it.
+	waiting bool
+	cancel  func() bool
+	// swept is when the last sweep started; spacing how far apart from it
+	// the next one starts; hold waits it out.
+	swept   time.Time
+	spacing time.Duration
+	hold    *time.Timer
+	holding bool
 }
 
 // Add puts s in the pump of key (its collection). It reports false, doing
@@ -92,12 +127,13 @@ func (ps *Pumps) Add(key string, s Stream) bool {
 		return false
 	}
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	if ps.pumps == nil {
 		ps.pumps = map[string]*pump{}
 	}
 	p := ps.pumps[key]
 	if p == nil {
-		p = &pump{ps: ps, key: key}
+		p = &pump{key: key}
 		ps.pumps[key] = p
 	}
 	var sh *shard
@@ -111,21 +147,20 @@ func (ps *Pumps) Add(key string, s Stream) bool {
 		}
 	}
 	if sh == nil {
-		sh = &shard{p: p, streams: map[Stream]struct{}{}, wake: make(chan struct{}, 1)}
+		sh = &shard{ps: ps, p: p}
 		p.shards = append(p.shards, sh)
+		ps.shards++
+		if ps.ticking == nil {
+			ps.ticking = time.AfterFunc(ps.tickInterval(), ps.tickAll)
+		}
 	}
 	sh.mu.Lock()
-	sh.streams[s] = struct{}{}
+	m.index = len(sh.streams)
+	sh.streams = append(sh.streams, s)
 	m.shard = sh
-	start := !sh.running
-	sh.running = true
+	sh.sweep = true // the new stream may be owed something already
+	sh.readyLocked()
 	sh.mu.Unlock()
-	ps.mu.Unlock()
-	if start {
-		go sh.run()
-	} else {
-		sh.poke()
-	}
 	return true
 }
 
@@ -145,10 +180,201 @@ func (ps *Pumps) Remove(s Stream) bool {
 	return true
 }
 
-func (sh *shard) poke() {
-	select {
-	case sh.wake <- struct{}{}:
+func (ps *Pumps) tickInterval() time.Duration {
+	if ps.Tick <= 0 {
+		return time.Second
+	}
+	return ps.Tick
+}
+
+// tickAll makes a tick due on every shard, and runs again a tick later
+// while there are shards.
+func (ps *Pumps) tickAll() {
+	now := time.Now()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.shards == 0 {
+		ps.ticking = nil
+		return
+	}
+	for _, p := range ps.pumps {
+		for _, sh := range p.shards {
+			sh.mu.Lock()
+			sh.tick = now
+			sh.readyLocked()
+			sh.mu.Unlock()
+		}
+	}
+	ps.ticking.Reset(ps.tickInterval())
+}
+
+// enqueue puts sh in the run queue, starting a worker if fewer than
+// Workers run.
+func (ps *Pumps) enqueue(sh *shard) {
+	ps.queueMu.Lock()
+	ps.queue = append(ps.queue, sh)
+	start := ps.workers < ps.maxWorkers()
+	if start {
+		ps.workers++
+	}
+	ps.queueMu.Unlock()
+	if start {
+		go ps.work()
+	}
+}
+
+func (ps *Pumps) maxWorkers() int {
+	if ps.Workers > 0 {
+		return ps.Workers
+	}
+	return max(runtime.GOMAXPROCS(0), 4)
+}
+
+// dequeue returns the next shard to run, or nil (the calling worker then
+// ends) when there is none.
+func (ps *Pumps) dequeue() *shard {
+	ps.queueMu.Lock()
+	defer ps.queueMu.Unlock()
+	if ps.head == len(ps.queue) {
+		clear(ps.queue)
+		ps.queue, ps.head = ps.queue[:0], 0
+		ps.workers--
+		return nil
+	}
+	sh := ps.queue[ps.head]
+	ps.queue[ps.head] = nil
+	ps.head++
+	if ps.head > 1024 && ps.head*2 > len(ps.queue) {
+		n := copy(ps.queue, ps.queue[ps.head:])
+		clear(ps.queue[n:])
+		ps.queue, ps.head = ps.queue[:n], 0
+	}
+	return sh
+}
+
+// work runs queued shards until there are none.
+func (ps *Pumps) work() {
+	var buf []Stream
+	for sh := ps.dequeue(); sh != nil; sh = ps.dequeue() {
+		buf = sh.run(buf)
+	}
+}
+
+// readyLocked queues the shard when something is due and no worker has it
+// yet; a worker running it looks again when done. sh.mu is held.
+func (sh *shard) readyLocked() {
+	if sh.dead || sh.queued || sh.running || (!sh.sweep && sh.tick.IsZero()) {
+		return
+	}
+	sh.queued = true
+	sh.ps.enqueue(sh)
+}
+
+// changedLocked turns a change into a due sweep, at once or, while the
+// spacing since the last sweep lasts, when it ends. sh.mu is held.
+func (sh *shard) changedLocked() {
+	if !sh.changed || sh.holding || sh.running {
+		return
+	}
+	if sh.ps.Interval > 0 {
+		if d := sh.spacing - time.Since(sh.swept); d > 0 {
+			// Let more commits come, to be written with this one.
+			sh.holding = true
+			if sh.hold == nil {
+				sh.hold = time.AfterFunc(d, sh.held)
+			} else {
+				sh.hold.Reset(d)
+			}
+			return
+		}
+	}
+	sh.changed = false
+	sh.sweep = true
+	sh.readyLocked()
+}
+
+// onChange is the change callback: the topic changed.
+func (sh *shard) onChange() {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.waiting, sh.cancel = false, nil
+	sh.changed = true
+	sh.changedLocked()
+}
+
+// held ends the spacing's wait.
+func (sh *shard) held() {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.holding = false
+	sh.changedLocked()
+}
+
+// run does what is due on the shard: a tick, a sweep (waiting for the next
+// change before it, so that a change during the sweep is not missed). buf
+// is the worker's, returned for reuse.
+func (sh *shard) run(buf []Stream) []Stream {
+	sh.mu.Lock()
+	sh.queued = false
+	if sh.dead {
+		sh.mu.Unlock()
+		return buf
+	}
+	sh.running = true
+	sweep, tick := sh.sweep, sh.tick
+	sh.sweep, sh.tick = false, time.Time{}
+	buf = append(buf[:0], sh.streams...)
+	arm := sweep && !sh.waiting && len(buf) > 0
+	if arm {
+		sh.waiting = true
+		sh.changed = false // this sweep writes it
+	}
+	sh.mu.Unlock()
+
+	if arm {
+		sh.wait(buf[0])
+	}
+	if !tick.IsZero() {
+		for _, s := range buf {
+			sh.visit(s, func() func() { return s.Tick(tick) })
+		}
+	}
+	if sweep {
+		start := time.Now()
+		for _, s := range buf {
+			sh.visit(s, s.Sweep)
+		}
+		if limit := sh.ps.Interval; limit > 0 {
+			sh.mu.Lock()
+			sh.swept, sh.spacing = start, min(limit, SpacingFactor*time.Since(start))
+			sh.mu.Unlock()
+		}
+	}
+	clear(buf)
+
+	sh.mu.Lock()
+	sh.running = false
+	sh.changedLocked()
+	sh.readyLocked()
+	sh.mu.Unlock()
+	return buf
+}
+
+// wait registers the change callback with s's topic.
+func (sh *shard) wait(s Stream) {
+	cancel := s.AfterChange(sh.onChange)
+	sh.mu.Lock()
+	switch {
+	case sh.dead:
+		sh.waiting = false
+	case sh.waiting:
+		sh.cancel, cancel = cancel, nil
 	default:
+		cancel = nil // called already
+	}
+	sh.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -172,101 +398,45 @@ func (sh *shard) visit(s Stream, f func() func()) {
 	}
 }
 
-// takeLocked takes s out of the shard; m.mu is held.
+// takeLocked takes s out of the shard, and the shard out of its pump when
+// it is empty; m.mu is held.
 func (sh *shard) takeLocked(m *Member, s Stream) {
-	sh.mu.Lock()
-	delete(sh.streams, s)
-	empty := len(sh.streams) == 0
-	sh.mu.Unlock()
 	m.shard = nil
-	if empty {
-		sh.poke() // so that the goroutine ends
-	}
-}
-
-// run sweeps the shard's streams whenever their topic changes, ticks them,
-// and returns once the shard is empty.
-func (sh *shard) run() {
-	interval := sh.p.ps.Tick
-	if interval <= 0 {
-		interval = time.Second
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var hold *time.Timer // waits out the spacing
-	defer func() {
-		if hold != nil {
-			hold.Stop()
-		}
-	}()
-	// swept is when the last sweep started; spacing how far apart from it
-	// the next one starts.
-	var swept time.Time
-	var spacing time.Duration
-	var streams []Stream
-	snapshot := func() bool {
-		sh.mu.Lock()
-		defer sh.mu.Unlock()
-		streams = streams[:0]
-		for s := range sh.streams {
-			streams = append(streams, s)
-		}
-		return len(streams) > 0
-	}
-	for {
-		if !snapshot() {
-			if sh.stop() {
-				return
-			}
-			continue
-		}
-		// Take the change channel before sweeping, so a change during the
-		// sweep wakes the next one.
-		changed := streams[0].Changed()
-		if sh.p.ps.Interval > 0 {
-			swept = time.Now()
-		}
-		for _, s := range streams {
-			sh.visit(s, s.Sweep)
-		}
-		clear(streams)
-		if limit := sh.p.ps.Interval; limit > 0 {
-			spacing = min(limit, SpacingFactor*time.Since(swept))
-		}
-		select {
-		case <-changed:
-			if d := spacing - time.Since(swept); d > 0 {
-				// Let more commits come, to be written with this one.
-				if hold == nil {
-					hold = time.NewTimer(d)
-				} else {
-					hold.Reset(d)
-				}
-				<-hold.C
-			}
-		case <-sh.wake:
-		case now := <-tick.C:
-			snapshot()
-			for _, s := range streams {
-				sh.visit(s, func() func() { return s.Tick(now) })
-			}
-			clear(streams)
-		}
-	}
-}
-
-// stop ends the shard's goroutine if the shard is still empty, and forgets
-// the shard (and its pump once it has none).
-func (sh *shard) stop() bool {
-	ps := sh.p.ps
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if len(sh.streams) > 0 {
-		return false
+	last := len(sh.streams) - 1
+	moved := sh.streams[last]
+	sh.streams[m.index] = moved
+	moved.Member().index = m.index
+	sh.streams[last] = nil
+	sh.streams = sh.streams[:last]
+	if c := cap(sh.streams); c > 16 && last < c/4 {
+		sh.streams = append([]Stream(nil), sh.streams...)
 	}
-	sh.running = false
+	empty := last == 0
+	sh.mu.Unlock()
+	if empty {
+		sh.drop()
+	}
+}
+
+// drop forgets the shard if it is still empty (and its pump once it has
+// none), cancelling its wait and its timer.
+func (sh *shard) drop() {
+	ps := sh.ps
+	ps.mu.Lock()
+	sh.mu.Lock()
+	if len(sh.streams) > 0 || sh.dead {
+		sh.mu.Unlock()
+		ps.mu.Unlock()
+		return
+	}
+	sh.dead = true
+	cancel := sh.cancel
+	sh.waiting, sh.cancel = false, nil
+	if sh.hold != nil {
+		sh.hold.Stop()
+	}
+	sh.mu.Unlock()
 	p := sh.p
 	for i, x := range p.shards {
 		if x == sh {
@@ -277,7 +447,11 @@ func (sh *shard) stop() bool {
 	if len(p.shards) == 0 && ps.pumps[p.key] == p {
 		delete(ps.pumps, p.key)
 	}
-	return true
+	ps.shards--
+	ps.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // AppendUnwritten appends to dst the bytes of bufs after the first n: what

@@ -6,43 +6,102 @@ import (
 	"time"
 )
 
-// fakeStream is a Stream whose topic changes when the test says so; it
-// records when it is swept, and each sweep takes cost.
+// fakeTopic is what the streams of one pump follow: a version that the
+// test moves, and the callbacks waiting for its next change.
+type fakeTopic struct {
+	mu      sync.Mutex
+	version int
+	waiters []*func()
+}
+
+// AfterChange registers f for the next change, like
+// fanout.Subscription.AfterChange.
+func (t *fakeTopic) AfterChange(f func()) func() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := &f
+	t.waiters = append(t.waiters, w)
+	return func() bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for i, x := range t.waiters {
+			if x == w {
+				t.waiters = append(t.waiters[:i], t.waiters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// change moves the version and calls the waiting callbacks, as a topic
+// does on a commit (with its lock held).
+func (t *fakeTopic) change() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.version++
+	for _, f := range t.waiters {
+		(*f)()
+	}
+	t.waiters = nil
+}
+
+// waiting returns how many change callbacks are registered.
+func (t *fakeTopic) waiting() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.waiters)
+}
+
+func (t *fakeTopic) current() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.version
+}
+
+// fakeStream is a Stream of a fakeTopic; it records when it is swept and
+// the version it saw, and each sweep takes cost.
 type fakeStream struct {
 	member Member
+	topic  *fakeTopic
 	cost   time.Duration
 
-	mu      sync.Mutex
-	changed chan struct{}
-	sweeps  []time.Time
-	swept   chan struct{}
+	mu     sync.Mutex
+	sweeps []time.Time
+	seen   int
+	ticks  int
+	swept  chan struct{}
 }
 
-func newFakeStream() *fakeStream {
-	return &fakeStream{changed: make(chan struct{}), swept: make(chan struct{}, 100)}
+// newFakeStream returns a stream of a topic of its own.
+func newFakeStream() *fakeStream { return newTopicStream(&fakeTopic{}) }
+
+func newTopicStream(t *fakeTopic) *fakeStream {
+	return &fakeStream{topic: t, swept: make(chan struct{}, 100)}
 }
 
-func (s *fakeStream) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
+func (s *fakeStream) AfterChange(f func()) func() bool { return s.topic.AfterChange(f) }
 
-// change closes the change channel, as a topic does on a commit.
-func (s *fakeStream) change() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
+func (s *fakeStream) change() { s.topic.change() }
 
 func (s *fakeStream) Sweep() func() {
+	v := s.topic.current()
 	s.mu.Lock()
 	s.sweeps = append(s.sweeps, time.Now())
+	s.seen = v
 	s.mu.Unlock()
 	time.Sleep(s.cost)
-	s.swept <- struct{}{}
+	select {
+	case s.swept <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+func (s *fakeStream) lastSeen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen
 }
 
 // waitSwept waits for the next sweep; a sweep that does not come within a
@@ -57,8 +116,13 @@ func (s *fakeStream) waitSwept(t *testing.T) {
 	}
 }
 
-func (s *fakeStream) Tick(time.Time) func() { return nil }
-func (s *fakeStream) Member() *Member       { return &s.member }
+func (s *fakeStream) Tick(time.Time) func() {
+	s.mu.Lock()
+	s.ticks++
+	s.mu.Unlock()
+	return nil
+}
+func (s *fakeStream) Member() *Member { return &s.member }
 
 // TestInterval: with Pumps.Interval, the sweeps of a shard start at least
 // SpacingFactor times a sweep's duration apart, up to the interval,

@@ -107,8 +107,8 @@ func (s *Sub) Subscription() *fanout.Subscription { return s.sub }
 
 func (s *Sub) isStopped() bool { return s.stopped.Load() }
 
-// Changed implements live.Stream.
-func (s *Sub) Changed() <-chan struct{} { return s.sub.Changed() }
+// AfterChange implements live.Stream.
+func (s *Sub) AfterChange(f func()) (stop func() bool) { return s.sub.AfterChange(f) }
 
 // Member implements live.Stream.
 func (s *Sub) Member() *live.Member { return &s.member }
