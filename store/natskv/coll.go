@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,6 +50,10 @@ type coll struct {
 	// (however many batches others commit, however often the state is
 	// reloaded).
 	awaited map[string]uint64
+
+	// dupWindow is the stream's duplicate window (time.Duration), as last
+	// read: how long the server remembers a message id.
+	dupWindow atomic.Int64
 
 	wmu sync.Mutex
 	rmu sync.Mutex
@@ -164,12 +169,14 @@ func (c *coll) replace(ctx context.Context, old string) error {
 	return nil
 }
 
-// describe reads the epoch and last sequence of a stream.
+// describe reads the epoch and last sequence of a stream, and notes its
+// duplicate window.
 func (c *coll) describe(info *jetstream.StreamInfo) (streamInfo, error) {
 	e := info.Config.Metadata[metaEpoch]
 	if !validEpoch(e) || info.Config.Metadata[metaFormat] != formatVersion {
 		return streamInfo{}, fmt.Errorf("stream %s is not a viewsync collection stream (metadata %v)", c.names.stream, info.Config.Metadata)
 	}
+	c.dupWindow.Store(int64(info.Config.Duplicates))
 	return streamInfo{epoch: e, lastSeq: info.State.LastSeq, msgs: info.State.Msgs}, nil
 }
 

@@ -122,6 +122,15 @@ type plan struct {
 	errs    []error // why each request of failed failed
 	msgs    []*nats.Msg
 	id      string // batch id
+	msgID   string // the group's message id (see fate.go)
+
+	// published is when the batch was handed to the connection, window
+	// the stream's duplicate window then.
+	published time.Time
+	window    time.Duration
+	// settled: the stream could not tell whether the batch was stored;
+	// the duplicate window guards against it (see settle).
+	settled bool
 }
 
 // pending is the state of a record after the commits planned so far.
@@ -139,10 +148,13 @@ func (c *coll) commitGroup(group []*request) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	ctx := c.s.ctx
+	// Every attempt carries the group's message id: once the stream has
+	// stored one, it refuses the others (see fate.go).
+	gid := nuid.Next()
 	var tried []*plan // attempts whose outcome is unknown
 	defer func() { c.forget(tried...) }()
 	fail := func(err error) {
-		if len(tried) > 0 {
+		if len(tried) > 0 && !errors.Is(err, ErrOutcomeUnknown) {
 			err = fmt.Errorf("%w (an earlier attempt's outcome is unknown: the commit may have been made)", err)
 		}
 		for _, r := range group {
@@ -165,29 +177,66 @@ func (c *coll) commitGroup(group []*request) {
 		// from the same state, read under the same lock: a state that
 		// holds none of the earlier attempts. Each of them was planned at
 		// a last sequence at or below this one, so at most one of them
-		// and this plan can be stored (the server refuses the others).
+		// and this plan can be stored (the server refuses the others) —
+		// unless the follower read past an attempt without seeing it:
+		// then the stream is asked first (settle).
 		c.mu.RLock()
 		done, seq := c.committed(tried)
 		var p *plan
+		var unsure []*plan
 		if done == nil {
-			p, err = c.plan(group)
+			unsure = c.unsure(tried)
+			if len(unsure) == 0 {
+				p, err = c.plan(group)
+			}
 		}
 		c.mu.RUnlock()
 		if done != nil {
 			c.finish(done, seq)
 			return
 		}
+		if len(unsure) > 0 {
+			done, seq, tried, err = c.settle(ctx, unsure, tried)
+			switch {
+			case done != nil:
+				c.finish(done, seq)
+				return
+			case errors.Is(err, ErrOutcomeUnknown):
+				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+				return
+			case err != nil:
+				if ctx.Err() != nil {
+					fail(fmt.Errorf("natskv: apply to %s: outcome unknown: %w", c.name, err))
+					return
+				}
+				sleep(ctx, retryDelay)
+			}
+			continue
+		}
 		if err != nil {
 			fail(err)
 			return
 		}
 		if len(p.ok) == 0 {
+			if len(tried) > 0 {
+				// The state moved on since an attempt the stream could not
+				// tell about: its checks passed then, fail now, and the
+				// answer depends on whether it was stored.
+				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, ErrOutcomeUnknown))
+				return
+			}
 			c.answerFailed(p)
 			return
 		}
+		for _, t := range tried {
+			if t.settled && !c.guarded(t) {
+				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, ErrOutcomeUnknown))
+				return
+			}
+		}
 		// The follower records the batch's id from now on, so that it
 		// can be found should the acknowledgement be lost.
-		p.id = nuid.Next()
+		p.id, p.msgID = nuid.Next(), gid
 		c.mu.Lock()
 		c.awaited[p.id] = 0
 		c.mu.Unlock()
@@ -209,6 +258,26 @@ func (c *coll) commitGroup(group []*request) {
 			// takes this epoch's subjects any more (dropped or lost).
 			c.forget(p)
 			c.afterNoResponders(ctx, p)
+		case errors.Is(err, errNotSent):
+			// The connection is down: wait for it to be back.
+			c.forget(p)
+			c.waitConnected(ctx)
+		case errors.Is(err, errDuplicate):
+			// An earlier attempt was stored: answer as it decided.
+			c.forget(p)
+			c.s.log.Debug("natskv: an earlier attempt was stored", "collection", c.name, "attempts", len(tried))
+			done, seq, err := c.whichStored(ctx, p.epoch, tried)
+			if err != nil {
+				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+				return
+			}
+			c.finish(done, seq)
+			return
+		case errors.Is(err, errInProcess):
+			// An earlier attempt is being stored: let the follower see it.
+			c.forget(p)
+			sleep(ctx, inProcessDelay)
+			_ = c.catchUp(ctx, p.epoch)
 		case errors.Is(err, errRejected):
 			c.forget(p)
 			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
@@ -299,12 +368,26 @@ func sleep(ctx context.Context, d time.Duration) {
 // could not be reached.
 const retryDelay = 250 * time.Millisecond
 
+// inProcessDelay is how long to wait for an attempt the stream is storing.
+const inProcessDelay = 20 * time.Millisecond
+
+// waitConnected waits until the connection is up, for at most the store's
+// timeout.
+func (c *coll) waitConnected(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	defer cancel()
+	for !c.s.nc.IsConnected() && ctx.Err() == nil {
+		sleep(ctx, 10*time.Millisecond)
+	}
+}
+
 // committed returns the attempt among tried that the follower has seen
-// stored, and the sequence its batch ended at. c.mu must be held for
-// reading.
+// stored, and the sequence its batch ended at, once the state holds it or
+// has moved to another history. c.mu must be held for reading.
 func (c *coll) committed(tried []*plan) (*plan, uint64) {
 	for _, p := range tried {
-		if seq := c.awaited[p.id]; seq != 0 && c.st.Epoch == p.epoch && c.st.lastSeq >= seq {
+		// Seen in a history since replaced (dropped): it was made there.
+		if seq := c.awaited[p.id]; seq != 0 && (c.st.Epoch != p.epoch || c.st.lastSeq >= seq) {
 			return p, seq
 		}
 	}
@@ -482,9 +565,6 @@ func (e *wrongLastError) Error() string {
 	return fmt.Sprintf("wrong last sequence: the stream is at %d", e.seq)
 }
 
-// errRejected marks a batch the stream refused for good.
-var errRejected = errors.New("batch rejected")
-
 // pubAck is the stream's answer to a batch's commit message.
 type pubAck struct {
 	Error *struct {
@@ -504,6 +584,12 @@ const (
 	errCodeWrongLastSeqConst = 10164
 	errCodeNotLeader         = 10011 // JSClusterNotLeaderErr
 	errCodeIncomplete        = 10176 // JSAtomicPublishIncompleteBatchErr
+	// JSAtomicPublishContainsDuplicateMessageErr: the batch's message id
+	// was stored already.
+	errCodeDuplicate = 10201
+	// JSStreamDuplicateMessageConflict: the batch's message id is in a
+	// batch being stored.
+	errCodeInProcess = 10158
 )
 
 // publish sends p's batch as one JetStream atomic batch and returns the
@@ -519,15 +605,24 @@ func (c *coll) publish(p *plan) (uint64, error) {
 	last := p.msgs[n-1]
 	last.Header.Set(hdrEnd, "1")
 	last.Header.Set(hdrBatchCommit, "1")
+	// On the last message: of the batch's messages, a log entry's is the
+	// one the stream keeps longest, and the server learns the ids it
+	// remembers again after a restart from the messages it holds.
+	last.Header.Set(hdrMsgID, p.msgID)
+	p.published, p.window = time.Now(), time.Duration(c.dupWindow.Load())
 	for _, m := range p.msgs[:n-1] {
 		if err := nc.PublishMsg(m); err != nil {
-			return 0, fmt.Errorf("publish: %w", err)
+			// Without its commit message the batch is abandoned.
+			return 0, fmt.Errorf("publish: %w: %w", errNotSent, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
 	defer cancel()
 	resp, err := nc.RequestMsgWithContext(ctx, last)
 	if err != nil {
+		if unsent(err) {
+			return 0, fmt.Errorf("publish: %w: %w", errNotSent, err)
+		}
 		return 0, fmt.Errorf("publish: %w", err)
 	}
 	var ack pubAck
@@ -539,6 +634,12 @@ func (c *coll) publish(p *plan) (uint64, error) {
 			// An expectation on a subject the batch writes met a batch
 			// under way: this one was planned from an old state.
 			return 0, &wrongLastError{seq: p.expect + 1}
+		}
+		switch e.ErrCode {
+		case errCodeDuplicate:
+			return 0, errDuplicate
+		case errCodeInProcess:
+			return 0, errInProcess
 		}
 		if e.ErrCode == errCodeWrongLastSeq {
 			var seq uint64
@@ -559,6 +660,13 @@ func (c *coll) publish(p *plan) (uint64, error) {
 		return 0, fmt.Errorf("%w: stream stored %d messages of a batch of %d", errRejected, ack.Count, n)
 	}
 	return ack.Seq, nil
+}
+
+// unsent reports whether a request failed before its message left for the
+// server.
+func unsent(err error) bool {
+	return errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionDraining) || errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrInvalidConnection)
 }
 
 // transientError is a refusal that did not commit the batch and that a

@@ -25,9 +25,12 @@ const (
 
 // JetStream headers of atomic batch publishing and optimistic concurrency.
 const (
-	hdrBatchID      = "Nats-Batch-Id"
-	hdrBatchSeq     = "Nats-Batch-Sequence"
-	hdrBatchCommit  = "Nats-Batch-Commit"
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+	// hdrMsgID is the group's message id, the same on every attempt, for
+	// the server's duplicate detection.
+	hdrMsgID        = "Nats-Msg-Id"
 	hdrExpectedLast = "Nats-Expected-Last-Sequence"
 	// hdrExpectedLastSubjSeq "0": the message's subject must hold no
 	// message yet.

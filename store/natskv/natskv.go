@@ -20,12 +20,18 @@ type Options struct {
 	// Conn is an established connection to use. The Store does not close
 	// it. When nil, Open connects to URL with NATSOptions and closes that
 	// connection on Close.
+	//
+	// Connect it with nats.ReconnectBufSize(-1), as Open connects: a
+	// connection that buffers publishes while it reconnects may deliver a
+	// commit long after it was sent, so a commit whose acknowledgement
+	// was lost, and whose traces the stream no longer holds, cannot then
+	// be tried again safely and fails with ErrOutcomeUnknown instead.
 	Conn *nats.Conn
 	// URL is the server to connect to when Conn is nil; default
 	// nats.DefaultURL.
 	URL string
 	// NATSOptions are passed to nats.Connect when Conn is nil (credentials,
-	// TLS, reconnect policy, ...).
+	// TLS, reconnect policy, ...), after nats.ReconnectBufSize(-1).
 	NATSOptions []nats.Option
 	// Prefix starts every stream name (PREFIX_COLLECTION) and subject
 	// (PREFIX.COLLECTION.EPOCH.…) of the store; default "VS". Stores that
@@ -134,7 +140,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if url == "" {
 			url = nats.DefaultURL
 		}
-		nc, err := nats.Connect(url, opts.NATSOptions...)
+		// No reconnect buffer: a publish made while reconnecting fails at
+		// once instead of reaching the server at some later time (see
+		// Options.Conn).
+		nopts := append([]nats.Option{nats.ReconnectBufSize(-1)}, opts.NATSOptions...)
+		nc, err := nats.Connect(url, nopts...)
 		if err != nil {
 			return nil, fmt.Errorf("natskv: open: connect to %s: %w", url, err)
 		}
