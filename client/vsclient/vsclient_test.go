@@ -262,6 +262,15 @@ func TestWrites(t *testing.T) {
 	if _, err := c.Snapshot(ctx, "things", value(`{"owner":{"$near":1}}`)); !errors.Is(err, vsclient.ErrBadRequest) {
 		t.Errorf("Snapshot with a bad filter: %v, want ErrBadRequest", err)
 	}
+	if h, err := c.Head(ctx, "things"); err != nil || h != (protocol.Head{Epoch: s.Epoch, Version: 3}) {
+		t.Errorf("Head: %+v, %v; want %s:3", h, err, s.Epoch)
+	}
+	if h, err := c.Head(ctx, "never-written"); err != nil || h.Version != 0 || h.Epoch == "" {
+		t.Errorf("Head of a collection never written: %+v, %v; want version 0 in an epoch", h, err)
+	}
+	if _, err := c.Head(ctx, "Not A Name"); !errors.Is(err, vsclient.ErrBadRequest) {
+		t.Errorf("Head of a bad name: %v, want ErrBadRequest", err)
+	}
 	if v, err := c.Delete(ctx, "things", "c/d", vsclient.IfExists()); err != nil || v != 4 {
 		t.Errorf("Delete of an id with a slash: %d, %v", v, err)
 	}

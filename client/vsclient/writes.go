@@ -77,6 +77,18 @@ func (c *Client) Snapshot(ctx context.Context, collection string, where any) (pr
 	return s, c.do(req, &s)
 }
 
+// Head returns the collection's cursor at its head (GET
+// /v1/collections/{c}/version): the cheap "am I stale?" question, answered
+// from the server's memory; a collection never written is at version 0.
+func (c *Client) Head(ctx context.Context, collection string) (protocol.Head, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, c.url("/v1/collections/"+url.PathEscape(collection)+"/version", nil), nil)
+	if err != nil {
+		return protocol.Head{}, err
+	}
+	var h protocol.Head
+	return h, c.do(req, &h)
+}
+
 // whereQuery returns the query that carries a filter, nil without one.
 func whereQuery(where any) (url.Values, error) {
 	if where == nil {
