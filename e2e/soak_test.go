@@ -33,7 +33,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -46,6 +45,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viewsync/viewsync/client/vsclient"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -177,12 +177,15 @@ func TestSoak(t *testing.T) {
 	// Writers.
 	wtr := &http.Transport{MaxIdleConnsPerHost: sh.writers}
 	defer wtr.CloseIdleConnections()
-	wclient := &http.Client{Transport: wtr, Timeout: 30 * time.Second}
+	wc, err := vsclient.New(vsclient.Options{URL: base, HTTPClient: &http.Client{Transport: wtr, Timeout: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	until := time.Now().Add(sh.writeFor)
 	writeErrs := make([]error, sh.writers)
 	var wWG sync.WaitGroup
 	for i := range sh.writers {
-		w := newWriter(i, rand.New(rand.NewPCG(seed, uint64(1<<32+i))), wclient, base)
+		w := newWriter(i, rand.New(rand.NewPCG(seed, uint64(1<<32+i))), wc)
 		wWG.Go(func() {
 			writeErrs[i] = w.run(context.Background(), until, sh.writeGap, led)
 		})
@@ -198,7 +201,9 @@ func TestSoak(t *testing.T) {
 	// The final heads: every subscriber drains to them.
 	ph.targets = map[string]protocol.Head{}
 	for _, c := range soakCollections {
-		ph.targets[c] = getJSON[protocol.Head](t, wclient, base+"/v1/collections/"+c+"/version")
+		if ph.targets[c], err = wc.Head(t.Context(), c); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
 	}
 	writing()
 	subWG.Wait()
@@ -218,7 +223,10 @@ func TestSoak(t *testing.T) {
 	snaps := map[string]protocol.Snapshot{}
 	hashes := map[string]map[uint64]uint64{}
 	for _, c := range soakCollections {
-		snap := getJSON[protocol.Snapshot](t, wclient, base+"/v1/collections/"+c)
+		snap, err := wc.Snapshot(t.Context(), c, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
 		snaps[c] = snap
 		if hd := ph.targets[c]; snap.Epoch != hd.Epoch || snap.Version != hd.Version {
 			t.Fatalf("%s: snapshot at %s:%d after the writers were done at %s:%d", c, snap.Epoch, snap.Version, hd.Epoch, hd.Version)
@@ -311,25 +319,6 @@ func (p *phases) waitCommits(ctx context.Context, coll string, n int64) {
 	}
 }
 
-// getJSON GETs url and decodes its 200 answer.
-func getJSON[T any](t *testing.T, client *http.Client, url string) T {
-	t.Helper()
-	var v T
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s (%v)", url, resp.StatusCode, b, err)
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("GET %s: %v in %s", url, err, b)
-	}
-	return v
-}
-
 // ledger records every acknowledged commit.
 type ledger struct {
 	mu sync.Mutex
@@ -370,10 +359,9 @@ func (l *ledger) record(coll string, v uint64, ops []protocol.Op) error {
 // version: its deletes find their record and its preconditions hold, and
 // every commit it sends must be acknowledged.
 type writer struct {
-	id     int
-	rng    *rand.Rand
-	client *http.Client
-	base   string
+	id  int
+	rng *rand.Rand
+	c   *vsclient.Client
 	// own maps collection → id → record version of the writer's records.
 	own map[string]map[string]uint64
 	seq int
@@ -386,8 +374,8 @@ const writerIDs = 10
 // a few hundred fill the fanout buffer.
 const maxPad = 6000
 
-func newWriter(id int, rng *rand.Rand, client *http.Client, base string) *writer {
-	w := &writer{id: id, rng: rng, client: client, base: base, own: map[string]map[string]uint64{}}
+func newWriter(id int, rng *rand.Rand, c *vsclient.Client) *writer {
+	w := &writer{id: id, rng: rng, c: c, own: map[string]map[string]uint64{}}
 	for _, c := range soakCollections {
 		w.own[c] = map[string]uint64{}
 	}
@@ -447,58 +435,36 @@ func (w *writer) plan(coll string) ([]protocol.Op, map[string]uint64) {
 // send sends one commit, as a PUT or DELETE of one record or a POST of the
 // commit, and returns the version acknowledged.
 func (w *writer) send(ctx context.Context, coll string, ops []protocol.Op, ifs map[string]uint64) (uint64, error) {
-	var req *http.Request
-	var err error
-	single := len(ops) == 1 && len(ifs) <= 1 && w.rng.IntN(2) == 0
-	switch {
-	case single:
-		op := ops[0]
-		method := http.MethodPut
-		if op.Op == protocol.OpDelete {
-			method = http.MethodDelete
+	if len(ops) > 1 || len(ifs) > 1 || w.rng.IntN(2) != 0 {
+		v, err := w.c.Commit(ctx, coll, ops, ifs)
+		if err == nil && v == 0 {
+			err = errors.New("POST commits answered version 0")
 		}
-		req, err = http.NewRequestWithContext(ctx, method, w.base+"/v1/collections/"+coll+"/records/"+op.ID, bytes.NewReader(op.Value))
-		if err != nil {
-			return 0, err
-		}
-		if v, ok := ifs[op.ID]; ok {
-			if v == 0 {
-				req.Header.Set("If-None-Match", "*")
-			} else {
-				req.Header.Set("If-Match", `"`+strconv.FormatUint(v, 10)+`"`)
-			}
-		}
-	default:
-		body, err := json.Marshal(protocol.CommitRequest{Ops: ops, If: ifs})
-		if err != nil {
-			return 0, err
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, w.base+"/v1/collections/"+coll+"/commits", bytes.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
+		return v, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := w.client.Do(req)
+	op := ops[0]
+	var pre []vsclient.WriteOption
+	switch v, ok := ifs[op.ID]; {
+	case ok && v == 0:
+		pre = append(pre, vsclient.IfAbsent())
+	case ok:
+		pre = append(pre, vsclient.IfVersion(v))
+	}
+	if op.Op == protocol.OpDelete {
+		v, err := w.c.Delete(ctx, coll, op.ID, pre...)
+		if err == nil && v == 0 {
+			err = errors.New("DELETE answered version 0")
+		}
+		return v, err
+	}
+	r, err := w.c.Put(ctx, coll, op.ID, op.Value, pre...)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
+	if r.ID != op.ID || !bytes.Equal(r.Value, op.Value) || r.Version == 0 {
+		return 0, fmt.Errorf("PUT answered %s %s at %d", r.ID, r.Value, r.Version)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %d %s", req.Method, resp.StatusCode, b)
-	}
-	var ans protocol.RecordResponse
-	if err := json.Unmarshal(b, &ans); err != nil || ans.Version == 0 {
-		return 0, fmt.Errorf("%s: answer %s (%v)", req.Method, b, err)
-	}
-	if single && ops[0].Op == protocol.OpPut && (ans.Record.ID != ops[0].ID || !bytes.Equal(ans.Record.Value, ops[0].Value) || ans.Record.Version != ans.Version) {
-		return 0, fmt.Errorf("PUT answered %s", b)
-	}
-	return ans.Version, nil
+	return r.Version, nil
 }
 
 // applyOps applies a commit's ops to a state (id → value).
