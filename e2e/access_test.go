@@ -38,6 +38,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/client/vsclient"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -602,6 +603,8 @@ type goodClient struct {
 	e      *accessEnv
 	client *http.Client
 	token  string
+	// c writes and reads with client and token.
+	c      *vsclient.Client
 	mu     sync.Mutex
 	seq    int
 	acked  map[uint64]string // version → record id
@@ -617,41 +620,24 @@ func (g *goodClient) fail(format string, args ...any) {
 	}
 }
 
-func (g *goodClient) do(ctx context.Context, req *http.Request) (reply, bool) {
-	req = req.WithContext(ctx)
-	req.Header.Set("Authorization", "Bearer "+g.token)
-	r, err := do(g.client, req)
-	if err != nil {
-		g.fail("%s %s: %v", req.Method, req.URL.Path, err)
-		return r, false
-	}
-	if r.status != http.StatusOK {
-		g.fail("%s %s: %s", req.Method, req.URL.Path, r)
-		return r, false
-	}
-	return r, true
-}
-
 // write puts one record and reads the version back.
 func (g *goodClient) write(ctx context.Context) {
 	g.mu.Lock()
 	g.seq++
 	id := "g" + strconv.Itoa(g.seq)
 	g.mu.Unlock()
-	r, ok := g.do(ctx, newReq(http.MethodPut, g.e.base+"/v1/collections/good/records/"+id, "application/json", `{"id":"`+id+`"}`))
-	if !ok {
-		return
-	}
-	var ans protocol.RecordResponse
-	if err := json.Unmarshal(r.body, &ans); err != nil || ans.Version == 0 {
-		g.fail("PUT %s answered %s", id, r)
+	r, err := g.c.Put(ctx, "good", id, json.RawMessage(`{"id":"`+id+`"}`))
+	if err != nil || r.Version == 0 {
+		g.fail("PUT %s: %+v, %v", id, r, err)
 		return
 	}
 	g.mu.Lock()
-	g.acked[ans.Version] = id
+	g.acked[r.Version] = id
 	g.mu.Unlock()
 	g.writes.Add(1)
-	g.do(ctx, newReq(http.MethodGet, g.e.base+"/v1/collections/good/version", "", ""))
+	if _, err := g.c.Head(ctx, "good"); err != nil {
+		g.fail("GET version: %v", err)
+	}
 }
 
 // TestAccessFlood: one client floods from 127.0.0.1 — more concurrent
@@ -687,6 +673,10 @@ func TestAccessFlood(t *testing.T) {
 	flooder := e.client(t, "")
 	g := &goodClient{e: e, client: e.client(t, "127.0.0.2"), acked: map[uint64]string{},
 		token: e.token("good", auth.Rights{Read: []string{"good"}, Write: []string{"good"}}, time.Hour)}
+	var err error
+	if g.c, err = vsclient.New(vsclient.Options{URL: e.base, Token: g.token, HTTPClient: g.client}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := do(g.client, newReq(http.MethodGet, e.base+"/healthz", "", "")); err != nil {
 		t.Skipf("cannot connect from 127.0.0.2 to 127.0.0.1: %v", err)
 	}
@@ -846,7 +836,9 @@ func TestAccessFlood(t *testing.T) {
 	}
 	// Meanwhile the good client is served: a write, reads, another stream.
 	g.write(ctx)
-	g.do(ctx, newReq(http.MethodGet, e.base+"/v1/collections/good", "", ""))
+	if _, err := g.c.Snapshot(ctx, "good", nil); err != nil {
+		g.fail("GET the collection while the flooder is saturated: %v", err)
+	}
 	if s, r, err := openSSE(ctx, g.client, e.base+"/v1/collections/good/events", func(req *http.Request) {
 		req.Header.Set("Authorization", "Bearer "+g.token)
 	}); s == nil {
