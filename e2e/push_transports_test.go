@@ -5,6 +5,13 @@ package e2e
 // Server-Sent Events, the NDJSON stream and WebSocket behind one small
 // interface, each event checked against its transport's own rules (an SSE
 // event's id is the cursor after it) and turned into a pushEvent.
+//
+// Not client/vsclient, which the tests of the guarantees cannot see
+// through: its View hands out no repeated commit and reconnects at a gap
+// by design, turns the server's last word into a reconnect, and keeps no
+// wire detail (an event's id, reset and compacted, a close status). The
+// tests' writers and plain reads use it where it fits (the soak's writers,
+// TestAccessFlood's good client).
 
 import (
 	"bufio"

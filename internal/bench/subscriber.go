@@ -13,6 +13,15 @@ import (
 
 // benchSub is one subscriber: it connects, reads, and reconnects from its
 // cursor when its connection ends, counting what it sees.
+//
+// It reads the wire itself (sse.go, ws.go) rather than through
+// client/vsclient, whose View would distort what is measured: a View
+// drops a repeated commit and reconnects at a gap without handing either
+// out, where the bench must count them (missing, dups); it decodes every
+// commit's ops and keeps the records, where a subscriber here takes only
+// the send time from a message, in a reused buffer, so that tens of
+// thousands fit beside the server on one machine; and its connections do
+// not go through the dialer that spreads them over source addresses.
 type benchSub struct {
 	// Updated by its goroutine, read by the progress line and the drain.
 	last        atomic.Uint64
