@@ -87,10 +87,26 @@ func appendArray(dst []byte, elem *pgType, a arrayNode) []byte {
 // string of its text (12345678901234567891, 0.10000000000000000001; NaN
 // and the infinities too).
 func appendNumber(dst []byte, s string) []byte {
-	if exactDouble(s) {
+	if smallInteger(s) || exactDouble(s) {
 		return append(dst, s...)
 	}
 	return appendString(dst, s)
+}
+
+// smallInteger reports whether s is an integer in JSON's grammar of at
+// most 15 digits, which a double holds exactly: the common case of
+// appendNumber, without exactDouble's cost.
+func smallInteger(s string) bool {
+	d := strings.TrimPrefix(s, "-")
+	if d == "" || len(d) > 15 || (d[0] == '0' && len(d) > 1) {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // exactDouble reports whether the decimal s is a valid JSON number whose
@@ -120,10 +136,28 @@ func jsonNumber(s string) bool {
 	return json.Unmarshal([]byte(s), &v) == nil
 }
 
-// appendString appends s as a JSON string.
+// appendString appends s as a JSON string, as json.Marshal writes it.
 func appendString(dst []byte, s string) []byte {
+	if plainString(s) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	b, _ := json.Marshal(s)
 	return append(dst, b...)
+}
+
+// plainString reports whether s is printable ASCII that json.Marshal
+// writes as it is: no quote, backslash, or <, > and & (which it escapes
+// for HTML).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // arrayNode is a parsed array (elems not nil) or element.
