@@ -38,6 +38,9 @@ Scenarios:
            N small collections, one subscriber each, commits to random
            ones: memory and data per collection, /metrics size, connect
            time, commit to receipt latency
+  pg       PostgreSQL as a source (--spawn): initial sync time and memory
+           of a large table, update to receipt latency at paced row
+           changes/s, maximum row changes/s
   history  reads of a long history (1000 commits of 200 KiB): the server
            memory that 1 and 3 clients paging /changes, and 6 and 40
            subscribers resuming from version 0, take at their peak
@@ -112,6 +115,7 @@ var scenarios = map[string]scenarioSpec{
 	"catchup":     {catchupUsage, "the collection written to and read", func() scenario { return &catchupConfig{} }},
 	"poll":        {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
 	"collections": {collectionsUsage, "the prefix of the collections NAME-0 … NAME-(N-1) written and followed", func() scenario { return &collectionsConfig{} }},
+	"pg":          {pgUsage, "the collection fed from the live table (the initial sync's: COLLECTION-sync)", func() scenario { return &pgConfig{} }},
 	"history": {historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)",
 		func() scenario { return &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10} }},
 }
