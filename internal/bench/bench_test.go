@@ -260,6 +260,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"collections", "--url", "http://x", "--collections", "0"}, "--collections"},
 		{[]string{"collections", "--url", "http://x", "--records", "-1"}, "--records"},
 		{[]string{"collections", "--url", "http://x", "--rate", "0"}, "--rate"},
+		{[]string{"collections", "--url", "http://x", "--subscribers", "-1"}, "--subscribers"},
 		{[]string{"stampede"}, `unknown scenario "stampede"`},
 		{[]string{}, "Usage: viewsync bench"},
 	}
@@ -383,6 +384,20 @@ func TestBenchCollections(t *testing.T) {
 				t.Errorf("deliveries %d, missing %d, duplicated %d, %d latencies; want 40, 0, 0, 40", r.Deliveries, r.Missing, r.Duplicated, r.Latency.Samples)
 			}
 		})
+	}
+}
+
+// TestBenchCollectionsSubscribers: with --subscribers, only the first
+// collections are followed, and the commits go to them.
+func TestBenchCollectionsSubscribers(t *testing.T) {
+	base := startBenchServer(t)
+	r, _ := runJSON[collectionsReport](t, "collections", "--url", base, "--collections", "12", "--subscribers", "5",
+		"--rate", "40", "--duration", "1s", "--settle", "0s", "--collection", "followed")
+	if r.Collections != 12 || r.Subscribers != 5 || r.Established != 5 || r.Commits != 40 || r.Errors != 0 {
+		t.Errorf("report %+v", r)
+	}
+	if r.Deliveries != 40 || r.Missing != 0 || r.Duplicated != 0 {
+		t.Errorf("deliveries %d, missing %d, duplicated %d; want 40, 0, 0", r.Deliveries, r.Missing, r.Duplicated)
 	}
 }
 

@@ -27,11 +27,12 @@ the one at --url):
      collections NAME-0 … NAME-(N-1) (NAME is --collection); reports the
      server's anonymous memory (RssAnon) and data directory per written
      collection, and the size of /metrics;
-  2. connect: one subscriber (--transport) per collection; reports the
-     connect time and the memory per live collection;
+  2. connect: one subscriber (--transport) per collection (or to the first
+     --subscribers of them); reports the connect time and the memory per
+     live collection (its written collection included);
   3. commit: --rate commits a second for --duration, each a PUT to a random
-     collection; reports commit → receipt latency, missing and duplicated
-     commits (both must be 0);
+     followed collection; reports commit → receipt latency, missing and
+     duplicated commits (both must be 0);
   4. /metrics again.
 Memory and data figures need --spawn. Subscribers past what this process
 may hold (or --loaders N) are spread over loader processes.
@@ -50,12 +51,14 @@ type collectionsConfig struct {
 	settle    time.Duration
 	drain     time.Duration
 	loaders   int
+	subs      int
 }
 
 func (c *collectionsConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
 	fs.IntVar(&c.colls, "collections", 1000, "collections, each written and followed by one subscriber")
 	fs.IntVar(&c.records, "records", 1, "records written into each collection before the subscribers connect")
+	fs.IntVar(&c.subs, "subscribers", 0, "collections followed, one subscriber each, from NAME-0 on: 0 follows every one (fewer measure many written collections on a machine whose open-files limit holds fewer connections)")
 	fs.IntVar(&c.writers, "writers", 16, "concurrent writers of the write phase")
 	fs.Float64Var(&c.rate, "rate", 100, "commits per second of the commit phase, each to a random collection")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the commit phase writes")
@@ -74,6 +77,7 @@ func (c *collectionsConfig) check(*flag.FlagSet) error {
 		check{c.duration <= 0 || c.drain <= 0, "--duration and --drain must be positive"},
 		check{c.settle < 0, "--settle must not be negative"},
 		check{c.loaders < 0, "--loaders must not be negative"},
+		check{c.subs < 0, "--subscribers must not be negative"},
 		valueSizeCheck(c.valueSize))
 }
 
@@ -99,6 +103,7 @@ type collectionsReport struct {
 	MetricsAfterBytes      int     `json:"metrics_after_bytes"`
 
 	// The connect phase.
+	Subscribers    int     `json:"subscribers"`
 	Established    int     `json:"established"`
 	ConnectSeconds float64 `json:"connect_seconds"`
 
@@ -179,16 +184,20 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	rep.MetricsBytes = metricsSize(ctx, client, t.base)
 
 	// 2. Connect.
-	m := measurement{run: 1, runs: 1, loaders: chooseLoaders(c.loaders, c.colls)}
-	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, c.colls, true, time.Now(), stderr)
+	subs := c.followed()
+	m := measurement{run: 1, runs: 1, loaders: chooseLoaders(c.loaders, subs)}
+	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, subs, true, time.Now(), stderr)
 	if err != nil {
 		return err
 	}
 	defer load.stop()
-	rep.Established, rep.ConnectSeconds = established, setup
+	rep.Subscribers, rep.Established, rep.ConnectSeconds = subs, established, setup
 	rep.AnonLiveBytes = anon()
 	if t.server != nil && rep.Established > 0 {
-		rep.AnonPerLiveBytes = round3((float64(rep.AnonLiveBytes) - float64(rep.AnonBaseBytes)) / float64(rep.Established))
+		// Each followed collection's own written cost, and its subscriber's:
+		// what the collections nobody follows hold is left out.
+		idle := float64(c.colls-rep.Established) * rep.AnonPerWrittenBytes
+		rep.AnonPerLiveBytes = round3((float64(rep.AnonLiveBytes) - float64(rep.AnonBaseBytes) - idle) / float64(rep.Established))
 	}
 
 	// 3. Commit to random collections.
@@ -220,10 +229,18 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 		return fmt.Errorf("%d commits missing, %d duplicated", rep.Missing, rep.Duplicated)
 	case rep.WriteErrors > 0 || rep.Errors > 0:
 		return fmt.Errorf("%d writes failed", rep.WriteErrors+int64(rep.Errors))
-	case rep.Established < c.colls:
-		return fmt.Errorf("%d of %d subscribers connected", rep.Established, c.colls)
+	case rep.Established < subs:
+		return fmt.Errorf("%d of %d subscribers connected", rep.Established, subs)
 	}
 	return nil
+}
+
+// followed returns how many collections have a subscriber.
+func (c *collectionsConfig) followed() int {
+	if c.subs <= 0 || c.subs > c.colls {
+		return c.colls
+	}
+	return c.subs
 }
 
 // commit PUTs c.rate values a second for c.duration, each to record r0 of
@@ -250,7 +267,7 @@ func (c *collectionsConfig) commit(ctx context.Context, client *http.Client, bas
 		if ctx.Err() != nil {
 			break
 		}
-		k := rand.IntN(c.colls)
+		k := rand.IntN(c.followed())
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			now := time.Now()
@@ -308,7 +325,7 @@ func (r *collectionsReport) rows() []reportRow {
 	}
 	rows = append(rows,
 		reportRow{"/metrics", fmt.Sprintf("%d bytes after the writes, %d after the commits", r.MetricsBytes, r.MetricsAfterBytes)},
-		reportRow{"connect", fmt.Sprintf("%d of %d subscribers in %.1fs", r.Established, r.Collections, r.ConnectSeconds)})
+		reportRow{"connect", fmt.Sprintf("%d of %d subscribers in %.1fs", r.Established, r.Subscribers, r.ConnectSeconds)})
 	if r.Spawned {
 		rows = append(rows, reportRow{"memory per live collection", fmt.Sprintf("%s anonymous, with its subscriber (%s in all)", kib(r.AnonPerLiveBytes), mib(r.AnonLiveBytes))})
 	}
