@@ -199,50 +199,69 @@ func TestDockerfileBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	imageEnv := []string{"VIEWSYNC_ADDR=0.0.0.0:" + port, "VIEWSYNC_DATA=" + data,
-		"VIEWSYNC_AUTH_SECRET=" + strings.Repeat("image-test-secret-", 3)}
+	var imageEnv []string
 	command := func(args ...string) *exec.Cmd {
 		c := exec.Command(bin, args...)
 		c.Dir, c.Env = work, imageEnv
 		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		return c
 	}
-	srv := command("serve")
-	var logs strings.Builder
-	srv.Stdout, srv.Stderr = io.Discard, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
+	var (
+		srv    *exec.Cmd
+		logs   strings.Builder
+		exited chan error
+	)
 	t.Cleanup(func() {
-		if srv.ProcessState == nil {
+		if srv != nil && srv.ProcessState == nil {
 			srv.Process.Kill()
 			<-exited
 		}
 	})
-	var healthOut []byte
-	healthy := false
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var err error
-		if healthOut, err = command("health").CombinedOutput(); err == nil {
-			healthy = true
+	// A port free when picked may be taken by another process before the
+	// server binds it: then the server starts again on another.
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		imageEnv = []string{"VIEWSYNC_ADDR=0.0.0.0:" + port, "VIEWSYNC_DATA=" + data,
+			"VIEWSYNC_AUTH_SECRET=" + strings.Repeat("image-test-secret-", 3)}
+		srv = command("serve")
+		logs.Reset()
+		srv.Stdout, srv.Stderr = io.Discard, &logs
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmd, ch := srv, make(chan error, 1)
+		exited = ch
+		go func() { ch <- cmd.Wait() }()
+		var healthOut []byte
+		healthy, gone := false, false
+		for deadline := time.Now().Add(60 * time.Second); !healthy && !gone && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var err error
+			if healthOut, err = command("health").CombinedOutput(); err == nil {
+				healthy = true
+				break
+			}
+			select {
+			case err := <-exited:
+				if attempt < 5 && strings.Contains(logs.String(), "address already in use") {
+					gone = true
+					break
+				}
+				t.Fatalf("viewsync serve exited (%v):\n%s", err, logs.String())
+			default:
+			}
+		}
+		if healthy {
 			break
 		}
-		select {
-		case err := <-exited:
-			t.Fatalf("viewsync serve exited (%v):\n%s", err, logs.String())
-		default:
+		if !gone {
+			t.Fatalf("viewsync health never passed; last: %s\nserver log:\n%s", healthOut, logs.String())
 		}
-	}
-	if !healthy {
-		t.Fatalf("viewsync health never passed; last: %s\nserver log:\n%s", healthOut, logs.String())
+		t.Logf("port %s was taken before the server bound it; again on another", port)
 	}
 	entries, err := os.ReadDir(data)
 	if err != nil || len(entries) == 0 {
