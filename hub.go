@@ -51,6 +51,11 @@ type Hub struct {
 	// feeds holds the collections fed from a source: name → *Feed. Other
 	// writes to them are refused (Collection.Commit, Collection.Drop).
 	feeds sync.Map
+
+	// sources maps names to the sources Call.Await waits for. sourcesMu
+	// guards the map only, and is held while taking no other lock.
+	sourcesMu sync.RWMutex
+	sources   map[string]*source
 }
 
 // headCache is one collection's head as last seen by this hub.
@@ -95,15 +100,16 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 		fo.Logger = o.logger
 	}
 	h := &Hub{
-		store:  s,
-		log:    o.logger,
-		met:    o.metrics,
-		limits: o.limits.withDefaults(),
-		maxCol: o.maxCollection,
-		broker: fanout.New(s, &fo),
-		vis:    newVisibility(),
-		calls:  map[string]CallFunc{},
-		done:   make(chan struct{}),
+		store:   s,
+		log:     o.logger,
+		met:     o.metrics,
+		limits:  o.limits.withDefaults(),
+		maxCol:  o.maxCollection,
+		broker:  fanout.New(s, &fo),
+		vis:     newVisibility(),
+		calls:   map[string]CallFunc{},
+		sources: map[string]*source{},
+		done:    make(chan struct{}),
 	}
 	if w, ok := s.(store.Watcher); ok {
 		h.watcher = h.watch(w)
