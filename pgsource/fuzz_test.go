@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // FuzzKey: DecodeKey never panics, and what it accepts EncodeKey gives
@@ -75,6 +77,31 @@ func FuzzValue(f *testing.F) {
 			if !jsonValid(out) {
 				t.Fatalf("%q as kind %d: invalid JSON %s", s, k, out)
 			}
+		}
+	})
+}
+
+// FuzzParseLSN: ParseLSN never panics; what it accepts is two hexadecimal
+// numbers of at most 32 bits around a slash, which pglogrepl reads alike
+// and whose printed form parses back to the same LSN.
+func FuzzParseLSN(f *testing.F) {
+	for _, s := range []string{"16/B374D848", "0/0", "FFFFFFFF/FFFFFFFF", "0/1A2b", "1/", "/1", "1/2/3", " 1/2", "1/2 ", "+1/2", "100000000/0", "0x1/2", "１/2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		lsn, err := ParseLSN(s)
+		if err != nil {
+			return
+		}
+		hi, lo, ok := strings.Cut(s, "/")
+		if !ok || len(hi) < 1 || len(hi) > 8 || len(lo) < 1 || len(lo) > 8 || strings.Trim(s, "0123456789abcdefABCDEF/") != "" {
+			t.Fatalf("ParseLSN(%q) accepted it as %s", s, lsn)
+		}
+		if theirs, err := pglogrepl.ParseLSN(s); err != nil || theirs != lsn {
+			t.Fatalf("ParseLSN(%q) = %s; pglogrepl reads %s, %v", s, lsn, theirs, err)
+		}
+		if again, err := ParseLSN(lsn.String()); err != nil || again != lsn {
+			t.Fatalf("ParseLSN(%q) = %s, whose text parses as %s, %v", s, lsn, again, err)
 		}
 	})
 }

@@ -42,6 +42,14 @@ type Options struct {
 	// SnapshotBatch is how many rows one commit of the initial load holds.
 	// Default 1000.
 	SnapshotBatch int
+	// Name is what the source is added to the hub as (Hub.AddSource), for
+	// Call.Await and the "await" of a call-proxy backend's answer.
+	// Default DefaultName.
+	Name string
+	// AwaitTimeout bounds how long a call waits for the source to apply
+	// the LSN its handler returned (Call.Await); past it the call fails
+	// with 504 timeout. Default viewsync.DefaultAwaitTimeout.
+	AwaitTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -52,6 +60,7 @@ const (
 	DefaultMinBackoff     = 500 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultSnapshotBatch  = 1000
+	DefaultName           = "postgres"
 )
 
 // Table is a PostgreSQL table and the collection it feeds.
@@ -159,6 +168,15 @@ func (o *Options) withDefaults() (Options, error) {
 	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
 	if c.SnapshotBatch <= 0 {
 		c.SnapshotBatch = DefaultSnapshotBatch
+	}
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if err := protocol.ValidateCallName(c.Name); err != nil {
+		return c, fmt.Errorf("pgsource: Name: %w", err)
+	}
+	if c.AwaitTimeout < 0 {
+		return c, errors.New("pgsource: negative AwaitTimeout")
 	}
 	return c, nil
 }

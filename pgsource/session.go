@@ -80,7 +80,10 @@ func (s *Source) session(ctx context.Context) (streamed bool, err error) {
 	}
 	if len(load) > 0 {
 		s.setState(fmt.Errorf("PostgreSQL source: loading %d table(s)", len(load)))
-		if err := ss.snapshot(ctx, load); err != nil {
+		s.setLoading(true)
+		err := ss.snapshot(ctx, load)
+		s.setLoading(false)
+		if err != nil {
 			return false, err
 		}
 	}

@@ -29,13 +29,19 @@ type Source struct {
 	state error // nil while streaming; why not otherwise
 
 	connected    atomic.Bool
-	applied      atomic.Uint64 // pglogrepl.LSN of the last transaction handled
+	applied      atomic.Uint64 // pglogrepl.LSN of the last transaction handled; set by advance
+	loading      atomic.Bool   // a table is being loaded (again)
 	serverEnd    atomic.Uint64 // the server's WAL end, as last reported
 	lagNanos     atomic.Int64
 	transactions atomic.Uint64
 	skipped      atomic.Uint64
 	reconnects   atomic.Uint64
 	snapshotRows atomic.Uint64
+
+	// waitCh is closed, and replaced, when applied or loading changes:
+	// Await waits on it. waitMu guards it (and nothing else).
+	waitMu sync.Mutex
+	waitCh chan struct{}
 
 	// noFinalConfirm makes the source stop without confirming its last
 	// position, as a crash would (tests).
@@ -86,7 +92,7 @@ func Start(ctx context.Context, hub *viewsync.Hub, opts *Options) (*Source, erro
 	}
 	repl.Close(context.WithoutCancel(ctx))
 
-	s := &Source{opts: o, hub: hub, state: errNotYet, done: make(chan struct{})}
+	s := &Source{opts: o, hub: hub, state: errNotYet, done: make(chan struct{}), waitCh: make(chan struct{})}
 	for _, t := range o.Tables {
 		feed, err := hub.Feed(t.Collection, "PostgreSQL table "+t.String(), "write to the table")
 		if err == nil {
@@ -99,6 +105,10 @@ func Start(ctx context.Context, hub *viewsync.Hub, opts *Options) (*Source, erro
 		}
 		s.closeFeeds()
 		return nil, fmt.Errorf("pgsource: collection %s: %w", t.Collection, err)
+	}
+	if err := hub.AddSource(o.Name, s, &viewsync.SourceOptions{AwaitTimeout: o.AwaitTimeout}); err != nil {
+		s.closeFeeds()
+		return nil, fmt.Errorf("pgsource: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -122,13 +132,15 @@ func (s *Source) setState(err error) {
 }
 
 // Close stops the source: it confirms its last durable position to
-// PostgreSQL, closes its connections and ends the feeds (the collections
-// may be written by others again). The slot stays, and keeps WAL for the
+// PostgreSQL, closes its connections, ends the feeds (the collections
+// may be written by others again) and leaves the hub's sources (Await
+// returns). The slot stays, and keeps WAL for the
 // source's next start; see docs/postgres.md to remove it.
 func (s *Source) Close() error {
 	s.cancel()
 	<-s.done
 	s.closeFeeds()
+	s.hub.RemoveSource(s.opts.Name, s)
 	return nil
 }
 

@@ -94,7 +94,7 @@ func (ss *session) stream(ctx context.Context) error {
 				if tx == nil && uint64(k.ServerWALEnd) > s.applied.Load() {
 					// Between transactions, everything before the
 					// server's end has been received and applied.
-					s.applied.Store(uint64(k.ServerWALEnd))
+					s.advance(k.ServerWALEnd)
 					s.lagNanos.Store(0)
 				}
 				if k.ReplyRequested {
@@ -389,8 +389,6 @@ func (ss *session) apply(ctx context.Context, tx *txn, m *pglogrepl.CommitMessag
 		s.transactions.Add(1)
 		s.lagNanos.Store(int64(max(0, time.Since(tx.at))))
 	}
-	if uint64(m.TransactionEndLSN) > s.applied.Load() {
-		s.applied.Store(uint64(m.TransactionEndLSN))
-	}
+	s.advance(m.TransactionEndLSN)
 	return nil
 }
