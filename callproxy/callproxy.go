@@ -59,6 +59,25 @@ type Response struct {
 	// the HTTP API) to the version its write produced, so the caller can
 	// wait until its view includes them.
 	Versions map[string]uint64 `json:"versions,omitempty"`
+	// Await, optional, is a position of a source (a PostgreSQL LSN) that
+	// the backend wrote to: the proxy answers once the source has
+	// applied it, with the versions of its collections then
+	// (viewsync.Call.Await).
+	Await *Await `json:"await,omitempty"`
+}
+
+// Await is the "await" of a backend's answer: the position its write got
+// in a source's system, such as {"position":"16/B374D848"} from
+// PostgreSQL's pg_current_wal_lsn() after the backend's commit.
+type Await struct {
+	// Source names the source (as added to the hub: "postgres" for
+	// --pg-url); empty means the hub's only source.
+	Source string `json:"source,omitempty"`
+	// Position is the source's position to wait for. Required.
+	Position string `json:"position"`
+	// Collections, optional, are the collections whose versions the
+	// answer carries; none means every collection the source feeds.
+	Collections []string `json:"collections,omitempty"`
 }
 
 // proxy is the state behind the CallFunc New returns. It is read-only after
@@ -158,7 +177,7 @@ func (p *proxy) call(ctx context.Context, call *viewsync.Call) (any, error) {
 
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
-		return p.success(call, b)
+		return p.success(ctx, call, b)
 	case s >= 400 && s < 500:
 		return nil, refusal(resp, b)
 	default:
@@ -183,9 +202,9 @@ func (p *proxy) transportError(ctx, tctx context.Context, msg string, err error)
 	}
 }
 
-// success decodes a 2xx answer, reports its versions to the call and
-// returns its result.
-func (p *proxy) success(call *viewsync.Call, b []byte) (any, error) {
+// success decodes a 2xx answer, reports its versions to the call, waits
+// for the source position it awaits, and returns its result.
+func (p *proxy) success(ctx context.Context, call *viewsync.Call, b []byte) (any, error) {
 	var res Response
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&res); err != nil {
@@ -204,6 +223,19 @@ func (p *proxy) success(call *viewsync.Call, b []byte) (any, error) {
 	}
 	for coll, v := range res.Versions {
 		call.Observe(coll, v)
+	}
+	if a := res.Await; a != nil {
+		if a.Position == "" {
+			return nil, gatewayError(`call backend's answer has "await" without "position"`, fmt.Errorf("body %s", snippet(b)))
+		}
+		err := call.Await(ctx, a.Source, a.Position, a.Collections...)
+		switch {
+		case err == nil:
+		case errors.Is(err, viewsync.ErrUnknownSource), errors.Is(err, viewsync.ErrBadPosition), errors.Is(err, viewsync.ErrInvalid):
+			return nil, gatewayError(`call backend's answer has an "await" that cannot be waited for`, err)
+		default:
+			return nil, err // timeout, the caller's context, a source closing
+		}
 	}
 	return res.Result, nil
 }

@@ -589,3 +589,135 @@ func TestEndToEnd(t *testing.T) {
 	status, body = post(t, api.URL+"/v1/calls/place-order", `{"arg":{}}`)
 	wantErrorBody(t, status, body, protocol.CodeTimeout)
 }
+
+// stepSource is a viewsync.Source whose positions are "step-N": Step
+// feeds its collection one commit and applies the next step.
+type stepSource struct {
+	feed    *viewsync.Feed
+	mu      chan struct{} // a one-slot lock
+	step    int
+	changed chan struct{}
+}
+
+func newStepSource(t *testing.T, hub *viewsync.Hub, coll string) *stepSource {
+	t.Helper()
+	f, err := hub.Feed(coll, "steps", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return &stepSource{feed: f, mu: make(chan struct{}, 1), changed: make(chan struct{})}
+}
+
+func (s *stepSource) Step(t *testing.T, id string) {
+	t.Helper()
+	if _, err := s.feed.Commit(t.Context(), []viewsync.Op{viewsync.Put(id, json.RawMessage(`1`))}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.mu <- struct{}{}
+	s.step++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	<-s.mu
+}
+
+func (s *stepSource) Await(ctx context.Context, pos string) error {
+	var want int
+	if _, err := fmt.Sscanf(pos, "step-%d", &want); err != nil {
+		return fmt.Errorf("%w: %q", viewsync.ErrBadPosition, pos)
+	}
+	for {
+		s.mu <- struct{}{}
+		reached, ch := s.step >= want, s.changed
+		<-s.mu
+		if reached {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (s *stepSource) Collections() []string { return []string{s.feed.Collection()} }
+
+// TestProxyAwait: a backend that wrote to a source's system answers the
+// position its write got ("await"); the proxy answers the call once the
+// source has applied it, with the source's collections' versions then.
+// An "await" that cannot be waited for is 502; a position the source does
+// not reach within its await timeout 504.
+func TestProxyAwait(t *testing.T) {
+	var body atomic.Value
+	answered := make(chan struct{}, 1)
+	srv := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		answer(w, 200, body.Load().(string))
+		select {
+		case answered <- struct{}{}:
+		default:
+		}
+	})
+	hub := proxyHub(t, srv.URL, nil)
+	src := newStepSource(t, hub, "products")
+	if err := hub.AddSource("steps", src, nil); err != nil {
+		t.Fatal(err)
+	}
+	src.Step(t, "a")
+
+	body.Store(`{"result":"ok","await":{"position":"step-2"}}`)
+	type answer struct {
+		res viewsync.CallResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := hub.Call(context.Background(), "write", nil)
+		done <- answer{res, err}
+	}()
+	<-answered
+	select {
+	case a := <-done:
+		t.Fatalf("answered %s %v, %v before the source applied step 2", a.res.Result, a.res.Versions, a.err)
+	default:
+	}
+	src.Step(t, "b")
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("call: %v", a.err)
+	}
+	if string(a.res.Result) != `"ok"` || a.res.Versions["products"] != 2 {
+		t.Errorf("answer %s %v, want \"ok\" with products at 2", a.res.Result, a.res.Versions)
+	}
+
+	src.Step(t, "c")
+	body.Store(`{"result":1,"versions":{"orders":4},"await":{"source":"steps","position":"step-3","collections":["products","other"]}}`)
+	res, err := hub.Call(t.Context(), "write", nil)
+	if want := map[string]uint64{"orders": 4, "products": 3, "other": 0}; err != nil || !reflect.DeepEqual(res.Versions, want) {
+		t.Errorf("with versions and named collections: %v, %v; want %v", res.Versions, err, want)
+	}
+
+	for _, tc := range []struct{ body, want string }{
+		{`{"result":1,"await":{}}`, `"await" without "position"`},
+		{`{"result":1,"await":{"source":"nats","position":"step-1"}}`, "cannot be waited for"},
+		{`{"result":1,"await":{"position":"16/B374D848"}}`, "cannot be waited for"},
+		{`{"result":1,"await":{"position":"step-1","collections":["Bad!"]}}`, "cannot be waited for"},
+		{`{"result":1,"await":"step-1"}`, "not the JSON object"},
+	} {
+		body.Store(tc.body)
+		_, err := hub.Call(t.Context(), "write", nil)
+		if msg := wantCallError(t, err, protocol.CodeBadGateway); !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: message %q does not say %q", tc.body, msg, tc.want)
+		}
+	}
+
+	// The same source under another name, with a short timeout.
+	if err := hub.AddSource("quick", src, &viewsync.SourceOptions{AwaitTimeout: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	body.Store(`{"result":1,"await":{"source":"quick","position":"step-99"}}`)
+	_, err = hub.Call(t.Context(), "write", nil)
+	if msg := wantCallError(t, err, protocol.CodeTimeout); !errors.Is(err, viewsync.ErrAwaitTimeout) || !strings.Contains(msg, "step-99") {
+		t.Errorf("a position never reached: %v, want ErrAwaitTimeout naming it", err)
+	}
+}
