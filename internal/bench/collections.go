@@ -108,17 +108,20 @@ type collectionsReport struct {
 	ConnectSeconds float64 `json:"connect_seconds"`
 
 	// The commit phase.
-	Rate       float64        `json:"rate"`
-	Seconds    float64        `json:"duration_seconds"`
-	Commits    int            `json:"commits"`
-	Errors     int            `json:"commit_errors"`
-	Latency    latencySummary `json:"latency"`
-	Deliveries int64          `json:"deliveries"`
-	Missing    int64          `json:"missing"`
-	Duplicated int64          `json:"duplicated"`
-	CatchUps   int64          `json:"catch_ups"`
-	Reconnects int64          `json:"reconnects"`
-	LastError  string         `json:"last_error,omitempty"`
+	Rate    float64        `json:"rate"`
+	Seconds float64        `json:"duration_seconds"`
+	Commits int            `json:"commits"`
+	Errors  int            `json:"commit_errors"`
+	Latency latencySummary `json:"latency"`
+	// CommitLatency is a PUT's round trip, as the writer sees it: the
+	// durable commit and the HTTP stack, before any delivery.
+	CommitLatency latencySummary `json:"commit_latency"`
+	Deliveries    int64          `json:"deliveries"`
+	Missing       int64          `json:"missing"`
+	Duplicated    int64          `json:"duplicated"`
+	CatchUps      int64          `json:"catch_ups"`
+	Reconnects    int64          `json:"reconnects"`
+	LastError     string         `json:"last_error,omitempty"`
 }
 
 func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -203,7 +206,7 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	// 3. Commit to random collections.
 	commitStart := time.Now()
 	w := c.commit(ctx, client, t.base, &load.sent)
-	rep.Commits, rep.Errors = w.acked, w.errors
+	rep.Commits, rep.Errors, rep.CommitLatency = w.acked, w.errors, summarize(w.putLat)
 	if w.lastErr != nil {
 		rep.LastError = w.lastErr.Error()
 	}
@@ -281,6 +284,7 @@ func (c *collectionsConfig) commit(ctx context.Context, client *http.Client, bas
 			}
 			res.acked++
 			res.lasts[k] = max(res.lasts[k], v)
+			res.putLat = append(res.putLat, time.Since(now))
 		})
 	}
 	wg.Wait()
@@ -331,6 +335,7 @@ func (r *collectionsReport) rows() []reportRow {
 	}
 	rows = append(rows,
 		reportRow{"commits", fmt.Sprintf("%d to random collections in %.0fs (asked %.0f/s), %d failed", r.Commits, r.Seconds, r.Rate, r.Errors)},
+		reportRow{"commit round trip", fmt.Sprintf("p50 %.2fms  p99 %.2fms  max %.2fms", r.CommitLatency.P50ms, r.CommitLatency.P99ms, r.CommitLatency.MaxMs)},
 		reportRow{"commit → receipt", latencyRow(r.Latency)},
 		reportRow{"deliveries", fmt.Sprintf("%d; missing %d, duplicated %d, catch-ups %d, reconnects %d", r.Deliveries, r.Missing, r.Duplicated, r.CatchUps, r.Reconnects)})
 	if r.LastError != "" {
