@@ -221,3 +221,26 @@ type Positions interface {
 	// sharing no memory with the store.
 	Position(ctx context.Context, collection string) ([]byte, error)
 }
+
+// AtCommit is one commit of BatchPositions.ApplyAllAt: its ops and the
+// source position stored with it (nil: the position stays as it is).
+type AtCommit struct {
+	Ops []protocol.Op
+	Pos []byte
+}
+
+// BatchPositions is implemented by Positions stores that take several
+// commits of one collection at once and make them durable together, so
+// that a source with a backlog pays one durable write for many commits
+// rather than one each (boltstore does). viewsync.Feed.CommitAll uses it
+// when the store has it.
+type BatchPositions interface {
+	Positions
+	// ApplyAllAt applies commits to collection in order, each as ApplyAt
+	// would with its position, sharing durable writes with each other
+	// (and with concurrent commits). None is applied after one that
+	// failed, so the commits made are always a prefix of commits, with
+	// the position of the last one made: it returns their Applied, in
+	// order, and the first failure (nil when every commit was made).
+	ApplyAllAt(ctx context.Context, collection string, commits []AtCommit) ([]Applied, error)
+}

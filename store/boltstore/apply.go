@@ -46,6 +46,42 @@ func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.O
 	return r.applied, nil
 }
 
+// ApplyAllAt implements store.BatchPositions: the commits are queued at
+// once, in order, so that they share the committer's transactions (one
+// fsync for as many as one transaction takes), each after the one before
+// it; a commit whose predecessor failed or was withdrawn fails too, so
+// that what is made is a prefix of commits. A done ctx withdraws the
+// commits still queued.
+func (s *Store) ApplyAllAt(ctx context.Context, collection string, commits []store.AtCommit) ([]store.Applied, error) {
+	if err := protocol.ValidateCollection(collection); err != nil {
+		return nil, fmt.Errorf("boltstore: apply: %w", err)
+	}
+	reqs := make([]*request, len(commits))
+	for i, c := range commits {
+		if len(c.Ops) == 0 {
+			return nil, fmt.Errorf("boltstore: apply %q: commit %d: %w", collection, i, store.ErrEmptyCommit)
+		}
+		for j := range c.Ops {
+			if err := checkOp(&c.Ops[j]); err != nil {
+				return nil, fmt.Errorf("boltstore: apply %q: commit %d: op %d: %w", collection, i, j, err)
+			}
+		}
+		reqs[i] = &request{collection: collection, ops: c.Ops, opsJSON: protocol.AppendOps(nil, c.Ops), vals: recordValues(c.Ops), pos: bytes.Clone(c.Pos)}
+		if i > 0 {
+			reqs[i].after = reqs[i-1]
+		}
+	}
+	made, err := s.submitAll(ctx, reqs)
+	applied := make([]store.Applied, made)
+	for i := range applied {
+		applied[i] = reqs[i].applied
+	}
+	if err != nil {
+		return applied, fmt.Errorf("boltstore: apply %q: commit %d of %d: %w", collection, made, len(commits), err)
+	}
+	return applied, nil
+}
+
 // recordValues lays out, back to back, the records values of the puts of
 // ops: 8 bytes left for the version, then the value.
 func recordValues(ops []protocol.Op) []byte {

@@ -65,6 +65,31 @@ type request struct {
 	// checkFailed is set when err is the request's own check failure
 	// rather than the batch's.
 	checkFailed bool
+	// after, when not nil, is the request this one must follow
+	// (ApplyAllAt): queued before it, and applied only if that one was.
+	after *request
+}
+
+// errAfterFailed fails a request of ApplyAllAt whose predecessor was not
+// applied.
+var errAfterFailed = errors.New("an earlier commit of the same batch was not made")
+
+// followsFailed reports whether r follows a request that was not applied:
+// withdrawn, failed (its own check or its batch), or answered by Close.
+// Only the committer calls it: a predecessor it took has its err set by
+// the committer itself, in this batch or an earlier one.
+func (r *request) followsFailed() bool {
+	p := r.after
+	if p == nil {
+		return false
+	}
+	switch p.state.Load() {
+	case stateTaken:
+		return p.err != nil
+	case stateQueued:
+		return false // cannot be: requests are taken in queue order
+	}
+	return true
 }
 
 // submit queues r and waits for its answer. While r is queued, a done ctx
@@ -98,6 +123,56 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 		<-r.done
 		return r.err
 	}
+}
+
+// submitAll queues reqs, chained by their after fields, in one step, so
+// that they keep their order in the queue, and waits for them. It returns
+// how many were applied — a prefix of reqs — and the first one's error
+// that was not. Once one fails or is withdrawn (ctx done while it is
+// queued), the rest are withdrawn or, already taken, failed by the
+// committer; submitAll returns only when none is left in flight.
+func (s *Store) submitAll(ctx context.Context, reqs []*request) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for _, r := range reqs {
+		r.done = make(chan struct{})
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return 0, store.ErrClosed
+	}
+	s.queue = append(s.queue, reqs...)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+
+	settle := func(rest []*request) {
+		for _, r := range rest {
+			if !r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+				<-r.done
+			}
+		}
+	}
+	for i, r := range reqs {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+				settle(reqs[i+1:])
+				return i, ctx.Err()
+			}
+			<-r.done
+		}
+		if r.err != nil {
+			settle(reqs[i+1:])
+			return i, r.err
+		}
+	}
+	return len(reqs), nil
 }
 
 // run is the committer goroutine.
@@ -151,7 +226,9 @@ func (s *Store) commit(reqs []*request) []*request {
 		b := batch{s: s, tx: tx, colls: make(map[string]*batchColl)}
 		for i := 0; i < len(reqs); i++ {
 			r := reqs[i]
-			if r.drop {
+			if r.followsFailed() {
+				r.err, r.checkFailed = errAfterFailed, true
+			} else if r.drop {
 				h, err := b.drop(r.collection, r.pos)
 				if err != nil {
 					return fmt.Errorf("drop %q: %w", r.collection, err)
