@@ -20,6 +20,13 @@
 // page's button uses, and Seed writes a few sample products into a
 // collection never written, so that a first look at the page shows some.
 //
+// On PostgreSQL ('viewsync serve --demo --pg-url …'), the products are the
+// rows of the table public.products (OpenPostgres creates it), which a
+// source feeds the collection from; clients cannot write a fed
+// collection, so the page asks the call "demo.config" how to write and
+// writes through the calls "products.put" and "products.delete", each
+// answered once its write is in the collection (see Postgres).
+//
 // Caveats: the page reads and writes the collection "products" with no
 // authentication of its own; put it behind whatever guards the API.
 package demo
@@ -136,6 +143,10 @@ type Options struct {
 	// Logger gets the line saying that the samples were written, or why
 	// they could not be. Nil: slog.Default().
 	Logger *slog.Logger
+	// Postgres, when set, keeps the products in a PostgreSQL table that a
+	// source feeds the collection from: the calls write to the table, and
+	// the samples are seeded there. See OpenPostgres.
+	Postgres *Postgres
 }
 
 // Setup readies hub for the demo: it registers the demo's calls
@@ -144,7 +155,12 @@ type Options struct {
 // failure to seed is logged, not returned: the page works without its
 // samples. Call it once at startup, before serving.
 func Setup(ctx context.Context, hub *viewsync.Hub, opts Options) error {
-	if err := Register(hub); err != nil {
+	register, seed := Register, Seed
+	if pg := opts.Postgres; pg != nil {
+		register = pg.register
+		seed = func(ctx context.Context, _ *viewsync.Hub) (bool, error) { return pg.seed(ctx) }
+	}
+	if err := register(hub); err != nil {
 		return err
 	}
 	if opts.NoSeed {
@@ -154,10 +170,12 @@ func Setup(ctx context.Context, hub *viewsync.Hub, opts Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	seeded, err := Seed(ctx, hub)
+	seeded, err := seed(ctx, hub)
 	switch {
 	case err != nil:
 		log.Warn("demo: sample products not written", "collection", Collection, "err", err)
+	case seeded && opts.Postgres != nil:
+		log.Info("demo: seeded the empty table with sample products", "table", TableSchema+"."+TableName, "products", len(samples))
 	case seeded:
 		log.Info("demo: seeded the empty collection with sample products", "collection", Collection, "products", len(samples))
 	}
@@ -253,12 +271,18 @@ type DiscountResult struct {
 // keep changing products meanwhile.
 const maxDiscountTries = 5
 
-// Register registers the demo's calls on hub: "discount", which takes
-// {"percent": P} and lowers the price of every product by P percent, rounded
-// to cents, in one atomic commit, answering {"updated": n}. Each product's
-// version is a precondition of the commit, so a concurrent edit makes it
-// read again rather than lose that edit.
+// Register registers the demo's calls on hub: "demo.config", which tells
+// the page how it writes (Config: here, to the collection itself), and
+// "discount", which takes {"percent": P} and lowers the price of every
+// product by P percent, rounded to cents, in one atomic commit, answering
+// {"updated": n}. Each product's version is a precondition of the commit,
+// so a concurrent edit makes it read again rather than lose that edit.
 func Register(hub *viewsync.Hub) error {
+	if err := hub.HandleCall("demo.config", func(context.Context, *viewsync.Call) (any, error) {
+		return Config{Writes: "direct"}, nil
+	}); err != nil {
+		return err
+	}
 	return hub.HandleCall("discount", discount)
 }
 

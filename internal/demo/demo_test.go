@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/internal/demo"
+	"github.com/viewsync/viewsync/internal/pgtest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -21,7 +24,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain stops the PostgreSQL test cluster after the tests, and fails
+// the run if a test left a goroutine behind.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopAll()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func TestHandlerServesFilesWithSecurityHeaders(t *testing.T) {
 	h := demo.Handler()
