@@ -112,17 +112,9 @@ func (f *Feed) Position(ctx context.Context) ([]byte, error) {
 // limits, which bound what clients send, do not apply: the source's data
 // is what it is.
 func (f *Feed) Commit(ctx context.Context, ops []Op, pos []byte) (Commit, error) {
-	if len(ops) == 0 {
-		return Commit{}, ErrEmptyCommit
-	}
-	lim := protocol.Limits{MaxIDBytes: protocol.MaxIDLen, MaxValueDepth: protocol.MaxValueDepth}
-	norm := make([]Op, len(ops))
-	for i, op := range ops {
-		n, err := lim.NormalizeOp(op)
-		if err != nil {
-			return Commit{}, invalid(fmt.Errorf("feed %s: op %d: %w", f.name, i, err))
-		}
-		norm[i] = n
+	norm, err := f.normalize(ops)
+	if err != nil {
+		return Commit{}, err
 	}
 	start := time.Now()
 	ap, err := f.store.ApplyAt(ctx, f.name, norm, nil, pos)
@@ -132,6 +124,72 @@ func (f *Feed) Commit(ctx context.Context, ops []Op, pos []byte) (Commit, error)
 	f.hub.publish(ctx, store.Event{Collection: f.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version, Prev: ap.Prev})
 	f.hub.met.Committed(f.name, len(norm), ap.Commit.Version, time.Since(start))
 	return ap.Commit, nil
+}
+
+// normalize checks and compacts a commit's ops as Commit takes them.
+func (f *Feed) normalize(ops []Op) ([]Op, error) {
+	if len(ops) == 0 {
+		return nil, ErrEmptyCommit
+	}
+	lim := protocol.Limits{MaxIDBytes: protocol.MaxIDLen, MaxValueDepth: protocol.MaxValueDepth}
+	norm := make([]Op, len(ops))
+	for i, op := range ops {
+		n, err := lim.NormalizeOp(op)
+		if err != nil {
+			return nil, invalid(fmt.Errorf("feed %s: op %d: %w", f.name, i, err))
+		}
+		norm[i] = n
+	}
+	return norm, nil
+}
+
+// FeedCommit is one commit of Feed.CommitAll: its ops and the source
+// position stored with it (nil: the position stays as it is).
+type FeedCommit struct {
+	Ops []Op
+	Pos []byte
+}
+
+// CommitAll applies commits in order, each as Commit would, made durable
+// together when the store can (store.BatchPositions: boltstore does),
+// else one after the other: a source with a backlog pays one durable
+// write for many commits. The commits made are always a prefix of
+// commits, each published once made; CommitAll returns them and the first
+// failure (nil when all were made). A bad commit among them fails them
+// all before any is made.
+func (f *Feed) CommitAll(ctx context.Context, commits []FeedCommit) ([]Commit, error) {
+	ats := make([]store.AtCommit, len(commits))
+	for i, c := range commits {
+		norm, err := f.normalize(c.Ops)
+		if err != nil {
+			return nil, fmt.Errorf("viewsync: feed %s: commit %d: %w", f.name, i, err)
+		}
+		ats[i] = store.AtCommit{Ops: norm, Pos: c.Pos}
+	}
+	start := time.Now()
+	var applied []store.Applied
+	var err error
+	if bp, ok := f.store.(store.BatchPositions); ok {
+		applied, err = bp.ApplyAllAt(ctx, f.name, ats)
+	} else {
+		for _, c := range ats {
+			var ap store.Applied
+			if ap, err = f.store.ApplyAt(ctx, f.name, c.Ops, nil, c.Pos); err != nil {
+				break
+			}
+			applied = append(applied, ap)
+		}
+	}
+	made := make([]Commit, len(applied))
+	for i, ap := range applied {
+		f.hub.publish(ctx, store.Event{Collection: f.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version, Prev: ap.Prev})
+		f.hub.met.Committed(f.name, len(ap.Commit.Ops), ap.Commit.Version, time.Since(start))
+		made[i] = ap.Commit
+	}
+	if err != nil {
+		return made, fmt.Errorf("viewsync: feed %s: %w", f.name, err)
+	}
+	return made, nil
 }
 
 // Drop replaces the collection's history with an empty one in a new
