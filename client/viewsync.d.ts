@@ -406,6 +406,16 @@ export interface BindTableOptions<T = JSONValue> {
   onError?(error: ViewsyncError, id: string): void;
   /** A save was written; version is its commit's. */
   onSaved?(el: Element, version: number): void;
+  /**
+   * Writes a row's save. Default: `view.put(id, value, {ifVersion})`. For a
+   * collection clients cannot write (one fed from a PostgreSQL table), a
+   * call that writes to the source instead: it must resolve the version of
+   * a commit that includes the write (what `session.call` waits for) and
+   * keep the precondition, rejecting with code `precondition_failed` when
+   * the record is no longer at `ifVersion` (0: when it exists), so that
+   * the conflict shows.
+   */
+  put?(id: string, value: T, options: { ifVersion: number }): Promise<number>;
   /** Enter in a control saves the row, Escape discards its edits. Default true. */
   keys?: boolean;
 }

@@ -127,6 +127,10 @@ async function main(): Promise<void> {
     },
     onError: (error: ViewsyncError, id: string) => console.error(id, error.code),
     onSaved: (el: Element, saved: number) => el.setAttribute('data-version', String(saved)),
+    async put(id: string, value: Product, { ifVersion }: { ifVersion: number }) {
+      const { result } = await session.call<{ version: number }>('products.put', { id, value, ifVersion });
+      return result.version;
+    },
     keys: true,
   };
   const binding: Binding<Product> = bindTable(lamps, bindOptions);

@@ -33,6 +33,7 @@ import { getPath, jsonEqual, setPath } from './json.js';
 export function bindTable(view, options) {
   const {
     container, render, update, filter, onConflict, onError, onSaved,
+    put: saveRecord = (id, value, opts) => view.put(id, value, opts),
     sort = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
     read = readControl, write = writeControl, validate, keys = true,
   } = options;
@@ -246,7 +247,7 @@ export function bindTable(view, options) {
     row.saving = true;
     mark(row);
     try {
-      const v = await view.put(id, /** @type {T} */ (value), { ifVersion });
+      const v = await saveRecord(id, /** @type {T} */ (value), { ifVersion });
       row.saving = false;
       // No other write to this record can land before ours: clear what was
       // saved, keep what the user typed since.
