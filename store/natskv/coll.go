@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,13 +15,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/viewsync/viewsync/store"
 )
 
 // coll is a collection this store has open: its follower and state, its
 // committer's queue and the goroutine that re-syncs it with the stream.
 //
-// Locking: mu guards fol, st, broken, closed, changed and awaited. wmu is
+// Locking: mu guards fol, st, broken, lost, closed, changed and awaited
+// (and the follower's dseq and asm, which handle uses under it). wmu is
 // held by the committer while it plans and publishes a batch and by Drop,
 // so one process never races itself for the stream. rmu serialises
 // restarts of the follower.
@@ -33,6 +36,10 @@ type coll struct {
 	fol    *follower
 	st     *state // the last complete state; nil until first loaded
 	broken bool   // the follower saw something it cannot follow
+	// lost: the follower's consumer is gone (its server or the stream's
+	// leader was lost) while the state is intact; the re-sync goroutine
+	// follows on from the state's last batch (see restart).
+	lost   bool
 	closed bool
 	// changed is closed and replaced whenever st changes.
 	changed chan struct{}
@@ -54,6 +61,10 @@ type coll struct {
 	// dupWindow is the stream's duplicate window (time.Duration), as last
 	// read: how long the server remembers a message id.
 	dupWindow atomic.Int64
+	// term is done when the stream's leader changes (it is then
+	// replaced): the committer stops waiting for an acknowledgement the
+	// old leader will not send, or for the new leader to be there.
+	term atomic.Pointer[term]
 
 	wmu sync.Mutex
 	rmu sync.Mutex
@@ -64,8 +75,47 @@ type coll struct {
 	kick  chan struct{} // re-sync
 }
 
+// term is a context that ends when what it was made under (a stream's
+// leader, a connection to a server) is no longer.
+type term struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newTerm() *term {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &term{ctx: ctx, cancel: cancel}
+}
+
+// next ends the term held by p and puts a new one in its place.
+func nextTerm(p *atomic.Pointer[term]) { p.Swap(newTerm()).cancel() }
+
+// leaderElected ends the current leader term: the stream announced a new
+// leader.
+func (c *coll) leaderElected() { nextTerm(&c.term) }
+
+// attemptCtx returns a context for one attempt at a JetStream request
+// about the collection: it ends after the store's AttemptTimeout, or
+// sooner when the stream or the cluster elects a leader or the connection
+// is lost, for a request made before may then never be answered while one
+// made now will be.
+func (c *coll) attemptCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, c.s.attempt)
+	stops := []func() bool{
+		context.AfterFunc(c.term.Load().ctx, cancel),
+		context.AfterFunc(c.s.meta.Load().ctx, cancel),
+		context.AfterFunc(c.s.link.Load().ctx, cancel),
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
+
 func newColl(s *Store, name string) *coll {
-	return &coll{
+	c := &coll{
 		s:       s,
 		name:    name,
 		names:   newNames(s.prefix, name),
@@ -75,6 +125,8 @@ func newColl(s *Store, name string) *coll {
 		wake:    make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
 	}
+	c.term.Store(newTerm())
+	return c
 }
 
 // streamInfo describes the collection's current stream.
@@ -200,7 +252,9 @@ func (c *coll) open() {
 }
 
 // restart follows si's stream afresh, unless the current follower already
-// follows that epoch without trouble (and force is unset).
+// follows that epoch without trouble (and force is unset). A follower
+// whose consumer was lost while live (c.lost) resumes after the state's
+// last batch, keeping the state, instead of replaying the stream.
 func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -210,17 +264,17 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		return store.ErrClosed
 	}
 	old := c.fol
-	if !force && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
+	if !force && !c.lost && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
 		c.mu.Unlock()
 		return nil
 	}
-	f := &follower{epoch: si.epoch, prefix: c.names.prefix(si.epoch)}
-	if old != nil {
-		f.gen = old.gen + 1
-	}
-	c.fol = f
-	c.broken = false
-	if si.msgs == 0 && (c.st == nil || c.st.Epoch != si.epoch || c.st.Version == 0) {
+	resume := !force && c.canResumeLocked() && c.st.Epoch == si.epoch
+	f := c.nextFollowerLocked(si.epoch)
+	var start uint64
+	switch {
+	case resume:
+		start = c.st.lastSeq + 1
+	case si.msgs == 0 && (c.st == nil || c.st.Epoch != si.epoch || c.st.Version == 0):
 		// An empty stream: the empty state is complete, and whatever the
 		// consumer delivers from now on is live. (Not when this process
 		// has already seen commits of that history: the stream info is
@@ -229,38 +283,80 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		st := newState(si.epoch)
 		st.lastSeq = si.lastSeq
 		c.installLocked(st)
-	} else {
+	default:
 		f.ld = newLoader()
 	}
 	c.mu.Unlock()
 	if old != nil && old.cc != nil {
 		old.cc.Stop()
 	}
+	return c.follow(ctx, f, start)
+}
 
-	cons, err := c.s.js.OrderedConsumer(ctx, c.names.stream, jetstream.OrderedConsumerConfig{
+// resume follows the stream on from the state's last batch with a new
+// consumer, keeping the state, when the follower's consumer was lost while
+// it was live. It reports false when that cannot be done (the follower
+// is replaying, broke, or was replaced): the caller then re-syncs.
+func (c *coll) resume(ctx context.Context) (bool, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.mu.Lock()
+	if c.closed || !c.canResumeLocked() {
+		c.mu.Unlock()
+		return false, nil
+	}
+	old := c.fol
+	f := c.nextFollowerLocked(c.st.Epoch)
+	start := c.st.lastSeq + 1
+	c.mu.Unlock()
+	if old.cc != nil {
+		old.cc.Stop()
+	}
+	return true, c.follow(ctx, f, start)
+}
+
+// canResumeLocked reports whether the follower lost its consumer while
+// live, with a state it can follow on from. c.mu must be held.
+func (c *coll) canResumeLocked() bool {
+	f := c.fol
+	return c.lost && !c.broken && f != nil && f.ld == nil && c.st != nil && c.st.Epoch == f.epoch
+}
+
+// nextFollowerLocked makes a follower of epoch the collection's. c.mu must
+// be held.
+func (c *coll) nextFollowerLocked(epoch string) *follower {
+	f := &follower{epoch: epoch, prefix: c.names.prefix(epoch)}
+	if c.fol != nil {
+		f.gen = c.fol.gen + 1
+	}
+	c.fol = f
+	c.broken, c.lost = false, false
+	return f
+}
+
+// follow starts f on a consumer of the stream delivering from stream
+// sequence start (0: from the first message). When that fails, the
+// follower is marked lost (live) or broken (replaying), and the re-sync
+// goroutine tries again.
+func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
+	cfg := jetstream.ConsumerConfig{
+		Name:              "vs-" + nuid.Next(),
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: c.s.timeout,
-		// One attempt: when the consumer cannot be re-created, the re-sync
-		// goroutine finds out why and retries.
-		MaxResetAttempts: 1,
-	})
+		Replicas:          1,
+		MemoryStorage:     true,
+	}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	cons, err := c.s.js.CreateOrUpdateConsumer(ctx, c.names.stream, cfg)
 	if err == nil {
 		var cc jetstream.ConsumeContext
 		cc, err = cons.Consume(func(m jetstream.Msg) { c.handle(f, m) },
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				c.s.log.Debug("natskv: consumer error", "collection", c.name, "err", err)
-				if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-					// The ordered consumer re-creates itself; the re-sync
-					// checks that the stream is still the same.
-					c.resync()
-					return
-				}
-				c.mu.Lock()
-				if c.fol == f {
-					c.breakLocked(fmt.Errorf("consumer: %w", err))
-				}
-				c.mu.Unlock()
-			}))
+			jetstream.PullHeartbeat(c.s.beat),
+			jetstream.PullExpiry(max(30*time.Second, 4*c.s.beat)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { c.consumerError(f, err) }))
 		if err == nil {
 			c.mu.Lock()
 			f.cc = cc
@@ -274,11 +370,37 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 	}
 	c.mu.Lock()
 	if c.fol == f {
-		c.broken = true
+		c.loseLocked()
 	}
 	c.mu.Unlock()
-	c.resync()
 	return fmt.Errorf("follow stream %s: %w", c.names.stream, err)
+}
+
+// consumerError takes an error of f's consumer. The pull consumer goes on
+// asking for messages by itself; an error that says its consumer may be
+// gone (no heartbeat, deleted, its server shut down, nobody answering)
+// makes the follower follow on with a new one.
+func (c *coll) consumerError(f *follower, err error) {
+	if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+		return // the store is closing
+	}
+	c.s.log.Debug("natskv: consumer error", "collection", c.name, "err", err)
+	c.mu.Lock()
+	if c.fol == f {
+		c.loseLocked()
+	}
+	c.mu.Unlock()
+}
+
+// loseLocked notes that the follower's consumer is gone: a live one
+// resumes from the state, one replaying starts again. c.mu must be held.
+func (c *coll) loseLocked() {
+	if c.fol.ld != nil {
+		c.breakLocked(errors.New("consumer lost while replaying"))
+		return
+	}
+	c.lost = true
+	c.resync()
 }
 
 // installLocked makes st the collection's state. A state after the first
@@ -357,30 +479,45 @@ func (c *coll) runResync() { c.s.serve(c.kick, c.resyncNow) }
 // stream afresh. When that fails it asks again a little later, unless the
 // store closes.
 func (c *coll) resyncNow() {
-	c.mu.RLock()
-	old := ""
-	if c.fol != nil {
-		old = c.fol.epoch
+	ctx, cancel := c.attemptCtx(c.s.ctx)
+	defer cancel()
+	// A live follower whose consumer was lost follows on from its state
+	// at once: asking for the stream's info first would wait for the
+	// stream's new leader.
+	resumed, err := c.resume(ctx)
+	if !resumed {
+		c.mu.RLock()
+		old := ""
+		if c.fol != nil {
+			old = c.fol.epoch
+		}
+		c.mu.RUnlock()
+		var si streamInfo
+		si, err = c.info(ctx, old)
+		c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
+		if err == nil {
+			err = c.restart(ctx, si, false)
+		}
 	}
-	c.mu.RUnlock()
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
-	si, err := c.info(ctx, old)
-	c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
-	if err == nil {
-		err = c.restart(ctx, si, false)
-	}
-	cancel()
 	if err != nil && c.s.ctx.Err() == nil {
-		c.s.log.Warn("natskv: re-sync failed", "collection", c.name, "err", err)
-		c.mu.Lock()
-		c.broken = true
-		c.mu.Unlock()
+		// The follower (lost or broken) is tried again in a moment.
+		c.s.log.Debug("natskv: re-sync failed", "collection", c.name, "err", err)
 		select {
 		case <-c.s.ctx.Done():
-		case <-time.After(retryDelay):
+		case <-time.After(jitter(resyncDelay)):
 			c.resync()
 		}
 	}
+}
+
+// resyncDelay is how long the re-sync goroutine waits before trying again
+// after a failure (give or take a jitter).
+const resyncDelay = 100 * time.Millisecond
+
+// jitter returns d give or take a half, at random, so that processes that
+// lost the same server do not all ask again at the same moment.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
 }
 
 // current returns the collection's state for a read, waiting for the

@@ -131,6 +131,9 @@ type plan struct {
 	// settled: the stream could not tell whether the batch was stored;
 	// the duplicate window guards against it (see settle).
 	settled bool
+	// term is the stream's leader term the batch was published in, link
+	// the connection's.
+	term, link *term
 }
 
 // pending is the state of a record after the commits planned so far.
@@ -153,6 +156,10 @@ func (c *coll) commitGroup(group []*request) {
 	gid := nuid.Next()
 	var tried []*plan // attempts whose outcome is unknown
 	defer func() { c.forget(tried...) }()
+	var (
+		wait     backoff   // between attempts the stream could not take
+		noLeader time.Time // since when nobody takes the batches
+	)
 	fail := func(err error) {
 		if len(tried) > 0 && !errors.Is(err, ErrOutcomeUnknown) {
 			err = fmt.Errorf("%w (an earlier attempt's outcome is unknown: the commit may have been made)", err)
@@ -247,21 +254,32 @@ func (c *coll) commitGroup(group []*request) {
 			return
 		}
 		var wl *wrongLastError
+		if !errors.Is(err, nats.ErrNoResponders) {
+			noLeader = time.Time{}
+		}
 		switch {
 		case errors.As(err, &wl):
 			// Another batch got there first: catch up, check again.
 			c.forget(p)
+			wait.reset()
 			c.afterWrongLast(ctx, p, wl)
 		case errors.Is(err, nats.ErrNoResponders):
 			// Nobody took the batch's commit message, so it was not
 			// stored: the stream is electing a leader, or no stream
 			// takes this epoch's subjects any more (dropped or lost).
 			c.forget(p)
-			c.afterNoResponders(ctx, p)
+			if noLeader.IsZero() {
+				noLeader = time.Now()
+			}
+			c.afterNoResponders(ctx, p, noLeader, &wait)
 		case errors.Is(err, errNotSent):
 			// The connection is down: wait for it to be back.
 			c.forget(p)
-			c.waitConnected(ctx)
+			if !c.waitConnected(ctx) {
+				fail(fmt.Errorf("natskv: apply to %s: %w: no connection to NATS for %v", c.name, store.ErrUnavailable, c.s.timeout))
+				return
+			}
+			wait.sleep(ctx)
 		case errors.Is(err, errDuplicate):
 			// An earlier attempt was stored: answer as it decided.
 			c.forget(p)
@@ -276,24 +294,21 @@ func (c *coll) commitGroup(group []*request) {
 		case errors.Is(err, errInProcess):
 			// An earlier attempt is being stored: let the follower see it.
 			c.forget(p)
-			sleep(ctx, inProcessDelay)
+			wait.sleep(ctx)
 			_ = c.catchUp(ctx, p.epoch)
 		case errors.Is(err, errRejected):
 			c.forget(p)
 			fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
 			return
 		default:
-			// The outcome is unknown: wait until the follower has read
-			// what the stream holds now, then look for the batch.
+			// The outcome is unknown (the acknowledgement did not come
+			// in time: the leader may be gone). Try again at once: the
+			// next attempt, planned from a state that does not hold this
+			// one, is refused if this one was stored, and the follower
+			// then finds it.
 			tried = append(tried, p)
-			c.s.log.Warn("natskv: commit outcome unknown, checking", "collection", c.name, "err", err)
-			if err := c.catchUp(ctx, p.epoch); err != nil {
-				if ctx.Err() != nil {
-					fail(fmt.Errorf("natskv: apply to %s: outcome unknown: %w", c.name, err))
-					return
-				}
-				sleep(ctx, retryDelay)
-			}
+			c.s.log.Warn("natskv: commit outcome unknown, trying again", "collection", c.name, "err", err)
+			wait.sleepTerm(ctx, p.term)
 		}
 	}
 }
@@ -322,7 +337,7 @@ func (c *coll) afterWrongLast(ctx context.Context, p *plan, wl *wrongLastError) 
 		c.mu.Unlock()
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	wctx, cancel := context.WithTimeout(ctx, c.s.attempt)
 	defer cancel()
 	err := c.waitFor(wctx, func() bool {
 		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= wl.seq
@@ -330,21 +345,26 @@ func (c *coll) afterWrongLast(ctx context.Context, p *plan, wl *wrongLastError) 
 	if err != nil && ctx.Err() == nil {
 		// Not there yet: read what the stream holds now instead.
 		if err := c.catchUp(ctx, p.epoch); err != nil {
-			sleep(ctx, retryDelay)
+			sleep(ctx, jitter(retryDelay))
 		}
 	}
 }
 
-// afterNoResponders finds out, after nobody took p's batch, whether the
-// stream still takes p's epoch: then it waits a moment (a leader election
-// is under way) and the batch is tried again; if not, it reloads the
-// collection from its successor.
-func (c *coll) afterNoResponders(ctx context.Context, p *plan) {
-	ictx, cancel := context.WithTimeout(ctx, c.s.timeout)
+// afterNoResponders waits a moment, after nobody took p's batch since
+// noLeader, before the batch is tried again: a leader election is under
+// way. Once that has lasted an attempt's time, it also finds out whether
+// the stream still takes p's epoch; if not, it reloads the collection from
+// its successor.
+func (c *coll) afterNoResponders(ctx context.Context, p *plan, noLeader time.Time, wait *backoff) {
+	if time.Since(noLeader) < c.s.attempt {
+		wait.sleepTerm(ctx, p.term)
+		return
+	}
+	ictx, cancel := c.attemptCtx(ctx)
 	si, err := c.info(ictx, p.epoch)
 	cancel()
 	if err != nil || si.epoch == p.epoch {
-		sleep(ctx, retryDelay)
+		wait.sleepTerm(ctx, p.term)
 		return
 	}
 	c.s.log.Debug("natskv: no stream for epoch", "collection", c.name, "epoch", p.epoch)
@@ -368,17 +388,39 @@ func sleep(ctx context.Context, d time.Duration) {
 // could not be reached.
 const retryDelay = 250 * time.Millisecond
 
-// inProcessDelay is how long to wait for an attempt the stream is storing.
-const inProcessDelay = 20 * time.Millisecond
+// backoff spaces the attempts of a group that the stream could not take
+// (no leader, no connection, no acknowledgement): minRetry at first,
+// doubling up to retryDelay, each give or take a half.
+type backoff struct{ d time.Duration }
+
+// minRetry is the first wait of a backoff.
+const minRetry = 10 * time.Millisecond
+
+func (b *backoff) sleep(ctx context.Context) {
+	b.d = min(max(2*b.d, minRetry), retryDelay)
+	sleep(ctx, jitter(b.d))
+}
+
+// sleepTerm is sleep, cut short when t ends (the stream's leader
+// changes).
+func (b *backoff) sleepTerm(ctx context.Context, t *term) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(t.ctx, cancel)()
+	b.sleep(ctx)
+}
+
+func (b *backoff) reset() { b.d = 0 }
 
 // waitConnected waits until the connection is up, for at most the store's
-// timeout.
-func (c *coll) waitConnected(ctx context.Context) {
+// timeout; it reports whether it is.
+func (c *coll) waitConnected(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, c.s.timeout)
 	defer cancel()
 	for !c.s.nc.IsConnected() && ctx.Err() == nil {
-		sleep(ctx, 10*time.Millisecond)
+		sleep(ctx, minRetry)
 	}
+	return c.s.nc.IsConnected()
 }
 
 // committed returns the attempt among tried that the follower has seen
@@ -397,13 +439,15 @@ func (c *coll) committed(tried []*plan) (*plan, uint64) {
 // catchUp waits until the follower has read everything the stream held
 // when it was called.
 func (c *coll) catchUp(ctx context.Context, epoch string) error {
-	ictx, cancel := context.WithTimeout(ctx, c.s.timeout)
-	defer cancel()
+	ictx, cancel := c.attemptCtx(ctx)
 	si, err := c.info(ictx, epoch)
+	cancel()
 	if err != nil {
 		return err
 	}
-	return c.waitFor(ictx, func() bool {
+	wctx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	defer cancel()
+	return c.waitFor(wctx, func() bool {
 		return c.broken || c.st.Epoch != si.epoch || c.st.Epoch == si.epoch && c.st.lastSeq >= si.lastSeq
 	})
 }
@@ -596,6 +640,7 @@ const (
 // stream sequence of its last message.
 func (c *coll) publish(p *plan) (uint64, error) {
 	nc := c.s.nc
+	p.term, p.link = c.term.Load(), c.s.link.Load()
 	n := len(p.msgs)
 	for i, m := range p.msgs {
 		m.Header.Set(hdrBatchID, p.id)
@@ -616,8 +661,12 @@ func (c *coll) publish(p *plan) (uint64, error) {
 			return 0, fmt.Errorf("publish: %w: %w", errNotSent, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.attempt)
 	defer cancel()
+	// A new leader ends the wait: the old one may never answer; so does a
+	// lost connection: an answer sent to it is lost.
+	defer context.AfterFunc(p.term.ctx, cancel)()
+	defer context.AfterFunc(p.link.ctx, cancel)()
 	resp, err := nc.RequestMsgWithContext(ctx, last)
 	if err != nil {
 		if unsent(err) {
@@ -696,7 +745,8 @@ func (c *coll) trim() {
 	if logBound == 0 && len(tombs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	// The committer waits: a stream electing a leader is trimmed later.
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.attempt)
 	defer cancel()
 	stream, err := c.s.js.Stream(ctx, c.names.stream)
 	if err != nil {

@@ -46,7 +46,7 @@ const (
 // stored: right after the last sequence it was planned at. The caller
 // knows that the stream moved past that sequence (or was dropped).
 func (c *coll) fateOf(ctx context.Context, p *plan) (fate, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.s.timeout)
+	ctx, cancel := c.attemptCtx(ctx)
 	defer cancel()
 	stream, err := c.s.js.Stream(ctx, c.names.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {

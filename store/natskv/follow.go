@@ -14,11 +14,12 @@ import (
 	"github.com/viewsync/viewsync/store/internal/colstate"
 )
 
-// follower tails one epoch's stream with an ordered consumer and keeps the
-// collection's state. It starts in replay mode, where the stream's record,
-// tombstone, horizon and log messages are gathered by a loader; once it has
-// read a batch's last message with nothing pending it installs the state
-// and goes live, applying each commit from its log entry.
+// follower tails one epoch's stream with a consumer of its own and keeps
+// the collection's state. It starts in replay mode, where the stream's
+// record, tombstone, horizon and log messages are gathered by a loader;
+// once it has read a batch's last message with nothing pending it installs
+// the state and goes live, applying each commit from its log entry. A
+// follower that resumes a lost one's state starts live.
 type follower struct {
 	gen    uint64
 	epoch  string
@@ -28,6 +29,9 @@ type follower struct {
 	ld *loader
 	// asm assembles the chunks of the log entry being read.
 	asm chunks
+	// dseq is the consumer sequence of the last message taken: each
+	// message must follow it, else messages were missed.
+	dseq uint64
 }
 
 // chunks assembles a commit's log entry from its messages c.V.0 … c.V.n-1.
@@ -77,6 +81,7 @@ type message struct {
 	kind    byte // 'r', 'c' or 'g'
 	rest    string
 	seq     uint64
+	dseq    uint64 // consumer sequence
 	pending uint64
 	hdr     func(string) string
 	data    []byte
@@ -90,20 +95,14 @@ func (f *follower) parseMessage(m jetstream.Msg) (message, bool, error) {
 	if err != nil {
 		return message{}, false, err
 	}
+	msg := message{seq: md.Sequence.Stream, dseq: md.Sequence.Consumer, pending: md.NumPending}
 	subj := m.Subject()
 	if !strings.HasPrefix(subj, f.prefix) || len(subj) < len(f.prefix)+1 {
-		return message{}, false, nil
+		return msg, false, nil
 	}
 	rest := subj[len(f.prefix):]
 	h := m.Headers()
-	msg := message{
-		kind:    rest[0],
-		seq:     md.Sequence.Stream,
-		pending: md.NumPending,
-		hdr:     h.Get,
-		data:    m.Data(),
-		end:     h.Get(hdrEnd) != "",
-	}
+	msg.kind, msg.hdr, msg.data, msg.end = rest[0], h.Get, m.Data(), h.Get(hdrEnd) != ""
 	switch {
 	case (msg.kind == 'g' || msg.kind == 'e') && len(rest) == 1:
 	case (msg.kind == 'r' || msg.kind == 'c') && len(rest) > 2 && rest[1] == '.':
@@ -238,12 +237,20 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 	case err != nil:
 		c.breakLocked(fmt.Errorf("message metadata: %w", err))
 		return
+	case m.dseq != f.dseq+1:
+		// The consumer skipped messages (it was re-created by the
+		// server, or a message was lost on the way): follow on with a
+		// new one from the state, or replay again.
+		c.s.log.Debug("natskv: consumer skipped messages", "collection", c.name, "after", f.dseq, "got", m.dseq)
+		c.loseLocked()
+		return
 	case !ok:
 		// Another epoch's subjects: the stream was replaced under the
 		// consumer.
 		c.breakLocked(fmt.Errorf("message %q is not of epoch %s", jm.Subject(), f.epoch))
 		return
 	}
+	f.dseq = m.dseq
 
 	if m.end {
 		c.batchSeen(m.hdr(hdrBatchID), m.seq)
@@ -290,6 +297,11 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 			if err != nil {
 				c.breakLocked(err)
 				return
+			}
+			if cm.Version <= st.Version && cm.Version == v {
+				// Applied already: a follower resumed mid-batch reads
+				// the batch again from its first message.
+				break
 			}
 			if cm.Version != st.Version+1 || cm.Version != v {
 				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.Version))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,17 +22,18 @@ type Options struct {
 	// it. When nil, Open connects to URL with NATSOptions and closes that
 	// connection on Close.
 	//
-	// Connect it with nats.ReconnectBufSize(-1), as Open connects: a
-	// connection that buffers publishes while it reconnects may deliver a
-	// commit long after it was sent, so a commit whose acknowledgement
-	// was lost, and whose traces the stream no longer holds, cannot then
-	// be tried again safely and fails with ErrOutcomeUnknown instead.
+	// Connect it with ConnOptions, as Open connects. In particular, a
+	// connection that buffers publishes while it reconnects (the default
+	// of nats.Connect) may deliver a commit long after it was sent, so a
+	// commit whose acknowledgement was lost, and whose traces the stream
+	// no longer holds, cannot then be tried again safely and fails with
+	// ErrOutcomeUnknown instead.
 	Conn *nats.Conn
 	// URL is the server to connect to when Conn is nil; default
 	// nats.DefaultURL.
 	URL string
 	// NATSOptions are passed to nats.Connect when Conn is nil (credentials,
-	// TLS, reconnect policy, ...), after nats.ReconnectBufSize(-1).
+	// TLS, reconnect policy, ...), after ConnOptions.
 	NATSOptions []nats.Option
 	// Prefix starts every stream name (PREFIX_COLLECTION) and subject
 	// (PREFIX.COLLECTION.EPOCH.…) of the store; default "VS". Stores that
@@ -46,9 +48,23 @@ type Options struct {
 	Config store.Config
 	// Logger receives warnings (reloads, failed trims); default: discard.
 	Logger *slog.Logger
-	// Timeout bounds each JetStream API call and the wait for a batch's
-	// acknowledgement; default 10s.
+	// Timeout bounds each JetStream API call made on a caller's behalf
+	// (opening a collection, Drop), and how long a commit waits for the
+	// connection to come back before it fails; default 10s.
 	Timeout time.Duration
+	// AttemptTimeout bounds one attempt at a commit: the wait for its
+	// batch's acknowledgement, after which the store looks for the batch
+	// and tries again (a commit is made once, whatever the store misses),
+	// and each request made while the stream changes leader. Default 2s,
+	// at most Timeout. It is what a commit in flight to a stream leader
+	// that vanishes may wait for in excess of the election.
+	AttemptTimeout time.Duration
+	// Heartbeat is how often the server tells each collection's follower
+	// that it is still there while nothing is written; a follower that
+	// hears nothing for two heartbeats follows anew (its server or the
+	// stream leader was lost). Default 1s, 500ms to 30s. Each open
+	// collection costs one small message per heartbeat while idle.
+	Heartbeat time.Duration
 	// MaxBatch is the most messages one atomic batch may hold: it must not
 	// exceed the server's jetstream max_batch_size (default 1000). Default
 	// 1000. See the package documentation for what a commit needs.
@@ -57,10 +73,31 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPrefix   = "VS"
-	DefaultTimeout  = 10 * time.Second
-	DefaultMaxBatch = 1000
+	DefaultPrefix         = "VS"
+	DefaultTimeout        = 10 * time.Second
+	DefaultAttemptTimeout = 2 * time.Second
+	DefaultHeartbeat      = time.Second
+	DefaultMaxBatch       = 1000
 )
+
+// ConnOptions are the connection options a Store's connection should
+// have, and those Open connects with, before Options.NATSOptions:
+// reconnect forever, to the next server at once and to one tried a moment
+// ago after 250ms; notice a server gone silent within 4-6s (a ping every
+// 2s, at most 2 unanswered); give up connecting to one after 2s; and fail
+// a publish made while reconnecting rather than hold it back (see
+// Options.Conn).
+func ConnOptions() []nats.Option {
+	return []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.Timeout(2 * time.Second),
+	}
+}
 
 // Store is a store.Store and store.Watcher on NATS JetStream. It is safe
 // for concurrent use.
@@ -69,6 +106,8 @@ type Store struct {
 	prefix   string
 	replicas int
 	timeout  time.Duration
+	attempt  time.Duration // Options.AttemptTimeout
+	beat     time.Duration // Options.Heartbeat
 	maxBatch int
 	log      *slog.Logger
 
@@ -77,6 +116,14 @@ type Store struct {
 	js      jetstream.JetStream
 	watch   *watchHub
 	subs    []*nats.Subscription
+
+	// link ends whenever the connection is lost (it is then replaced):
+	// answers to requests made on it will not come.
+	link   atomic.Pointer[term]
+	status chan nats.Status
+	// meta ends whenever the cluster elects a new JetStream meta leader
+	// (it is then replaced).
+	meta atomic.Pointer[term]
 
 	// ctx is done when the store closes; goroutines are counted in wg.
 	ctx    context.Context
@@ -107,6 +154,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		prefix:   opts.Prefix,
 		replicas: opts.Replicas,
 		timeout:  opts.Timeout,
+		attempt:  opts.AttemptTimeout,
+		beat:     opts.Heartbeat,
 		maxBatch: opts.MaxBatch,
 		log:      opts.Logger,
 		colls:    make(map[string]*coll),
@@ -125,6 +174,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
+	if s.attempt <= 0 {
+		s.attempt = DefaultAttemptTimeout
+	}
+	s.attempt = min(s.attempt, s.timeout)
+	if s.beat <= 0 {
+		s.beat = DefaultHeartbeat
+	}
+	s.beat = min(max(s.beat, 500*time.Millisecond), 30*time.Second)
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
 	}
@@ -140,11 +197,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if url == "" {
 			url = nats.DefaultURL
 		}
-		// No reconnect buffer: a publish made while reconnecting fails at
-		// once instead of reaching the server at some later time (see
-		// Options.Conn).
-		nopts := append([]nats.Option{nats.ReconnectBufSize(-1)}, opts.NATSOptions...)
-		nc, err := nats.Connect(url, nopts...)
+		nc, err := nats.Connect(url, append(ConnOptions(), opts.NATSOptions...)...)
 		if err != nil {
 			return nil, fmt.Errorf("natskv: open: connect to %s: %w", url, err)
 		}
@@ -165,28 +218,73 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// Stream advisories tell of collections dropped or re-created by other
 	// processes at once; without them (no permission) the followers notice
 	// on their own, later.
-	for _, subj := range []string{"$JS.EVENT.ADVISORY.STREAM.DELETED.*", "$JS.EVENT.ADVISORY.STREAM.CREATED.*", "$JS.EVENT.ADVISORY.STREAM.UPDATED.*"} {
-		sub, err := s.nc.Subscribe(subj, s.advisory)
+	// A stream's new leader, announced, wakes its committer at once
+	// rather than after an attempt's time; the cluster's new meta leader
+	// wakes requests waiting for it.
+	s.link.Store(newTerm())
+	s.meta.Store(newTerm())
+	advisories := []struct {
+		subj string
+		fn   nats.MsgHandler
+	}{
+		{"$JS.EVENT.ADVISORY.STREAM.DELETED.*", s.advisory},
+		{"$JS.EVENT.ADVISORY.STREAM.CREATED.*", s.advisory},
+		{"$JS.EVENT.ADVISORY.STREAM.UPDATED.*", s.advisory},
+		{"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*", s.elected},
+		{"$JS.EVENT.ADVISORY.DOMAIN.LEADER_ELECTED", func(*nats.Msg) {
+			s.log.Debug("natskv: JetStream meta leader elected")
+			nextTerm(&s.meta)
+		}},
+	}
+	for _, a := range advisories {
+		sub, err := s.nc.Subscribe(a.subj, a.fn)
 		if err != nil {
-			s.log.Warn("natskv: no stream advisories", "subject", subj, "err", err)
+			s.log.Warn("natskv: no stream advisories", "subject", a.subj, "err", err)
 			continue
 		}
 		s.subs = append(s.subs, sub)
 	}
 
+	s.status = s.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	s.wg.Go(s.watchLink)
 	s.wg.Go(func() { s.watch.run(s.ctx.Done()) })
 	return s, nil
 }
 
+// watchLink ends the connection's term each time it is lost, until the
+// store closes.
+func (s *Store) watchLink() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.status:
+			nextTerm(&s.link)
+		}
+	}
+}
+
 // advisory kicks the collection whose stream was deleted or created.
 func (s *Store) advisory(m *nats.Msg) {
-	name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	s.mu.Lock()
-	c := s.streams[name]
-	s.mu.Unlock()
-	if c != nil {
+	if c := s.advised(m); c != nil {
 		c.resync()
 	}
+}
+
+// elected tells the collection whose stream has a new leader.
+func (s *Store) elected(m *nats.Msg) {
+	if c := s.advised(m); c != nil {
+		c.s.log.Debug("natskv: stream leader elected", "collection", c.name)
+		c.leaderElected()
+	}
+}
+
+// advised returns the open collection whose stream an advisory is about.
+func (s *Store) advised(m *nats.Msg) *coll {
+	name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[name]
 }
 
 // closeConn closes the connection if the store opened it.
@@ -457,6 +555,24 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	return h, nil
 }
 
+// Ready reports whether the store can take traffic: nil while its
+// connection to NATS is up; an error matching store.ErrUnavailable while
+// it is down (reconnecting) and once closed. A stream electing a leader
+// does not make it unready: reads and subscriptions go on, and commits
+// wait for the new leader.
+func (s *Store) Ready() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("natskv: %w: %w", store.ErrUnavailable, store.ErrClosed)
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("natskv: %w: NATS connection %s", store.ErrUnavailable, st)
+	}
+	return nil
+}
+
 // Watch implements store.Watcher. fn must not call stop.
 func (s *Store) Watch(fn func(store.Event)) (stop func()) {
 	return s.watch.add(fn)
@@ -485,6 +601,7 @@ func (s *Store) Close() error {
 		_ = sub.Unsubscribe()
 	}
 	s.wg.Wait()
+	s.nc.RemoveStatusListener(s.status)
 	for _, c := range colls {
 		c.stop() // a follower started while closing
 	}
