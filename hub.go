@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -51,6 +52,9 @@ type Hub struct {
 	// feeds holds the collections fed from a source: name → *Feed. Other
 	// writes to them are refused (Collection.Commit, Collection.Drop).
 	feeds sync.Map
+
+	// presence holds who is present in each collection (package presence).
+	presence *presence.Registry
 
 	// sources maps names to the sources Call.Await waits for. sourcesMu
 	// guards the map only, and is held while taking no other lock.
@@ -95,6 +99,10 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 			return nil, err
 		}
 	}
+	pres, err := presence.New(&o.presence)
+	if err != nil {
+		return nil, fmt.Errorf("viewsync: %w", err)
+	}
 	fo := o.fanout
 	if fo.Logger == nil {
 		fo.Logger = o.logger
@@ -111,6 +119,7 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 		sources: map[string]*source{},
 		done:    make(chan struct{}),
 	}
+	h.presence = pres
 	if w, ok := s.(store.Watcher); ok {
 		h.watcher = h.watch(w)
 	}
@@ -141,6 +150,7 @@ func (h *Hub) Close() error {
 		}
 		close(h.done)
 		h.broker.Close()
+		h.presence.Close()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/filter"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -95,6 +96,7 @@ type options struct {
 	limits        Limits
 	maxCollection int
 	fanout        fanout.Options
+	presence      presence.Options
 }
 
 // WithFanout configures live delivery to subscribers: how far one may fall

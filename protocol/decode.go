@@ -39,7 +39,7 @@ func (e *MessageError) Unwrap() error { return e.Err }
 
 // DecodeClientMessage decodes one client → server message strictly: the
 // input must be one JSON object in UTF-8 with nothing after it, its "type"
-// one of the five, every field of that type that is not optional present
+// one of the six, every field of that type that is not optional present
 // with the right JSON type, and no other field. Keys are matched exactly
 // (case-sensitive) and may not repeat; null is not accepted for a field
 // (omit an optional one instead), except as the value of "arg". An id is
@@ -84,8 +84,10 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		m = d.commit()
 	case TypeAck:
 		m = d.ack()
+	case TypePresence:
+		m = d.presence()
 	default:
-		return nil, badMessagef(id, "unknown type %q (want subscribe, unsubscribe, call, commit or ack)", truncate(typ))
+		return nil, badMessagef(id, "unknown type %q (want subscribe, unsubscribe, call, commit, ack or presence)", truncate(typ))
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -223,6 +225,15 @@ func (d *decoder) subscribe() ClientMessage {
 			d.fail(`field "epoch" without "after"`)
 		}
 		m.Epoch = e
+	}
+	if raw, ok := d.raw("presence", false); ok {
+		switch string(raw) {
+		case "true":
+			m.Presence = true
+		case "false":
+		default:
+			d.fail(`field "presence": a boolean`)
+		}
 	}
 	d.done()
 	return m

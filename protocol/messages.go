@@ -133,8 +133,8 @@ const (
 )
 
 // ClientMessage is one decoded client → server message: a
-// *SubscribeMessage, *UnsubscribeMessage, *CallMessage, *CommitMessage or
-// *AckMessage.
+// *SubscribeMessage, *UnsubscribeMessage, *CallMessage, *CommitMessage,
+// *AckMessage or *PresenceMessage.
 type ClientMessage interface {
 	// Type returns the message's "type" field.
 	Type() string
@@ -144,7 +144,7 @@ type ClientMessage interface {
 }
 
 // SubscribeMessage asks to follow a collection, or a filtered view of it:
-// {"type":"subscribe","collection","sub"?,"where"?,"after"?,"epoch"?}.
+// {"type":"subscribe","collection","sub"?,"where"?,"after"?,"epoch"?,"presence"?}.
 // Without After the subscription starts with a reset; with it, right
 // after the cursor.
 type SubscribeMessage struct {
@@ -162,6 +162,9 @@ type SubscribeMessage struct {
 	// Epoch is the epoch of After; empty means the current epoch. It is
 	// only allowed with After.
 	Epoch string `json:"epoch,omitempty"`
+	// Presence asks for the collection's presence too: a presence sync,
+	// then its changes, as presence messages (see package presence).
+	Presence bool `json:"presence,omitempty"`
 }
 
 // Cursor returns the cursor to resume from, or nil to start with a reset.
