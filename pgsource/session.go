@@ -25,12 +25,16 @@ type session struct {
 	// rels maps the stream's relation ids to the mapped tables' shapes;
 	// a relation not mapped has none.
 	rels map[uint32]*relation
+	// ap applies the stream's transactions; pending holds, per table,
+	// what those queued and not yet applied wrote (see applier.go).
+	ap      *applier
+	pending map[*table]*pending
 }
 
 // session runs one session. streamed tells whether it reached the stream.
 func (s *Source) session(ctx context.Context) (streamed bool, err error) {
 	o := &s.opts
-	ss := &session{s: s, types: map[uint32]*pgType{}, rels: map[uint32]*relation{}}
+	ss := &session{s: s, types: map[uint32]*pgType{}, rels: map[uint32]*relation{}, pending: map[*table]*pending{}}
 	if ss.conn, err = connectSQL(ctx, o.URL); err != nil {
 		return false, err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/viewsync/viewsync"
-	"github.com/viewsync/viewsync/store"
 )
 
 // errReload ends a session whose table changed shape (columns added,
@@ -42,7 +41,8 @@ type changes struct {
 	after map[string][]byte
 }
 
-// stream follows the slot until ctx ends or the session fails.
+// stream follows the slot until ctx ends or the session fails; its
+// applier applies what it receives (see applier.go).
 func (ss *session) stream(ctx context.Context) error {
 	s := ss.s
 	interval := s.opts.StatusInterval
@@ -55,6 +55,14 @@ func (ss *session) stream(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	// The applier's failure ends the stream; the stream's end stops the
+	// applier, once the group it applies is durable, before the final
+	// confirmation.
+	actx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	ss.ap = startApplier(ctx, s, fail)
+	defer ss.ap.stop()
+	ctx = actx
 	for {
 		if time.Now().After(nextStatus) {
 			if err := ss.confirm(ctx); err != nil {
@@ -70,7 +78,7 @@ func (ss *session) stream(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 			if pgconn.Timeout(err) {
 				continue
@@ -91,9 +99,10 @@ func (ss *session) stream(ctx context.Context) error {
 					return fmt.Errorf("pgsource: keepalive: %w", err)
 				}
 				s.serverEnd.Store(uint64(k.ServerWALEnd))
-				if tx == nil && uint64(k.ServerWALEnd) > s.applied.Load() {
-					// Between transactions, everything before the
-					// server's end has been received and applied.
+				if tx == nil && uint64(k.ServerWALEnd) > s.applied.Load() && ss.ap.idle() {
+					// Between transactions, with nothing queued,
+					// everything before the server's end has been
+					// received and applied.
 					s.advance(k.ServerWALEnd)
 					s.lagNanos.Store(0)
 				}
@@ -174,7 +183,7 @@ func (ss *session) handle(ctx context.Context, tx *txn, data []byte) (*txn, erro
 		if tx == nil {
 			return nil, errors.New("pgsource: COMMIT outside a transaction")
 		}
-		return nil, ss.apply(ctx, tx, m)
+		return nil, ss.apply(tx, m)
 	}
 	return tx, nil
 }
@@ -310,14 +319,12 @@ func (ss *session) remove(ctx context.Context, t *table, ch *changes, id string)
 		if ch.truncated {
 			return nil
 		}
-		_, err := t.coll.Get(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
+		var err error
+		if v, err = ss.lookup(ctx, t, id); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("pgsource: %s: %w", t.Collection, err)
-		}
-	} else if v == nil {
+	}
+	if v == nil {
 		return nil
 	}
 	ch.ops = append(ch.ops, viewsync.Delete(id))
@@ -330,11 +337,10 @@ func (ss *session) remove(ctx context.Context, t *table, ch *changes, id string)
 func (ss *session) current(ctx context.Context, t *table, ch *changes, id string) (map[string][]byte, error) {
 	v, touched := ch.after[id]
 	if !touched && !ch.truncated {
-		rec, err := t.coll.Get(ctx, id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("pgsource: %s: %w", t.Collection, err)
+		var err error
+		if v, err = ss.lookup(ctx, t, id); err != nil {
+			return nil, err
 		}
-		v = rec.Value
 	}
 	if v == nil {
 		ss.s.opts.Logger.Warn("PostgreSQL source: an unchanged TOAST column of a record viewsync lacks; it is null", "collection", t.Collection, "id", id)
@@ -351,17 +357,17 @@ func (ss *session) current(ctx context.Context, t *table, ch *changes, id string
 	return old, nil
 }
 
-// apply makes a received transaction one commit per collection it
-// touched, each durable with the transaction's end as its position;
-// collections that already hold it (their position is past its commit
-// record) skip it.
-func (ss *session) apply(ctx context.Context, tx *txn, m *pglogrepl.CommitMessage) error {
-	s := ss.s
-	applied := false
+// apply queues a received transaction for the applier: one commit per
+// collection it touched (after a drop for a TRUNCATE), each with the
+// transaction's end as its position; collections that already hold it
+// (their position is past its commit record) skip it.
+func (ss *session) apply(tx *txn, m *pglogrepl.CommitMessage) error {
+	u := &unit{end: m.TransactionEndLSN, at: tx.at}
+	var touched []*table
 	for _, t := range tx.order {
 		ch := tx.changes[t]
 		if m.CommitLSN < t.pos.LSN {
-			s.skipped.Add(1)
+			ss.s.skipped.Add(1)
 			continue
 		}
 		p := position{System: ss.system, OID: t.info.oid, LSN: m.TransactionEndLSN, Loaded: true, Columns: t.pos.Columns}
@@ -372,23 +378,19 @@ func (ss *session) apply(ctx context.Context, tx *txn, m *pglogrepl.CommitMessag
 			if len(ch.ops) > 0 {
 				dp = t.pos
 			}
-			if _, err := t.feed.Drop(ctx, dp.encode()); err != nil {
-				return fmt.Errorf("pgsource: truncate %s: %w", t.Collection, err)
-			}
-			s.opts.Logger.Info("PostgreSQL source: table truncated; new epoch", "table", t.String(), "collection", t.Collection)
+			u.steps = append(u.steps, step{t: t, drop: true, pos: dp.encode()})
 		}
 		if len(ch.ops) > 0 {
-			if _, err := t.feed.Commit(ctx, ch.ops, p.encode()); err != nil {
-				return fmt.Errorf("pgsource: apply transaction %s to %s: %w", m.CommitLSN, t.Collection, err)
-			}
+			u.steps = append(u.steps, step{t: t, ops: ch.ops, pos: p.encode()})
 		}
 		t.pos = p
-		applied = true
+		touched = append(touched, t)
 	}
-	if applied {
-		s.transactions.Add(1)
-		s.lagNanos.Store(int64(max(0, time.Since(tx.at))))
+	if err := ss.ap.enqueue(u); err != nil {
+		return err
 	}
-	s.advance(m.TransactionEndLSN)
+	for _, t := range touched {
+		ss.note(t, tx.changes[t], u.seq)
+	}
 	return nil
 }
