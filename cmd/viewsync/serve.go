@@ -404,7 +404,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer src.Close()
 	}
 	if c.demo {
-		if err := demo.Setup(ctx, srv.Hub(), demo.Options{NoSeed: !c.demoSeed, Logger: log}); err != nil {
+		if err := demo.Setup(ctx, srv.Hub(), demo.Options{NoSeed: !c.demoSeed, Logger: log, Postgres: c.pg.demoDB}); err != nil {
 			srv.Close()
 			return fmt.Errorf("demo: %w", err)
 		}
