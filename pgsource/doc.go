@@ -14,7 +14,9 @@
 // replication slot with the built-in pgoutput plugin, loads each table
 // from a snapshot consistent with the slot's stream, then streams: each
 // PostgreSQL transaction touching a mapped table becomes one viewsync
-// commit per collection, in commit order, through the hub (Hub.Feed), so
+// commit per collection, in commit order, through the hub (Hub.Feed;
+// transactions received faster than they are made durable are applied in
+// groups that share durable writes, Feed.CommitAll), so
 // the store's change log, catch-up, resume, every transport, filtered
 // views and caching work as for any collection. Clients' writes to a fed
 // collection are refused.
