@@ -27,7 +27,7 @@ import (
 // are taken below the usual ephemeral range (32768 and up): while a node
 // is down, an outgoing connection could otherwise get its port as a local
 // port, and the node could not listen on it again.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, 0, n)
 	for attempt := 0; len(ports) < n; attempt++ {
@@ -50,13 +50,13 @@ func freePorts(t *testing.T, n int) []int {
 
 // cluster is three in-process JetStream servers routed on loopback.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	opts    []*server.Options
 	mu      sync.Mutex
 	servers []*server.Server
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	ports := freePorts(t, 6)
 	var routes []string
 	for i := range 3 {
@@ -283,11 +283,11 @@ func TestClusterLeaderLoss(t *testing.T) {
 }
 
 // testLogger logs the store's warnings to the test log.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

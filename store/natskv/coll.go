@@ -61,6 +61,9 @@ type coll struct {
 	// dupWindow is the stream's duplicate window (time.Duration), as last
 	// read: how long the server remembers a message id.
 	dupWindow atomic.Int64
+	// fair is the committer's turn taking with other processes.
+	fair fairness
+
 	// term is done when the stream's leader changes (it is then
 	// replaced): the committer stops waiting for an acknowledgement the
 	// old leader will not send, or for the new leader to be there.

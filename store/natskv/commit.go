@@ -241,14 +241,20 @@ func (c *coll) commitGroup(group []*request) {
 				return
 			}
 		}
+		if c.makeWay(ctx, p.epoch, p.expect) {
+			// Another process committed while this one held back.
+			continue
+		}
 		// The follower records the batch's id from now on, so that it
 		// can be found should the acknowledgement be lost.
 		p.id, p.msgID = nuid.Next(), gid
 		c.mu.Lock()
 		c.awaited[p.id] = 0
 		c.mu.Unlock()
+		sent := time.Now()
 		seq, err = c.publish(p)
 		if err == nil {
+			c.fair.stored(time.Since(sent))
 			c.forget(p)
 			c.finish(p, seq)
 			return
@@ -261,6 +267,7 @@ func (c *coll) commitGroup(group []*request) {
 		case errors.As(err, &wl):
 			// Another batch got there first: catch up, check again.
 			c.forget(p)
+			c.refused()
 			wait.reset()
 			c.afterWrongLast(ctx, p, wl)
 		case errors.Is(err, nats.ErrNoResponders):

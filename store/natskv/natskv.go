@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 )
@@ -102,6 +103,8 @@ func ConnOptions() []nats.Option {
 // Store is a store.Store and store.Watcher on NATS JetStream. It is safe
 // for concurrent use.
 type Store struct {
+	// id names the store in contention announcements (fair.go).
+	id       string
 	cfg      store.Config
 	prefix   string
 	replicas int
@@ -150,6 +153,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("natskv: open: %w", err)
 	}
 	s := &Store{
+		id:       nuid.Next(),
 		cfg:      opts.Config.WithDefaults(),
 		prefix:   opts.Prefix,
 		replicas: opts.Replicas,
@@ -231,6 +235,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		{"$JS.EVENT.ADVISORY.STREAM.CREATED.*", s.advisory},
 		{"$JS.EVENT.ADVISORY.STREAM.UPDATED.*", s.advisory},
 		{"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*", s.elected},
+		{contentionFilter(s.prefix), s.contention},
 		{"$JS.EVENT.ADVISORY.DOMAIN.LEADER_ELECTED", func(*nats.Msg) {
 			s.log.Debug("natskv: JetStream meta leader elected")
 			nextTerm(&s.meta)
