@@ -63,6 +63,8 @@ func (ss *session) stream(ctx context.Context) error {
 	ss.ap = startApplier(ctx, s, fail)
 	defer ss.ap.stop()
 	ctx = actx
+	recv := &recvContext{parent: ctx}
+	defer recv.stop()
 	for {
 		if time.Now().After(nextStatus) {
 			if err := ss.confirm(ctx); err != nil {
@@ -73,9 +75,7 @@ func (ss *session) stream(ctx context.Context) error {
 			}
 			nextStatus = time.Now().Add(interval)
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := ss.repl.ReceiveMessage(rctx)
-		cancel()
+		raw, err := ss.repl.ReceiveMessage(recv.until(nextStatus))
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -122,6 +122,31 @@ func (ss *session) stream(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// recvContext bounds receives by the next status update: its context is
+// made again only when that moves or it expired, not for every message.
+type recvContext struct {
+	parent   context.Context
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time
+}
+
+// until returns a context done at deadline.
+func (r *recvContext) until(deadline time.Time) context.Context {
+	if r.ctx == nil || r.ctx.Err() != nil || !r.deadline.Equal(deadline) {
+		r.stop()
+		r.ctx, r.cancel = context.WithDeadline(r.parent, deadline)
+		r.deadline = deadline
+	}
+	return r.ctx
+}
+
+func (r *recvContext) stop() {
+	if r.cancel != nil {
+		r.cancel()
 	}
 }
 
