@@ -505,6 +505,9 @@ func DecodeCommit(b []byte) (Commit, error) {
 //   - result: ID, Result, Versions
 //   - error: ID (when the message answered had one), Sub (answering a
 //     subscribe that named one), Code, Message
+//   - presence: Collection, Sub, Event (sync, join, update, leave, count),
+//     Member, Record, State (join, update), Members, Count, Self, Session,
+//     TTL (sync), Count (count)
 type ServerMessage struct {
 	Type       string            `json:"type"`
 	ID         MessageID         `json:"id"`
@@ -523,6 +526,24 @@ type ServerMessage struct {
 	Versions   map[string]uint64 `json:"versions"`
 	Code       Code              `json:"code"`
 	Message    string            `json:"message"`
+
+	Event   string           `json:"event"`
+	Member  string           `json:"member"`
+	Record  string           `json:"record"`
+	State   json.RawMessage  `json:"state"`
+	Members []PresenceMember `json:"members"`
+	Count   int              `json:"count"`
+	Self    string           `json:"self"`
+	Session string           `json:"session"`
+	// TTL is in milliseconds.
+	TTL int64 `json:"ttl"`
+}
+
+// PresenceMember is one member of a presence sync.
+type PresenceMember struct {
+	Member string          `json:"member"`
+	Record string          `json:"record,omitempty"`
+	State  json.RawMessage `json:"state"`
 }
 
 // DecodeServerMessage decodes a server → client message. It is lenient
@@ -534,7 +555,7 @@ func DecodeServerMessage(b []byte) (ServerMessage, error) {
 		return ServerMessage{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	switch m.Type {
-	case TypeReset, TypeCommit, TypeCatchUp, TypeProgress, TypeResult, TypeError:
+	case TypeReset, TypeCommit, TypeCatchUp, TypeProgress, TypeResult, TypeError, TypePresence:
 		return m, nil
 	}
 	return ServerMessage{}, fmt.Errorf("%w: unknown server message type %q", ErrBadMessage, truncate(m.Type))

@@ -7,6 +7,7 @@ import (
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
 	"github.com/viewsync/viewsync/metrics"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/store"
 )
 
@@ -99,6 +100,11 @@ type Options struct {
 	// WebSocketMaxSubscriptions bounds the subscriptions of one WebSocket
 	// connection. Default 100.
 	WebSocketMaxSubscriptions int
+	// Presence configures who-is-here (package presence): the TTL of a
+	// connection's presence without a heartbeat, the size of a state,
+	// the members listed before subscribers see only their count. Zero
+	// fields mean presence's defaults.
+	Presence presence.Options
 
 	// The connection layer, applied by Serve.
 

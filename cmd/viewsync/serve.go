@@ -21,6 +21,7 @@ import (
 	"github.com/viewsync/viewsync/internal/rlimit"
 	"github.com/viewsync/viewsync/metrics"
 	"github.com/viewsync/viewsync/pgsource"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/server"
 	"github.com/viewsync/viewsync/store"
@@ -63,7 +64,7 @@ var serveSections = []cliflag.Section{
 		"page-size", "page-bytes", "history-memory", "history-wait", "max-wait"}},
 	{Title: "Push (SSE, NDJSON stream, WebSocket)", Names: []string{"buffer-bytes", "flush-interval", "ping-interval",
 		"stall-timeout", "max-sse-connections", "max-stream-connections", "max-ws-connections", "ws-max-message",
-		"ws-max-subscriptions", "ws-origins"}},
+		"ws-max-subscriptions", "ws-origins", "presence-ttl", "presence-max-state", "presence-max-members"}},
 	{Title: "Auth and browsers", Names: []string{"auth-secret", "auth-secret-file", "auth-secret-alg", "auth-jwks",
 		"auth-audience", "auth-issuer", "auth-leeway", "auth-cookie", "insecure-anonymous", "cors-origin"}, Prefix: "auth-"},
 	{Title: "Limits per client", Names: []string{"max-conns-per-ip", "commit-rate", "commit-burst", "call-rate", "call-burst"}},
@@ -109,6 +110,9 @@ type serveConfig struct {
 	maxStream        int
 	maxWS            int
 	wsMaxMessage     cliflag.Size
+	presenceTTL      time.Duration
+	presenceMaxState cliflag.Size
+	presenceMembers  int
 	wsMaxSubs        int
 	wsOrigins        string
 	lagThreshold     time.Duration
@@ -179,6 +183,10 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.maxWS, "max-ws-connections", ws.DefaultMaxConnections, "most concurrent WebSocket connections")
 	fs.Var(&c.wsMaxMessage, "ws-max-message", "largest WebSocket message a client may send")
 	fs.IntVar(&c.wsMaxSubs, "ws-max-subscriptions", ws.DefaultMaxSubscriptions, "most subscriptions on one WebSocket connection")
+	c.presenceMaxState = presence.DefaultMaxStateBytes
+	fs.DurationVar(&c.presenceTTL, "presence-ttl", presence.DefaultTTL, "a client's presence in a collection (who is editing what) leaves this long after its last heartbeat or set, when its connection went without a word; clients heartbeat every third of it")
+	fs.Var(&c.presenceMaxState, "presence-max-state", "largest presence state a client may publish (compact JSON); larger get 413")
+	fs.IntVar(&c.presenceMembers, "presence-max-members", presence.DefaultMaxMembers, "members of a collection's presence listed to its subscribers; above it they get only the count")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
@@ -258,6 +266,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--ws-max-message must be positive")
 	case c.wsMaxSubs <= 0:
 		return errors.New("--ws-max-subscriptions must be positive")
+	case c.presenceTTL <= 0 || c.presenceMaxState <= 0 || c.presenceMembers <= 0:
+		return errors.New("--presence-ttl, --presence-max-state and --presence-max-members must be positive")
 	case c.lagThreshold <= 0:
 		return errors.New("--lag-threshold must be positive")
 	case c.metricsColls < 0:
@@ -380,6 +390,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxWebSocketConnections:   c.maxWS,
 		WebSocketMaxMessageBytes:  int64(c.wsMaxMessage),
 		WebSocketMaxSubscriptions: c.wsMaxSubs,
+		Presence:                  presence.Options{TTL: c.presenceTTL, MaxStateBytes: int(c.presenceMaxState), MaxMembers: c.presenceMembers},
 		ReadHeaderTimeout:         c.readHeaderTO,
 		BodyTimeout:               c.bodyTO,
 		IdleTimeout:               c.idleTO,

@@ -72,6 +72,7 @@ func (h *Handler) routes() {
 		changes = coll + "/changes"
 		record  = coll + "/records/{id...}"
 		commits = coll + "/commits"
+		pres    = coll + "/presence"
 		calls   = "/v1/calls/{name}"
 		events  = coll + "/events"
 		stream  = coll + "/stream"
@@ -85,6 +86,8 @@ func (h *Handler) routes() {
 	h.handle("PATCH "+record, h.guard(auth.Write, "c", h.patchRecord))
 	h.handle("DELETE "+record, h.guard(auth.Write, "c", h.deleteRecord))
 	h.handle("POST "+commits, h.guard(auth.Write, "c", h.postCommit))
+	h.handle("PUT "+pres, h.guard(auth.Read, "c", h.putPresence))
+	h.handle("DELETE "+pres, h.guard(auth.Read, "c", h.deletePresence))
 	h.handle("POST "+calls, h.guard(auth.Call, "name", h.postCall))
 	h.handle("GET /healthz", h.healthz)
 	h.handle("GET /readyz", h.readyz)
@@ -108,6 +111,7 @@ func (h *Handler) routes() {
 		changes: "GET, HEAD",
 		record:  "GET, HEAD, PUT, PATCH, DELETE",
 		commits: "POST",
+		pres:    "PUT, DELETE",
 		calls:   "POST",
 	}
 	if h.opts.Events != nil {

@@ -154,3 +154,6 @@ func (encoder) End(r push.EndReason) []byte {
 	}
 	return closingLine
 }
+
+// Presence implements push.StreamEncoder: the presence message as a line.
+func (encoder) Presence(msg []byte) [][]byte { return [][]byte{msg, newline} }

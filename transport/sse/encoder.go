@@ -101,3 +101,12 @@ func (encoder) End(r push.EndReason) []byte {
 	}
 	return nil
 }
+
+var (
+	presenceHead = []byte("event: presence\ndata: ")
+	eventEnd     = []byte("\n\n")
+)
+
+// Presence implements push.StreamEncoder: a "presence" event, without an
+// id (it does not move the cursor), whose data is the presence message.
+func (encoder) Presence(msg []byte) [][]byte { return [][]byte{presenceHead, msg, eventEnd} }

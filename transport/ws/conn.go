@@ -11,6 +11,7 @@ import (
 	gws "github.com/gobwas/ws"
 
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/transport/internal/push"
 )
@@ -65,10 +66,13 @@ type conn struct {
 	watchMu   sync.Mutex
 	unwatched bool
 
-	// mu guards subs (nil until the first subscribe). It is never held
-	// while taking another lock or waiting.
-	mu   sync.Mutex
-	subs map[string]*subscription
+	// mu guards subs (nil until the first subscribe) and presence (nil
+	// until the connection publishes or follows presence). It is never
+	// held while taking another lock or waiting, but the presence
+	// registry's (Open).
+	mu       sync.Mutex
+	subs     map[string]*subscription
+	presence *presence.Session
 
 	// bad counts bad messages; the reader's alone (one reads at a time).
 	bad int
@@ -210,6 +214,7 @@ func (c *conn) finish(st closeStatus) {
 	c.watchMu.Unlock()
 	c.sock.Close()
 	c.stopSubscriptions()
+	c.closePresence()
 	c.spawnMu.Lock()
 	c.spawnClosed = true
 	c.spawnMu.Unlock()

@@ -118,6 +118,8 @@ func (c *conn) message(rd *wsutil.Reader, hdr gws.Header) error {
 		c.call(ctx, m)
 	case *protocol.AckMessage:
 		c.ack(ctx, m)
+	case *protocol.PresenceMessage:
+		c.publishPresence(ctx, m)
 	}
 	return nil
 }

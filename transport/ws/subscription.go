@@ -28,6 +28,8 @@ type subscription struct {
 	// by its collection's name.
 	sub string
 	p   *push.Sub
+	// pres follows the collection's presence, when the client asked.
+	pres *push.Presence
 
 	// acked is the version the client last acknowledged having rendered.
 	acked atomic.Uint64
@@ -102,6 +104,20 @@ func (c *conn) subscribe(ctx context.Context, m *protocol.SubscribeMessage) {
 	}
 	s := &subscription{c: c, name: m.Collection, sub: m.Sub}
 	s.p = push.NewSub(fs, c.sock.Sock, c.h.formatFor(m.Sub), &c.h.pumps, m.Collection, s)
+	if m.Presence {
+		if s.pres, err = c.followPresence(col, m.Sub); err != nil {
+			s.p.Stop()
+			if old != nil {
+				c.mu.Lock()
+				if c.subs[key] == old {
+					delete(c.subs, key)
+				}
+				c.mu.Unlock()
+			}
+			c.answerSubError(ctx, m.Sub, err)
+			return
+		}
+	}
 	c.mu.Lock()
 	if c.subs == nil {
 		c.subs = map[string]*subscription{}
@@ -139,7 +155,10 @@ func describeSub(collection, sub string) string {
 }
 
 // stop ends the subscription: nothing of it is written once stop returns.
-func (s *subscription) stop() { s.p.Stop() }
+func (s *subscription) stop() {
+	s.pres.Stop()
+	s.p.Stop()
+}
 
 // Go implements push.Owner: the connection waits for the goroutine.
 func (s *subscription) Go(f func()) bool { return s.c.spawn(f) }

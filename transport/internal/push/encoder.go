@@ -36,6 +36,10 @@ type StreamEncoder interface {
 	// End returns the last message of a stream the server ends on its
 	// own, saying why, or nil to say nothing.
 	End(r EndReason) []byte
+	// Presence returns, in parts written one after the other, the
+	// message carrying msg, a presence message (presence.AppendMessage)
+	// of a stream that asked for its collection's presence.
+	Presence(msg []byte) [][]byte
 }
 
 // EndReason says why the server ends a stream on its own.

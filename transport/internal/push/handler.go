@@ -151,6 +151,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	pres := presenceRequest{coll: coll}
+	if pres.want, err = ParsePresence(r.URL.RawQuery); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	// The client's view, within the rows the principal may read.
 	coll = coll.Where(where).Where(pr.Where(auth.Read, coll.Name()))
 	if !canFlush(w) {
@@ -174,12 +179,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if h.serveHijacked(w, r, coll.Name(), sub, pr) {
+	if h.serveHijacked(w, r, coll.Name(), sub, pr, pres) {
 		return // the stream owns the slot and the subscription
 	}
 	defer h.conns.Add(-1)
 	defer sub.Close()
-	h.serveResponse(w, r, coll.Name(), sub, pr)
+	h.serveResponse(w, r, coll.Name(), sub, pr, pres)
 }
 
 // setHeaders sets the headers of a stream.

@@ -48,6 +48,8 @@ type stream struct {
 	watched bool
 	// pings is owned by whoever holds the Sub.
 	pings int
+	// pres is the stream's presence, nil when it did not ask for it.
+	pres *Presence
 
 	endOnce sync.Once
 }
@@ -57,7 +59,7 @@ var _ Owner = (*stream)(nil)
 // serveHijacked hijacks the connection of an admitted stream and serves
 // it. It reports false, having done nothing, when the connection cannot be
 // hijacked; the caller then streams through the ResponseWriter.
-func (h *Handler) serveHijacked(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal) bool {
+func (h *Handler) serveHijacked(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal, pres presenceRequest) bool {
 	if r.ProtoMajor != 1 || !netio.Supported {
 		return false
 	}
@@ -95,7 +97,16 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, r *http.Request, coll str
 		// No non-blocking writes: this goroutine serves the stream.
 		ctx, cancel := auth.UntilExpiry(context.Background(), pr)
 		defer cancel()
+		ctx, fail := context.WithCancelCause(ctx)
+		if s.pres, err = h.streamPresence(pres, pr, s.sock, fail); err != nil {
+			s.end(h.endOf(err, false))
+			return true
+		}
 		s.end(h.run(ctx, s.sock, sub, &s.sub.commits, &s.sub.catchUps, &s.sub.resets, &s.pings))
+		return true
+	}
+	if s.pres, err = h.streamPresence(pres, pr, s.sock, func(error) { s.hangUp() }); err != nil {
+		s.end(h.endOf(err, false))
 		return true
 	}
 	s.watched = h.hangups.Watch(s.sock.Raw(), s.hangUp)
@@ -174,6 +185,7 @@ func (s *stream) end(e streamEnd) {
 			s.h.hangups.Unwatch(s.sock.Raw())
 		}
 		s.sock.Close()
+		s.pres.Stop()
 		s.sub.Stop()
 		s.h.conns.Add(-1)
 		if s.release != nil {
@@ -279,9 +291,11 @@ func (h *Handler) run(ctx context.Context, w writer, sub *fanout.Subscription, c
 
 // serveResponse streams through the ResponseWriter, from the handler's
 // goroutine, until the stream ends.
-func (h *Handler) serveResponse(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal) {
+func (h *Handler) serveResponse(w http.ResponseWriter, r *http.Request, coll string, sub *fanout.Subscription, pr auth.Principal, pres presenceRequest) {
 	ctx, cancel := auth.UntilExpiry(r.Context(), pr)
 	defer cancel()
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	start := time.Now()
 	rw := &respWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout, deadlines: true}
 	if err := rw.rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout)); errors.Is(err, http.ErrNotSupported) {
@@ -296,8 +310,12 @@ func (h *Handler) serveResponse(w http.ResponseWriter, r *http.Request, coll str
 	var e streamEnd
 	if err := rw.WriteBuffers(nil, h.opts.Preamble); err != nil {
 		e = h.endOf(&WriteError{err}, false)
+	} else if p, err := h.streamPresence(pres, pr, rw, fail); err != nil {
+		e = h.endOf(err, false)
 	} else {
 		e = h.run(ctx, rw, sub, &commits, &catchUps, &resets, &pings)
+		// Nothing is written once the handler returns.
+		p.Stop()
 	}
 	if rw.deadlines {
 		// A fresh deadline, so that the end of the response goes out
@@ -316,17 +334,23 @@ const writeBufferSize = 32 << 10
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
 // respWriter writes a stream through its ResponseWriter, flushing after
-// every write, each under a write deadline where the writer has them.
+// every write, each under a write deadline where the writer has them. Its
+// writes are serialized: the stream's presence writes from a goroutine of
+// its own.
 type respWriter struct {
 	w         http.ResponseWriter
 	rc        *http.ResponseController
 	timeout   time.Duration
 	deadlines bool
-	last      time.Time
+
+	mu   sync.Mutex
+	last time.Time
 }
 
 // WriteBuffers implements writer.
 func (rw *respWriter) WriteBuffers(_ func() bool, bufs ...[]byte) error {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
 	if rw.deadlines {
 		rw.rc.SetWriteDeadline(time.Now().Add(rw.timeout))
 	}
@@ -348,4 +372,8 @@ func (rw *respWriter) WriteBuffers(_ func() bool, bufs ...[]byte) error {
 }
 
 // LastWrite implements writer.
-func (rw *respWriter) LastWrite() time.Time { return rw.last }
+func (rw *respWriter) LastWrite() time.Time {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	return rw.last
+}
