@@ -32,3 +32,10 @@ lamps satisfies D.View<Item>;
 lamps.where satisfies Readonly<D.Where> | null;
 ({ where: { tags: { $exists: true }, $and: [{ name: { $ne: null } }] } }) satisfies D.CollectionOptions;
 ({ where: null }) satisfies D.CollectionOptions;
+
+// Presence: the view's presence is the declared class.
+items.presence satisfies D.Presence;
+items.presence.set({ name: 'Ana', editing: 'p7' }, { record: 'p7' }) satisfies Promise<void>;
+items.presence.subscribe((c: D.PresenceChange) => c.count) satisfies () => void;
+items.presence.on('p7') satisfies D.PresenceMember[];
+({ container: document.body, render: () => ({ cells: [] }), presence: { name: 'Ana' } }) satisfies D.BindTableOptions<Item>;

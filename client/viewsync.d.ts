@@ -323,8 +323,69 @@ export class View<T = JSONValue> {
   delete(id: string, options?: WriteOptions): Promise<number>;
   /** Applies ops atomically, all or nothing, if every precondition holds (id → version; 0: must not exist). */
   commit(ops: Op[], options?: { if?: Record<string, number> }): Promise<number>;
+  /**
+   * Who is present in the collection, and this client's own presence there.
+   * The view follows it from the first time it is read (its subscription is
+   * made again, from its cursor). Needs a push transport (WebSocket, SSE,
+   * NDJSON).
+   */
+  readonly presence: Presence;
   /** Stops following the collection. The state stays readable. */
   close(): void;
+}
+
+/** A member present in a collection: one principal, whatever its tabs. */
+export interface PresenceMember {
+  /** Opaque id: one per authenticated principal (several tabs are one member), one per connection for anonymous ones. */
+  member: string;
+  /** The record the member is on, if any. */
+  record?: string;
+  /** The state the member set last, such as `{name: "Ana", editing: "p7"}`. */
+  state: { [key: string]: JSONValue };
+}
+
+/** A change of a collection's presence. */
+export interface PresenceChange {
+  /** sync: every member at once (after each (re)connection); count: only the count changed (count-only mode, above the server's member limit). */
+  type: 'sync' | 'join' | 'update' | 'leave' | 'count';
+  /** The member of a join, update or leave. */
+  member: string | null;
+  /** How many members are present. */
+  count: number;
+}
+
+/**
+ * A view's presence: the members present in its collection, and this
+ * client's own state there. Ephemeral: the server stores nothing of it. A
+ * client's state lasts while its connection does, kept alive by heartbeats
+ * (every third of the server's TTL); a client gone without a word leaves
+ * within the TTL. A principal reading only some rows does not see members
+ * on the others, and cannot set its presence on one of them.
+ */
+export class Presence {
+  private constructor();
+  /** member id → member, this client's own included. Empty in count-only mode. */
+  readonly members: ReadonlyMap<string, PresenceMember>;
+  /** How many members are present. */
+  readonly count: number;
+  /** This client's member id, once the server said it. */
+  readonly self: string | null;
+  /** Whether the server sent the members yet. */
+  readonly synced: boolean;
+  /** The members but this client. */
+  others(): PresenceMember[];
+  /** The members on record `id`, this client excluded. */
+  on(id: string): PresenceMember[];
+  /** Calls fn after each change; returns the function that stops it. */
+  subscribe(fn: (change: PresenceChange) => void): () => void;
+  /**
+   * Publishes this client's state (a JSON object, at most the server's
+   * `--presence-max-state`), about one record or the whole collection; it
+   * is kept and published again after a reconnect until `clear`.
+   */
+  set(state: { [key: string]: JSONValue }, options?: { record?: string }): Promise<void>;
+  /** Withdraws this client's presence. */
+  clear(): Promise<void>;
 }
 
 /**
@@ -418,6 +479,16 @@ export interface BindTableOptions<T = JSONValue> {
   put?(id: string, value: T, options: { ifVersion: number }): Promise<number>;
   /** Enter in a control saves the row, Escape discards its edits. Default true. */
   keys?: boolean;
+  /**
+   * Shows who is editing which row, and tells the others where this
+   * client is: with a state (such as `{name: "Ana"}`), a control gaining
+   * focus in a row publishes `{...state, editing: id}` on that record
+   * through `view.presence`, and leaving the rows publishes `state`
+   * alone. Each row others are on gets `data-editing` (their states'
+   * `name`s, comma-separated, or "someone") and the class `vs-editing`,
+   * for a badge the page styles; the row's fields stay the user's own.
+   */
+  presence?: { [key: string]: JSONValue };
 }
 
 /**

@@ -22,3 +22,4 @@ export { ViewsyncError } from './viewsync/errors.js';
 export { connect, Session } from './viewsync/session.js';
 export { View } from './viewsync/view.js';
 export { bindTable } from './viewsync/bind.js';
+export { Presence } from './viewsync/presence.js';

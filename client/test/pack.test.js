@@ -64,7 +64,7 @@ test('npm pack: the tarball installs, imports from Node and type-checks', async 
     const e = new v.ViewsyncError('network', 'down', 0);
     console.log(JSON.stringify({ exports: Object.keys(v).sort(), code: e.code, name: e.name, connect: typeof v.connect }));
   `], app));
-  assert.deepEqual(names.exports, ['Session', 'View', 'ViewsyncError', 'bindTable', 'connect']);
+  assert.deepEqual(names.exports, ['Presence', 'Session', 'View', 'ViewsyncError', 'bindTable', 'connect']);
   assert.deepEqual([names.code, names.name, names.connect], ['network', 'ViewsyncError', 'function']);
 
   // React and Vue are optional peer dependencies: the project has them

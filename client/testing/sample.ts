@@ -19,6 +19,9 @@ import {
   type ErrorCode,
   type JSONValue,
   type Op,
+  type Presence,
+  type PresenceChange,
+  type PresenceMember,
   type RecordOf,
   type ResetChange,
   type RowState,
@@ -132,8 +135,18 @@ async function main(): Promise<void> {
       return result.version;
     },
     keys: true,
+    presence: { name: 'Ana' },
   };
   const binding: Binding<Product> = bindTable(lamps, bindOptions);
+
+  // Who else is here: members, their records and states.
+  const here: Presence = all.presence;
+  const stopPresence = here.subscribe((change: PresenceChange) => console.log(change.type, change.member, change.count));
+  await here.set({ name: 'Ana', editing: 'p1' }, { record: 'p1' });
+  const others: PresenceMember[] = here.others();
+  console.log(here.self, here.count, here.members.size, others.map((m) => m.member), here.on('p1')[0]?.record);
+  await here.clear();
+  stopPresence();
   await binding.save('p1');
   await binding.keepMine('p1');
   binding.takeTheirs('p1');

@@ -36,6 +36,7 @@ export function bindTable(view, options) {
     put: saveRecord = (id, value, opts) => view.put(id, value, opts),
     sort = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
     read = readControl, write = writeControl, validate, keys = true,
+    presence: presenceState,
   } = options;
   if (!container || typeof render !== 'function') throw new ViewsyncError('bad_request', 'bindTable: container and render are required');
   const doc = container.ownerDocument;
@@ -122,8 +123,40 @@ export function bindTable(view, options) {
     rows.set(rec.id, row);
     byEl.set(el, row);
     fill(row, true);
+    showEditors(row);
     update?.(el, rec, info(row));
     return row;
+  }
+
+  // Presence: who else is on each row (data-editing, vs-editing).
+  const pres = presenceState ? view.presence : null;
+  /** @type {string | null} the record this client is on */
+  let here = null;
+  /** @returns {Map<string, string[]>} record → the names of the others on it */
+  function editors() {
+    const by = new Map();
+    for (const m of pres ? pres.others() : []) {
+      if (m.record == null) continue;
+      const name = (typeof m.state.name === 'string' && m.state.name) || 'someone';
+      by.set(m.record, [...(by.get(m.record) || []), name]);
+    }
+    return by;
+  }
+  /** @param {Row<T>} row @param {Map<string, string[]>} [by] */
+  function showEditors(row, by = editors()) {
+    if (!pres) return;
+    const names = by.get(row.id) || [];
+    row.el.classList.toggle('vs-editing', names.length > 0);
+    if (names.length) row.el.dataset.editing = names.join(', ');
+    else delete row.el.dataset.editing;
+  }
+  /** @param {string | null} id the record this client is now on */
+  function goTo(id) {
+    if (!pres || id === here) return;
+    here = id;
+    const st = /** @type {Record<string, JSONValue>} */ (presenceState);
+    const p = id === null ? pres.set(st) : pres.set({ ...st, editing: id }, { record: id });
+    p.catch(() => { /* not connected yet: sent at the next sync */ });
   }
 
   /** @param {Row<T>} row */
@@ -335,10 +368,19 @@ export function bindTable(view, options) {
       recheck(row);
     },
     /** @param {FocusEvent} e */
+    focusin(e) {
+      const c = target(e, '[data-field]');
+      const row = c && rowOf(c);
+      if (row) goTo(row.id);
+    },
+    /** @param {FocusEvent} e */
     focusout(e) {
       const c = target(e, '[data-field]');
       const row = c && rowOf(c);
       if (c && row && row.rec && !row.dirty.has(c.dataset.field || '')) fill(row, false);
+      // Leaving the rows (not for another control of them).
+      const to = /** @type {Element | null} */ (e.relatedTarget);
+      if (row && !(to && rowOf(to))) goTo(null);
     },
     /** @param {MouseEvent} e */
     click(e) {
@@ -376,6 +418,11 @@ export function bindTable(view, options) {
   }
   order();
   const unsubscribe = view.subscribe(onEvent);
+  const unsubscribePresence = pres?.subscribe(() => {
+    const by = editors();
+    for (const row of rows.values()) showEditors(row, by);
+  });
+  if (pres) goTo(null);
 
   return {
     save: (id) => save(id),
@@ -383,6 +430,7 @@ export function bindTable(view, options) {
     takeTheirs,
     destroy() {
       unsubscribe();
+      unsubscribePresence?.();
       for (const [t, fn] of Object.entries(listeners)) container.removeEventListener(t, fn);
     },
   };

@@ -62,6 +62,7 @@ export class NDJSONLink extends StreamLink {
     if (cur) q.push(`after=${cur.after}`, `epoch=${encodeURIComponent(cur.epoch)}`);
     const where = v._whereQuery();
     if (where) q.push(where);
+    if (v._presence) q.push('presence=1');
     const path = `/v1/collections/${v.name}/stream${q.length ? `?${q.join('&')}` : ''}`;
     return { path, headers: { Accept: 'application/x-ndjson' }, type: 'application/x-ndjson' };
   }

@@ -390,6 +390,39 @@ export class Session {
   }
 
   /**
+   * _presence sends a view's presence body ({record?, state?}; no state: a
+   * heartbeat, null: a leave): over the WebSocket, else over HTTP with the
+   * session the view's stream gave it. Presence needs a push transport.
+   * @param {View<any>} v
+   * @param {string | null} session
+   * @param {{record?: string, state?: JSONValue}} body
+   * @returns {Promise<void>}
+   */
+  async _presence(v, session, body) {
+    const link = this.#link;
+    if (link instanceof WSLink && link.open) {
+      await link.request({ type: 'presence', collection: v.name, ...body });
+      return;
+    }
+    if (!session) throw new ViewsyncError('unavailable', `presence in ${v.name}: not connected over a push transport`, 0);
+    const path = `/v1/collections/${v.name}/presence`;
+    const res = await this._fetch('PUT', path, { body: { session, ...body } });
+    if (!res.ok) throw await errorFrom(res, `PUT ${path}`);
+  }
+
+  /**
+   * _presenceWanted follows v's presence from now on: its subscription is
+   * made again with presence (from its cursor).
+   * @param {View<any>} v
+   */
+  _presenceWanted(v) {
+    const link = this.#link;
+    if (!link || this.#views.get(v._key) !== v) return;
+    if (!(link instanceof WSLink)) link.remove(v);
+    link.add(v);
+  }
+
+  /**
    * _viaWS sends a request over the WebSocket when it is open and the message small; null otherwise.
    * @param {import('./ws.js').Request} msg
    */

@@ -99,8 +99,8 @@ export class SSELink extends StreamLink {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'text/event-stream' };
     if (cur) headers['Last-Event-ID'] = `${cur.epoch}:${cur.after}`;
-    const where = v._whereQuery();
-    return { path: `/v1/collections/${v.name}/events${where ? `?${where}` : ''}`, headers, type: 'text/event-stream' };
+    const q = [v._whereQuery(), v._presence ? 'presence=1' : ''].filter(Boolean).join('&');
+    return { path: `/v1/collections/${v.name}/events${q ? `?${q}` : ''}`, headers, type: 'text/event-stream' };
   }
 
   /** @param {(m: import('./stream.js').StreamMessage) => void} onMessage */
@@ -111,6 +111,13 @@ export class SSELink extends StreamLink {
         let m = null;
         try { m = JSON.parse(e.data)?.error; } catch { /* not JSON */ }
         onMessage({ type: 'error', code: m?.code, message: m?.message });
+        return;
+      }
+      if (e.type === 'presence') {
+        /** @type {any} */
+        let m = null;
+        try { m = JSON.parse(e.data); } catch { /* not JSON */ }
+        if (m && typeof m === 'object') onMessage({ ...m, type: 'presence' });
         return;
       }
       if (e.type !== 'reset' && e.type !== 'catchup' && e.type !== 'commit' && e.type !== 'progress') return; // a ping is a comment

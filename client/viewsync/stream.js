@@ -14,6 +14,7 @@ import { backoff, noop, sleep } from './util.js';
  * server ends a stream with, or anything else (a ping), which only shows
  * that the stream is alive.
  * @typedef {import('./state.js').Message
+ *   | {type: 'presence', event: string, [field: string]: any}
  *   | {type: 'error', code?: string, message?: string}
  *   | {type: 'ping'}} StreamMessage
  */
@@ -117,6 +118,9 @@ export class StreamLink extends HTTPLink {
               reopen = code === 'unauthorized' ? 'now' : 'later';
               return;
             }
+            case 'presence':
+              v._presence?._message(m);
+              return;
             case 'reset': case 'catchup': case 'commit': case 'progress': {
               const st = v._apply(m);
               if (st === 'gap' || st === 'epoch') reopen = 'now';
@@ -151,6 +155,8 @@ export class StreamLink extends HTTPLink {
       } finally {
         clearTimeout(watchdog);
         signal.removeEventListener('abort', abort);
+        // The stream's presence session ended with it.
+        v._presence?._down();
       }
       // Reopen from the cursor: at once after a gap or an expired token,
       // unless they keep coming; after a delay when the server is busy.

@@ -2,6 +2,7 @@
 // filter, and its writes.
 import { ViewsyncError } from './errors.js';
 import { mergePatch } from './json.js';
+import { Presence } from './presence.js';
 import { applyToState, newState } from './state.js';
 import { checkId, encodeId, isDotId, noop } from './util.js';
 
@@ -67,6 +68,8 @@ export class View {
     // many waits use it; it is closed after the last.
     this._temp = false;
     this._tempUses = 0;
+    /** @type {Presence | null} the view's presence, once asked for */
+    this._presence = null;
     /** @type {Promise<number>} */
     this.ready = new Promise((res, rej) => { this.#readyResolve = res; this.#readyReject = rej; });
     this.ready.catch(noop);
@@ -85,6 +88,20 @@ export class View {
   get synced() { return this.#state.epoch !== null; }
   /** session is the session the view belongs to. */
   get session() { return this.#session; }
+
+  /**
+   * presence is who is present in the view's collection, and this
+   * client's own presence there (set, clear). The view follows it from
+   * the first time it is asked for.
+   * @returns {Presence}
+   */
+  get presence() {
+    if (!this._presence) {
+      this._presence = new Presence(this);
+      if (!this.#closed) this.#session._presenceWanted(this);
+    }
+    return this._presence;
+  }
 
   /**
    * get returns the value of record id, or undefined.
@@ -228,6 +245,7 @@ export class View {
    */
   _closed(err = new ViewsyncError('closed', `view ${this.name} closed`)) {
     this.#closed = true;
+    this._presence?._close();
     for (const w of this.#waiters) w.reject(err);
     this.#waiters.clear();
     this.#readyReject(err);

@@ -18,9 +18,11 @@ const ACK_INTERVAL = 250;
  */
 
 /**
- * A request the session sends over the socket: a call, or a commit.
+ * A request the session sends over the socket: a call, a commit, or a
+ * presence (a set, heartbeat or leave).
  * @typedef {{type: 'call', name: string, arg: JSONValue}
- *   | {type: 'commit', collection: string, ops: import('../viewsync.js').Op[], if?: Record<string, number>}} Request
+ *   | {type: 'commit', collection: string, ops: import('../viewsync.js').Op[], if?: Record<string, number>}
+ *   | {type: 'presence', collection: string, record?: string, state?: JSONValue}} Request
  */
 
 /**
@@ -127,6 +129,7 @@ export class WSLink {
     let text = `{"type":"subscribe",${this.#names(v)}`;
     if (v._whereJSON !== null) text += `,"where":${v._whereJSON}`; // sent as its canonical JSON
     if (cur) text += `,"after":${cur.after},"epoch":${JSON.stringify(cur.epoch)}`;
+    if (v._presence) text += ',"presence":true';
     // A new subscription: acks start again from what it delivers.
     this.#received.delete(v);
     this.#acked.delete(v);
@@ -215,6 +218,9 @@ export class WSLink {
         } else this.#s._emit('error', err);
         return;
       }
+      case 'presence':
+        this.#s._viewFor(m.collection, m.sub)?._presence?._message(m);
+        return;
       case 'reset': case 'catchup': case 'commit': case 'progress': {
         // A filtered view's messages name its sub; others the collection only.
         const v = this.#s._viewFor(m.collection, m.sub);
