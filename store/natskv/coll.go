@@ -39,8 +39,11 @@ type coll struct {
 	// lost: the follower's consumer is gone (its server or the stream's
 	// leader was lost) while the state is intact; the re-sync goroutine
 	// follows on from the state's last batch (see restart).
-	lost   bool
-	closed bool
+	lost bool
+	// tipReader: a goroutine reads the stream's new messages for the
+	// lost follower (see tip.go).
+	tipReader bool
+	closed    bool
 	// changed is closed and replaced whenever st changes.
 	changed chan struct{}
 	// ready is closed once st is first set (or opening failed: initErr).
@@ -61,6 +64,8 @@ type coll struct {
 	// dupWindow is the stream's duplicate window (time.Duration), as last
 	// read: how long the server remembers a message id.
 	dupWindow atomic.Int64
+	// direct: the stream answers direct gets, as last read.
+	direct atomic.Bool
 	// fair is the committer's turn taking with other processes.
 	fair fairness
 
@@ -232,6 +237,7 @@ func (c *coll) describe(info *jetstream.StreamInfo) (streamInfo, error) {
 		return streamInfo{}, fmt.Errorf("stream %s is not a viewsync collection stream (metadata %v)", c.names.stream, info.Config.Metadata)
 	}
 	c.dupWindow.Store(int64(info.Config.Duplicates))
+	c.direct.Store(info.Config.AllowDirect)
 	return streamInfo{epoch: e, lastSeq: info.State.LastSeq, msgs: info.State.Msgs}, nil
 }
 
@@ -403,6 +409,7 @@ func (c *coll) loseLocked() {
 		return
 	}
 	c.lost = true
+	c.readTipLocked(c.fol)
 	c.resync()
 }
 

@@ -668,7 +668,7 @@ func (c *coll) publish(p *plan) (uint64, error) {
 			return 0, fmt.Errorf("publish: %w: %w", errNotSent, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.attempt)
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.ackWait())
 	defer cancel()
 	// A new leader ends the wait: the old one may never answer; so does a
 	// lost connection: an answer sent to it is lost.

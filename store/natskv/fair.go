@@ -59,6 +59,20 @@ func (f *fairness) stored(d time.Duration) {
 	}
 }
 
+// ackWait is how long the committer waits for a batch's acknowledgement
+// before it looks for the batch and tries again: eight of its recent
+// commit times, at least minAckWait, at most Options.AttemptTimeout. A
+// leader that vanished with the batch, unannounced, costs no more.
+func (c *coll) ackWait() time.Duration {
+	if c.fair.commitTime == 0 {
+		return c.s.attempt
+	}
+	return min(max(8*c.fair.commitTime, minAckWait), c.s.attempt)
+}
+
+// minAckWait is the shortest ackWait.
+const minAckWait = 500 * time.Millisecond
+
 // contention counts another process's refusal announced on a collection's
 // contention subject; the message is the announcing store's id.
 func (s *Store) contention(m *nats.Msg) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -95,22 +96,28 @@ func (f *follower) parseMessage(m jetstream.Msg) (message, bool, error) {
 	if err != nil {
 		return message{}, false, err
 	}
-	msg := message{seq: md.Sequence.Stream, dseq: md.Sequence.Consumer, pending: md.NumPending}
-	subj := m.Subject()
+	msg, ok := f.parse(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream)
+	msg.dseq, msg.pending = md.Sequence.Consumer, md.NumPending
+	return msg, ok, nil
+}
+
+// parse splits the stream message seq on subj; ok is false for a message
+// of another epoch or of an unknown kind.
+func (f *follower) parse(subj string, h nats.Header, data []byte, seq uint64) (message, bool) {
+	msg := message{seq: seq}
 	if !strings.HasPrefix(subj, f.prefix) || len(subj) < len(f.prefix)+1 {
-		return msg, false, nil
+		return msg, false
 	}
 	rest := subj[len(f.prefix):]
-	h := m.Headers()
-	msg.kind, msg.hdr, msg.data, msg.end = rest[0], h.Get, m.Data(), h.Get(hdrEnd) != ""
+	msg.kind, msg.hdr, msg.data, msg.end = rest[0], h.Get, data, h.Get(hdrEnd) != ""
 	switch {
 	case (msg.kind == 'g' || msg.kind == 'e') && len(rest) == 1:
 	case (msg.kind == 'r' || msg.kind == 'c') && len(rest) > 2 && rest[1] == '.':
 		msg.rest = rest[2:]
 	default:
-		return message{}, false, nil
+		return message{seq: seq}, false
 	}
-	return msg, true, nil
+	return msg, true
 }
 
 // logChunk parses a log message's subject remainder V.K and its header.
@@ -244,14 +251,21 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 		c.s.log.Debug("natskv: consumer skipped messages", "collection", c.name, "after", f.dseq, "got", m.dseq)
 		c.loseLocked()
 		return
-	case !ok:
-		// Another epoch's subjects: the stream was replaced under the
-		// consumer.
-		c.breakLocked(fmt.Errorf("message %q is not of epoch %s", jm.Subject(), f.epoch))
-		return
 	}
 	f.dseq = m.dseq
+	c.takeLocked(f, m, ok, jm.Subject())
+}
 
+// takeLocked takes the next message of f's stream (ok: of f's epoch; the
+// message's subject is subj), from its consumer or read directly (see
+// tip.go). c.mu must be held, and f be the collection's follower.
+func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
+	if !ok {
+		// Another epoch's subjects: the stream was replaced under the
+		// follower.
+		c.breakLocked(fmt.Errorf("message %q is not of epoch %s", subj, f.epoch))
+		return
+	}
 	if m.end {
 		c.batchSeen(m.hdr(hdrBatchID), m.seq)
 	}

@@ -333,6 +333,8 @@ func (s *Store) streamConfig(c *coll, epoch string) jetstream.StreamConfig {
 		Discard:            jetstream.DiscardOld,
 		MaxMsgsPerSubject:  1,
 		AllowAtomicPublish: true,
+		// Any replica answers a follower that lost its consumer (tip.go).
+		AllowDirect: true,
 		Metadata: map[string]string{
 			metaEpoch:      epoch,
 			metaCollection: c.name,

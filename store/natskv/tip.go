@@ -1,0 +1,122 @@
+package natskv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A live follower whose consumer is lost follows on with a new one (see
+// coll.resume), but making a consumer needs the cluster's meta leader:
+// when the server that crashed led both the stream and the meta layer, the
+// stream has a new leader, and takes commits, seconds before a consumer
+// can be made. Meanwhile the follower reads the stream's new messages
+// itself, with direct gets that any replica answers (streams made with
+// AllowDirect, as this package makes them), so that commits are answered
+// as soon as they are stored.
+
+// tipBatch is the most messages one direct get asks for.
+const tipBatch = 256
+
+// tipInterval is how often a lost follower reads the stream (give or take
+// a jitter) when it found nothing new.
+const tipInterval = 50 * time.Millisecond
+
+// readTipLocked starts the reader of the stream's new messages for f,
+// which lost its consumer while live, unless one runs or the stream has no
+// direct gets. c.mu must be held.
+func (c *coll) readTipLocked(f *follower) {
+	if c.tipReader || c.closed || !c.direct.Load() {
+		return
+	}
+	c.tipReader = true
+	c.s.wg.Go(func() { c.readTip(f) })
+}
+
+// readTip reads the stream's new messages for f until the follower has a
+// consumer again (or another follower), or the store closes.
+func (c *coll) readTip(f *follower) {
+	defer func() {
+		c.mu.Lock()
+		c.tipReader = false
+		c.mu.Unlock()
+	}()
+	for c.s.ctx.Err() == nil {
+		c.mu.RLock()
+		live := c.fol == f && c.lost && !c.closed && f.ld == nil
+		from := c.st.lastSeq + 1
+		c.mu.RUnlock()
+		if !live {
+			return
+		}
+		n, err := c.readFrom(f, from)
+		if err != nil {
+			c.s.log.Debug("natskv: direct get", "collection", c.name, "from", from, "err", err)
+		}
+		if n == 0 || err != nil {
+			sleep(c.s.ctx, jitter(tipInterval))
+		}
+	}
+}
+
+// directRequest is a batched direct get.
+type directRequest struct {
+	Seq   uint64 `json:"seq"`
+	Batch int    `json:"batch"`
+}
+
+// readFrom reads the stream's messages from sequence from on with one
+// batched direct get, and gives them to f as its consumer would. It
+// returns how many it took.
+func (c *coll) readFrom(f *follower, from uint64) (int, error) {
+	ctx, cancel := c.attemptCtx(c.s.ctx)
+	defer cancel()
+	nc := c.s.nc
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, fmt.Errorf("subscribe: %w", err)
+	}
+	defer sub.Unsubscribe()
+	req, err := json.Marshal(directRequest{Seq: from, Batch: tipBatch})
+	if err != nil {
+		return 0, err
+	}
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+c.names.stream, inbox, req); err != nil {
+		return 0, fmt.Errorf("request: %w", err)
+	}
+	n := 0
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return n, err
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204", "404":
+			// The end of the batch, or nothing (yet) from there.
+			return n, nil
+		default:
+			return n, fmt.Errorf("status %s %s", status, m.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil {
+			return n, fmt.Errorf("message without a sequence: %w", err)
+		}
+		msg, ok := f.parse(m.Header.Get("Nats-Subject"), m.Header, m.Data, seq)
+		c.mu.Lock()
+		live := c.fol == f && c.lost && !c.closed
+		if live {
+			c.takeLocked(f, msg, ok, m.Header.Get("Nats-Subject"))
+		}
+		c.mu.Unlock()
+		if !live {
+			return n, errors.New("the follower follows again")
+		}
+		n++
+	}
+}
