@@ -41,7 +41,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsTLSKey, "nats-tls-key", "", "--engine nats: client key file")
 	fs.IntVar(&c.replicas, "nats-replicas", 1, "--engine nats: replicas of each collection's stream (3 on a 3-node cluster: a commit is acknowledged once a quorum has it)")
 	fs.StringVar(&c.prefix, "nats-prefix", natskv.DefaultPrefix, "--engine nats: prefix of the streams and subjects; nodes sharing it share the collections")
-	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request and commit acknowledgement")
+	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request made for a client, and of a commit's wait for a lost NATS connection")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 }
 
@@ -90,10 +90,10 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 	}
 
 	host, _ := os.Hostname()
-	opts := []nats.Option{
-		nats.Name("viewsync " + host),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
+	// The store's connection options (reconnect at once, no buffered
+	// publishes, pings every 2s), then ours.
+	opts := append(natskv.ConnOptions(),
+		nats.Name("viewsync "+host),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats: disconnected; reconnecting", "err", err)
@@ -101,7 +101,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
-	}
+	)
 	if c.natsCreds != "" {
 		opts = append(opts, nats.UserCredentials(c.natsCreds))
 	}
@@ -131,12 +131,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 	return &openedStore{
 		Store: natsStore{Store: st, nc: nc},
 		where: "nats " + nc.ConnectedUrlRedacted() + " prefix " + c.prefix,
-		ready: func() error {
-			if s := nc.Status(); s != nats.CONNECTED {
-				return fmt.Errorf("NATS connection %s", s)
-			}
-			return nil
-		},
+		ready: st.Ready,
 	}, nil
 }
 
