@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/viewsync/viewsync/internal/pgtest"
 )
 
 // moduleRoot is the directory of the module's go.mod; serverBin the
@@ -42,6 +44,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	pgtest.StopAll() // the PostgreSQL cluster, when a test started it
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)

@@ -28,6 +28,38 @@ const session = connect({
   token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
 });
 
+// --- where writes go ------------------------------------------------------------
+
+// The server says how the page writes (the call "demo.config"): to the
+// collection itself, or — when the products are kept in a source such as
+// a PostgreSQL table, which clients cannot write — through the demo's
+// calls, which write to the table and resolve once the view includes the
+// write, with the same preconditions (ifVersion; 0: the product must not
+// exist). A server without the call gets direct writes.
+const config = session.call('demo.config').then(({ result }) => result || {}, () => ({}));
+
+// putProduct writes a product at ifVersion and resolves the version that
+// includes it.
+async function putProduct(view, id, value, ifVersion) {
+  if ((await config).writes !== 'calls') return view.put(id, value, { ifVersion });
+  const { result } = await session.call('products.put', { id, value, ifVersion });
+  return result.version;
+}
+
+// deleteProduct deletes a product at ifVersion.
+async function deleteProduct(view, id, ifVersion) {
+  if ((await config).writes !== 'calls') return view.delete(id, { ifVersion });
+  const { result } = await session.call('products.delete', { id, ifVersion });
+  return result.version;
+}
+
+const sourceNote = $('source-note');
+config.then(({ source }) => {
+  if (!source) return;
+  sourceNote.textContent = `Kept in ${source}: edits go through server calls.`;
+  sourceNote.hidden = false;
+});
+
 // --- connection badge -------------------------------------------------------
 
 const badge = $('status-badge');
@@ -296,7 +328,7 @@ function show(category) {
   current = {
     category,
     view,
-    binding: bindTable(view, grid),
+    binding: bindTable(view, { ...grid, put: (id, value, { ifVersion }) => putProduct(view, id, value, ifVersion) }),
     unsubscribe: view.subscribe((ev) => logChange(view, category, ev)),
   };
   view.ready.then(() => { if (current.view === view) showEmpty(); }, () => {});
@@ -346,7 +378,7 @@ form.addEventListener('submit', async (e) => {
   try {
     const value = { name, description, price: Math.round(price * 100) / 100 };
     if (category) value.category = category;
-    await current.view.put(newId(), value, { ifVersion: 0 });
+    await putProduct(current.view, newId(), value, 0);
     form.reset();
     if (current.category) addCategory.value = current.category;
     field('name').focus();
@@ -403,7 +435,7 @@ $('product-list').addEventListener('click', async (e) => {
   e.preventDefault();
   b.disabled = true;
   try {
-    await view.delete(id, { ifVersion: rec.version });
+    await deleteProduct(view, id, rec.version);
     offerUndo(id, rec.value);
   } catch (err) {
     if (err?.code === 'precondition_failed') {
@@ -425,7 +457,7 @@ undoButton.addEventListener('click', async () => {
   undoButton.disabled = true;
   clearTimeout(toastTimer);
   try {
-    await current.view.put(u.id, u.value, { ifVersion: 0 });
+    await putProduct(current.view, u.id, u.value, 0);
   } catch (err) {
     if (err?.code === 'precondition_failed') {
       showError(`${label(u.id, u.value)} was not restored: a product with its id exists again.`);
@@ -462,10 +494,12 @@ discountButton.addEventListener('click', async () => {
   }
 });
 
-// For tests and the curious: the session, and what the grid shows now —
-// the category ("" for all), its view (products, too) and the binding.
+// For tests and the curious: the session, how the page writes (config),
+// and what the grid shows now — the category ("" for all), its view
+// (products, too) and the binding.
 globalThis.viewsyncDemo = {
   session,
+  config,
   show,
   get category() { return current.category; },
   get view() { return current.view; },
