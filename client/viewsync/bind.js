@@ -378,9 +378,10 @@ export function bindTable(view, options) {
       const c = target(e, '[data-field]');
       const row = c && rowOf(c);
       if (c && row && row.rec && !row.dirty.has(c.dataset.field || '')) fill(row, false);
-      // Leaving the rows (not for another control of them).
+      // Leaving the rows (a control's or a button's focus, not for
+      // another element of them).
       const to = /** @type {Element | null} */ (e.relatedTarget);
-      if (row && !(to && rowOf(to))) goTo(null);
+      if (rowOf(/** @type {Element} */ (e.target)) && !(to && rowOf(to))) goTo(null);
     },
     /** @param {MouseEvent} e */
     click(e) {

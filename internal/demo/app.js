@@ -23,6 +23,12 @@ const asked = params.get('category');
 // On a server that requires tokens, open the demo as /#token=… (from
 // `viewsync token`); the fragment never reaches the server or its logs.
 const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+// Each window is someone, for presence: ?name=…, or a name it keeps for
+// the tab's life. The others see "Ana is editing" on the row it edits.
+const NAMES = ['Ana', 'Ben', 'Chloé', 'Dev', 'Eli', 'Femi', 'Gus', 'Hana'];
+const me = params.get('name') || sessionStorage.getItem('viewsync-demo-name')
+  || NAMES[Math.floor(Math.random() * NAMES.length)];
+sessionStorage.setItem('viewsync-demo-name', me);
 const session = connect({
   transport: TRANSPORTS.includes(wanted) ? wanted : 'auto',
   token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
@@ -328,7 +334,7 @@ function show(category) {
   current = {
     category,
     view,
-    binding: bindTable(view, { ...grid, put: (id, value, { ifVersion }) => putProduct(view, id, value, ifVersion) }),
+    binding: bindTable(view, { ...grid, presence: { name: me }, put: (id, value, { ifVersion }) => putProduct(view, id, value, ifVersion) }),
     unsubscribe: view.subscribe((ev) => logChange(view, category, ev)),
   };
   view.ready.then(() => { if (current.view === view) showEmpty(); }, () => {});
