@@ -284,5 +284,8 @@ func clientKey(typ string) string {
 	if typ == protocol.TypeCommit {
 		return "commitRequest"
 	}
+	if typ == protocol.TypePresence {
+		return "presenceRequest"
+	}
 	return typ
 }

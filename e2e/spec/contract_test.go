@@ -36,24 +36,26 @@ import (
 // the reason; every other documented status of every operation must be
 // seen, and none of these may be.
 var unexercised = map[string]map[int]string{
-	"getSnapshot":   {500: internal},
-	"getVersion":    {500: internal},
-	"getChanges":    {500: internal},
-	"getRecord":     {500: internal},
-	"putRecord":     {500: internal, 408: slowBody},
-	"patchRecord":   {500: internal, 408: slowBody},
-	"deleteRecord":  {500: internal},
-	"postCommit":    {500: internal, 408: slowBody},
-	"postCall":      {500: internal, 408: slowBody},
-	"getEvents":     {500: noFlush},
-	"getStream":     {500: noFlush},
-	"openWebSocket": {},
-	"headSnapshot":  {500: internal},
-	"headVersion":   {500: internal},
-	"headChanges":   {500: internal},
-	"headRecord":    {500: internal},
-	"headEvents":    {500: noFlush},
-	"headStream":    {500: noFlush},
+	"getSnapshot":    {500: internal},
+	"getVersion":     {500: internal},
+	"getChanges":     {500: internal},
+	"getRecord":      {500: internal},
+	"putRecord":      {500: internal, 408: slowBody},
+	"patchRecord":    {500: internal, 408: slowBody},
+	"deleteRecord":   {500: internal},
+	"postCommit":     {500: internal, 408: slowBody},
+	"postCall":       {500: internal, 408: slowBody},
+	"putPresence":    {500: internal, 408: slowBody},
+	"deletePresence": {500: internal},
+	"getEvents":      {500: noFlush},
+	"getStream":      {500: noFlush},
+	"openWebSocket":  {},
+	"headSnapshot":   {500: internal},
+	"headVersion":    {500: internal},
+	"headChanges":    {500: internal},
+	"headRecord":     {500: internal},
+	"headEvents":     {500: noFlush},
+	"headStream":     {500: noFlush},
 }
 
 const (
@@ -496,6 +498,35 @@ func testEvents(t *testing.T, e *env, async *asyncSpec, where string) {
 	}
 	e.do(t, call{method: "PUT", path: c + "/records/e3", body: `{"price":301}`, want: 200})
 	next(vbr, "progress")
+
+	// Presence: a stream with presence=1 gives its session; the client
+	// publishes, refreshes and withdraws its presence with it.
+	pres, _ := e.do(t, call{method: "GET", path: c + "/events?presence=1", want: 200, stream: true})
+	defer pres.Body.Close()
+	pbr := bufio.NewReader(pres.Body)
+	var sync struct{ Session string }
+	json.Unmarshal([]byte(next(pbr, "presence").data), &sync)
+	if sync.Session == "" {
+		t.Fatal("the first presence event names no session")
+	}
+	p := c + "/presence"
+	body := func(rest string) string { return `{"session":"` + sync.Session + `"` + rest + `}` }
+	e.do(t, call{method: "PUT", path: p, body: body(`,"record":"e2","state":{"name":"Ana"}`), want: 204})
+	if ev := next(pbr, "presence"); !strings.Contains(ev.data, `"event":"join"`) {
+		t.Errorf("presence after a set: %s", ev.data)
+	}
+	e.do(t, call{method: "PUT", path: p, body: body(``), want: 204})
+	e.do(t, call{method: "PUT", path: p, body: body(`,"state":{"name":"` + strings.Repeat("a", 2000) + `"}`), want: 413})
+	e.do(t, call{method: "PUT", path: p, body: body(`,"state":[1]`), want: 400, offSpec: true})
+	e.do(t, call{method: "PUT", path: p, body: body(`,"state":{}`), header: []string{"Content-Type", "text/plain"}, want: 415, offSpec: true})
+	e.do(t, call{method: "PUT", path: p, body: `{"session":"gone","state":{}}`, want: 404})
+	e.do(t, call{method: "DELETE", path: p + "?session=" + sync.Session, want: 204})
+	if ev := next(pbr, "presence"); !strings.Contains(ev.data, `"event":"leave"`) {
+		t.Errorf("presence after a delete: %s", ev.data)
+	}
+	e.do(t, call{method: "PUT", path: p, body: body(``), want: 404}) // a heartbeat, not present
+	e.do(t, call{method: "DELETE", path: p + "?session=gone", want: 404})
+	e.do(t, call{method: "DELETE", path: p, want: 400, offSpec: true})
 }
 
 // testStream reads an NDJSON stream and a filtered one and checks their
@@ -523,6 +554,9 @@ func testStream(t *testing.T, e *env, async *asyncSpec, where string) {
 	}
 	next(br, "commit") // resuming after 1: the commits since
 	next(vbr, "reset")
+	pres, _ := e.do(t, call{method: "GET", path: c + "/stream?presence=1", want: 200, stream: true})
+	defer pres.Body.Close()
+	next(bufio.NewReader(pres.Body), "presence")
 	e.do(t, call{method: "PUT", path: c + "/records/n1", body: `{"price":400}`, want: 200})
 	next(vbr, "progress")
 	next(br, "ping")
@@ -576,6 +610,7 @@ func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
 	want := []string{
 		protocol.TypeAck, protocol.TypeCall, protocol.TypeCatchUp, protocol.TypeCommit, protocol.TypeError,
 		protocol.TypeProgress, protocol.TypeReset, protocol.TypeResult, protocol.TypeSubscribe, protocol.TypeUnsubscribe,
+		protocol.TypePresence,
 	}
 	slices.Sort(want)
 	if got := async.typeConsts(t, "ws"); !slices.Equal(got, want) {
@@ -611,6 +646,23 @@ func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
 	if b := until("error")["error"]; !strings.Contains(string(b), `"id":"c2"`) {
 		t.Errorf("a bad commit's error without its id: %s", b)
 	}
+
+	// Presence: subscribe with it, publish, refresh, withdraw.
+	send(`{"type":"subscribe","collection":"products","presence":true}`)
+	until("presence")
+	send(`{"type":"presence","id":"p1","collection":"products","record":"w1","state":{"name":"Ana","editing":"w1"}}`)
+	if b := until("result", "presence")["presence"]; !strings.Contains(string(b), `"event":"join"`) {
+		t.Errorf("presence after a set: %s", b)
+	}
+	send(`{"type":"presence","collection":"products"}`)
+	send(`{"type":"presence","id":9,"collection":"products","state":null}`)
+	until("result")
+	send(`{"type":"presence","id":10,"collection":"products"}`) // not present any more
+	if b := until("error")["error"]; !strings.Contains(string(b), `"id":10`) || !strings.Contains(string(b), "not_found") {
+		t.Errorf("a heartbeat of a withdrawn presence: %s", b)
+	}
+	sendBad(`{"type":"presence","id":11,"collection":"products","state":[1]}`, "presenceRequest")
+	until("error")
 }
 
 // wsUpgrade are the headers of a WebSocket upgrade offering viewsync's
@@ -683,6 +735,17 @@ func testAccess(t *testing.T, cov *coverage, async *asyncSpec) {
 		{method: "GET", path: c + "/records/o1"},
 		{method: "GET", path: c + "/events"},
 		{method: "GET", path: c + "/stream"},
+	}
+	for _, r := range []call{
+		{method: "PUT", path: c + "/presence", body: `{"session":"s","state":{}}`},
+		{method: "DELETE", path: c + "/presence?session=s"},
+	} {
+		r.want, r.header = 401, nil
+		e.do(t, r)
+		r.header = forged
+		e.do(t, r)
+		r.want, r.header = 403, denied
+		e.do(t, r)
 	}
 	for _, r := range reads {
 		for _, m := range []string{"GET", "HEAD"} {
