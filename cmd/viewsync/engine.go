@@ -29,6 +29,7 @@ type engineConfig struct {
 	replicas    int
 	prefix      string
 	natsTimeout time.Duration
+	natsBeat    time.Duration
 	maxBatch    int
 }
 
@@ -42,6 +43,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.replicas, "nats-replicas", 1, "--engine nats: replicas of each collection's stream (3 on a 3-node cluster: a commit is acknowledged once a quorum has it)")
 	fs.StringVar(&c.prefix, "nats-prefix", natskv.DefaultPrefix, "--engine nats: prefix of the streams and subjects; nodes sharing it share the collections")
 	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request made for a client, and of a commit's wait for a lost NATS connection")
+	fs.DurationVar(&c.natsBeat, "nats-heartbeat", natskv.DefaultHeartbeat, "--engine nats: how often an idle collection's follower hears from its server (a lost one is noticed after two); each open collection costs a message per heartbeat")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 }
 
@@ -53,6 +55,8 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-replicas must be 1..5")
 	case c.natsTimeout <= 0:
 		return errors.New("--nats-timeout must be positive")
+	case c.natsBeat < 500*time.Millisecond || c.natsBeat > 30*time.Second:
+		return errors.New("--nats-heartbeat must be 500ms to 30s")
 	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
@@ -116,13 +120,14 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(c.natsURL), err)
 	}
 	st, err := natskv.Open(ctx, natskv.Options{
-		Conn:     nc,
-		Prefix:   c.prefix,
-		Replicas: c.replicas,
-		Config:   cfg,
-		Logger:   log,
-		Timeout:  c.natsTimeout,
-		MaxBatch: c.maxBatch,
+		Conn:      nc,
+		Prefix:    c.prefix,
+		Replicas:  c.replicas,
+		Config:    cfg,
+		Logger:    log,
+		Timeout:   c.natsTimeout,
+		Heartbeat: c.natsBeat,
+		MaxBatch:  c.maxBatch,
 	})
 	if err != nil {
 		nc.Close()

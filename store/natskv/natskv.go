@@ -62,9 +62,11 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Heartbeat is how often the server tells each collection's follower
 	// that it is still there while nothing is written; a follower that
-	// hears nothing for two heartbeats follows anew (its server or the
-	// stream leader was lost). Default 1s, 500ms to 30s. Each open
-	// collection costs one small message per heartbeat while idle.
+	// hears nothing for two heartbeats follows anew (the server holding
+	// its consumer was lost). Default 2s, 500ms to 30s. Each open
+	// collection costs one message of about 75 bytes per heartbeat while
+	// idle, and some CPU on the node and the server (see
+	// docs/deploy.md).
 	Heartbeat time.Duration
 	// MaxBatch is the most messages one atomic batch may hold: it must not
 	// exceed the server's jetstream max_batch_size (default 1000). Default
@@ -77,7 +79,7 @@ const (
 	DefaultPrefix         = "VS"
 	DefaultTimeout        = 10 * time.Second
 	DefaultAttemptTimeout = 2 * time.Second
-	DefaultHeartbeat      = time.Second
+	DefaultHeartbeat      = 2 * time.Second
 	DefaultMaxBatch       = 1000
 )
 
