@@ -210,6 +210,7 @@ test('ws: two filtered views of one collection on one socket: subscribe with sub
   // A new view with the same filter is a new subscription, with a new id.
   const again = s.collection('p', { where: LAMPS });
   assert.notEqual(again, lamps);
+  await tick(); // subscribes go at the end of the task
   assert.deepEqual(ws.of('subscribe').at(-1), { type: 'subscribe', collection: 'p', sub: 'v3', where: LAMPS });
   s.close();
 });
@@ -305,6 +306,7 @@ test('ws: a subscribe refused with bad_request ends that view alone', async (t) 
   assert.equal(WS.all.length, 1);
   const retry = s.collection('p', { where: { price: { $regex: 'x' } } });
   assert.notEqual(retry, bad, 'asking again makes a new view');
+  await tick(); // subscribes go at the end of the task
   assert.equal(ws.of('subscribe').at(-1).sub, 'v3');
   s.close();
 });

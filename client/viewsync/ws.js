@@ -58,6 +58,10 @@ export class WSLink {
   #lastAck = new Map();
   /** @type {Set<View>} filtered views subscribed to that have had no message yet: an error naming their sub answers the subscribe */
   #subscribing = new Set();
+  /** @type {Set<View>} views whose subscribe goes at the end of the current task, once for all the adds of it */
+  #toSubscribe = new Set();
+  /** @type {Set<View>} views whose subscribe went */
+  #subscribed = new Set();
 
   /** @param {Session} session */
   constructor(session) { this.#s = session; }
@@ -120,11 +124,22 @@ export class WSLink {
   /**
    * add subscribes to a view: {"type":"subscribe","collection"}, and for a
    * filtered view its "sub" id and "where" filter; "after" and "epoch"
-   * from its cursor.
+   * from its cursor; "presence" once the view follows presence. The
+   * message goes at the end of the current task, so that a view opened
+   * and then asked for its presence (bindTable) subscribes once.
    * @param {View} v
    */
   add(v) {
-    if (!this.open) return;
+    if (!this.open || this.#toSubscribe.has(v)) return;
+    this.#toSubscribe.add(v);
+    queueMicrotask(() => {
+      if (this.#toSubscribe.delete(v) && this.open && !this.#stopped) this.#subscribe(v);
+    });
+  }
+
+  /** @param {View} v */
+  #subscribe(v) {
+    this.#subscribed.add(v);
     const cur = v._cursor();
     let text = `{"type":"subscribe",${this.#names(v)}`;
     if (v._whereJSON !== null) text += `,"where":${v._whereJSON}`; // sent as its canonical JSON
@@ -139,8 +154,10 @@ export class WSLink {
 
   /** @param {View} v */
   remove(v) {
+    this.#toSubscribe.delete(v);
+    const sent = this.#subscribed.delete(v);
     this.#forget(v);
-    if (!this.open) return;
+    if (!this.open || !sent) return;
     this.#send(`{"type":"unsubscribe",${this.#names(v)}}`);
   }
 

@@ -36,14 +36,16 @@ document.querySelector('[data-testid="product-list"]').addEventListener('click',
 }, true);
 true`, nil)
 	// The binding writes the input, then the row's "ref N": the observer
-	// sees the text change with the new price already in place.
+	// sees the text change with the new price already in place. Other
+	// mutations (the presence badge of A editing the row) are not renders.
 	bb.eval("stamping renders", `window.__renders = [];
+const shown = document.querySelector(`+js(rowSel(id))+` + ' [data-testid="product-price"]').value;
 new MutationObserver(() => {
   const row = document.querySelector(`+js(rowSel(id))+`);
   if (!row) return;
   const price = row.querySelector('[data-testid="product-price"]').value;
   const last = window.__renders[window.__renders.length - 1];
-  if (!last || last.price !== price) window.__renders.push({ price, at: performance.timeOrigin + performance.now() });
+  if ((last ? last.price : shown) !== price) window.__renders.push({ price, at: performance.timeOrigin + performance.now() });
 }).observe(document.querySelector('[data-testid="product-list"]'), { subtree: true, childList: true, characterData: true, attributes: true });
 true`, nil)
 
