@@ -3,6 +3,7 @@ package presence
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -72,11 +73,14 @@ type Event struct {
 	// Session is, on the first Sync of a follower opened with a session,
 	// that session's id: the secret its client publishes with over HTTP.
 	Session string
+	// TTL is, with Session, how long the session's presence lasts without
+	// a heartbeat.
+	TTL time.Duration
 }
 
 // AppendMessage appends ev's message, the same JSON on every transport:
 //
-//	{"type":"presence","sub"?,"collection","event":"sync","members"?,"count","self"?,"session"?}
+//	{"type":"presence","sub"?,"collection","event":"sync","members"?,"count","self"?,"session"?,"ttl"?}
 //	{"type":"presence","sub"?,"collection","event":"join"|"update","member","record"?,"state"}
 //	{"type":"presence","sub"?,"collection","event":"leave","member"}
 //	{"type":"presence","sub"?,"collection","event":"count","count"}
@@ -112,7 +116,8 @@ func AppendMessage(dst []byte, ev *Event, sub string) []byte {
 		if ev.Session != "" {
 			dst = append(dst, `,"session":"`...)
 			dst = append(dst, ev.Session...)
-			dst = append(dst, '"')
+			dst = append(dst, `","ttl":`...)
+			dst = strconv.AppendInt(dst, ev.TTL.Milliseconds(), 10)
 		}
 	case Join, Update:
 		dst = appendMember(append(dst, ','), &ev.Member)

@@ -70,7 +70,7 @@ func (r *Registry) Follow(collection string, opts FollowOptions) (*Follower, err
 	f.room.followers[f] = struct{}{}
 	ev := r.sync(f.room, f)
 	if opts.Session != nil {
-		ev.Session = opts.Session.id
+		ev.Session, ev.TTL = opts.Session.id, r.opts.TTL
 	}
 	f.push(ev)
 	return f, nil

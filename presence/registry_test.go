@@ -116,7 +116,7 @@ func TestJoinUpdateLeave(t *testing.T) {
 		rec := follow(t, r, "products", watcher)
 		synctest.Wait()
 		got := rec.take()
-		want := fmt.Sprintf(`{"type":"presence","collection":"products","event":"sync","members":[],"count":0,"self":"%s","session":"%s"}`, watcher.Member(), watcher.ID())
+		want := fmt.Sprintf(`{"type":"presence","collection":"products","event":"sync","members":[],"count":0,"self":"%s","session":"%s","ttl":30000}`, watcher.Member(), watcher.ID())
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("first: %q\nwant %q", got, want)
 		}
