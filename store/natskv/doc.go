@@ -8,6 +8,10 @@
 // It needs nats-server 2.12 or later with JetStream; a commit is one atomic
 // batch of about one message per record written plus two, so
 // Options.MaxBatch, and the server's batch limit, bound a commit's size.
-// The mapping onto streams, commits, the follower, retention and epochs:
-// docs/architecture.md; server settings: docs/deploy.md.
+// A connection given as Options.Conn should be made with ConnOptions. A
+// commit is made once even when its acknowledgement is lost; a crash of
+// the server leading a collection's stream pauses its commits for
+// JetStream's election. The mapping onto streams, commits, the follower,
+// retention, epochs, failover and fairness: docs/architecture.md; server
+// settings and what to expect: docs/deploy.md.
 package natskv
