@@ -308,7 +308,8 @@ func (tl *timeline) report(t *testing.T) {
 
 // readyProbe asks a node's /readyz again and again and checks the answer
 // against the node's NATS connection, read just before and just after:
-// when both agree, 200 is right while connected, 503 otherwise.
+// when both agree (and it did not reconnect meanwhile), 200 is right while
+// connected, 503 otherwise.
 type readyProbe struct {
 	node   *vsNode
 	client *http.Client
@@ -324,9 +325,13 @@ func (p *readyProbe) run(stop <-chan struct{}) {
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
-		before := p.node.nc.Status()
+		before, reconnects := p.node.nc.Status(), p.node.nc.Stats().Reconnects
 		code, err := p.ask()
 		after := p.node.nc.Status()
+		if p.node.nc.Stats().Reconnects != reconnects {
+			// It went down and came back meanwhile: either answer is right.
+			after = nats.RECONNECTING
+		}
 		if err != nil {
 			p.wrong = append(p.wrong, fmt.Sprintf("GET /readyz: %v", err))
 			continue
