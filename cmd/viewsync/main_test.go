@@ -138,11 +138,11 @@ func TestServeRejectsBadFlags(t *testing.T) {
 // startServe runs `serve` in process with args and returns the address it
 // says it listens on, its stderr, and a function that stops it (as SIGTERM
 // would) and returns its exit code.
-func startServe(t *testing.T, args ...string) (addr string, stderr *bytes.Buffer, stop func() int) {
+func startServe(t *testing.T, args ...string) (addr string, stderr *lockedBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
-	stderr = &bytes.Buffer{}
+	stderr = &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		code := run(ctx, append([]string{"serve"}, args...), pw, stderr)

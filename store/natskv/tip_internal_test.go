@@ -12,7 +12,8 @@ import (
 // direct gets, a batch at a time, and sees what another store commits as
 // its consumer would: its state moves to the head, with every commit,
 // and its committer finds its own batches. (The consumer is stopped and
-// the follower marked lost by hand, so that nothing makes a new one.)
+// the follower marked lost by hand, so that nothing makes a new one, and
+// the test reads the tip itself.)
 func TestReadTip(t *testing.T) {
 	ctx := t.Context()
 	s, other := openPair(t)
@@ -34,9 +35,14 @@ func TestReadTip(t *testing.T) {
 	c.mu.Lock()
 	f := c.fol
 	c.lost = true
+	// The test is the tip reader: none starts behind its back.
+	c.tipReader = true
 	c.mu.Unlock()
 	f.cc.Stop()
 	c.rmu.Unlock()
+	// Stop only asks: messages the consumer had pulled may still be
+	// handled until it says it is closed.
+	<-f.cc.Closed()
 
 	// More than a direct get's batch, in several commits of several ops.
 	const n = 60
