@@ -95,12 +95,22 @@ type Config struct {
 	RetainTombstones time.Duration
 	// Now returns the current time; default time.Now. Tests inject a clock.
 	Now func() time.Time
+	// KeyTTL is how long a Keys store keeps an idempotency key after its
+	// commit. Default DefaultKeyTTL.
+	KeyTTL time.Duration
+	// MaxKeys bounds the idempotency keys a Keys store keeps (the whole
+	// store's for boltstore and memstore, each collection's for natskv);
+	// past it the oldest are forgotten before they expire. Default
+	// DefaultMaxKeys.
+	MaxKeys int
 }
 
 // Defaults of Config.
 const (
 	DefaultRetainCommits    = 100_000
 	DefaultRetainTombstones = 7 * 24 * time.Hour
+	DefaultKeyTTL           = 24 * time.Hour
+	DefaultMaxKeys          = 100_000
 )
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -113,6 +123,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.KeyTTL <= 0 {
+		c.KeyTTL = DefaultKeyTTL
+	}
+	if c.MaxKeys <= 0 {
+		c.MaxKeys = DefaultMaxKeys
 	}
 	return c
 }

@@ -26,6 +26,21 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 // ApplyAt implements store.Positions: Apply, storing pos (when not nil) in
 // the collection's meta in the same transaction.
 func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte) (store.Applied, error) {
+	return s.apply(ctx, collection, ops, ifs, pos, nil)
+}
+
+// ApplyKeyed implements store.Keys: Apply, recording k in the same
+// transaction. k.Answer is called by the committer, inside the
+// transaction.
+func (s *Store) ApplyKeyed(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, k store.NewKey) (store.Applied, error) {
+	if err := k.Check(); err != nil {
+		return store.Applied{}, fmt.Errorf("boltstore: apply %q: %w", collection, err)
+	}
+	return s.apply(ctx, collection, ops, ifs, nil, &k)
+}
+
+// apply is ApplyAt, recording k with the commit when not nil.
+func (s *Store) apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte, k *store.NewKey) (store.Applied, error) {
 	if err := protocol.ValidateCollection(collection); err != nil {
 		return store.Applied{}, fmt.Errorf("boltstore: apply: %w", err)
 	}
@@ -39,7 +54,7 @@ func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.O
 	}
 	// Encoding the ops here, in the caller's goroutine, keeps it out of
 	// the committer, which every commit waits for.
-	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: protocol.AppendOps(nil, ops), vals: recordValues(ops), pos: bytes.Clone(pos)}
+	r := &request{collection: collection, ops: ops, ifs: ifs, opsJSON: protocol.AppendOps(nil, ops), vals: recordValues(ops), pos: bytes.Clone(pos), key: k}
 	if err := s.submit(ctx, r); err != nil {
 		return store.Applied{}, fmt.Errorf("boltstore: apply %q: %w", collection, err)
 	}

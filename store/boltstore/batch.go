@@ -21,6 +21,8 @@ type batch struct {
 	s     *Store
 	tx    *bolt.Tx
 	colls map[string]*batchColl
+	// keys counts the idempotency keys the batch recorded.
+	keys int
 }
 
 // batchColl is a collection as the batch sees it.
@@ -65,6 +67,14 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 	if err != nil {
 		return a, err, nil
 	}
+	if r.key != nil && bc.exists {
+		if k, ok, err := b.key(bc.c, r.key.ID); err != nil {
+			return a, err, nil
+		} else if ok {
+			k.Answer = bytes.Clone(k.Answer)
+			return a, &store.KeyExistsError{Key: k}, nil
+		}
+	}
 	if err := check(bc.c, bc.exists, r.ops, r.ifs); err != nil {
 		return a, err, nil
 	}
@@ -103,7 +113,153 @@ func (b *batch) apply(r *request) (a store.Applied, checkErr, err error) {
 		}
 	}
 	bc.commits++
-	return store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}, Prev: prev}, nil, nil
+	a = store.Applied{Epoch: m.epoch, Commit: protocol.Commit{Version: m.version, At: at, Ops: r.ops}, Prev: prev}
+	if r.key != nil {
+		if err := b.recordKey(bc, r.collection, r.key, m.at, a); err != nil {
+			return store.Applied{}, nil, err
+		}
+	}
+	return a, nil, nil
+}
+
+// key returns the live idempotency key id of collection c.
+func (b *batch) key(c coll, id string) (store.Key, bool, error) {
+	kb := c.root.Bucket(bucketKeys)
+	if kb == nil {
+		return store.Key{}, false, nil
+	}
+	return liveKey(kb, id, b.s.cfg)
+}
+
+// liveKey returns the key id of kb unless it is missing or expired. Its
+// Answer shares the transaction's memory.
+func liveKey(kb *bolt.Bucket, id string, cfg store.Config) (store.Key, bool, error) {
+	v := kb.Get([]byte(id))
+	if v == nil {
+		return store.Key{}, false, nil
+	}
+	k, err := decodeKey(id, v)
+	if err != nil {
+		return store.Key{}, false, err
+	}
+	if !cfg.Now().Before(k.At.Add(cfg.KeyTTL)) {
+		return store.Key{}, false, nil
+	}
+	return k, true, nil
+}
+
+// recordKey records the idempotency key k of the commit a, made at
+// (Unix nanoseconds), in the collection's keys and the store's index.
+func (b *batch) recordKey(bc *batchColl, collection string, k *store.NewKey, at int64, a store.Applied) error {
+	kb, err := bc.c.root.CreateBucketIfNotExists(bucketKeys)
+	if err != nil {
+		return fmt.Errorf("create keys bucket: %w", err)
+	}
+	if old := kb.Get([]byte(k.ID)); old != nil {
+		// An expired key of the same id: its index entry goes.
+		if ok, err := decodeKey(k.ID, old); err == nil {
+			b.unindexKey(ok.At.UnixNano(), collection, k.ID)
+		}
+	}
+	if err := kb.Put([]byte(k.ID), encodeKey(at, k.Fingerprint, k.Answer(a))); err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	ix, err := b.tx.CreateBucketIfNotExists(keysBucket)
+	if err != nil {
+		return fmt.Errorf("create key index: %w", err)
+	}
+	ix.FillPercent = fullPages
+	if err := ix.Put(keyIndexKey(at, collection, k.ID), nil); err != nil {
+		return fmt.Errorf("index idempotency key: %w", err)
+	}
+	b.keys++
+	return b.addKeyCount(1)
+}
+
+// unindexKey deletes the index entry of a key, when there is one.
+func (b *batch) unindexKey(at int64, collection, id string) {
+	ix := b.tx.Bucket(keysBucket)
+	if ix == nil {
+		return
+	}
+	k := keyIndexKey(at, collection, id)
+	if ix.Get(k) == nil {
+		return
+	}
+	if ix.Delete(k) == nil {
+		_ = b.addKeyCount(-1)
+	}
+}
+
+// keyCount returns how many entries the key index holds.
+func (b *batch) keyCount() uint64 {
+	v := b.tx.Bucket(storeBucket).Get(keyKeyCount)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// addKeyCount adds d to the key index's count.
+func (b *batch) addKeyCount(d int) error {
+	n := int64(b.keyCount()) + int64(d)
+	if n < 0 {
+		n = 0
+	}
+	return b.tx.Bucket(storeBucket).Put(keyKeyCount, be64(uint64(n)))
+}
+
+// maxKeySweep is the idempotency keys a batch sweeps at least; it sweeps
+// two more for each key it recorded, so that the expired go as fast as
+// new ones come.
+const maxKeySweep = 16
+
+// sweepKeys forgets, oldest first, the idempotency keys expired and those
+// past Config.MaxKeys, a bounded number of them.
+func (b *batch) sweepKeys() error {
+	ix := b.tx.Bucket(keysBucket)
+	if ix == nil {
+		return nil
+	}
+	cfg := b.s.cfg
+	cutoff := cfg.Now().Add(-cfg.KeyTTL).UnixNano()
+	count := b.keyCount()
+	cur := ix.Cursor()
+	budget := maxKeySweep + 2*b.keys
+	removed := 0
+	for k, _ := cur.First(); k != nil && removed < budget; k, _ = cur.First() {
+		if len(k) < 10 {
+			return fmt.Errorf("key index: %w", errDamaged)
+		}
+		at := int64(binary.BigEndian.Uint64(k))
+		if at > cutoff && count <= uint64(cfg.MaxKeys) {
+			break
+		}
+		coll, id, ok := bytes.Cut(k[8:], []byte{0})
+		if !ok {
+			return fmt.Errorf("key index: %w", errDamaged)
+		}
+		if cb := b.tx.Bucket(coll); cb != nil {
+			if kb := cb.Bucket(bucketKeys); kb != nil {
+				if v := kb.Get(id); v != nil && len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == at {
+					if err := kb.Delete(bytes.Clone(id)); err != nil {
+						return fmt.Errorf("forget idempotency key: %w", err)
+					}
+				}
+			}
+		}
+		if err := cur.Delete(); err != nil {
+			return fmt.Errorf("forget idempotency key: %w", err)
+		}
+		removed++
+		if count > 0 {
+			count--
+		}
+	}
+	if removed == 0 {
+		return nil
+	}
+	return b.tx.Bucket(storeBucket).Put(keyKeyCount, be64(count))
 }
 
 // drop replaces the collection's bucket with an empty one under a new
@@ -137,6 +293,9 @@ func (b *batch) drop(name string, pos []byte) (protocol.Head, error) {
 // finish runs retention for every collection the batch wrote and writes
 // its meta.
 func (b *batch) finish() error {
+	if err := b.sweepKeys(); err != nil {
+		return err
+	}
 	for name, bc := range b.colls {
 		if bc.commits == 0 {
 			continue

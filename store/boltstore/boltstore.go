@@ -115,6 +115,7 @@ type Store struct {
 var (
 	_ store.Store     = (*Store)(nil)
 	_ store.Positions = (*Store)(nil)
+	_ store.Keys      = (*Store)(nil)
 )
 
 // Open opens the store in the bbolt file at path, creating the file (mode

@@ -53,6 +53,9 @@ type request struct {
 	// pos, when not nil, is the source position ApplyAt and DropAt store
 	// with the commit or drop (see store.Positions).
 	pos []byte
+	// key, when not nil, is the idempotency key ApplyKeyed records with
+	// the commit (see store.Keys).
+	key *store.NewKey
 
 	state atomic.Int32
 	// done is closed once applied, head and err are set.

@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/viewsync/viewsync/store"
 )
 
 // The on-disk layout; doc.go describes it in prose.
@@ -34,6 +37,17 @@ var (
 	// keySource holds the collection's source position (store.Positions),
 	// absent when it has none.
 	keySource = []byte("source")
+
+	// bucketKeys, nested in a collection's bucket and made by its first
+	// keyed commit, maps an idempotency key's id to the key (see
+	// encodeKey).
+	bucketKeys = []byte("keys")
+	// keysBucket indexes every collection's keys by age: at (8 bytes,
+	// big-endian Unix nanoseconds), collection, a zero byte, id → nothing;
+	// its entries are swept oldest first (see batch.sweepKeys). Its count
+	// of entries is kept in storeBucket under keyKeyCount.
+	keysBucket  = []byte("_keys")
+	keyKeyCount = []byte("keys")
 )
 
 // errDamaged reports collection data that breaks the layout's invariants:
@@ -69,6 +83,8 @@ type collMeta struct {
 // on some of them made on first use. A cursor must be positioned (Seek)
 // before each use: writes in between may invalidate its position.
 type coll struct {
+	// root is the collection's bucket, holding the others.
+	root       *bolt.Bucket
 	meta       *bolt.Bucket
 	records    *bolt.Bucket
 	byVersion  *bolt.Bucket
@@ -108,6 +124,7 @@ func openColl(tx *bolt.Tx, name string) (c coll, ok bool, err error) {
 		return coll{}, false, nil
 	}
 	c = coll{
+		root:       b,
 		meta:       b.Bucket(bucketMeta),
 		records:    b.Bucket(bucketRecords),
 		byVersion:  b.Bucket(bucketByVersion),
@@ -129,7 +146,7 @@ func createColl(tx *bolt.Tx, name, epoch string) (coll, error) {
 	if err != nil {
 		return coll{}, fmt.Errorf("create collection bucket: %w", err)
 	}
-	var c coll
+	c := coll{root: b}
 	for _, nb := range []struct {
 		name []byte
 		dst  **bolt.Bucket
@@ -283,4 +300,38 @@ func (s *Store) tombCutoff(at int64) int64 {
 		return math.MinInt64
 	}
 	return cutoff
+}
+
+// encodeKey encodes an idempotency key of bucketKeys: at (8 bytes,
+// big-endian Unix nanoseconds), the fingerprint's length (1 byte), the
+// fingerprint, the answer.
+func encodeKey(at int64, fp string, answer []byte) []byte {
+	b := make([]byte, 0, 9+len(fp)+len(answer))
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
+	b = append(b, byte(len(fp)))
+	b = append(b, fp...)
+	return append(b, answer...)
+}
+
+// decodeKey decodes a bucketKeys value; its Answer shares v's memory.
+func decodeKey(id string, v []byte) (store.Key, error) {
+	if len(v) < 9 || len(v) < 9+int(v[8]) {
+		return store.Key{}, fmt.Errorf("idempotency key %s: %w", id, errDamaged)
+	}
+	n := int(v[8])
+	return store.Key{
+		ID:          id,
+		At:          time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+		Fingerprint: string(v[9 : 9+n]),
+		Answer:      v[9+n:],
+	}, nil
+}
+
+// keyIndexKey is the key of keysBucket for a key of collection.
+func keyIndexKey(at int64, collection, id string) []byte {
+	b := make([]byte, 0, 9+len(collection)+len(id))
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
+	b = append(b, collection...)
+	b = append(b, 0)
+	return append(b, id...)
 }

@@ -276,3 +276,32 @@ func (a *arena) fill(recs []protocol.Record) {
 func clone(v []byte) json.RawMessage {
 	return append(json.RawMessage(nil), v...)
 }
+
+// Key implements store.Keys.
+func (s *Store) Key(ctx context.Context, collection, id string) (store.Key, error) {
+	var k store.Key
+	found := false
+	err := s.view(ctx, collection, func(c coll, ok bool, _ collMeta) error {
+		if !ok {
+			return nil
+		}
+		kb := c.root.Bucket(bucketKeys)
+		if kb == nil {
+			return nil
+		}
+		got, live, err := liveKey(kb, id, s.cfg)
+		if err != nil || !live {
+			return err
+		}
+		k, found = got, true
+		k.Answer = bytes.Clone(k.Answer)
+		return nil
+	})
+	if err != nil {
+		return store.Key{}, fmt.Errorf("boltstore: key %s of %q: %w", id, collection, err)
+	}
+	if !found {
+		return store.Key{}, fmt.Errorf("boltstore: key %s of %q: %w", id, collection, store.ErrNotFound)
+	}
+	return k, nil
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/internal/colstate"
+	"github.com/viewsync/viewsync/store/internal/keyset"
 )
 
 // collection is the state of one collection, guarded by mu.
@@ -18,6 +19,8 @@ type collection struct {
 	colstate.State
 	// pos is the source position (store.Positions), nil when none.
 	pos []byte
+	// keys are the collection's idempotency keys (store.Keys).
+	keys keyset.Set
 }
 
 // newCollection returns an empty collection at version 0 in epoch.

@@ -44,6 +44,7 @@ type Store struct {
 var (
 	_ store.Store     = (*Store)(nil)
 	_ store.Positions = (*Store)(nil)
+	_ store.Keys      = (*Store)(nil)
 )
 
 // New returns an empty store with a fresh random epoch. opts may be nil.
@@ -82,6 +83,38 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 
 // ApplyAt implements store.Positions.
 func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte) (store.Applied, error) {
+	return s.apply(ctx, collection, ops, ifs, pos, nil)
+}
+
+// ApplyKeyed implements store.Keys. Keys are bounded by Config.MaxKeys per
+// collection.
+func (s *Store) ApplyKeyed(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, k store.NewKey) (store.Applied, error) {
+	if err := k.Check(); err != nil {
+		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
+	}
+	return s.apply(ctx, collection, ops, ifs, nil, &k)
+}
+
+// Key implements store.Keys.
+func (s *Store) Key(ctx context.Context, collection, id string) (store.Key, error) {
+	c, err := s.lookup(ctx, collection, false)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("memstore: key of %s: %w", collection, err)
+	}
+	if c != nil {
+		c.mu.RLock()
+		k, ok := c.keys.Get(id, s.cfg.Now(), s.cfg.KeyTTL)
+		c.mu.RUnlock()
+		if ok {
+			k.Answer = slices.Clone(k.Answer)
+			return k, nil
+		}
+	}
+	return store.Key{}, fmt.Errorf("memstore: key %s of %s: %w", id, collection, store.ErrNotFound)
+}
+
+// apply is ApplyAt, recording k with the commit when not nil.
+func (s *Store) apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, pos []byte, k *store.NewKey) (store.Applied, error) {
 	if _, err := s.lookup(ctx, collection, false); err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
 	}
@@ -103,6 +136,12 @@ func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.O
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if k != nil {
+		if have, ok := c.keys.Get(k.ID, s.cfg.Now(), s.cfg.KeyTTL); ok {
+			have.Answer = slices.Clone(have.Answer)
+			return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, &store.KeyExistsError{Key: have})
+		}
+	}
 	cm, prev, err := c.apply(own, ifs, s.cfg)
 	if err != nil {
 		return store.Applied{}, fmt.Errorf("memstore: apply to %s: %w", collection, err)
@@ -110,7 +149,12 @@ func (s *Store) ApplyAt(ctx context.Context, collection string, ops []protocol.O
 	if pos != nil {
 		c.pos = slices.Clone(pos)
 	}
-	return store.Applied{Epoch: c.Epoch, Commit: cm.Clone(), Prev: prev}, nil
+	a := store.Applied{Epoch: c.Epoch, Commit: cm.Clone(), Prev: prev}
+	if k != nil {
+		c.keys.Add(store.Key{ID: k.ID, Fingerprint: k.Fingerprint, Answer: slices.Clone(k.Answer(a)), At: cm.At}, 0)
+		c.keys.Sweep(cm.At, s.cfg.KeyTTL, s.cfg.MaxKeys, 8)
+	}
+	return a, nil
 }
 
 // Get implements store.Store.
@@ -195,6 +239,7 @@ func (s *Store) DropAt(ctx context.Context, collection string, pos []byte) (prot
 	defer c.mu.Unlock()
 	c.State = colstate.New(newEpoch(c.Epoch))
 	c.pos = slices.Clone(pos)
+	c.keys.Clear()
 	return c.Head(), nil
 }
 

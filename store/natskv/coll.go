@@ -22,7 +22,7 @@ import (
 // coll is a collection this store has open: its follower and state, its
 // committer's queue and the goroutine that re-syncs it with the stream.
 //
-// Locking: mu guards fol, st, broken, lost, closed, changed and awaited
+// Locking: mu guards fol, st, broken, lost, absent, closed, changed and awaited
 // (and the follower's dseq and asm, which handle uses under it). wmu is
 // held by the committer while it plans and publishes a batch and by Drop,
 // so one process never races itself for the stream. rmu serialises
@@ -40,6 +40,10 @@ type coll struct {
 	// leader was lost) while the state is intact; the re-sync goroutine
 	// follows on from the state's last batch (see restart).
 	lost bool
+	// absent: the collection has no stream; its state is the empty one
+	// of its first epoch and its follower has no consumer, until it is
+	// first written (materialize) or its stream is announced (resync).
+	absent bool
 	// tipReader: a goroutine reads the stream's new messages for the
 	// lost follower (see tip.go).
 	tipReader bool
@@ -144,9 +148,25 @@ type streamInfo struct {
 	msgs    uint64
 }
 
+// errNoStream: the collection has no stream (it was never written).
+var errNoStream = errors.New("no stream")
+
 // info returns the collection's stream, creating it with a fresh epoch
 // (not old) when there is none.
 func (c *coll) info(ctx context.Context, old string) (streamInfo, error) {
+	return c.stream(ctx, func() string { return newEpoch(old) })
+}
+
+// find returns the collection's stream, or errNoStream when there is none:
+// it creates nothing.
+func (c *coll) find(ctx context.Context) (streamInfo, error) {
+	return c.stream(ctx, nil)
+}
+
+// stream returns the collection's stream. When there is none, it creates
+// one in the epoch that epoch returns or, if epoch is nil, returns
+// errNoStream.
+func (c *coll) stream(ctx context.Context, epoch func() string) (streamInfo, error) {
 	js := c.s.js
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -163,9 +183,17 @@ func (c *coll) info(ctx context.Context, old string) (streamInfo, error) {
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return streamInfo{}, fmt.Errorf("stream %s: %w", c.names.stream, err)
 		}
-		epoch := newEpoch(old)
-		st, err = js.CreateStream(ctx, c.s.streamConfig(c, epoch))
+		if epoch == nil {
+			return streamInfo{}, fmt.Errorf("stream %s: %w", c.names.stream, errNoStream)
+		}
+		st, err = js.CreateStream(ctx, c.s.streamConfig(c, epoch()))
 		if err == nil {
+			// The processes holding the collection as never written
+			// follow it from now on (the stream advisories tell them
+			// too, where they may subscribe to them).
+			if err := c.s.nc.Publish(c.names.createdSubject(), nil); err != nil {
+				c.s.log.Debug("natskv: announce a new stream", "collection", c.name, "err", err)
+			}
 			return c.describe(st.CachedInfo())
 		}
 		var apiErr *jetstream.APIError
@@ -179,6 +207,39 @@ func (c *coll) info(ctx context.Context, old string) (streamInfo, error) {
 			return streamInfo{}, fmt.Errorf("create stream %s: %w", c.names.stream, err)
 		}
 	}
+}
+
+// materialize creates the stream of a collection read so far as never
+// written (c.absent), in the epoch its empty state has, announces it to the
+// other processes and follows it. A stream made meanwhile by another
+// process (in another epoch, if it was dropped) is followed instead.
+func (c *coll) materialize(ctx context.Context) error {
+	c.mu.RLock()
+	absent, epoch := c.absent, c.st.Epoch
+	c.mu.RUnlock()
+	if !absent {
+		return nil
+	}
+	ictx, cancel := c.attemptCtx(ctx)
+	defer cancel()
+	si, err := c.stream(ictx, func() string { return epoch })
+	if err != nil {
+		return err
+	}
+	return c.restart(ictx, si, false)
+}
+
+// absentLocked makes the collection's state the empty one of its first
+// epoch, without a stream or a consumer, unless a follower was started
+// meanwhile. c.mu and c.rmu must be held.
+func (c *coll) absentLocked() {
+	if c.fol != nil || c.closed {
+		return
+	}
+	epoch := firstEpoch(c.s.prefix, c.name)
+	c.nextFollowerLocked(epoch)
+	c.absent = true
+	c.installLocked(newState(epoch))
 }
 
 // replace starts a new history of the collection: it updates the stream
@@ -241,13 +302,23 @@ func (c *coll) describe(info *jetstream.StreamInfo) (streamInfo, error) {
 	return streamInfo{epoch: e, lastSeq: info.State.LastSeq, msgs: info.State.Msgs}, nil
 }
 
-// open finds or creates the stream and starts following it; the state is
-// installed when the follower has caught up.
+// open finds the stream and starts following it; the state is installed
+// when the follower has caught up. Without a stream, the collection is
+// empty at version 0 in its first epoch, and nothing is created until it
+// is written.
 func (c *coll) open() {
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
 	defer cancel()
-	si, err := c.info(ctx, "")
-	if err == nil {
+	si, err := c.find(ctx)
+	switch {
+	case errors.Is(err, errNoStream):
+		c.rmu.Lock()
+		c.mu.Lock()
+		c.absentLocked()
+		c.mu.Unlock()
+		c.rmu.Unlock()
+		return
+	case err == nil:
 		err = c.restart(ctx, si, true)
 	}
 	if err != nil {
@@ -273,7 +344,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		return store.ErrClosed
 	}
 	old := c.fol
-	if !force && !c.lost && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
+	if !force && !c.lost && !c.absent && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
 		c.mu.Unlock()
 		return nil
 	}
@@ -339,7 +410,7 @@ func (c *coll) nextFollowerLocked(epoch string) *follower {
 		f.gen = c.fol.gen + 1
 	}
 	c.fol = f
-	c.broken, c.lost = false, false
+	c.broken, c.lost, c.absent = false, false, false
 	return f
 }
 
@@ -501,9 +572,20 @@ func (c *coll) resyncNow() {
 		if c.fol != nil {
 			old = c.fol.epoch
 		}
+		absent := c.absent || c.fol == nil
 		c.mu.RUnlock()
 		var si streamInfo
-		si, err = c.info(ctx, old)
+		if absent {
+			// Never written as far as this process knows (or not open
+			// yet): a stream made meanwhile is followed, but none is
+			// made here.
+			si, err = c.find(ctx)
+			if errors.Is(err, errNoStream) {
+				return
+			}
+		} else {
+			si, err = c.info(ctx, old)
+		}
 		c.s.log.Debug("natskv: re-sync", "collection", c.name, "following", old, "stream", si.epoch, "last", si.lastSeq, "err", err)
 		if err == nil {
 			err = c.restart(ctx, si, false)

@@ -235,6 +235,19 @@ func (c *coll) commitGroup(group []*request) {
 			c.answerFailed(p)
 			return
 		}
+		if c.isAbsent() {
+			// The collection's first commit: make its stream, then plan
+			// again against what it holds.
+			if err := c.materialize(ctx); err != nil {
+				if ctx.Err() != nil {
+					fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+					return
+				}
+				c.s.log.Debug("natskv: create stream", "collection", c.name, "err", err)
+				wait.sleep(ctx)
+			}
+			continue
+		}
 		for _, t := range tried {
 			if t.settled && !c.guarded(t) {
 				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, ErrOutcomeUnknown))
@@ -318,6 +331,13 @@ func (c *coll) commitGroup(group []*request) {
 			wait.sleepTerm(ctx, p.term)
 		}
 	}
+}
+
+// isAbsent reports whether the collection has no stream yet.
+func (c *coll) isAbsent() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.absent
 }
 
 // forget stops recording the ids of the batches of plans.

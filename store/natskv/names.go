@@ -2,6 +2,7 @@ package natskv
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -115,6 +116,23 @@ func newEpoch(old string) string {
 		}
 	}
 }
+
+// firstEpoch returns the epoch of a collection never written: every
+// process derives the same one from the prefix and the name, so that it is
+// stable without anything stored, and the collection's first commit
+// creates its stream in that epoch. It looks like those newEpoch makes.
+func firstEpoch(prefix, collection string) string {
+	sum := sha256.Sum256([]byte("viewsync first epoch\x00" + prefix + "\x00" + collection))
+	return hex.EncodeToString(sum[:8])
+}
+
+// createdSubject is the core NATS subject on which a process announces
+// that it created the collection's stream.
+func (n names) createdSubject() string { return n.base + ".n" }
+
+// createdFilter is the subscription to every collection's createdSubject
+// of the prefix.
+func createdFilter(prefix string) string { return prefix + ".*.n" }
 
 // validEpoch reports whether e is an epoch this package makes.
 func validEpoch(e string) bool {

@@ -238,6 +238,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		{"$JS.EVENT.ADVISORY.STREAM.UPDATED.*", s.advisory},
 		{"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*", s.elected},
 		{contentionFilter(s.prefix), s.contention},
+		{createdFilter(s.prefix), s.created},
 		{"$JS.EVENT.ADVISORY.DOMAIN.LEADER_ELECTED", func(*nats.Msg) {
 			s.log.Debug("natskv: JetStream meta leader elected")
 			nextTerm(&s.meta)
@@ -283,6 +284,22 @@ func (s *Store) elected(m *nats.Msg) {
 	if c := s.advised(m); c != nil {
 		c.s.log.Debug("natskv: stream leader elected", "collection", c.name)
 		c.leaderElected()
+	}
+}
+
+// created makes the collection whose stream another process announced it
+// created follow it, if it holds the collection as never written.
+func (s *Store) created(m *nats.Msg) {
+	// PREFIX.ESCAPED.n → stream PREFIX_ESCAPED.
+	token, ok := strings.CutSuffix(strings.TrimPrefix(m.Subject, s.prefix+"."), ".n")
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	c := s.streams[s.prefix+"_"+token]
+	s.mu.Unlock()
+	if c != nil {
+		c.resync()
 	}
 }
 

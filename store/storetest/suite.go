@@ -43,6 +43,10 @@ import (
 //   - A store.Positions keeps each collection's source position with the
 //     commit or drop that carries it, and only then; Apply leaves it,
 //     Drop clears it.
+//   - A store.Keys records an idempotency key with its commit and only
+//     then, finds it before any other check, forgets it after
+//     Config.KeyTTL, keeps about Config.MaxKeys at most and forgets a
+//     collection's on Drop.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	for _, g := range groups() {
@@ -147,6 +151,9 @@ func groups() []group {
 		// them: stored with their commit or drop, read back, kept across
 		// a reopen.
 		{"Positions", positionTests()},
+		// Idempotency keys (store.Keys), for the stores that record them:
+		// with their commit, atomically, until they expire.
+		{"Keys", keyTests()},
 		{"Lifecycle", []test{
 			{name: "Drop", run: testDrop},
 			{name: "DropUnwritten", run: testDropUnwritten},
