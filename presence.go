@@ -11,10 +11,12 @@ import (
 
 // WithPresence configures the hub's presence registry (see package
 // presence): its TTL, the size of a state, the members listed before
-// followers see only their count. Zero fields keep the defaults.
+// followers see only their count, how often a session may set its state,
+// and the bus that shares presence with other nodes (which the hub then
+// owns: Hub.Close closes it). Zero fields keep the defaults.
 func WithPresence(po presence.Options) Option {
 	return func(o *options) error {
-		if po.TTL < 0 || po.MaxStateBytes < 0 || po.MaxMembers < 0 || po.MaxCollections < 0 || po.MaxQueue < 0 {
+		if po.TTL < 0 || po.MaxStateBytes < 0 || po.MaxMembers < 0 || po.MaxCollections < 0 || po.MaxQueue < 0 || po.SetRate < 0 {
 			return fmt.Errorf("viewsync: negative presence option")
 		}
 		o.presence = po

@@ -8,10 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/viewsync/viewsync/internal/errcode"
 	"github.com/viewsync/viewsync/protocol"
@@ -40,6 +44,17 @@ type Options struct {
 	// are dropped and the follower gets a fresh sync instead, as a slow
 	// view client gets a catch-up. Default 256.
 	MaxQueue int
+	// SetRate bounds how often one session sets its state: SetRate sets
+	// per second on average, in bursts of twice as many (at least 1);
+	// past it Session.Set fails with ErrTooFast, which carries a
+	// *RateLimitError saying when to retry. Heartbeats are not sets.
+	// Default 10.
+	SetRate float64
+	// Bus, when set, shares the presence with the other nodes serving
+	// the same collections (see Bus): followers see the members of every
+	// node. The registry starts it in New and closes it in Close. Nil:
+	// this process's presence only.
+	Bus Bus
 }
 
 // Defaults of Options.
@@ -49,6 +64,7 @@ const (
 	DefaultMaxMembers     = 100
 	DefaultMaxCollections = 100
 	DefaultMaxQueue       = 256
+	DefaultSetRate        = 10
 )
 
 // Sentinel errors. A caller maps them to wire codes with
@@ -62,6 +78,10 @@ var (
 	ErrTooMany = fmt.Errorf("presence: %w", errcode.ErrRateLimited)
 	// ErrClosed: the registry is closed. It matches store.ErrClosed.
 	ErrClosed = fmt.Errorf("presence: %w", store.ErrClosed)
+	// ErrTooFast: the session sets its state more often than SetRate
+	// allows. The error Set returns also holds a *RateLimitError with
+	// the time to wait.
+	ErrTooFast = fmt.Errorf("presence: state set too often: %w", errcode.ErrRateLimited)
 )
 
 // Registry holds the presence of every collection of a hub. It is safe
@@ -77,6 +97,12 @@ type Registry struct {
 	rooms    map[string]*room
 	sessions map[string]*Session
 	seq      uint64
+
+	// bus is set when the registry shares presence with other nodes
+	// (cluster.go): their members, the local changes still to publish.
+	bus *busState
+	// limited counts the sets refused by SetRate.
+	limited atomic.Uint64
 }
 
 // room is one collection's presence.
@@ -88,13 +114,16 @@ type room struct {
 	countOnly bool
 }
 
-// member is one member's sessions present in a room.
+// member is one member's sessions present in a room: this node's, and
+// other nodes' presence of it.
 type member struct {
 	id      string
 	entries []*entry
-	// shown is the entry whose record and state the followers see: the
-	// one set last.
+	// shown is the local entry set last.
 	shown *entry
+	// remote is the member's presence on other nodes, by node id; nil
+	// without a bus.
+	remote map[string]*remote
 }
 
 // entry is one session's presence in one room.
@@ -106,6 +135,9 @@ type entry struct {
 	// seq orders sets across the registry: the member shows its
 	// latest.
 	seq uint64
+	// at is when the state was set (Unix nanoseconds), which orders it
+	// against other nodes' presence of the member.
+	at int64
 	// expires is when the entry leaves unless refreshed; timer fires
 	// then (or a little later) and checks it.
 	expires time.Time
@@ -118,7 +150,7 @@ func New(opts *Options) (*Registry, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if o.TTL < 0 || o.MaxStateBytes < 0 || o.MaxMembers < 0 || o.MaxCollections < 0 || o.MaxQueue < 0 {
+	if o.TTL < 0 || o.MaxStateBytes < 0 || o.MaxMembers < 0 || o.MaxCollections < 0 || o.MaxQueue < 0 || o.SetRate < 0 {
 		return nil, errors.New("presence: negative option")
 	}
 	if o.TTL == 0 {
@@ -136,7 +168,16 @@ func New(opts *Options) (*Registry, error) {
 	if o.MaxQueue == 0 {
 		o.MaxQueue = DefaultMaxQueue
 	}
-	return &Registry{opts: o, rooms: map[string]*room{}, sessions: map[string]*Session{}}, nil
+	if o.SetRate == 0 {
+		o.SetRate = DefaultSetRate
+	}
+	r := &Registry{opts: o, rooms: map[string]*room{}, sessions: map[string]*Session{}}
+	if o.Bus != nil {
+		if err := r.startBus(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Options returns the options in force, defaults applied.
@@ -168,6 +209,9 @@ func (r *Registry) Close() {
 	for _, f := range followers {
 		f.Stop()
 	}
+	if r.bus != nil {
+		r.stopBus()
+	}
 }
 
 // Present returns how many sessions are present in collection.
@@ -198,6 +242,8 @@ type Session struct {
 	// entries (guarded by r.mu) are the session's presence per
 	// collection; nil once closed.
 	entries map[string]*entry
+	// sets bounds how often the session sets its state (SetRate).
+	sets *rate.Limiter
 }
 
 // Open opens a session for the principal named subject (empty: an
@@ -206,7 +252,8 @@ type Session struct {
 func (r *Registry) Open(subject string) (*Session, error) {
 	var b [16]byte
 	rand.Read(b[:])
-	s := &Session{r: r, id: base64.RawURLEncoding.EncodeToString(b[:]), subject: subject, entries: map[string]*entry{}}
+	s := &Session{r: r, id: base64.RawURLEncoding.EncodeToString(b[:]), subject: subject, entries: map[string]*entry{},
+		sets: rate.NewLimiter(rate.Limit(r.opts.SetRate), max(1, int(math.Ceil(2*r.opts.SetRate))))}
 	if subject != "" {
 		sum := sha256.Sum256([]byte("viewsync presence member\x00" + subject))
 		s.member = base64.RawURLEncoding.EncodeToString(sum[:12])
@@ -259,9 +306,16 @@ func (r *Registry) CheckState(state json.RawMessage) error {
 // (empty: the collection as a whole), with state, a compact JSON object
 // (checked by CheckState; the caller validated collection and record).
 // The same record and state again only refresh the TTL, like Touch.
+// Past SetRate it fails with ErrTooFast and changes nothing.
 func (s *Session) Set(collection, record string, state json.RawMessage) error {
 	if err := s.r.CheckState(state); err != nil {
 		return err
+	}
+	if res := s.sets.Reserve(); res.Delay() > 0 {
+		wait := res.Delay()
+		res.Cancel()
+		s.r.limited.Add(1)
+		return fmt.Errorf("%w: %w", ErrTooFast, &errcode.RateLimitError{Limit: "presence sets per second", RetryAfter: wait})
 	}
 	r := s.r
 	r.mu.Lock()
@@ -288,8 +342,9 @@ func (s *Session) Set(collection, record string, state json.RawMessage) error {
 		s.entries[collection] = e
 	}
 	r.seq++
+	at := time.Now().UnixNano()
 	r.update(e.room, s.member, func(m *member) {
-		e.record, e.state, e.seq = record, bytes.Clone(state), r.seq
+		e.record, e.state, e.seq, e.at = record, bytes.Clone(state), r.seq, at
 		if !slices.Contains(m.entries, e) {
 			m.entries = append(m.entries, e)
 		}
@@ -381,19 +436,23 @@ func (r *Registry) remove(e *entry) {
 }
 
 // update changes member id of rm with mutate, which adds, changes or
-// removes its entries, then tells the followers what they see change.
-// r.mu is held.
+// removes its local entries or other nodes' presence of it, then tells
+// the followers what they see change, and the bus what this node's
+// presence of the member became. r.mu is held.
 func (r *Registry) update(rm *room, id string, mutate func(m *member)) {
 	m := rm.members[id]
 	if m == nil {
 		m = &member{id: id}
 		rm.members[id] = m
 	}
-	before := len(m.entries)
-	var oldRecord string
-	var oldState json.RawMessage
-	if m.shown != nil {
-		oldRecord, oldState = m.shown.record, m.shown.state
+	was := m.present()
+	var old, oldLocal Member
+	if was {
+		old = r.view(m)
+	}
+	localWas := m.shown != nil
+	if localWas {
+		oldLocal = Member{Record: m.shown.record, State: m.shown.state}
 	}
 	mutate(m)
 	m.shown = nil
@@ -402,23 +461,34 @@ func (r *Registry) update(rm *room, id string, mutate func(m *member)) {
 			m.shown = e
 		}
 	}
+	if r.bus != nil && (localWas != (m.shown != nil) || m.shown != nil && !sameShown(oldLocal, Member{Record: m.shown.record, State: m.shown.state})) {
+		r.bus.changed(rm.name, id)
+	}
 	switch {
-	case len(m.entries) == 0:
+	case !m.present():
 		delete(rm.members, id)
-		if before > 0 {
+		if was {
 			r.membersChanged(rm, Event{Kind: Leave, Collection: rm.name, Member: Member{ID: id}})
 		}
-	case before == 0:
-		r.membersChanged(rm, Event{Kind: Join, Collection: rm.name, Member: m.view()})
-	case m.shown.record != oldRecord || !bytes.Equal(m.shown.state, oldState):
-		if !rm.countOnly {
-			r.broadcast(rm, Event{Kind: Update, Collection: rm.name, Member: m.view()})
+	case !was:
+		r.membersChanged(rm, Event{Kind: Join, Collection: rm.name, Member: r.view(m)})
+	default:
+		if v := r.view(m); !sameShown(v, old) && !rm.countOnly {
+			r.broadcast(rm, Event{Kind: Update, Collection: rm.name, Member: v})
 		}
 	}
 	if len(rm.members) == 0 && len(rm.followers) == 0 {
 		delete(r.rooms, rm.name)
 	}
 }
+
+// sameShown reports whether a and b show the same record and state.
+func sameShown(a, b Member) bool {
+	return a.Record == b.Record && bytes.Equal(a.State, b.State)
+}
+
+// present reports whether the member is present on any node.
+func (m *member) present() bool { return len(m.entries) > 0 || len(m.remote) > 0 }
 
 // membersChanged tells the followers of a join or leave: the event
 // itself, or in count-only mode the count, or a sync when the mode
@@ -451,14 +521,27 @@ func (r *Registry) sync(rm *room, f *Follower) Event {
 	if !rm.countOnly {
 		ev.Members = make([]Member, 0, len(rm.members))
 		for _, m := range rm.members {
-			ev.Members = append(ev.Members, m.view())
+			ev.Members = append(ev.Members, r.view(m))
 		}
 		slices.SortFunc(ev.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return ev
 }
 
-// view returns the member as followers see it. r.mu is held.
-func (m *member) view() Member {
-	return Member{ID: m.id, Record: m.shown.record, State: m.shown.state}
+// view returns the member as followers see it: the state set last on
+// any node (by the setting node's clock; the greater node id on a tie).
+// The member is present. r.mu is held.
+func (r *Registry) view(m *member) Member {
+	v := Member{ID: m.id}
+	var at int64
+	var node string
+	if e := m.shown; e != nil {
+		v.Record, v.State, at, node = e.record, e.state, e.at, r.node()
+	}
+	for n, rem := range m.remote {
+		if v.State == nil || rem.at > at || rem.at == at && n > node {
+			v.Record, v.State, at, node = rem.record, rem.state, rem.at, n
+		}
+	}
+	return v
 }
