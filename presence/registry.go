@@ -381,6 +381,9 @@ func (s *Session) Clear(collection string) {
 	r := s.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	if e := s.entries[collection]; e != nil {
 		r.remove(e)
 	}
@@ -392,8 +395,10 @@ func (s *Session) Close() {
 	r := s.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range s.entries {
-		r.remove(e)
+	if !r.closed {
+		for _, e := range s.entries {
+			r.remove(e)
+		}
 	}
 	s.entries = nil
 	delete(r.sessions, s.id)

@@ -15,10 +15,13 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/presence"
+	"github.com/viewsync/viewsync/presence/natsbus"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/natskv"
 	"github.com/viewsync/viewsync/transport/httpapi"
@@ -29,6 +32,13 @@ import (
 // natsTimeout is the stores' Timeout, the default: the tests measure what
 // an operator gets.
 const natsTimeout = natskv.DefaultTimeout
+
+// The nodes' presence: a short TTL, so that a node's death shows soon,
+// and few members listed, so that count-only mode is reached.
+const (
+	presenceTTL        = 3 * time.Second
+	presenceMaxMembers = 3
+)
 
 // vsNode is one viewsync node.
 type vsNode struct {
@@ -96,7 +106,15 @@ func startNode(t *testing.T, cl *natsCluster, i int) *vsNode {
 		n.nc.Close()
 		t.Fatalf("%s: open the store: %v", n.name, err)
 	}
-	n.hub, err = viewsync.New(n.st, viewsync.WithLogger(log))
+	// Presence shared with the other nodes on NATS, as serve does.
+	bus, err := natsbus.New(natsbus.Options{Conn: n.nc, Prefix: natskv.DefaultPrefix})
+	if err != nil {
+		n.st.Close()
+		n.nc.Close()
+		t.Fatalf("%s: presence bus: %v", n.name, err)
+	}
+	n.hub, err = viewsync.New(n.st, viewsync.WithLogger(log),
+		viewsync.WithPresence(presence.Options{TTL: presenceTTL, MaxMembers: presenceMaxMembers, Bus: bus}))
 	if err != nil {
 		n.st.Close()
 		n.nc.Close()
@@ -135,8 +153,18 @@ func startNode(t *testing.T, cl *natsCluster, i int) *vsNode {
 // is cut at once (no close frame, no end of stream), then the hub, the
 // listener, the store and the NATS connection are closed. A second kill
 // does nothing.
-func (n *vsNode) kill() {
+func (n *vsNode) kill() { n.stop(false) }
+
+// crash stops the node as a crash would for the other nodes too: its
+// NATS connection goes first, so that nothing it would say as it stops
+// (a presence bye) reaches them.
+func (n *vsNode) crash() { n.stop(true) }
+
+func (n *vsNode) stop(crash bool) {
 	n.killOnce.Do(func() {
+		if crash {
+			n.nc.Close()
+		}
 		n.srv.Listener.Close()
 		n.connsMu.Lock()
 		for c := range n.conns {
@@ -151,7 +179,7 @@ func (n *vsNode) kill() {
 			n.t.Errorf("%s: WebSocket shutdown: %v", n.name, err)
 		}
 		n.srv.Close()
-		if err := n.st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+		if err := n.st.Close(); err != nil && !errors.Is(err, store.ErrClosed) && !crash {
 			n.t.Errorf("%s: close the store: %v", n.name, err)
 		}
 		n.nc.Close()
