@@ -29,11 +29,25 @@ type Collection struct {
 // Name returns the collection's name.
 func (c *Collection) Name() string { return c.name }
 
-// WriteOption sets a precondition on a single-record write.
+// WriteOption sets a precondition on a single-record write (IfVersion,
+// IfAbsent), or makes a write record an idempotency key (Keyed.Record).
 type WriteOption func(*writeOpts)
 
 type writeOpts struct {
 	ifVersion *uint64
+	// key, when set, is recorded with the commit (store.Keys); keyed
+	// learns when the store had it already.
+	key   *store.NewKey
+	keyed *Keyed
+}
+
+// writeOptions collects opts.
+func writeOptions(opts []WriteOption) writeOpts {
+	var o writeOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // IfVersion makes a write succeed only if the record is at version v
@@ -46,10 +60,7 @@ func IfVersion(v uint64) WriteOption {
 func IfAbsent() WriteOption { return IfVersion(0) }
 
 func (c *Collection) conds(id string, opts []WriteOption) map[string]uint64 {
-	var o writeOpts
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := writeOptions(opts)
 	if o.ifVersion == nil {
 		return nil
 	}
@@ -158,7 +169,15 @@ func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
 // A collection fed from a source (Hub.Feed) refuses every write here, the
 // one place below every transport where writes pass, with a
 // *ReadOnlyError (ErrReadOnly, a 403 forbidden on the wire).
-func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64) (Commit, error) {
+//
+// The only options Commit takes are those of Keyed.Record (preconditions
+// are in ifs); a keyed commit whose key the store holds already applies
+// nothing and fails with an error matching store.ErrKeyExists.
+func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64, opts ...WriteOption) (Commit, error) {
+	o := writeOptions(opts)
+	if o.ifVersion != nil {
+		return Commit{}, invalid(errors.New("IfVersion and IfAbsent are for single-record writes; a commit's preconditions are its ifs"))
+	}
 	if err := c.hub.refusal(c.name); err != nil {
 		return Commit{}, err
 	}
@@ -192,9 +211,9 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 	var ap store.Applied
 	var err error
 	if c.where != nil {
-		ap, err = c.applyWhere(ctx, norm, ifs)
+		ap, err = c.applyWhere(ctx, norm, ifs, o)
 	} else {
-		ap, err = c.hub.store.Apply(ctx, c.name, norm, maps.Clone(ifs))
+		ap, err = c.apply(ctx, norm, maps.Clone(ifs), o)
 	}
 	if err != nil {
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
@@ -205,9 +224,34 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 	return ap.Commit, nil
 }
 
+// apply applies a checked commit through the store, recording the key of
+// o with it when there is one and the store keeps keys.
+func (c *Collection) apply(ctx context.Context, ops []Op, ifs map[string]uint64, o writeOpts) (store.Applied, error) {
+	ks, ok := c.hub.store.(store.Keys)
+	if o.key == nil || !ok {
+		return c.hub.store.Apply(ctx, c.name, ops, ifs)
+	}
+	ap, err := ks.ApplyKeyed(ctx, c.name, ops, ifs, *o.key)
+	var ke *store.KeyExistsError
+	if errors.As(err, &ke) && o.keyed != nil {
+		o.keyed.recorded = &ke.Key
+	}
+	return ap, err
+}
+
+// keyOnly returns the options of opts that record a key, without the
+// preconditions.
+func keyOnly(opts []WriteOption) []WriteOption {
+	o := writeOptions(opts)
+	if o.key == nil {
+		return nil
+	}
+	return []WriteOption{func(w *writeOpts) { w.key, w.keyed = o.key, o.keyed }}
+}
+
 // Put writes value under id and returns the record as stored.
 func (c *Collection) Put(ctx context.Context, id string, value json.RawMessage, opts ...WriteOption) (Record, error) {
-	cm, err := c.Commit(ctx, []Op{Put(id, value)}, c.conds(id, opts))
+	cm, err := c.Commit(ctx, []Op{Put(id, value)}, c.conds(id, opts), keyOnly(opts)...)
 	if err != nil {
 		return Record{}, err
 	}
@@ -217,7 +261,7 @@ func (c *Collection) Put(ctx context.Context, id string, value json.RawMessage, 
 // Delete deletes the record id and returns the commit's version. Deleting a
 // missing record fails with ErrNotFound.
 func (c *Collection) Delete(ctx context.Context, id string, opts ...WriteOption) (uint64, error) {
-	cm, err := c.Commit(ctx, []Op{Delete(id)}, c.conds(id, opts))
+	cm, err := c.Commit(ctx, []Op{Delete(id)}, c.conds(id, opts), keyOnly(opts)...)
 	if err != nil {
 		return 0, err
 	}
@@ -238,10 +282,7 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 	if err := c.hub.refusal(c.name); err != nil {
 		return Record{}, err
 	}
-	var o writeOpts
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := writeOptions(opts)
 	// The patch keeps the value rules, and so does the merged value, which
 	// Put checks with the size limit too.
 	if _, err := (protocol.Limits{MaxValueDepth: c.hub.limits.MaxValueDepth}).CheckValue(patch); err != nil {
@@ -269,7 +310,7 @@ func (c *Collection) Patch(ctx context.Context, id string, patch json.RawMessage
 		if err := ctx.Err(); err != nil {
 			return Record{}, err
 		}
-		rec, err := c.Put(ctx, id, merged, IfVersion(cur.Version))
+		rec, err := c.Put(ctx, id, merged, append(keyOnly(opts), IfVersion(cur.Version))...)
 		if err == nil || !errors.Is(err, ErrPrecondition) || o.ifVersion != nil || attempt >= maxPatchRetries {
 			return rec, err
 		}

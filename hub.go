@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/idem"
 	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -55,6 +56,9 @@ type Hub struct {
 
 	// presence holds who is present in each collection (package presence).
 	presence *presence.Registry
+
+	// idem remembers the answers of keyed requests (see Once).
+	idem *idem.Table
 
 	// sources maps names to the sources Call.Await waits for. sourcesMu
 	// guards the map only, and is held while taking no other lock.
@@ -118,6 +122,7 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 		calls:   map[string]CallFunc{},
 		sources: map[string]*source{},
 		done:    make(chan struct{}),
+		idem:    idem.New(o.idem),
 	}
 	h.presence = pres
 	if w, ok := s.(store.Watcher); ok {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/filter"
+	"github.com/viewsync/viewsync/idem"
 	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 )
@@ -97,6 +98,7 @@ type options struct {
 	maxCollection int
 	fanout        fanout.Options
 	presence      presence.Options
+	idem          idem.Options
 }
 
 // WithFanout configures live delivery to subscribers: how far one may fall

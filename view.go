@@ -134,7 +134,7 @@ const maxWhereRetries = 100
 // fails with ErrForbidden. The records are read first, and the commit
 // made on the condition that none changed meanwhile (planned again if one
 // did), so that the check holds for the commit as applied.
-func (c *Collection) applyWhere(ctx context.Context, ops []Op, ifs map[string]uint64) (store.Applied, error) {
+func (c *Collection) applyWhere(ctx context.Context, ops []Op, ifs map[string]uint64, o writeOpts) (store.Applied, error) {
 	for attempt := 0; ; attempt++ {
 		versions := make(map[string]uint64, len(ops))
 		values := make(map[string]json.RawMessage, len(ops))
@@ -174,7 +174,7 @@ func (c *Collection) applyWhere(ctx context.Context, ops []Op, ifs map[string]ui
 				all[id] = v
 			}
 		}
-		ap, err := c.hub.store.Apply(ctx, c.name, ops, all)
+		ap, err := c.apply(ctx, ops, all, o)
 		var pe *store.PreconditionError
 		if errors.As(err, &pe) && attempt < maxWhereRetries {
 			if _, theirs := ifs[pe.ID]; !theirs {

@@ -24,13 +24,23 @@ const (
 	CodeBadGateway           Code = "bad_gateway"
 	CodeUnavailable          Code = "unavailable"
 	CodeTimeout              Code = "timeout"
+	// The idempotency keys' codes: a malformed Idempotency-Key (400), a
+	// key used again with another request (422), a key whose first
+	// request is still running when the retry's time ran out (409).
+	CodeBadIdempotencyKey    Code = "bad_idempotency_key"
+	CodeIdempotencyKeyReused Code = "idempotency_key_reused"
+	CodeIdempotencyInFlight  Code = "idempotency_in_flight"
 )
 
 // Status returns the HTTP status that goes with the code.
 func (c Code) Status() int {
 	switch c {
-	case CodeBadRequest:
+	case CodeBadRequest, CodeBadIdempotencyKey:
 		return http.StatusBadRequest
+	case CodeIdempotencyKeyReused:
+		return http.StatusUnprocessableEntity
+	case CodeIdempotencyInFlight:
+		return http.StatusConflict
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
 	case CodeForbidden:

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/viewsync/viewsync/idem"
 	"github.com/viewsync/viewsync/limit"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
@@ -90,6 +91,12 @@ func Of(err error) protocol.Code {
 			return protocol.CodeInternal // unknown codes are not relayed
 		}
 		return ce.Code
+	case errors.Is(err, idem.ErrBadKey):
+		return protocol.CodeBadIdempotencyKey
+	case errors.Is(err, idem.ErrKeyReused):
+		return protocol.CodeIdempotencyKeyReused
+	case errors.Is(err, idem.ErrInFlight):
+		return protocol.CodeIdempotencyInFlight
 	case errors.Is(err, ErrUnauthorized):
 		return protocol.CodeUnauthorized
 	case errors.Is(err, ErrForbidden):

@@ -17,7 +17,9 @@ import (
 // The handler runs under Options.CallTimeout. At the deadline the caller
 // gets 504 whether or not the handler has returned; a handler that ignores
 // its context runs on in the background until it returns, and its writes
-// still happen.
+// still happen. With an Idempotency-Key, the call runs at most once for
+// the key: its answer is remembered when the handler returns (even past
+// the deadline), and a retry meanwhile waits for it.
 func (h *Handler) postCall(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := protocol.ValidateCallName(name); err != nil {
@@ -34,8 +36,18 @@ func (h *Handler) postCall(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	o := viewsync.OnceCall("", "", name, arg)
+	h.onceWithin(w, r, o, h.opts.CallTimeout, func(w http.ResponseWriter, ctx context.Context, k *viewsync.Keyed) {
+		h.runCall(w, r, ctx, name, arg, k != nil)
+	})
+}
 
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.CallTimeout)
+// runCall runs the call and answers it on w, or 504 at the deadline. A
+// keyed call (keyed) is answered only when its handler returns, so that
+// its answer is remembered then: the request that ran it is answered
+// from the deadline on by postCall's once, as a 504 if need be.
+func (h *Handler) runCall(w http.ResponseWriter, r *http.Request, ctx context.Context, name string, arg []byte, keyed bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
 	defer cancel()
 	type answer struct {
 		res viewsync.CallResult
@@ -58,13 +70,17 @@ func (h *Handler) postCall(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	var a answer
-	select {
-	case a = <-done:
-	case <-ctx.Done():
-		if r.Context().Err() != nil {
-			return // the client went away; nobody reads the answer
+	if keyed {
+		a = <-done
+	} else {
+		select {
+		case a = <-done:
+		case <-ctx.Done():
+			if r.Context().Err() != nil {
+				return // the client went away; nobody reads the answer
+			}
+			a.err = ctx.Err()
 		}
-		a.err = ctx.Err()
 	}
 	if a.err != nil {
 		if r.Context().Err() != nil {

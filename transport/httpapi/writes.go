@@ -82,36 +82,48 @@ func (h *Handler) failWriteTo(w http.ResponseWriter, r *http.Request, c string, 
 }
 
 // recordWrite prepares a single-record write: collection, id and the
-// preconditions of If-Match / If-None-Match. With If-Match: * it pins the
-// record's current version, so the write fails if the record is gone.
-func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (*viewsync.Collection, string, []viewsync.WriteOption, bool) {
-	c, ok := h.collection(w, r, auth.Write)
+// preconditions of If-Match / If-None-Match. mustExist is set for
+// If-Match: *, which pin resolves.
+func (h *Handler) recordWrite(w http.ResponseWriter, r *http.Request) (c *viewsync.Collection, id string, opts []viewsync.WriteOption, mustExist, ok bool) {
+	c, ok = h.collection(w, r, auth.Write)
 	if !ok {
-		return nil, "", nil, false
+		return nil, "", nil, false, false
 	}
-	id := r.PathValue("id")
+	id = r.PathValue("id")
 	if err := protocol.ValidateID(id, h.hub.Limits().MaxIDBytes); err != nil {
 		h.fail(w, r, errors.Join(viewsync.ErrInvalid, err))
-		return nil, "", nil, false
+		return nil, "", nil, false, false
 	}
 	opts, mustExist, err := writePreconditions(r.Header.Get("If-Match"), r.Header.Get("If-None-Match"))
 	if err != nil {
 		h.fail(w, r, err)
-		return nil, "", nil, false
+		return nil, "", nil, false, false
 	}
-	if mustExist {
-		cur, err := c.Unfiltered().Get(r.Context(), id)
-		if errors.Is(err, viewsync.ErrNotFound) {
-			writeError(w, protocol.CodePreconditionFailed, fmt.Sprintf("record %q does not exist (If-Match: *)", id))
-			return nil, "", nil, false
-		}
-		if err != nil {
-			h.fail(w, r, err)
-			return nil, "", nil, false
-		}
-		opts = []viewsync.WriteOption{viewsync.IfVersion(cur.Version)}
+	return c, id, opts, mustExist, true
+}
+
+// pin resolves If-Match: * (mustExist): it pins the record's current
+// version, so that the write fails if the record is gone meanwhile. It
+// reports false when it has answered w.
+func (h *Handler) pin(w http.ResponseWriter, r *http.Request, ctx context.Context, c *viewsync.Collection, id string, opts []viewsync.WriteOption, mustExist bool) ([]viewsync.WriteOption, bool) {
+	if !mustExist {
+		return opts, true
 	}
-	return c, id, opts, true
+	cur, err := c.Unfiltered().Get(ctx, id)
+	if errors.Is(err, viewsync.ErrNotFound) {
+		writeError(w, protocol.CodePreconditionFailed, fmt.Sprintf("record %q does not exist (If-Match: *)", id))
+		return nil, false
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	return []viewsync.WriteOption{viewsync.IfVersion(cur.Version)}, true
+}
+
+// onceRecord describes a single-record write for an idempotency key.
+func onceRecord(r *http.Request, c *viewsync.Collection, id string, body []byte) viewsync.Once {
+	return viewsync.OnceRecord("", "", r.Method, c.Name(), id, r.Header.Get("If-Match"), r.Header.Get("If-None-Match"), body)
 }
 
 // recordWriter is Collection.Put or Collection.Patch.
@@ -126,12 +138,13 @@ func (h *Handler) patchRecord(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeRecord answers a PUT or PATCH of one record: the body (of one of the
-// accepted content types) goes to write, under the request's preconditions.
-// The answer is {"version","record"}, or only {"version"} for a caller who
-// may write the collection but not read it: a patch's record holds the
-// value it was merged into.
+// accepted content types) goes to write, under the request's preconditions
+// and its idempotency key, when it has one. The answer is
+// {"version","record"}, or only {"version"} for a caller who may write the
+// collection but not read it: a patch's record holds the value it was
+// merged into. The ETag is the new version, which every writer is told.
 func (h *Handler) writeRecord(w http.ResponseWriter, r *http.Request, write recordWriter, accepted ...string) {
-	c, id, opts, ok := h.recordWrite(w, r)
+	c, id, opts, mustExist, ok := h.recordWrite(w, r)
 	if !ok {
 		return
 	}
@@ -140,31 +153,54 @@ func (h *Handler) writeRecord(w http.ResponseWriter, r *http.Request, write reco
 		h.failWrite(w, r, err)
 		return
 	}
-	rec, err := write(c, r.Context(), id, body, opts...)
-	if err != nil {
-		h.failWriteTo(w, r, c.Name(), err)
-		return
+	reader := mayRead(r, c.Name())
+	render := func(cm viewsync.Commit) viewsync.Answer {
+		if !reader {
+			return jsonAnswer(protocol.CommitResponse{Version: cm.Version}, versionETag(cm.Version))
+		}
+		rec := viewsync.Record{ID: id, Value: cm.Ops[len(cm.Ops)-1].Value, Version: cm.Version}
+		return jsonAnswer(protocol.RecordResponse{Version: cm.Version, Record: rec}, versionETag(cm.Version))
 	}
-	// The ETag is the new version, which every writer is told.
-	w.Header().Set("ETag", versionETag(rec.Version))
-	if !mayRead(r, c.Name()) {
-		writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: rec.Version})
-		return
-	}
-	writeJSON(w, http.StatusOK, protocol.RecordResponse{Version: rec.Version, Record: rec})
+	h.once(w, r, onceRecord(r, c, id, body), func(w http.ResponseWriter, ctx context.Context, k *viewsync.Keyed) {
+		opts, ok := h.pin(w, r, ctx, c, id, opts, mustExist)
+		if !ok {
+			return
+		}
+		if k != nil {
+			opts = append(opts, k.Record(render))
+		}
+		rec, err := write(c, ctx, id, body, opts...)
+		if err != nil {
+			h.failWriteTo(w, r, c.Name(), err)
+			return
+		}
+		writeAnswer(w, render(viewsync.Commit{Version: rec.Version, Ops: []viewsync.Op{viewsync.Put(id, rec.Value)}}))
+	})
 }
 
 func (h *Handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
-	c, id, opts, ok := h.recordWrite(w, r)
+	c, id, opts, mustExist, ok := h.recordWrite(w, r)
 	if !ok {
 		return
 	}
-	v, err := c.Delete(r.Context(), id, opts...)
-	if err != nil {
-		h.failWriteTo(w, r, c.Name(), err)
-		return
+	render := func(cm viewsync.Commit) viewsync.Answer {
+		return jsonAnswer(protocol.CommitResponse{Version: cm.Version}, "")
 	}
-	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: v})
+	h.once(w, r, onceRecord(r, c, id, nil), func(w http.ResponseWriter, ctx context.Context, k *viewsync.Keyed) {
+		opts, ok := h.pin(w, r, ctx, c, id, opts, mustExist)
+		if !ok {
+			return
+		}
+		if k != nil {
+			opts = append(opts, k.Record(render))
+		}
+		v, err := c.Delete(ctx, id, opts...)
+		if err != nil {
+			h.failWriteTo(w, r, c.Name(), err)
+			return
+		}
+		writeAnswer(w, render(viewsync.Commit{Version: v}))
+	})
 }
 
 func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
@@ -182,12 +218,18 @@ func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	cm, err := c.Commit(r.Context(), req.Ops, req.If)
-	if err != nil {
-		h.failWriteTo(w, r, c.Name(), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, protocol.CommitResponse{Version: cm.Version})
+	h.once(w, r, viewsync.OnceCommit("", "", c.Name(), req.Ops, req.If), func(w http.ResponseWriter, ctx context.Context, k *viewsync.Keyed) {
+		var opts []viewsync.WriteOption
+		if k != nil {
+			opts = append(opts, k.Record(viewsync.CommitAnswer))
+		}
+		cm, err := c.Commit(ctx, req.Ops, req.If, opts...)
+		if err != nil {
+			h.failWriteTo(w, r, c.Name(), err)
+			return
+		}
+		writeAnswer(w, viewsync.CommitAnswer(cm))
+	})
 }
 
 // decodeCommitRequest parses a commit body strictly: one JSON object with
