@@ -37,7 +37,11 @@ Scenarios:
   collections
            N small collections, one subscriber each, commits to random
            ones: memory and data per collection, /metrics size, connect
-           time, commit to receipt latency
+           time, commit to receipt latency; --nats-cluster on a spawned
+           three-node NATS cluster
+  visibility
+           a three-node NATS cluster (spawned): commit on node 0 → receipt
+           on each node's subscribers at a few commit rates, per node
   pg       PostgreSQL as a source (--spawn): initial sync time and memory
            of a large table, update to receipt latency at paced row
            changes/s, maximum row changes/s
@@ -77,6 +81,8 @@ func (cmd *Command) Run(ctx context.Context, args []string, stdout, stderr io.Wr
 		return runLoader(ctx, cmd, args[1:], stdout, stderr)
 	case "baseline-server": // hidden: the raw broadcaster of --baseline
 		return baselineServer(ctx, args[1:], stdout, stderr)
+	case "nats-node": // hidden: a NATS server of --nats-cluster
+		return natsNode(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, benchUsage)
 		return nil
@@ -115,6 +121,7 @@ var scenarios = map[string]scenarioSpec{
 	"catchup":     {catchupUsage, "the collection written to and read", func() scenario { return &catchupConfig{} }},
 	"poll":        {pollUsage, "the collection whose version is polled", func() scenario { return &pollConfig{} }},
 	"collections": {collectionsUsage, "the prefix of the collections NAME-0 … NAME-(N-1) written and followed", func() scenario { return &collectionsConfig{} }},
+	"visibility":  {visibilityUsage, "the collection written to node 0 and followed on every node", func() scenario { return &visibilityConfig{} }},
 	"pg":          {pgUsage, "the collection fed from the live table (the initial sync's: COLLECTION-sync)", func() scenario { return &pgConfig{} }},
 	"history": {historyUsage, "the collection of the long history, read by get1, get3 and sse6 (sse40 reads COLLECTION-restart)",
 		func() scenario { return &historyConfig{valueBytes: 200 << 10, restartValueBytes: 20 << 10} }},

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,14 @@ the one at --url):
 Memory and data figures need --spawn. Subscribers past what this process
 may hold (or --loaders N) are spread over loader processes.
 
+With --nats-cluster the spawned server is a cluster: three NATS JetStream
+servers and three viewsync nodes (--engine nats --nats-replicas 3). The
+writes and commits go to node 0, the subscribers to node 1, so that node
+0's memory is that of written collections it keeps open, node 1's that of
+collections opened by a subscriber (the collection's follower and its
+NATS consumer with it); the report adds each NATS server's memory and
+storage per collection, and every process's CPU while idle.
+
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_COLLECTIONS):
 `
 
@@ -56,6 +65,7 @@ type collectionsConfig struct {
 
 func (c *collectionsConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
+	c.registerCluster(fs)
 	fs.IntVar(&c.colls, "collections", 1000, "collections, each written and followed by one subscriber")
 	fs.IntVar(&c.records, "records", 1, "records written into each collection before the subscribers connect")
 	fs.IntVar(&c.subs, "subscribers", 0, "collections followed, one subscriber each, from NAME-0 on: 0 follows every one (fewer measure many written collections on a machine whose open-files limit holds fewer connections)")
@@ -122,6 +132,58 @@ type collectionsReport struct {
 	CatchUps      int64          `json:"catch_ups"`
 	Reconnects    int64          `json:"reconnects"`
 	LastError     string         `json:"last_error,omitempty"`
+
+	// Cluster holds the figures of --nats-cluster.
+	Cluster *collectionsCluster `json:"cluster,omitempty"`
+}
+
+// collectionsCluster are the figures of a run on a spawned cluster: the
+// anonymous memory of each viewsync node and the memory and storage of
+// each NATS server before the collections, once written (through node 0),
+// once followed (on node 1), and the CPU each process used while idle
+// with every collection followed.
+type collectionsCluster struct {
+	NodeAnon    [3][]uint64 `json:"node_anon_bytes"`
+	NATSAnon    [3][]uint64 `json:"nats_anon_bytes"`
+	NATSData    [3][]int64  `json:"nats_data_bytes"`
+	IdleSeconds float64     `json:"idle_seconds"`
+	// IdleNodeCPU and IdleNATSCPU are CPU seconds per second (1 is one
+	// core) of each viewsync node and NATS server while idle.
+	IdleNodeCPU []float64 `json:"idle_node_cpu"`
+	IdleNATSCPU []float64 `json:"idle_nats_cpu"`
+	// Per collection, or live subscription, in bytes.
+	NodeAnonPerWritten float64 `json:"node0_anon_per_written_collection_bytes"`
+	NodeAnonPerLive    float64 `json:"node1_anon_per_live_collection_bytes"`
+	NATSAnonPerWritten float64 `json:"nats_anon_per_written_collection_bytes"`
+	NATSAnonPerLive    float64 `json:"nats_anon_per_live_collection_bytes"`
+	NATSDataPerWritten float64 `json:"nats_data_per_collection_bytes"`
+}
+
+// phase indexes of collectionsCluster's readings.
+const (
+	phaseBase = iota
+	phaseWritten
+	phaseLive
+)
+
+// read takes the cluster's memory and storage readings of phase ph.
+func (cc *collectionsCluster) read(cl *benchCluster, ph int) {
+	cc.NodeAnon[ph] = nil
+	for _, s := range cl.nodes {
+		a, _ := readAnon(s.pid())
+		cc.NodeAnon[ph] = append(cc.NodeAnon[ph], a)
+	}
+	ns := cl.natsStats()
+	cc.NATSAnon[ph], cc.NATSData[ph] = ns.AnonBytes, ns.DataBytes
+}
+
+// sumDelta is the growth of the sum of vs from phase a to phase b.
+func sumDelta[T uint64 | int64](vs [3][]T, a, b int) float64 {
+	var d float64
+	for i := range vs[b] {
+		d += float64(vs[b][i]) - float64(vs[a][i])
+	}
+	return d
 }
 
 func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -134,18 +196,26 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	defer client.CloseIdleConnections()
 	rep := &collectionsReport{reportHead: t.head("collections", c.transport), Collections: c.colls, Records: c.records,
 		Rate: c.rate, Seconds: c.duration.Seconds()}
-	anon := func() uint64 {
+	var cc *collectionsCluster
+	if t.cluster != nil {
+		cc = &collectionsCluster{}
+		rep.Cluster = cc
+	}
+	anon := func(ph int) uint64 {
 		if t.server == nil {
 			return 0
 		}
 		sleepFor(ctx, c.settle)
+		if cc != nil {
+			cc.read(t.cluster, ph)
+		}
 		a, _ := readAnon(t.server.pid())
 		return a
 	}
 	if _, err := getHead(ctx, client, t.base, spreadCollection(c.collection, 0)); err != nil {
 		return err
 	}
-	rep.AnonBaseBytes = anon()
+	rep.AnonBaseBytes = anon(phaseBase)
 
 	// 1. Write.
 	fmt.Fprintf(stderr, "bench: writing %d records into each of %d collections with %d writers\n", c.records, c.colls, c.writers)
@@ -178,15 +248,26 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	rep.AnonWrittenBytes = anon()
+	rep.AnonWrittenBytes = anon(phaseWritten)
 	if t.server != nil {
 		rep.DataBytes = dirSize(t.server.dir)
+		if cc != nil {
+			// The collections are kept by the NATS servers.
+			rep.DataBytes = 0
+			for _, d := range cc.NATSData[phaseWritten] {
+				rep.DataBytes += d
+			}
+		}
 		rep.DataPerCollectionBytes = round3(float64(rep.DataBytes) / float64(c.colls))
 		rep.AnonPerWrittenBytes = round3((float64(rep.AnonWrittenBytes) - float64(rep.AnonBaseBytes)) / float64(c.colls))
 	}
 	rep.MetricsBytes = metricsSize(ctx, client, t.base)
 
-	// 2. Connect.
+	// 2. Connect, on a cluster to node 1.
+	writeBase := t.base
+	if t.cluster != nil {
+		t.base = "http://" + t.cluster.nodes[1].addr
+	}
 	subs := c.followed()
 	m := measurement{run: 1, runs: 1, loaders: chooseLoaders(c.loaders, subs)}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, subs, true, time.Now(), stderr)
@@ -195,8 +276,10 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	}
 	defer load.stop()
 	rep.Subscribers, rep.Established, rep.ConnectSeconds = subs, established, setup
-	rep.AnonLiveBytes = anon()
-	if t.server != nil && rep.Established > 0 {
+	rep.AnonLiveBytes = anon(phaseLive)
+	if cc != nil {
+		c.clusterFigures(ctx, t.cluster, cc, rep)
+	} else if t.server != nil && rep.Established > 0 {
 		// Each followed collection's own written cost, and its subscriber's:
 		// what the collections nobody follows hold is left out.
 		idle := float64(c.colls-rep.Established) * rep.AnonPerWrittenBytes
@@ -205,7 +288,7 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 
 	// 3. Commit to random collections.
 	commitStart := time.Now()
-	w := c.commit(ctx, client, t.base, &load.sent)
+	w := c.commit(ctx, client, writeBase, &load.sent)
 	rep.Commits, rep.Errors, rep.CommitLatency = w.acked, w.errors, summarize(w.putLat)
 	if w.lastErr != nil {
 		rep.LastError = w.lastErr.Error()
@@ -222,7 +305,7 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	if res.LastError != "" {
 		rep.LastError = res.LastError
 	}
-	rep.MetricsAfterBytes = metricsSize(ctx, client, t.base)
+	rep.MetricsAfterBytes = metricsSize(ctx, client, writeBase)
 
 	if err := printReport(stdout, c.json, rep, rep.rows()); err != nil {
 		return err
@@ -236,6 +319,28 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 		return fmt.Errorf("%d of %d subscribers connected", rep.Established, subs)
 	}
 	return nil
+}
+
+// clusterFigures works out the per-collection figures of a cluster run,
+// then measures every process's CPU while idle for --settle.
+func (c *collectionsConfig) clusterFigures(ctx context.Context, cl *benchCluster, cc *collectionsCluster, rep *collectionsReport) {
+	n, live := float64(c.colls), float64(max(rep.Established, 1))
+	cc.NodeAnonPerWritten = round3((float64(cc.NodeAnon[phaseWritten][0]) - float64(cc.NodeAnon[phaseBase][0])) / n)
+	cc.NodeAnonPerLive = round3((float64(cc.NodeAnon[phaseLive][1]) - float64(cc.NodeAnon[phaseWritten][1])) / live)
+	cc.NATSAnonPerWritten = round3(sumDelta(cc.NATSAnon, phaseBase, phaseWritten) / n)
+	cc.NATSAnonPerLive = round3(sumDelta(cc.NATSAnon, phaseWritten, phaseLive) / live)
+	cc.NATSDataPerWritten = round3(sumDelta(cc.NATSData, phaseBase, phaseWritten) / n)
+	rep.AnonPerWrittenBytes, rep.AnonPerLiveBytes = cc.NodeAnonPerWritten, cc.NodeAnonPerLive
+	rep.DataPerCollectionBytes = cc.NATSDataPerWritten
+
+	before, start := cl.cpu(), time.Now()
+	sleepFor(ctx, max(c.settle, time.Second))
+	after, d := cl.cpu(), time.Since(start)
+	cc.IdleSeconds = round3(d.Seconds())
+	for i := range clusterSize {
+		cc.IdleNodeCPU = append(cc.IdleNodeCPU, round3((after.nodes[i]-before.nodes[i]).Seconds()/d.Seconds()))
+		cc.IdleNATSCPU = append(cc.IdleNATSCPU, round3((after.nats[i]-before.nats[i]).Seconds()/d.Seconds()))
+	}
 }
 
 // followed returns how many collections have a subscriber.
@@ -330,7 +435,31 @@ func (r *collectionsReport) rows() []reportRow {
 	rows = append(rows,
 		reportRow{"/metrics", fmt.Sprintf("%d bytes after the writes, %d after the commits", r.MetricsBytes, r.MetricsAfterBytes)},
 		reportRow{"connect", fmt.Sprintf("%d of %d subscribers in %.1fs", r.Established, r.Subscribers, r.ConnectSeconds)})
-	if r.Spawned {
+	if cc := r.Cluster; cc != nil {
+		mibs := func(vs []uint64) string {
+			s := make([]string, len(vs))
+			for i, v := range vs {
+				s[i] = fmt.Sprintf("%.0f", float64(v)/(1<<20))
+			}
+			return strings.Join(s, "/") + " MiB"
+		}
+		datas := func(vs []int64) string {
+			s := make([]string, len(vs))
+			for i, v := range vs {
+				s[i] = fmt.Sprintf("%.1f", float64(v)/(1<<20))
+			}
+			return strings.Join(s, "/") + " MiB"
+		}
+		rows = append(rows,
+			reportRow{"node 0 per written collection", kib(cc.NodeAnonPerWritten) + " anonymous (the writer keeps it open)"},
+			reportRow{"node 1 per live collection", kib(cc.NodeAnonPerLive) + " anonymous, opened by its subscriber"},
+			reportRow{"NATS per written collection", fmt.Sprintf("%s anonymous, %s stored (3 servers together)", kib(cc.NATSAnonPerWritten), kib(cc.NATSDataPerWritten))},
+			reportRow{"NATS per live collection", kib(cc.NATSAnonPerLive) + " anonymous (3 servers together: node 1's consumer)"},
+			reportRow{"viewsync nodes anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NodeAnon[phaseBase]), mibs(cc.NodeAnon[phaseWritten]), mibs(cc.NodeAnon[phaseLive]))},
+			reportRow{"NATS servers anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NATSAnon[phaseBase]), mibs(cc.NATSAnon[phaseWritten]), mibs(cc.NATSAnon[phaseLive]))},
+			reportRow{"NATS servers stored", fmt.Sprintf("written %s, live %s", datas(cc.NATSData[phaseWritten]), datas(cc.NATSData[phaseLive]))},
+			reportRow{"idle CPU", fmt.Sprintf("viewsync nodes %s, NATS servers %s cores over %.0fs", msList(cc.IdleNodeCPU), msList(cc.IdleNATSCPU), cc.IdleSeconds)})
+	} else if r.Spawned {
 		rows = append(rows, reportRow{"memory per live collection", fmt.Sprintf("%s anonymous, with its subscriber (%s in all)", kib(r.AnonPerLiveBytes), mib(r.AnonLiveBytes))})
 	}
 	rows = append(rows,

@@ -33,6 +33,9 @@ type benchCommon struct {
 	// collection NAME-(i mod colls) of its own ('viewsync bench
 	// collections'); 0: every subscriber on --collection.
 	colls int
+	// natsCluster: --spawn starts a three-node NATS cluster and three
+	// viewsync nodes on it (cluster.go).
+	natsCluster bool
 	// cmd is the Command running the scenario.
 	cmd *Command
 	// serverArgs are added to a spawned server's command line.
@@ -120,6 +123,8 @@ func (c *benchCommon) validate() error {
 		return fmt.Errorf("--transport must be sse or ws, not %q", c.transport)
 	case c.spawn == (c.url != ""):
 		return errors.New("give exactly one of --url and --spawn")
+	case c.natsCluster && !c.spawn:
+		return errors.New("--nats-cluster needs --spawn")
 	case c.dialParallel <= 0:
 		return errors.New("--dial-parallel must be positive")
 	case c.connectTimeout <= 0 || c.setupTimeout <= 0:

@@ -19,9 +19,12 @@ import (
 type benchTarget struct {
 	// base is the server's URL without a trailing slash.
 	base string
-	// server is the spawned server; nil with --url.
+	// server is the spawned server; nil with --url. With --nats-cluster
+	// it is the cluster's first node.
 	server *spawnedServer
-	dialer *benchDialer
+	// cluster is the spawned cluster of --nats-cluster, else nil.
+	cluster *benchCluster
+	dialer  *benchDialer
 	// stderr receives the log of a spawned server that died.
 	stderr io.Writer
 }
@@ -36,7 +39,14 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 		fmt.Fprintf(stderr, "bench: warning: the open-files limit is %d (hard %d), below the %d this run needs\n", soft, hard, need)
 	}
 	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), stderr: stderr}
-	if c.spawn {
+	switch {
+	case c.spawn && c.natsCluster:
+		cl, err := startCluster(ctx, c.cmd.executable, conns, c.serverArgs, stderr)
+		if err != nil {
+			return nil, err
+		}
+		t.cluster, t.server, t.base = cl, cl.nodes[0], "http://"+cl.nodes[0].addr
+	case c.spawn:
 		s, err := spawnServer(ctx, c.cmd.executable, conns, c.serverArgs, stderr)
 		if err != nil {
 			return nil, err
@@ -99,6 +109,10 @@ func (t *benchTarget) setDialer(c *benchCommon, conns int) error {
 func (t *benchTarget) close() {
 	if t.dialer != nil {
 		t.dialer.closeIdle()
+	}
+	if t.cluster != nil {
+		t.cluster.stop(t.stderr)
+		return
 	}
 	if t.server != nil && t.server.stop() {
 		fmt.Fprintf(t.stderr, "bench: the spawned server exited during the run (%v); the end of its log:\n%s\n", t.server.cmd.ProcessState, t.server.stderr)
