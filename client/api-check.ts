@@ -39,3 +39,15 @@ items.presence.set({ name: 'Ana', editing: 'p7' }, { record: 'p7' }) satisfies P
 items.presence.subscribe((c: D.PresenceChange) => c.count) satisfies () => void;
 items.presence.on('p7') satisfies D.PresenceMember[];
 ({ container: document.body, render: () => ({ cells: [] }), presence: { name: 'Ana' } }) satisfies D.BindTableOptions<Item>;
+
+// Offline-first: persist, the sync status, the outbox and pending records.
+connect({ persist: true }) satisfies D.Session;
+connect({ persist: { version: 'v3', database: 'app', principal: 'u1' } }).sync satisfies D.SyncStatus;
+session.sync.state satisfies D.SyncStatus['state'];
+session.outbox satisfies D.QueuedWrite[];
+session.on('sync', (s: D.SyncStatus) => s.pending) satisfies () => void;
+session.on('outbox', (e: D.OutboxEvent) => e.write.key) satisfies () => void;
+session.call('discount', null, undefined, { queue: true }) satisfies Promise<{ result: D.JSONValue; context: undefined }>;
+view.cached satisfies boolean;
+items.record('p1')?.pending satisfies true | undefined;
+({ type: 'pending', epoch: 'e', version: 1, added: [], updated: [], removed: [], changed: [] }) satisfies D.PendingChange;

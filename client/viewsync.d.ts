@@ -111,7 +111,78 @@ export interface ConnectOptions {
    * 0 never reports. Default 5.
    */
   maxSilentAttempts?: number;
+  /**
+   * Offline-first: `true` or options. Each view's records and cursor are
+   * kept in IndexedDB (per server, per principal — a hash of the token's
+   * subject, or of the token; never the token — per view and filter); a
+   * view opened again shows the cached state at once (`view.cached`) and
+   * resumes from its cursor. Writes (`put`, `patch`, `delete`, `commit`,
+   * and calls made with `{queue: true}`) go through a durable outbox: shown
+   * at once over the view's records (`RecordOf.pending`), kept across
+   * reloads, sent in order by one tab of the origin with an
+   * `Idempotency-Key` each. Default: off.
+   */
+  persist?: boolean | PersistOptions;
 }
+
+/** Options of `connect({persist})`. */
+export interface PersistOptions {
+  /**
+   * The application's schema tag: a cache written under another tag is
+   * dropped when the session opens (the outbox is kept: the server judges
+   * its writes). Default: ''.
+   */
+  version?: string;
+  /** The IndexedDB database's name. Default: 'viewsync'. */
+  database?: string;
+  /**
+   * Who the cache is for, in place of the one derived from the token
+   * (never stored as given: use an opaque id).
+   */
+  principal?: string;
+}
+
+/**
+ * What the page shows and has to send, for a status area:
+ *   - `live`: connected, nothing queued;
+ *   - `syncing`: connected, sending queued writes (or resuming cached views);
+ *   - `cached`: not connected, showing the cache, nothing queued;
+ *   - `offline`: not connected (with `pending` queued writes, if any);
+ *   - `connecting`: first connection, nothing cached; `closed`.
+ */
+export interface SyncStatus {
+  state: 'connecting' | 'live' | 'syncing' | 'cached' | 'offline' | 'closed';
+  /** Writes queued in the outbox (every tab's) not yet settled. */
+  pending: number;
+}
+
+/** A write in the outbox. */
+export interface QueuedWrite {
+  /** Its Idempotency-Key, made when it was queued; every send of it carries it. */
+  key: string;
+  kind: 'put' | 'patch' | 'delete' | 'commit' | 'call';
+  /** '' for a call. */
+  collection: string;
+  /** put, patch, delete: the record. */
+  id?: string;
+  /** put: the value; patch: the merge patch. */
+  value?: JSONValue;
+  /** commit: the ops. */
+  ops?: Op[];
+  /** The preconditions, id → version (0: must not exist). */
+  ifs?: Record<string, number>;
+  /** call: its name and argument. */
+  name?: string;
+  arg?: JSONValue;
+  /** When it was queued, ms since 1970. */
+  queuedAt: number;
+}
+
+/** What 'outbox' listeners get: a write queued, sent (at `version`), or refused by the server (`error`: a 412 is `precondition_failed`). */
+export type OutboxEvent =
+  | { type: 'queued'; write: QueuedWrite }
+  | { type: 'sent'; write: QueuedWrite; version: number }
+  | { type: 'failed'; write: QueuedWrite; error: ViewsyncError };
 
 /** Opens a session. It connects at once and reconnects by itself until closed. */
 export function connect(options?: ConnectOptions): Session;
@@ -125,8 +196,10 @@ export type Op =
 export interface RecordOf<T = JSONValue> {
   id: string;
   value: T;
-  /** The collection version of the commit that last wrote it. */
+  /** The collection version of the commit that last wrote it (0 for a record only a queued write made). */
   version: number;
+  /** With persist: a queued write shows here, not yet in the server's commits. */
+  pending?: true;
 }
 
 interface ChangeBase {
@@ -165,7 +238,12 @@ export interface ResetChange<T = JSONValue> extends ChangeBase {
   records: RecordOf<T>[];
 }
 
-export type Change<T = JSONValue> = CommitChange | CatchUpChange<T> | ResetChange<T>;
+/** With persist: the queued writes over the view changed (one was queued, landed or was refused); the version did not move. */
+export interface PendingChange extends ChangeBase {
+  type: 'pending';
+}
+
+export type Change<T = JSONValue> = CommitChange | CatchUpChange<T> | ResetChange<T> | PendingChange;
 
 /** The operators of a condition on one field, or on the record id (`"$id"`); all given must hold. */
 export interface Condition {
@@ -220,8 +298,16 @@ export class Session {
   private constructor();
   /** The current state and transport. */
   readonly status: Status;
+  /** What the page shows and has to send (persist): live, syncing, cached, offline with N pending. */
+  readonly sync: SyncStatus;
+  /** The writes queued and not yet settled, in the order they go (every tab's); empty without persist. */
+  readonly outbox: QueuedWrite[];
   /** Listens to status changes. Returns the function that stops listening. */
   on(type: 'status', fn: (status: Status) => void): () => void;
+  /** Listens to changes of `sync`. */
+  on(type: 'sync', fn: (sync: SyncStatus) => void): () => void;
+  /** Listens to the outbox: each write queued, sent or refused (in any tab of the origin). */
+  on(type: 'outbox', fn: (event: OutboxEvent) => void): () => void;
   /**
    * Listens to errors no promise reports: an HTTP answer that made the
    * transport reconnect (401, 403, 5xx, …), a WebSocket error message that
@@ -248,8 +334,11 @@ export class Session {
    * the filtered views of a collection as well as its whole view:
    * collections not open are followed for the wait and let go after.
    * `context` is handed back untouched, so a caller can tell its calls apart.
+   * With persist, `queue: true` sends it through the outbox (in order with
+   * the writes, once connected, also after a reload; the promise only
+   * lives as long as the page).
    */
-  call<R = JSONValue, C = undefined>(name: string, arg?: JSONValue, context?: C, options?: { signal?: AbortSignal }): Promise<{ result: R; context: C }>;
+  call<R = JSONValue, C = undefined>(name: string, arg?: JSONValue, context?: C, options?: { signal?: AbortSignal; queue?: boolean }): Promise<{ result: R; context: C }>;
   /** Closes the connection and every view; pending waits reject with code `closed`. */
   close(): void;
 }
@@ -283,6 +372,8 @@ export class View<T = JSONValue> {
   readonly epoch: string | null;
   /** Whether the view has received its first state. */
   readonly synced: boolean;
+  /** With persist: the view shows the state the cache kept and has not heard from the server since. */
+  readonly cached: boolean;
   /**
    * Resolves (with the version) once the view has its first state. Rejects
    * with the session's `unreachable` error when the server did not answer
@@ -311,6 +402,10 @@ export class View<T = JSONValue> {
    * Writes a whole value (over the WebSocket when open, else PUT). Resolves
    * the commit's version; the view includes the write once `waitFor` of it
    * resolves. Fails with precondition_failed (412) when ifVersion does not hold.
+   * With persist, this and the other writes go through the outbox: shown at
+   * once (pending), sent in order when connected; the promise resolves
+   * once the server took the write (it lives as long as the page: after a
+   * reload, watch the session's 'outbox' events).
    */
   put(id: string, value: T, options?: WriteOptions): Promise<number>;
   /**

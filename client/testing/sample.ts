@@ -11,6 +11,11 @@ import {
   type CatchUpChange,
   type Change,
   type CollectionOptions,
+  type OutboxEvent,
+  type PendingChange,
+  type PersistOptions,
+  type QueuedWrite,
+  type SyncStatus,
   type CommitChange,
   type Condition,
   type Conflict,
@@ -151,6 +156,25 @@ async function main(): Promise<void> {
   await binding.keepMine('p1');
   binding.takeTheirs('p1');
   binding.destroy();
+
+  // Offline-first: the cache, the outbox and the sync status.
+  const persist: PersistOptions = { version: 'v3', database: 'viewsync', principal: 'user-7' };
+  const offline = connect({ persist });
+  const stopSync = offline.on('sync', (st: SyncStatus) => console.log(st.state, st.pending));
+  const stopOutbox = offline.on('outbox', (ev: OutboxEvent) => {
+    const w: QueuedWrite = ev.write;
+    console.log(ev.type, w.key, w.kind, w.collection, w.id, w.value, w.ops, w.ifs, w.name, w.arg, w.queuedAt,
+      ev.type === 'sent' ? ev.version : ev.type === 'failed' ? ev.error.code : '');
+  });
+  const cachedView = offline.collection<Product>('products');
+  cachedView.subscribe((c: Change<Product>) => {
+    if (c.type === 'pending') { const p: PendingChange = c; console.log(p.changed); }
+  });
+  console.log(cachedView.cached, cachedView.record('p1')?.pending, offline.sync.state, offline.outbox.length);
+  await offline.call('discount', { percent: 10 }, undefined, { queue: true });
+  stopSync();
+  stopOutbox();
+  offline.close();
 
   stop();
   lamps.close();

@@ -1,6 +1,6 @@
 // The DOM binding: a keyed, form-safe table of a view.
 import { ViewsyncError } from './errors.js';
-import { getPath, jsonEqual, setPath } from './json.js';
+import { getPath, jsonEqual, mergePatch, setPath } from './json.js';
 
 /**
  * @typedef {import('../viewsync.js').JSONValue} JSONValue
@@ -102,6 +102,7 @@ export function bindTable(view, options) {
     el.classList.toggle('vs-dirty', dirty.size > 0);
     el.classList.toggle('vs-conflict', !!conflict);
     el.classList.toggle('vs-saving', row.saving);
+    el.classList.toggle('vs-pending', !!row.rec?.pending);
     if (dirty.size) el.dataset.dirty = [...dirty.keys()].join(' ');
     else delete el.dataset.dirty;
     if (conflict) el.dataset.conflict = conflict.deleted ? 'deleted' : conflict.fields.join(' ');
@@ -124,6 +125,7 @@ export function bindTable(view, options) {
     byEl.set(el, row);
     fill(row, true);
     showEditors(row);
+    mark(row);
     update?.(el, rec, info(row));
     return row;
   }
@@ -216,6 +218,7 @@ export function bindTable(view, options) {
     row.rec = rec;
     row.last = rec;
     if (row.dirty.size || row.conflict) recheck(row);
+    else mark(row);
     fill(row, false);
     update?.(row.el, rec, info(row));
     return 'updated';
@@ -280,7 +283,17 @@ export function bindTable(view, options) {
     row.saving = true;
     mark(row);
     try {
-      const v = await saveRecord(id, /** @type {T} */ (value), { ifVersion });
+      const p = /** @type {Promise<number> & {queued?: Promise<void>, key?: string}} */ (saveRecord(id, /** @type {T} */ (value), { ifVersion }));
+      /** @type {number | undefined} */
+      let v;
+      if (p.queued) {
+        // With persist: saved once queued (the row shows it, pending); a
+        // refusal on arrival comes back as an 'outbox' event (failed).
+        const first = await Promise.race([p, p.queued.then(() => undefined)]);
+        if (first === undefined) {
+          p.then((ver) => onSaved?.(row.el, ver), () => { /* shown by the outbox's failed event */ });
+        } else v = first;
+      } else v = await p;
       row.saving = false;
       // No other write to this record can land before ours: clear what was
       // saved, keep what the user typed since.
@@ -299,6 +312,7 @@ export function bindTable(view, options) {
       // already includes the save (a write that moved it out of a filtered
       // view, or a delete since): its row goes, as remote() would have
       // done but for the edits. Otherwise the change is still to come.
+      if (v === undefined) return undefined; // queued
       if (!row.rec && row.dirty.size === 0 && view.version >= v && rows.get(id) === row) drop(row);
       onSaved?.(row.el, v);
       return v;
@@ -413,6 +427,46 @@ export function bindTable(view, options) {
   };
   for (const [t, fn] of Object.entries(listeners)) container.addEventListener(t, fn);
 
+  // With persist: a queued write of a row that the server refused on
+  // arrival — a precondition (the record changed meanwhile: 409, 412) shows
+  // as a conflict, the user's value in the controls (keep mine, take
+  // theirs); anything else goes to onError.
+  /** @param {import('../viewsync.js').OutboxEvent} ev */
+  function onOutbox(ev) {
+    if (ev.type !== 'failed') return;
+    const w = ev.write;
+    if (w.collection !== view.name || (w.kind !== 'put' && w.kind !== 'patch') || w.id === undefined) return;
+    const row = rows.get(w.id) ?? (() => {
+      const rec = view.record(/** @type {string} */ (w.id));
+      return visible(rec) ? make(rec) : undefined;
+    })();
+    const code = ev.error.code;
+    if (!row || (code !== 'precondition_failed' && code !== 'conflict' && ev.error.status !== 409)) {
+      report(ev.error, w.id);
+      return;
+    }
+    const server = row.rec ? row.rec.value : null;
+    const mine = w.kind === 'put' ? w.value : mergePatch(/** @type {JSONValue} */ (server ?? {}), /** @type {JSONValue} */ (w.value));
+    /** @type {string[]} */
+    const fields = [];
+    for (const c of fieldsOf(row)) {
+      const f = c.dataset.field || '';
+      if (row.dirty.has(f)) continue; // typed since: the user's newer text stays
+      const x = getPath(/** @type {JSONValue} */ (mine), f);
+      if (jsonEqual(x, getPath(/** @type {JSONValue} */ (server), f))) continue;
+      // Marked as edited from a value that is not the server's, so that
+      // it stays a conflict until the user chooses.
+      row.dirty.set(f, { conflict: true });
+      put(c, x);
+      fields.push(f);
+    }
+    if (!fields.length && row.rec) return; // converged: theirs is mine
+    row.conflict = { deleted: !row.rec, fields: fields.length ? fields : [...row.dirty.keys()], theirs: row.rec };
+    mark(row);
+    onConflict?.(row.el, row.conflict, row.rec);
+  }
+  const unsubscribeOutbox = /** @type {any} */ (view.session)._persist ? view.session.on('outbox', onOutbox) : undefined;
+
   for (const id of view.records.keys()) {
     const rec = view.record(id);
     if (visible(rec)) make(rec);
@@ -432,6 +486,7 @@ export function bindTable(view, options) {
     destroy() {
       unsubscribe();
       unsubscribePresence?.();
+      unsubscribeOutbox?.();
       for (const [t, fn] of Object.entries(listeners)) container.removeEventListener(t, fn);
     },
   };

@@ -3,6 +3,7 @@ import { ViewsyncError, errorFrom } from './errors.js';
 import { canonicalJSON, deepFreeze } from './json.js';
 import { LongPollLink } from './longpoll.js';
 import { NDJSONLink } from './ndjson.js';
+import { Persistence, publicWrite } from './persist.js';
 import { PollLink } from './poll.js';
 import { SSELink } from './sse.js';
 import { backoff, checkName, encodeId, NAME_RE, noop } from './util.js';
@@ -17,7 +18,9 @@ import { WSLink } from './ws.js';
  * @typedef {import('../viewsync.js').Transport} Transport
  * @typedef {import('../viewsync.js').Where} Where
  * @typedef {import('../viewsync.js').CollectionOptions} CollectionOptions
- * @typedef {{status: Status, error: ViewsyncError}} Events
+ * @typedef {import('../viewsync.js').SyncStatus} SyncStatus
+ * @typedef {import('../viewsync.js').OutboxEvent} OutboxEvent
+ * @typedef {{status: Status, error: ViewsyncError, sync: SyncStatus, outbox: OutboxEvent}} Events
  */
 
 /**
@@ -95,7 +98,11 @@ export class Session {
   #subs = new Map();
   #subSeq = 0; // the last subscription id given ("v1", "v2", …), never reused
   /** @type {{[K in keyof Events]: Set<(value: Events[K]) => void>}} */
-  #listeners = { status: new Set(), error: new Set() };
+  #listeners = { status: new Set(), error: new Set(), sync: new Set(), outbox: new Set() };
+  /** @type {Map<View<any>, Promise<void>>} views whose cached state is being read: the link follows them once it is in */
+  #loading = new Map();
+  /** @type {SyncStatus} */
+  #sync = { state: 'connecting', pending: 0 };
   /** @type {Transport[]} the transports to try, in order */
   #order;
   #auto = false; // the transport was not forced
@@ -147,6 +154,8 @@ export class Session {
     else throw new ViewsyncError('bad_request', `connect: unknown transport ${JSON.stringify(t)}; want ws, sse, ndjson, longpoll, poll or auto`);
     this.#status = { state: 'connecting', transport: this.#kind() };
     if (options.onStatus) this.on('status', options.onStatus);
+    /** @type {Persistence | null} the cache and the outbox (connect({persist})) */
+    this._persist = options.persist ? new Persistence(this, options.persist === true ? {} : options.persist) : null;
     globalThis.addEventListener?.('online', this.#onOnline);
     for (const name of options.collections || []) this.collection(name);
     this.#startNow();
@@ -160,6 +169,20 @@ export class Session {
   get status() { return { ...this.#status }; }
 
   /**
+   * sync is what the page shows and what it has to send: {state, pending}
+   * (see SyncStatus).
+   * @returns {SyncStatus}
+   */
+  get sync() { return { ...this.#sync }; }
+
+  /**
+   * outbox lists the writes queued and not yet settled, in the order they
+   * go (every tab's); empty without persist.
+   * @returns {import('../viewsync.js').QueuedWrite[]}
+   */
+  get outbox() { return (this._persist?.writes ?? []).map(publicWrite); }
+
+  /**
    * on listens to 'status' ({state, transport}) or 'error' (ViewsyncError) events; returns the unsubscribe function.
    * @param {keyof Events} type
    * @param {(value: any) => void} fn
@@ -167,7 +190,7 @@ export class Session {
    */
   on(type, fn) {
     const set = /** @type {Set<(value: any) => void> | undefined} */ (this.#listeners[type]);
-    if (!set) throw new ViewsyncError('bad_request', `unknown event ${JSON.stringify(type)}; want status or error`);
+    if (!set) throw new ViewsyncError('bad_request', `unknown event ${JSON.stringify(type)}; want status, error, sync or outbox`);
     set.add(fn);
     return () => { set.delete(fn); };
   }
@@ -196,7 +219,19 @@ export class Session {
     this.#views.set(key, nv);
     if (nv._sub) this.#subs.set(nv._sub, nv);
     if (this.#unreachable) nv._unreachable(this.#unreachable);
-    this.#link?.add(nv);
+    const p = this._persist;
+    if (!p) {
+      this.#link?.add(nv);
+      return nv;
+    }
+    // Shown from the cache first, then followed from its cursor.
+    this.#loading.set(nv, p.load(nv).then((c) => { if (c && !nv.synced) nv._fromCache(c); }, () => { /* no cache: a snapshot */ }).finally(() => {
+      this.#loading.delete(nv);
+      if (this.#views.get(key) !== nv) return;
+      this.#link?.add(nv);
+      if (this.#link?.open) nv._live();
+      this._syncChanged();
+    }));
     return nv;
   }
 
@@ -209,7 +244,9 @@ export class Session {
    * @param {string} name
    * @param {JSONValue} [arg]
    * @param {C} [context]
-   * @param {{signal?: AbortSignal}} [options]
+   * With persist and options.queue, the call goes through the outbox (it
+   * is sent, in order, once connected, also after a reload).
+   * @param {{signal?: AbortSignal, queue?: boolean}} [options]
    * @returns {Promise<{result: R, context: C}>}
    */
   async call(name, arg, context, options = {}) {
@@ -217,7 +254,8 @@ export class Session {
       throw new ViewsyncError('bad_request', `invalid call name ${JSON.stringify(name)}: want 1–64 of [A-Za-z0-9_.-]`);
     }
     const a = arg === undefined ? null : arg;
-    const answer = (await this._viaWS({ type: 'call', name, arg: a }))
+    const answer = (options.queue && this._persist ? await this._persist.enqueue({ kind: 'call', collection: '', name, arg: a }) : null)
+      ?? (await this._viaWS({ type: 'call', name, arg: a }))
       ?? await this._json('POST', `/v1/calls/${encodeId(name)}`, { body: { arg: a }, signal: options.signal });
     await this.#waitVersions(answer.versions || {}, options.signal);
     return { result: answer.result, context: /** @type {C} */ (context) };
@@ -233,6 +271,7 @@ export class Session {
     const link = this.#link;
     this.#link = null;
     link?.stop();
+    this._persist?.close();
     for (const v of this.#views.values()) v._closed();
     this.#views.clear();
     this.#subs.clear();
@@ -269,7 +308,11 @@ export class Session {
 
   // --- plumbing used by views and links (not part of the API) ---
 
-  get _views() { return this.#views; }
+  // The views the link follows: those whose cached state is in.
+  get _views() {
+    if (this.#loading.size === 0) return this.#views;
+    return new Map([...this.#views].filter(([, v]) => !this.#loading.has(v)));
+  }
   get _opts() { return this.#opts; }
   get _base() { return this.#base; }
   get _WS() { return this.#WS; }
@@ -440,6 +483,35 @@ export class Session {
     if (this.#status.state === state && this.#status.transport === transport) return;
     this.#status = { state, transport };
     this._emit('status', { ...this.#status });
+    this._syncChanged();
+  }
+
+  /**
+   * _pendingChanged: the outbox changed (a write queued or settled, here
+   * or in another tab): the views show it, the sync status counts it.
+   */
+  _pendingChanged() {
+    const p = this._persist;
+    if (p) p.prune(this.#views.values());
+    for (const v of this.#views.values()) v._pendingChanged();
+    this._syncChanged();
+  }
+
+  /** _syncChanged computes the sync status again and tells 'sync' listeners when it changed. */
+  _syncChanged() {
+    const pending = this._persist?.writes.length ?? 0;
+    const st = this.#status.state;
+    const cached = [...this.#views.values()].some((v) => v.cached);
+    /** @type {SyncStatus['state']} */
+    let state;
+    if (st === 'closed') state = 'closed';
+    else if (st === 'live') state = pending || cached ? 'syncing' : 'live';
+    else if (pending) state = 'offline';
+    else if (cached) state = 'cached';
+    else state = st;
+    if (state === this.#sync.state && pending === this.#sync.pending) return;
+    this.#sync = { state, pending };
+    this._emit('sync', { ...this.#sync });
   }
 
   #startNow() {
@@ -452,10 +524,15 @@ export class Session {
     this.#link = link;
     this.#setStatus('connecting', kind);
     // Started after the current task, so that the views opened right after
-    // connect() go into the first requests.
+    // connect() go into the first requests (with persist, once their
+    // cached state is in, so that they resume from its cursor).
     queueMicrotask(() => {
-      if (this.#link !== link) return;
-      Promise.resolve(link.start()).catch((e) => this._linkDown(link, { error: e instanceof ViewsyncError ? e : null }));
+      const go = () => {
+        if (this.#link !== link) return;
+        Promise.resolve(link.start()).catch((e) => this._linkDown(link, { error: e instanceof ViewsyncError ? e : null }));
+      };
+      if (this.#loading.size) Promise.allSettled([...this.#loading.values()]).then(go);
+      else go();
     });
   }
 
@@ -478,7 +555,9 @@ export class Session {
     this.#answered();
     this.#fails = 0;
     this.#upAt = Date.now();
+    for (const v of this._views.values()) v._live();
     this.#setStatus('live', link.kind);
+    this._persist?.kick();
   }
 
   /**

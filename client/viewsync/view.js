@@ -2,6 +2,7 @@
 // filter, and its writes.
 import { ViewsyncError } from './errors.js';
 import { mergePatch } from './json.js';
+import { opsOf, overlay } from './persist.js';
 import { Presence } from './presence.js';
 import { applyToState, newState } from './state.js';
 import { checkId, encodeId, isDotId, noop } from './util.js';
@@ -45,6 +46,14 @@ export class View {
   /** @type {(err: unknown) => void} */
   #readyReject = noop;
   #closed = false;
+  // With persist: what the view shows (the server's state with the queued
+  // writes over it), the ids a queued write touches, and whether the state
+  // came from the cache and the server has not been heard since.
+  /** @type {Map<string, any>} */
+  #shown = new Map();
+  /** @type {Set<string>} */
+  #pendingIds = new Set();
+  #cached = false;
 
   /**
    * @param {import('./session.js').Session} session
@@ -79,7 +88,12 @@ export class View {
    * records maps each record id to its value. Read-only for callers.
    * @returns {ReadonlyMap<string, T>}
    */
-  get records() { return /** @type {Map<string, any>} */ (this.#state.records); }
+  get records() { return /** @type {Map<string, any>} */ (this.#session._persist ? this.#shown : this.#state.records); }
+  /**
+   * cached tells whether the view shows the state it had in the cache and
+   * has not heard from the server since (persist only).
+   */
+  get cached() { return this.#cached; }
   /** version is the collection version this view includes (0 before the first sync). */
   get version() { return this.#state.version; }
   /** epoch names the history the view follows (null before the first sync). */
@@ -117,6 +131,13 @@ export class View {
    */
   record(id) {
     const st = this.#state;
+    if (this.#session._persist) {
+      if (!this.#shown.has(id)) return undefined;
+      /** @type {import('../viewsync.js').RecordOf<T>} */
+      const r = { id, value: this.#shown.get(id), version: st.versions.get(id) ?? 0 };
+      if (this.#pendingIds.has(id)) r.pending = true;
+      return r;
+    }
     const version = st.versions.get(id);
     return version === undefined ? undefined : { id, value: /** @type {T} */ (this.records.get(id)), version };
   }
@@ -160,9 +181,38 @@ export class View {
    * @param {WriteOptions} [options]
    * @returns {Promise<number>}
    */
-  async put(id, value, { ifVersion } = {}) {
-    checkId(id);
+  put(id, value, { ifVersion } = {}) {
     const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
+    return this.#queue(() => ({ kind: 'put', collection: this.name, id, value: /** @type {JSONValue} */ (value), ifs }), id)
+      ?? this.#put(id, value, ifVersion, ifs);
+  }
+
+  /**
+   * #queue puts a write in the outbox (persist), null without persist; an
+   * invalid id rejects.
+   * @param {() => Omit<import('./persist.js').Write, 'scope' | 'key' | 'queuedAt'>} write
+   * @param {...unknown} ids
+   * @returns {Promise<any> | null}
+   */
+  #queue(write, ...ids) {
+    const q = this.#session._persist;
+    if (!q) return null;
+    try {
+      for (const id of ids) checkId(id);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return q.enqueue(write());
+  }
+
+  /**
+   * @param {string} id
+   * @param {T} value
+   * @param {number | undefined} ifVersion
+   * @param {Record<string, number> | undefined} ifs
+   */
+  async #put(id, value, ifVersion, ifs) {
+    checkId(id);
     /** @type {Op[]} */
     const ops = [{ op: 'put', id, value: /** @type {JSONValue} */ (value) }];
     const viaWS = await this.#commitWS(ops, ifs);
@@ -179,7 +229,17 @@ export class View {
    * @param {WriteOptions} [options]
    * @returns {Promise<number>}
    */
-  async patch(id, patch, { ifVersion } = {}) {
+  patch(id, patch, { ifVersion } = {}) {
+    return (typeof id === 'string' && isDotId(id) ? null : this.#queue(() => ({ kind: 'patch', collection: this.name, id, value: patch, ifs: ifVersion == null ? undefined : { [id]: ifVersion } }), id))
+      ?? this.#patch(id, patch, ifVersion);
+  }
+
+  /**
+   * @param {string} id
+   * @param {JSONValue} patch
+   * @param {number | undefined} ifVersion
+   */
+  async #patch(id, patch, ifVersion) {
     checkId(id);
     if (isDotId(id)) {
       // No URL can name this record: merge here, write with a precondition.
@@ -205,9 +265,18 @@ export class View {
    * @param {WriteOptions} [options]
    * @returns {Promise<number>}
    */
-  async delete(id, { ifVersion } = {}) {
-    checkId(id);
+  delete(id, { ifVersion } = {}) {
     const ifs = ifVersion == null ? undefined : { [id]: ifVersion };
+    return this.#queue(() => ({ kind: 'delete', collection: this.name, id, ifs }), id) ?? this.#delete(id, ifVersion, ifs);
+  }
+
+  /**
+   * @param {string} id
+   * @param {number | undefined} ifVersion
+   * @param {Record<string, number> | undefined} ifs
+   */
+  async #delete(id, ifVersion, ifs) {
+    checkId(id);
     const viaWS = await this.#commitWS([{ op: 'delete', id }], ifs);
     if (viaWS !== null) return viaWS;
     if (isDotId(id)) return this.#commitHTTP([{ op: 'delete', id }], ifs);
@@ -221,8 +290,17 @@ export class View {
    * @param {{if?: Record<string, number>}} [options]
    * @returns {Promise<number>}
    */
-  async commit(ops, { if: ifs } = {}) {
-    if (!Array.isArray(ops) || ops.length === 0) throw new ViewsyncError('bad_request', 'commit: ops must be a non-empty array');
+  commit(ops, { if: ifs } = {}) {
+    if (!Array.isArray(ops) || ops.length === 0) return Promise.reject(new ViewsyncError('bad_request', 'commit: ops must be a non-empty array'));
+    return this.#queue(() => ({ kind: 'commit', collection: this.name, ops, ifs: ifs && Object.keys(ifs).length ? { ...ifs } : undefined }), ...ops.map((op) => op?.id))
+      ?? this.#commit(ops, ifs);
+  }
+
+  /**
+   * @param {Op[]} ops
+   * @param {Record<string, number> | undefined} ifs
+   */
+  async #commit(ops, ifs) {
     for (const op of ops) checkId(op?.id);
     const viaWS = await this.#commitWS(ops, ifs);
     if (viaWS !== null) return viaWS;
@@ -282,24 +360,125 @@ export class View {
    * @param {Message} msg
    * @returns {ApplyStatus}
    */
-  _apply(msg) {
+  _apply(msg, fromCache = false) {
     if (this.#closed) return 'stale';
     const r = applyToState(this.#state, msg);
     if (r.status !== 'applied') return r.status;
-    const ev = /** @type {import('../viewsync.js').Change<T> | null} */ (/** @type {unknown} */ (r.event));
-    if (ev) {
-      for (const fn of [...this.#subs]) {
-        try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
+    let ev = /** @type {import('../viewsync.js').Change<T> | null} */ (/** @type {unknown} */ (r.event));
+    const p = this.#session._persist;
+    if (p) {
+      if (!fromCache) {
+        p.saveSoon(this);
+        if (this.#cached) {
+          this.#cached = false;
+          this.#session._syncChanged();
+        }
+        p.prune(this.#session._views.values());
       }
+      // What the view shows: the change's ids (all of them after a
+      // reset) with the queued writes over them.
+      const d = this.#reshow(ev && ev.type !== 'reset' ? ev.changed : null);
+      if (ev) ev = { ...ev, ...d };
+      else if (d.changed.length) ev = this.#pendingEvent(d);
     }
+    this.#emit(ev);
     this.#readyResolve(this.#state.version);
+    this.#wake();
+    return 'applied';
+  }
+
+  /**
+   * _fromCache shows the state the cache kept (a reset to it); the view
+   * is cached until the server is heard.
+   * @param {import('./persist.js').CachedView} c
+   */
+  _fromCache(c) {
+    if (this._apply({ type: 'reset', epoch: c.epoch, version: c.version, records: c.records }, true) !== 'applied') return;
+    this.#cached = true;
+  }
+
+  /** _live: the link follows the view from its cursor: it is no longer only the cache's. */
+  _live() {
+    if (!this.#cached) return;
+    this.#cached = false;
+    this.#session._syncChanged();
+  }
+
+  /** _serverState is the state as the server has it, without the queued writes. */
+  _serverState() { return this.#state; }
+
+  /** _pendingChanged shows the outbox as it now is, and tells subscribers what moved. */
+  _pendingChanged() {
+    if (this.#closed || !this.#session._persist) return;
+    const d = this.#reshow([]);
+    if (d.changed.length) this.#emit(this.#pendingEvent(d));
+  }
+
+  /**
+   * @param {{added: string[], updated: string[], removed: string[], changed: string[]}} d
+   * @returns {import('../viewsync.js').Change<T>}
+   */
+  #pendingEvent(d) {
+    return { type: 'pending', epoch: /** @type {string} */ (this.#state.epoch), version: this.#state.version, ...d };
+  }
+
+  /** @param {import('../viewsync.js').Change<T> | null} ev */
+  #emit(ev) {
+    if (!ev) return;
+    for (const fn of [...this.#subs]) {
+      try { fn(ev); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+
+  /**
+   * #reshow brings #shown up to date for ids (null: every id), the ids
+   * queued writes touch, and those they touched before; it says which
+   * shown records came, changed or went. A filtered view shows queued
+   * writes only over the records it has (the server decides what
+   * matches).
+   * @param {Iterable<string> | null} ids
+   */
+  #reshow(ids) {
+    const st = this.#state;
+    const writes = /** @type {import('./persist.js').Persistence} */ (this.#session._persist).overlayFor(this);
+    /** @type {Set<string>} */
+    const pendingNow = new Set();
+    for (const w of writes) for (const op of opsOf(w)) pendingNow.add(op.id);
+    const all = new Set(ids === null ? [...st.records.keys(), ...this.#shown.keys()] : ids);
+    for (const id of this.#pendingIds) all.add(id);
+    for (const id of pendingNow) all.add(id);
+    /** @type {string[]} */
+    const added = [], updated = [], removed = [];
+    const wasPending = this.#pendingIds;
+    this.#pendingIds = new Set();
+    for (const id of all) {
+      const had = this.#shown.has(id);
+      const old = this.#shown.get(id);
+      const base = st.records.get(id);
+      let { value, pending } = pendingNow.has(id) ? overlay(writes, this.name, id, base, mergePatch) : { value: base, pending: false };
+      if (this.where && !st.records.has(id)) ({ value, pending } = { value: undefined, pending: false });
+      if (pending) this.#pendingIds.add(id);
+      if (value === undefined) {
+        if (had) {
+          this.#shown.delete(id);
+          removed.push(id);
+        }
+        continue;
+      }
+      this.#shown.set(id, value);
+      if (!had) added.push(id);
+      else if (old !== value || wasPending.has(id) !== pending || ids === null) updated.push(id);
+    }
+    return { added, updated, removed, changed: [...added, ...updated, ...removed] };
+  }
+
+  #wake() {
     for (const w of [...this.#waiters]) {
       if (this.#done(w.version, w.epoch)) {
         this.#waiters.delete(w);
         w.resolve(this.#state.version);
       }
     }
-    return 'applied';
   }
 
   /**
