@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/viewsync/viewsync/presence"
+	"github.com/viewsync/viewsync/presence/natsbus"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/store/natskv"
@@ -70,6 +72,9 @@ type openedStore struct {
 	where string
 	// ready reports whether the store can take traffic (/readyz).
 	ready func() error
+	// presenceBus shares presence with the other nodes on the same
+	// engine, nil for bbolt. The hub's presence registry owns it.
+	presenceBus presence.Bus
 }
 
 // open opens the configured store.
@@ -133,10 +138,19 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		nc.Close()
 		return nil, fmt.Errorf("open NATS store: %w", err)
 	}
+	// Presence goes between the nodes on the same connection, on core
+	// NATS subjects under the prefix (PREFIX.*.p).
+	bus, err := natsbus.New(natsbus.Options{Conn: nc, Prefix: c.prefix})
+	if err != nil {
+		st.Close()
+		nc.Close()
+		return nil, fmt.Errorf("presence bus: %w", err)
+	}
 	return &openedStore{
-		Store: natsStore{Store: st, nc: nc},
-		where: "nats " + nc.ConnectedUrlRedacted() + " prefix " + c.prefix,
-		ready: st.Ready,
+		Store:       natsStore{Store: st, nc: nc},
+		where:       "nats " + nc.ConnectedUrlRedacted() + " prefix " + c.prefix,
+		ready:       st.Ready,
+		presenceBus: bus,
 	}, nil
 }
 

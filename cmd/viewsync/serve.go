@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -64,7 +65,7 @@ var serveSections = []cliflag.Section{
 		"page-size", "page-bytes", "history-memory", "history-wait", "max-wait"}},
 	{Title: "Push (SSE, NDJSON stream, WebSocket)", Names: []string{"buffer-bytes", "flush-interval", "ping-interval",
 		"stall-timeout", "max-sse-connections", "max-stream-connections", "max-ws-connections", "ws-max-message",
-		"ws-max-subscriptions", "ws-origins", "presence-ttl", "presence-max-state", "presence-max-members"}},
+		"ws-max-subscriptions", "ws-origins", "presence-ttl", "presence-max-state", "presence-max-members", "presence-set-rate"}},
 	{Title: "Auth and browsers", Names: []string{"auth-secret", "auth-secret-file", "auth-secret-alg", "auth-jwks",
 		"auth-audience", "auth-issuer", "auth-leeway", "auth-cookie", "insecure-anonymous", "cors-origin"}, Prefix: "auth-"},
 	{Title: "Limits per client", Names: []string{"max-conns-per-ip", "commit-rate", "commit-burst", "call-rate", "call-burst"}},
@@ -113,6 +114,7 @@ type serveConfig struct {
 	presenceTTL      time.Duration
 	presenceMaxState cliflag.Size
 	presenceMembers  int
+	presenceSetRate  float64
 	wsMaxSubs        int
 	wsOrigins        string
 	lagThreshold     time.Duration
@@ -187,6 +189,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.presenceTTL, "presence-ttl", presence.DefaultTTL, "a client's presence in a collection (who is editing what) leaves this long after its last heartbeat or set, when its connection went without a word; clients heartbeat every third of it")
 	fs.Var(&c.presenceMaxState, "presence-max-state", "largest presence state a client may publish (compact JSON); larger get 413")
 	fs.IntVar(&c.presenceMembers, "presence-max-members", presence.DefaultMaxMembers, "members of a collection's presence listed to its subscribers; above it they get only the count")
+	fs.Float64Var(&c.presenceSetRate, "presence-set-rate", presence.DefaultSetRate, "presence states one connection may set per second on average, in bursts of twice as many; past it a set gets 429 (heartbeats are not sets)")
 	fs.StringVar(&c.wsOrigins, "ws-origins", "", "comma-separated origins allowed to open WebSockets besides the server's own and --cors-origin's: an origin with a scheme admits that scheme only (https://app.example.com, https://*.example.com); a host pattern without one admits http and https (app.example.com, *.example.com); * admits any")
 	fs.DurationVar(&c.lagThreshold, "lag-threshold", server.DefaultLagThreshold, "a client whose first unrendered commit is older than this counts as lagging (metric viewsync_clients_lagging)")
 	fs.BoolVar(&c.demo, "demo", true, "serve the products demo at / (and register its \"discount\" call); --demo=false turns it off")
@@ -268,6 +271,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--ws-max-subscriptions must be positive")
 	case c.presenceTTL <= 0 || c.presenceMaxState <= 0 || c.presenceMembers <= 0:
 		return errors.New("--presence-ttl, --presence-max-state and --presence-max-members must be positive")
+	case !(c.presenceSetRate > 0) || math.IsInf(c.presenceSetRate, 0):
+		return errors.New("--presence-set-rate must be a positive number")
 	case c.lagThreshold <= 0:
 		return errors.New("--lag-threshold must be positive")
 	case c.metricsColls < 0:
@@ -390,7 +395,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxWebSocketConnections:   c.maxWS,
 		WebSocketMaxMessageBytes:  int64(c.wsMaxMessage),
 		WebSocketMaxSubscriptions: c.wsMaxSubs,
-		Presence:                  presence.Options{TTL: c.presenceTTL, MaxStateBytes: int(c.presenceMaxState), MaxMembers: c.presenceMembers},
+		Presence:                  presence.Options{TTL: c.presenceTTL, MaxStateBytes: int(c.presenceMaxState), MaxMembers: c.presenceMembers, SetRate: c.presenceSetRate, Bus: st.presenceBus},
 		ReadHeaderTimeout:         c.readHeaderTO,
 		BodyTimeout:               c.bodyTO,
 		IdleTimeout:               c.idleTO,
@@ -404,6 +409,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", cliflag.ErrBadFlag, err)
 	}
+	met.TrackPresence(srv.Hub().Presence().Stats)
 	src, err := c.pg.start(ctx, srv.Hub(), met, log)
 	if err != nil {
 		srv.Close()
