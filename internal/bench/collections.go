@@ -358,42 +358,22 @@ func (c *collectionsConfig) commit(ctx context.Context, client *http.Client, bas
 	var (
 		mu  sync.Mutex
 		res = writerResult{lasts: make([]uint64, c.colls)}
-		wg  sync.WaitGroup
 	)
-	inflight := make(chan struct{}, 64)
-	n := int(c.rate * c.duration.Seconds())
-	interval := time.Duration(float64(time.Second) / c.rate)
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			sleepFor(ctx, d)
-		}
-		select {
-		case inflight <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	res.elapsed = openLoop(ctx, c.rate, c.duration, 64, func(i int) {
 		k := rand.IntN(c.followed())
-		wg.Go(func() {
-			defer func() { <-inflight }()
-			now := time.Now()
-			v, err := put(ctx, client, base+"/v1/collections/"+spreadCollection(c.collection, k)+"/records/r0", benchValue(now, i, int(c.valueSize)))
-			sent.Add(1)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.errors, res.lastErr = res.errors+1, err
-				return
-			}
-			res.acked++
-			res.lasts[k] = max(res.lasts[k], v)
-			res.putLat = append(res.putLat, time.Since(now))
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+		now := time.Now()
+		v, err := put(ctx, client, base+"/v1/collections/"+spreadCollection(c.collection, k)+"/records/r0", benchValue(now, i, int(c.valueSize)))
+		sent.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			res.errors, res.lastErr = res.errors+1, err
+			return
+		}
+		res.acked++
+		res.lasts[k] = max(res.lasts[k], v)
+		res.putLat = append(res.putLat, time.Since(now))
+	})
 	return res
 }
 

@@ -392,53 +392,33 @@ func runWriter(ctx context.Context, client *http.Client, base string, c *fanoutC
 	var (
 		mu  sync.Mutex
 		res writerResult
-		wg  sync.WaitGroup
 	)
 	if c.views > 0 {
 		res.ackedPer, res.lasts = make([]int, c.views), make([]uint64, c.views)
 	}
-	inflight := make(chan struct{}, c.maxInflight)
-	n := int(c.rate * c.duration.Seconds())
-	interval := time.Duration(float64(time.Second) / c.rate)
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			sleepFor(ctx, d)
+	res.elapsed = openLoop(ctx, c.rate, c.duration, c.maxInflight, func(i int) {
+		now := time.Now()
+		id, value, view := fmt.Sprintf("k%02d", i%writerIDs), benchValue(now, i, int(c.valueSize)), -1
+		if c.views > 0 {
+			view = i % c.views
+			id, value = "o"+strconv.Itoa(view), ownedValue(now, i, int(c.valueSize), viewOwner(view))
 		}
-		select {
-		case inflight <- struct{}{}:
-		case <-ctx.Done():
+		v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/%s", base, c.collection, id), value)
+		took := time.Since(now)
+		sent.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			res.errors, res.lastErr = res.errors+1, err
+			return
 		}
-		if ctx.Err() != nil {
-			break
+		res.putLat = append(res.putLat, took)
+		res.acked++
+		res.last = max(res.last, v)
+		if view >= 0 {
+			res.ackedPer[view]++
+			res.lasts[view] = max(res.lasts[view], v)
 		}
-		wg.Go(func() {
-			defer func() { <-inflight }()
-			now := time.Now()
-			id, value, view := fmt.Sprintf("k%02d", i%writerIDs), benchValue(now, i, int(c.valueSize)), -1
-			if c.views > 0 {
-				view = i % c.views
-				id, value = "o"+strconv.Itoa(view), ownedValue(now, i, int(c.valueSize), viewOwner(view))
-			}
-			v, err := put(ctx, client, fmt.Sprintf("%s/v1/collections/%s/records/%s", base, c.collection, id), value)
-			took := time.Since(now)
-			sent.Add(1)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.errors, res.lastErr = res.errors+1, err
-				return
-			}
-			res.putLat = append(res.putLat, took)
-			res.acked++
-			res.last = max(res.last, v)
-			if view >= 0 {
-				res.ackedPer[view]++
-				res.lasts[view] = max(res.lasts[view], v)
-			}
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
+	})
 	return res
 }
