@@ -79,9 +79,10 @@ var (
 	// ErrClosed: the registry is closed. It matches store.ErrClosed.
 	ErrClosed = fmt.Errorf("presence: %w", store.ErrClosed)
 	// ErrTooFast: the session sets its state more often than SetRate
-	// allows. The error Set returns also holds a *RateLimitError with
-	// the time to wait.
-	ErrTooFast = fmt.Errorf("presence: state set too often: %w", errcode.ErrRateLimited)
+	// allows. The error Set returns also holds a *RateLimitError (of
+	// package viewsync's), which says when to retry and matches
+	// viewsync.ErrRateLimited (rate_limited).
+	ErrTooFast = errors.New("presence: state set too often")
 )
 
 // Registry holds the presence of every collection of a hub. It is safe

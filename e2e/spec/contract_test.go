@@ -27,6 +27,7 @@ import (
 	"github.com/viewsync/viewsync/client"
 	"github.com/viewsync/viewsync/docs"
 	"github.com/viewsync/viewsync/limit"
+	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/server"
 	"github.com/viewsync/viewsync/store"
@@ -274,6 +275,8 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 		MaxBodyBytes: 16 << 10,
 		CallTimeout:  200 * time.Millisecond,
 		PingInterval: 100 * time.Millisecond,
+		// One presence set per session at once: the second is refused.
+		Presence: presence.Options{SetRate: 0.001},
 	})
 	hub := e.srv.Hub()
 	hub.HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
@@ -515,6 +518,10 @@ func testEvents(t *testing.T, e *env, async *asyncSpec, where string) {
 	if ev := next(pbr, "presence"); !strings.Contains(ev.data, `"event":"join"`) {
 		t.Errorf("presence after a set: %s", ev.data)
 	}
+	// Set again at once: over the rate of sets, and nothing changes.
+	if resp, b := e.do(t, call{method: "PUT", path: p, body: body(`,"record":"e2","state":{"name":"Ben"}`), want: 429}); resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"rate_limited"`) {
+		t.Errorf("a set over the rate: Retry-After %q, %s", resp.Header.Get("Retry-After"), b)
+	}
 	e.do(t, call{method: "PUT", path: p, body: body(``), want: 204})
 	e.do(t, call{method: "PUT", path: p, body: body(`,"state":{"name":"` + strings.Repeat("a", 2000) + `"}`), want: 413})
 	e.do(t, call{method: "PUT", path: p, body: body(`,"state":[1]`), want: 400, offSpec: true})
@@ -653,6 +660,10 @@ func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
 	send(`{"type":"presence","id":"p1","collection":"products","record":"w1","state":{"name":"Ana","editing":"w1"}}`)
 	if b := until("result", "presence")["presence"]; !strings.Contains(string(b), `"event":"join"`) {
 		t.Errorf("presence after a set: %s", b)
+	}
+	send(`{"type":"presence","id":"p2","collection":"products","record":"w1","state":{"name":"Ben"}}`)
+	if b := until("error")["error"]; !strings.Contains(string(b), `"id":"p2"`) || !strings.Contains(string(b), `"rate_limited"`) {
+		t.Errorf("a set over the rate: %s", b)
 	}
 	send(`{"type":"presence","collection":"products"}`)
 	send(`{"type":"presence","id":9,"collection":"products","state":null}`)

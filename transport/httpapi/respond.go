@@ -48,9 +48,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = protocol.CodeTooLarge
 	}
 	msg := err.Error()
-	if code == protocol.CodeInternal {
+	switch code {
+	case protocol.CodeInternal:
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error"
+	case protocol.CodeRateLimited:
+		// A limit of the hub's (presence sets): when to retry.
+		w.Header().Set("Retry-After", strconv.Itoa(int(viewsync.RetryAfter(err).Seconds())))
 	}
 	writeError(w, code, msg)
 }
