@@ -256,6 +256,7 @@ func (d *decoder) call() ClientMessage {
 	if raw, ok := d.raw("arg", true); ok {
 		m.Arg = bytes.Clone(raw)
 	}
+	m.IdempotencyKey, _ = d.string("idempotencyKey", false)
 	d.done()
 	return m
 }
@@ -276,6 +277,7 @@ func (d *decoder) commit() ClientMessage {
 		}
 		m.If = ifs
 	}
+	m.IdempotencyKey, _ = d.string("idempotencyKey", false)
 	d.done()
 	return m
 }

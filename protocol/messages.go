@@ -206,14 +206,19 @@ func (m *UnsubscribeMessage) MarshalJSON() ([]byte, error) {
 }
 
 // CallMessage runs a named server function:
-// {"type":"call","id","name","arg"}. It is answered by a result or an
-// error carrying ID.
+// {"type":"call","id","name","arg","idempotencyKey"?}. It is answered by
+// a result or an error carrying ID.
 type CallMessage struct {
 	ID   MessageID `json:"id"`
 	Name string    `json:"name"`
 	// Arg is the argument, any JSON value (null included); empty encodes
 	// as null.
 	Arg json.RawMessage `json:"arg"`
+	// IdempotencyKey, when not empty, makes the call run at most once
+	// for the key: a retry gets the first answer, marked replayed (see
+	// MarkReplayed). The server checks it (1–255 printable ASCII bytes
+	// by default).
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
 // Type implements ClientMessage.
@@ -232,8 +237,8 @@ func (m *CallMessage) MarshalJSON() ([]byte, error) {
 }
 
 // CommitMessage applies ops to a collection atomically:
-// {"type":"commit","id","collection","ops","if"?}. It is answered by a
-// result {"version":V} or an error carrying ID.
+// {"type":"commit","id","collection","ops","if"?,"idempotencyKey"?}. It is
+// answered by a result {"version":V} or an error carrying ID.
 type CommitMessage struct {
 	ID         MessageID `json:"id"`
 	Collection string    `json:"collection"`
@@ -243,6 +248,9 @@ type CommitMessage struct {
 	// If maps record ids to the version each must have (0: must not
 	// exist); nil when absent.
 	If map[string]uint64 `json:"if,omitzero"`
+	// IdempotencyKey, when not empty, makes the commit apply at most
+	// once for the key, as CallMessage's does.
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
 // Type implements ClientMessage.
@@ -363,6 +371,18 @@ func EncodeResult(id MessageID, result json.RawMessage, versions map[string]uint
 		return nil, err
 	}
 	return splice(AppendHead(nil, TypeResult, id, ""), b), nil
+}
+
+// MarkReplayed adds "replayed":true to a result or error message: its
+// answer was given before, to the same idempotency key, and nothing ran
+// again.
+func MarkReplayed(msg []byte) []byte {
+	if len(msg) == 0 || msg[len(msg)-1] != '}' {
+		return msg
+	}
+	out := make([]byte, 0, len(msg)+len(`,"replayed":true`))
+	out = append(out, msg[:len(msg)-1]...)
+	return append(out, `,"replayed":true}`...)
 }
 
 // EncodeError encodes an error message,

@@ -100,6 +100,10 @@ type Options struct {
 	// WebSocketMaxSubscriptions bounds the subscriptions of one WebSocket
 	// connection. Default 100.
 	WebSocketMaxSubscriptions int
+	// Idempotency bounds the answers of keyed writes and calls the hub
+	// remembers in memory (TTL, count, bytes) and the keys clients may
+	// send; zero fields mean the defaults. Give Store.KeyTTL the same TTL.
+	Idempotency viewsync.IdempotencyOptions
 	// Presence configures who-is-here (package presence): the TTL of a
 	// connection's presence without a heartbeat, the size of a state,
 	// the members listed before subscribers see only their count. Zero

@@ -135,6 +135,7 @@ func New(st store.Store, opts *Options) (*Server, error) {
 		viewsync.WithLimits(o.Limits),
 		viewsync.WithFanout(fanout.Options{BufferBytes: o.BufferBytes, PageBytes: o.PageBytes, Memory: history, MemoryWait: o.HistoryWait, Logger: o.Logger}),
 		viewsync.WithPresence(o.Presence),
+		viewsync.WithIdempotency(o.Idempotency),
 	}, o.HubOptions...)...)
 	if err != nil {
 		return nil, err

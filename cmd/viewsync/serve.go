@@ -17,6 +17,7 @@ import (
 	"github.com/viewsync/viewsync/callproxy"
 	"github.com/viewsync/viewsync/fanout"
 	"github.com/viewsync/viewsync/filter"
+	"github.com/viewsync/viewsync/idem"
 	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/internal/demo"
 	"github.com/viewsync/viewsync/internal/rlimit"
@@ -58,6 +59,7 @@ var serveSections = []cliflag.Section{
 	{Title: "Connections and requests", Names: []string{"max-conns", "health-conns", "read-header-timeout",
 		"max-header-bytes", "max-body", "body-timeout", "idle-timeout"}},
 	{Title: "Storage", Names: []string{"engine", "data", "retain-commits", "retain-tombstones"}},
+	{Title: "Idempotency keys", Names: []string{"idempotency-ttl", "idempotency-max-keys", "idempotency-max-key-bytes"}},
 	{Title: "Cluster (--engine nats)", Names: []string{"nats-url", "nats-replicas", "nats-prefix", "nats-timeout",
 		"nats-heartbeat", "nats-max-batch", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}, Prefix: "nats-"},
 	{Title: "Writes", Names: []string{"max-ops", "max-commit", "max-id", "max-value", "max-value-depth"}},
@@ -82,6 +84,9 @@ type serveConfig struct {
 	data             string
 	retainCommits    int
 	retainTombstones time.Duration
+	idemTTL          time.Duration
+	idemMaxKeys      int
+	idemMaxKeyBytes  cliflag.Size
 	maxBody          cliflag.Size
 	maxOps           int
 	maxID            cliflag.Size
@@ -137,16 +142,17 @@ type serveConfig struct {
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{
-		maxBody:        httpapi.DefaultMaxBodyBytes,
-		maxID:          viewsync.DefaultMaxIDBytes,
-		maxFilterBytes: filter.DefaultMaxBytes,
-		maxValue:       viewsync.DefaultMaxValueBytes,
-		maxCommit:      viewsync.DefaultMaxCommitBytes,
-		bufferBytes:    fanout.DefaultBufferBytes,
-		pageBytes:      store.DefaultPageBytes,
-		historyMemory:  server.DefaultHistoryMemory,
-		wsMaxMessage:   ws.DefaultMaxMessageBytes,
-		maxHeaderBytes: server.DefaultMaxHeaderBytes,
+		maxBody:         httpapi.DefaultMaxBodyBytes,
+		idemMaxKeyBytes: idem.DefaultMaxKeyBytes,
+		maxID:           viewsync.DefaultMaxIDBytes,
+		maxFilterBytes:  filter.DefaultMaxBytes,
+		maxValue:        viewsync.DefaultMaxValueBytes,
+		maxCommit:       viewsync.DefaultMaxCommitBytes,
+		bufferBytes:     fanout.DefaultBufferBytes,
+		pageBytes:       store.DefaultPageBytes,
+		historyMemory:   server.DefaultHistoryMemory,
+		wsMaxMessage:    ws.DefaultMaxMessageBytes,
+		maxHeaderBytes:  server.DefaultMaxHeaderBytes,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -154,6 +160,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.data, "data", "./viewsync-data", "directory of the durable store (created if missing; --engine bbolt)")
 	fs.IntVar(&c.retainCommits, "retain-commits", store.DefaultRetainCommits, "commits each collection's change log keeps at least; older cursors get a compacted catch-up")
 	fs.DurationVar(&c.retainTombstones, "retain-tombstones", store.DefaultRetainTombstones, "how long deletions are remembered for catch-ups; older cursors get a full reset")
+	fs.DurationVar(&c.idemTTL, "idempotency-ttl", store.DefaultKeyTTL, "how long an Idempotency-Key is remembered after its write or call; a retry after it applies again")
+	fs.IntVar(&c.idemMaxKeys, "idempotency-max-keys", store.DefaultMaxKeys, "idempotency keys kept at most: recorded with their commits in the store (bbolt: the whole file's; NATS: each collection's; each about 200 B on disk beside its answer), and their answers in memory (64 MiB at most); past it the oldest are forgotten before their TTL")
+	fs.Var(&c.idemMaxKeyBytes, "idempotency-max-key-bytes", "the longest Idempotency-Key accepted, in bytes of printable ASCII; a longer one gets 400 bad_idempotency_key")
 	fs.Var(&c.maxBody, "max-body", "largest request body; a larger declared Content-Length gets 413 at once")
 	fs.IntVar(&c.maxOps, "max-ops", viewsync.DefaultMaxOpsPerCommit, "most ops in one commit")
 	fs.Var(&c.maxID, "max-id", "longest record id (at most 256 bytes)")
@@ -219,6 +228,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--retain-commits must be positive")
 	case c.retainTombstones <= 0:
 		return errors.New("--retain-tombstones must be positive")
+	case c.idemTTL <= 0 || c.idemMaxKeys <= 0 || c.idemMaxKeyBytes <= 0:
+		return errors.New("--idempotency-ttl, --idempotency-max-keys and --idempotency-max-key-bytes must be positive")
 	case c.maxBody <= 0:
 		return errors.New("--max-body must be positive")
 	case c.maxOps <= 0:
@@ -327,7 +338,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	st, err := c.engine.open(ctx, c.data, store.Config{RetainCommits: c.retainCommits, RetainTombstones: c.retainTombstones}, log)
+	st, err := c.engine.open(ctx, c.data, store.Config{RetainCommits: c.retainCommits, RetainTombstones: c.retainTombstones,
+		KeyTTL: c.idemTTL, MaxKeys: c.idemMaxKeys}, log)
 	if err != nil {
 		return err
 	}
@@ -395,6 +407,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxWebSocketConnections:   c.maxWS,
 		WebSocketMaxMessageBytes:  int64(c.wsMaxMessage),
 		WebSocketMaxSubscriptions: c.wsMaxSubs,
+		Idempotency:               viewsync.IdempotencyOptions{TTL: c.idemTTL, MaxKeys: c.idemMaxKeys, MaxKeyBytes: int(c.idemMaxKeyBytes)},
 		Presence:                  presence.Options{TTL: c.presenceTTL, MaxStateBytes: int(c.presenceMaxState), MaxMembers: c.presenceMembers, SetRate: c.presenceSetRate, Bus: st.presenceBus},
 		ReadHeaderTimeout:         c.readHeaderTO,
 		BodyTimeout:               c.bodyTO,

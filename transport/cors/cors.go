@@ -30,8 +30,8 @@ type Options struct {
 // allowed request headers and exposed response headers of the API.
 const (
 	allowMethods  = "GET, HEAD, PUT, PATCH, DELETE, POST"
-	allowHeaders  = "Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID"
-	exposeHeaders = "ETag, Retry-After, Location"
+	allowHeaders  = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Last-Event-ID"
+	exposeHeaders = "ETag, Retry-After, Location, Idempotent-Replayed"
 )
 
 // Middleware returns the CORS middleware configured by o.

@@ -3,9 +3,11 @@ package ws
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/auth"
+	"github.com/viewsync/viewsync/idem"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -233,7 +236,8 @@ func (c *conn) answer(ctx context.Context, id protocol.MessageID, result []byte,
 // commit applies a commit message. Commits of one connection are applied
 // one at a time, in the order they arrive. The answer is the new version;
 // a failure is told to a principal without the read right on the
-// collection as viewsync.Redact leaves it.
+// collection as viewsync.Redact leaves it. With an idempotency key, the
+// commit applies at most once for it (see keyed).
 func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 	if err := c.admit(auth.Write, m.Collection); err != nil {
 		c.answerError(ctx, m.ID, err)
@@ -244,21 +248,114 @@ func (c *conn) commit(ctx context.Context, m *protocol.CommitMessage) {
 		c.answerError(ctx, m.ID, err)
 		return
 	}
-	cm, err := col.Where(c.principal.Where(auth.Write, m.Collection)).Commit(ctx, m.Ops, m.If)
-	if err != nil {
-		if !c.mayRead(m.Collection) {
-			err = viewsync.Redact(err)
+	col = col.Where(c.principal.Where(auth.Write, m.Collection))
+	perform := func(ctx context.Context, k *viewsync.Keyed) (viewsync.Answer, error) {
+		var opts []viewsync.WriteOption
+		if k != nil {
+			opts = append(opts, k.Record(viewsync.CommitAnswer))
 		}
-		c.answerError(ctx, m.ID, err)
+		cm, err := col.Commit(ctx, m.Ops, m.If, opts...)
+		if err != nil {
+			if !c.mayRead(m.Collection) {
+				err = viewsync.Redact(err)
+			}
+			return c.errorAnswer(m.ID, err), nil
+		}
+		return viewsync.CommitAnswer(cm), nil
+	}
+	if m.IdempotencyKey == "" {
+		cm, err := col.Commit(ctx, m.Ops, m.If)
+		if err != nil {
+			if !c.mayRead(m.Collection) {
+				err = viewsync.Redact(err)
+			}
+			c.answerError(ctx, m.ID, err)
+			return
+		}
+		result := strconv.AppendUint([]byte(`{"version":`), cm.Version, 10)
+		result = append(result, '}')
+		c.answer(ctx, m.ID, result, map[string]uint64{m.Collection: cm.Version})
 		return
 	}
-	result := strconv.AppendUint([]byte(`{"version":`), cm.Version, 10)
-	result = append(result, '}')
-	c.answer(ctx, m.ID, result, map[string]uint64{m.Collection: cm.Version})
+	c.keyed(ctx, m.ID, viewsync.OnceCommit("", m.IdempotencyKey, m.Collection, m.Ops, m.If), perform, func(a viewsync.Answer) (json.RawMessage, map[string]uint64, error) {
+		return commitResult(a, m.Collection)
+	})
+}
+
+// commitResult is the result of a commit's answer, {"version":V}, and the
+// versions the client waits for.
+func commitResult(a viewsync.Answer, collection string) (json.RawMessage, map[string]uint64, error) {
+	var r protocol.CommitResponse
+	if err := json.Unmarshal(a.Body, &r); err != nil {
+		return nil, nil, fmt.Errorf("commit answer: %w", err)
+	}
+	return a.Body, map[string]uint64{collection: r.Version}, nil
+}
+
+// keyed runs perform under the idempotency key of o (its Scope set here),
+// through viewsync.Hub.Once, and sends the answer, marked replayed when it
+// was given before. The wait for a duplicate in flight is bounded by the
+// connection's context and the hub's IdempotencyOptions.MaxWait.
+func (c *conn) keyed(ctx context.Context, id protocol.MessageID, o viewsync.Once, perform func(context.Context, *viewsync.Keyed) (viewsync.Answer, error), result func(viewsync.Answer) (json.RawMessage, map[string]uint64, error)) {
+	if _, err := c.h.hub.ParseIdempotencyKey(o.Key); err != nil {
+		c.answerError(ctx, id, err)
+		return
+	}
+	o.Scope = idem.Scope(c.principal.Subject, c.h.opts.Policy == nil || c.principal.Anonymous)
+	a, replayed, err := c.h.hub.Once(ctx, o, perform)
+	if err != nil {
+		c.answerError(ctx, id, err)
+		return
+	}
+	c.sendAnswer(ctx, id, a, replayed, result)
+}
+
+// errorAnswer renders err as the answer to the message id: the status and
+// the contract's error body. Internal errors are logged and their details
+// kept from the client.
+func (c *conn) errorAnswer(id protocol.MessageID, err error) viewsync.Answer {
+	code := viewsync.ErrorCode(err)
+	msg := err.Error()
+	if code == protocol.CodeInternal {
+		c.logger().Error("websocket request failed", "id", id.String(), "err", err)
+		msg = "internal error"
+	}
+	return viewsync.Answer{Status: code.Status(), Body: protocol.MarshalError(code, msg)}
+}
+
+// sendAnswer sends an answer as a result message (made by result from a
+// 2xx answer) or an error message (the code and message of its body),
+// with "replayed":true when replayed.
+func (c *conn) sendAnswer(ctx context.Context, id protocol.MessageID, a viewsync.Answer, replayed bool, result func(viewsync.Answer) (json.RawMessage, map[string]uint64, error)) {
+	if ctx.Err() != nil {
+		return // closing: nobody will read the answer
+	}
+	var msg []byte
+	if a.Status >= 200 && a.Status < 300 {
+		res, versions, err := result(a)
+		if err == nil {
+			msg, err = protocol.EncodeResult(id, res, versions)
+		}
+		if err != nil {
+			c.answerError(ctx, id, fmt.Errorf("encoding result: %w", err))
+			return
+		}
+	} else {
+		var eb protocol.ErrorBody
+		if err := json.Unmarshal(a.Body, &eb); err != nil || eb.Error == nil {
+			eb.Error = &protocol.Error{Code: protocol.CodeInternal, Message: "internal error"}
+		}
+		msg = protocol.EncodeError(id, "", eb.Error.Code, eb.Error.Message)
+	}
+	if replayed {
+		msg = protocol.MarkReplayed(msg)
+	}
+	c.writeMessage(msg)
 }
 
 // call runs a call message in its own goroutine, waiting first while
-// maxConcurrentCalls are running.
+// maxConcurrentCalls are running. With an idempotency key, the call runs
+// at most once for it; its answer is remembered when the handler returns.
 func (c *conn) call(ctx context.Context, m *protocol.CallMessage) {
 	if err := c.admit(auth.Call, m.Name); err != nil {
 		c.answerError(ctx, m.ID, err)
@@ -273,12 +370,39 @@ func (c *conn) call(ctx context.Context, m *protocol.CallMessage) {
 	go func() {
 		defer c.tasks.Done()
 		defer func() { <-c.callSlots }()
-		res, err := c.h.hub.Call(ctx, m.Name, m.Arg)
-		if err != nil {
-			c.answerError(ctx, m.ID, err)
+		if m.IdempotencyKey == "" {
+			res, err := c.h.hub.Call(ctx, m.Name, m.Arg)
+			if err != nil {
+				c.answerError(ctx, m.ID, err)
+				return
+			}
+			c.answer(ctx, m.ID, res.Result, res.Versions)
 			return
 		}
-		c.answer(ctx, m.ID, res.Result, res.Versions)
+		perform := func(ctx context.Context, _ *viewsync.Keyed) (viewsync.Answer, error) {
+			res, err := c.h.hub.Call(ctx, m.Name, m.Arg)
+			if err != nil {
+				if ctx.Err() != nil {
+					return viewsync.Answer{}, err // the connection closed: the outcome is unknown
+				}
+				return c.errorAnswer(m.ID, err), nil
+			}
+			if res.Versions == nil {
+				res.Versions = map[string]uint64{}
+			}
+			b, err := json.Marshal(res)
+			if err != nil {
+				return viewsync.Answer{}, err
+			}
+			return viewsync.Answer{Status: http.StatusOK, Body: b}, nil
+		}
+		c.keyed(ctx, m.ID, viewsync.OnceCall("", m.IdempotencyKey, m.Name, m.Arg), perform, func(a viewsync.Answer) (json.RawMessage, map[string]uint64, error) {
+			var res viewsync.CallResult
+			if err := json.Unmarshal(a.Body, &res); err != nil {
+				return nil, nil, fmt.Errorf("call answer: %w", err)
+			}
+			return res.Result, res.Versions, nil
+		})
 	}()
 }
 
