@@ -1,0 +1,95 @@
+package browser
+
+import (
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// startNATS starts an in-process JetStream server for viewsync nodes
+// (atomic batches as large as serve's default --nats-max-batch) and
+// shuts it down when the test ends.
+func startNATS(t *testing.T) *natsserver.Server {
+	t.Helper()
+	o := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	o.JetStreamLimits.MaxBatchSize = 2048
+	s, err := natsserver.NewServer(o)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(startTimeout) {
+		t.Fatal("nats server not ready")
+	}
+	return s
+}
+
+// TestPresenceAcrossNodes: two viewsync nodes on one NATS server, Ana's
+// page on the first, Ben's on the second, over each push transport. A
+// row Ana edits shows "Ana is editing" on Ben's page, and the other way
+// round; the badge goes when the focus leaves the rows, and when Ana's
+// tab closes (her node says she left, at once).
+func TestPresenceAcrossNodes(t *testing.T) {
+	b := newBrowser(t)
+	ns := startNATS(t)
+	flags := []string{"--engine", "nats", "--nats-url", ns.ClientURL(), "--presence-ttl", presenceTTL.String()}
+	one := startServer(t, t.TempDir(), "", flags...)
+	two := startServer(t, t.TempDir(), "", flags...)
+	one.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
+	one.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+	for _, tr := range []string{"ws", "sse"} {
+		t.Run(tr, func(t *testing.T) {
+			ana := b.open(t, "Ana", one.url+"/?name=Ana&transport="+tr)
+			ben := b.open(t, "Ben", two.url+"/?name=Ben&transport="+tr)
+			for _, p := range []*page{ana, ben} {
+				p.waitLive(tr)
+				p.waitRow("p-1-lamp", "shown", `r && r.name === 'Desk lamp'`, changeTimeout)
+			}
+
+			// Ana, on the first node, types in the lamp's name: Ben, on
+			// the second, sees her there.
+			ana.do("typing in the lamp's name", typeInto(inRow("p-1-lamp", "product-name"), "Desk lamp (Ana's)"))
+			ben.waitFor("Ana's badge on the lamp", editingJS("p-1-lamp")+`?.by === 'Ana'`, changeTimeout, nil)
+			var badge struct{ By, Badge string }
+			ben.eval("reading the badge", editingJS("p-1-lamp"), &badge)
+			if badge.Badge != `"Ana is editing"` {
+				t.Errorf("page Ben: the lamp's badge reads %s, want \"Ana is editing\"", badge.Badge)
+			}
+			ana.eval("reading her own badge", editingJS("p-1-lamp"), &badge)
+			if badge.By != "" {
+				t.Errorf("page Ana: her own row shows %q editing", badge.By)
+			}
+
+			// Ben edits the chair: Ana sees him there.
+			ben.do("focusing the chair", chromedp.Focus(chromedp.CSS(inRow("p-2-chair", "product-description"))))
+			ana.waitFor("Ben's badge on the chair", editingJS("p-2-chair")+`?.by === 'Ben'`, changeTimeout, nil)
+
+			// Focus leaves the rows: the badges go on both nodes.
+			for _, p := range []*page{ana, ben} {
+				p.do("leaving the rows", chromedp.Focus(chromedp.CSS(tid("add-name"))))
+			}
+			ben.waitFor("Ana's badge gone", editingJS("p-1-lamp")+`?.by === ''`, changeTimeout, nil)
+			ana.waitFor("Ben's badge gone", editingJS("p-2-chair")+`?.by === ''`, changeTimeout, nil)
+
+			// Ana edits the chair, then her tab closes: her node says she
+			// left, and Ben's badge goes.
+			ana.do("focusing the chair", chromedp.Focus(chromedp.CSS(inRow("p-2-chair", "product-description"))))
+			ben.waitFor("Ana's badge on the chair", editingJS("p-2-chair")+`?.by === 'Ana'`, changeTimeout, nil)
+			closed := time.Now()
+			if err := chromedp.Cancel(ana.ctx); err != nil {
+				t.Fatalf("closing Ana's tab: %v", err)
+			}
+			ben.waitFor("Ana gone", editingJS("p-2-chair")+`?.by === ''`, changeTimeout, nil)
+			t.Logf("%s: Ana's badge went from the other node's page %v after her tab closed", tr, time.Since(closed).Round(time.Millisecond))
+			if err := chromedp.Cancel(ben.ctx); err != nil {
+				t.Fatalf("closing Ben's tab: %v", err)
+			}
+		})
+	}
+}
