@@ -79,6 +79,10 @@ func (h *Hub) ParseIdempotencyKey(key string) (string, error) {
 	return idem.ParseKey(key, h.idem.Options().MaxKeyBytes)
 }
 
+// IdempotencyKeys returns how many answers of keyed requests the hub
+// keeps in memory.
+func (h *Hub) IdempotencyKeys() int { return h.idem.Len() }
+
 // Once describes a keyed request for Hub.Once.
 type Once struct {
 	// Scope is whose key it is: idem.Scope of the principal.
