@@ -213,7 +213,12 @@ interface ChangeBase {
   updated: string[];
   /** Ids of records gone from the view. */
   removed: string[];
-  /** added, updated and removed together. */
+  /**
+   * added, updated and removed together. With persist, the ids of a
+   * commit, catch-up or reset are the server's (what its state gained,
+   * changed and lost); changed also lists the records whose shown value
+   * moved because a queued write is over them or no longer is.
+   */
   changed: string[];
 }
 

@@ -447,7 +447,7 @@ export class Persistence {
     // IndexedDB) and locks (the Web Locks that elect the tab that sends;
     // null: this session sends).
     const o = /** @type {{store?: Store, locks?: any}} */ (opts);
-    this.#store = o.store ?? new IDBStore(opts.database);
+    this.#store = o.store ?? (globalThis.indexedDB ? new IDBStore(opts.database) : new MemoryStore());
     this.#tag = String(opts.version ?? '');
     this.#locks = o.locks === undefined ? globalThis.navigator?.locks : o.locks;
     this.ready = this.#open(opts);
@@ -587,11 +587,10 @@ export class Persistence {
   }
 
   /** @param {any} m */
-  async #onMessage(m) {
+  #onMessage(m) {
     if (this.#closed || !m) return;
     if (m.type === 'settled') this.#settled(m.settled, m.write);
-    await this.#refresh();
-    if (m.type === 'queued') this.flush();
+    this.#refresh().then(() => { if (m.type === 'queued') this.flush(); });
   }
 
   async #refresh() {
@@ -607,7 +606,15 @@ export class Persistence {
    * first and goes again, with its key, after a backoff or when the
    * session goes live.
    */
-  async flush() {
+  flush() {
+    this.#flush().catch((e) => {
+      this.#flushing = false;
+      this.#s._emit('error', new ViewsyncError('unavailable', `persist: sending the outbox: ${e?.message || e}`, 0));
+      if (!this.#closed) this.#retry = setTimeout(() => this.flush(), backoff(this.#attempt++, this.#s._opts.backoffBase, this.#s._opts.backoffCap));
+    });
+  }
+
+  async #flush() {
     if (!this.#leader || this.#closed) return;
     if (this.#flushing) {
       this.#again = true;
@@ -639,6 +646,7 @@ export class Persistence {
           if (this.#closed) return;
           if (transient(e)) {
             this.#retry = setTimeout(() => this.flush(), backoff(this.#attempt++, this.#s._opts.backoffBase, this.#s._opts.backoffCap));
+            this.#again = false;
             return;
           }
           const err = /** @type {ViewsyncError} */ (e);
@@ -677,12 +685,16 @@ export class Persistence {
     this.writes = this.writes.filter((x) => x.key !== w.key);
     const wait = this.#waits.get(settled.key);
     this.#waits.delete(settled.key);
+    // The views show the outbox as it now is before listeners hear of
+    // the write: a refused write's record is the server's again.
     if (settled.ok) {
       if (w.kind !== 'call') this.landing.push({ w, version: settled.version });
+      this.#s._pendingChanged();
       wait?.resolve(w.kind === 'call' ? settled.answer : settled.version);
       this.#s._emit('outbox', { type: 'sent', write: publicWrite(w), version: settled.version });
     } else {
       const err = new ViewsyncError(settled.error.code, settled.error.message, settled.error.status);
+      this.#s._pendingChanged();
       wait?.reject(err);
       this.#s._emit('outbox', { type: 'failed', write: publicWrite(w), error: err });
     }

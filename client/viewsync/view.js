@@ -376,9 +376,11 @@ export class View {
         p.prune(this.#session._views.values());
       }
       // What the view shows: the change's ids (all of them after a
-      // reset) with the queued writes over them.
+      // reset) with the queued writes over them. The change keeps its
+      // added, updated and removed (the server's); changed also lists the
+      // records whose shown value moved through the outbox.
       const d = this.#reshow(ev && ev.type !== 'reset' ? ev.changed : null);
-      if (ev) ev = { ...ev, ...d };
+      if (ev) ev = { ...ev, changed: [...new Set([...ev.changed, ...d.changed])] };
       else if (d.changed.length) ev = this.#pendingEvent(d);
     }
     this.#emit(ev);

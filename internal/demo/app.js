@@ -29,9 +29,13 @@ const NAMES = ['Ana', 'Ben', 'Chloé', 'Dev', 'Eli', 'Femi', 'Gus', 'Hana'];
 const me = params.get('name') || sessionStorage.getItem('viewsync-demo-name')
   || NAMES[Math.floor(Math.random() * NAMES.length)];
 sessionStorage.setItem('viewsync-demo-name', me);
+// Offline-first: the grid is kept in this browser and shows at once on
+// the next visit, also without a network; edits made offline wait in an
+// outbox, shown pending, and go when the server is back.
 const session = connect({
   transport: TRANSPORTS.includes(wanted) ? wanted : 'auto',
   token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
+  persist: { version: 'demo-1' },
 });
 
 // --- where writes go ------------------------------------------------------------
@@ -44,19 +48,30 @@ const session = connect({
 // exist). A server without the call gets direct writes.
 const config = session.call('demo.config').then(({ result }) => result || {}, () => ({}));
 
+// direct is true once the page knows it writes to the collection itself.
+let direct = false;
+config.then((c) => { direct = c.writes !== 'calls'; });
+
 // putProduct writes a product at ifVersion and resolves the version that
-// includes it.
-async function putProduct(view, id, value, ifVersion) {
-  if ((await config).writes !== 'calls') return view.put(id, value, { ifVersion });
-  const { result } = await session.call('products.put', { id, value, ifVersion });
-  return result.version;
+// includes it. A direct write is the view's own promise, which with the
+// outbox also tells when the write is queued (queued).
+function putProduct(view, id, value, ifVersion) {
+  if (direct) return view.put(id, value, { ifVersion });
+  return (async () => {
+    if ((await config).writes !== 'calls') return view.put(id, value, { ifVersion });
+    const { result } = await session.call('products.put', { id, value, ifVersion });
+    return result.version;
+  })();
 }
 
 // deleteProduct deletes a product at ifVersion.
-async function deleteProduct(view, id, ifVersion) {
-  if ((await config).writes !== 'calls') return view.delete(id, { ifVersion });
-  const { result } = await session.call('products.delete', { id, ifVersion });
-  return result.version;
+function deleteProduct(view, id, ifVersion) {
+  if (direct) return view.delete(id, { ifVersion });
+  return (async () => {
+    if ((await config).writes !== 'calls') return view.delete(id, { ifVersion });
+    const { result } = await session.call('products.delete', { id, ifVersion });
+    return result.version;
+  })();
 }
 
 const sourceNote = $('source-note');
@@ -76,6 +91,24 @@ function showStatus({ state, transport }) {
 }
 showStatus(session.status);
 session.on('status', showStatus);
+
+// What the page shows and has to send: a copy kept offline, pending edits.
+const syncNote = $('sync-status');
+function showSync({ state, pending }) {
+  const n = pending ? ` · ${pending} pending` : '';
+  const text = {
+    live: 'All changes saved',
+    syncing: `Syncing${n}`,
+    cached: 'Showing the copy kept offline',
+    offline: `Offline${n}`,
+  }[state] || '';
+  syncNote.textContent = text;
+  syncNote.hidden = !text;
+  syncNote.dataset.state = state;
+  syncNote.dataset.pending = String(pending);
+}
+showSync(session.sync);
+session.on('sync', showSync);
 
 const transportLinks = [...$('transport-links').querySelectorAll('a')];
 for (const a of transportLinks) {
@@ -293,6 +326,8 @@ function logChange(view, category, ev) {
         lines.push(entry(ev.version, label(op.id, op.value), text, verb));
       }
     }
+  } else if (ev.type === 'pending') {
+    // Edits waiting to be sent: they show in the grid, the log has what the server took.
   } else if (ev.type === 'catchup') {
     lines.push(entry(ev.version, '', `caught up: ${ev.records.length} changed, ${ev.deleted.length} removed`, 'catchup'));
   } else {
@@ -384,7 +419,12 @@ form.addEventListener('submit', async (e) => {
   try {
     const value = { name, description, price: Math.round(price * 100) / 100 };
     if (category) value.category = category;
-    await putProduct(current.view, newId(), value, 0);
+    // With the outbox, the product is added once queued: it shows at once
+    // (pending) and goes when connected; a refusal then is shown.
+    await config;
+    const p = putProduct(current.view, newId(), value, 0);
+    if (p.queued) p.catch(showError);
+    await (p.queued ?? p);
     form.reset();
     if (current.category) addCategory.value = current.category;
     field('name').focus();
@@ -441,7 +481,10 @@ $('product-list').addEventListener('click', async (e) => {
   e.preventDefault();
   b.disabled = true;
   try {
-    await deleteProduct(view, id, rec.version);
+    await config;
+    const p = deleteProduct(view, id, rec.version);
+    if (p.queued) p.catch((err) => showError(err?.code === 'precondition_failed' ? `${label(id, rec.value)} was changed by someone else meanwhile, so it was not removed.` : err));
+    await (p.queued ?? p);
     offerUndo(id, rec.value);
   } catch (err) {
     if (err?.code === 'precondition_failed') {
