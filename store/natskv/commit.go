@@ -25,6 +25,9 @@ type request struct {
 	ifs     map[string]uint64
 	// msgs bounds the messages the request adds to a batch.
 	msgs int
+	// key, when not nil, is the idempotency key ApplyKeyed records with
+	// the commit, as a message of the same batch.
+	key *store.NewKey
 
 	state atomic.Int32 // reqPending, reqTaken or reqCancelled
 	done  chan struct{}
@@ -120,6 +123,10 @@ type plan struct {
 	prevs   [][]json.RawMessage // the Applied.Prev of each request of ok
 	failed  []*request
 	errs    []error // why each request of failed failed
+	// later holds requests whose key another request of the group has:
+	// once the batch is stored they are answered with it (keys).
+	later []*request
+	keys  map[string]store.Key
 	msgs    []*nats.Msg
 	id      string // batch id
 	msgID   string // the group's message id (see fate.go)
@@ -494,10 +501,16 @@ func (c *coll) finish(p *plan, seq uint64) {
 	c.trim()
 }
 
-// answerFailed answers the requests that failed their checks in p.
+// answerFailed answers the requests that failed their checks in p, and
+// those that came with a key another request of the stored batch had.
 func (c *coll) answerFailed(p *plan) {
 	for i, r := range p.failed {
 		r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, p.errs[i]))
+	}
+	for _, r := range p.later {
+		k := p.keys[r.key.ID]
+		k.Answer = slices.Clone(k.Answer)
+		r.answer(store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", c.name, &store.KeyExistsError{Key: k}))
 	}
 }
 
@@ -534,8 +547,24 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		value   []byte
 		deleted bool
 	}
+	// keyed holds the keys of the requests planned so far.
+	var keyed map[string]bool
 	for _, r := range group {
 		var err error
+		if r.key != nil {
+			if k, ok := st.keys.Get(r.key.ID, at, c.s.cfg.KeyTTL); ok {
+				k.Answer = slices.Clone(k.Answer)
+				p.failed = append(p.failed, r)
+				p.errs = append(p.errs, &store.KeyExistsError{Key: k})
+				continue
+			}
+			if keyed[r.key.ID] {
+				// Another request of the group has the key: this one
+				// is tried again once that one is stored, and finds it.
+				p.later = append(p.later, r)
+				continue
+			}
+		}
 		for _, id := range slices.Sorted(maps.Keys(r.ifs)) {
 			want := r.ifs[id]
 			if _, have := lookup(id); have != want {
@@ -579,6 +608,12 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		}
 		p.ok = append(p.ok, r)
 		p.commits = append(p.commits, protocol.Commit{Version: v, At: at, Ops: r.ops})
+		if r.key != nil {
+			if keyed == nil {
+				keyed = make(map[string]bool)
+			}
+			keyed[r.key.ID] = true
+		}
 	}
 	if len(p.ok) == 0 {
 		return p, nil
@@ -594,6 +629,22 @@ func (c *coll) plan(group []*request) (*plan, error) {
 			m.Header.Set(hdrDeleted, strconv.FormatInt(o.at.UnixNano(), 10))
 		}
 		p.msgs = append(p.msgs, m)
+	}
+	for i, r := range p.ok {
+		if r.key == nil {
+			continue
+		}
+		// The key, in the same atomic batch as its commit: a process
+		// that sees the one sees the other.
+		m := nats.NewMsg(keySubject(prefix, r.key.ID))
+		m.Header.Set(hdrKeyAt, strconv.FormatInt(at.UnixNano(), 10))
+		m.Header.Set(hdrKeyFP, r.key.Fingerprint)
+		m.Data = r.key.Answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i], Prev: p.prevs[i]})
+		p.msgs = append(p.msgs, m)
+		if p.keys == nil {
+			p.keys = make(map[string]store.Key)
+		}
+		p.keys[r.key.ID] = store.Key{ID: r.key.ID, Fingerprint: r.key.Fingerprint, Answer: m.Data, At: at}
 	}
 	if h := st.ExpiredHorizon(at, c.s.cfg.RetainTombstones); h > st.TombFloor() {
 		m := nats.NewMsg(horizonSubject(prefix))
@@ -756,11 +807,16 @@ func (e *transientError) Unwrap() error { return e.err }
 // below the retained log and forgotten tombstones, a bounded number per
 // call.
 func (c *coll) trim() {
-	c.mu.RLock()
+	c.mu.Lock()
 	st, f := c.st, c.fol
 	if st == nil || f == nil || f.epoch != st.Epoch {
-		c.mu.RUnlock()
+		c.mu.Unlock()
 		return
+	}
+	st.sweepKeys(c.s.cfg.Now(), c.s.cfg.KeyTTL, c.s.cfg.MaxKeys, keySweep)
+	keyFloor := st.keyFloor
+	if keyFloor <= st.keysPurged {
+		keyFloor = 0
 	}
 	var logBound, floor uint64
 	if log := st.Log(); st.LogFloor() > st.diskFloor && len(log) > 0 {
@@ -768,8 +824,8 @@ func (c *coll) trim() {
 	}
 	tombs := slices.Clone(st.purge[:min(len(st.purge), maxPurges)])
 	prefix := f.prefix
-	c.mu.RUnlock()
-	if logBound == 0 && len(tombs) == 0 {
+	c.mu.Unlock()
+	if logBound == 0 && len(tombs) == 0 && keyFloor == 0 {
 		return
 	}
 	// The committer waits: a stream electing a leader is trimmed later.
@@ -788,6 +844,20 @@ func (c *coll) trim() {
 			c.mu.Lock()
 			if c.st == st {
 				st.diskFloor = max(st.diskFloor, floor)
+			}
+			c.mu.Unlock()
+		}
+	}
+	if keyFloor > 0 {
+		// Keys are forgotten oldest first, in stream order: every key
+		// message up to the floor is forgotten.
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject(keyFilter(prefix)), jetstream.WithPurgeSequence(keyFloor+1))
+		if err != nil {
+			c.s.log.Warn("natskv: trim idempotency keys", "collection", c.name, "err", err)
+		} else {
+			c.mu.Lock()
+			if c.st == st {
+				st.keysPurged = max(st.keysPurged, keyFloor)
 			}
 			c.mu.Unlock()
 		}
@@ -813,3 +883,7 @@ func (c *coll) trim() {
 
 // maxPurges bounds the tombstones purged after one batch.
 const maxPurges = 64
+
+// keySweep bounds the idempotency keys forgotten for their age at each
+// key message and each batch (all those past Config.MaxKeys go).
+const keySweep = 16

@@ -71,6 +71,22 @@ type loader struct {
 	tombs   map[string]colstate.Tomb
 	log     []colstate.LogEntry
 	horizon uint64
+	keys    []seqKey
+}
+
+// seqKey is an idempotency key and the stream sequence of its message.
+type seqKey struct {
+	key store.Key
+	seq uint64
+}
+
+// keyMessage decodes a key message.
+func keyMessage(m message) (store.Key, error) {
+	ns, err := strconv.ParseInt(m.hdr(hdrKeyAt), 10, 64)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("idempotency key %q: time header: %w", m.rest, err)
+	}
+	return store.Key{ID: m.rest, Fingerprint: m.hdr(hdrKeyFP), Answer: slices.Clone(m.data), At: time.Unix(0, ns).UTC()}, nil
 }
 
 func newLoader() *loader {
@@ -112,7 +128,7 @@ func (f *follower) parse(subj string, h nats.Header, data []byte, seq uint64) (m
 	msg.kind, msg.hdr, msg.data, msg.end = rest[0], h.Get, data, h.Get(hdrEnd) != ""
 	switch {
 	case (msg.kind == 'g' || msg.kind == 'e') && len(rest) == 1:
-	case (msg.kind == 'r' || msg.kind == 'c') && len(rest) > 2 && rest[1] == '.':
+	case (msg.kind == 'r' || msg.kind == 'c' || msg.kind == 'k') && len(rest) > 2 && rest[1] == '.':
 		msg.rest = rest[2:]
 	default:
 		return message{seq: seq}, false
@@ -183,6 +199,12 @@ func (l *loader) add(f *follower, m message) error {
 			return fmt.Errorf("horizon: %w", err)
 		}
 		l.horizon = max(l.horizon, h)
+	case 'k':
+		k, err := keyMessage(m)
+		if err != nil {
+			return err
+		}
+		l.keys = append(l.keys, seqKey{k, m.seq})
 	case 'c':
 		v, k, n, err := logChunk(m)
 		if err != nil {
@@ -213,9 +235,14 @@ func (l *loader) add(f *follower, m message) error {
 
 // finish builds the state the loader gathered, read up to and including
 // the batch ending at stream sequence lastSeq.
-func (l *loader) finish(epoch string, lastSeq uint64, retain int) (*state, error) {
+func (l *loader) finish(epoch string, lastSeq uint64, cfg store.Config) (*state, error) {
+	retain := cfg.RetainCommits
 	st := newState(epoch)
 	st.lastSeq = lastSeq
+	for _, k := range l.keys {
+		st.keys.Add(k.key, k.seq)
+	}
+	st.sweepKeys(cfg.Now(), cfg.KeyTTL, cfg.MaxKeys, len(l.keys))
 	if len(l.log) == 0 {
 		if len(l.records) > 0 || len(l.tombs) > 0 {
 			return nil, fmt.Errorf("stream holds records but no log entry")
@@ -275,7 +302,7 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 			return
 		}
 		if m.end && m.pending == 0 {
-			st, err := f.ld.finish(f.epoch, m.seq, c.s.cfg.RetainCommits)
+			st, err := f.ld.finish(f.epoch, m.seq, c.s.cfg)
 			if err != nil {
 				c.breakLocked(err)
 				return
@@ -288,6 +315,14 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 
 	st := c.st
 	switch m.kind {
+	case 'k':
+		k, err := keyMessage(m)
+		if err != nil {
+			c.breakLocked(err)
+			return
+		}
+		st.keys.Add(k, m.seq)
+		st.sweepKeys(c.s.cfg.Now(), c.s.cfg.KeyTTL, c.s.cfg.MaxKeys, keySweep)
 	case 'g':
 		h, err := strconv.ParseUint(string(m.data), 10, 64)
 		if err != nil {

@@ -22,6 +22,11 @@ const (
 	hdrChunks = "Vs-N"
 	// hdrEnd marks the last message of a batch.
 	hdrEnd = "Vs-End"
+	// hdrKeyAt (key messages) is when the key was recorded, its commit's
+	// time in Unix nanoseconds; hdrKeyFP is the request's fingerprint.
+	// The message's data is the answer.
+	hdrKeyAt = "Vs-At"
+	hdrKeyFP = "Vs-Fp"
 )
 
 // JetStream headers of atomic batch publishing and optimistic concurrency.
@@ -94,6 +99,13 @@ func recordSubject(prefix, id string) string {
 func logSubject(prefix string, v uint64, k int) string {
 	return fmt.Sprintf("%sc.%d.%d", prefix, v, k)
 }
+
+// keySubject returns the subject of idempotency key id (lowercase hex, a
+// valid subject token).
+func keySubject(prefix, id string) string { return prefix + "k." + id }
+
+// keyFilter returns the subject filter of every idempotency key.
+func keyFilter(prefix string) string { return prefix + "k.>" }
 
 // horizonSubject returns the subject of the tombstone horizon.
 func horizonSubject(prefix string) string { return prefix + "g" }

@@ -2,9 +2,11 @@ package natskv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +148,7 @@ type Store struct {
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Watcher = (*Store)(nil)
+	_ store.Keys    = (*Store)(nil)
 )
 
 // Open connects to JetStream (or uses opts.Conn) and returns a Store.
@@ -473,6 +476,68 @@ func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (p
 // protocol's errors) instead of corrupting the collection. A put whose
 // value does not fit in one NATS message fails with protocol.ErrTooLarge.
 func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (store.Applied, error) {
+	return s.apply(ctx, collection, ops, ifs, nil)
+}
+
+// ApplyKeyed implements store.Keys: the key is a message (k.ID, its
+// answer the data) of the same atomic batch as the commit, so that every
+// process that sees the commit sees the key. Keys are bounded by
+// Config.MaxKeys per collection.
+func (s *Store) ApplyKeyed(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, k store.NewKey) (store.Applied, error) {
+	if err := k.Check(); err != nil {
+		return store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", collection, err)
+	}
+	return s.apply(ctx, collection, ops, ifs, &k)
+}
+
+// Key implements store.Keys. It first waits until this process has read
+// everything the collection's stream held when it was called, so that it
+// sees the keys other processes recorded: it costs a request to the
+// stream's leader.
+func (s *Store) Key(ctx context.Context, collection, id string) (store.Key, error) {
+	fail := func(err error) (store.Key, error) {
+		return store.Key{}, fmt.Errorf("natskv: key %s of %s: %w", id, collection, err)
+	}
+	c, err := s.coll(ctx, collection)
+	if err != nil {
+		return fail(err)
+	}
+	// Catch up with the stream as it is now (creating nothing: a
+	// collection never written has no stream, and no keys).
+	ictx, cancel := c.attemptCtx(ctx)
+	si, err := c.find(ictx)
+	cancel()
+	if errors.Is(err, errNoStream) {
+		return fail(store.ErrNotFound)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := c.waitFor(wctx, func() bool {
+		return c.broken || c.st.Epoch != si.epoch || c.st.lastSeq >= si.lastSeq
+	}); err != nil {
+		return fail(err)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return fail(store.ErrClosed)
+	}
+	if c.st == nil {
+		return fail(store.ErrNotFound)
+	}
+	k, ok := c.st.keys.Get(id, s.cfg.Now(), s.cfg.KeyTTL)
+	if !ok {
+		return fail(store.ErrNotFound)
+	}
+	k.Answer = slices.Clone(k.Answer)
+	return k, nil
+}
+
+// apply is Apply, recording k with the commit when not nil.
+func (s *Store) apply(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, k *store.NewKey) (store.Applied, error) {
 	fail := func(err error) (store.Applied, error) {
 		return store.Applied{}, fmt.Errorf("natskv: apply to %s: %w", collection, err)
 	}
@@ -503,10 +568,13 @@ func (s *Store) Apply(ctx context.Context, collection string, ops []protocol.Op,
 	for id, v := range ifs {
 		ifsCopy[id] = v
 	}
-	r := &request{ops: own, ifs: ifsCopy, done: make(chan struct{})}
+	r := &request{ops: own, ifs: ifsCopy, done: make(chan struct{}), key: k}
 	r.opsJSON = protocol.AppendOps(nil, own)
 	chunk := s.chunkSize()
 	r.msgs = len(ids) + (len(r.opsJSON)+protocol.CommitJSONOverhead+chunk-1)/chunk
+	if k != nil {
+		r.msgs++
+	}
 
 	c, err := s.coll(ctx, collection)
 	if err != nil {

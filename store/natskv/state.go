@@ -1,7 +1,10 @@
 package natskv
 
 import (
+	"time"
+
 	"github.com/viewsync/viewsync/store/internal/colstate"
+	"github.com/viewsync/viewsync/store/internal/keyset"
 )
 
 // state is one process's materialised view of a collection at one version:
@@ -22,6 +25,20 @@ type state struct {
 	// purge lists forgotten tombstones whose messages may still be in the
 	// stream, for the committer to remove.
 	purge []colstate.Tomb
+	// keys are the collection's idempotency keys (store.Keys), from the
+	// k.ID messages of the stream, in stream order.
+	keys keyset.Set
+	// keyFloor is the highest stream sequence of a key forgotten (expired
+	// or past Config.MaxKeys): the committer purges the key messages up to
+	// it from the stream; keysPurged is how far it has.
+	keyFloor, keysPurged uint64
+}
+
+// sweepKeys forgets a few keys expired at now or past max.
+func (s *state) sweepKeys(now time.Time, ttl time.Duration, max, budget int) {
+	if top := s.keys.Sweep(now, ttl, max, budget); top > s.keyFloor {
+		s.keyFloor = top
+	}
 }
 
 // newState returns the empty state of a history at version 0.
