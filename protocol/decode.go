@@ -528,6 +528,9 @@ type ServerMessage struct {
 	Versions   map[string]uint64 `json:"versions"`
 	Code       Code              `json:"code"`
 	Message    string            `json:"message"`
+	// Replayed marks a result or error given before to the same
+	// idempotency key: nothing ran again (see MarkReplayed).
+	Replayed bool `json:"replayed"`
 
 	Event   string           `json:"event"`
 	Member  string           `json:"member"`
