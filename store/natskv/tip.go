@@ -77,7 +77,13 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	defer cancel()
 	nc := c.s.nc
 	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	// A channel that holds one answer (a batch and its end), not the
+	// connection's default of 64Ki messages: a subscription made with
+	// SubscribeSync allocates 512 KiB for its channel, and thousands of
+	// lost followers reading every tipInterval allocated gigabytes a
+	// second.
+	ch := make(chan *nats.Msg, tipBatch+1)
+	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return 0, fmt.Errorf("subscribe: %w", err)
 	}
@@ -91,9 +97,11 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	}
 	n := 0
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return n, err
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return n, ctx.Err()
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
