@@ -41,10 +41,10 @@ var unexercised = map[string]map[int]string{
 	"getVersion":     {500: internal},
 	"getChanges":     {500: internal},
 	"getRecord":      {500: internal},
-	"putRecord":      {500: internal, 408: slowBody},
-	"patchRecord":    {500: internal, 408: slowBody},
-	"deleteRecord":   {500: internal},
-	"postCommit":     {500: internal, 408: slowBody},
+	"putRecord":      {500: internal, 408: slowBody, 409: keyInFlight},
+	"patchRecord":    {500: internal, 408: slowBody, 409: keyInFlight},
+	"deleteRecord":   {500: internal, 409: keyInFlight},
+	"postCommit":     {500: internal, 408: slowBody, 409: keyInFlight},
 	"postCall":       {500: internal, 408: slowBody},
 	"putPresence":    {500: internal, 408: slowBody},
 	"deletePresence": {500: internal},
@@ -63,6 +63,10 @@ const (
 	internal = "an internal failure of the store or the server"
 	slowBody = "a body slower than the body timeout (the guard package's tests)"
 	noFlush  = "a ResponseWriter that cannot flush"
+	// keyInFlight: postCall's 409 is provoked here, with a slow handler;
+	// a write's takes a store slower than the wait (httpapi's and idem's
+	// tests hold the rule itself, which is the same for both).
+	keyInFlight = "a write still in flight when a retry's wait runs out"
 )
 
 // secret signs the tokens of the server with access control.
@@ -277,6 +281,8 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 		PingInterval: 100 * time.Millisecond,
 		// One presence set per session at once: the second is refused.
 		Presence: presence.Options{SetRate: 0.001},
+		// A retry waits for the first request with its key this long.
+		Idempotency: viewsync.IdempotencyOptions{MaxWait: 50 * time.Millisecond},
 	})
 	hub := e.srv.Hub()
 	hub.HandleCall("echo", func(ctx context.Context, c *viewsync.Call) (any, error) { return c.Arg, nil })
@@ -461,9 +467,68 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	}
 	e.do(t, call{method: "HEAD", path: "/viewsync/nope.js", want: 404})
 
+	t.Run("idempotency", func(t *testing.T) { testIdempotency(t, e) })
 	t.Run("events", func(t *testing.T) { testEvents(t, e, async, where) })
 	t.Run("stream", func(t *testing.T) { testStream(t, e, async, where) })
 	t.Run("websocket", func(t *testing.T) { testWebSocket(t, e, async) })
+}
+
+// testIdempotency sends each keyed write and call twice — the retry is
+// replayed (Idempotent-Replayed: true, the same answer) — then another
+// request under the key (422), a malformed key (400), and a retry of a
+// call still running past the wait (409).
+func testIdempotency(t *testing.T, e *env) {
+	const (
+		c   = "/v1/collections/keyed"
+		key = "Idempotency-Key"
+	)
+	merge := []string{"Content-Type", "application/merge-patch+json"}
+	for i, tc := range []struct {
+		method, path, body, other string
+		header                    []string
+	}{
+		{"PUT", c + "/records/k1", `{"n":1}`, `{"n":2}`, nil},
+		{"PATCH", c + "/records/k1", `{"m":1}`, `{"m":2}`, merge},
+		{"POST", c + "/commits", `{"ops":[{"op":"put","id":"k2","value":1}]}`, `{"ops":[{"op":"put","id":"k2","value":2}]}`, nil},
+		{"DELETE", c + "/records/k2", ``, ``, nil},
+		{"POST", "/v1/calls/echo", `{"arg":{"x":1}}`, `{"arg":{"x":2}}`, nil},
+	} {
+		k := fmt.Sprintf("0f8fad5b-d9cb-469f-a165-7086772895%02d", i)
+		h := append([]string{key, k}, tc.header...)
+		resp, first := e.do(t, call{method: tc.method, path: tc.path, body: tc.body, header: h, want: 200})
+		if resp.Header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("%s %s: the first answer says it was replayed", tc.method, tc.path)
+		}
+		resp, again := e.do(t, call{method: tc.method, path: tc.path, body: tc.body, header: h, want: 200})
+		if resp.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(first, again) {
+			t.Errorf("%s %s retried: Idempotent-Replayed %q, %s; want true, %s", tc.method, tc.path, resp.Header.Get("Idempotent-Replayed"), again, first)
+		}
+		other := tc.other
+		oh := h
+		if tc.method == "DELETE" {
+			oh = append(h, "If-Match", `"1"`) // another precondition: another request
+		}
+		_, b := e.do(t, call{method: tc.method, path: tc.path, body: other, header: oh, want: 422})
+		if !strings.Contains(string(b), `"idempotency_key_reused"`) {
+			t.Errorf("%s %s under a used key: %s", tc.method, tc.path, b)
+		}
+		_, b = e.do(t, call{method: tc.method, path: tc.path, body: tc.body, header: append([]string{key, strings.Repeat("k", 256)}, tc.header...), want: 400, offSpec: true})
+		if !strings.Contains(string(b), `"bad_idempotency_key"`) {
+			t.Errorf("%s %s with a key too long: %s", tc.method, tc.path, b)
+		}
+	}
+	// A retry of a call still running, past the wait: 409.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, header: []string{key, "slow-1"}, want: 504})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	_, b := e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, header: []string{key, "slow-1"}, want: 409})
+	if !strings.Contains(string(b), `"idempotency_in_flight"`) {
+		t.Errorf("a retry in flight: %s", b)
+	}
+	<-done
 }
 
 // testEvents reads an event stream and a filtered one and checks their
@@ -634,6 +699,24 @@ func testWebSocket(t *testing.T, e *env, async *asyncSpec) {
 	send(`{"type":"call","id":7,"name":"echo","arg":[1,2]}`)
 	if b := until("result")["result"]; !strings.Contains(string(b), `"id":7,`) {
 		t.Errorf("the result of call 7: %s", b)
+	}
+	// Idempotency keys: a keyed commit and call sent twice; the second
+	// answers are replayed.
+	for _, id := range []string{`"k1"`, `"k2"`} {
+		send(`{"type":"commit","id":` + id + `,"collection":"keyedws","ops":[{"op":"put","id":"a","value":1}],"idempotencyKey":"ws-commit-1"}`)
+		if b := until("result")["result"]; !strings.Contains(string(b), `"version":1}`) || strings.Contains(string(b), `"replayed":true`) != (id == `"k2"`) {
+			t.Errorf("keyed commit %s: %s", id, b)
+		}
+	}
+	for _, id := range []string{`"k3"`, `"k4"`} {
+		send(`{"type":"call","id":` + id + `,"name":"echo","arg":1,"idempotencyKey":"ws-call-1"}`)
+		if b := until("result")["result"]; strings.Contains(string(b), `"replayed":true`) != (id == `"k4"`) {
+			t.Errorf("keyed call %s: %s", id, b)
+		}
+	}
+	send(`{"type":"commit","id":"k5","collection":"keyedws","ops":[{"op":"put","id":"a","value":2}],"idempotencyKey":"ws-commit-1"}`)
+	if b := until("error")["error"]; !strings.Contains(string(b), `"idempotency_key_reused"`) {
+		t.Errorf("a commit under a used key: %s", b)
 	}
 	send(`{"type":"ack","collection":"products","version":1}`)
 	send(`{"type":"ack","collection":"products","sub":"cheap","version":999999}`)
