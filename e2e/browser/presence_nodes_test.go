@@ -65,6 +65,20 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			if badge.By != "" {
 				t.Errorf("page Ana: her own row shows %q editing", badge.By)
 			}
+			// The second node counts her, and what it heard of her.
+			for name, min := range map[string]float64{
+				"viewsync_presence_members":                            1,
+				"viewsync_presence_remote":                             1,
+				`viewsync_presence_bus_messages_total{direction="in"}`: 1,
+				`viewsync_presence_bus_bytes_total{direction="in"}`:    1,
+			} {
+				if v, err := two.metric(name); err != nil || v < min {
+					t.Errorf("second node: %s = %v (%v), want at least %v", name, v, err, min)
+				}
+			}
+			if v, err := two.metric("viewsync_presence_bus_dropped_total"); err != nil || v != 0 {
+				t.Errorf("second node: viewsync_presence_bus_dropped_total = %v (%v), want 0", v, err)
+			}
 
 			// Ben edits the chair: Ana sees him there.
 			ben.do("focusing the chair", chromedp.Focus(chromedp.CSS(inRow("p-2-chair", "product-description"))))
