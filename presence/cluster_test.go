@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -359,6 +360,43 @@ func TestBusSplitsRefresh(t *testing.T) {
 		busA.net.mu.Unlock()
 		if largest > presence.MaxBusMessageBytes || largest < presence.MaxBusMessageBytes/2 {
 			t.Fatalf("largest message %d bytes", largest)
+		}
+	})
+}
+
+// TestBusVisible: a follower restricted to some rows, on another node
+// than the member, does not see it on a record outside them.
+func TestBusVisible(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n memNet
+		a, _ := n.node(t, presence.Options{})
+		b, _ := n.node(t, presence.Options{})
+		rec := &recorder{}
+		f, err := b.Follow("c", presence.FollowOptions{Write: rec.write, Visible: func(_ context.Context, id string) bool {
+			return !strings.HasPrefix(id, "secret")
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Stop()
+		ana := open(t, a, "ana")
+		for _, step := range []struct{ record, want string }{
+			{"secret1", ""},
+			{"p1", `"join"`},
+			{"secret2", `"leave"`},
+		} {
+			time.Sleep(time.Millisecond)
+			set(t, ana, "c", step.record, `{}`)
+			synctest.Wait()
+			got := rec.take()
+			for _, m := range got {
+				if strings.Contains(m, "secret") {
+					t.Fatalf("leaked: %s", m)
+				}
+			}
+			if step.want != "" && (len(got) == 0 || !strings.Contains(got[len(got)-1], step.want)) {
+				t.Fatalf("record %q: %q, want %s", step.record, got, step.want)
+			}
 		}
 	})
 }
