@@ -11,8 +11,20 @@ import (
 	"github.com/viewsync/viewsync/protocol"
 )
 
-// WriteOption sets a precondition of a single-record write.
+// WriteOption sets a precondition of a single-record write, or the
+// idempotency key of any write or call (WithIdempotencyKey).
 type WriteOption func(h http.Header)
+
+// WithIdempotencyKey sends key as the request's Idempotency-Key: the
+// server applies the write (runs the call) at most once for it, and
+// answers a retry with the same key and request as it answered the
+// first. Use a fresh key (a UUID) per write and the same on every retry
+// of it; net/http itself resends such a request when a reused connection
+// fails before the answer. A retry after the server's
+// --idempotency-ttl (24h) applies again.
+func WithIdempotencyKey(key string) WriteOption {
+	return func(h http.Header) { h.Set("Idempotency-Key", key) }
+}
 
 // IfVersion writes only if the record is at version v (If-Match: "v");
 // else the write fails with ErrPreconditionFailed.
@@ -146,8 +158,9 @@ func (c *Client) Delete(ctx context.Context, collection, id string, opts ...Writ
 
 // Commit applies ops atomically if every precondition in ifs holds (id →
 // version the record must have, 0: it must not exist) and returns the
-// commit's version.
-func (c *Client) Commit(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64) (uint64, error) {
+// commit's version. Of opts only WithIdempotencyKey applies (the
+// preconditions are ifs).
+func (c *Client) Commit(ctx context.Context, collection string, ops []protocol.Op, ifs map[string]uint64, opts ...WriteOption) (uint64, error) {
 	body, err := json.Marshal(protocol.CommitRequest{Ops: ops, If: ifs})
 	if err != nil {
 		return 0, fmt.Errorf("vsclient: encoding the commit: %w", err)
@@ -157,8 +170,20 @@ func (c *Client) Commit(ctx context.Context, collection string, ops []protocol.O
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	idempotencyKey(req.Header, opts)
 	var r protocol.CommitResponse
 	return r.Version, c.do(req, &r)
+}
+
+// idempotencyKey sets, of opts, only the Idempotency-Key on h.
+func idempotencyKey(h http.Header, opts []WriteOption) {
+	o := http.Header{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	if k := o.Get("Idempotency-Key"); k != "" {
+		h.Set("Idempotency-Key", k)
+	}
 }
 
 // CallResult is what a call answered.
@@ -172,7 +197,9 @@ type CallResult struct {
 
 // Call runs the named server function with arg (any JSON-encodable value;
 // nil for none).
-func (c *Client) Call(ctx context.Context, name string, arg any) (CallResult, error) {
+//
+// Of opts only WithIdempotencyKey applies.
+func (c *Client) Call(ctx context.Context, name string, arg any, opts ...WriteOption) (CallResult, error) {
 	var body []byte
 	if arg == nil {
 		body = []byte(`{}`)
@@ -190,6 +217,7 @@ func (c *Client) Call(ctx context.Context, name string, arg any) (CallResult, er
 		return CallResult{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	idempotencyKey(req.Header, opts)
 	var r CallResult
 	return r, c.do(req, &r)
 }
