@@ -241,7 +241,7 @@ func (b *batch) sweepKeys() error {
 		}
 		if cb := b.tx.Bucket(coll); cb != nil {
 			if kb := cb.Bucket(bucketKeys); kb != nil {
-				if v := kb.Get(id); v != nil && len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == at {
+				if v := kb.Get(id); len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == at {
 					if err := kb.Delete(bytes.Clone(id)); err != nil {
 						return fmt.Errorf("forget idempotency key: %w", err)
 					}

@@ -127,9 +127,9 @@ type plan struct {
 	// once the batch is stored they are answered with it (keys).
 	later []*request
 	keys  map[string]store.Key
-	msgs    []*nats.Msg
-	id      string // batch id
-	msgID   string // the group's message id (see fate.go)
+	msgs  []*nats.Msg
+	id    string // batch id
+	msgID string // the group's message id (see fate.go)
 
 	// published is when the batch was handed to the connection, window
 	// the stream's duplicate window then.
