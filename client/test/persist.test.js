@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { BASE, fakeFetch, json, open, until } from '../testing/fakes.js';
 import { basesFor, MemoryStore, overlay, principalOf, rebase, scopeOf } from '../viewsync/persist.js';
 import { mergePatch } from '../viewsync/json.js';
+import { filterPaths } from '../viewsync/view.js';
 
 /**
  * fakeServer is one collection, "items", over long-poll: snapshot,
@@ -334,4 +335,35 @@ test('persist: overlay, basesFor and rebase', () => {
   assert.deepEqual(rebase([later], w1, 7), []);
   assert.deepEqual(rebase([later], w2, 8), [later]);
   assert.deepEqual(later.ifs, { a: 8 });
+});
+
+test('persist: a filtered view shows a queued write only over its records, and only when it keeps the fields the filter reads', async (t) => {
+  assert.deepEqual(filterPaths({ category: 'lamp', $or: [{ 'dims.w': 1 }, { $id: 'x' }], $and: [{ price: { $lt: 3 } }] }).sort(), ['category', 'dims.w', 'price']);
+  const srv = fakeServer({ records: { a: { category: 'lamp', price: 1 }, b: { category: 'lamp', price: 2 } } });
+  // The fake serves the whole collection whatever the filter: both match.
+  const s = open(t, opts(srv, new MemoryStore()));
+  const v = s.collection('items', { where: { category: 'lamp' } });
+  await v.ready;
+  srv.down = true;
+  await Promise.all([
+    v.put('a', { category: 'lamp', price: 5 }).queued,
+    v.put('b', { category: 'desk', price: 6 }).queued,
+    v.put('c', { category: 'lamp', price: 7 }).queued,
+  ]);
+  assert.deepEqual(v.get('a'), { category: 'lamp', price: 5 }, 'a keeps its category: shown');
+  assert.deepEqual(v.get('b'), { category: 'lamp', price: 2 }, 'b changes its category: the server decides');
+  assert.equal(v.record('b').pending, true);
+  assert.equal(v.get('c'), undefined, 'c is not in the view: not shown');
+});
+
+test('persist: a precondition taken on a write that landed before the view caught up is on the version it got', async (t) => {
+  const srv = fakeServer({ records: { a: 1 } });
+  const s = open(t, opts(srv, new MemoryStore(), { transport: 'poll', pollInterval: 60000 }));
+  const v = s.collection('items');
+  await v.ready;
+  assert.equal(await v.put('b', 2, { ifVersion: 0 }), 2);
+  assert.equal(v.version, 1, 'the view has not caught up');
+  assert.deepEqual(v.record('b'), { id: 'b', value: 2, version: 0, pending: true });
+  assert.equal(await v.put('b', 3, { ifVersion: v.record('b').version }), 3);
+  assert.equal(srv.writes[1].headers['If-Match'], '"2"');
 });

@@ -434,6 +434,15 @@ export function bindTable(view, options) {
   /** @param {import('../viewsync.js').OutboxEvent} ev */
   function onOutbox(ev) {
     if (ev.type !== 'failed') return;
+    // The tab that queued the write shows its refusal (any tab when that
+    // one is gone: a reload, a closed tab).
+    /** @type {import('./persist.js').Persistence} */ (/** @type {any} */ (view.session)._persist).mine(ev.write.key)
+      .then((mine) => { if (mine && !destroyed) refused(ev); });
+  }
+  let destroyed = false;
+
+  /** @param {import('../viewsync.js').OutboxEvent & {type: 'failed'}} ev */
+  function refused(ev) {
     const w = ev.write;
     if (w.collection !== view.name || (w.kind !== 'put' && w.kind !== 'patch') || w.id === undefined) return;
     const row = rows.get(w.id) ?? (() => {
@@ -484,6 +493,7 @@ export function bindTable(view, options) {
     keepMine: (id) => save(id, { keepMine: true }),
     takeTheirs,
     destroy() {
+      destroyed = true;
       unsubscribe();
       unsubscribePresence?.();
       unsubscribeOutbox?.();

@@ -40,6 +40,7 @@ import { backoff, encodeId, isDotId, noop } from './util.js';
  * @property {string} [name]
  * @property {JSONValue} [arg]
  * @property {number} queuedAt ms since the epoch
+ * @property {string} [tab] the session (tab) that queued it
  */
 
 /**
@@ -396,7 +397,7 @@ export async function sendWrite(s, w) {
  * @returns {import('../viewsync.js').QueuedWrite}
  */
 export function publicWrite(w) {
-  const { seq: _s, scope: _c, bases: _b, ...rest } = w;
+  const { seq: _s, scope: _c, bases: _b, tab: _t, ...rest } = w;
   return /** @type {any} */ (rest);
 }
 
@@ -436,6 +437,11 @@ export class Persistence {
   #closed = false;
   #locks;
   #onHide = () => this.#saveAll();
+  // This session's id among the tabs; each holds a Web Lock named after
+  // it while open, so that a write's tab can be known to be gone.
+  #tab = newKey();
+  /** @type {Map<string, string | undefined>} the tab of each write refused lately, by key */
+  #refusedBy = new Map();
 
   /**
    * @param {import('./session.js').Session} session
@@ -475,9 +481,15 @@ export class Persistence {
     globalThis.addEventListener?.('pagehide', this.#onHide);
     this.#s._pendingChanged();
     if (this.#locks?.request) {
+      this.#locks.request(`viewsync-tab\n${this.#tab}`, () => new Promise((release) => {
+        const prev = this.#release;
+        this.#release = () => { prev(); release(undefined); };
+        if (this.#closed) this.#release();
+      })).catch(noop);
       this.#locks.request(`viewsync-outbox\n${this.#scope}`, () => new Promise((release) => {
         if (this.#closed) return release(undefined);
-        this.#release = () => release(undefined);
+        const prev = this.#release;
+        this.#release = () => { prev(); release(undefined); };
         this.#leader = true;
         this.flush();
       })).catch(noop);
@@ -563,14 +575,24 @@ export class Persistence {
     const key = newKey();
     /** @type {Promise<any>} */
     const done = new Promise((resolve, reject) => this.#waits.set(key, { resolve, reject }));
+    // A write nobody awaits is no unhandled rejection: its refusal is an
+    // 'outbox' event, and a closed session leaves it queued.
+    done.catch(noop);
     const queued = (async () => {
       await this.ready;
       if (this.#closed) throw new ViewsyncError('closed', 'session closed', 0);
       /** @type {Write} */
-      const w = { ...write, scope: this.#scope, key, queuedAt: Date.now() };
+      const w = { ...write, scope: this.#scope, key, queuedAt: Date.now(), tab: this.#tab };
       const bases = basesFor(this.writes, w.collection, w.ifs);
       if (bases) w.bases = bases;
       else delete w.bases;
+      // A precondition taken on what a write that landed shows (the view
+      // has not caught up with it yet) is on the version it got.
+      for (const id of Object.keys(w.ifs || {})) {
+        if (bases?.[id] || !w.ifs) continue;
+        const last = this.landing.findLast((l) => l.w.collection === w.collection && opsOf(l.w).some((op) => op.id === id));
+        if (last && w.ifs[id] < last.version) w.ifs[id] = last.version;
+      }
       w.seq = await this.#store.addWrite(w);
       this.writes.push(w);
       this.#bc?.postMessage({ type: 'queued' });
@@ -694,9 +716,29 @@ export class Persistence {
       this.#s._emit('outbox', { type: 'sent', write: publicWrite(w), version: settled.version });
     } else {
       const err = new ViewsyncError(settled.error.code, settled.error.message, settled.error.status);
+      this.#refusedBy.set(w.key, w.tab);
+      if (this.#refusedBy.size > 100) this.#refusedBy.delete(this.#refusedBy.keys().next().value ?? '');
       this.#s._pendingChanged();
       wait?.reject(err);
       this.#s._emit('outbox', { type: 'failed', write: publicWrite(w), error: err });
+    }
+  }
+
+  /**
+   * mine tells whether a refused write (by key) is this tab's to show: it
+   * queued it, or the tab that did is gone (reloaded, closed).
+   * @param {string} key
+   * @returns {Promise<boolean>}
+   */
+  async mine(key) {
+    const tab = this.#refusedBy.get(key);
+    if (tab === this.#tab) return true;
+    if (!tab || !this.#locks?.query) return !tab || !this.#locks;
+    try {
+      const { held = [] } = await this.#locks.query();
+      return !held.some((/** @type {{name?: string}} */ l) => l.name === `viewsync-tab\n${tab}`);
+    } catch {
+      return true;
     }
   }
 

@@ -1,7 +1,7 @@
 // The live view of one collection, or of the records of one that match a
 // filter, and its writes.
 import { ViewsyncError } from './errors.js';
-import { mergePatch } from './json.js';
+import { getPath, jsonEqual, mergePatch } from './json.js';
 import { opsOf, overlay } from './persist.js';
 import { Presence } from './presence.js';
 import { applyToState, newState } from './state.js';
@@ -395,8 +395,8 @@ export class View {
    * @param {import('./persist.js').CachedView} c
    */
   _fromCache(c) {
-    if (this._apply({ type: 'reset', epoch: c.epoch, version: c.version, records: c.records }, true) !== 'applied') return;
-    this.#cached = true;
+    this.#cached = true; // already, for subscribers of the reset
+    if (this._apply({ type: 'reset', epoch: c.epoch, version: c.version, records: c.records }, true) !== 'applied') this.#cached = false;
   }
 
   /** _live: the link follows the view from its cursor: it is no longer only the cache's. */
@@ -458,7 +458,14 @@ export class View {
       const old = this.#shown.get(id);
       const base = st.records.get(id);
       let { value, pending } = pendingNow.has(id) ? overlay(writes, this.name, id, base, mergePatch) : { value: base, pending: false };
-      if (this.where && !st.records.has(id)) ({ value, pending } = { value: undefined, pending: false });
+      if (this.where && pending) {
+        // The server decides what matches: a queued write shows in a
+        // filtered view only over a record it has, and only when it keeps
+        // every field the filter reads (else the record shows as the
+        // server has it until the server says where it belongs).
+        if (!st.records.has(id)) ({ value, pending } = { value: undefined, pending: false });
+        else if (value !== undefined && this.#filterPaths().some((f) => !jsonEqual(getPath(value, f), getPath(/** @type {JSONValue} */ (base), f)))) value = base;
+      }
       if (pending) this.#pendingIds.add(id);
       if (value === undefined) {
         if (had) {
@@ -472,6 +479,14 @@ export class View {
       else if (old !== value || wasPending.has(id) !== pending || ids === null) updated.push(id);
     }
     return { added, updated, removed, changed: [...added, ...updated, ...removed] };
+  }
+
+  /** @type {string[] | null} */
+  #paths = null;
+  /** #filterPaths lists the fields the view's filter reads. */
+  #filterPaths() {
+    if (!this.#paths) this.#paths = filterPaths(this.where);
+    return this.#paths;
   }
 
   #wake() {
@@ -535,4 +550,26 @@ export function preconditions(ifVersion) {
   if (ifVersion == null) return {};
   if (ifVersion === 0) return { 'If-None-Match': '*' };
   return { 'If-Match': `"${ifVersion}"` };
+}
+
+/**
+ * filterPaths lists the fields a filter reads (dotted paths), through
+ * $and and $or; $id is the record's id, which no write changes.
+ * @param {unknown} where
+ * @returns {string[]}
+ */
+export function filterPaths(where) {
+  /** @type {Set<string>} */
+  const out = new Set();
+  /** @param {unknown} w */
+  const walk = (w) => {
+    if (!w || typeof w !== 'object' || Array.isArray(w)) return;
+    for (const [k, v] of Object.entries(w)) {
+      if (k === '$and' || k === '$or') {
+        if (Array.isArray(v)) v.forEach(walk);
+      } else if (k !== '$id') out.add(k);
+    }
+  };
+  walk(where);
+  return [...out];
 }

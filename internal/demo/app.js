@@ -31,11 +31,12 @@ const me = params.get('name') || sessionStorage.getItem('viewsync-demo-name')
 sessionStorage.setItem('viewsync-demo-name', me);
 // Offline-first: the grid is kept in this browser and shows at once on
 // the next visit, also without a network; edits made offline wait in an
-// outbox, shown pending, and go when the server is back.
+// outbox, shown pending, and go when the server is back. ?persist=0
+// turns it off (a page that only follows the server).
 const session = connect({
   transport: TRANSPORTS.includes(wanted) ? wanted : 'auto',
   token: () => new URLSearchParams(location.hash.slice(1)).get('token') || token,
-  persist: { version: 'demo-1' },
+  persist: params.get('persist') === '0' ? false : { version: 'demo-1' },
 });
 
 // --- where writes go ------------------------------------------------------------
