@@ -57,6 +57,30 @@ test('ws: presence subscribes once with the view, publishes with ids, follows jo
   s.close();
 });
 
+test('ws: sets refused as too frequent are tried again, the state set last once', async (t) => {
+  const WS = fakeWS();
+  const s = open(t, { url: BASE, WebSocket: WS, fetch: fakeFetch(() => json({})) });
+  const here = s.collection('p').presence;
+  await until(() => WS.all[0]?.of('subscribe').length === 1, 'subscribe');
+  const ws = WS.all[0];
+  ws.deliver({ type: 'presence', collection: 'p', event: 'sync', members: [], count: 0, self: 'me', ttl: 30000 });
+  await until(() => here.synced, 'the sync');
+  const refused = [here.set({ n: 1 }, { record: 'r1' }), here.set({ n: 2 }, { record: 'r2' })];
+  await until(() => ws.of('presence').length === 2, 'two sets');
+  for (const m of ws.of('presence')) {
+    ws.deliver({ type: 'error', id: m.id, code: 'rate_limited', message: 'over the limit of presence sets per second' });
+  }
+  for (const p of refused) await assert.rejects(p, { code: 'rate_limited' });
+  // Later, the state set last only.
+  await until(() => ws.of('presence').length === 3, 'the set again', 5000);
+  const again = ws.of('presence')[2];
+  assert.deepEqual([again.record, again.state], ['r2', { n: 2 }]);
+  ws.deliver({ type: 'result', id: again.id, result: null, versions: {} });
+  await tick(1200);
+  assert.equal(ws.of('presence').length, 3, 'sent once');
+  s.close();
+});
+
 test('sse: presence=1 on the stream, and PUT …/presence with the session the stream gave', async (t) => {
   const puts = [];
   let push;

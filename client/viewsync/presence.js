@@ -14,6 +14,8 @@ import { noop } from './util.js';
 const HEARTBEAT_SHARE = 1 / 3;
 /** The TTL assumed until the server says (its default). */
 const DEFAULT_TTL = 30_000;
+/** A set the server refused as too frequent is tried again after this. */
+const RETRY_LIMITED = 1000;
 
 /**
  * Presence is a view's presence: the members present in its collection
@@ -40,6 +42,8 @@ export class Presence {
   #subs = new Set();
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #beat;
+  /** @type {ReturnType<typeof setTimeout> | undefined} a set again after a refusal */
+  #retry;
   #synced = false;
 
   /** @param {import('./view.js').View<any>} view */
@@ -91,7 +95,12 @@ export class Presence {
     }
     this.#desired = record == null ? { state } : { state, record };
     this.#schedule();
-    return this.#publish();
+    return this.#publish().catch((e) => {
+      // Over the server's rate of sets (--presence-set-rate): the state
+      // set last goes once the rate allows, so that the others see it.
+      if (e?.code === 'rate_limited') this.#later();
+      throw e;
+    });
   }
 
   /**
@@ -164,6 +173,19 @@ export class Presence {
     if (!d) return Promise.resolve();
     if (!this.#synced) return Promise.resolve(); // sent at the sync
     return this.#send({ ...(d.record != null ? { record: d.record } : {}), state: d.state });
+  }
+
+  // #later publishes the state set last after RETRY_LIMITED, once
+  // however many sets were refused meanwhile.
+  #later() {
+    if (this.#retry !== undefined) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#publish().catch((e) => {
+        if (e?.code === 'rate_limited') this.#later();
+      });
+    }, RETRY_LIMITED);
+    /** @type {any} */ (this.#retry)?.unref?.();
   }
 
   // Heartbeats run while this client publishes a state.
