@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -90,19 +91,23 @@ func startCluster(ctx context.Context, program func() (string, error), conns int
 	return cl, nil
 }
 
-// stop stops the viewsync nodes, then the NATS servers, and removes their
-// data. Any that had exited on its own has its log's end shown.
+// stop stops the viewsync nodes, then the NATS servers, each group at
+// once, and removes their data. Any that had exited on its own has its
+// log's end shown.
 func (cl *benchCluster) stop(stderr io.Writer) {
-	for i, s := range cl.nodes {
-		if s.stop() {
-			fmt.Fprintf(stderr, "bench: viewsync node %d exited during the run (%v); the end of its log:\n%s\n", i, s.cmd.ProcessState, s.stderr)
+	stopAll := func(ss []*spawnedServer, what func(i int) string) {
+		var wg sync.WaitGroup
+		for i, s := range ss {
+			wg.Go(func() {
+				if s.stop() {
+					fmt.Fprintf(stderr, "bench: %s exited during the run (%v); the end of its log:\n%s\n", what(i), s.cmd.ProcessState, s.stderr)
+				}
+			})
 		}
+		wg.Wait()
 	}
-	for i, s := range cl.natsNodes {
-		if s.stop() {
-			fmt.Fprintf(stderr, "bench: NATS server n%d exited during the run (%v); the end of its log:\n%s\n", i, s.cmd.ProcessState, s.stderr)
-		}
-	}
+	stopAll(cl.nodes, func(i int) string { return fmt.Sprintf("viewsync node %d", i) })
+	stopAll(cl.natsNodes, func(i int) string { return fmt.Sprintf("NATS server n%d", i) })
 }
 
 // natsStats are the NATS servers' resident anonymous memory and storage.
