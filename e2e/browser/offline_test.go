@@ -295,6 +295,9 @@ func TestOfflineLoadFromCache(t *testing.T) {
 	a.reload()
 	a.waitRow("p-1-lamp", "shown from the cache", `r && r.name === 'Desk lamp' && r.price === '30.00'`, changeTimeout)
 	a.waitRow("p-2-chair", "shown from the cache", `r && r.name === 'Old chair'`, changeTimeout)
+	var shownAt float64
+	a.eval("reading the page's clock", `performance.now()`, &shownAt)
+	t.Logf("offline reload: the cached rows were shown %.0f ms after navigation start (read after the wait)", shownAt)
 	var st struct {
 		State   string `json:"state"`
 		Pending int    `json:"pending"`
@@ -378,9 +381,11 @@ func TestOfflineEditsReachServerOnce(t *testing.T) {
 	px.loseFirst(func(r *http.Request) bool {
 		return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/records/p-1-lamp")
 	})
+	back := time.Now()
 	px.setOffline(false)
 	a.waitLive("")
 	other.waitRow("p-1-lamp", "the rename in the other page", `r && r.name === 'Lamp renamed offline'`, 2*changeTimeout)
+	t.Logf("the API back → the queued rename shown in the other page: %v (reconnect backoff included)", time.Since(back).Round(time.Millisecond))
 	other.waitRow(id, "the new product in the other page", `r && r.name === 'Kettle added offline' && r.price === '12.50'`, changeTimeout)
 	a.waitFor("the sync note: live", `((s) => s.state === 'live' && s.pending === 0)(`+syncJS+`)`, 2*changeTimeout, nil)
 	a.waitRow("p-1-lamp", "no longer pending", `r && r.name === 'Lamp renamed offline' && !r.inConflict && !`+pendingJS("p-1-lamp"), changeTimeout)
