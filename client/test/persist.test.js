@@ -15,11 +15,13 @@ import { filterPaths } from '../viewsync/view.js';
  * If-None-Match, commits, and Idempotency-Key: a key seen again answers
  * what it answered first without writing. down makes every request fail
  * without an answer; loseNext applies the next write and then fails as if
- * its answer were lost.
+ * its answer were lost; busy answers that many keyed writes 409
+ * idempotency_in_flight, as a server still applying an earlier send of the
+ * same key does.
  */
 function fakeServer({ epoch = 'E', records = {} } = {}) {
   const srv = {
-    epoch, version: 0, recs: new Map(), log: [], keys: new Map(), writes: [], down: false, loseNext: false,
+    epoch, version: 0, recs: new Map(), log: [], keys: new Map(), writes: [], down: false, loseNext: false, busy: 0,
     /** write applies ops as one commit. */
     write(ops) {
       srv.version++;
@@ -48,6 +50,10 @@ function fakeServer({ epoch = 'E', records = {} } = {}) {
       return json({ epoch: srv.epoch, version: srv.version, commits: [] });
     }
     const key = init.headers?.['Idempotency-Key'];
+    if (key && srv.busy > 0) {
+      srv.busy--;
+      return json({ error: { code: 'idempotency_in_flight', message: 'a request with this key is still in progress' } }, 409);
+    }
     if (key && srv.keys.has(key)) return json(srv.keys.get(key), 200, { 'Idempotent-Replayed': 'true' });
     srv.writes.push({ method, path: p, key, headers: init.headers, body: init.body && JSON.parse(init.body) });
     let answer;
@@ -230,6 +236,23 @@ test('persist: a write whose answer was lost goes again with the same key, and i
   const sends = srv.fetch.calls.filter((c) => c.init.method === 'PUT');
   assert.equal(sends.length, 2, 'sent twice');
   assert.equal(sends[0].init.headers['Idempotency-Key'], sends[1].init.headers['Idempotency-Key']);
+});
+
+test('persist: a write answered "still in progress" (409 idempotency_in_flight) stays queued and goes again with its key', async (t) => {
+  const srv = fakeServer({ records: { a: 1 } });
+  const s = open(t, opts(srv, new MemoryStore()));
+  const v = s.collection('items');
+  await v.ready;
+  const failed = [];
+  s.on('outbox', (e) => { if (e.type === 'failed') failed.push(e.error.code); });
+  srv.busy = 2;
+  assert.equal(await v.put('a', 2), 2);
+  assert.equal(srv.busy, 0, 'both busy answers were met');
+  assert.equal(srv.log.length, 2, 'one commit for the write');
+  assert.deepEqual(failed, []);
+  const keys = srv.fetch.calls.filter((c) => c.init.method === 'PUT').map((c) => c.init.headers['Idempotency-Key']);
+  assert.equal(keys.length, 3, 'sent three times');
+  assert.equal(new Set(keys).size, 1, 'with one key');
 });
 
 test('persist: a queued write taken on top of another queued one gets its version as precondition once that one lands', async (t) => {

@@ -245,12 +245,14 @@ export function newKey() {
 
 /**
  * transient tells whether a failed send may succeed later unchanged (no
- * answer, a server error, rate limited, an expired token): the write
- * stays queued and goes again with its key.
+ * answer, a server error, rate limited, an expired token, or the same key
+ * still being applied from an earlier send whose answer was lost): the
+ * write stays queued and goes again with its key.
  * @param {unknown} e
  */
 export function transient(e) {
   if (!(e instanceof ViewsyncError)) return true;
+  if (e.code === 'idempotency_in_flight') return true;
   return e.status === 0 || e.status >= 500 || e.status === 429 || e.status === 401 || e.status === 408;
 }
 
