@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -283,40 +282,21 @@ func (c *visibilityConfig) write(ctx context.Context, client *http.Client, base 
 	var (
 		mu  sync.Mutex
 		res visWrites
-		wg  sync.WaitGroup
 	)
-	inflight := make(chan struct{}, 64)
-	n := int(math.Ceil(rate * c.duration.Seconds()))
-	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now()
 	u := base + "/v1/collections/" + c.collection + "/records/r0"
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			sleepFor(ctx, d)
+	openLoop(ctx, rate, c.duration, 64, func(i int) {
+		now := time.Now()
+		v, err := put(ctx, client, u, benchValue(now, i, int(c.valueSize)))
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			res.errors, res.lastErr = res.errors+1, err
+			return
 		}
-		select {
-		case inflight <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-inflight }()
-			now := time.Now()
-			v, err := put(ctx, client, u, benchValue(now, i, int(c.valueSize)))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.errors, res.lastErr = res.errors+1, err
-				return
-			}
-			res.acked++
-			res.last = max(res.last, v)
-			res.lat = append(res.lat, time.Since(now))
-		})
-	}
-	wg.Wait()
+		res.acked++
+		res.last = max(res.last, v)
+		res.lat = append(res.lat, time.Since(now))
+	})
 	return res
 }
 
