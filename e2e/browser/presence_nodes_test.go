@@ -2,7 +2,6 @@ package browser
 
 import (
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -45,26 +44,9 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	one.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
 	for _, tr := range []string{"ws", "sse"} {
 		t.Run(tr, func(t *testing.T) {
-			ana := b.open(t, "Ana", one.url+"/?name=Ana&transport="+tr)
-			ben := b.open(t, "Ben", two.url+"/?name=Ben&transport="+tr)
-			for _, p := range []*page{ana, ben} {
-				p.waitLive(tr)
-				p.waitRow("p-1-lamp", "shown", `r && r.name === 'Desk lamp'`, changeTimeout)
-			}
-
 			// Ana, on the first node, types in the lamp's name: Ben, on
 			// the second, sees her there.
-			ana.do("typing in the lamp's name", typeInto(inRow("p-1-lamp", "product-name"), "Desk lamp (Ana's)"))
-			ben.waitFor("Ana's badge on the lamp", editingJS("p-1-lamp")+`?.by === 'Ana'`, changeTimeout, nil)
-			var badge struct{ By, Badge string }
-			ben.eval("reading the badge", editingJS("p-1-lamp"), &badge)
-			if badge.Badge != `"Ana is editing"` {
-				t.Errorf("page Ben: the lamp's badge reads %s, want \"Ana is editing\"", badge.Badge)
-			}
-			ana.eval("reading her own badge", editingJS("p-1-lamp"), &badge)
-			if badge.By != "" {
-				t.Errorf("page Ana: her own row shows %q editing", badge.By)
-			}
+			ana, ben := anaEditsTheLamp(t, b, one.url, two.url, tr)
 			// The second node counts her, and what it heard of her.
 			for name, min := range map[string]float64{
 				"viewsync_presence_members":                            1,
@@ -85,22 +67,12 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			ana.waitFor("Ben's badge on the chair", editingJS("p-2-chair")+`?.by === 'Ben'`, changeTimeout, nil)
 
 			// Focus leaves the rows: the badges go on both nodes.
-			for _, p := range []*page{ana, ben} {
-				p.do("leaving the rows", chromedp.Focus(chromedp.CSS(tid("add-name"))))
-			}
-			ben.waitFor("Ana's badge gone", editingJS("p-1-lamp")+`?.by === ''`, changeTimeout, nil)
-			ana.waitFor("Ben's badge gone", editingJS("p-2-chair")+`?.by === ''`, changeTimeout, nil)
+			leaveRows(ana, ben)
 
 			// Ana edits the chair, then her tab closes: her node says she
 			// left, and Ben's badge goes.
-			ana.do("focusing the chair", chromedp.Focus(chromedp.CSS(inRow("p-2-chair", "product-description"))))
-			ben.waitFor("Ana's badge on the chair", editingJS("p-2-chair")+`?.by === 'Ana'`, changeTimeout, nil)
-			closed := time.Now()
-			if err := chromedp.Cancel(ana.ctx); err != nil {
-				t.Fatalf("closing Ana's tab: %v", err)
-			}
-			ben.waitFor("Ana gone", editingJS("p-2-chair")+`?.by === ''`, changeTimeout, nil)
-			t.Logf("%s: Ana's badge went from the other node's page %v after her tab closed", tr, time.Since(closed).Round(time.Millisecond))
+			gone := anaLeavesFromTheChair(t, ana, ben, changeTimeout)
+			t.Logf("%s: Ana's badge went from the other node's page %v after her tab closed", tr, gone)
 			if err := chromedp.Cancel(ben.ctx); err != nil {
 				t.Fatalf("closing Ben's tab: %v", err)
 			}
