@@ -282,8 +282,7 @@ func goOffline(px *apiProxy, pages ...*page) {
 func TestOfflineLoadFromCache(t *testing.T) {
 	b := newBrowser(t)
 	srv := startServer(t, t.TempDir(), "")
-	srv.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
-	srv.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+	srv.putLampAndChair()
 	px := newAPIProxy(t, srv.url)
 
 	a := b.open(t, "A", px.url+"/")
@@ -338,8 +337,7 @@ func TestOfflineLoadFromCache(t *testing.T) {
 func TestOfflineEditsReachServerOnce(t *testing.T) {
 	b := newBrowser(t)
 	srv := startServer(t, t.TempDir(), "")
-	srv.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
-	srv.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+	srv.putLampAndChair()
 	px := newAPIProxy(t, srv.url)
 
 	a := b.open(t, "A", px.url+"/")

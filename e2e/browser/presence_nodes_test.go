@@ -40,8 +40,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	flags := []string{"--engine", "nats", "--nats-url", ns.ClientURL(), "--presence-ttl", presenceTTL.String()}
 	one := startServer(t, t.TempDir(), "", flags...)
 	two := startServer(t, t.TempDir(), "", flags...)
-	one.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
-	one.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+	one.putLampAndChair()
 	for _, tr := range []string{"ws", "sse"} {
 		t.Run(tr, func(t *testing.T) {
 			// Ana, on the first node, types in the lamp's name: Ben, on

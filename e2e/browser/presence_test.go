@@ -29,8 +29,7 @@ func TestPresence(t *testing.T) {
 	for _, tr := range []string{"ws", "sse", "ndjson"} {
 		t.Run(tr, func(t *testing.T) {
 			srv := startServer(t, t.TempDir(), "", "--presence-ttl", presenceTTL.String())
-			srv.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
-			srv.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+			srv.putLampAndChair()
 			ana, ben := anaEditsTheLamp(t, b, srv.url, srv.url, tr)
 
 			// Ben saves the lamp's price meanwhile: Ana sees him there, and

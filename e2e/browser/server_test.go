@@ -220,6 +220,14 @@ func (s *server) put(id string, p product) uint64 {
 	return r.Version
 }
 
+// putLampAndChair writes the two products most tests start from: p-1-lamp
+// ("Desk lamp", brass, 30) and p-2-chair ("Old chair", wobbly, 15).
+func (s *server) putLampAndChair() {
+	s.t.Helper()
+	s.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
+	s.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+}
+
 // patch merges fields into a product (PATCH, JSON merge patch).
 func (s *server) patch(id string, fields map[string]any) uint64 {
 	s.t.Helper()

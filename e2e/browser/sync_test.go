@@ -25,8 +25,7 @@ func TestTwoPagesSync(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			start := time.Now()
 			srv := startServer(t, t.TempDir(), "")
-			srv.put("p-1-lamp", product{Name: "Desk lamp", Description: "brass", Price: 30})
-			srv.put("p-2-chair", product{Name: "Old chair", Description: "wobbly", Price: 15})
+			srv.putLampAndChair()
 
 			url := srv.url + "/?transport=" + tr
 			a := b.open(t, "A", url)
