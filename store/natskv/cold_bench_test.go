@@ -1,0 +1,81 @@
+package natskv_test
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store/natskv"
+)
+
+// BenchmarkColdOpen measures what a node that has never opened a large
+// collection pays for its first snapshot: the collection (N records of
+// about 100 bytes, written in commits of 1,000) is written by one store,
+// then each iteration opens a fresh store on the same server and reads a
+// snapshot. It reports the time to the first snapshot, the records
+// replayed per second, and the heap the open collection holds per record
+// (after a collection, with the snapshot released): the node keeps the
+// whole collection in memory.
+//
+//	go test -run '^$' -bench BenchmarkColdOpen -benchtime 3x ./store/natskv/
+func BenchmarkColdOpen(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run("records="+strconv.Itoa(n), func(b *testing.B) {
+			benchmarkColdOpen(b, n)
+		})
+	}
+}
+
+func benchmarkColdOpen(b *testing.B, records int) {
+	opts := serverOptions(b.TempDir())
+	opts.SyncAlways = false // the setup's writes; reads are what is measured
+	srv := startServer(b, opts)
+	ctx := b.Context()
+	w := openStore(b, srv.ClientURL(), natskv.Options{})
+	const perCommit = 1000
+	ops := make([]protocol.Op, 0, perCommit)
+	for i := range records {
+		ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprintf("product-%07d", i), Value: benchValue})
+		if len(ops) == perCommit || i == records-1 {
+			if _, err := w.Apply(ctx, "cold", ops, nil); err != nil {
+				b.Fatalf("writing record %d: %v", i, err)
+			}
+			ops = ops[:0]
+		}
+	}
+
+	var total time.Duration
+	var heapPerRecord float64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		before := heapInUse()
+		r := openStore(b, srv.ClientURL(), natskv.Options{})
+		b.StartTimer()
+		start := time.Now()
+		snap, err := r.Snapshot(ctx, "cold")
+		total += time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(snap.Records) != records {
+			b.Fatalf("snapshot of %d records, want %d", len(snap.Records), records)
+		}
+		snap = protocol.Snapshot{}
+		heapPerRecord = float64(int64(heapInUse())-int64(before)) / float64(records)
+		runtime.KeepAlive(r)
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	per := total / time.Duration(b.N)
+	b.ReportMetric(float64(per.Milliseconds()), "ms/first-snapshot")
+	b.ReportMetric(float64(records)/per.Seconds(), "records/s")
+	b.ReportMetric(heapPerRecord, "heap-B/record")
+}
