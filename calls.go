@@ -29,13 +29,22 @@ type Call struct {
 	// Arg is the caller's argument, compact JSON (null when none).
 	Arg json.RawMessage
 
-	hub      *Hub
+	hub *Hub
+	// key is the call's idempotency key (callKeyFrom), "" when it has
+	// none: the handler's writes are then keyed by it (callkeys.go).
+	key string
+
 	mu       sync.Mutex
 	versions map[string]uint64
+	writes   map[string]int // commits made per target (callkeys.go)
 }
 
 // Collection returns a handle on a collection whose reads and writes are
-// recorded in the call's answer.
+// recorded in the call's answer. When the call was sent with an
+// idempotency key (Hub.Once), each commit made through the handle is
+// recorded under that key with the commit, so that a run of the handler
+// again — after a crash, or on another node — finds it made and returns
+// what it wrote instead of writing again.
 func (c *Call) Collection(name string) (*Collection, error) {
 	col, err := c.hub.Collection(name)
 	if err != nil {
@@ -132,7 +141,7 @@ func (h *Hub) Call(ctx context.Context, name string, arg json.RawMessage) (CallR
 	if fn == nil {
 		return CallResult{}, fmt.Errorf("%w: %q", ErrUnknownCall, name)
 	}
-	call := &Call{Name: name, Arg: arg, hub: h, versions: map[string]uint64{}}
+	call := &Call{Name: name, Arg: arg, hub: h, key: callKeyFrom(ctx), versions: map[string]uint64{}, writes: map[string]int{}}
 	b, err := h.runCall(ctx, fn, call)
 	if err != nil {
 		return CallResult{}, err

@@ -39,6 +39,9 @@ type writeOpts struct {
 	// learns when the store had it already.
 	key   *store.NewKey
 	keyed *Keyed
+	// callWrite: key is a keyed call's write (callkeys.go); when the
+	// store holds it already the write answers what it recorded.
+	callWrite bool
 }
 
 // writeOptions collects opts.
@@ -207,6 +210,13 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 			return Commit{}, invalid(fmt.Errorf("precondition: %w", err))
 		}
 	}
+	var callDone func()
+	if o.key == nil {
+		if opt, done, ok := c.call.writeKey(c.name, norm); ok {
+			opt(&o)
+			callDone = done
+		}
+	}
 	start := time.Now()
 	var ap store.Applied
 	var err error
@@ -215,8 +225,21 @@ func (c *Collection) Commit(ctx context.Context, ops []Op, ifs map[string]uint64
 	} else {
 		ap, err = c.apply(ctx, norm, maps.Clone(ifs), o)
 	}
+	var ke *store.KeyExistsError
+	if o.callWrite && errors.As(err, &ke) {
+		cm, err := recordedCallWrite(ke.Key, norm)
+		if err != nil {
+			return Commit{}, err
+		}
+		callDone()
+		c.call.observe(c.name, cm.Version)
+		return cm, nil
+	}
 	if err != nil {
 		return Commit{}, fmt.Errorf("viewsync: commit to %s: %w", c.name, err)
+	}
+	if callDone != nil {
+		callDone()
 	}
 	c.hub.publish(ctx, store.Event{Collection: c.name, Epoch: ap.Epoch, Commit: &ap.Commit, Version: ap.Commit.Version, Prev: ap.Prev})
 	c.call.observe(c.name, ap.Commit.Version)
@@ -246,7 +269,7 @@ func keyOnly(opts []WriteOption) []WriteOption {
 	if o.key == nil {
 		return nil
 	}
-	return []WriteOption{func(w *writeOpts) { w.key, w.keyed = o.key, o.keyed }}
+	return []WriteOption{func(w *writeOpts) { w.key, w.keyed, w.callWrite = o.key, o.keyed, o.callWrite }}
 }
 
 // Put writes value under id and returns the record as stored.

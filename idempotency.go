@@ -98,8 +98,10 @@ type Once struct {
 	Fingerprint string
 	// Collection is the collection a keyed write records its key in,
 	// with its commit; empty for a call, whose answer is kept in memory
-	// only.
+	// only (its handler's writes are keyed each: callkeys.go).
 	Collection string
+
+	call bool // made by OnceCall
 }
 
 // Keyed is handed to the function Hub.Once runs. A write made with
@@ -152,6 +154,9 @@ func (h *Hub) Once(ctx context.Context, o Once, do func(ctx context.Context, k *
 			}
 		}
 		kd := &Keyed{id: id, fp: o.Fingerprint}
+		if o.call {
+			ctx = withCallKey(ctx, id)
+		}
 		ans, err := do(ctx, kd)
 		if kd.recorded != nil {
 			return recorded(*kd.recorded)
@@ -218,7 +223,7 @@ func OnceCall(scope, key, name string, arg json.RawMessage) Once {
 		arg = json.RawMessage("null")
 	}
 	return Once{
-		Scope: scope, Key: key, Target: target,
+		Scope: scope, Key: key, Target: target, call: true,
 		Fingerprint: idem.Fingerprint([]byte("call"), []byte(target), compactJSON(arg)),
 	}
 }
