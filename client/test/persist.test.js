@@ -123,6 +123,25 @@ test('persist: a view reopened shows the cache at once (cached), then resumes fr
   await until(() => s2.sync.state === 'live', 'sync state live');
 });
 
+test('persist: a save writes the records that changed, not the whole view', async (t) => {
+  const records = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`r${i}`, i]));
+  const srv = fakeServer({ records });
+  const store = new MemoryStore();
+  const s = open(t, opts(srv, store));
+  const v = s.collection('items');
+  await v.ready;
+  await until(() => store.views.size === 1, 'the view saved');
+  assert.equal(store.recordWrites, 100, 'the first save writes every record');
+  srv.write([{ op: 'put', id: 'r7', value: 'seven' }, { op: 'delete', id: 'r8' }]);
+  await v.waitFor(101);
+  await until(() => [...store.views.values()][0].version === 101, 'the commit saved');
+  assert.equal(store.recordWrites, 102, 'the commit saves its two records');
+  const cached = [...store.views.values()][0];
+  assert.equal(cached.records.length, 99);
+  assert.deepEqual(cached.records.find((r) => r.id === 'r7'), { id: 'r7', value: 'seven', version: 101 });
+  assert.ok(!cached.records.some((r) => r.id === 'r8'));
+});
+
 test('persist: a cursor of another epoch gets a reset that replaces the cache', async (t) => {
   const srv = fakeServer({ records: { a: 1 } });
   const store = new MemoryStore();

@@ -21,6 +21,17 @@ import { backoff, encodeId, isDotId, noop } from './util.js';
  */
 
 /**
+ * What changed in a view's cache since it was last saved: its cursor
+ * (meta), and either every record (replace) or the records written (put)
+ * and gone (del).
+ * @typedef {object} ViewChanges
+ * @property {Omit<CachedView, 'records'>} meta
+ * @property {boolean} replace put holds every record; the others go
+ * @property {Rec[]} put
+ * @property {string[]} del
+ */
+
+/**
  * A queued write, as the outbox keeps it. kind put, patch and delete
  * write one record (id); commit writes ops; call runs name with arg. ifs
  * are the preconditions (id → version, 0: must not exist); bases names,
@@ -53,7 +64,7 @@ import { backoff, encodeId, isDotId, noop } from './util.js';
  * (IDBStore), memory in tests (MemoryStore).
  * @typedef {object} Store
  * @property {(key: string) => Promise<CachedView | undefined>} getView
- * @property {(v: CachedView) => Promise<void>} putView
+ * @property {(c: ViewChanges) => Promise<void>} putView saves a view's cursor and what changed in its records, at once
  * @property {(scope: string) => Promise<void>} deleteViews
  * @property {(scope: string) => Promise<string | undefined>} getTag
  * @property {(scope: string, tag: string) => Promise<void>} putTag
@@ -73,10 +84,19 @@ export class MemoryStore {
   writes = new Map();
   #seq = 0;
 
+  /** records written by putView (the test of saves that write what changed) */
+  recordWrites = 0;
+
   /** @param {string} key */
   async getView(key) { return clone(this.views.get(key)); }
-  /** @param {CachedView} v */
-  async putView(v) { this.views.set(v.key, clone(v)); }
+  /** @param {ViewChanges} c */
+  async putView(c) {
+    const recs = new Map(c.replace ? [] : (this.views.get(c.meta.key)?.records ?? []).map((r) => [r.id, r]));
+    for (const id of c.del) recs.delete(id);
+    for (const r of c.put) recs.set(r.id, r);
+    this.recordWrites += c.put.length + c.del.length;
+    this.views.set(c.meta.key, clone({ ...c.meta, records: [...recs.values()] }));
+  }
   /** @param {string} scope */
   async deleteViews(scope) { for (const [k, v] of this.views) if (v.scope === scope) this.views.delete(k); }
   /** @param {string} scope */
@@ -114,12 +134,20 @@ export class IDBStore {
   /** @param {string} [name] the database's name */
   constructor(name = 'viewsync') {
     this.#db = new Promise((resolve, reject) => {
-      const req = globalThis.indexedDB.open(name, 1);
-      req.onupgradeneeded = () => {
+      // Version 2 keeps a view's records one object each (recs), so that
+      // a save writes what changed; version 1 kept them in the view's
+      // object, which a save rewrote whole. The cache of version 1 is
+      // dropped (views come back from the server); the outbox is kept.
+      const req = globalThis.indexedDB.open(name, 2);
+      req.onupgradeneeded = (e) => {
         const db = req.result;
+        if (e.oldVersion < 1) {
+          db.createObjectStore('outbox', { keyPath: 'seq', autoIncrement: true }).createIndex('scope', 'scope');
+          db.createObjectStore('meta', { keyPath: 'scope' });
+        }
+        if (db.objectStoreNames.contains('views')) db.deleteObjectStore('views');
         db.createObjectStore('views', { keyPath: 'key' }).createIndex('scope', 'scope');
-        db.createObjectStore('outbox', { keyPath: 'seq', autoIncrement: true }).createIndex('scope', 'scope');
-        db.createObjectStore('meta', { keyPath: 'scope' });
+        db.createObjectStore('recs', { keyPath: ['view', 'id'] }).createIndex('scope', 'scope');
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
@@ -147,20 +175,69 @@ export class IDBStore {
     });
   }
 
+  /**
+   * #txs runs fn in a transaction over stores, resolving once committed.
+   * @param {string[]} stores
+   * @param {IDBTransactionMode} mode
+   * @param {(tx: IDBTransaction) => void} fn
+   * @returns {Promise<void>}
+   */
+  async #txs(stores, mode, fn) {
+    const db = await this.#db;
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(stores, mode);
+      fn(tx);
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  }
+
+  /**
+   * recsOf is the key range of view key's records.
+   * @param {string} key
+   */
+  static recsOf(key) { return IDBKeyRange.bound([key], [key, []]); }
+
   /** @param {string} key */
-  getView(key) { return /** @type {Promise<CachedView | undefined>} */ (this.#tx('views', 'readonly', (s) => s.get(key))); }
-  /** @param {CachedView} v */
-  async putView(v) { await this.#tx('views', 'readwrite', (s) => { s.put(v); }); }
+  async getView(key) {
+    /** @type {any} */
+    let meta;
+    /** @type {Array<Rec & {view?: string, scope?: string}>} */
+    let recs = [];
+    await this.#txs(['views', 'recs'], 'readonly', (tx) => {
+      const m = tx.objectStore('views').get(key);
+      m.onsuccess = () => { meta = m.result; };
+      const r = tx.objectStore('recs').getAll(IDBStore.recsOf(key));
+      r.onsuccess = () => { recs = r.result; };
+    });
+    if (!meta) return undefined;
+    return /** @type {CachedView} */ ({ ...meta, records: recs.map(({ id, value, version }) => ({ id, value, version })) });
+  }
+  /** @param {ViewChanges} c */
+  async putView(c) {
+    const { key, scope } = c.meta;
+    await this.#txs(['views', 'recs'], 'readwrite', (tx) => {
+      tx.objectStore('views').put(c.meta);
+      const recs = tx.objectStore('recs');
+      if (c.replace) recs.delete(IDBStore.recsOf(key));
+      for (const id of c.del) recs.delete([key, id]);
+      for (const r of c.put) recs.put({ view: key, scope, id: r.id, value: r.value, version: r.version });
+    });
+  }
   /** @param {string} scope */
   async deleteViews(scope) {
-    await this.#tx('views', 'readwrite', (s) => {
-      const req = s.index('scope').openKeyCursor(IDBKeyRange.only(scope));
-      req.onsuccess = () => {
-        const c = req.result;
-        if (!c) return;
-        s.delete(c.primaryKey);
-        c.continue();
-      };
+    await this.#txs(['views', 'recs'], 'readwrite', (tx) => {
+      for (const name of ['views', 'recs']) {
+        const s = tx.objectStore(name);
+        const req = s.index('scope').openKeyCursor(IDBKeyRange.only(scope));
+        req.onsuccess = () => {
+          const c = req.result;
+          if (!c) return;
+          s.delete(c.primaryKey);
+          c.continue();
+        };
+      }
     });
   }
   /** @param {string} scope */
@@ -436,6 +513,8 @@ export class Persistence {
   #retry;
   /** @type {Map<any, ReturnType<typeof setTimeout>>} pending saves of views */
   #saves = new Map();
+  /** @type {Map<any, Set<string> | null>} the ids of each view changed since its last save (null: all of them) */
+  #dirty = new Map();
   #closed = false;
   #locks;
   #onHide = () => this.#saveAll();
@@ -532,24 +611,38 @@ export class Persistence {
   }
 
   /**
-   * saveSoon saves v's state a moment after its last change.
+   * saveSoon saves v's state a moment after its last change: its cursor
+   * and the records of ids (null: every record, as after a reset).
    * @param {import('./view.js').View<any>} v
+   * @param {Iterable<string> | null} ids
    */
-  saveSoon(v) {
-    if (this.#closed || this.#saves.has(v)) return;
-    this.#saves.set(v, setTimeout(() => this.#save(v), 100));
+  saveSoon(v, ids) {
+    if (this.#closed) return;
+    const d = this.#dirty.get(v);
+    if (ids === null || d === null) this.#dirty.set(v, null);
+    else if (!d) this.#dirty.set(v, new Set(ids));
+    else for (const id of ids) d.add(id);
+    if (!this.#saves.has(v)) this.#saves.set(v, setTimeout(() => this.#save(v), 100));
   }
 
   /** @param {import('./view.js').View<any>} v */
   #save(v) {
     clearTimeout(this.#saves.get(v));
     this.#saves.delete(v);
+    const ids = this.#dirty.get(v);
+    this.#dirty.delete(v);
     const st = v._serverState();
     if (!this.#scope || st.epoch === null || v._temp) return;
     /** @type {Rec[]} */
-    const records = [];
-    for (const [id, value] of st.records) records.push({ id, value, version: st.versions.get(id) ?? 0 });
-    this.#store.putView({ key: this.#viewKey(v), scope: this.#scope, epoch: st.epoch, version: st.version, records })
+    const put = [];
+    /** @type {string[]} */
+    const del = [];
+    for (const id of ids ?? st.records.keys()) {
+      if (st.records.has(id)) put.push({ id, value: /** @type {JSONValue} */ (st.records.get(id)), version: st.versions.get(id) ?? 0 });
+      else del.push(id);
+    }
+    const meta = { key: this.#viewKey(v), scope: this.#scope, epoch: st.epoch, version: st.version };
+    this.#store.putView({ meta, replace: ids === null, put, del })
       .catch((e) => this.#s._emit('error', new ViewsyncError('unavailable', `persist: saving ${v.name}: ${e?.message || e}`, 0)));
   }
 

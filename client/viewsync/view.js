@@ -368,7 +368,7 @@ export class View {
     const p = this.#session._persist;
     if (p) {
       if (!fromCache) {
-        p.saveSoon(this);
+        p.saveSoon(this, ev && ev.type !== 'reset' ? ev.changed : ev ? null : []);
         if (this.#cached) {
           this.#cached = false;
           this.#session._syncChanged();

@@ -243,13 +243,13 @@ func (p *page) waitAsync(what, expr string, timeout time.Duration, out any) {
 // IndexedDB cache holds, over every view (the database exists once the
 // page has opened it).
 const cachedRecordsJS = `new Promise((resolve, reject) => {
-  const req = indexedDB.open('viewsync', 1);
+  const req = indexedDB.open('viewsync', 2);
   req.onerror = () => reject(req.error);
   req.onsuccess = () => {
     const db = req.result;
-    const all = db.transaction('views').objectStore('views').getAll();
-    all.onsuccess = () => { db.close(); resolve(all.result.reduce((n, v) => n + v.records.length, 0)); };
-    all.onerror = () => { db.close(); reject(all.error); };
+    const n = db.transaction('recs').objectStore('recs').count();
+    n.onsuccess = () => { db.close(); resolve(n.result); };
+    n.onerror = () => { db.close(); reject(n.error); };
   };
 })`
 
