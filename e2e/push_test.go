@@ -171,7 +171,10 @@ func (e *pushEnv) open(tr pushTransport, client *http.Client, coll string, cur *
 	if client == nil {
 		client = e.client
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pushWait)
+	// A safety net for a stream that hangs: the tests' own waits are each
+	// bounded by pushWait, but a stream may outlive several of them (a
+	// healthy client reading while 50 MB are pushed on a loaded machine).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*pushWait)
 	conn, r, err := tr.open(ctx, client, e.base, nil, pushFollow{coll: coll, cur: cur})
 	if err != nil || conn == nil {
 		cancel()

@@ -328,10 +328,10 @@ func (p *readyProbe) run(stop <-chan struct{}) {
 		before, reconnects := p.node.nc.Status(), p.node.nc.Stats().Reconnects
 		code, err := p.ask()
 		after := p.node.nc.Status()
-		if p.node.nc.Stats().Reconnects != reconnects {
-			// It went down and came back meanwhile: either answer is right.
-			after = nats.RECONNECTING
-		}
+		// A reconnection made meanwhile (perhaps connected for a moment,
+		// then down again: the status reads the same before and after)
+		// makes either answer right.
+		moved := p.node.nc.Stats().Reconnects != reconnects
 		if err != nil {
 			p.wrong = append(p.wrong, fmt.Sprintf("GET /readyz: %v", err))
 			continue
@@ -340,7 +340,7 @@ func (p *readyProbe) run(stop <-chan struct{}) {
 		if code != http.StatusOK {
 			p.unready++
 		}
-		if before != after {
+		if before != after || moved {
 			continue
 		}
 		want := http.StatusServiceUnavailable
