@@ -49,6 +49,12 @@ type Hub struct {
 	// watcher relays commits made by other processes, when the store is
 	// shared (a store.Watcher); nil otherwise.
 	watcher *watcher
+	// holder is the store when it releases the collections not in use
+	// (a store.Holder), nil otherwise. Its watcher is silent about a
+	// released collection, so the cached heads are read through (see
+	// head), and a collection is held while it has subscribers (the
+	// broker's topics) or waiters (Collection.Wait).
+	holder store.Holder
 
 	// feeds holds the collections fed from a source: name → *Feed. Other
 	// writes to them are refused (Collection.Commit, Collection.Drop).
@@ -128,6 +134,9 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 	if w, ok := s.(store.Watcher); ok {
 		h.watcher = h.watch(w)
 	}
+	if hs, ok := s.(store.Holder); ok {
+		h.holder = hs
+	}
 	return h, nil
 }
 
@@ -203,14 +212,16 @@ func (h *Hub) evict(keep string) {
 	})
 }
 
-// head returns the collection's head, loading it from the store once.
+// head returns the collection's head, loading it from the store once; from
+// a store.Holder, which may have released the collection and missed other
+// processes' commits meanwhile, on every call (advancing the cache).
 func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 	for {
 		c := h.cache(name)
-		if st := c.state.Load(); st != nil {
+		if st := c.state.Load(); st != nil && h.holder == nil {
 			return st, nil
 		}
-		st, err := c.load(ctx, h.store, name)
+		st, err := c.load(ctx, h, name)
 		if err != nil {
 			return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
 		}
@@ -221,20 +232,26 @@ func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 	}
 }
 
-// load reads the head from the store into c, unless c is already loaded.
+// load reads the head from the store into c, unless c is already loaded
+// (and the store is not a store.Holder: then the head read advances c).
 // It returns nil without error when c has been evicted.
-func (c *headCache) load(ctx context.Context, s store.Store, name string) (*headState, error) {
+func (c *headCache) load(ctx context.Context, h *Hub, name string) (*headState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evicted {
 		return nil, nil
 	}
-	if st := c.state.Load(); st != nil {
-		return st, nil
+	old := c.state.Load()
+	if old != nil && h.holder == nil {
+		return old, nil
 	}
-	hd, err := s.Head(ctx, name)
+	hd, err := h.store.Head(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if old != nil {
+		h.advanceLocked(ctx, name, c, hd)
+		return c.state.Load(), nil
 	}
 	st := &headState{head: hd, changed: make(chan struct{})}
 	c.state.Store(st)
