@@ -218,10 +218,30 @@ func (h *Hub) evict(keep string) {
 func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 	for {
 		c := h.cache(name)
-		if st := c.state.Load(); st != nil && h.holder == nil {
+		st := c.state.Load()
+		if st != nil && h.holder != nil {
+			// Read without c.mu: the store may be opening the
+			// collection again, and the watcher's events for other
+			// collections must not wait behind c.mu meanwhile.
+			hd, err := h.store.Head(ctx, name)
+			if err != nil {
+				return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
+			}
+			c.mu.Lock()
+			evicted := c.evicted
+			if !evicted {
+				h.advanceLocked(ctx, name, c, hd)
+			}
+			st = c.state.Load()
+			c.mu.Unlock()
+			if evicted {
+				continue
+			}
+		}
+		if st != nil {
 			return st, nil
 		}
-		st, err := c.load(ctx, h, name)
+		st, err := c.load(ctx, h.store, name)
 		if err != nil {
 			return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
 		}
@@ -232,26 +252,20 @@ func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 	}
 }
 
-// load reads the head from the store into c, unless c is already loaded
-// (and the store is not a store.Holder: then the head read advances c).
+// load reads the head from the store into c, unless c is already loaded.
 // It returns nil without error when c has been evicted.
-func (c *headCache) load(ctx context.Context, h *Hub, name string) (*headState, error) {
+func (c *headCache) load(ctx context.Context, s store.Store, name string) (*headState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evicted {
 		return nil, nil
 	}
-	old := c.state.Load()
-	if old != nil && h.holder == nil {
-		return old, nil
+	if st := c.state.Load(); st != nil {
+		return st, nil
 	}
-	hd, err := h.store.Head(ctx, name)
+	hd, err := s.Head(ctx, name)
 	if err != nil {
 		return nil, err
-	}
-	if old != nil {
-		h.advanceLocked(ctx, name, c, hd)
-		return c.state.Load(), nil
 	}
 	st := &headState{head: hd, changed: make(chan struct{})}
 	c.state.Store(st)
