@@ -168,7 +168,8 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 
 // natsStore is the NATS store, closing its connection after it. Embedding
 // keeps its store.Watcher, through which the hub learns of other nodes'
-// commits.
+// commits, and its store.Holder, through which the hub keeps the
+// collections its subscribers follow open.
 type natsStore struct {
 	*natskv.Store
 	nc *nats.Conn
@@ -180,4 +181,7 @@ func (s natsStore) Close() error {
 	return err
 }
 
-var _ store.Watcher = natsStore{}
+var (
+	_ store.Watcher = natsStore{}
+	_ store.Holder  = natsStore{}
+)

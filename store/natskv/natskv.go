@@ -440,6 +440,7 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	}
 	s.mu.Unlock()
 	c.stop()
+	c.cancel()
 	return nil, err
 }
 
