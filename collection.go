@@ -142,8 +142,13 @@ func (c *Collection) Changes(ctx context.Context, cur Cursor, page Page) (Change
 
 // Wait blocks until the collection's head is past cur (a newer version, or
 // another epoch) and returns it, or until ctx is done (returning ctx.Err())
-// or the hub closes (ErrClosed). It is what long-polls wait on.
+// or the hub closes (ErrClosed). It is what long-polls wait on. A store
+// that releases idle collections (store.Holder) holds this one meanwhile,
+// so that the commits of other processes wake it.
 func (c *Collection) Wait(ctx context.Context, cur Cursor) (Head, error) {
+	if c.hub.holder != nil {
+		defer c.hub.holder.Hold(c.name)()
+	}
 	for {
 		st, err := c.hub.head(ctx, c.name)
 		if err != nil {

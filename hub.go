@@ -49,6 +49,12 @@ type Hub struct {
 	// watcher relays commits made by other processes, when the store is
 	// shared (a store.Watcher); nil otherwise.
 	watcher *watcher
+	// holder is the store when it releases the collections not in use
+	// (a store.Holder), nil otherwise. Its watcher is silent about a
+	// released collection, so the cached heads are read through (see
+	// head), and a collection is held while it has subscribers (the
+	// broker's topics) or waiters (Collection.Wait).
+	holder store.Holder
 
 	// feeds holds the collections fed from a source: name → *Feed. Other
 	// writes to them are refused (Collection.Commit, Collection.Drop).
@@ -128,6 +134,9 @@ func New(s store.Store, opts ...Option) (*Hub, error) {
 	if w, ok := s.(store.Watcher); ok {
 		h.watcher = h.watch(w)
 	}
+	if hs, ok := s.(store.Holder); ok {
+		h.holder = hs
+	}
 	return h, nil
 }
 
@@ -203,11 +212,33 @@ func (h *Hub) evict(keep string) {
 	})
 }
 
-// head returns the collection's head, loading it from the store once.
+// head returns the collection's head, loading it from the store once; from
+// a store.Holder, which may have released the collection and missed other
+// processes' commits meanwhile, on every call (advancing the cache).
 func (h *Hub) head(ctx context.Context, name string) (*headState, error) {
 	for {
 		c := h.cache(name)
-		if st := c.state.Load(); st != nil {
+		st := c.state.Load()
+		if st != nil && h.holder != nil {
+			// Read without c.mu: the store may be opening the
+			// collection again, and the watcher's events for other
+			// collections must not wait behind c.mu meanwhile.
+			hd, err := h.store.Head(ctx, name)
+			if err != nil {
+				return nil, fmt.Errorf("viewsync: head of %q: %w", name, err)
+			}
+			c.mu.Lock()
+			evicted := c.evicted
+			if !evicted {
+				h.advanceLocked(ctx, name, c, hd)
+			}
+			st = c.state.Load()
+			c.mu.Unlock()
+			if evicted {
+				continue
+			}
+		}
+		if st != nil {
 			return st, nil
 		}
 		st, err := c.load(ctx, h.store, name)

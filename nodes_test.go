@@ -37,7 +37,14 @@ func startNATS(t testing.TB) *server.Server {
 // closes it when the test ends.
 func openNATS(t testing.TB, srv *server.Server) *natskv.Store {
 	t.Helper()
-	s, err := natskv.Open(t.Context(), natskv.Options{URL: srv.ClientURL()})
+	return openNATSWith(t, srv, natskv.Options{})
+}
+
+// openNATSWith is openNATS with opts (its URL set to srv's).
+func openNATSWith(t testing.TB, srv *server.Server, opts natskv.Options) *natskv.Store {
+	t.Helper()
+	opts.URL = srv.ClientURL()
+	s, err := natskv.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -44,10 +44,23 @@ type topic struct {
 	// routePass numbers routing passes (view.mark); candBuf is reused.
 	routePass uint64
 	candBuf   []*view
+
+	// unhold releases the store's hold on the collection (store.Holder),
+	// taken while the topic lives so that the commits other processes make
+	// keep reaching it; nil when the store does not release collections.
+	unhold func()
 }
 
+// newTopic makes the topic of collection name, and holds the collection
+// in a store that releases those not in use (store.Holder) until the
+// topic stops: the one place where a collection gets its first subscriber
+// on this process and loses its last.
 func newTopic(b *Broker, name string) *topic {
-	return &topic{b: b, name: name, pending: map[uint64]*Frame{}, changed: newSignal()}
+	t := &topic{b: b, name: name, pending: map[uint64]*Frame{}, changed: newSignal()}
+	if h, ok := b.store.(store.Holder); ok {
+		t.unhold = h.Hold(name)
+	}
+	return t
 }
 
 // maxPending bounds frames held out of order; past it the gap is filled
@@ -254,6 +267,9 @@ func (t *topic) stop() {
 		return
 	}
 	t.stopped = true
+	if t.unhold != nil {
+		t.unhold()
+	}
 	if t.gapTimer != nil {
 		t.gapTimer.Stop()
 		t.gapTimer = nil

@@ -179,6 +179,17 @@ func (p *Prometheus) TrackHistoryMemory(m *limit.Memory) {
 	)
 }
 
+// TrackOpenCollections exports viewsync_nats_open_collections, read from
+// open (natskv.Store.OpenCollections) at each scrape: the collections the
+// NATS engine has open on this node, each with a consumer on a NATS
+// server and its state in memory.
+func (p *Prometheus) TrackOpenCollections(open func() int) {
+	p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "viewsync_nats_open_collections",
+		Help: "Collections open on this node (--engine nats): read, written or subscribed to within --nats-idle-after; each has a consumer on a NATS server.",
+	}, func() float64 { return float64(open()) }))
+}
+
 // ObserveRequest counts and times a request, as httpapi.Observer asks.
 func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration) {
 	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()

@@ -128,3 +128,19 @@ func TestCollectionSeriesBounded(t *testing.T) {
 		`viewsync_clients_lagging{collection="w"} 2`, `viewsync_clients_lagging{collection="x"} 5`, `viewsync_clients_lagging{collection="z"} 3`)
 	t.Logf("scrape: %d bytes", len(body))
 }
+
+// TestOpenCollections: viewsync_nats_open_collections reads the store's
+// count at each scrape.
+func TestOpenCollections(t *testing.T) {
+	p := metrics.New()
+	open := 3
+	p.TrackOpenCollections(func() int { return open })
+	for _, want := range []string{"viewsync_nats_open_collections 3", "viewsync_nats_open_collections 0"} {
+		rec := httptest.NewRecorder()
+		p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), want+"\n") {
+			t.Errorf("scrape lacks %q", want)
+		}
+		open = 0
+	}
+}

@@ -184,14 +184,28 @@ func (e *PreconditionError) Is(target error) bool { return target == ErrPrecondi
 // every process. The hub watches a store that implements it.
 type Watcher interface {
 	// Watch calls fn for every commit that becomes durable in a collection
-	// this store has open (one it has read or written since it was opened),
-	// whichever process made it, per collection in version order, and for
+	// this store has open (one it has read or written since it was opened;
+	// for a Holder, one read or written lately, or held), whichever
+	// process made it, per collection in version order, and for
 	// every replacement of a collection's history (Drop, or the data lost
 	// and recreated). Commits this process made are reported too. fn is
 	// called from one goroutine at a time; it must return quickly and must
 	// not call the store. Watch returns a function that stops the calls;
 	// after it returns fn is not called again.
 	Watch(fn func(Event)) (stop func())
+}
+
+// Holder is implemented by shared stores that release the collections a
+// process no longer uses (package natskv closes a collection read or
+// written by nobody for a while): a released collection's commits, made
+// by other processes, are not reported to Watch until it is used again.
+// The hub holds each collection that has live subscribers (or a waiter)
+// on this process, so that their commits keep coming.
+type Holder interface {
+	// Hold keeps the collection open, opening it if it is not (without
+	// waiting for it to load), until release is called. Holds of the same
+	// collection add up; release may be called more than once.
+	Hold(collection string) (release func())
 }
 
 // Event is what a Watcher reports.

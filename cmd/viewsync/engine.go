@@ -32,6 +32,7 @@ type engineConfig struct {
 	prefix      string
 	natsTimeout time.Duration
 	natsBeat    time.Duration
+	natsIdle    time.Duration
 	maxBatch    int
 }
 
@@ -46,6 +47,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.prefix, "nats-prefix", natskv.DefaultPrefix, "--engine nats: prefix of the streams and subjects; nodes sharing it share the collections")
 	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request made for a client, and of a commit's wait for a lost NATS connection")
 	fs.DurationVar(&c.natsBeat, "nats-heartbeat", natskv.DefaultHeartbeat, "--engine nats: how often an idle collection's follower hears from its server (a lost one is noticed after two); each open collection costs a message per heartbeat")
+	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its consumer on a NATS server, its state in memory); 0 or less: until shutdown")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 }
 
@@ -63,6 +65,15 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
 	return nil
+}
+
+// idleAfter is --nats-idle-after as natskv.Options.IdleAfter: 0 or less
+// keeps the collections open.
+func (c *engineConfig) idleAfter() time.Duration {
+	if c.natsIdle <= 0 {
+		return -1
+	}
+	return c.natsIdle
 }
 
 // openedStore is the store serve runs on, and how to describe and check it.
@@ -132,6 +143,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		Logger:    log,
 		Timeout:   c.natsTimeout,
 		Heartbeat: c.natsBeat,
+		IdleAfter: c.idleAfter(),
 		MaxBatch:  c.maxBatch,
 	})
 	if err != nil {
@@ -156,7 +168,8 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 
 // natsStore is the NATS store, closing its connection after it. Embedding
 // keeps its store.Watcher, through which the hub learns of other nodes'
-// commits.
+// commits, and its store.Holder, through which the hub keeps the
+// collections its subscribers follow open.
 type natsStore struct {
 	*natskv.Store
 	nc *nats.Conn
@@ -168,4 +181,7 @@ func (s natsStore) Close() error {
 	return err
 }
 
-var _ store.Watcher = natsStore{}
+var (
+	_ store.Watcher = natsStore{}
+	_ store.Holder  = natsStore{}
+)

@@ -110,13 +110,18 @@ func (cl *benchCluster) stop(stderr io.Writer) {
 	stopAll(cl.natsNodes, func(i int) string { return fmt.Sprintf("NATS server n%d", i) })
 }
 
-// natsStats are the NATS servers' resident anonymous memory and storage.
+// natsStats are the NATS servers' resident anonymous memory and storage,
+// and the JetStream consumers of the cluster.
 type natsStats struct {
 	AnonBytes []uint64 `json:"anon_bytes"`
 	DataBytes []int64  `json:"data_bytes"`
+	// Consumers counts the account's consumers, -1 when the cluster did
+	// not say.
+	Consumers int `json:"consumers"`
 }
 
-// natsStats reads the NATS servers' memory and data directories.
+// natsStats reads the NATS servers' memory and data directories, and asks
+// the cluster how many consumers it holds.
 func (cl *benchCluster) natsStats() natsStats {
 	var st natsStats
 	for _, s := range cl.natsNodes {
@@ -124,7 +129,29 @@ func (cl *benchCluster) natsStats() natsStats {
 		st.AnonBytes = append(st.AnonBytes, a)
 		st.DataBytes = append(st.DataBytes, dirSize(s.dir))
 	}
+	st.Consumers = consumers(strings.Join(cl.natsURLs, ","))
 	return st
+}
+
+// consumers returns how many consumers the cluster at urls holds, -1 when
+// it cannot tell within a few seconds.
+func consumers(urls string) int {
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return -1
+	}
+	return info.Consumers
 }
 
 // freeLoopbackPorts returns n loopback ports free at the time of the call.

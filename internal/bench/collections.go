@@ -143,10 +143,13 @@ type collectionsReport struct {
 // once followed (on node 1), and the CPU each process used while idle
 // with every collection followed.
 type collectionsCluster struct {
-	NodeAnon    [3][]uint64 `json:"node_anon_bytes"`
-	NATSAnon    [3][]uint64 `json:"nats_anon_bytes"`
-	NATSData    [3][]int64  `json:"nats_data_bytes"`
-	IdleSeconds float64     `json:"idle_seconds"`
+	NodeAnon [3][]uint64 `json:"node_anon_bytes"`
+	NATSAnon [3][]uint64 `json:"nats_anon_bytes"`
+	NATSData [3][]int64  `json:"nats_data_bytes"`
+	// NATSConsumers counts the cluster's consumers at each reading (-1:
+	// unknown): one per collection each node has open.
+	NATSConsumers [3]int  `json:"nats_consumers"`
+	IdleSeconds   float64 `json:"idle_seconds"`
 	// IdleNodeCPU and IdleNATSCPU are CPU seconds per second (1 is one
 	// core) of each viewsync node and NATS server while idle.
 	IdleNodeCPU []float64 `json:"idle_node_cpu"`
@@ -174,7 +177,7 @@ func (cc *collectionsCluster) read(cl *benchCluster, ph int) {
 		cc.NodeAnon[ph] = append(cc.NodeAnon[ph], a)
 	}
 	ns := cl.natsStats()
-	cc.NATSAnon[ph], cc.NATSData[ph] = ns.AnonBytes, ns.DataBytes
+	cc.NATSAnon[ph], cc.NATSData[ph], cc.NATSConsumers[ph] = ns.AnonBytes, ns.DataBytes, ns.Consumers
 }
 
 // sumDelta is the growth of the sum of vs from phase a to phase b.
@@ -443,6 +446,7 @@ func (r *collectionsReport) rows() []reportRow {
 			reportRow{"viewsync nodes anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NodeAnon[phaseBase]), mibs(cc.NodeAnon[phaseWritten]), mibs(cc.NodeAnon[phaseLive]))},
 			reportRow{"NATS servers anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NATSAnon[phaseBase]), mibs(cc.NATSAnon[phaseWritten]), mibs(cc.NATSAnon[phaseLive]))},
 			reportRow{"NATS servers stored", fmt.Sprintf("written %s, live %s", datas(cc.NATSData[phaseWritten]), datas(cc.NATSData[phaseLive]))},
+			reportRow{"NATS consumers", fmt.Sprintf("base %d, written %d, live %d (one per collection open on a node)", cc.NATSConsumers[phaseBase], cc.NATSConsumers[phaseWritten], cc.NATSConsumers[phaseLive])},
 			reportRow{"idle CPU", fmt.Sprintf("viewsync nodes %s, NATS servers %s cores over %.0fs", msList(cc.IdleNodeCPU), msList(cc.IdleNATSCPU), cc.IdleSeconds)})
 	} else if r.Spawned {
 		rows = append(rows, reportRow{"memory per live collection", fmt.Sprintf("%s anonymous, with its subscriber (%s in all)", kib(r.AnonPerLiveBytes), mib(r.AnonLiveBytes))})

@@ -32,6 +32,15 @@ type coll struct {
 	name  string
 	names names
 
+	// ctx ends when the collection is released or the store closes: its
+	// goroutines then end.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// users counts the calls using the collection (see Store.coll),
+	// lastUse is when the last one ended (Store.now): see idle.go.
+	users   atomic.Int32
+	lastUse atomic.Int64
+
 	mu     sync.RWMutex
 	fol    *follower
 	st     *state // the last complete state; nil until first loaded
@@ -137,6 +146,7 @@ func newColl(s *Store, name string) *coll {
 		wake:    make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
 	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.term.Store(newTerm())
 	return c
 }
@@ -307,7 +317,7 @@ func (c *coll) describe(info *jetstream.StreamInfo) (streamInfo, error) {
 // empty at version 0 in its first epoch, and nothing is created until it
 // is written.
 func (c *coll) open() {
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.timeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.timeout)
 	defer cancel()
 	si, err := c.find(ctx)
 	switch {
@@ -419,8 +429,16 @@ func (c *coll) nextFollowerLocked(epoch string) *follower {
 // follower is marked lost (live) or broken (replaying), and the re-sync
 // goroutine tries again.
 func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
+	name := "vs-" + nuid.Next()
+	c.mu.Lock()
+	f.consumer = name
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("follow stream %s: %w", c.names.stream, store.ErrClosed)
+	}
 	cfg := jetstream.ConsumerConfig{
-		Name:              "vs-" + nuid.Next(),
+		Name:              name,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: c.s.timeout,
@@ -440,10 +458,15 @@ func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
 		if err == nil {
 			c.mu.Lock()
 			f.cc = cc
-			stale := c.fol != f || c.closed
+			stale, closed := c.fol != f || c.closed, c.closed
 			c.mu.Unlock()
 			if stale {
 				cc.Stop()
+			}
+			if closed {
+				// Released (or closing) meanwhile: stop may have missed
+				// the consumer.
+				c.deleteConsumer(name)
 			}
 			return nil
 		}
@@ -551,16 +574,16 @@ func (c *coll) breakLocked(err error) {
 // stream.
 func (c *coll) resync() { signal(c.kick) }
 
-// runResync re-syncs the collection whenever asked, until the store
-// closes.
-func (c *coll) runResync() { c.s.serve(c.kick, c.resyncNow) }
+// runResync re-syncs the collection whenever asked, until it is released
+// or the store closes.
+func (c *coll) runResync() { serve(c.ctx.Done(), c.kick, c.resyncNow) }
 
 // resyncNow compares the follower with the stream: when the stream is
 // gone, replaced (another epoch) or the follower broke, it follows the
 // stream afresh. When that fails it asks again a little later, unless the
 // store closes.
 func (c *coll) resyncNow() {
-	ctx, cancel := c.attemptCtx(c.s.ctx)
+	ctx, cancel := c.attemptCtx(c.ctx)
 	defer cancel()
 	// A live follower whose consumer was lost follows on from its state
 	// at once: asking for the stream's info first would wait for the
@@ -591,11 +614,11 @@ func (c *coll) resyncNow() {
 			err = c.restart(ctx, si, false)
 		}
 	}
-	if err != nil && c.s.ctx.Err() == nil {
+	if err != nil && c.ctx.Err() == nil {
 		// The follower (lost or broken) is tried again in a moment.
 		c.s.log.Debug("natskv: re-sync failed", "collection", c.name, "err", err)
 		select {
-		case <-c.s.ctx.Done():
+		case <-c.ctx.Done():
 		case <-time.After(jitter(resyncDelay)):
 			c.resync()
 		}
@@ -619,7 +642,7 @@ func (c *coll) waitReady(ctx context.Context) error {
 	case <-c.ready:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.s.ctx.Done():
+	case <-c.ctx.Done():
 		return store.ErrClosed
 	}
 	c.mu.RLock()
@@ -652,22 +675,27 @@ func (c *coll) waitFor(ctx context.Context, cond func() bool) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.s.ctx.Done():
+		case <-c.ctx.Done():
 			return store.ErrClosed
 		}
 	}
 }
 
-// stop stops following; the store is closing.
-func (c *coll) stop() {
+// stop stops following: the store is closing, or the collection was
+// released. It returns the name of the follower's consumer, if any.
+func (c *coll) stop() (consumer string) {
 	c.mu.Lock()
 	c.closed = true
 	f := c.fol
 	c.notifyLocked()
 	c.mu.Unlock()
 	c.rmu.Lock()
-	if f != nil && f.cc != nil {
+	defer c.rmu.Unlock()
+	if f == nil {
+		return ""
+	}
+	if f.cc != nil {
 		f.cc.Stop()
 	}
-	c.rmu.Unlock()
+	return f.consumer
 }

@@ -57,10 +57,11 @@ func (c *coll) enqueue(r *request) {
 	signal(c.wake)
 }
 
-// runCommitter commits queued requests, a group at a time, until the store
-// closes; it then fails those still queued.
+// runCommitter commits queued requests, a group at a time, until the
+// store closes (or the collection is released, with none queued); it then
+// fails those still queued.
 func (c *coll) runCommitter() {
-	c.s.serve(c.wake, func() {
+	serve(c.ctx.Done(), c.wake, func() {
 		for {
 			group := c.take(false)
 			if len(group) == 0 {
@@ -157,7 +158,7 @@ type pending struct {
 func (c *coll) commitGroup(group []*request) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	ctx := c.s.ctx
+	ctx := c.ctx
 	// Every attempt carries the group's message id: once the stream has
 	// stored one, it refuses the others (see fate.go).
 	gid := nuid.Next()
@@ -491,7 +492,7 @@ func (c *coll) catchUp(ctx context.Context, epoch string) error {
 func (c *coll) finish(p *plan, seq uint64) {
 	// The commits are durable: they are answered as such even if the
 	// store closes before the follower gets there.
-	_ = c.waitFor(c.s.ctx, func() bool {
+	_ = c.waitFor(c.ctx, func() bool {
 		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= seq
 	})
 	for i, r := range p.ok {
@@ -739,7 +740,7 @@ func (c *coll) publish(p *plan) (uint64, error) {
 			return 0, fmt.Errorf("publish: %w: %w", errNotSent, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.ackWait())
+	ctx, cancel := context.WithTimeout(c.ctx, c.ackWait())
 	defer cancel()
 	// A new leader ends the wait: the old one may never answer; so does a
 	// lost connection: an answer sent to it is lost.
@@ -829,7 +830,7 @@ func (c *coll) trim() {
 		return
 	}
 	// The committer waits: a stream electing a leader is trimmed later.
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.attempt)
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.attempt)
 	defer cancel()
 	stream, err := c.s.js.Stream(ctx, c.names.stream)
 	if err != nil {

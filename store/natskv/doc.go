@@ -9,6 +9,8 @@
 // batch of about one message per record written plus two, so
 // Options.MaxBatch, and the server's batch limit, bound a commit's size.
 // A connection given as Options.Conn should be made with ConnOptions. A
+// collection is open (a consumer on a server, its state in memory) while
+// it is used or held (Store.Hold), and released Options.IdleAfter after. A
 // commit is made once even when its acknowledgement is lost; a crash of
 // the server leading a collection's stream pauses its commits for
 // JetStream's election. The mapping onto streams, commits, the follower,

@@ -26,6 +26,8 @@ type follower struct {
 	epoch  string
 	prefix string
 	cc     jetstream.ConsumeContext
+	// consumer names its consumer, once follow has chosen it (c.mu).
+	consumer string
 	// ld is the loader while replaying, nil once live.
 	ld *loader
 	// asm assembles the chunks of the log entry being read.

@@ -74,6 +74,16 @@ type Options struct {
 	// exceed the server's jetstream max_batch_size (default 1000). Default
 	// 1000. See the package documentation for what a commit needs.
 	MaxBatch int
+	// IdleAfter is how long a collection stays open once nothing on this
+	// process reads, writes or holds it (see Store.Hold): then its
+	// follower stops, its consumer is deleted from the server and its
+	// state is dropped, until it is used again, when it is replayed from
+	// its stream as on first use. A collection with commits queued, in
+	// flight or awaited is not released. One sweep of every collection
+	// releases them, every IdleAfter/2 (10ms to 30s), so a collection goes
+	// between IdleAfter and that much later. Default 2m; a negative value
+	// keeps every collection open until Close.
+	IdleAfter time.Duration
 }
 
 // Defaults of Options.
@@ -83,6 +93,7 @@ const (
 	DefaultAttemptTimeout = 2 * time.Second
 	DefaultHeartbeat      = 2 * time.Second
 	DefaultMaxBatch       = 1000
+	DefaultIdleAfter      = 2 * time.Minute
 )
 
 // ConnOptions are the connection options a Store's connection should
@@ -117,6 +128,10 @@ type Store struct {
 	beat     time.Duration // Options.Heartbeat
 	maxBatch int
 	log      *slog.Logger
+	// idle is Options.IdleAfter, 0 when collections are kept open.
+	idle time.Duration
+	// born is the origin of the collections' lastUse (see now).
+	born time.Time
 
 	nc      *nats.Conn
 	ownConn bool
@@ -143,12 +158,15 @@ type Store struct {
 	colls map[string]*coll
 	// streams maps stream names to open collections.
 	streams map[string]*coll
+	// holds counts the holds of each held collection (see Hold).
+	holds map[string]int
 }
 
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Watcher = (*Store)(nil)
 	_ store.Keys    = (*Store)(nil)
+	_ store.Holder  = (*Store)(nil)
 )
 
 // Open connects to JetStream (or uses opts.Conn) and returns a Store.
@@ -167,8 +185,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		beat:     opts.Heartbeat,
 		maxBatch: opts.MaxBatch,
 		log:      opts.Logger,
+		idle:     opts.IdleAfter,
+		born:     time.Now(),
 		colls:    make(map[string]*coll),
 		streams:  make(map[string]*coll),
+		holds:    make(map[string]int),
 		watch:    newWatchHub(),
 	}
 	if s.prefix == "" {
@@ -193,6 +214,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.beat = min(max(s.beat, 500*time.Millisecond), 30*time.Second)
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
+	}
+	switch {
+	case s.idle == 0:
+		s.idle = DefaultIdleAfter
+	case s.idle < 0:
+		s.idle = 0
 	}
 	if s.maxBatch < 3 {
 		return nil, fmt.Errorf("natskv: open: MaxBatch %d is too small", s.maxBatch)
@@ -259,6 +286,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.status = s.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	s.wg.Go(s.watchLink)
 	s.wg.Go(func() { s.watch.run(s.ctx.Done()) })
+	if s.idle > 0 {
+		s.wg.Go(s.sweep)
+	}
 	return s, nil
 }
 
@@ -321,12 +351,12 @@ func (s *Store) closeConn() {
 	}
 }
 
-// serve calls fn whenever kick is signalled (see signal), until the store
-// closes.
-func (s *Store) serve(kick <-chan struct{}, fn func()) {
+// serve calls fn whenever kick is signalled (see signal), until done is
+// closed.
+func serve(done <-chan struct{}, kick <-chan struct{}, fn func()) {
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-done:
 			return
 		case <-kick:
 		}
@@ -370,8 +400,9 @@ func (s *Store) chunkSize() int {
 	return max(4096, int(s.nc.MaxPayload())-4096)
 }
 
-// coll returns the open collection, opening it (and creating its stream)
-// on first use, once its state is loaded.
+// coll returns the open collection, opening it on first use (or first use
+// since it was released), once its state is loaded. The collection is in
+// use, and so not released, until the caller calls its unuse.
 func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -386,18 +417,15 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	}
 	c := s.colls[name]
 	if c == nil {
-		c = newColl(s, name)
-		s.colls[name] = c
-		s.streams[c.names.stream] = c
-		s.wg.Go(c.open)
-		s.wg.Go(c.runResync)
-		s.wg.Go(c.runCommitter)
+		c = s.openLocked(name)
 	}
+	c.users.Add(1)
 	s.mu.Unlock()
 	err := c.waitReady(ctx)
 	if err == nil {
 		return c, nil
 	}
+	c.unuse()
 	c.mu.RLock()
 	failed := c.initErr != nil
 	c.mu.RUnlock()
@@ -412,14 +440,33 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	}
 	s.mu.Unlock()
 	c.stop()
+	c.cancel()
 	return nil, err
 }
+
+// openLocked opens the collection name: it starts loading its state, its
+// committer and its re-sync goroutine. s.mu must be held.
+func (s *Store) openLocked(name string) *coll {
+	c := newColl(s, name)
+	c.lastUse.Store(s.now())
+	s.colls[name] = c
+	s.streams[c.names.stream] = c
+	s.wg.Go(c.open)
+	s.wg.Go(c.runResync)
+	s.wg.Go(c.runCommitter)
+	return c
+}
+
+// now is the time a collection's use ends, for lastUse: monotonic
+// nanoseconds since the store opened.
+func (s *Store) now() int64 { return int64(time.Since(s.born)) }
 
 // read returns what fn reads from the collection's state, at one version.
 // An error is wrapped as "natskv: " + what() + ": " + err.
 func read[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error)) (T, error) {
 	c, err := s.coll(ctx, collection)
 	if err == nil {
+		defer c.unuse()
 		var v T
 		c.mu.RLock()
 		if c.closed {
@@ -502,6 +549,7 @@ func (s *Store) Key(ctx context.Context, collection, id string) (store.Key, erro
 	if err != nil {
 		return fail(err)
 	}
+	defer c.unuse()
 	// Catch up with the stream as it is now (creating nothing: a
 	// collection never written has no stream, and no keys).
 	ictx, cancel := c.attemptCtx(ctx)
@@ -580,6 +628,9 @@ func (s *Store) apply(ctx context.Context, collection string, ops []protocol.Op,
 	if err != nil {
 		return fail(err)
 	}
+	// In use until answered: a collection is not released with a
+	// request queued or in flight.
+	defer c.unuse()
 	c.enqueue(r)
 	select {
 	case <-r.done:
@@ -608,6 +659,7 @@ func (s *Store) Drop(ctx context.Context, collection string) (protocol.Head, err
 	if err != nil {
 		return fail(err)
 	}
+	defer c.unuse()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := ctx.Err(); err != nil {

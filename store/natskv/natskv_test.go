@@ -81,7 +81,9 @@ func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 
 // TestConformance runs the store conformance suite. Each subtest gets its
 // own server; reopening, or opening while open, opens a new Store on the
-// same server.
+// same server. Collections are released as soon as they are idle (a few
+// milliseconds), so that the suite meets collections released and
+// opened again between its calls.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		srv := startServer(t, serverOptions(t.TempDir()))
@@ -89,7 +91,7 @@ func TestConformance(t *testing.T) {
 			Persistent: true,
 			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
-				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Config: cfg, MaxBatch: testMaxBatch})
+				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond})
 			},
 		}
 	})

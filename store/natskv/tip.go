@@ -45,7 +45,7 @@ func (c *coll) readTip(f *follower) {
 		c.tipReader = false
 		c.mu.Unlock()
 	}()
-	for c.s.ctx.Err() == nil {
+	for c.ctx.Err() == nil {
 		c.mu.RLock()
 		live := c.fol == f && c.lost && !c.closed && f.ld == nil
 		from := c.st.lastSeq + 1
@@ -58,7 +58,7 @@ func (c *coll) readTip(f *follower) {
 			c.s.log.Debug("natskv: direct get", "collection", c.name, "from", from, "err", err)
 		}
 		if n == 0 || err != nil {
-			sleep(c.s.ctx, jitter(tipInterval))
+			sleep(c.ctx, jitter(tipInterval))
 		}
 	}
 }
@@ -73,7 +73,7 @@ type directRequest struct {
 // batched direct get, and gives them to f as its consumer would. It
 // returns how many it took.
 func (c *coll) readFrom(f *follower, from uint64) (int, error) {
-	ctx, cancel := c.attemptCtx(c.s.ctx)
+	ctx, cancel := c.attemptCtx(c.ctx)
 	defer cancel()
 	nc := c.s.nc
 	inbox := nats.NewInbox()

@@ -174,11 +174,15 @@ func testPrevWatched(t *testing.T, f *fixture) {
 		t.Skip("the store is not a store.Watcher")
 	}
 	const coll = "c"
-	epoch := f.head(coll).Epoch // a Watcher reports the collections it has open
+	// A Watcher reports the collections it has open: a Holder keeps this
+	// one open however long the test takes.
+	hold(t, f.s, coll)
+	epoch := f.head(coll).Epoch
 	handles := []store.Store{f.s}
 	if f.h.Shared {
 		other := f.mustOpen()
 		t.Cleanup(func() { _ = other.Close() })
+		hold(t, other, coll)
 		if h, err := other.Head(f.ctx(), coll); err != nil || h.Epoch != epoch {
 			t.Fatalf("Head(%s) on another handle = %+v, %v; want epoch %s", coll, h, err, epoch)
 		}
@@ -299,5 +303,12 @@ func (l *eventLog) waitForCommit(t *testing.T, coll string, version uint64) []st
 		case <-t.Context().Done():
 			t.Fatalf("waiting for the event of commit %d (%d events so far): %v", version, len(evs), t.Context().Err())
 		}
+	}
+}
+
+// hold holds coll of s until the test ends, if s is a store.Holder.
+func hold(t *testing.T, s store.Store, coll string) {
+	if h, ok := s.(store.Holder); ok {
+		t.Cleanup(h.Hold(coll))
 	}
 }

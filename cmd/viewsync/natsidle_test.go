@@ -1,0 +1,70 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// TestServeNATSIdleAfter: serve --engine nats with --nats-idle-after
+// releases the collections written once idle, as
+// viewsync_nats_open_collections shows, and serves them again after.
+func TestServeNATSIdleAfter(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	addr, stderr, stop := startServe(t, "--addr", "127.0.0.1:0", "--demo=false", "--engine", "nats",
+		"--nats-url", ns.ClientURL(), "--nats-idle-after", "100ms")
+	defer stop()
+	base := "http://" + addr + "/v1/collections/"
+	for _, coll := range []string{"a", "b", "c"} {
+		req, _ := http.NewRequest(http.MethodPut, base+coll+"/records/r", strings.NewReader(`{"n":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("PUT %s: %d\n%s", coll, resp.StatusCode, stderr)
+		}
+	}
+	const released = "viewsync_nats_open_collections 0\n"
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		body = getText(t, "http://"+addr+"/metrics")
+		if strings.Contains(body, released) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, released) {
+		t.Fatalf("/metrics has no line %q:\n%s", strings.TrimSpace(released), grepLines(body, "viewsync_nats_"))
+	}
+	if got := getText(t, base+"b/records/r"); !strings.Contains(got, `{"n":1}`) {
+		t.Fatalf("GET b/r after its release: %s", got)
+	}
+}
+
+// grepLines returns the lines of s that start with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
