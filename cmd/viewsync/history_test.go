@@ -27,15 +27,8 @@ func TestServeHistoryBounded(t *testing.T) {
 	const commits = 60
 	value := fmt.Sprintf("%q", strings.Repeat("v", 20<<10))
 	for i := range commits {
-		req, _ := http.NewRequest(http.MethodPut, base+"/records/r"+strconv.Itoa(i%5), strings.NewReader(value))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("PUT %d: %d", i, resp.StatusCode)
+		if a := send(t, http.MethodPut, base+"/records/r"+strconv.Itoa(i%5), value); a.status != http.StatusOK {
+			t.Fatalf("PUT %d: %d %s", i, a.status, a.body)
 		}
 	}
 	var hd protocol.Head

@@ -30,15 +30,8 @@ func TestServeNATSIdleAfter(t *testing.T) {
 	defer stop()
 	base := "http://" + addr + "/v1/collections/"
 	for _, coll := range []string{"a", "b", "c"} {
-		req, _ := http.NewRequest(http.MethodPut, base+coll+"/records/r", strings.NewReader(`{"n":1}`))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("PUT %s: %d\n%s", coll, resp.StatusCode, stderr)
+		if a := send(t, http.MethodPut, base+coll+"/records/r", `{"n":1}`); a.status != http.StatusOK {
+			t.Fatalf("PUT %s: %d %s\n%s", coll, a.status, a.body, stderr)
 		}
 	}
 	const released = "viewsync_nats_open_collections 0\n"

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,36 +29,6 @@ func setFileSizeLimit(t *testing.T, pid int, limit uint64, max bool) {
 	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), syscall.RLIMIT_FSIZE, uintptr(unsafe.Pointer(&rl)), 0, 0, 0); e != 0 {
 		t.Fatalf("prlimit: %v", e)
 	}
-}
-
-// answer is an HTTP answer's status and its error body, if any.
-type answer struct {
-	status  int
-	code    string
-	message string
-	body    string
-}
-
-func send(t *testing.T, method, url, body string) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	json.Unmarshal(b, &e)
-	return answer{status: resp.StatusCode, code: e.Error.Code, message: e.Error.Message, body: string(b)}
 }
 
 // TestServeStoreCannotWrite: when the store's file cannot grow (here the
