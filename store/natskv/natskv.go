@@ -386,12 +386,20 @@ func (s *Store) sharedConfig() jetstream.StreamConfig {
 		MaxMsgsPerSubject:  1,
 		AllowAtomicPublish: true,
 		AllowDirect:        true,
+		// A consumer per collection open on each process: past the
+		// servers' default bound per stream (1,000; a stream's own
+		// bound overrides it, unlimited does not).
+		MaxConsumers: sharedMaxConsumers,
 		Metadata: map[string]string{
 			metaLayout: LayoutShared,
 			metaFormat: formatVersion,
 		},
 	}
 }
+
+// sharedMaxConsumers bounds the consumers of the shared stream: no bound
+// in practice (the account's applies).
+const sharedMaxConsumers = 1 << 30
 
 // advisory kicks the collections whose stream was deleted or created.
 func (s *Store) advisory(m *nats.Msg) {
