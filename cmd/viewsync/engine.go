@@ -33,6 +33,7 @@ type engineConfig struct {
 	natsTimeout time.Duration
 	natsBeat    time.Duration
 	natsIdle    time.Duration
+	natsLayout  string
 	maxBatch    int
 }
 
@@ -48,6 +49,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request made for a client, and of a commit's wait for a lost NATS connection")
 	fs.DurationVar(&c.natsBeat, "nats-heartbeat", natskv.DefaultHeartbeat, "--engine nats: how often an idle collection's follower hears from its server (a lost one is noticed after two); each open collection costs a message per heartbeat")
 	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its consumer on a NATS server, its state in memory); 0 or less: until shutdown")
+	fs.StringVar(&c.natsLayout, "nats-layout", natskv.LayoutStream, "--engine nats: stream (a stream, a Raft group, per collection) or shared (every collection in one stream named after --nats-prefix: many more collections per cluster); every node sharing a prefix must use the same")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 }
 
@@ -55,6 +57,8 @@ func (c *engineConfig) validate() error {
 	switch {
 	case c.engine != "bbolt" && c.engine != "nats":
 		return fmt.Errorf("--engine must be bbolt or nats, not %q", c.engine)
+	case c.natsLayout != natskv.LayoutStream && c.natsLayout != natskv.LayoutShared:
+		return fmt.Errorf("--nats-layout must be stream or shared, not %q", c.natsLayout)
 	case c.replicas < 1 || c.replicas > 5:
 		return errors.New("--nats-replicas must be 1..5")
 	case c.natsTimeout <= 0:
@@ -145,6 +149,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		Heartbeat: c.natsBeat,
 		IdleAfter: c.idleAfter(),
 		MaxBatch:  c.maxBatch,
+		Layout:    c.natsLayout,
 	})
 	if err != nil {
 		nc.Close()

@@ -224,7 +224,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(ctx, "VS_c")
+	st, err := js.Stream(ctx, collStream("c"))
 	if err != nil {
 		t.Fatal(err)
 	}

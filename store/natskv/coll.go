@@ -139,7 +139,7 @@ func newColl(s *Store, name string) *coll {
 	c := &coll{
 		s:       s,
 		name:    name,
-		names:   newNames(s.prefix, name),
+		names:   newNames(s.prefix, name, s.shared),
 		changed: make(chan struct{}),
 		awaited: make(map[string]uint64),
 		ready:   make(chan struct{}),
@@ -148,6 +148,10 @@ func newColl(s *Store, name string) *coll {
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.term.Store(newTerm())
+	if s.shared {
+		c.dupWindow.Store(int64(s.sharedDup))
+		c.direct.Store(true)
+	}
 	return c
 }
 
@@ -177,6 +181,9 @@ func (c *coll) find(ctx context.Context) (streamInfo, error) {
 // one in the epoch that epoch returns or, if epoch is nil, returns
 // errNoStream.
 func (c *coll) stream(ctx context.Context, epoch func() string) (streamInfo, error) {
+	if c.s.shared {
+		return c.sharedInfo(ctx, epoch != nil)
+	}
 	js := c.s.js
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -259,6 +266,9 @@ func (c *coll) absentLocked() {
 // re-created at once under the same name can come back with the deleted
 // one's messages.)
 func (c *coll) replace(ctx context.Context, old string) error {
+	if c.s.shared {
+		return c.replaceShared(ctx, old)
+	}
 	stream, err := c.s.js.Stream(ctx, c.names.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		// Lost already: the next one made has a fresh epoch.
@@ -374,7 +384,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		st.lastSeq = si.lastSeq
 		c.installLocked(st)
 	default:
-		f.ld = newLoader()
+		f.ld, f.target = newLoader(), si.lastSeq
 	}
 	c.mu.Unlock()
 	if old != nil && old.cc != nil {
@@ -447,6 +457,9 @@ func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
 	}
 	if start > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	if c.s.shared {
+		cfg.FilterSubject = c.names.filter()
 	}
 	cons, err := c.s.js.CreateOrUpdateConsumer(ctx, c.names.stream, cfg)
 	if err == nil {

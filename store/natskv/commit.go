@@ -117,8 +117,13 @@ const maxAttempts = 1000
 // so what an attempt decided for each request is kept with the attempt:
 // the answer a request gets is that of the attempt that was stored.
 type plan struct {
-	epoch   string
-	expect  uint64 // the stream's last sequence the plan was made at
+	epoch string
+	// expect is the stream's last sequence the plan was made at (in the
+	// shared layout, that of the collection's last message).
+	expect uint64
+	// end is where the stream told the batch ended (shared layout; see
+	// endSeq).
+	end     uint64
 	ok      []*request
 	commits []protocol.Commit   // the commit of each request of ok
 	prevs   [][]json.RawMessage // the Applied.Prev of each request of ok
@@ -495,6 +500,11 @@ func (c *coll) finish(p *plan, seq uint64) {
 	_ = c.waitFor(c.ctx, func() bool {
 		return c.broken || c.st.Epoch != p.epoch || c.st.lastSeq >= seq
 	})
+	if c.s.shared && p.expect == 0 {
+		// The collection's first batch: processes that hold it as never
+		// written follow it from now on.
+		c.announce()
+	}
 	for i, r := range p.ok {
 		r.answer(store.Applied{Epoch: p.epoch, Commit: p.commits[i], Prev: p.prevs[i]}, nil)
 	}
@@ -725,7 +735,14 @@ func (c *coll) publish(p *plan) (uint64, error) {
 		m.Header.Set(hdrBatchID, p.id)
 		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
 	}
-	p.msgs[0].Header.Set(hdrExpectedLast, strconv.FormatUint(p.expect, 10))
+	if c.s.shared {
+		// The first message is a record's (every commit writes one),
+		// which carries no expectation of its own.
+		p.msgs[0].Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(p.expect, 10))
+		p.msgs[0].Header.Set(hdrExpectedLastSubjSeqSubj, c.names.filter())
+	} else {
+		p.msgs[0].Header.Set(hdrExpectedLast, strconv.FormatUint(p.expect, 10))
+	}
 	last := p.msgs[n-1]
 	last.Header.Set(hdrEnd, "1")
 	last.Header.Set(hdrBatchCommit, "1")

@@ -13,7 +13,10 @@
 // it is used or held (Store.Hold), and released Options.IdleAfter after. A
 // commit is made once even when its acknowledgement is lost; a crash of
 // the server leading a collection's stream pauses its commits for
-// JetStream's election. The mapping onto streams, commits, the follower,
+// JetStream's election. Each collection is a stream of its own, or, with
+// Options.Layout LayoutShared, a subject space of one stream shared by
+// every collection of the prefix (many more collections per cluster).
+// The mapping onto streams, commits, the follower,
 // retention, epochs, failover and fairness: docs/architecture.md; server
 // settings and what to expect: docs/deploy.md.
 package natskv

@@ -79,13 +79,13 @@ func (s *Store) contention(m *nats.Msg) {
 	if string(m.Data) == s.id {
 		return
 	}
-	// PREFIX.ESCAPED.w → stream PREFIX_ESCAPED.
+	// PREFIX.ESCAPED.w → collection ESCAPED, unescaped.
 	token, ok := strings.CutSuffix(strings.TrimPrefix(m.Subject, s.prefix+"."), ".w")
 	if !ok {
 		return
 	}
 	s.mu.Lock()
-	c := s.streams[s.prefix+"_"+token]
+	c := s.colls[unescape(token)]
 	s.mu.Unlock()
 	if c != nil {
 		c.fair.heard.Add(1)

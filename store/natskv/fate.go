@@ -46,6 +46,9 @@ const (
 // stored: right after the last sequence it was planned at. The caller
 // knows that the stream moved past that sequence (or was dropped).
 func (c *coll) fateOf(ctx context.Context, p *plan) (fate, error) {
+	if c.s.shared {
+		return c.fateShared(ctx, p)
+	}
 	ctx, cancel := c.attemptCtx(ctx)
 	defer cancel()
 	stream, err := c.s.js.Stream(ctx, c.names.stream)
@@ -82,8 +85,14 @@ func (c *coll) fateOf(ctx context.Context, p *plan) (fate, error) {
 
 // endSeq is the stream sequence of the last message of p's batch, had it
 // been stored: a batch is stored whole, right after the last sequence it
-// expects.
-func (p *plan) endSeq() uint64 { return p.expect + uint64(len(p.msgs)) }
+// expects. In the shared layout, where other collections' messages may
+// come between, it is a lower bound unless the stream told (p.end).
+func (p *plan) endSeq() uint64 {
+	if p.end != 0 {
+		return p.end
+	}
+	return p.expect + uint64(len(p.msgs))
+}
 
 // unsure returns the attempts of tried that the follower has read past
 // without seeing them, whose fate the stream has not told yet. c.mu must

@@ -30,6 +30,12 @@ type follower struct {
 	consumer string
 	// ld is the loader while replaying, nil once live.
 	ld *loader
+	// target is the stream sequence of the collection's last message
+	// when the replay began: the replay ends at the first batch's end at
+	// or past it, or at one with nothing pending. (The consumer's pending
+	// count, in a filtered consumer, may still count messages purged
+	// since it was made.)
+	target uint64
 	// asm assembles the chunks of the log entry being read.
 	asm chunks
 	// dseq is the consumer sequence of the last message taken: each
@@ -289,6 +295,13 @@ func (c *coll) handle(f *follower, jm jetstream.Msg) {
 // message's subject is subj), from its consumer or read directly (see
 // tip.go). c.mu must be held, and f be the collection's follower.
 func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
+	if !ok && c.s.shared && f.ld != nil && m.seq < f.target && !strings.HasPrefix(subj, f.prefix) {
+		// The shared layout: an older epoch's message not purged yet (a
+		// drop purges after it starts the new epoch). Before the
+		// collection's last message when the replay began, which was of
+		// the follower's epoch, it cannot be of a newer one.
+		return
+	}
 	if !ok {
 		// Another epoch's subjects: the stream was replaced under the
 		// follower.
@@ -303,7 +316,7 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 			c.breakLocked(err)
 			return
 		}
-		if m.end && m.pending == 0 {
+		if m.end && (m.pending == 0 || m.seq >= f.target) {
 			st, err := f.ld.finish(f.epoch, m.seq, c.s.cfg)
 			if err != nil {
 				c.breakLocked(err)

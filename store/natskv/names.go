@@ -41,6 +41,10 @@ const (
 	// hdrExpectedLastSubjSeq "0": the message's subject must hold no
 	// message yet.
 	hdrExpectedLastSubjSeq = "Nats-Expected-Last-Subject-Sequence"
+	// hdrExpectedLastSubjSeqSubj makes hdrExpectedLastSubjSeq check the
+	// last message of a subject filter (a collection's, in the shared
+	// layout) instead of the message's subject.
+	hdrExpectedLastSubjSeqSubj = "Nats-Expected-Last-Subject-Sequence-Subject"
 )
 
 // Stream metadata keys.
@@ -48,6 +52,7 @@ const (
 	metaEpoch      = "viewsync.epoch"
 	metaCollection = "viewsync.collection"
 	metaFormat     = "viewsync.format"
+	metaLayout     = "viewsync.layout"
 	formatVersion  = "1"
 )
 
@@ -71,6 +76,9 @@ func validPrefix(p string) error {
 // '~', which collection names never contain, so the mapping is reversible.
 func escape(collection string) string { return strings.ReplaceAll(collection, ".", "~") }
 
+// unescape is the inverse of escape.
+func unescape(token string) string { return strings.ReplaceAll(token, "~", ".") }
+
 // names are the stream name and subjects of one collection.
 type names struct {
 	stream string
@@ -78,10 +86,36 @@ type names struct {
 	base string
 }
 
-// newNames returns the names of collection under prefix.
-func newNames(prefix, collection string) names {
+// newNames returns the names of collection under prefix: its stream is
+// PREFIX_ESCAPED, or PREFIX in the shared layout.
+func newNames(prefix, collection string, shared bool) names {
 	e := escape(collection)
-	return names{stream: prefix + "_" + e, base: prefix + "." + e}
+	n := names{stream: prefix + "_" + e, base: prefix + "." + e}
+	if shared {
+		n.stream = prefix
+	}
+	return n
+}
+
+// filter returns the subject filter of every message of the collection,
+// of every epoch: PREFIX.ESCAPED.>.
+func (n names) filter() string { return n.base + ".>" }
+
+// sharedSubjects returns the subject filter of the shared layout's
+// stream: every collection subject (PREFIX.COLL.EPOCH.…, four tokens or
+// more), and none of the core NATS subjects of three tokens
+// (PREFIX.COLL.w, .n, .p, PREFIX._node.p).
+func sharedSubjects(prefix string) string { return prefix + ".*.*.>" }
+
+// epochOf returns the epoch token of a subject of the collection, and
+// whether the subject has a valid one.
+func (n names) epochOf(subj string) (string, bool) {
+	rest, ok := strings.CutPrefix(subj, n.base+".")
+	if !ok {
+		return "", false
+	}
+	e, _, ok := strings.Cut(rest, ".")
+	return e, ok && validEpoch(e)
 }
 
 // subjects returns the stream's subject filter for epoch.

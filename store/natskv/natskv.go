@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -38,8 +39,9 @@ type Options struct {
 	// NATSOptions are passed to nats.Connect when Conn is nil (credentials,
 	// TLS, reconnect policy, ...), after ConnOptions.
 	NATSOptions []nats.Option
-	// Prefix starts every stream name (PREFIX_COLLECTION) and subject
-	// (PREFIX.COLLECTION.EPOCH.…) of the store; default "VS". Stores that
+	// Prefix starts every stream name (PREFIX_COLLECTION; the shared
+	// layout's stream is PREFIX) and subject (PREFIX.COLLECTION.EPOCH.…)
+	// of the store; default "VS". Stores that
 	// share a prefix on one server (or cluster) share their collections.
 	Prefix string
 	// Replicas is the replication factor of the collections' streams;
@@ -84,7 +86,26 @@ type Options struct {
 	// between IdleAfter and that much later. Default 2m; a negative value
 	// keeps every collection open until Close.
 	IdleAfter time.Duration
+	// Layout maps collections onto streams: LayoutStream (the default)
+	// gives each collection a stream of its own, PREFIX_COLLECTION, which
+	// is a Raft group of its own on each of its servers; LayoutShared keeps
+	// every collection of the prefix in one stream, PREFIX, which Open
+	// creates if missing, so that a cluster holds many more collections
+	// (see docs/deploy.md). Every store sharing a prefix must use the
+	// same layout: the server refuses the other layout's streams, whose
+	// subjects overlap.
+	Layout string
 }
+
+// Layouts of Options.Layout.
+const (
+	LayoutStream = "stream"
+	LayoutShared = "shared"
+)
+
+// defaultLayout is the layout of an Options.Layout left empty: the
+// package's tests run with each.
+var defaultLayout = LayoutStream
 
 // Defaults of Options.
 const (
@@ -130,6 +151,10 @@ type Store struct {
 	log      *slog.Logger
 	// idle is Options.IdleAfter, 0 when collections are kept open.
 	idle time.Duration
+	// shared: the shared layout (Options.Layout), every collection in
+	// the stream named prefix, whose duplicate window is sharedDup.
+	shared    bool
+	sharedDup time.Duration
 	// born is the origin of the collections' lastUse (see now).
 	born time.Time
 
@@ -156,7 +181,8 @@ type Store struct {
 	closed bool
 	// colls holds the open collections, by name.
 	colls map[string]*coll
-	// streams maps stream names to open collections.
+	// streams maps stream names to open collections (the stream layout's
+	// only).
 	streams map[string]*coll
 	// holds counts the holds of each held collection (see Hold).
 	holds map[string]int
@@ -221,6 +247,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	case s.idle < 0:
 		s.idle = 0
 	}
+	layout := opts.Layout
+	if layout == "" {
+		layout = defaultLayout
+	}
+	switch layout {
+	case LayoutStream:
+	case LayoutShared:
+		s.shared = true
+	default:
+		return nil, fmt.Errorf("natskv: open: layout %q is neither %q nor %q", opts.Layout, LayoutStream, LayoutShared)
+	}
 	if s.maxBatch < 3 {
 		return nil, fmt.Errorf("natskv: open: MaxBatch %d is too small", s.maxBatch)
 	}
@@ -248,6 +285,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if _, err := js.AccountInfo(ctx); err != nil {
 		s.closeConn()
 		return nil, fmt.Errorf("natskv: open: JetStream not available: %w", err)
+	}
+	if s.shared {
+		if err := s.openShared(ctx); err != nil {
+			s.closeConn()
+			return nil, fmt.Errorf("natskv: open: %w", err)
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -305,16 +348,69 @@ func (s *Store) watchLink() {
 	}
 }
 
-// advisory kicks the collection whose stream was deleted or created.
+// openShared creates the shared layout's stream, unless it exists, and
+// checks it.
+func (s *Store) openShared(ctx context.Context) error {
+	cfg := s.sharedConfig()
+	// Looked up first: creating it again would announce it as created,
+	// which makes every store re-sync its collections.
+	stream, err := s.js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		stream, err = s.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			stream, err = s.js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	info := stream.CachedInfo().Config
+	if info.Metadata[metaLayout] != LayoutShared || info.Metadata[metaFormat] != formatVersion || !slices.Equal(info.Subjects, cfg.Subjects) {
+		return fmt.Errorf("stream %s is not a viewsync shared stream (subjects %v, metadata %v)", cfg.Name, info.Subjects, info.Metadata)
+	}
+	s.sharedDup = info.Duplicates
+	return nil
+}
+
+// sharedConfig is the configuration of the shared layout's stream: that
+// of a collection's stream in the stream layout, for every collection.
+func (s *Store) sharedConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:               s.prefix,
+		Description:        "viewsync collections",
+		Subjects:           []string{sharedSubjects(s.prefix)},
+		Storage:            jetstream.FileStorage,
+		Replicas:           s.replicas,
+		Retention:          jetstream.LimitsPolicy,
+		Discard:            jetstream.DiscardOld,
+		MaxMsgsPerSubject:  1,
+		AllowAtomicPublish: true,
+		AllowDirect:        true,
+		// A consumer per collection open on each process: past the
+		// servers' default bound per stream (1,000; a stream's own
+		// bound overrides it, unlimited does not).
+		MaxConsumers: sharedMaxConsumers,
+		Metadata: map[string]string{
+			metaLayout: LayoutShared,
+			metaFormat: formatVersion,
+		},
+	}
+}
+
+// sharedMaxConsumers bounds the consumers of the shared stream: no bound
+// in practice (the account's applies).
+const sharedMaxConsumers = 1 << 30
+
+// advisory kicks the collections whose stream was deleted or created.
 func (s *Store) advisory(m *nats.Msg) {
-	if c := s.advised(m); c != nil {
+	for _, c := range s.advised(m) {
 		c.resync()
 	}
 }
 
-// elected tells the collection whose stream has a new leader.
+// elected tells the collections whose stream has a new leader.
 func (s *Store) elected(m *nats.Msg) {
-	if c := s.advised(m); c != nil {
+	for _, c := range s.advised(m) {
 		c.s.log.Debug("natskv: stream leader elected", "collection", c.name)
 		c.leaderElected()
 	}
@@ -323,25 +419,35 @@ func (s *Store) elected(m *nats.Msg) {
 // created makes the collection whose stream another process announced it
 // created follow it, if it holds the collection as never written.
 func (s *Store) created(m *nats.Msg) {
-	// PREFIX.ESCAPED.n → stream PREFIX_ESCAPED.
+	// PREFIX.ESCAPED.n → collection ESCAPED, unescaped.
 	token, ok := strings.CutSuffix(strings.TrimPrefix(m.Subject, s.prefix+"."), ".n")
 	if !ok {
 		return
 	}
 	s.mu.Lock()
-	c := s.streams[s.prefix+"_"+token]
+	c := s.colls[unescape(token)]
 	s.mu.Unlock()
-	if c != nil {
+	if c != nil && c.isAbsent() {
 		c.resync()
 	}
 }
 
-// advised returns the open collection whose stream an advisory is about.
-func (s *Store) advised(m *nats.Msg) *coll {
+// advised returns the open collections whose stream an advisory is
+// about: in the shared layout, every one when it is the shared stream.
+func (s *Store) advised(m *nats.Msg) []*coll {
 	name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.streams[name]
+	if s.shared {
+		if name != s.prefix {
+			return nil
+		}
+		return slices.Collect(maps.Values(s.colls))
+	}
+	if c := s.streams[name]; c != nil {
+		return []*coll{c}
+	}
+	return nil
 }
 
 // closeConn closes the connection if the store opened it.
@@ -436,7 +542,9 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	s.mu.Lock()
 	if s.colls[name] == c {
 		delete(s.colls, name)
-		delete(s.streams, c.names.stream)
+		if !s.shared {
+			delete(s.streams, c.names.stream)
+		}
 	}
 	s.mu.Unlock()
 	c.stop()
@@ -450,7 +558,9 @@ func (s *Store) openLocked(name string) *coll {
 	c := newColl(s, name)
 	c.lastUse.Store(s.now())
 	s.colls[name] = c
-	s.streams[c.names.stream] = c
+	if !s.shared {
+		s.streams[c.names.stream] = c
+	}
 	s.wg.Go(c.open)
 	s.wg.Go(c.runResync)
 	s.wg.Go(c.runCommitter)

@@ -3,6 +3,8 @@ package natskv_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -13,10 +15,34 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the run if a goroutine (the store's or the in-process
-// servers') outlives its test.
+// TestMain runs the package's tests in each layout (stores opened
+// without Options.Layout get the layout under test), and fails the run if
+// a goroutine (the store's or the in-process servers') outlives its test.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := 0
+	for _, layout := range testLayouts() {
+		natskv.SetDefaultLayout(layout)
+		if code = m.Run(); code != 0 {
+			fmt.Fprintf(os.Stderr, "natskv: tests failed in the %s layout\n", layout)
+			break
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testLayouts are the layouts the tests run in: both, or the one
+// VIEWSYNC_TEST_NATS_LAYOUT names.
+func testLayouts() []string {
+	if l := os.Getenv("VIEWSYNC_TEST_NATS_LAYOUT"); l != "" {
+		return []string{l}
+	}
+	return []string{natskv.LayoutStream, natskv.LayoutShared}
 }
 
 // serverOptions are the options of an in-process JetStream server keeping

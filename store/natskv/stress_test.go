@@ -188,7 +188,7 @@ func TestClusterStress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream := "VS_" + coll
+	stream := collStream(coll)
 	leader := func() int {
 		ictx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()

@@ -67,6 +67,9 @@ func (c *coll) readTip(f *follower) {
 type directRequest struct {
 	Seq   uint64 `json:"seq"`
 	Batch int    `json:"batch"`
+	// NextFor limits the batch to the collection's subjects (the shared
+	// layout).
+	NextFor string `json:"next_by_subj,omitempty"`
 }
 
 // readFrom reads the stream's messages from sequence from on with one
@@ -88,7 +91,11 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 		return 0, fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
-	req, err := json.Marshal(directRequest{Seq: from, Batch: tipBatch})
+	dr := directRequest{Seq: from, Batch: tipBatch}
+	if c.s.shared {
+		dr.NextFor = c.names.filter()
+	}
+	req, err := json.Marshal(dr)
 	if err != nil {
 		return 0, err
 	}
