@@ -375,26 +375,15 @@ func (s *Store) openShared(ctx context.Context) error {
 // sharedConfig is the configuration of the shared layout's stream: that
 // of a collection's stream in the stream layout, for every collection.
 func (s *Store) sharedConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:               s.prefix,
-		Description:        "viewsync collections",
-		Subjects:           []string{sharedSubjects(s.prefix)},
-		Storage:            jetstream.FileStorage,
-		Replicas:           s.replicas,
-		Retention:          jetstream.LimitsPolicy,
-		Discard:            jetstream.DiscardOld,
-		MaxMsgsPerSubject:  1,
-		AllowAtomicPublish: true,
-		AllowDirect:        true,
-		// A consumer per collection open on each process: past the
-		// servers' default bound per stream (1,000; a stream's own
-		// bound overrides it, unlimited does not).
-		MaxConsumers: sharedMaxConsumers,
-		Metadata: map[string]string{
-			metaLayout: LayoutShared,
-			metaFormat: formatVersion,
-		},
-	}
+	cfg := s.baseStreamConfig(s.prefix, "viewsync collections", sharedSubjects(s.prefix), map[string]string{
+		metaLayout: LayoutShared,
+		metaFormat: formatVersion,
+	})
+	// A consumer per collection open on each process: past the servers'
+	// default bound per stream (1,000; a stream's own bound overrides
+	// it, unlimited does not).
+	cfg.MaxConsumers = sharedMaxConsumers
+	return cfg
 }
 
 // sharedMaxConsumers bounds the consumers of the shared stream: no bound
@@ -481,23 +470,30 @@ func signal(kick chan<- struct{}) {
 
 // streamConfig is the configuration of a collection's stream in epoch.
 func (s *Store) streamConfig(c *coll, epoch string) jetstream.StreamConfig {
+	return s.baseStreamConfig(c.names.stream, "viewsync collection "+c.name, c.names.subjects(epoch), map[string]string{
+		metaEpoch:      epoch,
+		metaCollection: c.name,
+		metaFormat:     formatVersion,
+	})
+}
+
+// baseStreamConfig is what every stream of the store has, in either
+// layout: file storage with the store's replicas, the last message of
+// each subject kept, atomic batches, and direct gets, which any replica
+// answers for a follower that lost its consumer (tip.go).
+func (s *Store) baseStreamConfig(name, description, subject string, meta map[string]string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:               c.names.stream,
-		Description:        "viewsync collection " + c.name,
-		Subjects:           []string{c.names.subjects(epoch)},
+		Name:               name,
+		Description:        description,
+		Subjects:           []string{subject},
 		Storage:            jetstream.FileStorage,
 		Replicas:           s.replicas,
 		Retention:          jetstream.LimitsPolicy,
 		Discard:            jetstream.DiscardOld,
 		MaxMsgsPerSubject:  1,
 		AllowAtomicPublish: true,
-		// Any replica answers a follower that lost its consumer (tip.go).
-		AllowDirect: true,
-		Metadata: map[string]string{
-			metaEpoch:      epoch,
-			metaCollection: c.name,
-			metaFormat:     formatVersion,
-		},
+		AllowDirect:        true,
+		Metadata:           meta,
 	}
 }
 
