@@ -185,7 +185,7 @@ func (c *visibilityConfig) run(ctx context.Context, stdout, stderr io.Writer) er
 			fmt.Fprintf(stderr, "bench: %v\n", err)
 		}
 		after := t.cluster.cpu()
-		ph := visibilityPhase{Rate: r, Commits: w.acked, Errors: w.errors, CommitLatency: summarize(w.lat)}
+		ph := visibilityPhase{Rate: r, Commits: w.acked, Errors: w.errors, CommitLatency: summarize(w.putLat)}
 		for node := range clusterSize {
 			var lat []time.Duration
 			var n visibilityNode
@@ -268,20 +268,12 @@ func (s *visSub) reset() {
 	s.mu.Unlock()
 }
 
-// visWrites is what a phase's writer did.
-type visWrites struct {
-	acked, errors int
-	last          uint64
-	lat           []time.Duration
-	lastErr       error
-}
-
 // write PUTs rate values a second to record r0 for c.duration, in open
 // loop (at most 64 in flight).
-func (c *visibilityConfig) write(ctx context.Context, client *http.Client, base string, rate float64) visWrites {
+func (c *visibilityConfig) write(ctx context.Context, client *http.Client, base string, rate float64) writerResult {
 	var (
 		mu  sync.Mutex
-		res visWrites
+		res writerResult
 	)
 	u := base + "/v1/collections/" + c.collection + "/records/r0"
 	openLoop(ctx, rate, c.duration, 64, func(i int) {
@@ -295,7 +287,7 @@ func (c *visibilityConfig) write(ctx context.Context, client *http.Client, base 
 		}
 		res.acked++
 		res.last = max(res.last, v)
-		res.lat = append(res.lat, time.Since(now))
+		res.putLat = append(res.putLat, time.Since(now))
 	})
 	return res
 }
