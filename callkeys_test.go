@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -76,7 +77,7 @@ func TestKeyedCallRunsItsWritesOnce(t *testing.T) {
 			if string(a2.Result) != string(a1.Result) {
 				t.Errorf("the retry answered %s, the first run %s", a2.Result, a1.Result)
 			}
-			if !equalVersions(a1.Versions, a2.Versions) {
+			if !maps.Equal(a1.Versions, a2.Versions) {
 				t.Errorf("the retry's versions %v, the first run's %v", a2.Versions, a1.Versions)
 			}
 			if now := head(t, c); now.Version != hd.Version {
@@ -177,16 +178,4 @@ func keyedCall(t *testing.T, h *viewsync.Hub, key string) viewsync.CallResult {
 		t.Fatal(err)
 	}
 	return res
-}
-
-func equalVersions(a, b map[string]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

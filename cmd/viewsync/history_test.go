@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,16 +87,11 @@ func TestServeHistoryBounded(t *testing.T) {
 // getText answers the body of a GET that must succeed.
 func getText(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	a := send(t, http.MethodGet, url, "")
+	if a.status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, a.status, a.body)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return string(body)
+	return a.body
 }
 
 // resumeAll follows the SSE stream from EPOCH:0 until version last,

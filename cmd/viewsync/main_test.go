@@ -188,16 +188,10 @@ func startServe(t *testing.T, args ...string) (addr string, stderr *lockedBuffer
 	return addr, stderr, stop
 }
 
+// getOK fails the test unless a GET of url answers 200.
 func getOK(t *testing.T, url string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", url, resp.StatusCode)
-	}
+	getText(t, url)
 }
 
 // TestServeEnv checks that serve takes its flags from VIEWSYNC_*
