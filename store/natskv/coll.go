@@ -22,8 +22,9 @@ import (
 // coll is a collection this store has open: its follower and state, its
 // committer's queue and the goroutine that re-syncs it with the stream.
 //
-// Locking: mu guards fol, st, broken, lost, absent, closed, changed and awaited
-// (and the follower's dseq and asm, which handle uses under it). wmu is
+// Locking: mu guards fol, st, broken, lost, absent, closed, changed,
+// awaited, backlog and overflow (and the follower's dseq, asm and onFeed,
+// which handle and the feed use under it). wmu is
 // held by the committer while it plans and publishes a batch and by Drop,
 // so one process never races itself for the stream. rmu serialises
 // restarts of the follower.
@@ -57,6 +58,11 @@ type coll struct {
 	// lost follower (see tip.go).
 	tipReader bool
 	closed    bool
+	// backlog holds, in the shared layout, the messages the feed brought
+	// while the follower was not live on it; overflow: more came than
+	// it keeps (see coll.fed).
+	backlog  []feedMsg
+	overflow bool
 	// changed is closed and replaced whenever st changes.
 	changed chan struct{}
 	// ready is closed once st is first set (or opening failed: initErr).
@@ -439,6 +445,22 @@ func (c *coll) nextFollowerLocked(epoch string) *follower {
 // follower is marked lost (live) or broken (replaying), and the re-sync
 // goroutine tries again.
 func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
+	if c.s.feed != nil {
+		// The shared layout: the feed brings the new messages, and the
+		// history is read by direct gets.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case c.closed:
+			return fmt.Errorf("follow %s: %w", c.name, store.ErrClosed)
+		case c.fol != f:
+		case f.ld == nil:
+			c.feedLiveLocked(f)
+		default:
+			c.s.wg.Go(func() { c.replay(f) })
+		}
+		return nil
+	}
 	name := "vs-" + nuid.Next()
 	c.mu.Lock()
 	f.consumer = name
@@ -497,7 +519,7 @@ func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
 // gone (no heartbeat, deleted, its server shut down, nobody answering)
 // makes the follower follow on with a new one.
 func (c *coll) consumerError(f *follower, err error) {
-	if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+	if isClosedErr(err) {
 		return // the store is closing
 	}
 	c.s.log.Debug("natskv: consumer error", "collection", c.name, "err", err)

@@ -9,13 +9,14 @@
 // batch of about one message per record written plus two, so
 // Options.MaxBatch, and the server's batch limit, bound a commit's size.
 // A connection given as Options.Conn should be made with ConnOptions. A
-// collection is open (a consumer on a server, its state in memory) while
+// collection is open (followed, its state in memory) while
 // it is used or held (Store.Hold), and released Options.IdleAfter after. A
 // commit is made once even when its acknowledgement is lost; a crash of
 // the server leading a collection's stream pauses its commits for
 // JetStream's election. Each collection is a stream of its own, or, with
 // Options.Layout LayoutShared, a subject space of one stream shared by
-// every collection of the prefix (many more collections per cluster).
+// every collection of the prefix (many more collections per cluster),
+// which each process follows with one consumer for all its collections.
 // The mapping onto streams, commits, the follower,
 // retention, epochs, failover and fairness: docs/architecture.md; server
 // settings and what to expect: docs/deploy.md.

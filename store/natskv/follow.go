@@ -41,6 +41,9 @@ type follower struct {
 	// dseq is the consumer sequence of the last message taken: each
 	// message must follow it, else messages were missed.
 	dseq uint64
+	// onFeed: the follower is live on the store's feed (the shared
+	// layout; see feed.go).
+	onFeed bool
 }
 
 // chunks assembles a commit's log entry from its messages c.V.0 … c.V.n-1.
@@ -324,6 +327,9 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 			}
 			f.ld = nil
 			c.installLocked(st)
+			if c.s.feed != nil {
+				c.feedLiveLocked(f)
+			}
 		}
 		return
 	}

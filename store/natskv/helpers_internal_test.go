@@ -8,9 +8,9 @@ import (
 )
 
 // openPair starts a JetStream server in-process for the test and opens two
-// stores on it, as two processes sharing it would; both close when the
-// test ends, before the server.
-func openPair(t *testing.T) (s, other *Store) {
+// stores on it with opts, as two processes sharing it would; both close
+// when the test ends, before the server.
+func openPair(t *testing.T, opts Options) (s, other *Store) {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -25,7 +25,8 @@ func openPair(t *testing.T) (s, other *Store) {
 		t.Fatal("server not ready")
 	}
 	for _, p := range []**Store{&s, &other} {
-		st, err := Open(t.Context(), Options{URL: srv.ClientURL()})
+		opts.URL = srv.ClientURL()
+		st, err := Open(t.Context(), opts)
 		if err != nil {
 			t.Fatal(err)
 		}

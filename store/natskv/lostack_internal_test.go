@@ -18,7 +18,7 @@ import (
 // its own stored batch, committing it twice.)
 func TestLostAckFound(t *testing.T) {
 	ctx := t.Context()
-	s, other := openPair(t)
+	s, other := openPair(t, Options{})
 	const name = "lost"
 	put := func(id string) []protocol.Op {
 		return []protocol.Op{{Op: protocol.OpPut, ID: id, Value: []byte("1")}}

@@ -64,13 +64,14 @@ type Options struct {
 	// at most Timeout. It is what a commit in flight to a stream leader
 	// that vanishes may wait for in excess of the election.
 	AttemptTimeout time.Duration
-	// Heartbeat is how often the server tells each collection's follower
-	// that it is still there while nothing is written; a follower that
-	// hears nothing for two heartbeats follows anew (the server holding
-	// its consumer was lost). Default 2s, 500ms to 30s. Each open
-	// collection costs one message of about 75 bytes per heartbeat while
-	// idle, and some CPU on the node and the server (see
-	// docs/deploy.md).
+	// Heartbeat is how often the server tells a consumer that it is still
+	// there while nothing is written; a consumer that hears nothing for
+	// two heartbeats is replaced (the server holding it was lost).
+	// Default 2s, 500ms to 30s. In the stream layout each open collection
+	// has a consumer, so it costs one message of about 75 bytes per
+	// heartbeat while idle, and some CPU on the node and the server (see
+	// docs/deploy.md); in the shared layout a process has one consumer
+	// for all its collections.
 	Heartbeat time.Duration
 	// MaxBatch is the most messages one atomic batch may hold: it must not
 	// exceed the server's jetstream max_batch_size (default 1000). Default
@@ -78,7 +79,7 @@ type Options struct {
 	MaxBatch int
 	// IdleAfter is how long a collection stays open once nothing on this
 	// process reads, writes or holds it (see Store.Hold): then its
-	// follower stops, its consumer is deleted from the server and its
+	// follower stops, its consumer (if it has one) is deleted and its
 	// state is dropped, until it is used again, when it is replayed from
 	// its stream as on first use. A collection with commits queued, in
 	// flight or awaited is not released. One sweep of every collection
@@ -163,6 +164,9 @@ type Store struct {
 	js      jetstream.JetStream
 	watch   *watchHub
 	subs    []*nats.Subscription
+	// feed follows every open collection in the shared layout (nil in
+	// the stream layout, where each has a consumer of its own).
+	feed *feed
 
 	// link ends whenever the connection is lost (it is then replaced):
 	// answers to requests made on it will not come.
@@ -286,13 +290,22 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeConn()
 		return nil, fmt.Errorf("natskv: open: JetStream not available: %w", err)
 	}
+	var sharedLast uint64
 	if s.shared {
-		if err := s.openShared(ctx); err != nil {
+		if sharedLast, err = s.openShared(ctx); err != nil {
 			s.closeConn()
 			return nil, fmt.Errorf("natskv: open: %w", err)
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.shared {
+		if err := s.startFeed(ctx, sharedLast); err != nil {
+			s.cancel()
+			s.wg.Wait()
+			s.closeConn()
+			return nil, fmt.Errorf("natskv: open: follow stream %s: %w", s.prefix, err)
+		}
+	}
 
 	// Stream advisories tell of collections dropped or re-created by other
 	// processes at once; without them (no permission) the followers notice
@@ -349,8 +362,8 @@ func (s *Store) watchLink() {
 }
 
 // openShared creates the shared layout's stream, unless it exists, and
-// checks it.
-func (s *Store) openShared(ctx context.Context) error {
+// checks it. It returns the stream's last sequence.
+func (s *Store) openShared(ctx context.Context) (uint64, error) {
 	cfg := s.sharedConfig()
 	// Looked up first: creating it again would announce it as created,
 	// which makes every store re-sync its collections.
@@ -362,14 +375,14 @@ func (s *Store) openShared(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		return 0, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	info := stream.CachedInfo().Config
 	if info.Metadata[metaLayout] != LayoutShared || info.Metadata[metaFormat] != formatVersion || !slices.Equal(info.Subjects, cfg.Subjects) {
-		return fmt.Errorf("stream %s is not a viewsync shared stream (subjects %v, metadata %v)", cfg.Name, info.Subjects, info.Metadata)
+		return 0, fmt.Errorf("stream %s is not a viewsync shared stream (subjects %v, metadata %v)", cfg.Name, info.Subjects, info.Metadata)
 	}
 	s.sharedDup = info.Duplicates
-	return nil
+	return stream.CachedInfo().State.LastSeq, nil
 }
 
 // sharedConfig is the configuration of the shared layout's stream: that
@@ -379,9 +392,9 @@ func (s *Store) sharedConfig() jetstream.StreamConfig {
 		metaLayout: LayoutShared,
 		metaFormat: formatVersion,
 	})
-	// A consumer per collection open on each process: past the servers'
-	// default bound per stream (1,000; a stream's own bound overrides
-	// it, unlimited does not).
+	// One consumer per process (its feed), which must not be capped by
+	// the servers' default bound per stream (1,000; a stream's own bound
+	// overrides it, unlimited does not).
 	cfg.MaxConsumers = sharedMaxConsumers
 	return cfg
 }
@@ -846,6 +859,9 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.cancel()
+	if s.feed != nil {
+		s.feed.stop()
+	}
 	for _, c := range colls {
 		c.stop()
 	}

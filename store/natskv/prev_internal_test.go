@@ -17,7 +17,7 @@ import (
 // commit.
 func TestReloadReportsPrev(t *testing.T) {
 	ctx := t.Context()
-	s, other := openPair(t)
+	s, other := openPair(t, Options{})
 	const name = "reload"
 	put := func(id, v string) protocol.Op {
 		return protocol.Op{Op: protocol.OpPut, ID: id, Value: json.RawMessage(v)}

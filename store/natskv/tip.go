@@ -1,8 +1,8 @@
 package natskv
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -78,28 +78,44 @@ type directRequest struct {
 func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	ctx, cancel := c.attemptCtx(c.ctx)
 	defer cancel()
-	nc := c.s.nc
+	filter := ""
+	if c.s.shared {
+		filter = c.names.filter()
+	}
+	return c.s.directGet(ctx, c.names.stream, from, filter, func(m feedMsg) bool {
+		msg, ok := f.parse(m.subj, m.hdr, m.data, m.seq)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.fol != f || !c.lost || c.closed {
+			return false // it follows again
+		}
+		c.takeLocked(f, msg, ok, m.subj)
+		return true
+	})
+}
+
+// directGet reads stream's messages from sequence from on, those on
+// subjects matching filter if it is set, with one batched direct get
+// (which any replica answers), and passes them to take in order until it
+// returns false. It returns how many it passed.
+func (s *Store) directGet(ctx context.Context, stream string, from uint64, filter string, take func(feedMsg) bool) (int, error) {
+	nc := s.nc
 	inbox := nats.NewInbox()
 	// A channel that holds one answer (a batch and its end), not the
 	// connection's default of 64Ki messages: a subscription made with
 	// SubscribeSync allocates 512 KiB for its channel, and thousands of
-	// lost followers reading every tipInterval allocated gigabytes a
-	// second.
+	// readers asking every tipInterval allocated gigabytes a second.
 	ch := make(chan *nats.Msg, tipBatch+1)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return 0, fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
-	dr := directRequest{Seq: from, Batch: tipBatch}
-	if c.s.shared {
-		dr.NextFor = c.names.filter()
-	}
-	req, err := json.Marshal(dr)
+	req, err := json.Marshal(directRequest{Seq: from, Batch: tipBatch, NextFor: filter})
 	if err != nil {
 		return 0, err
 	}
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+c.names.stream, inbox, req); err != nil {
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
 		return 0, fmt.Errorf("request: %w", err)
 	}
 	n := 0
@@ -122,15 +138,8 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("message without a sequence: %w", err)
 		}
-		msg, ok := f.parse(m.Header.Get("Nats-Subject"), m.Header, m.Data, seq)
-		c.mu.Lock()
-		live := c.fol == f && c.lost && !c.closed
-		if live {
-			c.takeLocked(f, msg, ok, m.Header.Get("Nats-Subject"))
-		}
-		c.mu.Unlock()
-		if !live {
-			return n, errors.New("the follower follows again")
+		if !take(feedMsg{subj: m.Header.Get("Nats-Subject"), hdr: m.Header, data: m.Data, seq: seq}) {
+			return n, nil
 		}
 		n++
 	}

@@ -13,10 +13,11 @@ import (
 // its consumer would: its state moves to the head, with every commit,
 // and its committer finds its own batches. (The consumer is stopped and
 // the follower marked lost by hand, so that nothing makes a new one, and
-// the test reads the tip itself.)
+// the test reads the tip itself. In the shared layout collections have
+// no consumer of their own: TestFeed covers the feed's tip reader.)
 func TestReadTip(t *testing.T) {
 	ctx := t.Context()
-	s, other := openPair(t)
+	s, other := openPair(t, Options{Layout: LayoutStream})
 	const name = "tip"
 	put := func(id string) []protocol.Op {
 		return []protocol.Op{{Op: protocol.OpPut, ID: id, Value: []byte(`"` + id + `"`)}}
