@@ -42,8 +42,9 @@ With --nats-cluster the spawned server is a cluster: three NATS JetStream
 servers and three viewsync nodes (--engine nats --nats-replicas 3). The
 writes and commits go to node 0, the subscribers to node 1, so that node
 0's memory is that of written collections it keeps open, node 1's that of
-collections opened by a subscriber (the collection's follower and its
-NATS consumer with it); the report adds each NATS server's memory and
+collections opened by a subscriber (the collection's follower, and in the
+stream layout its NATS consumer); the nodes take the layout from
+VIEWSYNC_NATS_LAYOUT. The report adds each NATS server's memory and
 storage per collection, and every process's CPU while idle.
 
 Flags (each also settable as VIEWSYNC_<NAME>, e.g. VIEWSYNC_COLLECTIONS):
@@ -442,11 +443,11 @@ func (r *collectionsReport) rows() []reportRow {
 			reportRow{"node 0 per written collection", kib(cc.NodeAnonPerWritten) + " anonymous (the writer keeps it open)"},
 			reportRow{"node 1 per live collection", kib(cc.NodeAnonPerLive) + " anonymous, opened by its subscriber"},
 			reportRow{"NATS per written collection", fmt.Sprintf("%s anonymous, %s stored (3 servers together)", kib(cc.NATSAnonPerWritten), kib(cc.NATSDataPerWritten))},
-			reportRow{"NATS per live collection", kib(cc.NATSAnonPerLive) + " anonymous (3 servers together: node 1's consumer)"},
+			reportRow{"NATS per live collection", kib(cc.NATSAnonPerLive) + " anonymous (3 servers together: node 1's consumers, in the stream layout)"},
 			reportRow{"viewsync nodes anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NodeAnon[phaseBase]), mibs(cc.NodeAnon[phaseWritten]), mibs(cc.NodeAnon[phaseLive]))},
 			reportRow{"NATS servers anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NATSAnon[phaseBase]), mibs(cc.NATSAnon[phaseWritten]), mibs(cc.NATSAnon[phaseLive]))},
 			reportRow{"NATS servers stored", fmt.Sprintf("written %s, live %s", datas(cc.NATSData[phaseWritten]), datas(cc.NATSData[phaseLive]))},
-			reportRow{"NATS consumers", fmt.Sprintf("base %d, written %d, live %d (one per collection open on a node)", cc.NATSConsumers[phaseBase], cc.NATSConsumers[phaseWritten], cc.NATSConsumers[phaseLive])},
+			reportRow{"NATS consumers", fmt.Sprintf("base %d, written %d, live %d (stream layout: one per collection open on a node; shared layout: one per node)", cc.NATSConsumers[phaseBase], cc.NATSConsumers[phaseWritten], cc.NATSConsumers[phaseLive])},
 			reportRow{"idle CPU", fmt.Sprintf("viewsync nodes %s, NATS servers %s cores over %.0fs", msList(cc.IdleNodeCPU), msList(cc.IdleNATSCPU), cc.IdleSeconds)})
 	} else if r.Spawned {
 		rows = append(rows, reportRow{"memory per live collection", fmt.Sprintf("%s anonymous, with its subscriber (%s in all)", kib(r.AnonPerLiveBytes), mib(r.AnonLiveBytes))})

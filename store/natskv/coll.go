@@ -98,8 +98,11 @@ type coll struct {
 
 	qmu   sync.Mutex
 	queue []*request
-	wake  chan struct{} // committer
-	kick  chan struct{} // re-sync
+	// committer commits the queue (commitQueued), resyncer re-syncs the
+	// follower (resyncNow): tasks run when asked, so an idle collection
+	// has no goroutine.
+	committer *task
+	resyncer  *task
 }
 
 // term is a context that ends when what it was made under (a stream's
@@ -149,9 +152,13 @@ func newColl(s *Store, name string) *coll {
 		changed: make(chan struct{}),
 		awaited: make(map[string]uint64),
 		ready:   make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		kick:    make(chan struct{}, 1),
 	}
+	c.committer = newTask(&s.wg, c.commitQueued)
+	c.resyncer = newTask(&s.wg, func() {
+		if c.ctx.Err() == nil {
+			c.resyncNow()
+		}
+	})
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.term.Store(newTerm())
 	if s.shared {
@@ -607,11 +614,7 @@ func (c *coll) breakLocked(err error) {
 
 // resync asks the re-sync goroutine to compare the follower with the
 // stream.
-func (c *coll) resync() { signal(c.kick) }
-
-// runResync re-syncs the collection whenever asked, until it is released
-// or the store closes.
-func (c *coll) runResync() { serve(c.ctx.Done(), c.kick, c.resyncNow) }
+func (c *coll) resync() { c.resyncer.signal() }
 
 // resyncNow compares the follower with the stream: when the stream is
 // gone, replaced (another epoch) or the follower broke, it follows the
@@ -724,6 +727,11 @@ func (c *coll) stop() (consumer string) {
 	f := c.fol
 	c.notifyLocked()
 	c.mu.Unlock()
+	// The committer runs once more: on a store that closes it fails what
+	// is queued.
+	c.committer.signal()
+	c.committer.end()
+	c.resyncer.end()
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if f == nil {

@@ -54,24 +54,26 @@ func (c *coll) enqueue(r *request) {
 	c.qmu.Lock()
 	c.queue = append(c.queue, r)
 	c.qmu.Unlock()
-	signal(c.wake)
+	c.committer.signal()
 }
 
-// runCommitter commits queued requests, a group at a time, until the
-// store closes (or the collection is released, with none queued); it then
-// fails those still queued.
-func (c *coll) runCommitter() {
-	serve(c.ctx.Done(), c.wake, func() {
+// commitQueued commits queued requests, a group at a time, until none is
+// left; once the store closes (or the collection is released, with none
+// queued) it fails those still queued.
+func (c *coll) commitQueued() {
+	if c.ctx.Err() == nil {
 		for {
 			group := c.take(false)
 			if len(group) == 0 {
-				return
+				break
 			}
 			c.commitGroup(group)
 		}
-	})
-	for _, r := range c.take(true) {
-		r.answer(store.Applied{}, store.ErrClosed)
+	}
+	if c.ctx.Err() != nil {
+		for _, r := range c.take(true) {
+			r.answer(store.Applied{}, store.ErrClosed)
+		}
 	}
 }
 

@@ -561,8 +561,8 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	return nil, err
 }
 
-// openLocked opens the collection name: it starts loading its state, its
-// committer and its re-sync goroutine. s.mu must be held.
+// openLocked opens the collection name: it starts loading its state.
+// s.mu must be held.
 func (s *Store) openLocked(name string) *coll {
 	c := newColl(s, name)
 	c.lastUse.Store(s.now())
@@ -571,8 +571,6 @@ func (s *Store) openLocked(name string) *coll {
 		s.streams[c.names.stream] = c
 	}
 	s.wg.Go(c.open)
-	s.wg.Go(c.runResync)
-	s.wg.Go(c.runCommitter)
 	return c
 }
 
