@@ -27,12 +27,13 @@ type env struct {
 	start     time.Time
 }
 
-// newEnv starts the cluster and the nodes; everything stops when the test
-// ends: subscribers, then nodes, then NATS servers.
-func newEnv(t *testing.T) *env {
+// newEnv starts the cluster and the nodes, their stores in the natskv
+// layout given; everything stops when the test ends: subscribers, then
+// nodes, then NATS servers.
+func newEnv(t *testing.T, layout string) *env {
 	t.Helper()
 	e := &env{t: t, start: time.Now()}
-	e.cl = startNATSCluster(t)
+	e.cl = startNATSCluster(t, layout)
 	e.nodes = startNodes(t, e.cl, 3)
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	str := &http.Transport{DisableKeepAlives: true}
@@ -265,7 +266,7 @@ func own(n *vsNode) []string { return []string{n.URL} }
 // the log at its version; the three nodes hold the same log and the same
 // snapshot.
 func TestClusterFanout(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, natskv.LayoutStream)
 	const (
 		coll             = "fanout"
 		sseN, wsN        = 10, 5
@@ -338,12 +339,19 @@ func TestClusterFanout(t *testing.T) {
 // its cursor if its stream ended; some joining while the server is down,
 // from version 0 or without a cursor) received exactly the log.
 func TestClusterNATSNodeKilled(t *testing.T) {
-	t.Run("shutdown", func(t *testing.T) { testNATSNodeKilled(t, false) })
-	t.Run("crash", func(t *testing.T) { testNATSNodeKilled(t, true) })
+	for _, layout := range layouts {
+		t.Run(layout, func(t *testing.T) {
+			t.Run("shutdown", func(t *testing.T) { testNATSNodeKilled(t, layout, false) })
+			t.Run("crash", func(t *testing.T) { testNATSNodeKilled(t, layout, true) })
+		})
+	}
 }
 
-func testNATSNodeKilled(t *testing.T, crash bool) {
-	e := newEnv(t)
+// layouts are the natskv layouts the failover tests run in.
+var layouts = []string{natskv.LayoutStream, natskv.LayoutShared}
+
+func testNATSNodeKilled(t *testing.T, layout string, crash bool) {
+	e := newEnv(t, layout)
 	const (
 		coll           = "failover"
 		sseN, wsN      = 3, 2
@@ -399,9 +407,9 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 	}
 	phaseWait("before")
 
-	info := e.cl.streamInfo(js, streamName(coll))
+	info := e.cl.streamInfo(js, e.cl.stream(coll))
 	if info.Config.Replicas != 3 {
-		t.Fatalf("stream %s has %d replicas, want 3", streamName(coll), info.Config.Replicas)
+		t.Fatalf("stream %s has %d replicas, want 3", e.cl.stream(coll), info.Config.Replicas)
 	}
 	leader := e.cl.index(info.Cluster.Leader)
 	how := "shutting down"
@@ -409,7 +417,7 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 		how = "crashing"
 	}
 	t.Logf("stream %s: leader %s, replicas %s; %s the leader (viewsync node %s is connected to it)",
-		streamName(coll), info.Cluster.Leader, describePeers(info.Cluster.Replicas), how, e.nodes[leader].name)
+		e.cl.stream(coll), info.Cluster.Leader, describePeers(info.Cluster.Replicas), how, e.nodes[leader].name)
 	if crash {
 		routes := e.cl.crash(leader)
 		if routes == 0 {
@@ -423,14 +431,14 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 	fs.add(e.subscribers("down-zero", coll, zero(epoch), 1, 1, e.nodes, own))
 	fs.add(e.subscribers("down-bare", coll, nil, 1, 1, e.nodes, own))
 	phaseWait("leader down")
-	if info := e.cl.streamInfo(js, streamName(coll)); info.Cluster.Leader == e.cl.opts[leader].ServerName {
-		t.Fatalf("stream %s still led by %s, which is down", streamName(coll), info.Cluster.Leader)
+	if info := e.cl.streamInfo(js, e.cl.stream(coll)); info.Cluster.Leader == e.cl.opts[leader].ServerName {
+		t.Fatalf("stream %s still led by %s, which is down", e.cl.stream(coll), info.Cluster.Leader)
 	} else {
 		t.Logf("new leader %s", info.Cluster.Leader)
 	}
 
 	e.cl.restart(leader)
-	e.cl.waitStreamCurrent(js, streamName(coll))
+	e.cl.waitStreamCurrent(js, e.cl.stream(coll))
 	t.Logf("%s restarted and current", e.cl.opts[leader].ServerName)
 	phaseWait("leader back")
 
@@ -457,7 +465,7 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 
 	// What the stream holds, read by a store that was not there, through
 	// the restarted server first.
-	fresh, err := natskv.Open(ctx, natskv.Options{URL: e.cl.urlsFrom(leader), NATSOptions: natsOptions("fresh"), Replicas: 3, Timeout: natsTimeout, MaxBatch: maxBatch})
+	fresh, err := natskv.Open(ctx, natskv.Options{URL: e.cl.urlsFrom(leader), NATSOptions: natsOptions("fresh"), Layout: e.cl.layout, Replicas: 3, Timeout: natsTimeout, MaxBatch: maxBatch})
 	if err != nil {
 		t.Fatalf("open a fresh store: %v", err)
 	}
@@ -496,7 +504,7 @@ func testNATSNodeKilled(t *testing.T, crash bool) {
 // sequence across the reconnection is 1..N in order, with no gap and no
 // duplicate, and the log's ops.
 func TestClusterViewsyncNodeKilled(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, natskv.LayoutStream)
 	const (
 		coll      = "handover"
 		sseN, wsN = 5, 5

@@ -28,7 +28,15 @@ import (
 // the longest commit across it (the pause writers see) and the longest
 // time without any commit acknowledged; it asserts no time.
 // VIEWSYNC_FAILOVER_ROUNDS repeats the events (default 1), for figures.
+// It runs in each natskv layout: the shared layout's stream holds every
+// collection, and each node follows it with one consumer.
 func TestClusterFailover(t *testing.T) {
+	for _, layout := range layouts {
+		t.Run(layout, func(t *testing.T) { testFailover(t, layout) })
+	}
+}
+
+func testFailover(t *testing.T, layout string) {
 	rounds := 1
 	if s := os.Getenv("VIEWSYNC_FAILOVER_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -37,7 +45,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		rounds = n
 	}
-	e := newEnv(t)
+	e := newEnv(t, layout)
 	const (
 		coll           = "failover"
 		writersPerNode = 4
@@ -92,7 +100,7 @@ func TestClusterFailover(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	stream := streamName(coll)
+	stream := e.cl.stream(coll)
 	leader := func() int {
 		return e.cl.index(e.cl.streamInfo(js, stream).Cluster.Leader)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/viewsync/viewsync/store/natskv"
 )
 
 // clusterWait bounds every wait of these tests: a hang guard, never an
@@ -40,6 +41,8 @@ type natsCluster struct {
 	t    *testing.T
 	opts []*server.Options
 	net  *routeNet
+	// layout is the natskv layout of the stores on the cluster.
+	layout string
 
 	mu      sync.Mutex
 	servers []*server.Server // nil while a node is down
@@ -67,7 +70,7 @@ func freePorts(t *testing.T, n int) []int {
 // startNATSCluster starts the three servers, waits until JetStream is
 // clustered with a meta leader and answers clients, and shuts them down
 // when the test ends.
-func startNATSCluster(t *testing.T) *natsCluster {
+func startNATSCluster(t *testing.T, layout string) *natsCluster {
 	t.Helper()
 	// Client ports, cluster ports, route proxies' ports.
 	ports := freePorts(t, 9)
@@ -75,7 +78,7 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[6+i]))
 	}
-	c := &natsCluster{t: t, servers: make([]*server.Server, 3), net: newRouteNet(t)}
+	c := &natsCluster{t: t, servers: make([]*server.Server, 3), net: newRouteNet(t), layout: layout}
 	for i := range 3 {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -284,9 +287,14 @@ func (c *natsCluster) index(name string) int {
 	return -1
 }
 
-// streamName is the stream of a collection of the stores (default prefix;
-// the tests' collection names have no '.').
-func streamName(collection string) string { return "VS_" + collection }
+// stream is the stream holding a collection of the stores (default
+// prefix; the tests' collection names have no '.').
+func (c *natsCluster) stream(collection string) string {
+	if c.layout == natskv.LayoutShared {
+		return natskv.DefaultPrefix
+	}
+	return natskv.DefaultPrefix + "_" + collection
+}
 
 // streamInfo returns the stream's info, retried while the cluster cannot
 // answer (a leader election).

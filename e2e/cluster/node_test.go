@@ -97,6 +97,7 @@ func startNode(t *testing.T, cl *natsCluster, i int) *vsNode {
 	defer cancel()
 	n.st, err = natskv.Open(ctx, natskv.Options{
 		Conn:     n.nc,
+		Layout:   cl.layout,
 		Replicas: 3,
 		Timeout:  natsTimeout,
 		MaxBatch: maxBatch,

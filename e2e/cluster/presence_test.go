@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/viewsync/viewsync/presence"
+	"github.com/viewsync/viewsync/store/natskv"
 )
 
 // presenceView is what a subscriber of a node shows of a collection's
@@ -146,7 +147,7 @@ func shows(want map[string]string) func(map[string]string, int) bool {
 // cluster-wide count; a restarted node learns the current members at once;
 // a crashed node's members leave the others within the TTL.
 func TestClusterPresence(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, natskv.LayoutStream)
 	a, b, c := e.nodes[0], e.nodes[1], e.nodes[2]
 	// The restarted node lives as long as the test, not its subtest.
 	parent := t
