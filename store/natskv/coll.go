@@ -47,7 +47,7 @@ type coll struct {
 	st     *state // the last complete state; nil until first loaded
 	broken bool   // the follower saw something it cannot follow
 	// lost: the follower's consumer is gone (its server or the stream's
-	// leader was lost) while the state is intact; the re-sync goroutine
+	// leader was lost) while the state is intact; the re-sync task
 	// follows on from the state's last batch (see restart).
 	lost bool
 	// absent: the collection has no stream; its state is the empty one
@@ -602,7 +602,7 @@ func (c *coll) notifyLocked() {
 }
 
 // breakLocked stops following: the follower met something it cannot
-// apply; the re-sync goroutine reloads the state from the stream.
+// apply; the re-sync task reloads the state from the stream.
 func (c *coll) breakLocked(err error) {
 	if !c.broken {
 		c.s.log.Warn("natskv: reloading collection", "collection", c.name, "reason", err)
@@ -612,7 +612,7 @@ func (c *coll) breakLocked(err error) {
 	c.resync()
 }
 
-// resync asks the re-sync goroutine to compare the follower with the
+// resync asks the re-sync task to compare the follower with the
 // stream.
 func (c *coll) resync() { c.resyncer.signal() }
 
@@ -663,7 +663,7 @@ func (c *coll) resyncNow() {
 	}
 }
 
-// resyncDelay is how long the re-sync goroutine waits before trying again
+// resyncDelay is how long the re-sync task waits before trying again
 // after a failure (give or take a jitter).
 const resyncDelay = 100 * time.Millisecond
 

@@ -82,7 +82,7 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	if c.s.shared {
 		filter = c.names.filter()
 	}
-	return c.s.directGet(ctx, c.names.stream, from, filter, func(m feedMsg) bool {
+	return c.s.directGet(ctx, c.names.stream, from, tipBatch, filter, func(m feedMsg) bool {
 		msg, ok := f.parse(m.subj, m.hdr, m.data, m.seq)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -95,23 +95,23 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 }
 
 // directGet reads stream's messages from sequence from on, those on
-// subjects matching filter if it is set, with one batched direct get
-// (which any replica answers), and passes them to take in order until it
-// returns false. It returns how many it passed.
-func (s *Store) directGet(ctx context.Context, stream string, from uint64, filter string, take func(feedMsg) bool) (int, error) {
+// subjects matching filter if it is set, with one direct get of at most
+// batch messages (which any replica answers), and passes them to take in
+// order until it returns false. It returns how many it passed.
+func (s *Store) directGet(ctx context.Context, stream string, from uint64, batch int, filter string, take func(feedMsg) bool) (int, error) {
 	nc := s.nc
 	inbox := nats.NewInbox()
 	// A channel that holds one answer (a batch and its end), not the
 	// connection's default of 64Ki messages: a subscription made with
 	// SubscribeSync allocates 512 KiB for its channel, and thousands of
 	// readers asking every tipInterval allocated gigabytes a second.
-	ch := make(chan *nats.Msg, tipBatch+1)
+	ch := make(chan *nats.Msg, batch+1)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return 0, fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
-	req, err := json.Marshal(directRequest{Seq: from, Batch: tipBatch, NextFor: filter})
+	req, err := json.Marshal(directRequest{Seq: from, Batch: batch, NextFor: filter})
 	if err != nil {
 		return 0, err
 	}
