@@ -47,9 +47,9 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.replicas, "nats-replicas", 1, "--engine nats: replicas of each collection's stream (3 on a 3-node cluster: a commit is acknowledged once a quorum has it)")
 	fs.StringVar(&c.prefix, "nats-prefix", natskv.DefaultPrefix, "--engine nats: prefix of the streams and subjects; nodes sharing it share the collections")
 	fs.DurationVar(&c.natsTimeout, "nats-timeout", natskv.DefaultTimeout, "--engine nats: bound of each JetStream request made for a client, and of a commit's wait for a lost NATS connection")
-	fs.DurationVar(&c.natsBeat, "nats-heartbeat", natskv.DefaultHeartbeat, "--engine nats: how often an idle collection's follower hears from its server (a lost one is noticed after two); each open collection costs a message per heartbeat")
-	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its consumer on a NATS server, its state in memory); 0 or less: until shutdown")
-	fs.StringVar(&c.natsLayout, "nats-layout", natskv.LayoutStream, "--engine nats: stream (a stream, a Raft group, per collection) or shared (every collection in one stream named after --nats-prefix: many more collections per cluster); every node sharing a prefix must use the same")
+	fs.DurationVar(&c.natsBeat, "nats-heartbeat", natskv.DefaultHeartbeat, "--engine nats: how often an idle consumer hears from its server (a lost one is noticed after two); in the stream layout each open collection has one and costs a message per heartbeat, in the shared layout the node has one for all")
+	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its state in memory; in the stream layout, its consumer on a NATS server); 0 or less: until shutdown")
+	fs.StringVar(&c.natsLayout, "nats-layout", natskv.LayoutStream, "--engine nats: stream (a stream, a Raft group, per collection) or shared (every collection in one stream named after --nats-prefix, one consumer per node: many more collections per cluster, each node receiving every commit); every node sharing a prefix must use the same")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 }
 
