@@ -26,24 +26,27 @@ import (
 	"github.com/viewsync/viewsync/internal/cliflag"
 )
 
-// clusterSize is how many NATS servers, and viewsync nodes, a spawned
-// cluster has.
+// clusterSize is how many NATS servers a spawned cluster has, and its
+// viewsync nodes unless --nats-nodes says more.
 const clusterSize = 3
+
+// maxClusterNodes bounds --nats-nodes.
+const maxClusterNodes = 32
 
 // benchCluster is a spawned three-node cluster.
 type benchCluster struct {
 	// natsNodes are the NATS servers; natsURLs their client URLs.
 	natsNodes []*spawnedServer
 	natsURLs  []string
-	// nodes are the viewsync nodes, node i on NATS server i.
+	// nodes are the viewsync nodes, node i on NATS server i mod 3.
 	nodes []*spawnedServer
 }
 
 // startCluster starts the NATS servers, waits until JetStream can place
-// a stream on all three, then starts the viewsync nodes (their
+// a stream on all three, then starts nodes viewsync nodes (their
 // connection limits raised to fit conns each, extra added to their
 // command lines).
-func startCluster(ctx context.Context, program func() (string, error), conns int, extra []string, stderr io.Writer) (_ *benchCluster, err error) {
+func startCluster(ctx context.Context, program func() (string, error), nodes, conns int, extra []string, stderr io.Writer) (_ *benchCluster, err error) {
 	exe, err := program()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: %w", err)
@@ -80,8 +83,8 @@ func startCluster(ctx context.Context, program func() (string, error), conns int
 	if err := waitPlacement(ctx, strings.Join(cl.natsURLs, ",")); err != nil {
 		return nil, err
 	}
-	for i := range clusterSize {
-		args := append([]string{"--engine", "nats", "--nats-url", cl.natsURLs[i], "--nats-replicas", strconv.Itoa(clusterSize)}, extra...)
+	for i := range nodes {
+		args := append([]string{"--engine", "nats", "--nats-url", cl.natsURLs[i%clusterSize], "--nats-replicas", strconv.Itoa(clusterSize)}, extra...)
 		s, err := spawnServer(ctx, program, conns, args, stderr)
 		if err != nil {
 			return nil, err
@@ -260,3 +263,11 @@ func natsNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func (c *benchCommon) registerCluster(fs *flag.FlagSet) {
 	fs.BoolVar(&c.natsCluster, "nats-cluster", false, "with --spawn: start three NATS JetStream servers (in processes of their own) and three viewsync nodes on them (--engine nats --nats-replicas 3) instead of one server on bbolt; reports the NATS servers' memory and storage")
 }
+
+// registerClusterNodes registers --nats-nodes.
+func (c *benchCommon) registerClusterNodes(fs *flag.FlagSet, use string) {
+	fs.IntVar(&c.natsNodes, "nats-nodes", clusterSize, "with --nats-cluster: how many viewsync nodes, node i on NATS server i mod 3 ("+strconv.Itoa(clusterSize)+" to "+strconv.Itoa(maxClusterNodes)+"); "+use)
+}
+
+// clusterNodes is how many viewsync nodes --nats-cluster starts.
+func (c *benchCommon) clusterNodes() int { return max(c.natsNodes, clusterSize) }

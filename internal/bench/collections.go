@@ -40,8 +40,9 @@ may hold (or --loaders N) are spread over loader processes.
 
 With --nats-cluster the spawned server is a cluster: three NATS JetStream
 servers and three viewsync nodes (--engine nats --nats-replicas 3). The
-writes and commits go to node 0, the subscribers to node 1, so that node
-0's memory is that of written collections it keeps open, node 1's that of
+writes and commits go to node 0, the subscribers to node 1 (to nodes 1 to
+N-1 with --nats-nodes N above 3), so that node 0's memory is that of
+written collections it keeps open, the others' that of
 collections opened by a subscriber (the collection's follower, and in the
 stream layout its NATS consumer); the nodes take the layout from
 VIEWSYNC_NATS_LAYOUT. The report adds each NATS server's memory and
@@ -67,6 +68,7 @@ type collectionsConfig struct {
 func (c *collectionsConfig) register(fs *flag.FlagSet) {
 	c.registerSubscribers(fs)
 	c.registerCluster(fs)
+	c.registerClusterNodes(fs, "the subscribers are spread evenly over nodes 1 to N-1, so that more connect than one node's open-files limit holds")
 	fs.IntVar(&c.colls, "collections", 1000, "collections, each written and followed by one subscriber")
 	fs.IntVar(&c.records, "records", 1, "records written into each collection before the subscribers connect")
 	fs.IntVar(&c.subs, "subscribers", 0, "collections followed, one subscriber each, from NAME-0 on: 0 follows every one (fewer measure many written collections on a machine whose open-files limit holds fewer connections)")
@@ -89,6 +91,8 @@ func (c *collectionsConfig) check(*flag.FlagSet) error {
 		check{c.settle < 0, "--settle must not be negative"},
 		check{c.loaders < 0, "--loaders must not be negative"},
 		check{c.subs < 0, "--subscribers must not be negative"},
+		check{c.natsNodes < clusterSize || c.natsNodes > maxClusterNodes, fmt.Sprintf("--nats-nodes must be %d to %d", clusterSize, maxClusterNodes)},
+		check{c.natsNodes != clusterSize && !c.natsCluster, "--nats-nodes needs --nats-cluster"},
 		valueSizeCheck(c.valueSize))
 }
 
@@ -141,7 +145,7 @@ type collectionsReport struct {
 // collectionsCluster are the figures of a run on a spawned cluster: the
 // anonymous memory of each viewsync node and the memory and storage of
 // each NATS server before the collections, once written (through node 0),
-// once followed (on node 1), and the CPU each process used while idle
+// once followed (on nodes 1 to N-1), and the CPU each process used while idle
 // with every collection followed.
 type collectionsCluster struct {
 	NodeAnon [3][]uint64 `json:"node_anon_bytes"`
@@ -272,13 +276,26 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	}
 	rep.MetricsBytes = metricsSize(ctx, client, t.base)
 
-	// 2. Connect, on a cluster to node 1.
+	// 2. Connect, on a cluster to node 1 (to nodes 1 to N-1 with
+	// --nats-nodes N above 3).
 	writeBase := t.base
+	loaders := chooseLoaders(c.loaders, c.followed())
 	if t.cluster != nil {
-		t.base = "http://" + t.cluster.nodes[1].addr
+		live := t.cluster.nodes[1:2]
+		if len(t.cluster.nodes) > clusterSize {
+			live = t.cluster.nodes[1:]
+		}
+		for _, n := range live {
+			t.bases = append(t.bases, "http://"+n.addr)
+		}
+		t.base = t.bases[0]
+		if k := len(t.bases); k > 1 {
+			// As many loaders on each node.
+			loaders = (max(loaders, k) + k - 1) / k * k
+		}
 	}
 	subs := c.followed()
-	m := measurement{run: 1, runs: 1, loaders: chooseLoaders(c.loaders, subs)}
+	m := measurement{run: 1, runs: 1, loaders: loaders}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, subs, true, time.Now(), stderr)
 	if err != nil {
 		return err
@@ -335,7 +352,14 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 func (c *collectionsConfig) clusterFigures(ctx context.Context, cl *benchCluster, cc *collectionsCluster, rep *collectionsReport) {
 	n, live := float64(c.colls), float64(max(rep.Established, 1))
 	cc.NodeAnonPerWritten = round3((float64(cc.NodeAnon[phaseWritten][0]) - float64(cc.NodeAnon[phaseBase][0])) / n)
-	cc.NodeAnonPerLive = round3((float64(cc.NodeAnon[phaseLive][1]) - float64(cc.NodeAnon[phaseWritten][1])) / live)
+	var grown float64
+	for i := 1; i < len(cc.NodeAnon[phaseLive]); i++ {
+		if len(cc.NodeAnon[phaseLive]) <= clusterSize && i > 1 {
+			break // node 2 of three has no subscriber
+		}
+		grown += float64(cc.NodeAnon[phaseLive][i]) - float64(cc.NodeAnon[phaseWritten][i])
+	}
+	cc.NodeAnonPerLive = round3(grown / live)
 	cc.NATSAnonPerWritten = round3(sumDelta(cc.NATSAnon, phaseBase, phaseWritten) / n)
 	cc.NATSAnonPerLive = round3(sumDelta(cc.NATSAnon, phaseWritten, phaseLive) / live)
 	cc.NATSDataPerWritten = round3(sumDelta(cc.NATSData, phaseBase, phaseWritten) / n)
@@ -346,8 +370,10 @@ func (c *collectionsConfig) clusterFigures(ctx context.Context, cl *benchCluster
 	sleepFor(ctx, max(c.settle, time.Second))
 	after, d := cl.cpu(), time.Since(start)
 	cc.IdleSeconds = round3(d.Seconds())
-	for i := range clusterSize {
+	for i := range after.nodes {
 		cc.IdleNodeCPU = append(cc.IdleNodeCPU, round3((after.nodes[i]-before.nodes[i]).Seconds()/d.Seconds()))
+	}
+	for i := range after.nats {
 		cc.IdleNATSCPU = append(cc.IdleNATSCPU, round3((after.nats[i]-before.nats[i]).Seconds()/d.Seconds()))
 	}
 }
@@ -441,9 +467,9 @@ func (r *collectionsReport) rows() []reportRow {
 		}
 		rows = append(rows,
 			reportRow{"node 0 per written collection", kib(cc.NodeAnonPerWritten) + " anonymous (the writer keeps it open)"},
-			reportRow{"node 1 per live collection", kib(cc.NodeAnonPerLive) + " anonymous, opened by its subscriber"},
+			reportRow{liveNodes(len(cc.NodeAnon[phaseLive])) + " per live collection", kib(cc.NodeAnonPerLive) + " anonymous, opened by its subscriber"},
 			reportRow{"NATS per written collection", fmt.Sprintf("%s anonymous, %s stored (3 servers together)", kib(cc.NATSAnonPerWritten), kib(cc.NATSDataPerWritten))},
-			reportRow{"NATS per live collection", kib(cc.NATSAnonPerLive) + " anonymous (3 servers together: node 1's consumers, in the stream layout)"},
+			reportRow{"NATS per live collection", kib(cc.NATSAnonPerLive) + " anonymous (3 servers together: the subscribers' nodes' consumers, in the stream layout)"},
 			reportRow{"viewsync nodes anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NodeAnon[phaseBase]), mibs(cc.NodeAnon[phaseWritten]), mibs(cc.NodeAnon[phaseLive]))},
 			reportRow{"NATS servers anonymous", fmt.Sprintf("base %s, written %s, live %s", mibs(cc.NATSAnon[phaseBase]), mibs(cc.NATSAnon[phaseWritten]), mibs(cc.NATSAnon[phaseLive]))},
 			reportRow{"NATS servers stored", fmt.Sprintf("written %s, live %s", datas(cc.NATSData[phaseWritten]), datas(cc.NATSData[phaseLive]))},
@@ -461,4 +487,12 @@ func (r *collectionsReport) rows() []reportRow {
 		rows = append(rows, reportRow{"last error", r.LastError})
 	}
 	return rows
+}
+
+// liveNodes names the nodes of a cluster of n that hold the subscribers.
+func liveNodes(n int) string {
+	if n <= clusterSize {
+		return "node 1"
+	}
+	return fmt.Sprintf("nodes 1-%d", n-1)
 }

@@ -34,8 +34,9 @@ type benchCommon struct {
 	// collections'); 0: every subscriber on --collection.
 	colls int
 	// natsCluster: --spawn starts a three-node NATS cluster and three
-	// viewsync nodes on it (cluster.go).
+	// viewsync nodes on it (cluster.go), or natsNodes when set.
 	natsCluster bool
+	natsNodes   int
 	// cmd is the Command running the scenario.
 	cmd *Command
 	// serverArgs are added to a spawned server's command line.

@@ -135,7 +135,11 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 	first := 0
 	for i := range loaders {
 		share := n/loaders + btoi(i < n%loaders)
-		args := []string{"bench", "loader", "--url", t.base, "--transport", c.transport, "--collection", c.collection,
+		base := t.base
+		if len(t.bases) > 0 {
+			base = t.bases[i%len(t.bases)]
+		}
+		args := []string{"bench", "loader", "--url", base, "--transport", c.transport, "--collection", c.collection,
 			"--subscribers", strconv.Itoa(share), "--views", strconv.Itoa(c.views), "--collections", strconv.Itoa(c.colls), "--first", strconv.Itoa(first),
 			"--source-ips", strings.Join(ips, ","),
 			"--dial-parallel", strconv.Itoa(par), "--connect-timeout", c.connectTimeout.String(),
@@ -151,8 +155,12 @@ func startGroups(ctx context.Context, t *benchTarget, c *benchCommon, n, loaders
 		pids = append(pids, strconv.Itoa(g.pid()))
 		first += share
 	}
+	to := t.base
+	if len(t.bases) > 0 {
+		to = strings.Join(t.bases, ", ")
+	}
 	fmt.Fprintf(stderr, "bench: connecting %d %s subscribers to %s over %d loader processes (pids %s; %d at a time each)\n",
-		n, c.transport, t.base, loaders, strings.Join(pids, ", "), par)
+		n, c.transport, to, loaders, strings.Join(pids, ", "), par)
 	return groups, nil
 }
 

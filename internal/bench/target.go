@@ -24,7 +24,10 @@ type benchTarget struct {
 	server *spawnedServer
 	// cluster is the spawned cluster of --nats-cluster, else nil.
 	cluster *benchCluster
-	dialer  *benchDialer
+	// bases, when set, spread the subscribers: loader i connects to
+	// bases[i mod len(bases)] instead of base.
+	bases  []string
+	dialer *benchDialer
 	// stderr receives the log of a spawned server that died.
 	stderr io.Writer
 }
@@ -41,7 +44,7 @@ func openTarget(ctx context.Context, c *benchCommon, conns int, stderr io.Writer
 	t := &benchTarget{base: strings.TrimSuffix(c.url, "/"), stderr: stderr}
 	switch {
 	case c.spawn && c.natsCluster:
-		cl, err := startCluster(ctx, c.cmd.executable, conns, c.serverArgs, stderr)
+		cl, err := startCluster(ctx, c.cmd.executable, c.clusterNodes(), conns, c.serverArgs, stderr)
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,13 @@
 package natskv
 
-// SetDefaultLayout sets the layout of stores opened without one, so that
-// the package's tests run in each layout.
-func SetDefaultLayout(layout string) { defaultLayout = layout }
+// testLayout is the layout the package's test helpers give a store opened
+// without one: TestMain runs the tests in each layout.
+var testLayout = LayoutStream
 
-// DefaultLayout is the layout of stores opened without one.
-func DefaultLayout() string { return defaultLayout }
+// SetLayoutUnderTest sets the layout the test helpers give a store opened
+// without one.
+func SetLayoutUnderTest(layout string) { testLayout = layout }
+
+// LayoutUnderTest is the layout the test helpers give a store opened without
+// one.
+func LayoutUnderTest() string { return testLayout }

@@ -24,6 +24,9 @@ func openPair(t *testing.T, opts Options) (s, other *Store) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
+	if opts.Layout == "" {
+		opts.Layout = testLayout
+	}
 	for _, p := range []**Store{&s, &other} {
 		opts.URL = srv.ClientURL()
 		st, err := Open(t.Context(), opts)

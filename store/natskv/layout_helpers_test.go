@@ -13,7 +13,7 @@ import (
 )
 
 // testShared reports whether the tests run in the shared layout.
-func testShared() bool { return natskv.DefaultLayout() == natskv.LayoutShared }
+func testShared() bool { return natskv.LayoutUnderTest() == natskv.LayoutShared }
 
 // collStream returns the name of the stream that holds the collection
 // coll (of prefix VS, a name without dots).

@@ -21,7 +21,7 @@ import (
 // guard several times the ~3 KiB measured (docs/benchmarks.md); the
 // goroutine bound fails if each collection kept one.
 func TestManyCollections(t *testing.T) {
-	if natskv.DefaultLayout() != natskv.LayoutShared {
+	if natskv.LayoutUnderTest() != natskv.LayoutShared {
 		t.Skip("the shared layout's test: it sets the layout itself, and runs in that pass")
 	}
 	srv := startServer(t, serverOptions(t.TempDir()))

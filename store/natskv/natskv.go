@@ -104,10 +104,6 @@ const (
 	LayoutShared = "shared"
 )
 
-// defaultLayout is the layout of an Options.Layout left empty: the
-// package's tests run with each.
-var defaultLayout = LayoutStream
-
 // Defaults of Options.
 const (
 	DefaultPrefix         = "VS"
@@ -253,7 +249,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	layout := opts.Layout
 	if layout == "" {
-		layout = defaultLayout
+		layout = LayoutStream
 	}
 	switch layout {
 	case LayoutStream:

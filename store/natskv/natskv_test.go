@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	code := 0
 	for _, layout := range testLayouts() {
-		natskv.SetDefaultLayout(layout)
+		natskv.SetLayoutUnderTest(layout)
 		if code = m.Run(); code != 0 {
 			fmt.Fprintf(os.Stderr, "natskv: tests failed in the %s layout\n", layout)
 			break
@@ -90,6 +90,9 @@ func startServer(t testing.TB, opts *server.Options) *server.Server {
 func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 	t.Helper()
 	opts.URL = url
+	if opts.Layout == "" {
+		opts.Layout = natskv.LayoutUnderTest()
+	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = testMaxBatch
 	}
@@ -117,7 +120,7 @@ func TestConformance(t *testing.T) {
 			Persistent: true,
 			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
-				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond})
+				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond})
 			},
 		}
 	})
