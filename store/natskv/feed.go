@@ -238,7 +238,7 @@ func (fd *feed) readTip() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
-		n, err := s.directGet(ctx, s.prefix, from, tipBatch, sharedSubjects(s.prefix), func(m feedMsg) bool {
+		n, err := s.directGet(ctx, s.prefix, directRequest{Seq: from, Batch: tipBatch, NextFor: sharedSubjects(s.prefix)}, func(m feedMsg) bool {
 			fd.mu.Lock()
 			defer fd.mu.Unlock()
 			if fd.live {
@@ -372,12 +372,19 @@ const maxReplayBatch = 1 << 14
 // backlog keeps.
 var errBacklog = errors.New("backlog overflowed while loading")
 
-// replay reads f's history with batched direct gets, as a consumer of the
+// replay reads f's history with direct gets, as a consumer of the
 // collection would deliver it, until f has loaded (f.ld is nil), broke,
 // or is no longer the follower. The load ends at the first batch's end at
 // or past f.target.
+//
+// It asks for the last message of each of the collection's subjects
+// (which, one message a subject, are all it holds, in stream order): the
+// server finds them in its subject index at once, where reading next by
+// subject goes through the stream to its end (tens of milliseconds at a
+// few hundred thousand messages). A collection of more subjects than
+// such an answer holds is read next by subject, in batches.
 func (c *coll) replay(f *follower) {
-	from, batch := uint64(1), tipBatch
+	from, batch, multi := uint64(1), tipBatch, true
 	for c.ctx.Err() == nil {
 		c.mu.RLock()
 		loading := c.fol == f && f.ld != nil && !c.broken && !c.closed
@@ -386,7 +393,11 @@ func (c *coll) replay(f *follower) {
 			return
 		}
 		ctx, cancel := c.attemptCtx(c.ctx)
-		n, err := c.s.directGet(ctx, c.names.stream, from, batch, c.names.filter(), func(m feedMsg) bool {
+		req := directRequest{Seq: from, Batch: batch, NextFor: c.names.filter()}
+		if multi {
+			req = directRequest{Seq: from, MultiLast: []string{c.names.filter()}}
+		}
+		n, err := c.s.directGet(ctx, c.names.stream, req, func(m feedMsg) bool {
 			msg, ok := f.parse(m.subj, m.hdr, m.data, m.seq)
 			msg.pending = 1 // unknown: f.target ends the load
 			c.mu.Lock()
@@ -414,7 +425,11 @@ func (c *coll) replay(f *follower) {
 			}
 		}
 		cancel()
-		if n == batch {
+		if errors.Is(err, errTooMany) {
+			multi = false
+			continue
+		}
+		if !multi && n == batch {
 			batch = min(4*batch, maxReplayBatch)
 		}
 		if err != nil {

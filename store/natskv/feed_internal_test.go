@@ -138,3 +138,63 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLoadByDirectGets: in the shared layout a store loads a collection
+// it opens with direct gets: one answer of the last message of each of
+// its subjects when they fit (a small collection), next by subject in
+// batches when they do not (1,500 records: more subjects than such an
+// answer holds). Either way the state is the other store's, and it
+// follows on.
+func TestLoadByDirectGets(t *testing.T) {
+	ctx := t.Context()
+	writer, _ := openPair(t, Options{Layout: LayoutShared, IdleAfter: -1})
+	for _, tc := range []struct {
+		name    string
+		records int
+	}{{"small", 3}, {"large", 1500}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ops []protocol.Op
+			for i := range tc.records {
+				ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("r", i), Value: []byte(fmt.Sprint(i))})
+				if len(ops) == 500 || i == tc.records-1 {
+					if _, err := writer.Apply(ctx, tc.name, ops, nil); err != nil {
+						t.Fatal(err)
+					}
+					ops = nil
+				}
+			}
+			want, err := writer.Snapshot(ctx, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A store that has never seen the collection.
+			fresh, err := Open(ctx, Options{URL: writer.nc.ConnectedUrl(), Layout: LayoutShared, IdleAfter: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fresh.Close()
+			got, err := fresh.Snapshot(ctx, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != want.Version || got.Epoch != want.Epoch || len(got.Records) != tc.records {
+				t.Fatalf("loaded %s:%d with %d records, want %s:%d with %d", got.Epoch, got.Version, len(got.Records), want.Epoch, want.Version, tc.records)
+			}
+			for i, r := range want.Records {
+				if g := got.Records[i]; g.ID != r.ID || g.Version != r.Version || string(g.Value) != string(r.Value) {
+					t.Fatalf("record %d: %+v, want %+v", i, g, r)
+				}
+			}
+			if _, err := writer.Apply(ctx, tc.name, []protocol.Op{{Op: protocol.OpPut, ID: "next", Value: []byte(`1`)}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the fresh store to follow the next commit", func() bool {
+				h, err := fresh.Head(ctx, tc.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return h.Version == want.Version+1
+			})
+		})
+	}
+}

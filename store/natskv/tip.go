@@ -3,6 +3,7 @@ package natskv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -63,14 +64,26 @@ func (c *coll) readTip(f *follower) {
 	}
 }
 
-// directRequest is a batched direct get.
+// directRequest is a batched direct get: Batch messages from Seq on,
+// those on subjects matching NextFor if set; or, with MultiLast, the last
+// message of every subject matching it, in stream order, at most
+// maxMultiLast of them (else the answer is errTooMany).
 type directRequest struct {
 	Seq   uint64 `json:"seq"`
 	Batch int    `json:"batch"`
 	// NextFor limits the batch to the collection's subjects (the shared
 	// layout).
-	NextFor string `json:"next_by_subj,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
 }
+
+// maxMultiLast is the most messages a server answers a MultiLast direct
+// get with (fixed in nats-server).
+const maxMultiLast = 1024
+
+// errTooMany: more subjects match a MultiLast direct get than the server
+// answers.
+var errTooMany = errors.New("too many subjects for one direct get")
 
 // readFrom reads the stream's messages from sequence from on with one
 // batched direct get, and gives them to f as its consumer would. It
@@ -82,7 +95,7 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	if c.s.shared {
 		filter = c.names.filter()
 	}
-	return c.s.directGet(ctx, c.names.stream, from, tipBatch, filter, func(m feedMsg) bool {
+	return c.s.directGet(ctx, c.names.stream, directRequest{Seq: from, Batch: tipBatch, NextFor: filter}, func(m feedMsg) bool {
 		msg, ok := f.parse(m.subj, m.hdr, m.data, m.seq)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -94,28 +107,31 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 	})
 }
 
-// directGet reads stream's messages from sequence from on, those on
-// subjects matching filter if it is set, with one direct get of at most
-// batch messages (which any replica answers), and passes them to take in
-// order until it returns false. It returns how many it passed.
-func (s *Store) directGet(ctx context.Context, stream string, from uint64, batch int, filter string, take func(feedMsg) bool) (int, error) {
+// directGet reads stream's messages with the direct get req (which any
+// replica answers), and passes them to take in order until it returns
+// false. It returns how many it passed.
+func (s *Store) directGet(ctx context.Context, stream string, req directRequest, take func(feedMsg) bool) (int, error) {
 	nc := s.nc
 	inbox := nats.NewInbox()
 	// A channel that holds one answer (a batch and its end), not the
 	// connection's default of 64Ki messages: a subscription made with
 	// SubscribeSync allocates 512 KiB for its channel, and thousands of
 	// readers asking every tipInterval allocated gigabytes a second.
-	ch := make(chan *nats.Msg, batch+1)
+	most := req.Batch
+	if len(req.MultiLast) > 0 {
+		most = maxMultiLast
+	}
+	ch := make(chan *nats.Msg, most+1)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return 0, fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
-	req, err := json.Marshal(directRequest{Seq: from, Batch: batch, NextFor: filter})
+	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, err
 	}
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return 0, fmt.Errorf("request: %w", err)
 	}
 	n := 0
@@ -131,6 +147,8 @@ func (s *Store) directGet(ctx context.Context, stream string, from uint64, batch
 		case "204", "404":
 			// The end of the batch, or nothing (yet) from there.
 			return n, nil
+		case "413":
+			return n, errTooMany
 		default:
 			return n, fmt.Errorf("status %s %s", status, m.Header.Get("Description"))
 		}
