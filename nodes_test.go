@@ -75,6 +75,19 @@ func waitHead(t testing.TB, c *viewsync.Collection, want viewsync.Head) {
 	}
 }
 
+// waitBooked polls cond until it holds, failing the test after 30 s (a
+// hang guard, not a bound).
+func waitBooked(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestVisibilityAcrossNodes: two hubs on one NATS JetStream server, two
 // nodes of a cluster. A commit made on node A is in node B's books as if B
 // had made it: a client of B behind it is counted by Lagging only once the
@@ -106,6 +119,9 @@ func TestVisibilityAcrossNodes(t *testing.T) {
 		}
 	}
 	waitHead(t, bc, viewsync.Head{Epoch: hd.Epoch, Version: 3})
+	// B's head may come from its store before its watcher's events reach
+	// its books: wait for the books.
+	waitBooked(t, "B has booked commit 3", func() bool { return b.Booked("board", 3) })
 	a.Rendered("a1", "board", 3)
 
 	// b1 is three commits behind, made just now.
@@ -143,6 +159,9 @@ func TestVisibilityAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHead(t, bc, viewsync.Head{Epoch: dropped.Epoch, Version: 1})
+	waitBooked(t, "B has forgotten the old history and booked the new one's commit 1", func() bool {
+		return !b.Booked("board", 3) && b.Booked("board", 1)
+	})
 	for name, h := range map[string]*viewsync.Hub{"A": a, "B": b} {
 		if got, ok := h.Lagging(0)["board"]; ok {
 			t.Fatalf("%s: after the drop, Lagging(0) = %d for the board, want no clients", name, got)
