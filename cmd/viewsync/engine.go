@@ -35,6 +35,7 @@ type engineConfig struct {
 	natsIdle    time.Duration
 	natsLayout  string
 	maxBatch    int
+	maxBacklog  int
 }
 
 func (c *engineConfig) register(fs *flag.FlagSet) {
@@ -51,6 +52,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its state in memory; in the stream layout, its consumer on a NATS server); 0 or less: until shutdown")
 	fs.StringVar(&c.natsLayout, "nats-layout", natskv.LayoutStream, "--engine nats: stream (a stream, a Raft group, per collection) or shared (every collection in one stream named after --nats-prefix, one consumer per node: many more collections per cluster, each node receiving every commit); every node sharing a prefix must use the same")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
+	fs.IntVar(&c.maxBacklog, "nats-max-backlog", natskv.DefaultMaxBacklog, "--engine nats, shared layout: most new messages kept for one collection while it loads; past it they are dropped and the collection loads again")
 }
 
 func (c *engineConfig) validate() error {
@@ -65,6 +67,8 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-timeout must be positive")
 	case c.natsBeat < 500*time.Millisecond || c.natsBeat > 30*time.Second:
 		return errors.New("--nats-heartbeat must be 500ms to 30s")
+	case c.maxBacklog < 1:
+		return errors.New("--nats-max-backlog must be positive")
 	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
@@ -140,16 +144,17 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(c.natsURL), err)
 	}
 	st, err := natskv.Open(ctx, natskv.Options{
-		Conn:      nc,
-		Prefix:    c.prefix,
-		Replicas:  c.replicas,
-		Config:    cfg,
-		Logger:    log,
-		Timeout:   c.natsTimeout,
-		Heartbeat: c.natsBeat,
-		IdleAfter: c.idleAfter(),
-		MaxBatch:  c.maxBatch,
-		Layout:    c.natsLayout,
+		Conn:       nc,
+		Prefix:     c.prefix,
+		Replicas:   c.replicas,
+		Config:     cfg,
+		Logger:     log,
+		Timeout:    c.natsTimeout,
+		Heartbeat:  c.natsBeat,
+		IdleAfter:  c.idleAfter(),
+		MaxBatch:   c.maxBatch,
+		MaxBacklog: c.maxBacklog,
+		Layout:     c.natsLayout,
 	})
 	if err != nil {
 		nc.Close()

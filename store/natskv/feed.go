@@ -58,7 +58,7 @@ type feed struct {
 	// last is the stream sequence of the last message delivered.
 	last uint64
 	// backlog bounds each collection's backlog (see coll.fed):
-	// maxBacklog, lower in tests.
+	// Options.MaxBacklog.
 	backlog int
 }
 
@@ -72,9 +72,9 @@ type feedMsg struct {
 
 // startFeed makes the store's feed, delivering the messages stored after
 // stream sequence last, and the goroutine that replaces its consumer when
-// lost.
-func (s *Store) startFeed(ctx context.Context, last uint64) error {
-	fd := &feed{s: s, kick: make(chan struct{}, 1), last: last, backlog: maxBacklog}
+// lost; backlog is Options.MaxBacklog.
+func (s *Store) startFeed(ctx context.Context, last uint64, backlog int) error {
+	fd := &feed{s: s, kick: make(chan struct{}, 1), last: last, backlog: backlog}
 	if err := fd.follow(ctx); err != nil {
 		return err
 	}
@@ -296,11 +296,6 @@ func (s *Store) openColl(subj string) *coll {
 	defer s.mu.Unlock()
 	return s.colls[unescape(token)]
 }
-
-// maxBacklog bounds the messages a collection keeps while not live (see
-// coll.fed): past it the backlog is dropped, and the collection loads
-// again once it has loaded.
-const maxBacklog = 1 << 16
 
 // fed takes a message of the collection from the feed: a live follower
 // applies it, else it waits in the backlog (see feedLiveLocked).

@@ -12,11 +12,11 @@ import (
 // the feed keeps what the feed brings in its backlog, and applies it, in
 // order, when it goes live; when more comes than the backlog keeps, it
 // drops it and loads again, and still reaches the head. (The test takes
-// the collection off the feed by hand, as a load in progress would, and
-// lowers the bound to 6 messages: 3 commits of a put.)
+// the collection off the feed by hand, as a load in progress would, with
+// Options.MaxBacklog 6 messages: 3 commits of a put.)
 func TestFeedBacklog(t *testing.T) {
 	ctx := t.Context()
-	s, other := openPair(t, Options{Layout: LayoutShared, IdleAfter: -1})
+	s, other := openPair(t, Options{Layout: LayoutShared, IdleAfter: -1, MaxBacklog: 6})
 	const name = "backlog"
 	put := func(id string) []protocol.Op {
 		return []protocol.Op{{Op: protocol.OpPut, ID: id, Value: []byte(`"` + id + `"`)}}
@@ -33,9 +33,6 @@ func TestFeedBacklog(t *testing.T) {
 		defer c.mu.RUnlock()
 		return c.onFeedLocked() && c.st.Version == 1
 	})
-	s.feed.mu.Lock()
-	s.feed.backlog = 6
-	s.feed.mu.Unlock()
 	offFeed := func() {
 		c.mu.Lock()
 		c.fol.onFeed = false

@@ -87,6 +87,12 @@ type Options struct {
 	// between IdleAfter and that much later. Default 2m; a negative value
 	// keeps every collection open until Close.
 	IdleAfter time.Duration
+	// MaxBacklog bounds, in the shared layout, the messages of the
+	// stream that wait for one collection while it loads (they are
+	// applied once it has): past it they are dropped and the collection
+	// loads again. Default 65,536 (DefaultMaxBacklog); a message is a
+	// record written or a part of a log entry.
+	MaxBacklog int
 	// Layout maps collections onto streams: LayoutStream (the default)
 	// gives each collection a stream of its own, PREFIX_COLLECTION, which
 	// is a Raft group of its own on each of its servers; LayoutShared keeps
@@ -110,6 +116,7 @@ const (
 	DefaultTimeout        = 10 * time.Second
 	DefaultAttemptTimeout = 2 * time.Second
 	DefaultHeartbeat      = 2 * time.Second
+	DefaultMaxBacklog     = 1 << 16
 	DefaultMaxBatch       = 1000
 	DefaultIdleAfter      = 2 * time.Minute
 )
@@ -295,7 +302,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.shared {
-		if err := s.startFeed(ctx, sharedLast); err != nil {
+		backlog := opts.MaxBacklog
+		if backlog <= 0 {
+			backlog = DefaultMaxBacklog
+		}
+		if err := s.startFeed(ctx, sharedLast, backlog); err != nil {
 			s.cancel()
 			s.wg.Wait()
 			s.closeConn()
