@@ -279,13 +279,10 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 	// 2. Connect, on a cluster to node 1 (to nodes 1 to N-1 with
 	// --nats-nodes N above 3).
 	writeBase := t.base
-	loaders := chooseLoaders(c.loaders, c.followed())
+	subs := c.followed()
+	loaders := chooseLoaders(c.loaders, subs)
 	if t.cluster != nil {
-		live := t.cluster.nodes[1:2]
-		if len(t.cluster.nodes) > clusterSize {
-			live = t.cluster.nodes[1:]
-		}
-		for _, n := range live {
+		for _, n := range t.cluster.nodes[1 : 1+subscriberNodes(len(t.cluster.nodes))] {
 			t.bases = append(t.bases, "http://"+n.addr)
 		}
 		t.base = t.bases[0]
@@ -294,7 +291,6 @@ func (c *collectionsConfig) run(ctx context.Context, stdout, stderr io.Writer) e
 			loaders = (max(loaders, k) + k - 1) / k * k
 		}
 	}
-	subs := c.followed()
 	m := measurement{run: 1, runs: 1, loaders: loaders}
 	load, established, setup, err := startLoad(ctx, t, &c.benchCommon, benchRunsFlags{runs: 1, loaders: c.loaders}, m, subs, true, time.Now(), stderr)
 	if err != nil {
@@ -353,10 +349,7 @@ func (c *collectionsConfig) clusterFigures(ctx context.Context, cl *benchCluster
 	n, live := float64(c.colls), float64(max(rep.Established, 1))
 	cc.NodeAnonPerWritten = round3((float64(cc.NodeAnon[phaseWritten][0]) - float64(cc.NodeAnon[phaseBase][0])) / n)
 	var grown float64
-	for i := 1; i < len(cc.NodeAnon[phaseLive]); i++ {
-		if len(cc.NodeAnon[phaseLive]) <= clusterSize && i > 1 {
-			break // node 2 of three has no subscriber
-		}
+	for i := 1; i <= subscriberNodes(len(cc.NodeAnon[phaseLive])); i++ {
 		grown += float64(cc.NodeAnon[phaseLive][i]) - float64(cc.NodeAnon[phaseWritten][i])
 	}
 	cc.NodeAnonPerLive = round3(grown / live)
@@ -489,10 +482,20 @@ func (r *collectionsReport) rows() []reportRow {
 	return rows
 }
 
+// subscriberNodes is how many nodes of a cluster of n hold the
+// subscribers, from node 1 on: node 1 of the default three (node 2 stays
+// idle, for comparison), every node but node 0 of more (--nats-nodes).
+func subscriberNodes(n int) int {
+	if n <= clusterSize {
+		return 1
+	}
+	return n - 1
+}
+
 // liveNodes names the nodes of a cluster of n that hold the subscribers.
 func liveNodes(n int) string {
-	if n <= clusterSize {
-		return "node 1"
+	if k := subscriberNodes(n); k > 1 {
+		return fmt.Sprintf("nodes 1-%d", k)
 	}
-	return fmt.Sprintf("nodes 1-%d", n-1)
+	return "node 1"
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/viewsync/viewsync/store"
 )
 
@@ -29,3 +31,14 @@ var errDuplicate = errors.New("an earlier attempt of the commit was stored")
 // errInProcess is the stream's refusal of an attempt because an earlier
 // attempt of the same group is being stored.
 var errInProcess = errors.New("an earlier attempt of the commit is being stored")
+
+// isClosedErr reports whether err says the connection is closed: the
+// store is closing.
+func isClosedErr(err error) bool {
+	return errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// isGoneErr reports whether err says a consumer or stream is not there.
+func isGoneErr(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+}

@@ -210,12 +210,7 @@ func (fd *feed) retire(cc jetstream.ConsumeContext, name string) {
 		if cc != nil {
 			cc.Stop()
 		}
-		if name == "" || s.ctx.Err() != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
-		defer cancel()
-		if err := s.js.DeleteConsumer(ctx, s.prefix, name); err != nil && !isGoneErr(err) {
+		if err := s.deleteConsumer(s.prefix, name); err != nil {
 			s.log.Debug("natskv: delete a feed consumer", "consumer", name, "err", err)
 		}
 	})
@@ -434,15 +429,4 @@ func (c *coll) replay(f *follower) {
 			sleep(c.ctx, jitter(tipInterval))
 		}
 	}
-}
-
-// isClosedErr reports whether err says the connection is closed: the
-// store is closing.
-func isClosedErr(err error) bool {
-	return errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed)
-}
-
-// isGoneErr reports whether err says a consumer or stream is not there.
-func isGoneErr(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }

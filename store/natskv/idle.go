@@ -2,11 +2,9 @@ package natskv
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/viewsync/viewsync/protocol"
 )
 
@@ -172,13 +170,22 @@ func (c *coll) release() {
 // follower's last pull request expires). Nothing is done once the store
 // closes.
 func (c *coll) deleteConsumer(name string) {
-	if name == "" || c.s.ctx.Err() != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.attempt)
-	defer cancel()
-	err := c.s.js.DeleteConsumer(ctx, c.names.stream, name)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if err := c.s.deleteConsumer(c.names.stream, name); err != nil {
 		c.s.log.Debug("natskv: delete the consumer of a released collection", "collection", c.name, "consumer", name, "err", err)
 	}
+}
+
+// deleteConsumer deletes the consumer name of stream from the server,
+// within an attempt's time; one already gone is no error. Nothing is done
+// for no name, or once the store closes.
+func (s *Store) deleteConsumer(stream, name string) error {
+	if name == "" || s.ctx.Err() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
+	defer cancel()
+	if err := s.js.DeleteConsumer(ctx, stream, name); err != nil && !isGoneErr(err) {
+		return err
+	}
+	return nil
 }

@@ -41,7 +41,7 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 }
 
 // testJetStream connects to url for the test's own JetStream requests.
-func testJetStream(t *testing.T, url string) jetstream.JetStream {
+func testJetStream(t testing.TB, url string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {

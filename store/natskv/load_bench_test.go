@@ -23,15 +23,8 @@ func BenchmarkLoadRead(b *testing.B) {
 	o := serverOptions(b.TempDir())
 	o.SyncAlways = false // only the reads are measured
 	srv := startServer(b, o)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := testJetStream(b, srv.ClientURL())
+	nc := js.Conn()
 	ctx := b.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "L", Subjects: []string{"L.*.*.>"}, AllowDirect: true, MaxMsgsPerSubject: 1}); err != nil {
 		b.Fatal(err)
