@@ -479,7 +479,12 @@ func (c *coll) committed(tried []*plan) (*plan, uint64) {
 }
 
 // catchUp waits until the follower has read everything the stream held
-// when it was called.
+// when it was called, in the history epoch the caller planned in. A
+// follower that cannot get there reloads: one still in epoch while the
+// stream has moved to another history (it missed the start message), or
+// one that read nothing of what the stream holds beyond it for
+// Options.Timeout. Without that, a committer whose batches the stream
+// refuses for a state it holds no more would wait for it forever.
 func (c *coll) catchUp(ctx context.Context, epoch string) error {
 	ictx, cancel := c.attemptCtx(ctx)
 	si, err := c.info(ictx, epoch)
@@ -487,11 +492,25 @@ func (c *coll) catchUp(ctx context.Context, epoch string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	from := c.st.lastSeq
+	if !c.broken && c.st.Epoch == epoch && si.epoch != epoch {
+		c.breakLocked(fmt.Errorf("the stream is in epoch %s, the state still in %s", si.epoch, epoch))
+	}
+	c.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, c.s.timeout)
 	defer cancel()
-	return c.waitFor(wctx, func() bool {
+	err = c.waitFor(wctx, func() bool {
 		return c.broken || c.st.Epoch != si.epoch || c.st.Epoch == si.epoch && c.st.lastSeq >= si.lastSeq
 	})
+	if err != nil && ctx.Err() == nil {
+		c.mu.Lock()
+		if !c.broken && c.st.Epoch == si.epoch && c.st.lastSeq == from {
+			c.breakLocked(fmt.Errorf("the follower stayed at sequence %d, the stream holds %d", from, si.lastSeq))
+		}
+		c.mu.Unlock()
+	}
+	return err
 }
 
 // finish answers a group whose batch the stream acknowledged at seq, once
