@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/viewsync/viewsync/internal/cliflag"
 	"github.com/viewsync/viewsync/presence"
 	"github.com/viewsync/viewsync/presence/natsbus"
 	"github.com/viewsync/viewsync/store"
@@ -36,6 +37,7 @@ type engineConfig struct {
 	natsLayout  string
 	maxBatch    int
 	maxBacklog  int
+	logCache    cliflag.Size
 }
 
 func (c *engineConfig) register(fs *flag.FlagSet) {
@@ -52,6 +54,8 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.natsIdle, "nats-idle-after", natskv.DefaultIdleAfter, "--engine nats: how long a collection nobody on this node reads, writes or subscribes to stays open (its state in memory; in the stream layout, its consumer on a NATS server); 0 or less: until shutdown")
 	fs.StringVar(&c.natsLayout, "nats-layout", natskv.LayoutStream, "--engine nats: stream (a stream, a Raft group, per collection) or shared (every collection in one stream named after --nats-prefix, one consumer per node: many more collections per cluster, each node receiving every commit); every node sharing a prefix must use the same")
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
+	c.logCache = natskv.DefaultLogCache
+	fs.Var(&c.logCache, "nats-log-cache", "--engine nats: bytes of each open collection's newest commits kept whole in memory; the ops of older retained commits are read from NATS when a reader needs them")
 	fs.IntVar(&c.maxBacklog, "nats-max-backlog", natskv.DefaultMaxBacklog, "--engine nats, shared layout: most new messages kept for one collection while it loads; past it they are dropped and the collection loads again")
 }
 
@@ -69,6 +73,8 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-heartbeat must be 500ms to 30s")
 	case c.maxBacklog < 1:
 		return errors.New("--nats-max-backlog must be positive")
+	case c.logCache < 1 || c.logCache > 1<<40:
+		return errors.New("--nats-log-cache must be 1B to 1TiB")
 	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
@@ -154,6 +160,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		IdleAfter:  c.idleAfter(),
 		MaxBatch:   c.maxBatch,
 		MaxBacklog: c.maxBacklog,
+		LogCache:   int(c.logCache),
 		Layout:     c.natsLayout,
 	})
 	if err != nil {

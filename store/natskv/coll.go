@@ -584,6 +584,7 @@ func (c *coll) installLocked(st *state) {
 	default:
 		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Version: st.Version})
 	}
+	st.Shed(c.s.logCache)
 	c.notifyLocked()
 }
 

@@ -387,6 +387,7 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 			}
 			st.Apply(cm, f.asm.seq)
 			st.trimLog(c.s.cfg.RetainCommits)
+			st.Shed(c.s.logCache)
 			if watched {
 				c.s.watch.publish(ev)
 			}

@@ -93,6 +93,13 @@ type Options struct {
 	// loads again. Default 65,536 (DefaultMaxBacklog); a message is a
 	// record written or a part of a log entry.
 	MaxBacklog int
+	// LogCache bounds, per open collection, the bytes of retained commits
+	// (their size as JSON) whose ops stay in memory, the newest: older
+	// ones keep only their version, time, size and stream sequence, and
+	// Changes reads their ops from the stream (about 1,000 messages a
+	// direct get). Default 64 KiB (DefaultLogCache); a negative value keeps
+	// every retained commit whole in memory.
+	LogCache int
 	// Layout maps collections onto streams: LayoutStream (the default)
 	// gives each collection a stream of its own, PREFIX_COLLECTION, which
 	// is a Raft group of its own on each of its servers; LayoutShared keeps
@@ -117,6 +124,7 @@ const (
 	DefaultAttemptTimeout = 2 * time.Second
 	DefaultHeartbeat      = 2 * time.Second
 	DefaultMaxBacklog     = 1 << 16
+	DefaultLogCache       = 64 << 10
 	DefaultMaxBatch       = 1000
 	DefaultIdleAfter      = 2 * time.Minute
 )
@@ -152,6 +160,8 @@ type Store struct {
 	attempt  time.Duration // Options.AttemptTimeout
 	beat     time.Duration // Options.Heartbeat
 	maxBatch int
+	// logCache is Options.LogCache, math.MaxInt when it keeps everything.
+	logCache int
 	log      *slog.Logger
 	// idle is Options.IdleAfter, 0 when collections are kept open.
 	idle time.Duration
@@ -217,6 +227,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		attempt:  opts.AttemptTimeout,
 		beat:     opts.Heartbeat,
 		maxBatch: opts.MaxBatch,
+		logCache: opts.LogCache,
 		log:      opts.Logger,
 		idle:     opts.IdleAfter,
 		born:     time.Now(),
@@ -247,6 +258,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.beat = min(max(s.beat, 500*time.Millisecond), 30*time.Second)
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
+	}
+	switch {
+	case s.logCache == 0:
+		s.logCache = DefaultLogCache
+	case s.logCache < 0:
+		s.logCache = maxInt
 	}
 	switch {
 	case s.idle == 0:
@@ -628,12 +645,6 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
 	return read(ctx, s, collection, func() string { return "snapshot of " + collection },
 		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil })
-}
-
-// Changes implements store.Store.
-func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
-	return read(ctx, s, collection, func() string { return fmt.Sprintf("changes of %s after %d", collection, after) },
-		func(st *state) (protocol.Changes, error) { return st.Changes(after, page) })
 }
 
 // CatchUp implements store.Store.

@@ -112,7 +112,9 @@ func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 // own server; reopening, or opening while open, opens a new Store on the
 // same server. Collections are released as soon as they are idle (a few
 // milliseconds), so that the suite meets collections released and
-// opened again between its calls.
+// opened again between its calls. Options.LogCache keeps the ops of the
+// newest commit or two in memory, so that Changes reads the others from
+// the stream.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		srv := startServer(t, serverOptions(t.TempDir()))
@@ -120,7 +122,7 @@ func TestConformance(t *testing.T) {
 			Persistent: true,
 			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
-				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond})
+				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond, LogCache: 200})
 			},
 		}
 	})

@@ -37,6 +37,9 @@ type State struct {
 	// log holds the commits logFloor+1 through Version, oldest first.
 	log      []LogEntry
 	logFloor uint64
+	// shed is how many of the oldest log entries have no ops in memory
+	// (see Shed); bodies is the Size of the others.
+	shed, bodies int
 
 	// tombs lists, in version order, the deletions of records that existed
 	// before the deleting commit. An entry is live while
@@ -58,10 +61,14 @@ type entry struct {
 
 // LogEntry is a commit of the log, with Seq, where the store keeps it
 // (natskv: the stream sequence of its first log message; 0 for a store
-// without such a place).
+// without such a place). A store that keeps it there may shed its ops
+// from memory (State.Shed): Commit.Ops is then nil.
 type LogEntry struct {
 	Commit protocol.Commit
 	Seq    uint64
+	// Size is the commit's protocol.CommitSize, kept when its ops are
+	// shed.
+	Size int
 }
 
 // Tomb is a deletion tombstone: record ID deleted at Version, at time At.
@@ -143,7 +150,9 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 		}
 	}
 	s.Version = v
-	s.log = append(s.log, LogEntry{Commit: c, Seq: seq})
+	size := protocol.CommitSize(c)
+	s.log = append(s.log, LogEntry{Commit: c, Seq: seq, Size: size})
+	s.bodies += size
 	s.compact()
 }
 
@@ -155,6 +164,11 @@ func (s *State) Restore(log []LogEntry, records map[string]protocol.Record, tomb
 	s.Version = log[len(log)-1].Commit.Version
 	s.logFloor = log[0].Commit.Version - 1
 	s.log = log
+	s.shed, s.bodies = 0, 0
+	for i := range log {
+		log[i].Size = protocol.CommitSize(log[i].Commit)
+		s.bodies += log[i].Size
+	}
 	s.records = records
 	s.written = s.written[:0]
 	for id, r := range records {
@@ -192,9 +206,37 @@ func (s *State) TrimLog(retain, slack int) {
 		return
 	}
 	n := len(s.log) - retain
+	for _, e := range s.log[min(s.shed, n):n] {
+		s.bodies -= e.Size
+	}
+	s.shed = max(0, s.shed-n)
 	clear(s.log[:n])
 	s.log = s.log[n:]
 	s.logFloor += uint64(n)
+}
+
+// Shed drops from memory the ops of the oldest log entries, those beyond
+// the newest keep bytes of them (by LogEntry.Size), for a store that
+// keeps them elsewhere too (LogEntry.Seq): their Commit.Ops become nil,
+// and Changes returns them so.
+func (s *State) Shed(keep int) {
+	for s.bodies > keep && s.shed < len(s.log) {
+		e := &s.log[s.shed]
+		s.bodies -= e.Size
+		e.Commit.Ops = nil
+		s.shed++
+	}
+}
+
+// LogBytes returns the Size of the log entries whose ops are in memory.
+func (s *State) LogBytes() int { return s.bodies }
+
+// Entry returns the log entry of commit v, if the log holds it.
+func (s *State) Entry(v uint64) (LogEntry, bool) {
+	if v <= s.logFloor || v > s.Version {
+		return LogEntry{}, false
+	}
+	return s.log[v-s.logFloor-1], true
 }
 
 // TombFloor returns the tombstone horizon: the highest version of a
@@ -277,7 +319,8 @@ func (s *State) Snapshot() protocol.Snapshot {
 }
 
 // Changes returns copies of the commits after version after, as many as
-// page takes.
+// page takes. A commit whose ops were shed (see Shed) has nil Ops: the
+// caller reads them from where it keeps them.
 func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error) {
 	ch := protocol.Changes{Epoch: s.Epoch, Version: s.Version, Commits: []protocol.Commit{}}
 	if after >= s.Version {
@@ -289,15 +332,18 @@ func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error)
 	log := s.log[after-s.logFloor:]
 	n, total := 0, 0
 	for _, e := range log {
-		size := protocol.CommitSize(e.Commit)
-		if !page.Takes(n, total, size) {
+		if !page.Takes(n, total, e.Size) {
 			break
 		}
-		n, total = n+1, total+size
+		n, total = n+1, total+e.Size
 	}
 	ch.Commits = make([]protocol.Commit, 0, n)
 	for _, e := range log[:n] {
-		ch.Commits = append(ch.Commits, e.Commit.Clone())
+		c := e.Commit.Clone()
+		if e.Commit.Ops == nil {
+			c.Ops = nil
+		}
+		ch.Commits = append(ch.Commits, c)
 	}
 	return ch, nil
 }
