@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -397,7 +398,11 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		st.lastSeq = si.lastSeq
 		c.installLocked(st)
 	default:
-		f.ld, f.target = newLoader(), si.lastSeq
+		keep := uint64(math.MaxUint64)
+		if c.st != nil && c.st.Epoch == si.epoch {
+			keep = c.st.Version // the commits a reload reports
+		}
+		f.ld, f.target = newLoader(c.s.logCache, keep), si.lastSeq
 	}
 	c.mu.Unlock()
 	if old != nil && old.cc != nil {
@@ -560,9 +565,10 @@ func (c *coll) installLocked(st *state) {
 	case prev == nil:
 		c.readyOnce.Do(func() { close(c.ready) })
 	case !c.s.watch.active():
-	case prev.Epoch == st.Epoch && st.Version >= prev.Version && st.LogFloor() <= prev.Version:
+	case prev.Epoch == st.Epoch && st.Version >= prev.Version && st.LogWhole(prev.Version):
 		// A reload of the same history: the watchers get the commits
-		// they missed, if any, from the log. The values those replaced
+		// they missed, if any, from the log, whose loader kept them
+		// whole. The values those replaced
 		// are those of the previous state, a complete one of the same
 		// history, as the missed commits before changed them.
 		after := make(map[string]json.RawMessage) // nil: deleted

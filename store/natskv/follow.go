@@ -80,7 +80,14 @@ func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, co
 type loader struct {
 	records map[string]protocol.Record
 	tombs   map[string]colstate.Tomb
-	log     []colstate.LogEntry
+	// log holds the log entries read, the ops of only the newest cache
+	// bytes of them (Options.LogCache), so that a load holds no more of
+	// them than the state it makes; but all those of commits after
+	// version keep, which a reload of the same history reports to the
+	// watchers (see coll.installLocked).
+	log   colstate.Log
+	cache int
+	keep  uint64
 	horizon uint64
 	keys    []seqKey
 }
@@ -100,8 +107,8 @@ func keyMessage(m message) (store.Key, error) {
 	return store.Key{ID: m.rest, Fingerprint: m.hdr(hdrKeyFP), Answer: slices.Clone(m.data), At: time.Unix(0, ns).UTC()}, nil
 }
 
-func newLoader() *loader {
-	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb)}
+func newLoader(cache int, keep uint64) *loader {
+	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb), cache: cache, keep: keep}
 }
 
 // message is what the follower needs of a stream message.
@@ -234,12 +241,13 @@ func (l *loader) add(f *follower, m message) error {
 		if c.Version != v {
 			return fmt.Errorf("log entry %d holds commit %d", v, c.Version)
 		}
-		if len(l.log) > 0 && l.log[len(l.log)-1].Commit.Version+1 != v {
+		if es := l.log.Entries(); len(es) > 0 && es[len(es)-1].Commit.Version+1 != v {
 			// The entries before were purged while being read: the log
 			// starts here.
-			l.log = l.log[:0]
+			l.log.Reset()
 		}
-		l.log = append(l.log, colstate.LogEntry{Commit: c, Seq: f.asm.seq})
+		l.log.Append(colstate.LogEntry{Commit: c, Seq: f.asm.seq})
+		l.log.Shed(l.cache, l.keep)
 	}
 	return nil
 }
@@ -254,7 +262,7 @@ func (l *loader) finish(epoch string, lastSeq uint64, cfg store.Config) (*state,
 		st.keys.Add(k.key, k.seq)
 	}
 	st.sweepKeys(cfg.Now(), cfg.KeyTTL, cfg.MaxKeys, len(l.keys))
-	if len(l.log) == 0 {
+	if l.log.Len() == 0 {
 		if len(l.records) > 0 || len(l.tombs) > 0 {
 			return nil, fmt.Errorf("stream holds records but no log entry")
 		}

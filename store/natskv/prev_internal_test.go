@@ -14,10 +14,12 @@ import (
 // TestReloadReportsPrev: commits a store missed, reported to its watchers
 // when it reloads the collection's state, come with the values their ops
 // replaced, chained from the state it had before through every missed
-// commit.
+// commit; the load keeps their ops whole however small Options.LogCache.
 func TestReloadReportsPrev(t *testing.T) {
 	ctx := t.Context()
-	s, other := openPair(t, Options{})
+	// A log cache of a byte: the state keeps no commit's ops, but the
+	// load keeps those of the commits the follower missed.
+	s, other := openPair(t, Options{LogCache: 1})
 	const name = "reload"
 	put := func(id, v string) protocol.Op {
 		return protocol.Op{Op: protocol.OpPut, ID: id, Value: json.RawMessage(v)}

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -35,11 +36,8 @@ type State struct {
 	stale   int
 
 	// log holds the commits logFloor+1 through Version, oldest first.
-	log      []LogEntry
+	log      Log
 	logFloor uint64
-	// shed is how many of the oldest log entries have no ops in memory
-	// (see Shed); bodies is the Size of the others.
-	shed, bodies int
 
 	// tombs lists, in version order, the deletions of records that existed
 	// before the deleting commit. An entry is live while
@@ -150,25 +148,19 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 		}
 	}
 	s.Version = v
-	size := protocol.CommitSize(c)
-	s.log = append(s.log, LogEntry{Commit: c, Seq: seq, Size: size})
-	s.bodies += size
+	s.log.Append(LogEntry{Commit: c, Seq: seq})
 	s.compact()
 }
 
 // Restore sets the state from what a store read back: log, the commits
-// it holds, oldest first and at least one; records, the current records
+// it holds, at least one, which the state owns from now on; records, the current records
 // (owned by the state from now on); and tombs, the tombstones of the
 // deleted records.
-func (s *State) Restore(log []LogEntry, records map[string]protocol.Record, tombs map[string]Tomb) error {
-	s.Version = log[len(log)-1].Commit.Version
-	s.logFloor = log[0].Commit.Version - 1
+func (s *State) Restore(log Log, records map[string]protocol.Record, tombs map[string]Tomb) error {
+	es := log.Entries()
+	s.Version = es[len(es)-1].Commit.Version
+	s.logFloor = es[0].Commit.Version - 1
 	s.log = log
-	s.shed, s.bodies = 0, 0
-	for i := range log {
-		log[i].Size = protocol.CommitSize(log[i].Commit)
-		s.bodies += log[i].Size
-	}
 	s.records = records
 	s.written = s.written[:0]
 	for id, r := range records {
@@ -197,21 +189,16 @@ func (s *State) LogFloor() uint64 { return s.logFloor }
 
 // Log returns the log: the commits LogFloor()+1 through Version, oldest
 // first. It must not be modified.
-func (s *State) Log() []LogEntry { return s.log }
+func (s *State) Log() []LogEntry { return s.log.Entries() }
 
 // TrimLog drops the oldest commits from the log once it holds retain+slack
 // of them or more, keeping the latest retain.
 func (s *State) TrimLog(retain, slack int) {
-	if len(s.log) < retain+slack {
+	if s.log.Len() < retain+slack {
 		return
 	}
-	n := len(s.log) - retain
-	for _, e := range s.log[min(s.shed, n):n] {
-		s.bodies -= e.Size
-	}
-	s.shed = max(0, s.shed-n)
-	clear(s.log[:n])
-	s.log = s.log[n:]
+	n := s.log.Len() - retain
+	s.log.Drop(n)
 	s.logFloor += uint64(n)
 }
 
@@ -219,24 +206,23 @@ func (s *State) TrimLog(retain, slack int) {
 // the newest keep bytes of them (by LogEntry.Size), for a store that
 // keeps them elsewhere too (LogEntry.Seq): their Commit.Ops become nil,
 // and Changes returns them so.
-func (s *State) Shed(keep int) {
-	for s.bodies > keep && s.shed < len(s.log) {
-		e := &s.log[s.shed]
-		s.bodies -= e.Size
-		e.Commit.Ops = nil
-		s.shed++
-	}
-}
+func (s *State) Shed(keep int) { s.log.Shed(keep, math.MaxUint64) }
 
 // LogBytes returns the Size of the log entries whose ops are in memory.
-func (s *State) LogBytes() int { return s.bodies }
+func (s *State) LogBytes() int { return s.log.Bytes() }
+
+// LogWhole reports whether the log holds the ops of every commit after
+// version after.
+func (s *State) LogWhole(after uint64) bool {
+	return after >= s.logFloor && s.log.Whole(int(after-s.logFloor))
+}
 
 // Entry returns the log entry of commit v, if the log holds it.
 func (s *State) Entry(v uint64) (LogEntry, bool) {
 	if v <= s.logFloor || v > s.Version {
 		return LogEntry{}, false
 	}
-	return s.log[v-s.logFloor-1], true
+	return s.log.Entries()[v-s.logFloor-1], true
 }
 
 // TombFloor returns the tombstone horizon: the highest version of a
@@ -329,7 +315,7 @@ func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error)
 	if after < s.logFloor {
 		return protocol.Changes{}, fmt.Errorf("%w: log starts after version %d", store.ErrCompacted, s.logFloor)
 	}
-	log := s.log[after-s.logFloor:]
+	log := s.log.Entries()[after-s.logFloor:]
 	n, total := 0, 0
 	for _, e := range log {
 		if !page.Takes(n, total, e.Size) {
