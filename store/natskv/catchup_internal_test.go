@@ -29,15 +29,7 @@ func TestCommitAfterMissedDrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.coll(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the collection is live on the feed", func() bool {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		return c.onFeedLocked() && c.st.Version == 1
-	})
+	c := openAt(t, s, name, 1)
 
 	s.mu.Lock()
 	delete(s.colls, name)

@@ -24,15 +24,7 @@ func TestFeedBacklog(t *testing.T) {
 	if _, err := other.Apply(ctx, name, put("a"), nil); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.coll(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the collection is live on the feed", func() bool {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		return c.onFeedLocked() && c.st.Version == 1
-	})
+	c := openAt(t, s, name, 1)
 	offFeed := func() {
 		c.mu.Lock()
 		c.fol.onFeed = false

@@ -2,6 +2,7 @@ package natskv
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -63,7 +64,7 @@ func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, co
 	} else {
 		if a.buf == nil || a.version != v || a.next != k || a.n != n {
 			*a = chunks{}
-			return nil, false, fmt.Errorf("log entry %d: chunk %d of %d without its predecessors", v, k, n)
+			return nil, false, fmt.Errorf("log entry %d: chunk %d of %d without its predecessors: %w", v, k, n, errPartialEntry)
 		}
 		a.buf = append(a.buf, data...)
 		a.next++
@@ -76,6 +77,30 @@ func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, co
 	return js, true, nil
 }
 
+// errPartialEntry: a log entry's chunk came without those before it.
+var errPartialEntry = errors.New("part of a log entry")
+
+// assemble adds m, a chunk of a log entry, to asm, and returns the commit
+// once the entry is complete (ok false before). A chunk that does not
+// continue the entry under way fails with errPartialEntry (wrapped).
+func assemble(asm *chunks, m message) (cm protocol.Commit, ok bool, err error) {
+	v, k, n, err := logChunk(m)
+	if err != nil {
+		return cm, false, err
+	}
+	js, complete, err := asm.add(v, k, n, m.seq, m.data)
+	if err != nil || !complete {
+		return cm, false, err
+	}
+	if cm, err = decodeCommit(js); err != nil {
+		return cm, false, err
+	}
+	if cm.Version != v {
+		return cm, false, fmt.Errorf("log entry %d holds commit %d", v, cm.Version)
+	}
+	return cm, true, nil
+}
+
 // loader gathers what the stream holds while a follower replays it.
 type loader struct {
 	records map[string]protocol.Record
@@ -85,9 +110,9 @@ type loader struct {
 	// them than the state it makes; but all those of commits after
 	// version keep, which a reload of the same history reports to the
 	// watchers (see coll.installLocked).
-	log   colstate.Log
-	cache int
-	keep  uint64
+	log     colstate.Log
+	cache   int
+	keep    uint64
 	horizon uint64
 	keys    []seqKey
 }
@@ -224,24 +249,16 @@ func (l *loader) add(f *follower, m message) error {
 		}
 		l.keys = append(l.keys, seqKey{k, m.seq})
 	case 'c':
-		v, k, n, err := logChunk(m)
-		if err != nil {
-			return err
-		}
-		js, complete, err := f.asm.add(v, k, n, m.seq, m.data)
-		if err != nil || !complete {
+		c, complete, err := assemble(&f.asm, m)
+		if errors.Is(err, errPartialEntry) {
 			// A log entry whose start was purged before it was read:
 			// older than anything kept, so it is skipped.
 			return nil
 		}
-		c, err := decodeCommit(js)
-		if err != nil {
+		if err != nil || !complete {
 			return err
 		}
-		if c.Version != v {
-			return fmt.Errorf("log entry %d holds commit %d", v, c.Version)
-		}
-		if es := l.log.Entries(); len(es) > 0 && es[len(es)-1].Commit.Version+1 != v {
+		if es := l.log.Entries(); len(es) > 0 && es[len(es)-1].Commit.Version+1 != c.Version {
 			// The entries before were purged while being read: the log
 			// starts here.
 			l.log.Reset()
@@ -360,29 +377,19 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 		}
 		st.raiseHorizon(h)
 	case 'c':
-		v, k, n, err := logChunk(m)
-		if err != nil {
-			c.breakLocked(err)
-			return
-		}
-		js, complete, err := f.asm.add(v, k, n, m.seq, m.data)
+		cm, complete, err := assemble(&f.asm, m)
 		if err != nil {
 			c.breakLocked(err)
 			return
 		}
 		if complete {
-			cm, err := decodeCommit(js)
-			if err != nil {
-				c.breakLocked(err)
-				return
-			}
-			if cm.Version <= st.Version && cm.Version == v {
+			if cm.Version <= st.Version {
 				// Applied already: a follower resumed mid-batch reads
 				// the batch again from its first message.
 				break
 			}
-			if cm.Version != st.Version+1 || cm.Version != v {
-				c.breakLocked(fmt.Errorf("log entry %d (commit %d) follows version %d: commits were missed", v, cm.Version, st.Version))
+			if cm.Version != st.Version+1 {
+				c.breakLocked(fmt.Errorf("log entry %d follows version %d: commits were missed", cm.Version, st.Version))
 				return
 			}
 			// The watchers get the commit with the values it replaced,

@@ -1,11 +1,29 @@
 package natskv
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
+
+// openAt opens collection name on s, until the test ends, once its state
+// is at version v and, in the shared layout, live on the feed.
+func openAt(t *testing.T, s *Store, name string, v uint64) *coll {
+	t.Helper()
+	c, err := s.coll(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.unuse)
+	waitUntil(t, fmt.Sprintf("%s at version %d", name, v), func() bool {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return c.st != nil && c.st.Version == v && (!s.shared || c.onFeedLocked())
+	})
+	return c
+}
 
 // openPair starts a JetStream server in-process for the test and opens two
 // stores on it with opts, as two processes sharing it would; both close

@@ -122,21 +122,9 @@ func takeChunk(asm *chunks, prefix string, m feedMsg, done func(protocol.Commit)
 	if !ok {
 		return fmt.Errorf("message %d on %q is not a log entry of %s", m.seq, m.subj, prefix)
 	}
-	msg := message{kind: 'c', rest: rest, seq: m.seq, hdr: m.hdr.Get, data: m.data}
-	v, k, n, err := logChunk(msg)
-	if err != nil {
-		return err
-	}
-	js, complete, err := asm.add(v, k, n, m.seq, m.data)
+	cm, complete, err := assemble(asm, message{kind: 'c', rest: rest, seq: m.seq, hdr: m.hdr.Get, data: m.data})
 	if err != nil || !complete {
 		return err
-	}
-	cm, err := decodeCommit(js)
-	if err != nil {
-		return err
-	}
-	if cm.Version != v {
-		return fmt.Errorf("log entry %d holds commit %d", v, cm.Version)
 	}
 	return done(cm)
 }

@@ -35,22 +35,10 @@ func TestLogCache(t *testing.T) {
 		}
 	}
 	for _, st := range []*Store{s, other} {
-		if _, err := st.Head(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-		c, err := st.coll(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, "the follower has every commit", func() bool {
-			c.mu.RLock()
-			defer c.mu.RUnlock()
-			return c.st.Version == commits
-		})
+		c := openAt(t, st, name, commits)
 		c.mu.RLock()
 		kept, retained := c.st.LogBytes(), len(c.st.Log())
 		c.mu.RUnlock()
-		c.unuse()
 		if kept > cache || retained != commits {
 			t.Fatalf("the state holds %d commits, %d bytes of them with their ops; want %d, at most %d bytes", retained, kept, commits, cache)
 		}
