@@ -181,13 +181,23 @@ func (p *Prometheus) TrackHistoryMemory(m *limit.Memory) {
 
 // TrackOpenCollections exports viewsync_nats_open_collections, read from
 // open (natskv.Store.OpenCollections) at each scrape: the collections the
-// NATS engine has open on this node, each with a consumer on a NATS
-// server and its state in memory.
+// NATS engine has open on this node, each with its state in memory (and,
+// in the stream layout, a consumer on a NATS server).
 func (p *Prometheus) TrackOpenCollections(open func() int) {
 	p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "viewsync_nats_open_collections",
-		Help: "Collections open on this node (--engine nats): read, written or subscribed to within --nats-idle-after; each has a consumer on a NATS server.",
+		Help: "Collections open on this node (--engine nats): read, written or subscribed to within --nats-idle-after; in the stream layout each has a consumer on a NATS server.",
 	}, func() float64 { return float64(open()) }))
+}
+
+// TrackLogReads exports viewsync_nats_log_reads_total, read from reads
+// (natskv.Store.LogReads) at each scrape: the commits the NATS engine read
+// from NATS for clients resuming from further back than its log cache.
+func (p *Prometheus) TrackLogReads(reads func() uint64) {
+	p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "viewsync_nats_log_reads_total",
+		Help: "Commits read from NATS for changes older than this node's log cache (--nats-log-cache).",
+	}, func() float64 { return float64(reads()) }))
 }
 
 // ObserveRequest counts and times a request, as httpapi.Observer asks.

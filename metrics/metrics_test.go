@@ -129,18 +129,24 @@ func TestCollectionSeriesBounded(t *testing.T) {
 	t.Logf("scrape: %d bytes", len(body))
 }
 
-// TestOpenCollections: viewsync_nats_open_collections reads the store's
-// count at each scrape.
-func TestOpenCollections(t *testing.T) {
+// TestNATSStats: viewsync_nats_open_collections and
+// viewsync_nats_log_reads_total read the store's counts at each scrape.
+func TestNATSStats(t *testing.T) {
 	p := metrics.New()
-	open := 3
+	open, reads := 3, uint64(0)
 	p.TrackOpenCollections(func() int { return open })
-	for _, want := range []string{"viewsync_nats_open_collections 3", "viewsync_nats_open_collections 0"} {
+	p.TrackLogReads(func() uint64 { return reads })
+	for _, want := range [][]string{
+		{"viewsync_nats_open_collections 3", "viewsync_nats_log_reads_total 0"},
+		{"viewsync_nats_open_collections 0", "viewsync_nats_log_reads_total 1200"},
+	} {
 		rec := httptest.NewRecorder()
 		p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		if !strings.Contains(rec.Body.String(), want+"\n") {
-			t.Errorf("scrape lacks %q", want)
+		for _, w := range want {
+			if !strings.Contains(rec.Body.String(), w+"\n") {
+				t.Errorf("scrape lacks %q", w)
+			}
 		}
-		open = 0
+		open, reads = 0, 1200
 	}
 }

@@ -425,6 +425,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	met.TrackPresence(srv.Hub().Presence().Stats)
 	if ns, ok := st.Store.(natsStore); ok {
 		met.TrackOpenCollections(ns.OpenCollections)
+		met.TrackLogReads(ns.LogReads)
 	}
 	src, err := c.pg.start(ctx, srv.Hub(), met, log)
 	if err != nil {

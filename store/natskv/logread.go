@@ -50,7 +50,9 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, pa
 		}
 		c.mu.RUnlock()
 		if err == nil && len(shed) > 0 {
-			err = c.readShed(ctx, ch, shed)
+			if err = c.readShed(ctx, ch, shed); err == nil {
+				s.logReads.Add(uint64(len(shed)))
+			}
 		}
 		if err == nil {
 			return ch, nil
@@ -58,6 +60,10 @@ func (s *Store) Changes(ctx context.Context, collection string, after uint64, pa
 	}
 	return protocol.Changes{}, fmt.Errorf("natskv: changes of %s after %d: %w", collection, after, err)
 }
+
+// LogReads returns how many commits Changes has read from the stream
+// since Open, their ops being no longer in memory (Options.LogCache).
+func (s *Store) LogReads() uint64 { return s.logReads.Load() }
 
 // shedRefs lists the commits of commits (read from st) whose ops st
 // shed.

@@ -43,7 +43,9 @@ func TestLogCache(t *testing.T) {
 			t.Fatalf("the state holds %d commits, %d bytes of them with their ops; want %d, at most %d bytes", retained, kept, commits, cache)
 		}
 
-		// Every commit, in pages of at most 64 KiB, as made.
+		// Every commit, in pages of at most 64 KiB, as made: those
+		// beyond the cache read from the stream.
+		reads := st.LogReads()
 		next := uint64(0)
 		for next < commits {
 			ch, err := st.Changes(ctx, name, next, store.Page{Bytes: 64 << 10})
@@ -60,6 +62,9 @@ func TestLogCache(t *testing.T) {
 					t.Fatalf("commit %d read back as %d, %d ops", next, cm.Version, len(cm.Ops))
 				}
 			}
+		}
+		if n := st.LogReads() - reads; n < commits-cache/1000 || n >= commits {
+			t.Fatalf("%d commits read from the stream, want all those beyond the cache (~%d)", n, commits-cache/1000)
 		}
 	}
 

@@ -160,8 +160,10 @@ type Store struct {
 	attempt  time.Duration // Options.AttemptTimeout
 	beat     time.Duration // Options.Heartbeat
 	maxBatch int
-	// logCache is Options.LogCache, math.MaxInt when it keeps everything.
+	// logCache is Options.LogCache, math.MaxInt when it keeps everything;
+	// logReads counts the commits Changes read from the stream.
 	logCache int
+	logReads atomic.Uint64
 	log      *slog.Logger
 	// idle is Options.IdleAfter, 0 when collections are kept open.
 	idle time.Duration
