@@ -377,7 +377,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		c.mu.Unlock()
 		return store.ErrClosed
 	}
-	old := c.fol
+	old, oldLost := c.fol, c.lost
 	if !force && !c.lost && !c.absent && old != nil && old.epoch == si.epoch && !c.broken && (old.ld == nil || si.msgs > 0) {
 		c.mu.Unlock()
 		return nil
@@ -404,9 +404,23 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		}
 		f.ld, f.target = newLoader(c.s.logCache, keep), si.lastSeq
 	}
+	var oldCC jetstream.ConsumeContext
+	oldConsumer := ""
+	if old != nil {
+		oldCC = old.cc
+		if !oldLost {
+			// A lost consumer is gone, or on a server that is: asking
+			// the cluster to delete it would only add to a failover.
+			oldConsumer = old.consumer
+		}
+	}
 	c.mu.Unlock()
-	if old != nil && old.cc != nil {
-		old.cc.Stop()
+	if oldCC != nil {
+		oldCC.Stop()
+	}
+	if oldConsumer != "" {
+		// Gone now rather than at its inactivity threshold.
+		c.s.wg.Go(func() { c.deleteConsumer(oldConsumer) })
 	}
 	return c.follow(ctx, f, start)
 }
@@ -510,9 +524,9 @@ func (c *coll) follow(ctx context.Context, f *follower, start uint64) error {
 			if stale {
 				cc.Stop()
 			}
-			if closed {
-				// Released (or closing) meanwhile: stop may have missed
-				// the consumer.
+			if stale || closed {
+				// Replaced, released (or closing) meanwhile: whoever did
+				// may have missed the consumer.
 				c.deleteConsumer(name)
 			}
 			return nil

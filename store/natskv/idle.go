@@ -171,7 +171,7 @@ func (c *coll) release() {
 // closes.
 func (c *coll) deleteConsumer(name string) {
 	if err := c.s.deleteConsumer(c.names.stream, name); err != nil {
-		c.s.log.Debug("natskv: delete the consumer of a released collection", "collection", c.name, "consumer", name, "err", err)
+		c.s.log.Debug("natskv: delete a consumer no longer followed", "collection", c.name, "consumer", name, "err", err)
 	}
 }
 
