@@ -16,9 +16,8 @@ import (
 // collection would otherwise hold up to 1.25 × RetainCommits commits
 // whole. Changes reads the ops it shed from the stream, where each
 // commit's log entry stays until it is trimmed, with direct gets (which
-// any replica answers) of the log entries next by subject from the first
-// one needed. Live readers never ask: the hub hands them each commit as it
-// comes.
+// any replica answers) of the log entries' subjects (see readShed). Live
+// readers never ask: the hub hands them each commit as it comes.
 
 // maxInt stands for "no bound" in Options.LogCache.
 const maxInt = math.MaxInt
@@ -28,10 +27,11 @@ const maxInt = math.MaxInt
 const maxLogRead = 1024
 
 // logRef is a commit of a Changes answer whose ops the state shed: the
-// answer's commit i, whose log entry starts at stream sequence seq.
+// answer's commit i, whose log entry starts at stream sequence seq and
+// weighs size (colstate.LogEntry.Size).
 type logRef struct {
-	i   int
-	seq uint64
+	i, size int
+	seq     uint64
 }
 
 // Changes implements store.Store. The ops of commits the state shed
@@ -72,7 +72,7 @@ func (st *state) shedRefs(commits []protocol.Commit) []logRef {
 	for i, cm := range commits {
 		if cm.Ops == nil {
 			e, _ := st.Entry(cm.Version)
-			refs = append(refs, logRef{i: i, seq: e.Seq})
+			refs = append(refs, logRef{i: i, seq: e.Seq, size: e.Size})
 		}
 	}
 	return refs
@@ -80,18 +80,33 @@ func (st *state) shedRefs(commits []protocol.Commit) []logRef {
 
 // readShed reads from the stream the commits refs of ch, read from the
 // state in ch.Epoch, and puts them in place. They are consecutive
-// commits, the oldest of ch: it reads the epoch's log entries next by
-// subject from the first one's sequence, in batches. A commit the stream
-// no longer holds (trimmed, or its history dropped, since the state was
-// read) fails it with store.ErrCompacted.
+// commits, the oldest of ch. When each fits one message it asks for
+// their log entries by subject (multi_last, which the server answers
+// from its subject index), else for the epoch's log entries next by
+// subject from the first one's sequence (the server then counts the
+// log's messages left, at a cost that grows with the retained log), in
+// batches either way. A commit the stream no longer holds (trimmed, or
+// its history dropped, since the state was read) fails it with
+// store.ErrCompacted.
 func (c *coll) readShed(ctx context.Context, ch protocol.Changes, refs []logRef) error {
 	prefix := c.names.prefix(ch.Epoch)
 	first, last := ch.Commits[refs[0].i].Version, ch.Commits[refs[len(refs)-1].i].Version
 	next, from := first, refs[0].seq
+	single := true
+	for _, r := range refs {
+		single = single && r.size <= c.s.chunkSize()/2
+	}
 	var asm chunks
 	for next <= last {
 		var bad error
 		req := directRequest{Seq: from, Batch: min(int(last-next+1), maxLogRead), NextFor: prefix + "c.>"}
+		if single {
+			subjects := make([]string, min(last-next+1, maxMultiLast))
+			for j := range subjects {
+				subjects[j] = logSubject(prefix, next+uint64(j), 0)
+			}
+			req = directRequest{Seq: from, MultiLast: subjects}
+		}
 		rctx, cancel := c.attemptCtx(ctx)
 		n, err := c.s.directGet(rctx, c.names.stream, req, func(m feedMsg) bool {
 			from = m.seq + 1

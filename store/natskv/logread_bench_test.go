@@ -10,8 +10,8 @@ import (
 )
 
 // BenchmarkChanges measures what Options.LogCache costs a reader: the
-// time a Changes of the newest 10 or 1,000 commits of a collection of
-// 20,000 retained commits (one 200-byte put each) takes, with every
+// time a Changes of the newest 10 or 1,000 commits, or of 10 commits from
+// 1,000 back, of a collection of 20,000 retained commits (one 200-byte put each) takes, with every
 // commit's ops in memory (LogCache -1) and with the default 64 KiB, the
 // older ones read from the stream (one server, file storage). What it
 // saves in memory: colstate's BenchmarkShed.
@@ -36,11 +36,11 @@ func BenchmarkChanges(b *testing.B) {
 		if _, err := r.Head(ctx, "log"); err != nil {
 			b.Fatal(err)
 		}
-		for _, n := range []int{10, 1000} {
-			b.Run(fmt.Sprintf("%s/commits=%d", name, n), func(b *testing.B) {
+		for _, c := range []struct{ n, back int }{{10, 10}, {1000, 1000}, {10, 1000}} {
+			b.Run(fmt.Sprintf("%s/commits=%d/back=%d", name, c.n, c.back), func(b *testing.B) {
 				for b.Loop() {
-					ch, err := r.Changes(ctx, "log", commits-uint64(n), store.Page{Commits: n})
-					if err != nil || len(ch.Commits) != n {
+					ch, err := r.Changes(ctx, "log", commits-uint64(c.back), store.Page{Commits: c.n})
+					if err != nil || len(ch.Commits) != c.n {
 						b.Fatalf("Changes: %d commits, %v", len(ch.Commits), err)
 					}
 				}

@@ -94,3 +94,58 @@ func TestLogCache(t *testing.T) {
 		t.Fatalf("Changes after 10 = %d commits, %v; want %d", len(ch.Commits), err, commits-10)
 	}
 }
+
+// TestLogCacheLargeCommits: commits too large for one message (their log
+// entries in chunks), shed among small ones, read back from the stream
+// whole and in order, on the committing store and on a follower, alone
+// and together with the small ones.
+func TestLogCacheLargeCommits(t *testing.T) {
+	ctx := t.Context()
+	s, other := openPair(t, Options{IdleAfter: -1, LogCache: 16 << 10})
+	const name = "large"
+	big := func(v, k int) []byte {
+		return fmt.Appendf(nil, `"%d.%d.%s"`, v, k, bytes.Repeat([]byte("x"), 400<<10))
+	}
+	var made []protocol.Commit
+	for v := 1; v <= 12; v++ {
+		var ops []protocol.Op
+		if v == 6 || v == 7 {
+			for k := range 3 {
+				ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("big", k), Value: big(v, k)})
+			}
+		} else {
+			ops = []protocol.Op{{Op: protocol.OpPut, ID: "small", Value: fmt.Appendf(nil, "%d", v)}}
+		}
+		a, err := s.Apply(ctx, name, ops, nil)
+		if err != nil {
+			t.Fatalf("commit %d: %v", v, err)
+		}
+		made = append(made, a.Commit.Clone())
+	}
+	for _, st := range []*Store{s, other} {
+		openAt(t, st, name, 12)
+		for _, after := range []uint64{5, 0} { // the large ones alone, then all
+			ch, err := st.Changes(ctx, name, after, store.Page{Commits: 12 - int(after)})
+			if err != nil {
+				t.Fatalf("Changes after %d: %v", after, err)
+			}
+			if len(ch.Commits) != 12-int(after) {
+				t.Fatalf("Changes after %d: %d commits, want %d", after, len(ch.Commits), 12-after)
+			}
+			for _, cm := range ch.Commits {
+				want := made[cm.Version-1]
+				if len(cm.Ops) != len(want.Ops) {
+					t.Fatalf("commit %d read back with %d ops, want %d", cm.Version, len(cm.Ops), len(want.Ops))
+				}
+				for k, op := range cm.Ops {
+					if op.ID != want.Ops[k].ID || !bytes.Equal(op.Value, want.Ops[k].Value) {
+						t.Fatalf("commit %d op %d read back as %s (%d bytes)", cm.Version, k, op.ID, len(op.Value))
+					}
+				}
+			}
+		}
+		if st.LogReads() == 0 {
+			t.Fatal("no commit read from the stream")
+		}
+	}
+}

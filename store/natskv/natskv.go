@@ -96,8 +96,8 @@ type Options struct {
 	// LogCache bounds, per open collection, the bytes of retained commits
 	// (their size as JSON) whose ops stay in memory, the newest: older
 	// ones keep only their version, time, size and stream sequence, and
-	// Changes reads their ops from the stream (about 1,000 messages a
-	// direct get). Default 64 KiB (DefaultLogCache); a negative value keeps
+	// Changes reads their ops from the stream (a direct get per 1,024
+	// commits). Default 64 KiB (DefaultLogCache); a negative value keeps
 	// every retained commit whole in memory.
 	LogCache int
 	// Layout maps collections onto streams: LayoutStream (the default)
