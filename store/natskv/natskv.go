@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -265,7 +266,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	case s.logCache == 0:
 		s.logCache = DefaultLogCache
 	case s.logCache < 0:
-		s.logCache = maxInt
+		s.logCache = math.MaxInt
 	}
 	switch {
 	case s.idle == 0:
