@@ -456,24 +456,42 @@ func DecodeCallRequest(b []byte) (json.RawMessage, error) {
 // must still be read back. Values are copied as they are. Unknown fields
 // are ignored. Errors wrap ErrBadValue.
 func DecodeCommit(b []byte) (Commit, error) {
+	c, _, err := decodeCommit(b, false)
+	return c, err
+}
+
+// DecodeLogEntry decodes a log entry as AppendLogEntry writes it, as
+// DecodeCommit does, and returns its prev values too: nil where the entry
+// has none (written without them), else one per op, nil where the record
+// did not exist.
+func DecodeLogEntry(b []byte) (Commit, []json.RawMessage, error) {
+	return decodeCommit(b, true)
+}
+
+// decodeCommit decodes a commit or, with withPrev, a log entry.
+func decodeCommit(b []byte, withPrev bool) (Commit, []json.RawMessage, error) {
 	if err := scanJSON(b, 0, false); err != nil {
-		return Commit{}, fmt.Errorf("commit: %w", err)
+		return Commit{}, nil, fmt.Errorf("commit: %w", err)
 	}
 	fields, err := objectFields(b, 0)
 	if err != nil {
-		return Commit{}, fmt.Errorf("%w: commit: %v", ErrBadValue, err)
+		return Commit{}, nil, fmt.Errorf("%w: commit: %v", ErrBadValue, err)
 	}
 	var c Commit
+	var prev []json.RawMessage
+	bad := func(key string, err error) (Commit, []json.RawMessage, error) {
+		return Commit{}, nil, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, key, err)
+	}
 	for _, f := range fields {
 		switch f.key {
 		case "version":
 			if c.Version, err = decodeUint(f.val); err != nil {
-				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
+				return bad(f.key, err)
 			}
 		case "after":
 			after, err := decodeUint(f.val)
 			if err != nil {
-				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
+				return bad(f.key, err)
 			}
 			c.After = &after
 		case "at":
@@ -482,18 +500,39 @@ func DecodeCommit(b []byte) (Commit, error) {
 				c.At, err = time.Parse(time.RFC3339Nano, s)
 			}
 			if err != nil {
-				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
+				return bad(f.key, err)
 			}
 		case "ops":
 			if string(f.val) == "null" {
 				continue
 			}
 			if c.Ops, err = decodeOps(f.val); err != nil {
-				return Commit{}, fmt.Errorf("%w: commit: field %q: %v", ErrBadValue, f.key, err)
+				return bad(f.key, err)
+			}
+		case "prev":
+			if !withPrev {
+				continue
+			}
+			elems, err := arrayElems(f.val)
+			if err != nil {
+				return bad(f.key, err)
+			}
+			prev = make([]json.RawMessage, len(elems))
+			for i, e := range elems {
+				v, err := arrayElems(e)
+				if err != nil || len(v) > 1 {
+					return bad(f.key, fmt.Errorf("value %d is not [] or [value]", i))
+				}
+				if len(v) == 1 {
+					prev[i] = bytes.Clone(v[0])
+				}
 			}
 		}
 	}
-	return c, nil
+	if prev != nil && len(prev) != len(c.Ops) {
+		return bad("prev", fmt.Errorf("%d values for %d ops", len(prev), len(c.Ops)))
+	}
+	return c, prev, nil
 }
 
 // ServerMessage is any server → client message decoded into one struct,

@@ -89,6 +89,26 @@ func AppendCommitOps(b []byte, version uint64, at time.Time, ops []byte) []byte 
 	return append(b, '}')
 }
 
+// AppendLogEntry appends a log entry: the JSON of the commit with the
+// given version, time and ops (encoded by AppendOps) and "prev", for each
+// op the value its record had just before it, as [value], or [] where it
+// did not exist (a value may be null). A store keeps a commit so that
+// whoever reads it back has the values it replaced without the records
+// (see DecodeLogEntry).
+func AppendLogEntry(b []byte, version uint64, at time.Time, ops []byte, prev []json.RawMessage) []byte {
+	b = AppendCommitOps(b, version, at, ops)
+	b = append(b[:len(b)-1], `,"prev":[`...)
+	for i, v := range prev {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = append(b, v...)
+		b = append(b, ']')
+	}
+	return append(b, "]}"...)
+}
+
 // AppendCommit appends the JSON of c; its values must be compact, valid
 // JSON, as NormalizeOp makes them.
 func AppendCommit(b []byte, c Commit) []byte {

@@ -187,6 +187,46 @@ func FuzzDecodeCommit(f *testing.F) {
 	})
 }
 
+// FuzzDecodeLogEntry checks that DecodeLogEntry never panics, that it
+// reads a log entry's commit as DecodeCommit does, and that an entry it
+// reads reads back the same once written out by AppendLogEntry.
+func FuzzDecodeLogEntry(f *testing.F) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	ops := []protocol.Op{{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(`{"x":[1,2]}`)}, {Op: protocol.OpDelete, ID: "a"}}
+	f.Add(protocol.AppendLogEntry(nil, 4, at, protocol.AppendOps(nil, ops), []json.RawMessage{nil, json.RawMessage(`{"x":[1,2]}`)}))
+	f.Add(protocol.AppendLogEntry(nil, 5, at, protocol.AppendOps(nil, ops[:1]), []json.RawMessage{json.RawMessage(`null`)}))
+	for _, s := range []string{`{"ops":[],"prev":[]}`, `{"prev":[[1,2]]}`, `{"prev":[null]}`, `{"prev":{}}`, `{"ops":[{"op":"delete","id":"a"}],"prev":[[]]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, prev, err := protocol.DecodeLogEntry(b)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrBadValue) {
+				t.Fatalf("DecodeLogEntry(%q) error %v does not wrap ErrBadValue", b, err)
+			}
+			return
+		}
+		if prev != nil && len(prev) != len(c.Ops) {
+			t.Fatalf("DecodeLogEntry(%q): %d prev values for %d ops", b, len(prev), len(c.Ops))
+		}
+		if alone, err := protocol.DecodeCommit(b); err != nil || alone.Version != c.Version || len(alone.Ops) != len(c.Ops) {
+			t.Fatalf("DecodeCommit(%q) = %+v, %v; DecodeLogEntry read %+v", b, alone, err, c)
+		}
+		if prev == nil {
+			return
+		}
+		again, prev2, err := protocol.DecodeLogEntry(protocol.AppendLogEntry(nil, c.Version, c.At, protocol.AppendOps(nil, c.Ops), prev))
+		if err != nil || again.Version != c.Version || len(prev2) != len(prev) {
+			t.Fatalf("DecodeLogEntry(%q) = %+v %q; written out and read again: %+v %q, %v", b, c, prev, again, prev2, err)
+		}
+		for i := range prev {
+			if (prev[i] == nil) != (prev2[i] == nil) || !bytes.Equal(prev[i], prev2[i]) {
+				t.Fatalf("DecodeLogEntry(%q): prev %d %q read back as %q", b, i, prev[i], prev2[i])
+			}
+		}
+	})
+}
+
 // FuzzCheckObject compares CheckObject with refValue: it accepts exactly
 // the JSON objects that keep the value rules, however deep.
 func FuzzCheckObject(f *testing.F) {

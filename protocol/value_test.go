@@ -139,6 +139,46 @@ func TestLimitsNormalizeOp(t *testing.T) {
 	}
 }
 
+// TestLogEntry: a log entry carries, beside its commit, each op's previous
+// value, telling a record that did not exist from one whose value is null;
+// an entry written without them reads back with none.
+func TestLogEntry(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	ops := []protocol.Op{putOp("a", `{"n":1}`), putOp("b", `null`), {Op: protocol.OpDelete, ID: "a"}}
+	prev := []json.RawMessage{nil, json.RawMessage(`null`), json.RawMessage(`{"n":1}`)}
+	b := protocol.AppendLogEntry(nil, 9, at, protocol.AppendOps(nil, ops), prev)
+	if !json.Valid(b) {
+		t.Fatalf("AppendLogEntry wrote %s, not JSON", b)
+	}
+	c, got, err := protocol.DecodeLogEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Version != 9 || !c.At.Equal(at) || len(c.Ops) != 3 || string(c.Ops[1].Value) != "null" {
+		t.Fatalf("DecodeLogEntry(%s) read commit %+v", b, c)
+	}
+	if len(got) != 3 || got[0] != nil || string(got[1]) != "null" || string(got[2]) != `{"n":1}` {
+		t.Fatalf("DecodeLogEntry(%s) read prev %q", b, got)
+	}
+	if alone, err := protocol.DecodeCommit(b); err != nil || len(alone.Ops) != 3 {
+		t.Fatalf("DecodeCommit of a log entry = %+v, %v", alone, err)
+	}
+	old := protocol.AppendCommit(nil, c)
+	if _, none, err := protocol.DecodeLogEntry(old); err != nil || none != nil {
+		t.Fatalf("DecodeLogEntry(%s) = prev %q, %v; want none", old, none, err)
+	}
+	for _, bad := range []string{
+		`{"version":1,"ops":[{"op":"delete","id":"a"}],"prev":[]}`,
+		`{"version":1,"ops":[{"op":"delete","id":"a"}],"prev":[null]}`,
+		`{"version":1,"ops":[{"op":"delete","id":"a"}],"prev":[[1,2]]}`,
+		`{"version":1,"ops":[],"prev":{}}`,
+	} {
+		if _, _, err := protocol.DecodeLogEntry([]byte(bad)); !errors.Is(err, protocol.ErrBadValue) {
+			t.Errorf("DecodeLogEntry(%s) = %v, want ErrBadValue", bad, err)
+		}
+	}
+}
+
 // TestDecodeCommit: DecodeCommit reads what AppendCommit writes as
 // encoding/json does, and also a commit whose value is as deep as
 // encoding/json accepts a value alone, which encoding/json cannot read in
