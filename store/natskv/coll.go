@@ -402,7 +402,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		if c.st != nil && c.st.Epoch == si.epoch {
 			keep = c.st.Version // the commits a reload reports
 		}
-		f.ld, f.target = newLoader(c.s.logCache, keep), si.lastSeq
+		f.ld, f.target = newLoader(c.s.logCache, keep, c.s.recordCache), si.lastSeq
 	}
 	var oldCC jetstream.ConsumeContext
 	oldConsumer := ""
@@ -582,9 +582,10 @@ func (c *coll) installLocked(st *state) {
 	case prev.Epoch == st.Epoch && st.Version >= prev.Version && st.LogWhole(prev.Version):
 		// A reload of the same history: the watchers get the commits
 		// they missed, if any, from the log, whose loader kept them
-		// whole. The values those replaced
-		// are those of the previous state, a complete one of the same
-		// history, as the missed commits before changed them.
+		// whole, with the values they replaced, which their log entries
+		// carry. (For an entry written without them, those are the
+		// values of the previous state, a complete one of the same
+		// history, as the missed commits before changed them.)
 		after := make(map[string]json.RawMessage) // nil: deleted
 		base := getter(prev)
 		value := func(id string) json.RawMessage {
@@ -595,7 +596,11 @@ func (c *coll) installLocked(st *state) {
 		}
 		for _, e := range st.Log()[prev.Version-st.LogFloor():] {
 			cm := e.Commit.Clone()
-			ev := store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version, Prev: prevValues(cm.Ops, value)}
+			pv := prevValues(cm.Ops, value)
+			if e.Prev != nil {
+				pv = cloneValues(e.Prev)
+			}
+			ev := store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version, Prev: pv}
 			for _, op := range cm.Ops {
 				after[op.ID] = opValue(op)
 			}
@@ -605,6 +610,7 @@ func (c *coll) installLocked(st *state) {
 		c.s.watch.publish(store.Event{Collection: c.name, Epoch: st.Epoch, Version: st.Version})
 	}
 	st.Shed(c.s.logCache)
+	st.ShedValues(c.s.recordCache)
 	c.notifyLocked()
 }
 

@@ -106,6 +106,17 @@ func (c *coll) take(all bool) []*request {
 	return group
 }
 
+// requeue puts taken requests back at the head of the queue, pending.
+func (c *coll) requeue(rs []*request) {
+	for _, r := range rs {
+		r.state.Store(reqPending)
+	}
+	c.qmu.Lock()
+	c.queue = append(slices.Clone(rs), c.queue...)
+	c.qmu.Unlock()
+	c.committer.signal()
+}
+
 // maxGroupBytes bounds the encoded ops of the commits grouped in one batch
 // (a single larger commit gets a batch of its own).
 const maxGroupBytes = 4 << 20
@@ -129,8 +140,16 @@ type plan struct {
 	ok      []*request
 	commits []protocol.Commit   // the commit of each request of ok
 	prevs   [][]json.RawMessage // the Applied.Prev of each request of ok
-	failed  []*request
-	errs    []error // why each request of failed failed
+	entries [][]byte            // the log entry of each request of ok
+	// deferred are the group's requests left for a later batch, which
+	// this one has no room for.
+	deferred []*request
+	// need lists the records whose values the state shed and the plan
+	// needs (to tell what the commits replace): it is to be made again
+	// once they are read.
+	need   []*protocol.Record
+	failed []*request
+	errs   []error // why each request of failed failed
 	// later holds requests whose key another request of the group has:
 	// once the batch is stored they are answered with it (keys).
 	later []*request
@@ -174,6 +193,9 @@ func (c *coll) commitGroup(group []*request) {
 	var (
 		wait     backoff   // between attempts the stream could not take
 		noLeader time.Time // since when nobody takes the batches
+		// vals are the values of records the state shed that the plans
+		// needed, read from the stream.
+		vals = make(map[string]heldValue)
 	)
 	fail := func(err error) {
 		if len(tried) > 0 && !errors.Is(err, ErrOutcomeUnknown) {
@@ -209,7 +231,9 @@ func (c *coll) commitGroup(group []*request) {
 		if done == nil {
 			unsure = c.unsure(tried)
 			if len(unsure) == 0 {
-				p, err = c.plan(group)
+				// Only a group no attempt of which may have been stored
+				// can shrink.
+				p, err = c.plan(group, len(tried) == 0, vals)
 			}
 		}
 		c.mu.RUnlock()
@@ -238,6 +262,30 @@ func (c *coll) commitGroup(group []*request) {
 		if err != nil {
 			fail(err)
 			return
+		}
+		if len(p.need) > 0 {
+			// Read the values the plan needs, then plan again.
+			err := c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
+			c.s.valueReads.Add(uint64(len(p.need)))
+			switch {
+			case errors.Is(err, errStaleValues):
+				// The state is behind the stream: catch up.
+				if err := c.catchUp(ctx, p.epoch); err != nil && ctx.Err() == nil {
+					wait.sleep(ctx)
+				}
+			case err != nil:
+				if ctx.Err() != nil {
+					fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+					return
+				}
+				c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
+				wait.sleep(ctx)
+			}
+			continue
+		}
+		if len(p.deferred) > 0 {
+			group = group[:len(group)-len(p.deferred)]
+			c.requeue(p.deferred)
 		}
 		if len(p.ok) == 0 {
 			if len(tried) > 0 {
@@ -548,8 +596,12 @@ func (c *coll) answerFailed(p *plan) {
 
 // plan checks each request of the group against the state and the
 // commits planned before it, and builds the batch of those that pass.
-// c.mu must be held for reading.
-func (c *coll) plan(group []*request) (*plan, error) {
+// With mayDefer, the requests from the first one whose log entry, with
+// the values its ops replace, would take the batch past Options.MaxBatch
+// are left out, in plan.deferred. The values of records the state shed
+// come from vals; when vals lacks some, the plan only lists them, in
+// plan.need. c.mu must be held for reading.
+func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) (*plan, error) {
 	st := c.st
 	p := &plan{epoch: st.Epoch, expect: st.lastSeq}
 	at := c.s.cfg.Now().UTC()
@@ -566,13 +618,23 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		return ok, v
 	}
 	// value returns a copy of a record's value after the commits planned
-	// so far, nil when it does not exist.
-	stateValue := getter(st)
+	// so far, nil when it does not exist. A value the state shed comes
+	// from vals, else the plan needs it read (p.need).
 	value := func(id string) json.RawMessage {
 		if o := ov[id]; o != nil {
 			return slices.Clone(o.value) // nil for a tombstone
 		}
-		return stateValue(id)
+		r, ok := st.Get(id) // a copy
+		if !ok || r.Value != nil {
+			return r.Value
+		}
+		if h, ok := vals[id]; ok && h.version == r.Version {
+			return slices.Clone(h.value)
+		}
+		if !slices.ContainsFunc(p.need, func(n *protocol.Record) bool { return n.ID == id }) {
+			p.need = append(p.need, &r)
+		}
+		return nil
 	}
 	v := st.Version
 	type change struct {
@@ -581,7 +643,9 @@ func (c *coll) plan(group []*request) (*plan, error) {
 	}
 	// keyed holds the keys of the requests planned so far.
 	var keyed map[string]bool
-	for _, r := range group {
+	chunk := c.s.chunkSize()
+	chunks := 0 // the log entries' messages
+	for gi, r := range group {
 		var err error
 		if r.key != nil {
 			if k, ok := st.keys.Get(r.key.ID, at, c.s.cfg.KeyTTL); ok {
@@ -627,8 +691,30 @@ func (c *coll) plan(group []*request) (*plan, error) {
 			p.errs = append(p.errs, err)
 			continue
 		}
+		prevs := prevValues(r.ops, value)
+		entry := protocol.AppendLogEntry(nil, v+1, at, r.opsJSON, prevs)
+		n := (len(entry) + chunk - 1) / chunk
+		if mayDefer && len(p.ok) > 0 {
+			// The batch's messages: one a record, one a key, the log
+			// entries' and the horizon's.
+			msgs := len(ov) + len(keyed) + chunks + n + 1
+			for id := range net {
+				if ov[id] == nil {
+					msgs++
+				}
+			}
+			if r.key != nil {
+				msgs++
+			}
+			if msgs > c.s.maxBatch {
+				p.deferred = group[gi:]
+				break
+			}
+		}
 		v++
-		p.prevs = append(p.prevs, prevValues(r.ops, value))
+		chunks += n
+		p.prevs = append(p.prevs, prevs)
+		p.entries = append(p.entries, entry)
 		for id, ch := range net {
 			existed, _ := lookup(id)
 			switch {
@@ -647,7 +733,7 @@ func (c *coll) plan(group []*request) (*plan, error) {
 			keyed[r.key.ID] = true
 		}
 	}
-	if len(p.ok) == 0 {
+	if len(p.ok) == 0 || len(p.need) > 0 {
 		return p, nil
 	}
 
@@ -683,10 +769,9 @@ func (c *coll) plan(group []*request) (*plan, error) {
 		m.Data = strconv.AppendUint(nil, h, 10)
 		p.msgs = append(p.msgs, m)
 	}
-	chunk := c.s.chunkSize()
-	for i, r := range p.ok {
+	for i := range p.ok {
 		v := p.commits[i].Version
-		js := protocol.AppendCommitOps(nil, v, at, r.opsJSON)
+		js := p.entries[i]
 		n := (len(js) + chunk - 1) / chunk
 		for k := range n {
 			m := nats.NewMsg(logSubject(prefix, v, k))

@@ -2,6 +2,7 @@ package natskv
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -81,24 +82,26 @@ func (a *chunks) add(v uint64, k, n int, seq uint64, data []byte) (js []byte, co
 var errPartialEntry = errors.New("part of a log entry")
 
 // assemble adds m, a chunk of a log entry, to asm, and returns the commit
-// once the entry is complete (ok false before). A chunk that does not
-// continue the entry under way fails with errPartialEntry (wrapped).
-func assemble(asm *chunks, m message) (cm protocol.Commit, ok bool, err error) {
+// once the entry is complete (ok false before), with the values its ops
+// replaced when the entry has them (see protocol.AppendLogEntry). A chunk
+// that does not continue the entry under way fails with errPartialEntry
+// (wrapped).
+func assemble(asm *chunks, m message) (cm protocol.Commit, prev []json.RawMessage, ok bool, err error) {
 	v, k, n, err := logChunk(m)
 	if err != nil {
-		return cm, false, err
+		return cm, nil, false, err
 	}
 	js, complete, err := asm.add(v, k, n, m.seq, m.data)
 	if err != nil || !complete {
-		return cm, false, err
+		return cm, nil, false, err
 	}
-	if cm, err = decodeCommit(js); err != nil {
-		return cm, false, err
+	if cm, prev, err = decodeCommit(js); err != nil {
+		return cm, nil, false, err
 	}
 	if cm.Version != v {
-		return cm, false, fmt.Errorf("log entry %d holds commit %d", v, cm.Version)
+		return cm, nil, false, fmt.Errorf("log entry %d holds commit %d", v, cm.Version)
 	}
-	return cm, true, nil
+	return cm, prev, true, nil
 }
 
 // loader gathers what the stream holds while a follower replays it.
@@ -115,6 +118,19 @@ type loader struct {
 	keep    uint64
 	horizon uint64
 	keys    []seqKey
+	// values is the size of the record values held, at most
+	// valueCache (Options.RecordCache) once the oldest written are shed
+	// (nil), as the state will; written lists the records read, oldest
+	// first (the stream's order), shed up to shedTo.
+	values, valueCache int
+	written            []loaded
+	shedTo             int
+}
+
+// loaded is a record a loader read, at its version.
+type loaded struct {
+	id      string
+	version uint64
 }
 
 // seqKey is an idempotency key and the stream sequence of its message.
@@ -132,8 +148,26 @@ func keyMessage(m message) (store.Key, error) {
 	return store.Key{ID: m.rest, Fingerprint: m.hdr(hdrKeyFP), Answer: slices.Clone(m.data), At: time.Unix(0, ns).UTC()}, nil
 }
 
-func newLoader(cache int, keep uint64) *loader {
-	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb), cache: cache, keep: keep}
+// newLoader returns a loader whose log holds the ops of cache bytes of
+// commits and those after keep, and whose records hold valueCache bytes of
+// values.
+func newLoader(cache int, keep uint64, valueCache int) *loader {
+	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb), cache: cache, keep: keep, valueCache: valueCache}
+}
+
+// shedValues sheds the values of the records read longest ago until those
+// held fit in l.valueCache.
+func (l *loader) shedValues() {
+	for l.values > l.valueCache && l.shedTo < len(l.written) {
+		w := l.written[l.shedTo]
+		if r, ok := l.records[w.id]; ok && r.Version == w.version && r.Value != nil {
+			l.values -= len(r.Value)
+			r.Value = nil
+			l.records[w.id] = r
+		}
+		l.written[l.shedTo] = loaded{}
+		l.shedTo++
+	}
 }
 
 // message is what the follower needs of a stream message.
@@ -200,16 +234,16 @@ func logChunk(m message) (v uint64, k, n int, err error) {
 // decodeCommit parses a log entry, however deep its values nest: one
 // written before the value rules bounded their depth may be deeper than
 // encoding/json reads.
-func decodeCommit(b []byte) (protocol.Commit, error) {
-	c, err := protocol.DecodeCommit(b)
+func decodeCommit(b []byte) (protocol.Commit, []json.RawMessage, error) {
+	c, prev, err := protocol.DecodeLogEntry(b)
 	if err != nil {
-		return c, fmt.Errorf("log entry: %w", err)
+		return c, nil, fmt.Errorf("log entry: %w", err)
 	}
 	c.At = c.At.UTC()
 	if c.Ops == nil {
 		c.Ops = []protocol.Op{}
 	}
-	return c, nil
+	return c, prev, nil
 }
 
 // add takes one message in replay mode.
@@ -230,12 +264,17 @@ func (l *loader) add(f *follower, m message) error {
 			if err != nil {
 				return fmt.Errorf("tombstone %q: time header: %w", id, err)
 			}
+			l.values -= len(l.records[id].Value)
 			delete(l.records, id)
 			l.tombs[id] = colstate.Tomb{Version: v, ID: id, At: time.Unix(0, ns).UTC(), Seq: m.seq + 1}
 			return nil
 		}
 		delete(l.tombs, id)
+		l.values -= len(l.records[id].Value)
 		l.records[id] = protocol.Record{ID: id, Value: slices.Clone(m.data), Version: v}
+		l.values += len(m.data)
+		l.written = append(l.written, loaded{id, v})
+		l.shedValues()
 	case 'g':
 		h, err := strconv.ParseUint(string(m.data), 10, 64)
 		if err != nil {
@@ -249,7 +288,7 @@ func (l *loader) add(f *follower, m message) error {
 		}
 		l.keys = append(l.keys, seqKey{k, m.seq})
 	case 'c':
-		c, complete, err := assemble(&f.asm, m)
+		c, prev, complete, err := assemble(&f.asm, m)
 		if errors.Is(err, errPartialEntry) {
 			// A log entry whose start was purged before it was read:
 			// older than anything kept, so it is skipped.
@@ -263,7 +302,12 @@ func (l *loader) add(f *follower, m message) error {
 			// starts here.
 			l.log.Reset()
 		}
-		l.log.Append(colstate.LogEntry{Commit: c, Seq: f.asm.seq})
+		e := colstate.LogEntry{Commit: c, Seq: f.asm.seq}
+		if c.Version > l.keep {
+			// The values a reload reports the commit replaced.
+			e.Prev = prev
+		}
+		l.log.Append(e)
 		l.log.Shed(l.cache, l.keep)
 	}
 	return nil
@@ -377,7 +421,7 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 		}
 		st.raiseHorizon(h)
 	case 'c':
-		cm, complete, err := assemble(&f.asm, m)
+		cm, prev, complete, err := assemble(&f.asm, m)
 		if err != nil {
 			c.breakLocked(err)
 			return
@@ -392,17 +436,22 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 				c.breakLocked(fmt.Errorf("log entry %d follows version %d: commits were missed", cm.Version, st.Version))
 				return
 			}
-			// The watchers get the commit with the values it replaced,
-			// read before it is applied.
+			// The watchers get the commit with the values it replaced:
+			// those its log entry carries, else (an entry written
+			// without them) those of the state before it is applied.
 			watched := c.s.watch.active()
 			var ev store.Event
 			if watched {
 				ec := cm.Clone()
-				ev = store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &ec, Version: cm.Version, Prev: prevValues(cm.Ops, getter(st))}
+				if prev == nil {
+					prev = prevValues(cm.Ops, getter(st))
+				}
+				ev = store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &ec, Version: cm.Version, Prev: prev}
 			}
 			st.Apply(cm, f.asm.seq)
 			st.trimLog(c.s.cfg.RetainCommits)
 			st.Shed(c.s.logCache)
+			st.ShedValues(c.s.recordCache)
 			if watched {
 				c.s.watch.publish(ev)
 			}

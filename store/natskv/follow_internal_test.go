@@ -18,14 +18,21 @@ func TestDecodeDeepCommit(t *testing.T) {
 		{Op: protocol.OpPut, ID: "a", Value: json.RawMessage(deep)},
 		{Op: protocol.OpDelete, ID: "b"},
 	}}
-	c, err := decodeCommit(protocol.AppendCommit(nil, want))
+	c, prev, err := decodeCommit(protocol.AppendLogEntry(nil, want.Version, want.At, protocol.AppendOps(nil, want.Ops), []json.RawMessage{nil, json.RawMessage(deep)}))
 	if err != nil {
 		t.Fatalf("decodeCommit: %v", err)
 	}
 	if c.Version != want.Version || !c.At.Equal(want.At) || len(c.Ops) != 2 || string(c.Ops[0].Value) != deep || c.Ops[1].ID != "b" {
 		t.Fatalf("decodeCommit = %+v", c)
 	}
-	if _, err := decodeCommit([]byte(`{"version":1,`)); err == nil {
+	if len(prev) != 2 || prev[0] != nil || string(prev[1]) != deep {
+		t.Fatalf("decodeCommit read prev %.40q", prev)
+	}
+	// An entry written without the values its ops replaced.
+	if c, prev, err := decodeCommit(protocol.AppendCommit(nil, want)); err != nil || len(c.Ops) != 2 || prev != nil {
+		t.Fatalf("decodeCommit of an entry without prev = %+v, %.40q, %v", c, prev, err)
+	}
+	if _, _, err := decodeCommit([]byte(`{"version":1,`)); err == nil {
 		t.Fatal("decodeCommit accepted a truncated entry")
 	}
 }

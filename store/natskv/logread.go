@@ -93,11 +93,13 @@ func (c *coll) readShed(ctx context.Context, ch protocol.Changes, sp shedSpan) e
 	prefix := c.names.prefix(ch.Epoch)
 	first, last := ch.Commits[0].Version, ch.Commits[sp.n-1].Version
 	next, from := first, sp.seq
+	single := sp.single
 	var asm chunks
 	for next <= last {
 		var bad error
+		switched := false
 		req := directRequest{Seq: from, Batch: min(int(last-next+1), maxLogRead), NextFor: prefix + "c.>"}
-		if sp.single {
+		if single {
 			subjects := make([]string, min(last-next+1, maxMultiLast))
 			for j := range subjects {
 				subjects[j] = logSubject(prefix, next+uint64(j), 0)
@@ -110,6 +112,12 @@ func (c *coll) readShed(ctx context.Context, ch protocol.Changes, sp shedSpan) e
 			var cm protocol.Commit
 			var complete bool
 			switch cm, complete, bad = logCommit(&asm, prefix, m); {
+			case bad == nil && !complete && single:
+				// An entry of several messages after all (its size
+				// guessed from its ops; its prev values are more): the
+				// rest is read next by subject from this entry on.
+				single, switched, from = false, true, m.seq
+				return false
 			case bad != nil || !complete:
 			case cm.Version > next:
 				bad = fmt.Errorf("%w: the stream no longer holds commit %d", store.ErrCompacted, next)
@@ -127,7 +135,7 @@ func (c *coll) readShed(ctx context.Context, ch protocol.Changes, sp shedSpan) e
 			return fmt.Errorf("read the log from the stream: %w", bad)
 		case err != nil:
 			return fmt.Errorf("read the log from the stream: %w", err)
-		case n == 0 && next <= last:
+		case n == 0 && next <= last && !switched:
 			return fmt.Errorf("%w: the stream no longer holds commit %d", store.ErrCompacted, next)
 		}
 	}
@@ -141,5 +149,6 @@ func logCommit(asm *chunks, prefix string, m feedMsg) (cm protocol.Commit, compl
 	if !ok {
 		return cm, false, fmt.Errorf("message %d on %q is not a log entry of %s", m.seq, m.subj, prefix)
 	}
-	return assemble(asm, message{kind: 'c', rest: rest, seq: m.seq, hdr: m.hdr.Get, data: m.data})
+	cm, _, complete, err = assemble(asm, message{kind: 'c', rest: rest, seq: m.seq, hdr: m.hdr.Get, data: m.data})
+	return cm, complete, err
 }

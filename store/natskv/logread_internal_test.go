@@ -106,15 +106,23 @@ func TestLogCacheLargeCommits(t *testing.T) {
 	big := func(v, k int) []byte {
 		return fmt.Appendf(nil, `"%d.%d.%s"`, v, k, bytes.Repeat([]byte("x"), 400<<10))
 	}
+	const n = 40
 	var made []protocol.Commit
-	for v := 1; v <= 12; v++ {
+	for v := 1; v <= n; v++ {
 		var ops []protocol.Op
-		if v == 6 || v == 7 {
+		switch {
+		case v == 6 || v == 7:
 			for k := range 3 {
 				ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("big", k), Value: big(v, k)})
 			}
-		} else {
-			ops = []protocol.Op{{Op: protocol.OpPut, ID: "small", Value: fmt.Appendf(nil, "%d", v)}}
+		case v == 8:
+			// Small ops whose log entry is large: the values they
+			// replace.
+			for k := range 3 {
+				ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("big", k), Value: []byte("0")})
+			}
+		default:
+			ops = []protocol.Op{{Op: protocol.OpPut, ID: "small", Value: fmt.Appendf(nil, `"%d.%s"`, v, bytes.Repeat([]byte("y"), 1<<10))}}
 		}
 		a, err := s.Apply(ctx, name, ops, nil)
 		if err != nil {
@@ -123,14 +131,14 @@ func TestLogCacheLargeCommits(t *testing.T) {
 		made = append(made, a.Commit.Clone())
 	}
 	for _, st := range []*Store{s, other} {
-		openAt(t, st, name, 12)
-		for _, after := range []uint64{5, 0} { // the large ones alone, then all
-			ch, err := st.Changes(ctx, name, after, store.Page{Commits: 12 - int(after)})
+		openAt(t, st, name, n)
+		for _, after := range []uint64{7, 5, 0} { // from the small one with a large entry, the large ones, all
+			ch, err := st.Changes(ctx, name, after, store.Page{Commits: n - int(after)})
 			if err != nil {
 				t.Fatalf("Changes after %d: %v", after, err)
 			}
-			if len(ch.Commits) != 12-int(after) {
-				t.Fatalf("Changes after %d: %d commits, want %d", after, len(ch.Commits), 12-after)
+			if len(ch.Commits) != n-int(after) {
+				t.Fatalf("Changes after %d: %d commits, want %d", after, len(ch.Commits), n-after)
 			}
 			for _, cm := range ch.Commits {
 				want := made[cm.Version-1]

@@ -101,6 +101,13 @@ type Options struct {
 	// commits). Default 64 KiB (DefaultLogCache); a negative value keeps
 	// every retained commit whole in memory.
 	LogCache int
+	// RecordCache bounds, per open collection, the bytes of record values
+	// that stay in memory, those of the records written last: the others
+	// keep only their id and version, and Get, Snapshot and CatchUp read
+	// their values from the stream (a direct get per 1,024 records).
+	// Default 32 MiB (DefaultRecordCache); a negative value keeps every
+	// value in memory.
+	RecordCache int
 	// Layout maps collections onto streams: LayoutStream (the default)
 	// gives each collection a stream of its own, PREFIX_COLLECTION, which
 	// is a Raft group of its own on each of its servers; LayoutShared keeps
@@ -126,6 +133,7 @@ const (
 	DefaultHeartbeat      = 2 * time.Second
 	DefaultMaxBacklog     = 1 << 16
 	DefaultLogCache       = 64 << 10
+	DefaultRecordCache    = 32 << 20
 	DefaultMaxBatch       = 1000
 	DefaultIdleAfter      = 2 * time.Minute
 )
@@ -165,7 +173,11 @@ type Store struct {
 	// logReads counts the commits Changes read from the stream.
 	logCache int
 	logReads atomic.Uint64
-	log      *slog.Logger
+	// recordCache is Options.RecordCache, math.MaxInt when it keeps
+	// everything; valueReads counts the values read from the stream.
+	recordCache int
+	valueReads  atomic.Uint64
+	log         *slog.Logger
 	// idle is Options.IdleAfter, 0 when collections are kept open.
 	idle time.Duration
 	// shared: the shared layout (Options.Layout), every collection in
@@ -222,22 +234,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("natskv: open: %w", err)
 	}
 	s := &Store{
-		id:       nuid.Next(),
-		cfg:      opts.Config.WithDefaults(),
-		prefix:   opts.Prefix,
-		replicas: opts.Replicas,
-		timeout:  opts.Timeout,
-		attempt:  opts.AttemptTimeout,
-		beat:     opts.Heartbeat,
-		maxBatch: opts.MaxBatch,
-		logCache: opts.LogCache,
-		log:      opts.Logger,
-		idle:     opts.IdleAfter,
-		born:     time.Now(),
-		colls:    make(map[string]*coll),
-		streams:  make(map[string]*coll),
-		holds:    make(map[string]int),
-		watch:    newWatchHub(),
+		id:          nuid.Next(),
+		cfg:         opts.Config.WithDefaults(),
+		prefix:      opts.Prefix,
+		replicas:    opts.Replicas,
+		timeout:     opts.Timeout,
+		attempt:     opts.AttemptTimeout,
+		beat:        opts.Heartbeat,
+		maxBatch:    opts.MaxBatch,
+		logCache:    opts.LogCache,
+		recordCache: opts.RecordCache,
+		log:         opts.Logger,
+		idle:        opts.IdleAfter,
+		born:        time.Now(),
+		colls:       make(map[string]*coll),
+		streams:     make(map[string]*coll),
+		holds:       make(map[string]int),
+		watch:       newWatchHub(),
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -267,6 +280,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.logCache = DefaultLogCache
 	case s.logCache < 0:
 		s.logCache = math.MaxInt
+	}
+	switch {
+	case s.recordCache == 0:
+		s.recordCache = DefaultRecordCache
+	case s.recordCache < 0:
+		s.recordCache = math.MaxInt
 	}
 	switch {
 	case s.idle == 0:
@@ -633,27 +652,49 @@ func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, err
 		func(st *state) (protocol.Head, error) { return st.Head(), nil })
 }
 
-// Get implements store.Store.
+// Get implements store.Store. A value no longer in memory
+// (Options.RecordCache) it reads from the stream.
 func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
-	return read(ctx, s, collection, func() string { return "get " + collection + "/" + id },
+	return readRecords(ctx, s, collection, func() string { return "get " + collection + "/" + id },
 		func(st *state) (protocol.Record, error) {
 			if r, ok := st.Get(id); ok {
 				return r, nil
 			}
 			return protocol.Record{}, store.ErrNotFound
-		})
+		},
+		func(r *protocol.Record, f func(*protocol.Record)) { f(r) })
 }
 
-// Snapshot implements store.Store.
+// Snapshot implements store.Store. The values no longer in memory
+// (Options.RecordCache) it reads from the stream.
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
-	return read(ctx, s, collection, func() string { return "snapshot of " + collection },
-		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil })
+	return readRecords(ctx, s, collection, func() string { return "snapshot of " + collection },
+		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil },
+		func(sn *protocol.Snapshot, f func(*protocol.Record)) { eachRecord(sn.Records, f) })
 }
 
-// CatchUp implements store.Store.
+// CatchUp implements store.Store. The values no longer in memory
+// (Options.RecordCache) it reads from the stream.
 func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
-	return read(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) },
-		func(st *state) (protocol.CatchUp, error) { return st.CatchUp(after) })
+	return readRecords(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) },
+		func(st *state) (protocol.CatchUp, error) { return st.CatchUp(after) },
+		func(cu *protocol.CatchUp, f func(*protocol.Record)) { eachRecord(cu.Records, f) })
+}
+
+// readRecords is read for the reads that return records: those whose
+// values the state shed (each visits them) it fills in from the stream
+// (see readValues).
+func readRecords[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error), each func(*T, func(*protocol.Record))) (T, error) {
+	c, err := s.coll(ctx, collection)
+	if err == nil {
+		defer c.unuse()
+		var v T
+		if v, err = readValues(ctx, c, fn, each); err == nil {
+			return v, nil
+		}
+	}
+	var zero T
+	return zero, fmt.Errorf("natskv: %s: %w", what(), err)
 }
 
 // Apply implements store.Store. It also checks the ops with

@@ -114,7 +114,9 @@ func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 // milliseconds), so that the suite meets collections released and
 // opened again between its calls. Options.LogCache keeps the ops of the
 // newest commit or two in memory, so that Changes reads the others from
-// the stream.
+// the stream; Options.RecordCache keeps the values of the records written
+// last, about 100 bytes of them, so that Get, Snapshot, CatchUp and the
+// committer read the others from the stream.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		srv := startServer(t, serverOptions(t.TempDir()))
@@ -122,7 +124,7 @@ func TestConformance(t *testing.T) {
 			Persistent: true,
 			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
-				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond, LogCache: 200})
+				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond, LogCache: 200, RecordCache: 100})
 			},
 		}
 	})

@@ -44,3 +44,12 @@ func getter(st *state) func(id string) json.RawMessage {
 		return r.Value
 	}
 }
+
+// cloneValues returns a deep copy of vals.
+func cloneValues(vals []json.RawMessage) []json.RawMessage {
+	out := make([]json.RawMessage, len(vals))
+	for i, v := range vals {
+		out[i] = slices.Clone(v)
+	}
+	return out
+}

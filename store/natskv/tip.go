@@ -75,6 +75,8 @@ type directRequest struct {
 	// layout).
 	NextFor   string   `json:"next_by_subj,omitempty"`
 	MultiLast []string `json:"multi_last,omitempty"`
+	// UpToSeq limits a MultiLast get to the messages up to it.
+	UpToSeq uint64 `json:"up_to_seq,omitempty"`
 }
 
 // maxMultiLast is the most messages a server answers a MultiLast direct

@@ -5,6 +5,7 @@ package colstate
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -26,8 +27,12 @@ type State struct {
 	Epoch   string
 	Version uint64
 
-	// records are the current records by id.
+	// records are the current records by id. A record whose value was
+	// shed (ShedValues) has a nil Value.
 	records map[string]protocol.Record
+	// values is the size of the values in memory; the live entries of
+	// written[:shedTo] have theirs shed.
+	values, shedTo int
 	// written lists, in version order, the (version, id) of every record
 	// write. An entry is live while records[id].Version == version; stale
 	// counts the others, which are dropped once they outnumber the live
@@ -67,6 +72,10 @@ type LogEntry struct {
 	// Size is the commit's protocol.CommitSize, kept when its ops are
 	// shed.
 	Size int
+	// Prev, when not nil, holds the value each op's record had just
+	// before it (see store.Applied.Prev), as a store read it back with
+	// the commit; it is shed with the ops.
+	Prev []json.RawMessage
 }
 
 // Tomb is a deletion tombstone: record ID deleted at Version, at time At.
@@ -98,7 +107,8 @@ func (s *State) RecordVersion(id string) (uint64, bool) {
 	return r.Version, ok
 }
 
-// Get returns a copy of record id.
+// Get returns a copy of record id; its Value is nil if it was shed
+// (ShedValues).
 func (s *State) Get(id string) (protocol.Record, bool) {
 	r, ok := s.records[id]
 	if !ok {
@@ -126,9 +136,10 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 	v := c.Version
 	for _, id := range slices.Sorted(maps.Keys(net)) {
 		ch := net[id]
-		_, existed := s.records[id]
+		old, existed := s.records[id]
 		if existed {
 			s.stale++
+			s.values -= len(old.Value)
 		}
 		if ch.deleted {
 			if existed {
@@ -139,6 +150,7 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 			continue
 		}
 		s.records[id] = protocol.Record{ID: id, Value: ch.value, Version: v}
+		s.values += len(ch.value)
 		s.written = append(s.written, entry{version: v, id: id})
 		if _, ok := s.tombVersion[id]; ok {
 			// A catch-up from before the deletion gets the new record,
@@ -163,11 +175,13 @@ func (s *State) Restore(log Log, records map[string]protocol.Record, tombs map[s
 	s.log = log
 	s.records = records
 	s.written = s.written[:0]
+	s.values, s.shedTo = 0, 0
 	for id, r := range records {
 		if r.Version > s.Version {
 			return fmt.Errorf("record %q at version %d beyond the log's %d", id, r.Version, s.Version)
 		}
 		s.written = append(s.written, entry{version: r.Version, id: id})
+		s.values += len(r.Value)
 	}
 	slices.SortFunc(s.written, func(a, b entry) int {
 		return cmp.Or(cmp.Compare(a.version, b.version), strings.Compare(a.id, b.id))
@@ -207,6 +221,26 @@ func (s *State) TrimLog(retain, slack int) {
 // keeps them elsewhere too (LogEntry.Seq): their Commit.Ops become nil,
 // and Changes returns them so.
 func (s *State) Shed(keep int) { s.log.Shed(keep, math.MaxUint64) }
+
+// ShedValues drops from memory the values of the records written longest
+// ago, beyond the newest keep bytes of them, for a store that keeps them
+// elsewhere too: their Value becomes nil, in what Get, Snapshot and
+// CatchUp return too, and the caller reads them from where it keeps
+// them.
+func (s *State) ShedValues(keep int) {
+	for s.values > keep && s.shedTo < len(s.written) {
+		e := s.written[s.shedTo]
+		if r, ok := s.records[e.id]; ok && r.Version == e.version && r.Value != nil {
+			s.values -= len(r.Value)
+			r.Value = nil
+			s.records[e.id] = r
+		}
+		s.shedTo++
+	}
+}
+
+// ValueBytes returns the size of the record values in memory.
+func (s *State) ValueBytes() int { return s.values }
 
 // LogBytes returns the Size of the log entries whose ops are in memory.
 func (s *State) LogBytes() int { return s.log.Bytes() }
@@ -280,11 +314,18 @@ func (s *State) RaiseHorizon(h uint64, forgotten func(Tomb)) {
 // tombstones.
 func (s *State) compact() {
 	if s.stale > compactMin && s.stale > len(s.written)/2 {
-		s.written = slices.DeleteFunc(slices.Clone(s.written), func(e entry) bool {
+		live := func(e entry) bool {
 			r, ok := s.records[e.id]
-			return !ok || r.Version != e.version
-		})
-		s.stale = 0
+			return ok && r.Version == e.version
+		}
+		shedTo := 0
+		for _, e := range s.written[:s.shedTo] {
+			if live(e) {
+				shedTo++
+			}
+		}
+		s.written = slices.DeleteFunc(slices.Clone(s.written), func(e entry) bool { return !live(e) })
+		s.stale, s.shedTo = 0, shedTo
 	}
 	if s.tombStale > compactMin && s.tombStale > len(s.tombs)/2 {
 		s.tombs = slices.DeleteFunc(slices.Clone(s.tombs), func(t Tomb) bool {
@@ -294,7 +335,8 @@ func (s *State) compact() {
 	}
 }
 
-// Snapshot returns a copy of every record, sorted by id.
+// Snapshot returns a copy of every record, sorted by id (a shed value
+// nil).
 func (s *State) Snapshot() protocol.Snapshot {
 	recs := make([]protocol.Record, 0, len(s.records))
 	for _, r := range s.records {
@@ -334,8 +376,8 @@ func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error)
 	return ch, nil
 }
 
-// CatchUp returns copies of the records written after version after and
-// the ids deleted after it and not written since.
+// CatchUp returns copies of the records written after version after (a
+// shed value nil) and the ids deleted after it and not written since.
 func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
 	if after < s.tombFloor {
 		return protocol.CatchUp{}, fmt.Errorf("%w: deletions up to version %d are forgotten", store.ErrHistoryGone, s.tombFloor)

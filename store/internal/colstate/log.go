@@ -50,7 +50,7 @@ func (l *Log) Shed(keep int, upTo uint64) {
 	for l.bodies > keep && l.shed < len(l.entries) && l.entries[l.shed].Commit.Version <= upTo {
 		e := &l.entries[l.shed]
 		l.bodies -= e.Size
-		e.Commit.Ops = nil
+		e.Commit.Ops, e.Prev = nil, nil
 		l.shed++
 	}
 }

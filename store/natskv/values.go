@@ -1,0 +1,223 @@
+package natskv
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// An open collection keeps every record's id and version in memory, and
+// the values of only the records written last, up to Options.RecordCache
+// bytes (colstate.State.ShedValues): a node serving a large collection
+// would otherwise hold all of it. Get, Snapshot and CatchUp read the
+// values the state shed from the stream, where each record's last message
+// holds its value, with direct gets of the records' subjects as of the
+// state's last sequence (multi_last up to it, which any replica answers
+// from its subject index). A record written again since then has no
+// message there any more: the state is behind the stream, so the read
+// catches up and is made again, from the newer state, keeping the values
+// it has read. The committer reads the values its commits replace the same
+// way (see plan). The values each commit replaced travel in its log entry
+// (protocol.AppendLogEntry), so that no process needs the records to tell
+// its watchers.
+
+// maxValueRounds bounds how often a read catches up with a stream that
+// keeps rewriting the records it reads.
+const maxValueRounds = 100
+
+// errStaleValues: a record's message as of the state's last sequence is
+// gone, written again since: the state is behind the stream.
+var errStaleValues = errors.New("records were written again since the state was read")
+
+// heldValue is a record's value read from the stream, at its version.
+type heldValue struct {
+	version uint64
+	value   []byte
+}
+
+// readValues reads, under c.mu, what read takes from the state (records
+// whose shed values are nil, which each visits), and fills those in from
+// the stream. When the stream has moved past the state, it catches up and
+// reads again.
+func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, error), each func(*T, func(*protocol.Record))) (T, error) {
+	var zero T
+	var held map[string]heldValue // the values read in earlier rounds
+	for round := 0; ; round++ {
+		c.mu.RLock()
+		if c.closed {
+			c.mu.RUnlock()
+			return zero, store.ErrClosed
+		}
+		v, err := read(c.st)
+		epoch, upTo := c.st.Epoch, c.st.lastSeq
+		c.mu.RUnlock()
+		if err != nil {
+			return zero, err
+		}
+		var need []*protocol.Record
+		each(&v, func(r *protocol.Record) {
+			if r.Value != nil {
+				return
+			}
+			if h, ok := held[r.ID]; ok && h.version == r.Version {
+				r.Value = h.value
+				return
+			}
+			need = append(need, r)
+		})
+		if len(need) == 0 {
+			return v, nil
+		}
+		if held == nil {
+			held = make(map[string]heldValue, len(need))
+		}
+		err = c.fetchValues(ctx, epoch, upTo, need, held)
+		c.s.valueReads.Add(uint64(len(need)))
+		switch {
+		case err == nil:
+			return v, nil
+		case !errors.Is(err, errStaleValues):
+			return zero, err
+		case round == maxValueRounds:
+			return zero, fmt.Errorf("%w: %d reads in a row", err, round+1)
+		}
+		if err := c.waitMoved(ctx, epoch, upTo); err != nil {
+			return zero, err
+		}
+	}
+}
+
+// waitMoved waits until the collection's state is past stream sequence
+// upTo of epoch, the stream being known to be: for the follower to read
+// on or, if it does not within an attempt's time, for it to catch up
+// (reloading if it cannot). It returns an error only once ctx is done or
+// the store closed; the caller reads the state again either way.
+func (c *coll) waitMoved(ctx context.Context, epoch string, upTo uint64) error {
+	moved := func() bool {
+		return c.st != nil && !c.broken && (c.st.Epoch != epoch || c.st.lastSeq > upTo)
+	}
+	wait := func(d time.Duration) (bool, error) {
+		wctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		err := c.waitFor(wctx, moved)
+		if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+			return false, err
+		}
+		return err == nil, nil
+	}
+	if ok, err := wait(c.s.attempt); ok || err != nil {
+		return err
+	}
+	if err := c.catchUp(ctx, epoch); err != nil && ctx.Err() != nil {
+		return err
+	}
+	_, err := wait(c.s.timeout)
+	return err
+}
+
+// fetchValues reads the values of recs, records of the state in epoch
+// read at stream sequence upTo, from the stream: the last message of each
+// one's subject up to upTo, which must be the record's at its version.
+// It fills in each value it finds, and adds it to held. It returns
+// errStaleValues (wrapped) when a record has no message up to upTo any
+// more.
+func (c *coll) fetchValues(ctx context.Context, epoch string, upTo uint64, recs []*protocol.Record, held map[string]heldValue) error {
+	prefix := c.names.prefix(epoch)
+	byID := make(map[string]*protocol.Record, min(len(recs), maxMultiLast))
+	var stale error
+	for len(recs) > 0 {
+		batch := recs[:min(len(recs), maxMultiLast)]
+		recs = recs[len(batch):]
+		clear(byID)
+		subjects := make([]string, len(batch))
+		for i, r := range batch {
+			subjects[i] = recordSubject(prefix, r.ID)
+			byID[r.ID] = r
+		}
+		// An answer may end early, at the server's byte bound: what it
+		// left out is asked for again, until an answer brings nothing.
+		for len(subjects) > 0 {
+			var bad error
+			rctx, cancel := c.attemptCtx(ctx)
+			n, err := c.s.directGet(rctx, c.names.stream, directRequest{MultiLast: subjects, UpToSeq: upTo}, func(m feedMsg) bool {
+				var r *protocol.Record
+				if r, bad = recordOf(prefix, m, byID); bad == nil {
+					r.Value = m.data
+					held[r.ID] = heldValue{version: r.Version, value: m.data}
+					delete(byID, r.ID)
+				}
+				return bad == nil
+			})
+			cancel()
+			switch {
+			case bad != nil:
+				return fmt.Errorf("read record values from the stream: %w", bad)
+			case err != nil:
+				return fmt.Errorf("read record values from the stream: %w", err)
+			}
+			subjects = subjects[:0]
+			for id := range byID {
+				subjects = append(subjects, recordSubject(prefix, id))
+			}
+			if n == 0 && len(subjects) > 0 {
+				stale = fmt.Errorf("%w: %d of them, such as %q", errStaleValues, len(subjects), firstKey(byID))
+				break
+			}
+		}
+	}
+	return stale
+}
+
+// recordOf returns the record of byID that m, a record's message read
+// from the stream under prefix, holds the value of.
+func recordOf(prefix string, m feedMsg, byID map[string]*protocol.Record) (*protocol.Record, error) {
+	rest, ok := strings.CutPrefix(m.subj, prefix+"r.")
+	if !ok {
+		return nil, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
+	}
+	id, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, fmt.Errorf("record subject %q: %w", m.subj, err)
+	}
+	r := byID[string(id)]
+	if r == nil {
+		return nil, fmt.Errorf("message %d on %q: a record not asked for", m.seq, m.subj)
+	}
+	v, err := strconv.ParseUint(m.hdr.Get(hdrVersion), 10, 64)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("record %q: version header: %w", id, err)
+	case m.hdr.Get(hdrDeleted) != "" || v != r.Version:
+		// The state read at this sequence has the record at its
+		// version: the stream and the state disagree.
+		return nil, fmt.Errorf("record %q: the stream holds version %d (deleted: %t) where the state has %d", id, v, m.hdr.Get(hdrDeleted) != "", r.Version)
+	}
+	return r, nil
+}
+
+// eachRecord calls f with each record of rs.
+func eachRecord(rs []protocol.Record, f func(*protocol.Record)) {
+	for i := range rs {
+		f(&rs[i])
+	}
+}
+
+// firstKey returns a key of m, for messages.
+func firstKey[V any](m map[string]V) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+// RecordReads returns how many record values Get, Snapshot, CatchUp and
+// the committer have read from the stream since Open, being no longer in
+// memory (Options.RecordCache).
+func (s *Store) RecordReads() uint64 { return s.valueReads.Load() }

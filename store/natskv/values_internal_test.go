@@ -1,0 +1,258 @@
+package natskv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/viewsync/viewsync/protocol"
+	"github.com/viewsync/viewsync/store"
+)
+
+// recValue is the value the record tests write: the version of its commit
+// and padding, so that a read value tells which write it came from.
+func recValue(v uint64, pad int) []byte {
+	return fmt.Appendf(nil, `{"v":%d,"pad":"%s"}`, v, bytes.Repeat([]byte("x"), pad))
+}
+
+// versionIn returns the version a recValue carries.
+func versionIn(t *testing.T, b []byte) uint64 {
+	t.Helper()
+	var x struct{ V uint64 }
+	if err := json.Unmarshal(b, &x); err != nil {
+		t.Fatalf("value %.40q: %v", b, err)
+	}
+	return x.V
+}
+
+// TestRecordCache: an open collection keeps the values of the records
+// written last only, up to Options.RecordCache bytes, in the committer's
+// store and in a follower's, and reads the others from the stream: Get,
+// Snapshot and CatchUp answer every record as written, and the committer
+// tells what its commits replaced (Applied.Prev) from values it read.
+func TestRecordCache(t *testing.T) {
+	ctx := t.Context()
+	const (
+		cache   = 2 << 10
+		ids     = 120
+		commits = 400
+	)
+	s, other := openPair(t, Options{IdleAfter: -1, RecordCache: cache})
+	const name = "records"
+	rng := rand.New(rand.NewPCG(3, 4))
+	model := map[string]protocol.Record{}
+	for v := uint64(1); v <= commits; v++ {
+		id := fmt.Sprint("r", rng.IntN(ids))
+		op := protocol.Op{Op: protocol.OpPut, ID: id, Value: recValue(v, 100)}
+		old, existed := model[id]
+		if existed && rng.IntN(5) == 0 {
+			op = protocol.Op{Op: protocol.OpDelete, ID: id}
+		}
+		a, err := s.Apply(ctx, name, []protocol.Op{op}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.Prev[0], old.Value) {
+			t.Fatalf("commit %d: Applied.Prev %.40q, want %.40q", v, a.Prev[0], old.Value)
+		}
+		if op.Op == protocol.OpDelete {
+			delete(model, id)
+		} else {
+			model[id] = protocol.Record{ID: id, Value: op.Value, Version: v}
+		}
+	}
+	for _, st := range []*Store{s, other} {
+		c := openAt(t, st, name, commits)
+		c.mu.RLock()
+		kept := c.st.ValueBytes()
+		c.mu.RUnlock()
+		if kept > cache {
+			t.Fatalf("the state holds %d bytes of values, more than its %d", kept, cache)
+		}
+		reads := st.RecordReads()
+		snap, err := st.Snapshot(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Records) != len(model) {
+			t.Fatalf("snapshot of %d records, want %d", len(snap.Records), len(model))
+		}
+		for _, r := range snap.Records {
+			if want := model[r.ID]; r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
+				t.Fatalf("snapshot has %s at %d %.30q, want %d %.30q", r.ID, r.Version, r.Value, want.Version, want.Value)
+			}
+		}
+		if st.RecordReads() == reads {
+			t.Fatal("no value read from the stream")
+		}
+		for id, want := range model {
+			r, err := st.Get(ctx, name, id)
+			if err != nil || r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
+				t.Fatalf("Get(%s) = %d %.30q, %v; want %d %.30q", id, r.Version, r.Value, err, want.Version, want.Value)
+			}
+		}
+		cu, err := st.CatchUp(ctx, name, commits/2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range cu.Records {
+			if want := model[r.ID]; r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
+				t.Fatalf("catch-up has %s at %d %.30q, want %d %.30q", r.ID, r.Version, r.Value, want.Version, want.Value)
+			}
+		}
+	}
+}
+
+// TestRecordCacheRewritten: reads of values the state shed stay
+// consistent (every record's value is the one its version wrote, in a
+// snapshot read at one version) while another process keeps rewriting the
+// records, so that the stream is often past the reader's state.
+func TestRecordCacheRewritten(t *testing.T) {
+	ctx := t.Context()
+	const ids = 40
+	s, other := openPair(t, Options{IdleAfter: -1, RecordCache: 512})
+	const name = "rewritten"
+	var ops []protocol.Op
+	for i := range ids {
+		ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("r", i), Value: recValue(1, 50)})
+	}
+	if _, err := other.Apply(ctx, name, ops, nil); err != nil {
+		t.Fatal(err)
+	}
+	openAt(t, s, name, 1)
+
+	// wrote maps each commit's version to the number its value carries.
+	var mu sync.Mutex
+	wrote := map[uint64]uint64{1: 1}
+	record := func(a store.Applied, n uint64) {
+		mu.Lock()
+		wrote[a.Commit.Version] = n
+		mu.Unlock()
+	}
+	type seen struct{ version, n uint64 }
+	var seens []seen
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := uint64(2); ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			op := protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("r", n%ids), Value: recValue(n, 50)}
+			a, err := other.Apply(ctx, name, []protocol.Op{op}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			record(a, n)
+		}
+	})
+	for range 30 {
+		snap, err := s.Snapshot(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Records) != ids {
+			t.Fatalf("snapshot of %d records, want %d", len(snap.Records), ids)
+		}
+		for _, r := range snap.Records {
+			if r.Version > snap.Version {
+				t.Fatalf("snapshot at %d holds %s at version %d", snap.Version, r.ID, r.Version)
+			}
+			seens = append(seens, seen{r.Version, versionIn(t, r.Value)})
+		}
+		r, err := s.Get(ctx, name, "r0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seens = append(seens, seen{r.Version, versionIn(t, r.Value)})
+		// The committer reads the values it replaces too.
+		a, err := s.Apply(ctx, name, []protocol.Op{{Op: protocol.OpPut, ID: "r1", Value: recValue(0, 1)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		record(a, 0)
+		if a.Prev[0] == nil {
+			t.Fatal("Applied.Prev of a record that exists is nil")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for _, x := range seens {
+		if n, ok := wrote[x.version]; !ok || n != x.n {
+			t.Fatalf("a record at version %d read with the value of write %d; that version wrote %d", x.version, x.n, n)
+		}
+	}
+	if s.RecordReads() == 0 {
+		t.Fatal("no value read from the stream")
+	}
+}
+
+// TestRecordCacheStale: a read of values the state shed, by a state the
+// stream has moved past (here: it missed the messages that rewrote them),
+// catches up and answers the records as they are now; so does the
+// committer, for the values its commit replaces.
+func TestRecordCacheStale(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // fail, not hang
+	defer cancel()
+	s, other := openPair(t, Options{Layout: LayoutShared, IdleAfter: -1, RecordCache: 1, Timeout: time.Second, AttemptTimeout: 200 * time.Millisecond})
+	const name = "stale"
+	var ops []protocol.Op
+	for i := range 10 {
+		ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprint("r", i), Value: recValue(1, 10)})
+	}
+	if _, err := other.Apply(ctx, name, ops, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := openAt(t, s, name, 1)
+
+	// missed rewrites a record while s's state does not follow.
+	missed := func(id string, n uint64) {
+		t.Helper()
+		s.mu.Lock()
+		delete(s.colls, name)
+		s.mu.Unlock()
+		if _, err := other.Apply(ctx, name, []protocol.Op{{Op: protocol.OpPut, ID: id, Value: recValue(n, 10)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		last := lastSeq(t, s)
+		waitUntil(t, "the feed passed the rewrite", func() bool {
+			s.feed.mu.Lock()
+			defer s.feed.mu.Unlock()
+			return s.feed.last >= last
+		})
+		s.mu.Lock()
+		s.colls[name] = c
+		s.mu.Unlock()
+	}
+
+	missed("r0", 2)
+	snap, err := s.Snapshot(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Version != 2 || len(snap.Records) != 10 {
+		t.Fatalf("snapshot at version %d with %d records; want 2, 10", snap.Version, len(snap.Records))
+	}
+	for _, r := range snap.Records {
+		if n := versionIn(t, r.Value); n != r.Version {
+			t.Fatalf("snapshot has %s at version %d with the value of %d", r.ID, r.Version, n)
+		}
+	}
+
+	missed("r1", 3)
+	a, err := s.Apply(ctx, name, []protocol.Op{{Op: protocol.OpPut, ID: "r1", Value: recValue(4, 10)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Commit.Version != 4 || versionIn(t, a.Prev[0]) != 3 {
+		t.Fatalf("commit %d replaced %.30q; want commit 4 replacing the value of version 3", a.Commit.Version, a.Prev[0])
+	}
+}
