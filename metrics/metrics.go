@@ -200,6 +200,16 @@ func (p *Prometheus) TrackLogReads(reads func() uint64) {
 	}, func() float64 { return float64(reads()) }))
 }
 
+// TrackRecordReads exports viewsync_nats_record_reads_total, read from
+// reads (natskv.Store.RecordReads) at each scrape: the record values the
+// NATS engine read from NATS, being no longer in its record cache.
+func (p *Prometheus) TrackRecordReads(reads func() uint64) {
+	p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "viewsync_nats_record_reads_total",
+		Help: "Record values read from NATS for snapshots, catch-ups and commits, being no longer in this node's record cache (--nats-record-cache).",
+	}, func() float64 { return float64(reads()) }))
+}
+
 // ObserveRequest counts and times a request, as httpapi.Observer asks.
 func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration) {
 	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()

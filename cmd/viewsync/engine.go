@@ -38,6 +38,7 @@ type engineConfig struct {
 	maxBatch    int
 	maxBacklog  int
 	logCache    cliflag.Size
+	recordCache cliflag.Size
 }
 
 func (c *engineConfig) register(fs *flag.FlagSet) {
@@ -56,6 +57,8 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxBatch, "nats-max-batch", natskv.DefaultMaxBatch, "--engine nats: most messages in one atomic batch (the servers' jetstream max_batch_size)")
 	c.logCache = natskv.DefaultLogCache
 	fs.Var(&c.logCache, "nats-log-cache", "--engine nats: bytes of each open collection's newest commits kept whole in memory; the ops of older retained commits are read from NATS when a reader needs them")
+	c.recordCache = natskv.DefaultRecordCache
+	fs.Var(&c.recordCache, "nats-record-cache", "--engine nats: bytes of record values each open collection keeps in memory, those of the records written last; the others keep only their id and version, and their values are read from NATS when a snapshot, catch-up or commit needs them")
 	fs.IntVar(&c.maxBacklog, "nats-max-backlog", natskv.DefaultMaxBacklog, "--engine nats, shared layout: most new messages kept for one collection while it loads; past it they are dropped and the collection loads again")
 }
 
@@ -75,6 +78,8 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-max-backlog must be positive")
 	case c.logCache < 1 || c.logCache > 1<<40:
 		return errors.New("--nats-log-cache must be 1B to 1TiB")
+	case c.recordCache < 1 || c.recordCache > 1<<40:
+		return errors.New("--nats-record-cache must be 1B to 1TiB")
 	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
@@ -150,18 +155,19 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(c.natsURL), err)
 	}
 	st, err := natskv.Open(ctx, natskv.Options{
-		Conn:       nc,
-		Prefix:     c.prefix,
-		Replicas:   c.replicas,
-		Config:     cfg,
-		Logger:     log,
-		Timeout:    c.natsTimeout,
-		Heartbeat:  c.natsBeat,
-		IdleAfter:  c.idleAfter(),
-		MaxBatch:   c.maxBatch,
-		MaxBacklog: c.maxBacklog,
-		LogCache:   int(c.logCache),
-		Layout:     c.natsLayout,
+		Conn:        nc,
+		Prefix:      c.prefix,
+		Replicas:    c.replicas,
+		Config:      cfg,
+		Logger:      log,
+		Timeout:     c.natsTimeout,
+		Heartbeat:   c.natsBeat,
+		IdleAfter:   c.idleAfter(),
+		MaxBatch:    c.maxBatch,
+		MaxBacklog:  c.maxBacklog,
+		LogCache:    int(c.logCache),
+		RecordCache: int(c.recordCache),
+		Layout:      c.natsLayout,
 	})
 	if err != nil {
 		nc.Close()

@@ -114,6 +114,8 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{name: "env nats-max-backlog negative", env: map[string]string{"VIEWSYNC_NATS_MAX_BACKLOG": "-1"}, want: "--nats-max-backlog"},
 		{name: "nats-log-cache zero", args: []string{"--nats-log-cache", "0"}, want: "--nats-log-cache"},
 		{name: "env nats-log-cache not a size", env: map[string]string{"VIEWSYNC_NATS_LOG_CACHE": "lots"}, want: "VIEWSYNC_NATS_LOG_CACHE"},
+		{name: "nats-record-cache zero", args: []string{"--nats-record-cache", "0"}, want: "--nats-record-cache"},
+		{name: "env nats-record-cache not a size", env: map[string]string{"VIEWSYNC_NATS_RECORD_CACHE": "lots"}, want: "VIEWSYNC_NATS_RECORD_CACHE"},
 		{name: "presence-set-rate zero", args: []string{"--presence-set-rate", "0"}, want: "--presence-set-rate"},
 		{name: "presence-set-rate NaN", args: []string{"--presence-set-rate", "NaN"}, want: "--presence-set-rate"},
 		{name: "env presence-set-rate negative", env: map[string]string{"VIEWSYNC_PRESENCE_SET_RATE": "-1"}, want: "--presence-set-rate"},

@@ -19,6 +19,9 @@ import (
 // without Options.Layout get the layout under test), and fails the run if
 // a goroutine (the store's or the in-process servers') outlives its test.
 func TestMain(m *testing.M) {
+	if serveChild() {
+		return
+	}
 	code := 0
 	for _, layout := range testLayouts() {
 		natskv.SetLayoutUnderTest(layout)
