@@ -17,24 +17,34 @@ import (
 // then each iteration opens a fresh store on the same server and reads a
 // snapshot. It reports the time to the first snapshot, the records
 // replayed per second, and the heap the open collection holds per record
-// (after a collection, with the snapshot released): the node keeps the
-// whole collection in memory.
+// (after a collection, with the snapshot released), with every value in
+// memory (cache=all) and with the record cache (Options.RecordCache) at
+// its default and at 1 MiB, where the snapshot reads the other values
+// from the stream. The server runs in a process of its own, so that the
+// heap is the store's alone.
 //
 //	go test -run '^$' -bench BenchmarkColdOpen -benchtime 3x ./store/natskv/
 func BenchmarkColdOpen(b *testing.B) {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		b.Run("records="+strconv.Itoa(n), func(b *testing.B) {
-			benchmarkColdOpen(b, n)
+			url := startChildServer(b)
+			writeCold(b, url, n)
+			for _, c := range []struct {
+				name  string
+				cache int
+			}{{"all", -1}, {"32MiB", natskv.DefaultRecordCache}, {"1MiB", 1 << 20}} {
+				b.Run("cache="+c.name, func(b *testing.B) {
+					benchmarkColdOpen(b, url, n, c.cache)
+				})
+			}
 		})
 	}
 }
 
-func benchmarkColdOpen(b *testing.B, records int) {
-	opts := serverOptions(b.TempDir())
-	opts.SyncAlways = false // the setup's writes; reads are what is measured
-	srv := startServer(b, opts)
+// writeCold writes the collection BenchmarkColdOpen reads.
+func writeCold(b *testing.B, url string, records int) {
 	ctx := b.Context()
-	w := openStore(b, srv.ClientURL(), natskv.Options{})
+	w := openStore(b, url, natskv.Options{})
 	const perCommit = 1000
 	ops := make([]protocol.Op, 0, perCommit)
 	for i := range records {
@@ -46,14 +56,20 @@ func benchmarkColdOpen(b *testing.B, records int) {
 			ops = ops[:0]
 		}
 	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
 
+func benchmarkColdOpen(b *testing.B, url string, records, cache int) {
+	ctx := b.Context()
 	var total time.Duration
 	var heapPerRecord float64
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		before := heapInUse()
-		r := openStore(b, srv.ClientURL(), natskv.Options{})
+		r := openStore(b, url, natskv.Options{RecordCache: cache})
 		b.StartTimer()
 		start := time.Now()
 		snap, err := r.Snapshot(ctx, "cold")

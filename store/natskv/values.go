@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/viewsync/viewsync/protocol"
@@ -124,55 +125,89 @@ func (c *coll) waitMoved(ctx context.Context, epoch string, upTo uint64) error {
 
 // fetchValues reads the values of recs, records of the state in epoch
 // read at stream sequence upTo, from the stream: the last message of each
-// one's subject up to upTo, which must be the record's at its version.
-// It fills in each value it finds, and adds it to held. It returns
-// errStaleValues (wrapped) when a record has no message up to upTo any
-// more.
+// one's subject up to upTo, which must be the record's at its version. It
+// asks for up to maxMultiLast records a request, valueReaders requests at
+// a time. It fills in each value it finds, and adds it to held. It
+// returns errStaleValues (wrapped) when a record has no message up to
+// upTo any more.
 func (c *coll) fetchValues(ctx context.Context, epoch string, upTo uint64, recs []*protocol.Record, held map[string]heldValue) error {
 	prefix := c.names.prefix(epoch)
-	byID := make(map[string]*protocol.Record, min(len(recs), maxMultiLast))
-	var stale error
-	for len(recs) > 0 {
-		batch := recs[:min(len(recs), maxMultiLast)]
-		recs = recs[len(batch):]
-		clear(byID)
-		subjects := make([]string, len(batch))
-		for i, r := range batch {
-			subjects[i] = recordSubject(prefix, r.ID)
-			byID[r.ID] = r
-		}
-		// An answer may end early, at the server's byte bound: what it
-		// left out is asked for again, until an answer brings nothing.
-		for len(subjects) > 0 {
-			var bad error
-			rctx, cancel := c.attemptCtx(ctx)
-			n, err := c.s.directGet(rctx, c.names.stream, directRequest{MultiLast: subjects, UpToSeq: upTo}, func(m feedMsg) bool {
-				var r *protocol.Record
-				if r, bad = recordOf(prefix, m, byID); bad == nil {
-					r.Value = m.data
-					held[r.ID] = heldValue{version: r.Version, value: m.data}
-					delete(byID, r.ID)
-				}
-				return bad == nil
-			})
-			cancel()
-			switch {
-			case bad != nil:
-				return fmt.Errorf("read record values from the stream: %w", bad)
-			case err != nil:
-				return fmt.Errorf("read record values from the stream: %w", err)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, valueReaders)
+	)
+	for start := 0; start < len(recs); start += maxMultiLast {
+		batch := recs[start:min(len(recs), start+maxMultiLast)]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.fetchBatch(ctx, prefix, upTo, batch); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-			subjects = subjects[:0]
-			for id := range byID {
-				subjects = append(subjects, recordSubject(prefix, id))
-			}
-			if n == 0 && len(subjects) > 0 {
-				stale = fmt.Errorf("%w: %d of them, such as %q", errStaleValues, len(subjects), firstKey(byID))
-				break
-			}
+		})
+	}
+	wg.Wait()
+	for _, r := range recs {
+		if r.Value != nil {
+			held[r.ID] = heldValue{version: r.Version, value: r.Value}
 		}
 	}
-	return stale
+	for _, err := range errs {
+		if !errors.Is(err, errStaleValues) {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// valueReaders bounds the requests for values one read has under way.
+const valueReaders = 4
+
+// fetchBatch reads the values of batch, at most maxMultiLast records, for
+// fetchValues, with one request and, for any the answer left out (it may
+// end early, at the server's byte bound), another, until an answer brings
+// nothing.
+func (c *coll) fetchBatch(ctx context.Context, prefix string, upTo uint64, batch []*protocol.Record) error {
+	byID := make(map[string]*protocol.Record, len(batch))
+	subjects := make([]string, len(batch))
+	for i, r := range batch {
+		subjects[i] = recordSubject(prefix, r.ID)
+		byID[r.ID] = r
+	}
+	for len(subjects) > 0 {
+		var bad error
+		rctx, cancel := c.attemptCtx(ctx)
+		n, err := c.s.directGet(rctx, c.names.stream, directRequest{MultiLast: subjects, UpToSeq: upTo}, func(m feedMsg) bool {
+			var r *protocol.Record
+			if r, bad = recordOf(prefix, m, byID); bad == nil {
+				r.Value = m.data
+				delete(byID, r.ID)
+			}
+			return bad == nil
+		})
+		cancel()
+		switch {
+		case bad != nil:
+			return fmt.Errorf("read record values from the stream: %w", bad)
+		case err != nil:
+			return fmt.Errorf("read record values from the stream: %w", err)
+		}
+		subjects = subjects[:0]
+		for id := range byID {
+			subjects = append(subjects, recordSubject(prefix, id))
+		}
+		if n == 0 && len(subjects) > 0 {
+			return fmt.Errorf("%w: %d of them, such as %q", errStaleValues, len(subjects), firstKey(byID))
+		}
+	}
+	return nil
 }
 
 // recordOf returns the record of byID that m, a record's message read
