@@ -628,7 +628,7 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 		if !ok || r.Value != nil {
 			return r.Value
 		}
-		if h, ok := vals[id]; ok && h.version == r.Version {
+		if h, ok := vals[id]; ok && h.epoch == st.Epoch && h.version == r.Version {
 			return slices.Clone(h.value)
 		}
 		if !slices.ContainsFunc(p.need, func(n *protocol.Record) bool { return n.ID == id }) {

@@ -37,8 +37,10 @@ const maxValueRounds = 100
 // gone, written again since: the state is behind the stream.
 var errStaleValues = errors.New("records were written again since the state was read")
 
-// heldValue is a record's value read from the stream, at its version.
+// heldValue is a record's value read from the stream, at its version in
+// history epoch (versions start again in a new one).
 type heldValue struct {
+	epoch   string
 	version uint64
 	value   []byte
 }
@@ -50,6 +52,7 @@ type heldValue struct {
 func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, error), each func(*T, func(*protocol.Record))) (T, error) {
 	var zero T
 	var held map[string]heldValue // the values read in earlier rounds
+	start := time.Now()
 	for round := 0; ; round++ {
 		c.mu.RLock()
 		if c.closed {
@@ -67,7 +70,7 @@ func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, er
 			if r.Value != nil {
 				return
 			}
-			if h, ok := held[r.ID]; ok && h.version == r.Version {
+			if h, ok := held[r.ID]; ok && h.epoch == epoch && h.version == r.Version {
 				r.Value = h.value
 				return
 			}
@@ -84,10 +87,17 @@ func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, er
 		switch {
 		case err == nil:
 			return v, nil
-		case !errors.Is(err, errStaleValues):
-			return zero, err
 		case round == maxValueRounds:
 			return zero, fmt.Errorf("%w: %d reads in a row", err, round+1)
+		case !errors.Is(err, errStaleValues):
+			// NATS did not answer (a lost connection, say): try again
+			// for as long as a request may take.
+			if ctx.Err() != nil || time.Since(start) > c.s.timeout {
+				return zero, err
+			}
+			c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
+			sleep(ctx, jitter(retryDelay))
+			continue
 		}
 		if err := c.waitMoved(ctx, epoch, upTo); err != nil {
 			return zero, err
@@ -153,7 +163,7 @@ func (c *coll) fetchValues(ctx context.Context, epoch string, upTo uint64, recs 
 	wg.Wait()
 	for _, r := range recs {
 		if r.Value != nil {
-			held[r.ID] = heldValue{version: r.Version, value: r.Value}
+			held[r.ID] = heldValue{epoch: epoch, version: r.Version, value: r.Value}
 		}
 	}
 	for _, err := range errs {
