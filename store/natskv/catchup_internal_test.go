@@ -31,22 +31,12 @@ func TestCommitAfterMissedDrop(t *testing.T) {
 	}
 	c := openAt(t, s, name, 1)
 
-	s.mu.Lock()
-	delete(s.colls, name)
-	s.mu.Unlock()
-	nh, err := other.Drop(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := lastSeq(t, s)
-	waitUntil(t, "the feed passed the drop", func() bool {
-		s.feed.mu.Lock()
-		defer s.feed.mu.Unlock()
-		return s.feed.last >= last
+	var nh protocol.Head
+	unfollowed(t, s, c, name, func() {
+		if nh, err = other.Drop(ctx, name); err != nil {
+			t.Fatal(err)
+		}
 	})
-	s.mu.Lock()
-	s.colls[name] = c
-	s.mu.Unlock()
 	c.mu.RLock()
 	epoch := c.st.Epoch
 	c.mu.RUnlock()

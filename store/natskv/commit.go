@@ -264,22 +264,9 @@ func (c *coll) commitGroup(group []*request) {
 			return
 		}
 		if len(p.need) > 0 {
-			// Read the values the plan needs, then plan again.
-			err := c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
-			c.s.valueReads.Add(uint64(len(p.need)))
-			switch {
-			case errors.Is(err, errStaleValues):
-				// The state is behind the stream: catch up.
-				if err := c.catchUp(ctx, p.epoch); err != nil && ctx.Err() == nil {
-					wait.sleep(ctx)
-				}
-			case err != nil:
-				if ctx.Err() != nil {
-					fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
-					return
-				}
-				c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
-				wait.sleep(ctx)
+			if err := c.readNeeded(ctx, p, vals, &wait); err != nil {
+				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
+				return
 			}
 			continue
 		}

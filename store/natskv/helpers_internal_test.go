@@ -56,3 +56,24 @@ func openPair(t *testing.T, opts Options) (s, other *Store) {
 	}
 	return s, other
 }
+
+// unfollowed runs missed while the shared layout's feed hands collection
+// name, open as c on s, nothing: the messages stored meanwhile are lost
+// to c, as if its follower had missed them. It returns once the feed has
+// passed them, with c followed again.
+func unfollowed(t *testing.T, s *Store, c *coll, name string, missed func()) {
+	t.Helper()
+	s.mu.Lock()
+	delete(s.colls, name)
+	s.mu.Unlock()
+	missed()
+	last := lastSeq(t, s)
+	waitUntil(t, "the feed passed what was missed", func() bool {
+		s.feed.mu.Lock()
+		defer s.feed.mu.Unlock()
+		return s.feed.last >= last
+	})
+	s.mu.Lock()
+	s.colls[name] = c
+	s.mu.Unlock()
+}

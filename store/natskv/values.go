@@ -220,6 +220,28 @@ func (c *coll) fetchBatch(ctx context.Context, prefix string, upTo uint64, batch
 	return nil
 }
 
+// readNeeded reads the values plan p needs (p.need) into vals, for the
+// committer to plan again: after a read that found the state behind the
+// stream it has the follower catch up, after another failure it waits. It
+// returns an error only when ctx is done.
+func (c *coll) readNeeded(ctx context.Context, p *plan, vals map[string]heldValue, wait *backoff) error {
+	err := c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
+	c.s.valueReads.Add(uint64(len(p.need)))
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return err
+	case errors.Is(err, errStaleValues):
+		if c.catchUp(ctx, p.epoch) != nil {
+			wait.sleep(ctx)
+		}
+	default:
+		c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
+		wait.sleep(ctx)
+	}
+	return nil
+}
+
 // recordOf returns the record of byID that m, a record's message read
 // from the stream under prefix, holds the value of.
 func recordOf(prefix string, m feedMsg, byID map[string]*protocol.Record) (*protocol.Record, error) {

@@ -216,21 +216,11 @@ func TestRecordCacheStale(t *testing.T) {
 	// missed rewrites a record while s's state does not follow.
 	missed := func(id string, n uint64) {
 		t.Helper()
-		s.mu.Lock()
-		delete(s.colls, name)
-		s.mu.Unlock()
-		if _, err := other.Apply(ctx, name, []protocol.Op{{Op: protocol.OpPut, ID: id, Value: recValue(n, 10)}}, nil); err != nil {
-			t.Fatal(err)
-		}
-		last := lastSeq(t, s)
-		waitUntil(t, "the feed passed the rewrite", func() bool {
-			s.feed.mu.Lock()
-			defer s.feed.mu.Unlock()
-			return s.feed.last >= last
+		unfollowed(t, s, c, name, func() {
+			if _, err := other.Apply(ctx, name, []protocol.Op{{Op: protocol.OpPut, ID: id, Value: recValue(n, 10)}}, nil); err != nil {
+				t.Fatal(err)
+			}
 		})
-		s.mu.Lock()
-		s.colls[name] = c
-		s.mu.Unlock()
 	}
 
 	missed("r0", 2)
