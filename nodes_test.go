@@ -3,11 +3,14 @@ package viewsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/filter"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/natskv"
 )
@@ -171,5 +174,68 @@ func TestVisibilityAcrossNodes(t *testing.T) {
 	a.Rendered("a1", "board", 1)
 	if nb, na := recB.count("board"), recA.count("board"); nb != 2 || na != 2 {
 		t.Fatalf("after rendering the new history's first commit: %d samples on B, %d on A; want 2 each", nb, na)
+	}
+}
+
+// TestViewAcrossNodesRecordCache: a filtered view served by node B follows
+// commits made on node A although B keeps no record values in memory
+// (natskv's record cache of one byte): a record moving into the view is a
+// put, one moving out of it a delete, one that never was in it nothing,
+// which B can tell only from the values the commits replaced, carried by
+// their log entries.
+func TestViewAcrossNodesRecordCache(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	srv := startNATS(t)
+	opts := natskv.Options{RecordCache: 1}
+	a, err := viewsync.New(openNATSWith(t, srv, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := viewsync.New(openNATSWith(t, srv, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ca, _ := a.Collection("orders")
+	cb, _ := b.Collection("orders")
+	put(t, ca, "o1", `{"owner":"alice","n":1}`)
+	put(t, ca, "o2", `{"owner":"bob","n":1}`)
+	waitHead(t, cb, head(t, ca))
+
+	alice := cb.Where(filter.MustParse(`{"owner":"alice"}`))
+	sub, err := alice.Subscribe(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ev, err := sub.Next(ctx)
+	if err != nil || ev.Kind != fanout.EventReset || len(ev.Reset.Records) != 1 || ev.Reset.Records[0].ID != "o1" {
+		t.Fatalf("first event %v %+v, %v; want a reset with o1", ev.Kind, ev.Reset, err)
+	}
+
+	put(t, ca, "o2", `{"owner":"bob","n":2}`)   // never in the view
+	put(t, ca, "o1", `{"owner":"bob","n":2}`)   // moves out
+	put(t, ca, "o3", `{"owner":"carol","n":1}`) // never in the view
+	put(t, ca, "o2", `{"owner":"alice","n":3}`) // moves in
+	want := []string{"delete o1", "put o2"}
+	var got []string
+	for len(got) < len(want) {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if ev.Kind != fanout.EventCommits {
+			t.Fatalf("after %v: event %v; want commits", got, ev.Kind)
+		}
+		for _, f := range ev.Frames {
+			for _, op := range f.Commit.Ops {
+				got = append(got, string(op.Op)+" "+op.ID)
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the view on node B got %v; want %v", got, want)
 	}
 }
