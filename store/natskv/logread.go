@@ -34,28 +34,25 @@ type shedSpan struct {
 // Changes implements store.Store. The ops of commits the state shed
 // (Options.LogCache) it reads from the stream.
 func (s *Store) Changes(ctx context.Context, collection string, after uint64, page store.Page) (protocol.Changes, error) {
-	c, err := s.coll(ctx, collection)
-	if err == nil {
-		defer c.unuse()
-		var ch protocol.Changes
+	what := func() string { return fmt.Sprintf("changes of %s after %d", collection, after) }
+	return withColl(ctx, s, collection, what, func(c *coll) (protocol.Changes, error) {
 		var shed shedSpan
-		c.mu.RLock()
-		if c.closed {
-			err = store.ErrClosed
-		} else if ch, err = c.st.Changes(after, page); err == nil {
-			shed = c.st.shedSpan(ch.Commits, s.chunkSize())
-		}
-		c.mu.RUnlock()
-		if err == nil && shed.n > 0 {
-			if err = c.readShed(ctx, ch, shed); err == nil {
-				s.logReads.Add(uint64(shed.n))
+		ch, err := locked(c, func(st *state) (protocol.Changes, error) {
+			ch, err := st.Changes(after, page)
+			if err == nil {
+				shed = st.shedSpan(ch.Commits, s.chunkSize())
 			}
+			return ch, err
+		})
+		if err != nil || shed.n == 0 {
+			return ch, err
 		}
-		if err == nil {
-			return ch, nil
+		if err := c.readShed(ctx, ch, shed); err != nil {
+			return protocol.Changes{}, err
 		}
-	}
-	return protocol.Changes{}, fmt.Errorf("natskv: changes of %s after %d: %w", collection, after, err)
+		s.logReads.Add(uint64(shed.n))
+		return ch, nil
+	})
 }
 
 // LogReads returns how many commits Changes has read from the stream

@@ -624,26 +624,37 @@ func (s *Store) openLocked(name string) *coll {
 // nanoseconds since the store opened.
 func (s *Store) now() int64 { return int64(time.Since(s.born)) }
 
-// read returns what fn reads from the collection's state, at one version.
-// An error is wrapped as "natskv: " + what() + ": " + err.
-func read[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error)) (T, error) {
+// withColl returns what fn returns for the collection, open and in use
+// meanwhile. An error is wrapped as "natskv: " + what() + ": " + err.
+func withColl[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(c *coll) (T, error)) (T, error) {
 	c, err := s.coll(ctx, collection)
 	if err == nil {
 		defer c.unuse()
 		var v T
-		c.mu.RLock()
-		if c.closed {
-			err = store.ErrClosed
-		} else {
-			v, err = fn(c.st)
-		}
-		c.mu.RUnlock()
-		if err == nil {
+		if v, err = fn(c); err == nil {
 			return v, nil
 		}
 	}
 	var zero T
 	return zero, fmt.Errorf("natskv: %s: %w", what(), err)
+}
+
+// locked returns what fn reads from c's state, under c.mu: at one
+// version.
+func locked[T any](c *coll, fn func(st *state) (T, error)) (T, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		var zero T
+		return zero, store.ErrClosed
+	}
+	return fn(c.st)
+}
+
+// read returns what fn reads from the collection's state, at one version
+// (see withColl).
+func read[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error)) (T, error) {
+	return withColl(ctx, s, collection, what, func(c *coll) (T, error) { return locked(c, fn) })
 }
 
 // Head implements store.Store.
@@ -685,16 +696,7 @@ func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (p
 // values the state shed (each visits them) it fills in from the stream
 // (see readValues).
 func readRecords[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error), each func(*T, func(*protocol.Record))) (T, error) {
-	c, err := s.coll(ctx, collection)
-	if err == nil {
-		defer c.unuse()
-		var v T
-		if v, err = readValues(ctx, c, fn, each); err == nil {
-			return v, nil
-		}
-	}
-	var zero T
-	return zero, fmt.Errorf("natskv: %s: %w", what(), err)
+	return withColl(ctx, s, collection, what, func(c *coll) (T, error) { return readValues(ctx, c, fn, each) })
 }
 
 // Apply implements store.Store. It also checks the ops with

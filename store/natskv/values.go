@@ -54,14 +54,12 @@ func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, er
 	var held map[string]heldValue // the values read in earlier rounds
 	start := time.Now()
 	for round := 0; ; round++ {
-		c.mu.RLock()
-		if c.closed {
-			c.mu.RUnlock()
-			return zero, store.ErrClosed
-		}
-		v, err := read(c.st)
-		epoch, upTo := c.st.Epoch, c.st.lastSeq
-		c.mu.RUnlock()
+		var epoch string
+		var upTo uint64
+		v, err := locked(c, func(st *state) (T, error) {
+			epoch, upTo = st.Epoch, st.lastSeq
+			return read(st)
+		})
 		if err != nil {
 			return zero, err
 		}
