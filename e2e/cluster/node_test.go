@@ -102,6 +102,9 @@ func startNode(t *testing.T, cl *natsCluster, i int) *vsNode {
 		Timeout:  natsTimeout,
 		MaxBatch: maxBatch,
 		Logger:   log,
+		// The values of a few records in memory: the others are read
+		// from NATS, through the failovers too.
+		RecordCache: 256,
 	})
 	if err != nil {
 		n.nc.Close()
