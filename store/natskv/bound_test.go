@@ -15,8 +15,8 @@ import (
 // the values of the records written last up to Options.RecordCache, the
 // log's newest commits up to Options.LogCache; and it still answers a
 // snapshot, a catch-up and a Get with every value, read from the stream.
-// (The server runs in a process of its own, so that the heap measured is
-// the store's alone.)
+// Once closed, it holds none of it. (The server runs in a process of its
+// own, so that the heap measured is the store's alone.)
 func TestMemoryBound(t *testing.T) {
 	ctx := t.Context()
 	url := startChildServer(t)
@@ -77,6 +77,16 @@ func TestMemoryBound(t *testing.T) {
 	}
 	if r.RecordReads() < records {
 		t.Fatalf("%d values read from the stream, want the %d beyond the cache at least", r.RecordReads(), records)
+	}
+
+	// Closed, the store lets its collections go, though still referenced.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := int64(heapInUse()) - int64(before)
+	t.Logf("closed, the store holds %.1f MiB", float64(left)/(1<<20))
+	if left > held/2 {
+		t.Fatalf("closed, the store still holds %d bytes of the %d it held open", left, held)
 	}
 	runtime.KeepAlive(r)
 }

@@ -935,6 +935,12 @@ func (s *Store) Close() error {
 	for _, c := range colls {
 		c.stop() // a follower started while closing
 	}
+	// Nothing opens a collection once closed: let the states go, should
+	// the Store itself stay referenced.
+	s.mu.Lock()
+	clear(s.colls)
+	clear(s.streams)
+	s.mu.Unlock()
 	s.closeConn()
 	return nil
 }
