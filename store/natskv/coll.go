@@ -596,9 +596,11 @@ func (c *coll) installLocked(st *state) {
 		}
 		for _, e := range st.Log()[prev.Version-st.LogFloor():] {
 			cm := e.Commit.Clone()
-			pv := prevValues(cm.Ops, value)
+			var pv []json.RawMessage
 			if e.Prev != nil {
 				pv = cloneValues(e.Prev)
+			} else {
+				pv = prevValues(cm.Ops, value)
 			}
 			ev := store.Event{Collection: c.name, Epoch: st.Epoch, Commit: &cm, Version: cm.Version, Prev: pv}
 			for _, op := range cm.Ops {

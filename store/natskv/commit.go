@@ -607,6 +607,7 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 	// value returns a copy of a record's value after the commits planned
 	// so far, nil when it does not exist. A value the state shed comes
 	// from vals, else the plan needs it read (p.need).
+	needed := make(map[string]bool)
 	value := func(id string) json.RawMessage {
 		if o := ov[id]; o != nil {
 			return slices.Clone(o.value) // nil for a tombstone
@@ -618,7 +619,8 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 		if h, ok := vals[id]; ok && h.epoch == st.Epoch && h.version == r.Version {
 			return slices.Clone(h.value)
 		}
-		if !slices.ContainsFunc(p.need, func(n *protocol.Record) bool { return n.ID == id }) {
+		if !needed[id] {
+			needed[id] = true
 			p.need = append(p.need, &r)
 		}
 		return nil

@@ -14,12 +14,15 @@ import (
 // TestReloadReportsPrev: commits a store missed, reported to its watchers
 // when it reloads the collection's state, come with the values their ops
 // replaced, chained from the state it had before through every missed
-// commit; the load keeps their ops whole however small Options.LogCache.
+// commit; the load keeps their ops whole however small Options.LogCache,
+// and their log entries carry the values they replaced however small
+// Options.RecordCache.
 func TestReloadReportsPrev(t *testing.T) {
 	ctx := t.Context()
 	// A log cache of a byte: the state keeps no commit's ops, but the
-	// load keeps those of the commits the follower missed.
-	s, other := openPair(t, Options{LogCache: 1})
+	// load keeps those of the commits the follower missed. A record
+	// cache of a byte: the state keeps no value.
+	s, other := openPair(t, Options{LogCache: 1, RecordCache: 1})
 	const name = "reload"
 	put := func(id, v string) protocol.Op {
 		return protocol.Op{Op: protocol.OpPut, ID: id, Value: json.RawMessage(v)}
