@@ -43,6 +43,11 @@ type coll struct {
 	users   atomic.Int32
 	lastUse atomic.Int64
 
+	// smu guards reading, the snapshot read from the stream under way,
+	// which others asking at the same state join (see snapshot).
+	smu     sync.Mutex
+	reading *sharedRead
+
 	mu     sync.RWMutex
 	fol    *follower
 	st     *state // the last complete state; nil until first loaded

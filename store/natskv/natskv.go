@@ -677,11 +677,12 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 }
 
 // Snapshot implements store.Store. The values no longer in memory
-// (Options.RecordCache) it reads from the stream.
+// (Options.RecordCache) it reads from the stream, once for the callers
+// that ask at the same time.
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
-	return readRecords(ctx, s, collection, func() string { return "snapshot of " + collection },
-		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil },
-		func(sn *protocol.Snapshot, f func(*protocol.Record)) { eachRecord(sn.Records, f) })
+	return withColl(ctx, s, collection, func() string { return "snapshot of " + collection }, func(c *coll) (protocol.Snapshot, error) {
+		return c.snapshot(ctx)
+	})
 }
 
 // CatchUp implements store.Store. The values no longer in memory

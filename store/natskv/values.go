@@ -267,6 +267,82 @@ func recordOf(prefix string, m feedMsg, byID map[string]*protocol.Record) (*prot
 	return r, nil
 }
 
+// sharedRead is a snapshot being read, at the state of history epoch read
+// at stream sequence upTo or later: the callers who ask for a snapshot
+// meanwhile, at that state, get a copy of it (a reconnecting crowd reads
+// a large collection's values from the stream once, not once each).
+type sharedRead struct {
+	epoch  string
+	upTo   uint64
+	joined int // callers waiting for it (c.smu)
+	done   chan struct{}
+	snap   protocol.Snapshot
+	err    error
+}
+
+// snapshot returns the collection's snapshot, its values read from the
+// stream where the state shed them, joining a read under way at the
+// state it would read.
+func (c *coll) snapshot(ctx context.Context) (protocol.Snapshot, error) {
+	var epoch string
+	var upTo uint64
+	for {
+		if _, err := locked(c, func(st *state) (struct{}, error) {
+			epoch, upTo = st.Epoch, st.lastSeq
+			return struct{}{}, nil
+		}); err != nil {
+			return protocol.Snapshot{}, err
+		}
+		c.smu.Lock()
+		sh := c.reading
+		if sh == nil || sh.epoch != epoch || sh.upTo < upTo {
+			break
+		}
+		sh.joined++
+		c.smu.Unlock()
+		select {
+		case <-sh.done:
+		case <-ctx.Done():
+			return protocol.Snapshot{}, ctx.Err()
+		}
+		if sh.err == nil {
+			return cloneSnapshot(sh.snap), nil
+		}
+		if !errors.Is(sh.err, context.Canceled) && !errors.Is(sh.err, context.DeadlineExceeded) {
+			return protocol.Snapshot{}, sh.err
+		}
+		// The reader gave up, its context done: read anew.
+	}
+	// c.smu is held: this caller reads, at the state it saw or later.
+	sh := &sharedRead{epoch: epoch, upTo: upTo, done: make(chan struct{})}
+	c.reading = sh
+	c.smu.Unlock()
+	sh.snap, sh.err = readValues(ctx, c,
+		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil },
+		func(sn *protocol.Snapshot, f func(*protocol.Record)) { eachRecord(sn.Records, f) })
+	c.smu.Lock()
+	if c.reading == sh {
+		c.reading = nil
+	}
+	joined := sh.joined
+	c.smu.Unlock()
+	close(sh.done)
+	if sh.err != nil || joined == 0 {
+		return sh.snap, sh.err
+	}
+	return cloneSnapshot(sh.snap), nil
+}
+
+// cloneSnapshot returns a deep copy of sn.
+func cloneSnapshot(sn protocol.Snapshot) protocol.Snapshot {
+	recs := make([]protocol.Record, len(sn.Records))
+	for i, r := range sn.Records {
+		recs[i] = r.Clone()
+	}
+	sn.Records = recs
+	return sn
+}
+
 // eachRecord calls f with each record of rs.
 func eachRecord(rs []protocol.Record, f func(*protocol.Record)) {
 	for i := range rs {

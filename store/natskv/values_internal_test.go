@@ -246,3 +246,53 @@ func TestRecordCacheStale(t *testing.T) {
 		t.Fatalf("commit %d replaced %.30q; want commit 4 replacing the value of version 3", a.Commit.Version, a.Prev[0])
 	}
 }
+
+// TestSnapshotShared: callers asking for a snapshot while one is being
+// read at their state get a copy of it, each their own: a crowd reads
+// the shed values from the stream once, not once each.
+func TestSnapshotShared(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openPair(t, Options{IdleAfter: -1, RecordCache: 1})
+	const name = "crowd"
+	for v := range 4 {
+		var ops []protocol.Op
+		for i := range 500 {
+			ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprintf("r%04d", v*500+i), Value: recValue(1, 20)})
+		}
+		if _, err := s.Apply(ctx, name, ops, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	openAt(t, s, name, 4)
+	reads := s.RecordReads()
+	const callers = 20
+	snaps := make([]protocol.Snapshot, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			sn, err := s.Snapshot(ctx, name)
+			if err != nil {
+				t.Error(err)
+			}
+			snaps[i] = sn
+		})
+	}
+	wg.Wait()
+	n := s.RecordReads() - reads
+	t.Logf("%d snapshots read %d values from the stream", callers, n)
+	if n >= callers*2000 {
+		t.Fatalf("%d snapshots read %d values: each its own", callers, n)
+	}
+	for i, sn := range snaps {
+		if len(sn.Records) != 2000 || string(sn.Records[0].Value) != string(recValue(1, 20)) {
+			t.Fatalf("snapshot %d: %d records", i, len(sn.Records))
+		}
+	}
+	// Each caller owns its copy.
+	snaps[0].Records[0].Value[0] = 'X'
+	for i := 1; i < callers; i++ {
+		if snaps[i].Records[0].Value[0] == 'X' {
+			t.Fatalf("snapshot %d shares its values with snapshot 0", i)
+		}
+	}
+}
