@@ -17,7 +17,8 @@ import (
 // then each iteration opens a fresh store on the same server and reads a
 // snapshot. It reports the time to the first snapshot, the records
 // replayed per second, and the heap the open collection holds per record
-// (after a collection, with the snapshot released), with every value in
+// (after a collection, with the snapshot released), and the time another
+// cold node takes for its first catch-up, of the newer half, with every value in
 // memory (cache=all) and with the record cache (Options.RecordCache) at
 // its default and at 1 MiB, where the snapshot reads the other values
 // from the stream. The server runs in a process of its own, so that the
@@ -45,7 +46,6 @@ func BenchmarkColdOpen(b *testing.B) {
 func writeCold(b *testing.B, url string, records int) {
 	ctx := b.Context()
 	w := openStore(b, url, natskv.Options{})
-	const perCommit = 1000
 	ops := make([]protocol.Op, 0, perCommit)
 	for i := range records {
 		ops = append(ops, protocol.Op{Op: protocol.OpPut, ID: fmt.Sprintf("product-%07d", i), Value: benchValue})
@@ -61,9 +61,12 @@ func writeCold(b *testing.B, url string, records int) {
 	}
 }
 
+// perCommit is how many records writeCold writes a commit.
+const perCommit = 1000
+
 func benchmarkColdOpen(b *testing.B, url string, records, cache int) {
 	ctx := b.Context()
-	var total time.Duration
+	var total, catchUps time.Duration
 	var heapPerRecord float64
 	b.ResetTimer()
 	for range b.N {
@@ -81,9 +84,25 @@ func benchmarkColdOpen(b *testing.B, url string, records, cache int) {
 		if len(snap.Records) != records {
 			b.Fatalf("snapshot of %d records, want %d", len(snap.Records), records)
 		}
+		half := snap.Version / 2
 		snap = protocol.Snapshot{}
 		heapPerRecord = float64(int64(heapInUse())-int64(before)) / float64(records)
 		runtime.KeepAlive(r)
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+
+		// Another cold node's first read: a catch-up of the newer half.
+		r = openStore(b, url, natskv.Options{RecordCache: cache})
+		start = time.Now()
+		cu, err := r.CatchUp(ctx, "cold", half)
+		catchUps += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if want := records - int(half)*perCommit; len(cu.Records) != want {
+			b.Fatalf("catch-up of %d records, want %d", len(cu.Records), want)
+		}
 		if err := r.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -92,6 +111,7 @@ func benchmarkColdOpen(b *testing.B, url string, records, cache int) {
 	b.StopTimer()
 	per := total / time.Duration(b.N)
 	b.ReportMetric(float64(per.Milliseconds()), "ms/first-snapshot")
+	b.ReportMetric(float64((catchUps / time.Duration(b.N)).Milliseconds()), "ms/first-catch-up-half")
 	b.ReportMetric(float64(records)/per.Seconds(), "records/s")
 	b.ReportMetric(heapPerRecord, "heap-B/record")
 }

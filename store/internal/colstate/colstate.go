@@ -174,7 +174,7 @@ func (s *State) Restore(log Log, records map[string]protocol.Record, tombs map[s
 	s.logFloor = es[0].Commit.Version - 1
 	s.log = log
 	s.records = records
-	s.written = s.written[:0]
+	s.written = slices.Grow(s.written[:0], len(records))
 	s.values, s.shedTo = 0, 0
 	for id, r := range records {
 		if r.Version > s.Version {
