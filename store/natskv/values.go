@@ -24,8 +24,9 @@ import (
 // from its subject index). A record written again since then has no
 // message there any more: the state is behind the stream, so the read
 // catches up and is made again, from the newer state, keeping the values
-// it has read. The committer reads the values its commits replace the same
-// way (see plan). The values each commit replaced travel in its log entry
+// it has read. Snapshots asked for while one is read at the same state
+// share its read (see snapshot). The committer reads the values its
+// commits replace the same way (see plan). The values each commit replaced travel in its log entry
 // (protocol.AppendLogEntry), so that no process needs the records to tell
 // its watchers.
 
