@@ -106,8 +106,11 @@ func assemble(asm *chunks, m message) (cm protocol.Commit, prev []json.RawMessag
 
 // loader gathers what the stream holds while a follower replays it.
 type loader struct {
-	records map[string]protocol.Record
-	tombs   map[string]colstate.Tomb
+	// versions are the records' versions by id, values the values held
+	// (see colstate.State.Restore).
+	versions map[string]uint64
+	values   map[string][]byte
+	tombs    map[string]colstate.Tomb
 	// log holds the log entries read, the ops of only the newest cache
 	// bytes of them (Options.LogCache), so that a load holds no more of
 	// them than the state it makes; but all those of commits after
@@ -118,13 +121,13 @@ type loader struct {
 	keep    uint64
 	horizon uint64
 	keys    []seqKey
-	// values is the size of the record values held, at most
-	// valueCache (Options.RecordCache) once the oldest written are shed
-	// (nil), as the state will; written lists the records read, oldest
-	// first (the stream's order), shed up to shedTo.
-	values, valueCache int
-	written            []loaded
-	shedTo             int
+	// valueBytes is the size of the values held, at most valueCache
+	// (Options.RecordCache) once the oldest written are shed, as the
+	// state will; written lists the records read, oldest first (the
+	// stream's order), shed up to shedTo.
+	valueBytes, valueCache int
+	written                []loaded
+	shedTo                 int
 }
 
 // loaded is a record a loader read, at its version.
@@ -152,18 +155,22 @@ func keyMessage(m message) (store.Key, error) {
 // commits and those after keep, and whose records hold valueCache bytes of
 // values.
 func newLoader(cache int, keep uint64, valueCache int) *loader {
-	return &loader{records: make(map[string]protocol.Record), tombs: make(map[string]colstate.Tomb), cache: cache, keep: keep, valueCache: valueCache}
+	return &loader{
+		versions: make(map[string]uint64), values: make(map[string][]byte), tombs: make(map[string]colstate.Tomb),
+		cache: cache, keep: keep, valueCache: valueCache,
+	}
 }
 
 // shedValues sheds the values of the records read longest ago until those
 // held fit in l.valueCache.
 func (l *loader) shedValues() {
-	for l.values > l.valueCache && l.shedTo < len(l.written) {
+	for l.valueBytes > l.valueCache && l.shedTo < len(l.written) {
 		w := l.written[l.shedTo]
-		if r, ok := l.records[w.id]; ok && r.Version == w.version && r.Value != nil {
-			l.values -= len(r.Value)
-			r.Value = nil
-			l.records[w.id] = r
+		if v, ok := l.versions[w.id]; ok && v == w.version {
+			if val, ok := l.values[w.id]; ok {
+				l.valueBytes -= len(val)
+				delete(l.values, w.id)
+			}
 		}
 		l.written[l.shedTo] = loaded{}
 		l.shedTo++
@@ -264,15 +271,17 @@ func (l *loader) add(f *follower, m message) error {
 			if err != nil {
 				return fmt.Errorf("tombstone %q: time header: %w", id, err)
 			}
-			l.values -= len(l.records[id].Value)
-			delete(l.records, id)
+			l.valueBytes -= len(l.values[id])
+			delete(l.versions, id)
+			delete(l.values, id)
 			l.tombs[id] = colstate.Tomb{Version: v, ID: id, At: time.Unix(0, ns).UTC(), Seq: m.seq + 1}
 			return nil
 		}
 		delete(l.tombs, id)
-		l.values -= len(l.records[id].Value)
-		l.records[id] = protocol.Record{ID: id, Value: slices.Clone(m.data), Version: v}
-		l.values += len(m.data)
+		l.valueBytes -= len(l.values[id])
+		l.versions[id] = v
+		l.values[id] = slices.Clone(m.data)
+		l.valueBytes += len(m.data)
 		l.written = append(l.written, loaded{id, v})
 		l.shedValues()
 	case 'g':
@@ -324,12 +333,12 @@ func (l *loader) finish(epoch string, lastSeq uint64, cfg store.Config) (*state,
 	}
 	st.sweepKeys(cfg.Now(), cfg.KeyTTL, cfg.MaxKeys, len(l.keys))
 	if l.log.Len() == 0 {
-		if len(l.records) > 0 || len(l.tombs) > 0 {
+		if len(l.versions) > 0 || len(l.tombs) > 0 {
 			return nil, fmt.Errorf("stream holds records but no log entry")
 		}
 		return st, nil
 	}
-	if err := st.Restore(l.log, l.records, l.tombs); err != nil {
+	if err := st.Restore(l.log, l.versions, l.values, l.tombs); err != nil {
 		return nil, err
 	}
 	st.diskFloor = st.LogFloor()

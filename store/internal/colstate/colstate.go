@@ -27,14 +27,17 @@ type State struct {
 	Epoch   string
 	Version uint64
 
-	// records are the current records by id. A record whose value was
-	// shed (ShedValues) has a nil Value.
-	records map[string]protocol.Record
-	// values is the size of the values in memory; the live entries of
+	// versions are the current records' versions by id, and values
+	// their values in memory: all but those shed (ShedValues). Two maps,
+	// so that a record whose value was shed costs only its id and
+	// version.
+	versions map[string]uint64
+	values   map[string][]byte
+	// valueBytes is the size of values; the live entries of
 	// written[:shedTo] have theirs shed.
-	values, shedTo int
+	valueBytes, shedTo int
 	// written lists, in version order, the (version, id) of every record
-	// write. An entry is live while records[id].Version == version; stale
+	// write. An entry is live while versions[id] == version; stale
 	// counts the others, which are dropped once they outnumber the live
 	// ones. It is the catch-up's index of records by version.
 	written []entry
@@ -95,7 +98,7 @@ const compactMin = 64
 
 // New returns the empty state of history epoch at version 0.
 func New(epoch string) State {
-	return State{Epoch: epoch, records: make(map[string]protocol.Record), tombVersion: make(map[string]uint64)}
+	return State{Epoch: epoch, versions: make(map[string]uint64), values: make(map[string][]byte), tombVersion: make(map[string]uint64)}
 }
 
 // Head returns the state's epoch and version.
@@ -103,18 +106,23 @@ func (s *State) Head() protocol.Head { return protocol.Head{Epoch: s.Epoch, Vers
 
 // RecordVersion returns the version of record id, and whether it exists.
 func (s *State) RecordVersion(id string) (uint64, bool) {
-	r, ok := s.records[id]
-	return r.Version, ok
+	v, ok := s.versions[id]
+	return v, ok
 }
 
 // Get returns a copy of record id; its Value is nil if it was shed
 // (ShedValues).
 func (s *State) Get(id string) (protocol.Record, bool) {
-	r, ok := s.records[id]
+	v, ok := s.versions[id]
 	if !ok {
 		return protocol.Record{}, false
 	}
-	return r.Clone(), true
+	return s.record(id, v), true
+}
+
+// record returns a copy of record id, at version v.
+func (s *State) record(id string, v uint64) protocol.Record {
+	return protocol.Record{ID: id, Value: slices.Clone(s.values[id]), Version: v}
 }
 
 // Apply applies c, the next commit, and appends it to the log with seq;
@@ -136,21 +144,23 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 	v := c.Version
 	for _, id := range slices.Sorted(maps.Keys(net)) {
 		ch := net[id]
-		old, existed := s.records[id]
+		_, existed := s.versions[id]
 		if existed {
 			s.stale++
-			s.values -= len(old.Value)
+			s.valueBytes -= len(s.values[id])
 		}
 		if ch.deleted {
 			if existed {
-				delete(s.records, id)
+				delete(s.versions, id)
+				delete(s.values, id)
 				s.tombs = append(s.tombs, Tomb{Version: v, ID: id, At: c.At, Seq: seq})
 				s.tombVersion[id] = v
 			}
 			continue
 		}
-		s.records[id] = protocol.Record{ID: id, Value: ch.value, Version: v}
-		s.values += len(ch.value)
+		s.versions[id] = v
+		s.values[id] = ch.value
+		s.valueBytes += len(ch.value)
 		s.written = append(s.written, entry{version: v, id: id})
 		if _, ok := s.tombVersion[id]; ok {
 			// A catch-up from before the deletion gets the new record,
@@ -165,23 +175,29 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 }
 
 // Restore sets the state from what a store read back: log, the commits
-// it holds, at least one, which the state owns from now on; records, the current records
-// (owned by the state from now on); and tombs, the tombstones of the
-// deleted records.
-func (s *State) Restore(log Log, records map[string]protocol.Record, tombs map[string]Tomb) error {
+// it holds, at least one, which the state owns from now on; versions, the
+// current records' versions, and values, the values of those whose value
+// is in memory (both owned by the state from now on); and tombs, the
+// tombstones of the deleted records.
+func (s *State) Restore(log Log, versions map[string]uint64, values map[string][]byte, tombs map[string]Tomb) error {
 	es := log.Entries()
 	s.Version = es[len(es)-1].Commit.Version
 	s.logFloor = es[0].Commit.Version - 1
 	s.log = log
-	s.records = records
-	s.written = slices.Grow(s.written[:0], len(records))
-	s.values, s.shedTo = 0, 0
-	for id, r := range records {
-		if r.Version > s.Version {
-			return fmt.Errorf("record %q at version %d beyond the log's %d", id, r.Version, s.Version)
+	s.versions, s.values = versions, values
+	s.written = slices.Grow(s.written[:0], len(versions))
+	s.valueBytes, s.shedTo = 0, 0
+	for id, v := range versions {
+		if v > s.Version {
+			return fmt.Errorf("record %q at version %d beyond the log's %d", id, v, s.Version)
 		}
-		s.written = append(s.written, entry{version: r.Version, id: id})
-		s.values += len(r.Value)
+		s.written = append(s.written, entry{version: v, id: id})
+	}
+	for id, val := range values {
+		if _, ok := versions[id]; !ok {
+			return fmt.Errorf("a value of record %q, which does not exist", id)
+		}
+		s.valueBytes += len(val)
 	}
 	slices.SortFunc(s.written, func(a, b entry) int {
 		return cmp.Or(cmp.Compare(a.version, b.version), strings.Compare(a.id, b.id))
@@ -228,19 +244,20 @@ func (s *State) Shed(keep int) { s.log.Shed(keep, math.MaxUint64) }
 // CatchUp return too, and the caller reads them from where it keeps
 // them.
 func (s *State) ShedValues(keep int) {
-	for s.values > keep && s.shedTo < len(s.written) {
+	for s.valueBytes > keep && s.shedTo < len(s.written) {
 		e := s.written[s.shedTo]
-		if r, ok := s.records[e.id]; ok && r.Version == e.version && r.Value != nil {
-			s.values -= len(r.Value)
-			r.Value = nil
-			s.records[e.id] = r
+		if v, ok := s.versions[e.id]; ok && v == e.version {
+			if val, ok := s.values[e.id]; ok {
+				s.valueBytes -= len(val)
+				delete(s.values, e.id)
+			}
 		}
 		s.shedTo++
 	}
 }
 
 // ValueBytes returns the size of the record values in memory.
-func (s *State) ValueBytes() int { return s.values }
+func (s *State) ValueBytes() int { return s.valueBytes }
 
 // LogBytes returns the Size of the log entries whose ops are in memory.
 func (s *State) LogBytes() int { return s.log.Bytes() }
@@ -315,8 +332,8 @@ func (s *State) RaiseHorizon(h uint64, forgotten func(Tomb)) {
 func (s *State) compact() {
 	if s.stale > compactMin && s.stale > len(s.written)/2 {
 		live := func(e entry) bool {
-			r, ok := s.records[e.id]
-			return ok && r.Version == e.version
+			v, ok := s.versions[e.id]
+			return ok && v == e.version
 		}
 		shedTo := 0
 		for _, e := range s.written[:s.shedTo] {
@@ -338,9 +355,9 @@ func (s *State) compact() {
 // Snapshot returns a copy of every record, sorted by id (a shed value
 // nil).
 func (s *State) Snapshot() protocol.Snapshot {
-	recs := make([]protocol.Record, 0, len(s.records))
-	for _, r := range s.records {
-		recs = append(recs, r.Clone())
+	recs := make([]protocol.Record, 0, len(s.versions))
+	for id, v := range s.versions {
+		recs = append(recs, s.record(id, v))
 	}
 	slices.SortFunc(recs, func(a, b protocol.Record) int { return strings.Compare(a.ID, b.ID) })
 	return protocol.Snapshot{Epoch: s.Epoch, Version: s.Version, Records: recs}
@@ -391,8 +408,8 @@ func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
 	}
 	i := sort.Search(len(s.written), func(i int) bool { return s.written[i].version > after })
 	for _, e := range s.written[i:] {
-		if r, ok := s.records[e.id]; ok && r.Version == e.version {
-			cu.Records = append(cu.Records, r.Clone())
+		if v, ok := s.versions[e.id]; ok && v == e.version {
+			cu.Records = append(cu.Records, s.record(e.id, v))
 		}
 	}
 	j := sort.Search(len(s.tombs), func(j int) bool { return s.tombs[j].Version > after })

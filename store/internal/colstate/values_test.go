@@ -82,14 +82,15 @@ func TestShedValues(t *testing.T) {
 	}
 
 	// Restored with every value, then shed again.
-	records := make(map[string]protocol.Record, len(model))
+	versions := make(map[string]uint64, len(model))
+	values := make(map[string][]byte, len(model))
 	for id, r := range model {
-		records[id] = r.Clone()
+		versions[id], values[id] = r.Version, slices.Clone(r.Value)
 	}
 	var log Log
 	log.Append(LogEntry{Commit: protocol.Commit{Version: s.Version, Ops: []protocol.Op{}}})
 	r := New("e")
-	if err := r.Restore(log, records, nil); err != nil {
+	if err := r.Restore(log, versions, values, nil); err != nil {
 		t.Fatal(err)
 	}
 	s = r
