@@ -51,7 +51,9 @@ func (ss *session) stream(ctx context.Context) error {
 	defer func() {
 		if !s.noFinalConfirm.Load() {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			ss.confirm(cctx)
+			if ss.confirm(cctx) == nil {
+				ss.awaitConfirmed(cctx)
+			}
 			cancel()
 		}
 	}()
@@ -161,6 +163,26 @@ func (ss *session) confirm(ctx context.Context) error {
 		return fmt.Errorf("pgsource: confirm %s: %w", p, err)
 	}
 	return nil
+}
+
+// awaitConfirmed waits, until ctx ends, for the slot to hold the
+// position the last confirm sent: the server takes a standby status
+// update when its sender gets to it, and a session that closed at once
+// could leave the next one to replay (and skip) what was confirmed.
+func (ss *session) awaitConfirmed(ctx context.Context) {
+	want := lsn(ss.s.applied.Load())
+	for {
+		var got pglogrepl.LSN
+		err := ss.conn.QueryRow(ctx, `SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1`, ss.s.opts.Slot).Scan(&got)
+		if err != nil || got >= want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // checkTables ends the session when a mapped table was dropped or
