@@ -1,7 +1,6 @@
 package natskv
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,11 +256,10 @@ func decodeCommit(b []byte) (protocol.Commit, []json.RawMessage, error) {
 func (l *loader) add(f *follower, m message) error {
 	switch m.kind {
 	case 'r':
-		idb, err := base64.RawURLEncoding.DecodeString(m.rest)
+		id, err := recordID(m.rest)
 		if err != nil {
-			return fmt.Errorf("record subject %q: %w", m.rest, err)
+			return err
 		}
-		id := string(idb)
 		v, err := strconv.ParseUint(m.hdr(hdrVersion), 10, 64)
 		if err != nil {
 			return fmt.Errorf("record %q: version header: %w", id, err)

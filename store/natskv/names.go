@@ -129,6 +129,16 @@ func recordSubject(prefix, id string) string {
 	return prefix + "r." + base64.RawURLEncoding.EncodeToString([]byte(id))
 }
 
+// recordID returns the id a record subject's last token (as
+// recordSubject writes it) stands for.
+func recordID(token string) (string, error) {
+	id, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return "", fmt.Errorf("record subject token %q: %w", token, err)
+	}
+	return string(id), nil
+}
+
 // logSubject returns the subject of chunk k of commit v's log entry.
 func logSubject(prefix string, v uint64, k int) string {
 	return fmt.Sprintf("%sc.%d.%d", prefix, v, k)

@@ -275,18 +275,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
 	}
-	switch {
-	case s.logCache == 0:
-		s.logCache = DefaultLogCache
-	case s.logCache < 0:
-		s.logCache = math.MaxInt
-	}
-	switch {
-	case s.recordCache == 0:
-		s.recordCache = DefaultRecordCache
-	case s.recordCache < 0:
-		s.recordCache = math.MaxInt
-	}
+	s.logCache = cacheBound(s.logCache, DefaultLogCache)
+	s.recordCache = cacheBound(s.recordCache, DefaultRecordCache)
 	switch {
 	case s.idle == 0:
 		s.idle = DefaultIdleAfter
@@ -605,6 +595,18 @@ func (s *Store) coll(ctx context.Context, name string) (*coll, error) {
 	c.stop()
 	c.cancel()
 	return nil, err
+}
+
+// cacheBound is a cache's bound as Options gives it: 0 means def, a
+// negative value no bound (math.MaxInt).
+func cacheBound(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return math.MaxInt
+	}
+	return v
 }
 
 // openLocked opens the collection name: it starts loading its state.

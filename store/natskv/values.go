@@ -2,7 +2,6 @@ package natskv
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,9 +25,9 @@ import (
 // catches up and is made again, from the newer state, keeping the values
 // it has read. Snapshots asked for while one is read at the same state
 // share its read (see snapshot). The committer reads the values its
-// commits replace the same way (see plan). The values each commit replaced travel in its log entry
-// (protocol.AppendLogEntry), so that no process needs the records to tell
-// its watchers.
+// commits replace the same way (see plan). The values each commit
+// replaced travel in its log entry (protocol.AppendLogEntry), so that no
+// process needs the records to tell its watchers.
 
 // maxValueRounds bounds how often a read catches up with a stream that
 // keeps rewriting the records it reads.
@@ -82,7 +81,6 @@ func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, er
 			held = make(map[string]heldValue, len(need))
 		}
 		err = c.fetchValues(ctx, epoch, upTo, need, held)
-		c.s.valueReads.Add(uint64(len(need)))
 		switch {
 		case err == nil:
 			return v, nil
@@ -160,6 +158,7 @@ func (c *coll) fetchValues(ctx context.Context, epoch string, upTo uint64, recs 
 		})
 	}
 	wg.Wait()
+	c.s.valueReads.Add(uint64(len(recs)))
 	for _, r := range recs {
 		if r.Value != nil {
 			held[r.ID] = heldValue{epoch: epoch, version: r.Version, value: r.Value}
@@ -221,19 +220,17 @@ func (c *coll) fetchBatch(ctx context.Context, prefix string, upTo uint64, batch
 
 // readNeeded reads the values plan p needs (p.need) into vals, for the
 // committer to plan again: after a read that found the state behind the
-// stream it has the follower catch up, after another failure it waits. It
-// returns an error only when ctx is done.
+// stream it waits for the state to move on (waitMoved), after another
+// failure it waits a moment. It returns an error only once ctx is done or
+// the store closed.
 func (c *coll) readNeeded(ctx context.Context, p *plan, vals map[string]heldValue, wait *backoff) error {
 	err := c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
-	c.s.valueReads.Add(uint64(len(p.need)))
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
 		return err
 	case errors.Is(err, errStaleValues):
-		if c.catchUp(ctx, p.epoch) != nil {
-			wait.sleep(ctx)
-		}
+		return c.waitMoved(ctx, p.epoch, p.expect)
 	default:
 		c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
 		wait.sleep(ctx)
@@ -248,11 +245,11 @@ func recordOf(prefix string, m feedMsg, byID map[string]*protocol.Record) (*prot
 	if !ok {
 		return nil, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
 	}
-	id, err := base64.RawURLEncoding.DecodeString(rest)
+	id, err := recordID(rest)
 	if err != nil {
-		return nil, fmt.Errorf("record subject %q: %w", m.subj, err)
+		return nil, err
 	}
-	r := byID[string(id)]
+	r := byID[id]
 	if r == nil {
 		return nil, fmt.Errorf("message %d on %q: a record not asked for", m.seq, m.subj)
 	}
