@@ -43,6 +43,11 @@ type coll struct {
 	users   atomic.Int32
 	lastUse atomic.Int64
 
+	// pmu guards pins, the versions of the states that reads under way
+	// (a committer's probes, a scan) were made at: the state sheds no
+	// index entry newer than the oldest (see coll.pin).
+	pmu  sync.Mutex
+	pins map[uint64]int
 	// smu guards reading, the snapshot read from the stream under way,
 	// which others asking at the same state join (see snapshot).
 	smu     sync.Mutex
@@ -407,7 +412,7 @@ func (c *coll) restart(ctx context.Context, si streamInfo, force bool) error {
 		if c.st != nil && c.st.Epoch == si.epoch {
 			keep = c.st.Version // the commits a reload reports
 		}
-		f.ld, f.target = newLoader(c.s.logCache, keep, c.s.recordCache), si.lastSeq
+		f.ld, f.target = newLoader(c.s.logCache, keep, c.s.recordCache, c.s.recordIndex), si.lastSeq
 	}
 	var oldCC jetstream.ConsumeContext
 	oldConsumer := ""
@@ -618,6 +623,7 @@ func (c *coll) installLocked(st *state) {
 	}
 	st.Shed(c.s.logCache)
 	st.ShedValues(c.s.recordCache)
+	st.ShedRecords(c.s.recordIndex, c.pinFloor())
 	c.notifyLocked()
 }
 

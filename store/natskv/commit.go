@@ -147,7 +147,12 @@ type plan struct {
 	// need lists the records whose values the state shed and the plan
 	// needs (to tell what the commits replace): it is to be made again
 	// once they are read.
-	need   []*protocol.Record
+	need []*protocol.Record
+	// probe lists the records the state does not know (it shed their
+	// index entries) and the plan needs: it is to be made again once
+	// they are read (see coll.probe), at the state of version asOf.
+	probe  []string
+	asOf   uint64
 	failed []*request
 	errs   []error // why each request of failed failed
 	// later holds requests whose key another request of the group has:
@@ -190,12 +195,18 @@ func (c *coll) commitGroup(group []*request) {
 	gid := nuid.Next()
 	var tried []*plan // attempts whose outcome is unknown
 	defer func() { c.forget(tried...) }()
+	// The state keeps the index entries of what is written after the
+	// latest probes until the group is done (see coll.pin).
+	unpin := func() {}
+	defer func() { unpin() }()
 	var (
 		wait     backoff   // between attempts the stream could not take
 		noLeader time.Time // since when nobody takes the batches
 		// vals are the values of records the state shed that the plans
-		// needed, read from the stream.
-		vals = make(map[string]heldValue)
+		// needed, read from the stream, and probes the records it does
+		// not know.
+		vals   = make(map[string]heldValue)
+		probes = make(map[string]probed)
 	)
 	fail := func(err error) {
 		if len(tried) > 0 && !errors.Is(err, ErrOutcomeUnknown) {
@@ -233,7 +244,11 @@ func (c *coll) commitGroup(group []*request) {
 			if len(unsure) == 0 {
 				// Only a group no attempt of which may have been stored
 				// can shrink.
-				p, err = c.plan(group, len(tried) == 0, vals)
+				p, err = c.plan(group, len(tried) == 0, vals, probes)
+				if err == nil && len(p.probe) > 0 {
+					unpin()
+					unpin = c.pin(p.asOf)
+				}
 			}
 		}
 		c.mu.RUnlock()
@@ -263,8 +278,8 @@ func (c *coll) commitGroup(group []*request) {
 			fail(err)
 			return
 		}
-		if len(p.need) > 0 {
-			if err := c.readNeeded(ctx, p, vals, &wait); err != nil {
+		if len(p.need) > 0 || len(p.probe) > 0 {
+			if err := c.readNeeded(ctx, p, vals, probes, &wait); err != nil {
 				fail(fmt.Errorf("natskv: apply to %s: %w", c.name, err))
 				return
 			}
@@ -586,14 +601,28 @@ func (c *coll) answerFailed(p *plan) {
 // With mayDefer, the requests from the first one whose log entry, with
 // the values its ops replace, would take the batch past Options.MaxBatch
 // are left out, in plan.deferred. The values of records the state shed
-// come from vals; when vals lacks some, the plan only lists them, in
-// plan.need. c.mu must be held for reading.
-func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) (*plan, error) {
+// come from vals, and the records it does not know from probes; when
+// those lack some, the plan only lists them, in plan.need and
+// plan.probe. c.mu must be held for reading.
+func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue, probes map[string]probed) (*plan, error) {
 	st := c.st
-	p := &plan{epoch: st.Epoch, expect: st.lastSeq}
+	p := &plan{epoch: st.Epoch, expect: st.lastSeq, asOf: st.Version}
 	at := c.s.cfg.Now().UTC()
 	prefix := c.fol.prefix
 	ov := make(map[string]*pending)
+	// fromProbe returns what probes tell of a record the state does not
+	// know, else lists it in p.probe.
+	probing := make(map[string]bool)
+	fromProbe := func(id string) (probed, bool) {
+		if pr, ok := probes[id]; ok && pr.valid(st) {
+			return pr, true
+		}
+		if !probing[id] {
+			probing[id] = true
+			p.probe = append(p.probe, id)
+		}
+		return probed{}, false
+	}
 	lookup := func(id string) (bool, uint64) {
 		if o := ov[id]; o != nil {
 			if !o.exists {
@@ -601,7 +630,11 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 			}
 			return true, o.version
 		}
-		v, ok := st.RecordVersion(id)
+		v, ok, known := st.Lookup(id)
+		if !known {
+			pr, _ := fromProbe(id)
+			return pr.exists, pr.version
+		}
 		return ok, v
 	}
 	// value returns a copy of a record's value after the commits planned
@@ -613,7 +646,14 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 			return slices.Clone(o.value) // nil for a tombstone
 		}
 		r, ok := st.Get(id) // a copy
-		if !ok || r.Value != nil {
+		if !ok {
+			if _, _, known := st.Lookup(id); known {
+				return nil
+			}
+			pr, _ := fromProbe(id)
+			return slices.Clone(pr.value)
+		}
+		if r.Value != nil {
 			return r.Value
 		}
 		if h, ok := vals[id]; ok && h.epoch == st.Epoch && h.version == r.Version {
@@ -722,7 +762,7 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue) 
 			keyed[r.key.ID] = true
 		}
 	}
-	if len(p.ok) == 0 || len(p.need) > 0 {
+	if len(p.ok) == 0 || len(p.need) > 0 || len(p.probe) > 0 {
 		return p, nil
 	}
 

@@ -123,10 +123,15 @@ type loader struct {
 	// valueBytes is the size of the values held, at most valueCache
 	// (Options.RecordCache) once the oldest written are shed, as the
 	// state will; written lists the records read, oldest first (the
-	// stream's order), shed up to shedTo.
+	// stream's order), shed up to shedTo. Of at most index records
+	// (Options.RecordIndex) the loader keeps the versions, those read
+	// last: the others are dropped from written, up to version
+	// indexFloor (see colstate.State.ShedRecords).
 	valueBytes, valueCache int
 	written                []loaded
 	shedTo                 int
+	index                  int
+	indexFloor             uint64
 }
 
 // loaded is a record a loader read, at its version.
@@ -152,11 +157,32 @@ func keyMessage(m message) (store.Key, error) {
 
 // newLoader returns a loader whose log holds the ops of cache bytes of
 // commits and those after keep, and whose records hold valueCache bytes of
-// values.
-func newLoader(cache int, keep uint64, valueCache int) *loader {
+// values and index records' versions.
+func newLoader(cache int, keep uint64, valueCache, index int) *loader {
 	return &loader{
 		versions: make(map[string]uint64), values: make(map[string][]byte), tombs: make(map[string]colstate.Tomb),
-		cache: cache, keep: keep, valueCache: valueCache,
+		cache: cache, keep: keep, valueCache: valueCache, index: index,
+	}
+}
+
+// shedRecords drops the records read longest ago until at most l.index
+// remain, as colstate.State.ShedRecords.
+func (l *loader) shedRecords() {
+	n := 0
+	for len(l.versions) > l.index && n < len(l.written) {
+		w := l.written[n]
+		n++
+		if v, ok := l.versions[w.id]; ok && v == w.version {
+			l.valueBytes -= len(l.values[w.id])
+			delete(l.versions, w.id)
+			delete(l.values, w.id)
+			l.indexFloor = max(l.indexFloor, w.version)
+		}
+	}
+	if n > 0 {
+		clear(l.written[:n])
+		l.written = l.written[n:]
+		l.shedTo = max(0, l.shedTo-n)
 	}
 }
 
@@ -282,6 +308,7 @@ func (l *loader) add(f *follower, m message) error {
 		l.valueBytes += len(m.data)
 		l.written = append(l.written, loaded{id, v})
 		l.shedValues()
+		l.shedRecords()
 	case 'g':
 		h, err := strconv.ParseUint(string(m.data), 10, 64)
 		if err != nil {
@@ -336,7 +363,7 @@ func (l *loader) finish(epoch string, lastSeq uint64, cfg store.Config) (*state,
 		}
 		return st, nil
 	}
-	if err := st.Restore(l.log, l.versions, l.values, l.tombs); err != nil {
+	if err := st.Restore(l.log, l.versions, l.values, l.indexFloor, l.tombs); err != nil {
 		return nil, err
 	}
 	st.diskFloor = st.LogFloor()
@@ -459,6 +486,7 @@ func (c *coll) takeLocked(f *follower, m message, ok bool, subj string) {
 			st.trimLog(c.s.cfg.RetainCommits)
 			st.Shed(c.s.logCache)
 			st.ShedValues(c.s.recordCache)
+			st.ShedRecords(c.s.recordIndex, c.pinFloor())
 			if watched {
 				c.s.watch.publish(ev)
 			}

@@ -36,7 +36,7 @@ func TestLostAckFound(t *testing.T) {
 	r := &request{ops: ops, opsJSON: protocol.AppendOps(nil, ops), done: make(chan struct{})}
 	c.wmu.Lock()
 	c.mu.RLock()
-	p, err := c.plan([]*request{r}, true, nil)
+	p, err := c.plan([]*request{r}, true, nil, nil)
 	c.mu.RUnlock()
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,15 @@ type Options struct {
 	// Default 32 MiB (DefaultRecordCache); a negative value keeps every
 	// value in memory.
 	RecordCache int
+	// RecordIndex bounds, per open collection, the records whose id and
+	// version stay in memory, those written last: Get, Snapshot and
+	// CatchUp read the others from the stream (Snapshot and an old
+	// CatchUp read every record message in it, by sequence), and the
+	// committer reads the versions of those its commits check or
+	// replace (a direct get a batch). Default 262,144
+	// (DefaultRecordIndex), about 30 MiB; a negative value keeps every
+	// record's.
+	RecordIndex int
 	// Layout maps collections onto streams: LayoutStream (the default)
 	// gives each collection a stream of its own, PREFIX_COLLECTION, which
 	// is a Raft group of its own on each of its servers; LayoutShared keeps
@@ -134,6 +143,7 @@ const (
 	DefaultMaxBacklog     = 1 << 16
 	DefaultLogCache       = 64 << 10
 	DefaultRecordCache    = 32 << 20
+	DefaultRecordIndex    = 1 << 18
 	DefaultMaxBatch       = 1000
 	DefaultIdleAfter      = 2 * time.Minute
 )
@@ -177,6 +187,11 @@ type Store struct {
 	// everything; valueReads counts the values read from the stream.
 	recordCache int
 	valueReads  atomic.Uint64
+	// recordIndex is Options.RecordIndex, math.MaxInt when it keeps
+	// every record's; scanReads counts the record messages read by
+	// sequence (see scanRecords).
+	recordIndex int
+	scanReads   atomic.Uint64
 	log         *slog.Logger
 	// idle is Options.IdleAfter, 0 when collections are kept open.
 	idle time.Duration
@@ -244,6 +259,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		maxBatch:    opts.MaxBatch,
 		logCache:    opts.LogCache,
 		recordCache: opts.RecordCache,
+		recordIndex: opts.RecordIndex,
 		log:         opts.Logger,
 		idle:        opts.IdleAfter,
 		born:        time.Now(),
@@ -277,6 +293,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.logCache = cacheBound(s.logCache, DefaultLogCache)
 	s.recordCache = cacheBound(s.recordCache, DefaultRecordCache)
+	s.recordIndex = cacheBound(s.recordIndex, DefaultRecordIndex)
 	switch {
 	case s.idle == 0:
 		s.idle = DefaultIdleAfter
@@ -668,14 +685,9 @@ func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, err
 // Get implements store.Store. A value no longer in memory
 // (Options.RecordCache) it reads from the stream.
 func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
-	return readRecords(ctx, s, collection, func() string { return "get " + collection + "/" + id },
-		func(st *state) (protocol.Record, error) {
-			if r, ok := st.Get(id); ok {
-				return r, nil
-			}
-			return protocol.Record{}, store.ErrNotFound
-		},
-		func(r *protocol.Record, f func(*protocol.Record)) { f(r) })
+	return withColl(ctx, s, collection, func() string { return "get " + collection + "/" + id }, func(c *coll) (protocol.Record, error) {
+		return c.get(ctx, id)
+	})
 }
 
 // Snapshot implements store.Store. The values no longer in memory
@@ -690,16 +702,9 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 // CatchUp implements store.Store. The values no longer in memory
 // (Options.RecordCache) it reads from the stream.
 func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
-	return readRecords(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) },
-		func(st *state) (protocol.CatchUp, error) { return st.CatchUp(after) },
-		func(cu *protocol.CatchUp, f func(*protocol.Record)) { eachRecord(cu.Records, f) })
-}
-
-// readRecords is read for the reads that return records: those whose
-// values the state shed (each visits them) it fills in from the stream
-// (see readValues).
-func readRecords[T any](ctx context.Context, s *Store, collection string, what func() string, fn func(st *state) (T, error), each func(*T, func(*protocol.Record))) (T, error) {
-	return withColl(ctx, s, collection, what, func(c *coll) (T, error) { return readValues(ctx, c, fn, each) })
+	return withColl(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) }, func(c *coll) (protocol.CatchUp, error) {
+		return c.readCatchUp(ctx, after)
+	})
 }
 
 // Apply implements store.Store. It also checks the ops with

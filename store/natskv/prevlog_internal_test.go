@@ -97,7 +97,7 @@ func TestPlanDefersForPrev(t *testing.T) {
 		group = append(group, &request{ops: ops, opsJSON: protocol.AppendOps(nil, ops), msgs: 2, done: make(chan struct{})})
 	}
 	c.mu.RLock()
-	p, err := c.plan(group, true, nil)
+	p, err := c.plan(group, true, nil, nil)
 	c.mu.RUnlock()
 	if err != nil {
 		t.Fatalf("plan: %v", err)
@@ -107,7 +107,7 @@ func TestPlanDefersForPrev(t *testing.T) {
 	}
 	// Without room to defer, the group is refused as too large.
 	c.mu.RLock()
-	_, err = c.plan(group, false, nil)
+	_, err = c.plan(group, false, nil, nil)
 	c.mu.RUnlock()
 	if !errors.Is(err, protocol.ErrTooLarge) {
 		t.Fatalf("plan without deferring = %v, want ErrTooLarge", err)

@@ -113,6 +113,14 @@ func (c *coll) readFrom(f *follower, from uint64) (int, error) {
 // replica answers), and passes them to take in order until it returns
 // false. It returns how many it passed.
 func (s *Store) directGet(ctx context.Context, stream string, req directRequest, take func(feedMsg) bool) (int, error) {
+	n, _, err := s.directGetPending(ctx, stream, req, take)
+	return n, err
+}
+
+// directGetPending is directGet, which also returns how many messages
+// the answer left out, as its end tells (0 when the answer was whole, or
+// brought nothing).
+func (s *Store) directGetPending(ctx context.Context, stream string, req directRequest, take func(feedMsg) bool) (int, uint64, error) {
 	nc := s.nc
 	inbox := nats.NewInbox()
 	// A channel that holds one answer (a batch and its end), not the
@@ -126,15 +134,15 @@ func (s *Store) directGet(ctx context.Context, stream string, req directRequest,
 	ch := make(chan *nats.Msg, most+1)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
-		return 0, fmt.Errorf("subscribe: %w", err)
+		return 0, 0, fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Unsubscribe()
 	body, err := json.Marshal(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
-		return 0, fmt.Errorf("request: %w", err)
+		return 0, 0, fmt.Errorf("request: %w", err)
 	}
 	n := 0
 	for {
@@ -142,24 +150,32 @@ func (s *Store) directGet(ctx context.Context, stream string, req directRequest,
 		select {
 		case m = <-ch:
 		case <-ctx.Done():
-			return n, ctx.Err()
+			return n, 0, ctx.Err()
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
-		case "204", "404":
-			// The end of the batch, or nothing (yet) from there.
-			return n, nil
+		case "204":
+			// The end of the batch.
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return n, pending, nil
+		case "404":
+			if len(req.MultiLast) > 0 && m.Header.Get("Description") != "No Results" {
+				// A multi_last get's messages that failed to load.
+				return n, 0, fmt.Errorf("status 404 %s", m.Header.Get("Description"))
+			}
+			// Nothing (yet) from there.
+			return n, 0, nil
 		case "413":
-			return n, errTooMany
+			return n, 0, errTooMany
 		default:
-			return n, fmt.Errorf("status %s %s", status, m.Header.Get("Description"))
+			return n, 0, fmt.Errorf("status %s %s", status, m.Header.Get("Description"))
 		}
 		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		if err != nil {
-			return n, fmt.Errorf("message without a sequence: %w", err)
+			return n, 0, fmt.Errorf("message without a sequence: %w", err)
 		}
 		if !take(feedMsg{subj: m.Header.Get("Nats-Subject"), hdr: m.Header, data: m.Data, seq: seq}) {
-			return n, nil
+			return n, 0, nil
 		}
 		n++
 	}

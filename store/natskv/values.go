@@ -81,22 +81,10 @@ func readValues[T any](ctx context.Context, c *coll, read func(st *state) (T, er
 			held = make(map[string]heldValue, len(need))
 		}
 		err = c.fetchValues(ctx, epoch, upTo, need, held)
-		switch {
-		case err == nil:
+		if err == nil {
 			return v, nil
-		case round == maxValueRounds:
-			return zero, fmt.Errorf("%w: %d reads in a row", err, round+1)
-		case !errors.Is(err, errStaleValues):
-			// NATS did not answer (a lost connection, say): try again
-			// for as long as a request may take.
-			if ctx.Err() != nil || time.Since(start) > c.s.timeout {
-				return zero, err
-			}
-			c.s.log.Debug("natskv: read record values", "collection", c.name, "err", err)
-			sleep(ctx, jitter(retryDelay))
-			continue
 		}
-		if err := c.waitMoved(ctx, epoch, upTo); err != nil {
+		if err := c.readAgain(ctx, err, round, start, epoch, upTo); err != nil {
 			return zero, err
 		}
 	}
@@ -218,13 +206,17 @@ func (c *coll) fetchBatch(ctx context.Context, prefix string, upTo uint64, batch
 	return nil
 }
 
-// readNeeded reads the values plan p needs (p.need) into vals, for the
-// committer to plan again: after a read that found the state behind the
-// stream it waits for the state to move on (waitMoved), after another
-// failure it waits a moment. It returns an error only once ctx is done or
-// the store closed.
-func (c *coll) readNeeded(ctx context.Context, p *plan, vals map[string]heldValue, wait *backoff) error {
-	err := c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
+// readNeeded reads the records plan p does not know (p.probe) into
+// probes and the values it needs (p.need) into vals, for the committer to
+// plan again: after a read that found the state behind the stream it
+// waits for the state to move on (waitMoved), after another failure it
+// waits a moment. It returns an error only once ctx is done or the store
+// closed.
+func (c *coll) readNeeded(ctx context.Context, p *plan, vals map[string]heldValue, probes map[string]probed, wait *backoff) error {
+	err := c.probe(ctx, p.epoch, p.expect, p.asOf, p.probe, probes)
+	if err == nil {
+		err = c.fetchValues(ctx, p.epoch, p.expect, p.need, vals)
+	}
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -315,9 +307,7 @@ func (c *coll) snapshot(ctx context.Context) (protocol.Snapshot, error) {
 	sh := &sharedRead{epoch: epoch, upTo: upTo, done: make(chan struct{})}
 	c.reading = sh
 	c.smu.Unlock()
-	sh.snap, sh.err = readValues(ctx, c,
-		func(st *state) (protocol.Snapshot, error) { return st.Snapshot(), nil },
-		func(sn *protocol.Snapshot, f func(*protocol.Record)) { eachRecord(sn.Records, f) })
+	sh.snap, sh.err = c.readSnapshot(ctx)
 	c.smu.Lock()
 	if c.reading == sh {
 		c.reading = nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -31,80 +32,158 @@ func versionIn(t *testing.T, b []byte) uint64 {
 }
 
 // TestRecordCache: an open collection keeps the values of the records
-// written last only, up to Options.RecordCache bytes, in the committer's
-// store and in a follower's, and reads the others from the stream: Get,
-// Snapshot and CatchUp answer every record as written, and the committer
-// tells what its commits replaced (Applied.Prev) from values it read.
+// written last only, up to Options.RecordCache bytes, and with
+// Options.RecordIndex the ids and versions of as many records only, in
+// the committer's store and in a follower's, and reads the others from
+// the stream. Through random puts, deletes and preconditions, Get,
+// Snapshot and CatchUp (from the middle, and from 0) answer every record
+// as written and every deletion, the committer checks preconditions and
+// deletes against records it no longer holds, and tells what its commits
+// replaced (Applied.Prev).
 func TestRecordCache(t *testing.T) {
-	ctx := t.Context()
 	const (
 		cache   = 2 << 10
 		ids     = 120
 		commits = 400
 	)
-	s, other := openPair(t, Options{IdleAfter: -1, RecordCache: cache})
-	const name = "records"
-	rng := rand.New(rand.NewPCG(3, 4))
-	model := map[string]protocol.Record{}
-	for v := uint64(1); v <= commits; v++ {
-		id := fmt.Sprint("r", rng.IntN(ids))
-		op := protocol.Op{Op: protocol.OpPut, ID: id, Value: recValue(v, 100)}
-		old, existed := model[id]
-		if existed && rng.IntN(5) == 0 {
-			op = protocol.Op{Op: protocol.OpDelete, ID: id}
-		}
-		a, err := s.Apply(ctx, name, []protocol.Op{op}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(a.Prev[0], old.Value) {
-			t.Fatalf("commit %d: Applied.Prev %.40q, want %.40q", v, a.Prev[0], old.Value)
-		}
-		if op.Op == protocol.OpDelete {
-			delete(model, id)
-		} else {
-			model[id] = protocol.Record{ID: id, Value: op.Value, Version: v}
-		}
-	}
-	for _, st := range []*Store{s, other} {
-		c := openAt(t, st, name, commits)
-		c.mu.RLock()
-		kept := c.st.ValueBytes()
-		c.mu.RUnlock()
-		if kept > cache {
-			t.Fatalf("the state holds %d bytes of values, more than its %d", kept, cache)
-		}
-		reads := st.RecordReads()
-		snap, err := st.Snapshot(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(snap.Records) != len(model) {
-			t.Fatalf("snapshot of %d records, want %d", len(snap.Records), len(model))
-		}
-		for _, r := range snap.Records {
-			if want := model[r.ID]; r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
-				t.Fatalf("snapshot has %s at %d %.30q, want %d %.30q", r.ID, r.Version, r.Value, want.Version, want.Value)
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"values", Options{IdleAfter: -1, RecordCache: cache}},
+		{"index", Options{IdleAfter: -1, RecordCache: cache, RecordIndex: 16}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, other := openPair(t, tc.opts)
+			const name = "records"
+			rng := rand.New(rand.NewPCG(3, 4))
+			model := map[string]protocol.Record{}
+			deletedAt := map[string]uint64{}
+			v := uint64(0)
+			for range commits {
+				id := fmt.Sprint("r", rng.IntN(ids))
+				op := protocol.Op{Op: protocol.OpPut, ID: id, Value: recValue(v+1, 100)}
+				old, existed := model[id]
+				var ifs map[string]uint64
+				switch rng.IntN(6) {
+				case 0:
+					op = protocol.Op{Op: protocol.OpDelete, ID: id}
+				case 1:
+					ifs = map[string]uint64{id: old.Version}
+				case 2:
+					// A precondition that fails: nothing changes.
+					ifs = map[string]uint64{id: old.Version + 1}
+					_, err := s.Apply(ctx, name, []protocol.Op{op}, ifs)
+					var pe *store.PreconditionError
+					if !errors.As(err, &pe) || pe.Have != old.Version {
+						t.Fatalf("precondition %v on %s at %d: %v", ifs, id, old.Version, err)
+					}
+					continue
+				}
+				a, err := s.Apply(ctx, name, []protocol.Op{op}, ifs)
+				if op.Op == protocol.OpDelete && !existed {
+					if !errors.Is(err, store.ErrNotFound) {
+						t.Fatalf("delete of %s, which does not exist: %v", id, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				v++
+				if a.Commit.Version != v || !bytes.Equal(a.Prev[0], old.Value) {
+					t.Fatalf("commit %d: version %d, Applied.Prev %.40q, want %.40q", v, a.Commit.Version, a.Prev[0], old.Value)
+				}
+				if op.Op == protocol.OpDelete {
+					delete(model, id)
+					deletedAt[id] = v
+				} else {
+					model[id] = protocol.Record{ID: id, Value: op.Value, Version: v}
+					delete(deletedAt, id)
+				}
 			}
-		}
-		if st.RecordReads() == reads {
-			t.Fatal("no value read from the stream")
-		}
-		for id, want := range model {
-			r, err := st.Get(ctx, name, id)
-			if err != nil || r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
-				t.Fatalf("Get(%s) = %d %.30q, %v; want %d %.30q", id, r.Version, r.Value, err, want.Version, want.Value)
+			for _, st := range []*Store{s, other} {
+				c := openAt(t, st, name, v)
+				c.mu.RLock()
+				kept, indexed, floor := c.st.ValueBytes(), len(c.st.Snapshot().Records), c.st.IndexFloor()
+				c.mu.RUnlock()
+				if kept > cache {
+					t.Fatalf("the state holds %d bytes of values, more than its %d", kept, cache)
+				}
+				if tc.opts.RecordIndex > 0 && (indexed > tc.opts.RecordIndex || floor == 0) {
+					t.Fatalf("the state holds %d records (floor %d), bound %d", indexed, floor, tc.opts.RecordIndex)
+				}
+				reads := st.RecordReads()
+				snap, err := st.Snapshot(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(snap.Records) != len(model) || snap.Version != v {
+					t.Fatalf("snapshot of %d records at %d, want %d at %d", len(snap.Records), snap.Version, len(model), v)
+				}
+				for i, r := range snap.Records {
+					if want := model[r.ID]; r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
+						t.Fatalf("snapshot has %s at %d %.30q, want %d %.30q", r.ID, r.Version, r.Value, want.Version, want.Value)
+					}
+					if i > 0 && snap.Records[i-1].ID >= r.ID {
+						t.Fatalf("snapshot not sorted by id: %s before %s", snap.Records[i-1].ID, r.ID)
+					}
+				}
+				for i := range ids {
+					id := fmt.Sprint("r", i)
+					want, ok := model[id]
+					r, err := st.Get(ctx, name, id)
+					switch {
+					case !ok && !errors.Is(err, store.ErrNotFound):
+						t.Fatalf("Get(%s), deleted or never written: %+v, %v", id, r, err)
+					case ok && (err != nil || r.Version != want.Version || !bytes.Equal(r.Value, want.Value)):
+						t.Fatalf("Get(%s) = %d %.30q, %v; want %d %.30q", id, r.Version, r.Value, err, want.Version, want.Value)
+					}
+				}
+				if st.RecordReads() == reads {
+					t.Fatal("nothing read from the stream")
+				}
+				if tc.opts.RecordIndex > 0 && st.scanReads.Load() == 0 {
+					t.Fatal("no record scanned from the stream")
+				}
+				for _, after := range []uint64{0, v / 2, v - 3} {
+					cu, err := st.CatchUp(ctx, name, after)
+					if err != nil {
+						t.Fatal(err)
+					}
+					n := 0
+					for _, r := range cu.Records {
+						if want := model[r.ID]; r.Version != want.Version || r.Version <= after || !bytes.Equal(r.Value, want.Value) {
+							t.Fatalf("catch-up from %d has %s at %d %.30q, want %d %.30q", after, r.ID, r.Version, r.Value, want.Version, want.Value)
+						}
+						n++
+					}
+					for _, r := range model {
+						if r.Version > after {
+							n--
+						}
+					}
+					if n != 0 {
+						t.Fatalf("catch-up from %d: %d records more than the model's", after, n)
+					}
+					gone := map[string]bool{}
+					for _, id := range cu.Deleted {
+						gone[id] = true
+					}
+					for id, d := range deletedAt {
+						if d > after && !gone[id] {
+							t.Fatalf("catch-up from %d misses the deletion of %s at %d", after, id, d)
+						}
+					}
+					for id := range gone {
+						if _, ok := model[id]; ok {
+							t.Fatalf("catch-up from %d deletes %s, which exists", after, id)
+						}
+					}
+				}
 			}
-		}
-		cu, err := st.CatchUp(ctx, name, commits/2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range cu.Records {
-			if want := model[r.ID]; r.Version != want.Version || !bytes.Equal(r.Value, want.Value) {
-				t.Fatalf("catch-up has %s at %d %.30q, want %d %.30q", r.ID, r.Version, r.Value, want.Version, want.Value)
-			}
-		}
+		})
 	}
 }
 
@@ -113,9 +192,21 @@ func TestRecordCache(t *testing.T) {
 // snapshot read at one version) while another process keeps rewriting the
 // records, so that the stream is often past the reader's state.
 func TestRecordCacheRewritten(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"values", Options{IdleAfter: -1, RecordCache: 512}},
+		{"index", Options{IdleAfter: -1, RecordCache: 512, RecordIndex: 8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testRecordCacheRewritten(t, tc.opts) })
+	}
+}
+
+func testRecordCacheRewritten(t *testing.T, opts Options) {
 	ctx := t.Context()
 	const ids = 40
-	s, other := openPair(t, Options{IdleAfter: -1, RecordCache: 512})
+	s, other := openPair(t, opts)
 	const name = "rewritten"
 	var ops []protocol.Op
 	for i := range ids {
@@ -192,6 +283,9 @@ func TestRecordCacheRewritten(t *testing.T) {
 	}
 	if s.RecordReads() == 0 {
 		t.Fatal("no value read from the stream")
+	}
+	if opts.RecordIndex > 0 && s.scanReads.Load() == 0 {
+		t.Fatal("no record scanned from the stream")
 	}
 }
 

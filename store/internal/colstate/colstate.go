@@ -6,6 +6,7 @@ package colstate
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -27,10 +28,10 @@ type State struct {
 	Epoch   string
 	Version uint64
 
-	// versions are the current records' versions by id, and values
-	// their values in memory: all but those shed (ShedValues). Two maps,
-	// so that a record whose value was shed costs only its id and
-	// version.
+	// versions are the current records' versions by id: all but those
+	// shed (ShedRecords), and values their values in memory: all but
+	// those shed (ShedValues). Two maps, so that a record whose value was
+	// shed costs only its id and version.
 	versions map[string]uint64
 	values   map[string][]byte
 	// valueBytes is the size of values; the live entries of
@@ -42,6 +43,12 @@ type State struct {
 	// ones. It is the catch-up's index of records by version.
 	written []entry
 	stale   int
+
+	// indexFloor is the highest version of a record whose index entry
+	// was shed (ShedRecords): a record of a version up to it may be
+	// missing from versions; every one of a later version is there. 0:
+	// versions holds every record.
+	indexFloor uint64
 
 	// log holds the commits logFloor+1 through Version, oldest first.
 	log      Log
@@ -104,14 +111,35 @@ func New(epoch string) State {
 // Head returns the state's epoch and version.
 func (s *State) Head() protocol.Head { return protocol.Head{Epoch: s.Epoch, Version: s.Version} }
 
-// RecordVersion returns the version of record id, and whether it exists.
+// RecordVersion returns the version of record id, and whether it exists,
+// as far as the index in memory tells (see Lookup).
 func (s *State) RecordVersion(id string) (uint64, bool) {
 	v, ok := s.versions[id]
 	return v, ok
 }
 
+// Lookup returns the version of record id and whether it exists, and
+// whether the state knows: it does not for a record whose index entry it
+// shed (ShedRecords) and that was neither written nor deleted since.
+func (s *State) Lookup(id string) (version uint64, exists, known bool) {
+	if v, ok := s.versions[id]; ok {
+		return v, true, true
+	}
+	if _, ok := s.tombVersion[id]; ok || s.indexFloor == 0 {
+		return 0, false, true
+	}
+	return 0, false, false
+}
+
+// IndexFloor returns the highest version of a record whose index entry
+// was shed (ShedRecords): Get, Snapshot and CatchUp return only the
+// records of later versions whole, and Lookup may not know the others. 0
+// when the state holds every record.
+func (s *State) IndexFloor() uint64 { return s.indexFloor }
+
 // Get returns a copy of record id; its Value is nil if it was shed
-// (ShedValues).
+// (ShedValues). It does not find a record whose index entry was shed
+// (ShedRecords).
 func (s *State) Get(id string) (protocol.Record, bool) {
 	v, ok := s.versions[id]
 	if !ok {
@@ -127,7 +155,9 @@ func (s *State) record(id string, v uint64) protocol.Record {
 
 // Apply applies c, the next commit, and appends it to the log with seq;
 // it then owns c. The ops take effect in order; a delete of a missing
-// record, which the store has refused before, is ignored.
+// record, which the store has refused before, is ignored. A delete of a
+// record the state does not know (see Lookup) is taken to be of one that
+// existed: its tombstone may be one too many, never one too few.
 func (s *State) Apply(c protocol.Commit, seq uint64) {
 	type change struct {
 		value   []byte
@@ -144,13 +174,13 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 	v := c.Version
 	for _, id := range slices.Sorted(maps.Keys(net)) {
 		ch := net[id]
-		_, existed := s.versions[id]
+		_, existed, known := s.Lookup(id)
 		if existed {
 			s.stale++
 			s.valueBytes -= len(s.values[id])
 		}
 		if ch.deleted {
-			if existed {
+			if existed || !known {
 				delete(s.versions, id)
 				delete(s.values, id)
 				s.tombs = append(s.tombs, Tomb{Version: v, ID: id, At: c.At, Seq: seq})
@@ -176,15 +206,16 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 
 // Restore sets the state from what a store read back: log, the commits
 // it holds, at least one, which the state owns from now on; versions, the
-// current records' versions, and values, the values of those whose value
-// is in memory (both owned by the state from now on); and tombs, the
-// tombstones of the deleted records.
-func (s *State) Restore(log Log, versions map[string]uint64, values map[string][]byte, tombs map[string]Tomb) error {
+// current records' versions, all of them but those of versions up to
+// indexFloor it shed (see ShedRecords), and values, the values of those
+// whose value is in memory (both owned by the state from now on); and
+// tombs, the tombstones of the deleted records.
+func (s *State) Restore(log Log, versions map[string]uint64, values map[string][]byte, indexFloor uint64, tombs map[string]Tomb) error {
 	es := log.Entries()
 	s.Version = es[len(es)-1].Commit.Version
 	s.logFloor = es[0].Commit.Version - 1
 	s.log = log
-	s.versions, s.values = versions, values
+	s.versions, s.values, s.indexFloor = versions, values, indexFloor
 	s.written = slices.Grow(s.written[:0], len(versions))
 	s.valueBytes, s.shedTo = 0, 0
 	for id, v := range versions {
@@ -254,6 +285,33 @@ func (s *State) ShedValues(keep int) {
 		}
 		s.shedTo++
 	}
+}
+
+// ShedRecords drops from memory the index entries, and values, of the
+// records written longest ago, beyond the newest keep records, and only
+// those of versions up to upTo, for a store that keeps them elsewhere
+// too: IndexFloor rises to the newest version shed, and the caller reads
+// the records up to it from where it keeps them.
+func (s *State) ShedRecords(keep int, upTo uint64) {
+	n := 0
+	for len(s.versions) > keep && n < len(s.written) && s.written[n].version <= upTo {
+		e := s.written[n]
+		n++
+		if v, ok := s.versions[e.id]; !ok || v != e.version {
+			s.stale--
+			continue
+		}
+		s.valueBytes -= len(s.values[e.id])
+		delete(s.versions, e.id)
+		delete(s.values, e.id)
+		s.indexFloor = max(s.indexFloor, e.version)
+	}
+	if n == 0 {
+		return
+	}
+	clear(s.written[:n])
+	s.written = s.written[n:]
+	s.shedTo = max(0, s.shedTo-n)
 }
 
 // ValueBytes returns the size of the record values in memory.
@@ -352,8 +410,13 @@ func (s *State) compact() {
 	}
 }
 
+// ErrIndexShed: what was asked for includes records whose index entries
+// the state shed (ShedRecords).
+var ErrIndexShed = errors.New("the records' index entries were shed from memory")
+
 // Snapshot returns a copy of every record, sorted by id (a shed value
-// nil).
+// nil). A state whose IndexFloor is not 0 returns those of later
+// versions only.
 func (s *State) Snapshot() protocol.Snapshot {
 	recs := make([]protocol.Record, 0, len(s.versions))
 	for id, v := range s.versions {
@@ -394,10 +457,14 @@ func (s *State) Changes(after uint64, page store.Page) (protocol.Changes, error)
 }
 
 // CatchUp returns copies of the records written after version after (a
-// shed value nil) and the ids deleted after it and not written since.
+// shed value nil) and the ids deleted after it and not written since. It
+// returns ErrIndexShed (wrapped) if after is below IndexFloor.
 func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
 	if after < s.tombFloor {
 		return protocol.CatchUp{}, fmt.Errorf("%w: deletions up to version %d are forgotten", store.ErrHistoryGone, s.tombFloor)
+	}
+	if after < s.indexFloor {
+		return protocol.CatchUp{}, fmt.Errorf("%w: records up to version %d", ErrIndexShed, s.indexFloor)
 	}
 	cu := protocol.CatchUp{
 		Epoch:     s.Epoch,

@@ -90,7 +90,7 @@ func TestShedValues(t *testing.T) {
 	var log Log
 	log.Append(LogEntry{Commit: protocol.Commit{Version: s.Version, Ops: []protocol.Op{}}})
 	r := New("e")
-	if err := r.Restore(log, versions, values, nil); err != nil {
+	if err := r.Restore(log, versions, values, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	s = r
