@@ -179,7 +179,8 @@ func TestVisibilityAcrossNodes(t *testing.T) {
 
 // TestViewAcrossNodesRecordCache: a filtered view served by node B follows
 // commits made on node A although B keeps no record values in memory
-// (natskv's record cache of one byte): a record moving into the view is a
+// (natskv's record cache of one byte) and the ids and versions of one
+// record only (its record index): a record moving into the view is a
 // put, one moving out of it a delete, one that never was in it nothing,
 // which B can tell only from the values the commits replaced, carried by
 // their log entries.
@@ -187,7 +188,7 @@ func TestViewAcrossNodesRecordCache(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := startNATS(t)
-	opts := natskv.Options{RecordCache: 1}
+	opts := natskv.Options{RecordCache: 1, RecordIndex: 1}
 	a, err := viewsync.New(openNATSWith(t, srv, opts))
 	if err != nil {
 		t.Fatal(err)

@@ -210,6 +210,17 @@ func (p *Prometheus) TrackRecordReads(reads func() uint64) {
 	}, func() float64 { return float64(reads()) }))
 }
 
+// TrackRecordScans exports viewsync_nats_records_scanned_total, read from
+// scanned (natskv.Store.RecordsScanned) at each scrape: the record
+// messages the NATS engine read by sequence for snapshots and catch-ups
+// of collections larger than its record index.
+func (p *Prometheus) TrackRecordScans(scanned func() uint64) {
+	p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "viewsync_nats_records_scanned_total",
+		Help: "Record messages read from NATS for snapshots and catch-ups of collections with more records than this node's record index (--nats-record-index).",
+	}, func() float64 { return float64(scanned()) }))
+}
+
 // ObserveRequest counts and times a request, as httpapi.Observer asks.
 func (p *Prometheus) ObserveRequest(route string, status int, took time.Duration) {
 	p.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()

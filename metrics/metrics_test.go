@@ -130,17 +130,19 @@ func TestCollectionSeriesBounded(t *testing.T) {
 }
 
 // TestNATSStats: viewsync_nats_open_collections,
-// viewsync_nats_log_reads_total and viewsync_nats_record_reads_total read
-// the store's counts at each scrape.
+// viewsync_nats_log_reads_total, viewsync_nats_record_reads_total and
+// viewsync_nats_records_scanned_total read the store's counts at each
+// scrape.
 func TestNATSStats(t *testing.T) {
 	p := metrics.New()
 	open, reads := 3, uint64(0)
 	p.TrackOpenCollections(func() int { return open })
 	p.TrackLogReads(func() uint64 { return reads })
 	p.TrackRecordReads(func() uint64 { return reads * 2 })
+	p.TrackRecordScans(func() uint64 { return reads * 3 })
 	for _, want := range [][]string{
-		{"viewsync_nats_open_collections 3", "viewsync_nats_log_reads_total 0", "viewsync_nats_record_reads_total 0"},
-		{"viewsync_nats_open_collections 0", "viewsync_nats_log_reads_total 1200", "viewsync_nats_record_reads_total 2400"},
+		{"viewsync_nats_open_collections 3", "viewsync_nats_log_reads_total 0", "viewsync_nats_record_reads_total 0", "viewsync_nats_records_scanned_total 0"},
+		{"viewsync_nats_open_collections 0", "viewsync_nats_log_reads_total 1200", "viewsync_nats_record_reads_total 2400", "viewsync_nats_records_scanned_total 3600"},
 	} {
 		rec := httptest.NewRecorder()
 		p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

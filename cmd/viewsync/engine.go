@@ -39,6 +39,7 @@ type engineConfig struct {
 	maxBacklog  int
 	logCache    cliflag.Size
 	recordCache cliflag.Size
+	recordIndex int
 }
 
 func (c *engineConfig) register(fs *flag.FlagSet) {
@@ -59,6 +60,7 @@ func (c *engineConfig) register(fs *flag.FlagSet) {
 	fs.Var(&c.logCache, "nats-log-cache", "--engine nats: bytes of each open collection's newest commits kept whole in memory; the ops of older retained commits are read from NATS when a reader needs them")
 	c.recordCache = natskv.DefaultRecordCache
 	fs.Var(&c.recordCache, "nats-record-cache", "--engine nats: bytes of record values each open collection keeps in memory, those of the records written last; the others keep only their id and version, and their values are read from NATS when a snapshot, catch-up or commit needs them")
+	fs.IntVar(&c.recordIndex, "nats-record-index", natskv.DefaultRecordIndex, "--engine nats: how many records each open collection keeps the id and version of in memory (~110 B of memory a record), those written last; the others are read from NATS: for a get or a commit with a direct get, for a snapshot or a catch-up from before them by reading every record of the collection")
 	fs.IntVar(&c.maxBacklog, "nats-max-backlog", natskv.DefaultMaxBacklog, "--engine nats, shared layout: most new messages kept for one collection while it loads; past it they are dropped and the collection loads again")
 }
 
@@ -80,6 +82,8 @@ func (c *engineConfig) validate() error {
 		return errors.New("--nats-log-cache must be 1B to 1TiB")
 	case c.recordCache < 1 || c.recordCache > 1<<40:
 		return errors.New("--nats-record-cache must be 1B to 1TiB")
+	case c.recordIndex < 1:
+		return errors.New("--nats-record-index must be positive")
 	case (c.natsTLSCert == "") != (c.natsTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
@@ -167,6 +171,7 @@ func (c *engineConfig) open(ctx context.Context, data string, cfg store.Config, 
 		MaxBacklog:  c.maxBacklog,
 		LogCache:    int(c.logCache),
 		RecordCache: int(c.recordCache),
+		RecordIndex: c.recordIndex,
 		Layout:      c.natsLayout,
 	})
 	if err != nil {

@@ -116,6 +116,8 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{name: "env nats-log-cache not a size", env: map[string]string{"VIEWSYNC_NATS_LOG_CACHE": "lots"}, want: "VIEWSYNC_NATS_LOG_CACHE"},
 		{name: "nats-record-cache zero", args: []string{"--nats-record-cache", "0"}, want: "--nats-record-cache"},
 		{name: "env nats-record-cache not a size", env: map[string]string{"VIEWSYNC_NATS_RECORD_CACHE": "lots"}, want: "VIEWSYNC_NATS_RECORD_CACHE"},
+		{name: "nats-record-index zero", args: []string{"--nats-record-index", "0"}, want: "--nats-record-index"},
+		{name: "env nats-record-index not a number", env: map[string]string{"VIEWSYNC_NATS_RECORD_INDEX": "lots"}, want: "VIEWSYNC_NATS_RECORD_INDEX"},
 		{name: "presence-set-rate zero", args: []string{"--presence-set-rate", "0"}, want: "--presence-set-rate"},
 		{name: "presence-set-rate NaN", args: []string{"--presence-set-rate", "NaN"}, want: "--presence-set-rate"},
 		{name: "env presence-set-rate negative", env: map[string]string{"VIEWSYNC_PRESENCE_SET_RATE": "-1"}, want: "--presence-set-rate"},

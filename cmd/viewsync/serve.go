@@ -61,7 +61,7 @@ var serveSections = []cliflag.Section{
 	{Title: "Storage", Names: []string{"engine", "data", "retain-commits", "retain-tombstones"}},
 	{Title: "Idempotency keys", Names: []string{"idempotency-ttl", "idempotency-max-keys", "idempotency-max-key-bytes"}},
 	{Title: "Cluster (--engine nats)", Names: []string{"nats-url", "nats-replicas", "nats-prefix", "nats-timeout",
-		"nats-heartbeat", "nats-idle-after", "nats-layout", "nats-max-batch", "nats-max-backlog", "nats-log-cache", "nats-record-cache", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}, Prefix: "nats-"},
+		"nats-heartbeat", "nats-idle-after", "nats-layout", "nats-max-batch", "nats-max-backlog", "nats-log-cache", "nats-record-cache", "nats-record-index", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"}, Prefix: "nats-"},
 	{Title: "Writes", Names: []string{"max-ops", "max-commit", "max-id", "max-value", "max-value-depth"}},
 	{Title: "Views and reads of history", Names: []string{"max-filter-bytes", "max-filter-depth", "max-filter-terms",
 		"page-size", "page-bytes", "history-memory", "history-wait", "max-wait"}},
@@ -427,6 +427,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		met.TrackOpenCollections(ns.OpenCollections)
 		met.TrackLogReads(ns.LogReads)
 		met.TrackRecordReads(ns.RecordReads)
+		met.TrackRecordScans(ns.RecordsScanned)
 	}
 	src, err := c.pg.start(ctx, srv.Hub(), met, log)
 	if err != nil {

@@ -102,9 +102,11 @@ func startNode(t *testing.T, cl *natsCluster, i int) *vsNode {
 		Timeout:  natsTimeout,
 		MaxBatch: maxBatch,
 		Logger:   log,
-		// The values of a few records in memory: the others are read
-		// from NATS, through the failovers too.
+		// The values of a few records in memory, and the ids and
+		// versions of a few more: the others are read from NATS,
+		// through the failovers too.
 		RecordCache: 256,
+		RecordIndex: 64,
 	})
 	if err != nil {
 		n.nc.Close()

@@ -11,21 +11,43 @@ import (
 	"github.com/viewsync/viewsync/store/natskv"
 )
 
-// TestMemoryBound: a node serving a collection much larger than its record
-// cache holds far less than the collection: each record's id and version,
-// the values of the records written last up to Options.RecordCache, the
-// log's newest commits up to Options.LogCache; and it still answers a
-// snapshot, a catch-up and a Get with every value, read from the stream.
-// Once closed, it holds none of it. (The server runs in a process of its
-// own, so that the heap measured is the store's alone.)
+// TestMemoryBound: a node serving a collection much larger than its
+// caches holds far less than the collection: the values of the records
+// written last up to Options.RecordCache, the ids and versions of those
+// written last up to Options.RecordIndex, the log's newest commits up to
+// Options.LogCache; and it still answers a snapshot, a catch-up and a Get
+// with every record, read from the stream. With large values the values
+// are what it sheds; with many small records, the index too, so that what
+// it holds is bounded whatever the collection's size. Once closed, it
+// holds none of it. (The server runs in a process of its own, so that the
+// heap measured is the store's alone.)
 func TestMemoryBound(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		records, size    int
+		cache, index     int
+		bound            func(data int) int64
+		scanned, fetched bool
+	}{
+		// The values shed: a quarter of the data at most.
+		{name: "large values", records: 8000, size: 4 << 10, cache: 1 << 20,
+			bound: func(data int) int64 { return int64(data / 4) }, fetched: true},
+		// The index shed too: 2 MiB, where the index of every record
+		// alone would take some 5 MiB.
+		{name: "many records", records: 50000, size: 100, cache: 64 << 10, index: 1000,
+			bound: func(int) int64 { return 2 << 20 }, scanned: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testMemoryBound(t, tc.records, tc.size, tc.cache, tc.index, tc.bound, tc.scanned, tc.fetched)
+		})
+	}
+}
+
+func testMemoryBound(t *testing.T, records, size, cache, index int, bound func(data int) int64, scanned, fetched bool) {
 	ctx := t.Context()
 	url := startChildServer(t)
 	const (
-		records   = 8000
-		size      = 4 << 10
 		perCommit = 500
-		cache     = 1 << 20
 		name      = "large"
 	)
 	value := func(i int) []byte {
@@ -46,9 +68,8 @@ func TestMemoryBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := records * size
-
 	before := settledHeap()
-	r := openStore(t, url, natskv.Options{RecordCache: cache, IdleAfter: -1})
+	r := openStore(t, url, natskv.Options{RecordCache: cache, RecordIndex: index, IdleAfter: -1})
 	snap, err := r.Snapshot(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -63,11 +84,10 @@ func TestMemoryBound(t *testing.T) {
 	}
 	snap = protocol.Snapshot{}
 	held := int64(heapFloor()) - int64(before)
-	t.Logf("%d records, %d MiB of values: the open collection holds %.1f MiB (%.0f B a record)", records, data>>20, float64(held)/(1<<20), float64(held)/records)
-	if held <= 0 || held > int64(data/4) {
-		t.Fatalf("the open collection holds %d bytes of the collection's %d: more than a quarter", held, data)
+	t.Logf("%d records, %.1f MiB of values: the open collection holds %.2f MiB (%.0f B a record)", records, float64(data)/(1<<20), float64(held)/(1<<20), float64(held)/float64(records))
+	if held <= 0 || held > bound(data) {
+		t.Fatalf("the open collection holds %d bytes, bound %d (the collection's values: %d)", held, bound(data), data)
 	}
-
 	cu, err := r.CatchUp(ctx, name, 0)
 	if err != nil || len(cu.Records) != records {
 		t.Fatalf("CatchUp(0) = %d records, %v", len(cu.Records), err)
@@ -76,10 +96,12 @@ func TestMemoryBound(t *testing.T) {
 	if err != nil || !bytes.Equal(got.Value, value(7)) {
 		t.Fatalf("Get = %.30q, %v", got.Value, err)
 	}
-	if r.RecordReads() < records {
+	if fetched && r.RecordReads() < uint64(records) {
 		t.Fatalf("%d values read from the stream, want the %d beyond the cache at least", r.RecordReads(), records)
 	}
-
+	if scanned && r.RecordsScanned() < uint64(records) {
+		t.Fatalf("%d records scanned from the stream, want the %d at least", r.RecordsScanned(), records)
+	}
 	// Closed, the store lets its collections go, though still referenced.
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
@@ -90,7 +112,7 @@ func TestMemoryBound(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); left > held/2 && time.Now().Before(deadline); {
 		left = int64(heapFloor()) - int64(before)
 	}
-	t.Logf("closed, the store holds %.1f MiB", float64(left)/(1<<20))
+	t.Logf("closed, the store holds %.2f MiB", float64(left)/(1<<20))
 	if left > held/2 {
 		t.Fatalf("closed, the store still holds %d bytes of the %d it held open", left, held)
 	}

@@ -500,3 +500,8 @@ func (c *coll) pinFloor() uint64 {
 	}
 	return low
 }
+
+// RecordsScanned returns how many record messages Snapshot and CatchUp
+// have read from the stream since Open, by sequence, for collections
+// whose record index was shed (Options.RecordIndex).
+func (s *Store) RecordsScanned() uint64 { return s.scanReads.Load() }

@@ -118,8 +118,9 @@ func openStore(t testing.TB, url string, opts natskv.Options) *natskv.Store {
 // opened again between its calls. Options.LogCache keeps the ops of the
 // newest commit or two in memory, so that Changes reads the others from
 // the stream; Options.RecordCache keeps the values of the records written
-// last, about 100 bytes of them, so that Get, Snapshot, CatchUp and the
-// committer read the others from the stream.
+// last, about 100 bytes of them, and Options.RecordIndex the ids and
+// versions of 4 records, so that Get, Snapshot, CatchUp and the committer
+// read the others from the stream.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		srv := startServer(t, serverOptions(t.TempDir()))
@@ -127,7 +128,7 @@ func TestConformance(t *testing.T) {
 			Persistent: true,
 			Shared:     true,
 			Open: func(cfg store.Config) (store.Store, error) {
-				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond, LogCache: 200, RecordCache: 100})
+				return natskv.Open(context.Background(), natskv.Options{URL: srv.ClientURL(), Layout: natskv.LayoutUnderTest(), Config: cfg, MaxBatch: testMaxBatch, IdleAfter: time.Millisecond, LogCache: 200, RecordCache: 100, RecordIndex: 4})
 			},
 		}
 	})
