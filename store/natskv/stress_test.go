@@ -49,7 +49,9 @@ type stressOutcome struct {
 // three-node cluster (Replicas 3), commit concurrently — unconditional
 // puts, guarded read-modify-writes of shared records, deletes, several ops
 // per commit — while the stream's leader is made to step down again and
-// again and nodes are shut down and restarted. Afterwards a fresh store
+// again and nodes are shut down and restarted; two of the stores keep the
+// ids and versions of 8 records only (Options.RecordIndex), so that their
+// commits check and replace records they read from the stream. Afterwards a fresh store
 // reads the log: versions are contiguous from 1 to the head, every
 // acknowledged commit is there at its version with its ops, no commit is
 // there twice, no refused commit is there at all, and the snapshot is what
@@ -68,12 +70,19 @@ func TestClusterStress(t *testing.T) {
 	for i := range 3 {
 		natsOpts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.DontRandomize()}
 		order := append([]string{urls[i]}, append(append([]string(nil), urls[:i]...), urls[i+1:]...)...)
-		s := openStore(t, joinURLs(order), natskv.Options{
+		opts := natskv.Options{
 			Replicas:    3,
 			Timeout:     2 * time.Second,
 			NATSOptions: natsOpts,
 			Logger:      testLogger(t),
-		})
+		}
+		if i > 0 {
+			// Two of the stores keep the ids and versions of a few
+			// records only: their commits check and replace records
+			// they read from the stream, through the failovers.
+			opts.RecordIndex, opts.RecordCache = 8, 256
+		}
+		s := openStore(t, joinURLs(order), opts)
 		// The first stream creation can find the cluster not quite ready
 		// ("no suitable peers for placement").
 		for deadline := time.Now().Add(30 * time.Second); ; {

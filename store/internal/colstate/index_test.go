@@ -133,4 +133,22 @@ func TestShedRecords(t *testing.T) {
 	if s.IndexFloor() == 0 {
 		t.Fatal("nothing was shed")
 	}
+
+	// Bounded by a version, it sheds none of the records written after
+	// it, however many.
+	pin := s.Version
+	for v := pin + 1; v <= pin+200; v++ {
+		s.Apply(protocol.Commit{Version: v, At: time.Unix(int64(v), 0), Ops: []protocol.Op{{Op: protocol.OpPut, ID: fmt.Sprint("n", v), Value: []byte("1")}}}, v)
+		s.ShedRecords(keep, pin)
+		if s.IndexFloor() > pin {
+			t.Fatalf("at %d: the floor rose to %d, past %d", v, s.IndexFloor(), pin)
+		}
+	}
+	if n := len(s.versions); n < 200 {
+		t.Fatalf("%d records indexed, want the 200 written after the bound", n)
+	}
+	s.ShedRecords(keep, math.MaxUint64)
+	if n := len(s.versions); n != keep {
+		t.Fatalf("unbounded again: %d records indexed, want %d", n, keep)
+	}
 }
