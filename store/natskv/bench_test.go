@@ -24,14 +24,25 @@ var benchValue = json.RawMessage(`{"name":"Widget, large","sku":"WX-000123","pri
 func BenchmarkApply(b *testing.B) {
 	for _, writers := range []int{1, 16, 64} {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			benchmarkApply(b, writers)
+			benchmarkApply(b, writers, natskv.Options{})
 		})
 	}
 }
 
-func benchmarkApply(b *testing.B, writers int) {
+// BenchmarkApplyIndexed is BenchmarkApply with 16 writers and a record
+// index of 1,000 records (Options.RecordIndex) for the 10,000 the
+// writers cycle through: each commit replaces a record the store no
+// longer knows, which the committer reads from the stream first, one
+// request a batch.
+//
+//	go test -run '^$' -bench BenchmarkApplyIndexed -benchtime 20000x ./store/natskv/
+func BenchmarkApplyIndexed(b *testing.B) {
+	benchmarkApply(b, 16, natskv.Options{RecordIndex: 1000})
+}
+
+func benchmarkApply(b *testing.B, writers int, opts natskv.Options) {
 	srv := startServer(b, serverOptions(b.TempDir()))
-	s := openStore(b, srv.ClientURL(), natskv.Options{})
+	s := openStore(b, srv.ClientURL(), opts)
 	ctx := b.Context()
 	if _, err := s.Head(ctx, "bench"); err != nil {
 		b.Fatal(err)
