@@ -103,8 +103,9 @@ type Options struct {
 	LogCache int
 	// RecordCache bounds, per open collection, the bytes of record values
 	// that stay in memory, those of the records written last: the others
-	// keep only their id and version, and Get, Snapshot and CatchUp read
-	// their values from the stream (a direct get per 1,024 records).
+	// keep only their id and version (see RecordIndex), and Get, Snapshot
+	// and CatchUp read their values from the stream (a direct get per
+	// 1,024 records).
 	// Default 32 MiB (DefaultRecordCache); a negative value keeps every
 	// value in memory.
 	RecordCache int
@@ -683,7 +684,8 @@ func (s *Store) Head(ctx context.Context, collection string) (protocol.Head, err
 }
 
 // Get implements store.Store. A value no longer in memory
-// (Options.RecordCache) it reads from the stream.
+// (Options.RecordCache), or a record (Options.RecordIndex), it reads from
+// the stream.
 func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record, error) {
 	return withColl(ctx, s, collection, func() string { return "get " + collection + "/" + id }, func(c *coll) (protocol.Record, error) {
 		return c.get(ctx, id)
@@ -691,8 +693,8 @@ func (s *Store) Get(ctx context.Context, collection, id string) (protocol.Record
 }
 
 // Snapshot implements store.Store. The values no longer in memory
-// (Options.RecordCache) it reads from the stream, once for the callers
-// that ask at the same time.
+// (Options.RecordCache), or the records (Options.RecordIndex), it reads
+// from the stream, once for the callers that ask at the same time.
 func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snapshot, error) {
 	return withColl(ctx, s, collection, func() string { return "snapshot of " + collection }, func(c *coll) (protocol.Snapshot, error) {
 		return c.snapshot(ctx)
@@ -700,7 +702,8 @@ func (s *Store) Snapshot(ctx context.Context, collection string) (protocol.Snaps
 }
 
 // CatchUp implements store.Store. The values no longer in memory
-// (Options.RecordCache) it reads from the stream.
+// (Options.RecordCache), or the records (Options.RecordIndex), it reads
+// from the stream.
 func (s *Store) CatchUp(ctx context.Context, collection string, after uint64) (protocol.CatchUp, error) {
 	return withColl(ctx, s, collection, func() string { return fmt.Sprintf("catch-up of %s after %d", collection, after) }, func(c *coll) (protocol.CatchUp, error) {
 		return c.readCatchUp(ctx, after)

@@ -13,8 +13,9 @@ import (
 	"github.com/viewsync/viewsync/store"
 )
 
-// An open collection keeps every record's id and version in memory, and
-// the values of only the records written last, up to Options.RecordCache
+// An open collection keeps its records' ids and versions in memory (up to
+// Options.RecordIndex of them, see index.go), and the values of only the
+// records written last, up to Options.RecordCache
 // bytes (colstate.State.ShedValues): a node serving a large collection
 // would otherwise hold all of it. Get, Snapshot and CatchUp read the
 // values the state shed from the stream, where each record's last message
