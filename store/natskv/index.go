@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -110,22 +109,6 @@ func probeOf(prefix string, m feedMsg, upTo uint64) (string, probed, error) {
 		return id, probed{}, nil
 	}
 	return id, probed{exists: true, version: version, value: m.data}, nil
-}
-
-// recordMessage parses m, a record's message under prefix: the record's
-// id, the version that wrote it, and whether it is a tombstone.
-func recordMessage(prefix string, m feedMsg) (id string, version uint64, deleted bool, err error) {
-	rest, ok := strings.CutPrefix(m.subj, prefix+"r.")
-	if !ok {
-		return "", 0, false, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
-	}
-	if id, err = recordID(rest); err != nil {
-		return "", 0, false, err
-	}
-	if version, err = strconv.ParseUint(m.hdr.Get(hdrVersion), 10, 64); err != nil {
-		return "", 0, false, fmt.Errorf("record %q: version header: %w", id, err)
-	}
-	return id, version, m.hdr.Get(hdrDeleted) != "", nil
 }
 
 // scanBuffer is how many record messages a scan asks the server for at

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -137,6 +138,22 @@ func recordID(token string) (string, error) {
 		return "", fmt.Errorf("record subject token %q: %w", token, err)
 	}
 	return string(id), nil
+}
+
+// recordMessage parses m, a record's message under prefix: the record's
+// id, the version that wrote it, and whether it is a tombstone.
+func recordMessage(prefix string, m feedMsg) (id string, version uint64, deleted bool, err error) {
+	rest, ok := strings.CutPrefix(m.subj, prefix+"r.")
+	if !ok {
+		return "", 0, false, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
+	}
+	if id, err = recordID(rest); err != nil {
+		return "", 0, false, err
+	}
+	if version, err = strconv.ParseUint(m.hdr.Get(hdrVersion), 10, 64); err != nil {
+		return "", 0, false, fmt.Errorf("record %q: version header: %w", id, err)
+	}
+	return id, version, m.hdr.Get(hdrDeleted) != "", nil
 }
 
 // logSubject returns the subject of chunk k of commit v's log entry.

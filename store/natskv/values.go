@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -234,26 +232,18 @@ func (c *coll) readNeeded(ctx context.Context, p *plan, vals map[string]heldValu
 // recordOf returns the record of byID that m, a record's message read
 // from the stream under prefix, holds the value of.
 func recordOf(prefix string, m feedMsg, byID map[string]*protocol.Record) (*protocol.Record, error) {
-	rest, ok := strings.CutPrefix(m.subj, prefix+"r.")
-	if !ok {
-		return nil, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
-	}
-	id, err := recordID(rest)
+	id, v, deleted, err := recordMessage(prefix, m)
 	if err != nil {
 		return nil, err
 	}
 	r := byID[id]
-	if r == nil {
-		return nil, fmt.Errorf("message %d on %q: a record not asked for", m.seq, m.subj)
-	}
-	v, err := strconv.ParseUint(m.hdr.Get(hdrVersion), 10, 64)
 	switch {
-	case err != nil:
-		return nil, fmt.Errorf("record %q: version header: %w", id, err)
-	case m.hdr.Get(hdrDeleted) != "" || v != r.Version:
+	case r == nil:
+		return nil, fmt.Errorf("message %d on %q: a record not asked for", m.seq, m.subj)
+	case deleted || v != r.Version:
 		// The state read at this sequence has the record at its
 		// version: the stream and the state disagree.
-		return nil, fmt.Errorf("record %q: the stream holds version %d (deleted: %t) where the state has %d", id, v, m.hdr.Get(hdrDeleted) != "", r.Version)
+		return nil, fmt.Errorf("record %q: the stream holds version %d (deleted: %t) where the state has %d", id, v, deleted, r.Version)
 	}
 	return r, nil
 }
