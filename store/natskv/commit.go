@@ -611,17 +611,18 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue, 
 	prefix := c.fol.prefix
 	ov := make(map[string]*pending)
 	// fromProbe returns what probes tell of a record the state does not
-	// know, else lists it in p.probe.
+	// know, else lists it in p.probe and returns that it does not exist:
+	// the plan is made again once it is read.
 	probing := make(map[string]bool)
-	fromProbe := func(id string) (probed, bool) {
+	fromProbe := func(id string) probed {
 		if pr, ok := probes[id]; ok && pr.valid(st) {
-			return pr, true
+			return pr
 		}
 		if !probing[id] {
 			probing[id] = true
 			p.probe = append(p.probe, id)
 		}
-		return probed{}, false
+		return probed{}
 	}
 	lookup := func(id string) (bool, uint64) {
 		if o := ov[id]; o != nil {
@@ -632,7 +633,7 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue, 
 		}
 		v, ok, known := st.Lookup(id)
 		if !known {
-			pr, _ := fromProbe(id)
+			pr := fromProbe(id)
 			return pr.exists, pr.version
 		}
 		return ok, v
@@ -650,8 +651,7 @@ func (c *coll) plan(group []*request, mayDefer bool, vals map[string]heldValue, 
 			if _, _, known := st.Lookup(id); known {
 				return nil
 			}
-			pr, _ := fromProbe(id)
-			return slices.Clone(pr.value)
+			return slices.Clone(fromProbe(id).value)
 		}
 		if r.Value != nil {
 			return r.Value
