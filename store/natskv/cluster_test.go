@@ -293,3 +293,37 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// metaLeader returns the node that leads the cluster's meta layer.
+func (c *cluster) metaLeader() int {
+	for c.t.Context().Err() == nil {
+		c.mu.Lock()
+		for i, s := range c.servers {
+			if s != nil && s.JetStreamIsLeader() {
+				c.mu.Unlock()
+				return i
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal("no meta leader")
+	return -1
+}
+
+// streamLeader returns the node that leads stream.
+func (c *cluster) streamLeader(stream string) int {
+	for c.t.Context().Err() == nil {
+		c.mu.Lock()
+		for i, s := range c.servers {
+			if s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+				c.mu.Unlock()
+				return i
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal("no stream leader")
+	return -1
+}

@@ -115,20 +115,36 @@ func probeOf(prefix string, m feedMsg, upTo uint64) (string, probed, error) {
 // a time.
 const scanBuffer = 4096
 
+// scanPatience is how many times Options.Timeout a read waits for scans
+// to succeed again: long enough for the cluster to elect a meta leader,
+// which makes their consumers.
+const scanPatience = 3
+
 // scanInactive is how long the server keeps a scan's consumer once its
 // reader is gone without deleting it.
 const scanInactive = 30 * time.Second
 
 // scanRecords passes take every record message of the collection's
 // history epoch up to stream sequence upTo, tombstones included, in
-// stream order, read with an ordered consumer. take gets the message's
-// data to keep.
-func (c *coll) scanRecords(ctx context.Context, epoch string, upTo uint64, take func(m feedMsg) error) error {
+// stream order, read with an ordered consumer; upTo is where the state of
+// version asOf was read, the end of commit asOf's batch. take gets the
+// message's data to keep.
+//
+// The consumer's server may hold less of the stream than the state was
+// read from (a replica catching up after a restart): the scan ends only
+// once it has seen the message at upTo, the last of commit asOf's log
+// entry, which its filter takes too, not when the server has nothing
+// more for it.
+func (c *coll) scanRecords(ctx context.Context, epoch string, upTo, asOf uint64, take func(m feedMsg) error) error {
 	prefix := c.names.prefix(epoch)
-	cons, err := c.s.js.OrderedConsumer(ctx, c.names.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{prefix + "r.>"},
+	// Making a consumer needs the cluster's meta leader: an attempt's
+	// time, so that the caller tries again meanwhile (see readScanned).
+	actx, cancel := c.attemptCtx(ctx)
+	cons, err := c.s.js.OrderedConsumer(actx, c.names.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{prefix + "r.>", fmt.Sprintf("%sc.%d.>", prefix, asOf)},
 		InactiveThreshold: scanInactive,
 	})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("read the records from the stream: %w", err)
 	}
@@ -142,16 +158,14 @@ func (c *coll) scanRecords(ctx context.Context, epoch string, upTo uint64, take 
 		it.Stop()
 		c.deleteScan(cons)
 	}()
-	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 && info.Delivered.Stream == 0 {
-		return nil // no record message at all
-	}
+	records := prefix + "r."
 	for {
 		m, err := it.Next(jetstream.NextMaxWait(c.s.timeout))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read the records from the stream: %w", err)
+			return fmt.Errorf("read the records from the stream up to sequence %d: %w", upTo, err)
 		}
 		md, err := m.Metadata()
 		if err != nil {
@@ -161,11 +175,13 @@ func (c *coll) scanRecords(ctx context.Context, epoch string, upTo uint64, take 
 		if seq > upTo {
 			return nil
 		}
-		c.s.scanReads.Add(1)
-		if err := take(feedMsg{subj: m.Subject(), hdr: m.Headers(), data: m.Data(), seq: seq}); err != nil {
-			return err
+		if strings.HasPrefix(m.Subject(), records) {
+			c.s.scanReads.Add(1)
+			if err := take(feedMsg{subj: m.Subject(), hdr: m.Headers(), data: m.Data(), seq: seq}); err != nil {
+				return err
+			}
 		}
-		if seq == upTo || md.NumPending == 0 {
+		if seq == upTo {
 			return nil
 		}
 	}
@@ -197,13 +213,13 @@ type scanned struct {
 	deleted bool
 }
 
-// scanState scans the records of the state of history epoch read at
-// stream sequence upTo, keeping those of versions above after:
+// scanState scans the records of the state of history epoch at version
+// asOf, read at stream sequence upTo, keeping those of versions above after:
 // tombstones too with keepTombs.
-func (c *coll) scanState(ctx context.Context, epoch string, upTo, after uint64, keepTombs bool) (map[string]scanned, error) {
+func (c *coll) scanState(ctx context.Context, epoch string, upTo, asOf, after uint64, keepTombs bool) (map[string]scanned, error) {
 	prefix := c.names.prefix(epoch)
 	recs := make(map[string]scanned)
-	err := c.scanRecords(ctx, epoch, upTo, func(m feedMsg) error {
+	err := c.scanRecords(ctx, epoch, upTo, asOf, func(m feedMsg) error {
 		id, version, deleted, err := recordMessage(prefix, m)
 		switch {
 		case err != nil:
@@ -276,9 +292,6 @@ type scanAt struct {
 // lay itself over.
 var errBehindScan = errors.New("the state is behind the scan")
 
-// maxScanFailures bounds the scans in a row NATS fails one read.
-const maxScanFailures = 3
-
 // readScanned is readValues for a read that needs records the state may
 // have shed the index entries of: read returns errRescan to have them
 // scanned (those above after, tombstones too with tombs), at the state
@@ -292,7 +305,7 @@ func readScanned[T any](ctx context.Context, c *coll, after uint64, tombs bool, 
 	// until it is laid over it.
 	unpin := func() {}
 	defer func() { unpin() }()
-	failures := 0
+	var failing time.Time // since when the scans fail
 	for round := 0; ; round++ {
 		v, err := readValues(ctx, c, func(st *state) (T, error) {
 			if sc != nil && sc.epoch != st.Epoch {
@@ -320,7 +333,7 @@ func readScanned[T any](ctx context.Context, c *coll, after uint64, tombs bool, 
 		case round == maxValueRounds:
 			return zero, fmt.Errorf("%w: %d scans in a row", err, round+1)
 		}
-		recs, err := c.scanState(ctx, want.epoch, want.upTo, after, tombs)
+		recs, err := c.scanState(ctx, want.epoch, want.upTo, want.asOf, after, tombs)
 		if err == nil {
 			var si streamInfo
 			ictx, cancel := c.attemptCtx(ctx)
@@ -333,8 +346,13 @@ func readScanned[T any](ctx context.Context, c *coll, after uint64, tombs bool, 
 			want.end = si.lastSeq
 		}
 		if err != nil {
-			failures++
-			if ctx.Err() != nil || failures == maxScanFailures {
+			// NATS did not answer, or made no consumer (its meta
+			// leader is being elected, say): try again for as long as
+			// a request may take.
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			if ctx.Err() != nil || time.Since(failing) > scanPatience*c.s.timeout {
 				return zero, err
 			}
 			c.s.log.Debug("natskv: scan records", "collection", c.name, "err", err)
