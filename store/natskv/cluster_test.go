@@ -296,27 +296,22 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // metaLeader returns the node that leads the cluster's meta layer.
 func (c *cluster) metaLeader() int {
-	for c.t.Context().Err() == nil {
-		c.mu.Lock()
-		for i, s := range c.servers {
-			if s != nil && s.JetStreamIsLeader() {
-				c.mu.Unlock()
-				return i
-			}
-		}
-		c.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatal("no meta leader")
-	return -1
+	return c.leader("meta", func(s *server.Server) bool { return s.JetStreamIsLeader() })
 }
 
 // streamLeader returns the node that leads stream.
 func (c *cluster) streamLeader(stream string) int {
+	return c.leader("stream", func(s *server.Server) bool {
+		return s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+	})
+}
+
+// leader returns the running node that leads says leads, once one does.
+func (c *cluster) leader(what string, leads func(*server.Server) bool) int {
 	for c.t.Context().Err() == nil {
 		c.mu.Lock()
 		for i, s := range c.servers {
-			if s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			if s != nil && leads(s) {
 				c.mu.Unlock()
 				return i
 			}
@@ -324,6 +319,6 @@ func (c *cluster) streamLeader(stream string) int {
 		c.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatal("no stream leader")
+	c.t.Fatalf("no %s leader", what)
 	return -1
 }

@@ -316,7 +316,7 @@ func readScanned[T any](ctx context.Context, c *coll, after uint64, tombs bool, 
 			}
 			v, err := read(st, sc)
 			if errors.Is(err, errRescan) {
-				want = scanAt{epoch: st.Epoch, upTo: st.lastSeq, asOf: st.Version}
+				sc, want = nil, scanAt{epoch: st.Epoch, upTo: st.lastSeq, asOf: st.Version}
 				unpin()
 				unpin = c.pin(st.Version)
 			}
@@ -359,8 +359,9 @@ func readScanned[T any](ctx context.Context, c *coll, after uint64, tombs bool, 
 			sleep(ctx, jitter(retryDelay))
 			continue
 		}
-		want.recs = recs
-		sc = &want
+		done := want
+		done.recs = recs
+		sc = &done
 	}
 }
 
