@@ -67,12 +67,9 @@ func TestClusterScanLeaderLoss(t *testing.T) {
 	// Every read scans: the collection is larger than the index from
 	// the first one on.
 	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		eventually(t, what, func() (bool, string) {
+			return cond(), fmt.Sprintf("%d commits, %d reads", commits.Load(), reads.Load())
+		})
 	}
 	waitFor("200 commits", func() bool { return commits.Load() >= 200 })
 	fail := func(err error) {
