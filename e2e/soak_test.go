@@ -70,8 +70,15 @@ const (
 // shape is the size of one run.
 type shape struct {
 	writers int
-	// writeFor is how long the writers write.
+	// writeFor is how long the writers write at least.
 	writeFor time.Duration
+	// minCommits is how many commits each collection gets at least: the
+	// writers write on past writeFor until it has them. The slow paths
+	// (a subscriber away for awayCommits or stalled for stallCommits,
+	// falling out of the change log) need that many commits whatever the
+	// machine's speed; a busy machine once committed too few in writeFor
+	// for any WebSocket subscriber to need a catch-up.
+	minCommits int64
 	// writeGap bounds each writer's pause between commits: [0, writeGap).
 	writeGap time.Duration
 	// each is the number of subscribers per transport; both of those of
@@ -84,7 +91,7 @@ type shape struct {
 
 func soakShape() shape {
 	s := shape{writers: 4, writeFor: 12 * time.Second, writeGap: 50 * time.Millisecond,
-		each: 100, both: 35, drainFor: 30 * time.Second}
+		minCommits: 2 * awayCommits, each: 100, both: 35, drainFor: 30 * time.Second}
 	if testing.Short() {
 		s.writeFor, s.each, s.both = 4*time.Second, 34, 12
 	}
@@ -138,8 +145,9 @@ func TestSoak(t *testing.T) {
 	var writing context.CancelFunc
 	ph.writing, writing = context.WithCancel(context.Background())
 	defer writing()
-	// drainCtx bounds the whole run of the subscribers.
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), sh.writeFor+sh.drainFor)
+	// drainCtx bounds the whole run of the subscribers: it ends drainFor
+	// after the writers are done.
+	drainCtx, cancelDrain := context.WithCancel(context.Background())
 	defer cancelDrain()
 
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -182,16 +190,28 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := time.Now().Add(sh.writeFor)
+	more := func() bool {
+		if time.Now().Before(until) {
+			return true
+		}
+		for _, c := range soakCollections {
+			if led.count(c) < sh.minCommits {
+				return true
+			}
+		}
+		return false
+	}
 	writeErrs := make([]error, sh.writers)
 	var wWG sync.WaitGroup
 	for i := range sh.writers {
 		w := newWriter(i, rand.New(rand.NewPCG(seed, uint64(1<<32+i))), wc)
 		wWG.Go(func() {
-			writeErrs[i] = w.run(context.Background(), until, sh.writeGap, led)
+			writeErrs[i] = w.run(context.Background(), more, sh.writeGap, led)
 		})
 	}
 	wWG.Wait()
 	wrote := time.Since(started)
+	time.AfterFunc(sh.drainFor, cancelDrain)
 	for i, err := range writeErrs {
 		if err != nil {
 			t.Errorf("writer %d: %v", i, err)
@@ -382,9 +402,10 @@ func newWriter(id int, rng *rand.Rand, c *vsclient.Client) *writer {
 	return w
 }
 
-// run writes until the time is up, pausing [0, gap) between commits.
-func (w *writer) run(ctx context.Context, until time.Time, gap time.Duration, led *ledger) error {
-	for time.Now().Before(until) {
+// run writes while more reports there is more to write, pausing [0, gap)
+// between commits.
+func (w *writer) run(ctx context.Context, more func() bool, gap time.Duration, led *ledger) error {
+	for more() {
 		coll := soakCollections[w.rng.IntN(len(soakCollections))]
 		ops, ifs := w.plan(coll)
 		v, err := w.send(ctx, coll, ops, ifs)
