@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,11 +106,13 @@ func assemble(asm *chunks, m message) (cm protocol.Commit, prev []json.RawMessag
 
 // loader gathers what the stream holds while a follower replays it.
 type loader struct {
-	// versions are the records' versions by id, values the values held
-	// (see colstate.State.Restore).
-	versions map[string]uint64
-	values   map[string][]byte
-	tombs    map[string]colstate.Tomb
+	// recs are the records read, of which the loader keeps in memory
+	// as much as the state it makes will: the values of the newest
+	// valueCache bytes of them (Options.RecordCache) and the newest index
+	// records (Options.RecordIndex); tombs the tombstones read.
+	recs              colstate.Records
+	valueCache, index int
+	tombs             map[string]colstate.Tomb
 	// log holds the log entries read, the ops of only the newest cache
 	// bytes of them (Options.LogCache), so that a load holds no more of
 	// them than the state it makes; but all those of commits after
@@ -120,24 +123,6 @@ type loader struct {
 	keep    uint64
 	horizon uint64
 	keys    []seqKey
-	// valueBytes is the size of the values held, at most valueCache
-	// (Options.RecordCache) once the oldest written are shed, as the
-	// state will; written lists the records read, oldest first (the
-	// stream's order), shed up to shedTo. Of at most index records
-	// (Options.RecordIndex) the loader keeps the versions, those read
-	// last: the others are dropped from written, up to version
-	// indexFloor (see colstate.State.ShedRecords).
-	valueBytes, valueCache int
-	written                []loaded
-	shedTo                 int
-	index                  int
-	indexFloor             uint64
-}
-
-// loaded is a record a loader read, at its version.
-type loaded struct {
-	id      string
-	version uint64
 }
 
 // seqKey is an idempotency key and the stream sequence of its message.
@@ -160,45 +145,8 @@ func keyMessage(m message) (store.Key, error) {
 // values and index records' versions.
 func newLoader(cache int, keep uint64, valueCache, index int) *loader {
 	return &loader{
-		versions: make(map[string]uint64), values: make(map[string][]byte), tombs: make(map[string]colstate.Tomb),
+		tombs: make(map[string]colstate.Tomb),
 		cache: cache, keep: keep, valueCache: valueCache, index: index,
-	}
-}
-
-// shedRecords drops the records read longest ago until at most l.index
-// remain, as colstate.State.ShedRecords.
-func (l *loader) shedRecords() {
-	n := 0
-	for len(l.versions) > l.index && n < len(l.written) {
-		w := l.written[n]
-		n++
-		if v, ok := l.versions[w.id]; ok && v == w.version {
-			l.valueBytes -= len(l.values[w.id])
-			delete(l.versions, w.id)
-			delete(l.values, w.id)
-			l.indexFloor = max(l.indexFloor, w.version)
-		}
-	}
-	if n > 0 {
-		clear(l.written[:n])
-		l.written = l.written[n:]
-		l.shedTo = max(0, l.shedTo-n)
-	}
-}
-
-// shedValues sheds the values of the records read longest ago until those
-// held fit in l.valueCache.
-func (l *loader) shedValues() {
-	for l.valueBytes > l.valueCache && l.shedTo < len(l.written) {
-		w := l.written[l.shedTo]
-		if v, ok := l.versions[w.id]; ok && v == w.version {
-			if val, ok := l.values[w.id]; ok {
-				l.valueBytes -= len(val)
-				delete(l.values, w.id)
-			}
-		}
-		l.written[l.shedTo] = loaded{}
-		l.shedTo++
 	}
 }
 
@@ -295,20 +243,14 @@ func (l *loader) add(f *follower, m message) error {
 			if err != nil {
 				return fmt.Errorf("tombstone %q: time header: %w", id, err)
 			}
-			l.valueBytes -= len(l.values[id])
-			delete(l.versions, id)
-			delete(l.values, id)
+			l.recs.Delete(id)
 			l.tombs[id] = colstate.Tomb{Version: v, ID: id, At: time.Unix(0, ns).UTC(), Seq: m.seq + 1}
 			return nil
 		}
 		delete(l.tombs, id)
-		l.valueBytes -= len(l.values[id])
-		l.versions[id] = v
-		l.values[id] = slices.Clone(m.data)
-		l.valueBytes += len(m.data)
-		l.written = append(l.written, loaded{id, v})
-		l.shedValues()
-		l.shedRecords()
+		l.recs.Put(id, v, slices.Clone(m.data))
+		l.recs.ShedValues(l.valueCache)
+		l.recs.ShedRecords(l.index, math.MaxUint64)
 	case 'g':
 		h, err := strconv.ParseUint(string(m.data), 10, 64)
 		if err != nil {
@@ -358,12 +300,12 @@ func (l *loader) finish(epoch string, lastSeq uint64, cfg store.Config) (*state,
 	}
 	st.sweepKeys(cfg.Now(), cfg.KeyTTL, cfg.MaxKeys, len(l.keys))
 	if l.log.Len() == 0 {
-		if len(l.versions) > 0 || len(l.tombs) > 0 {
+		if l.recs.Len() > 0 || len(l.tombs) > 0 {
 			return nil, fmt.Errorf("stream holds records but no log entry")
 		}
 		return st, nil
 	}
-	if err := st.Restore(l.log, l.versions, l.values, l.indexFloor, l.tombs); err != nil {
+	if err := st.Restore(l.log, &l.recs, l.tombs); err != nil {
 		return nil, err
 	}
 	st.diskFloor = st.LogFloor()

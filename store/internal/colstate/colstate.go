@@ -28,27 +28,9 @@ type State struct {
 	Epoch   string
 	Version uint64
 
-	// versions are the current records' versions by id: all but those
-	// shed (ShedRecords), and values their values in memory: all but
-	// those shed (ShedValues). Two maps, so that a record whose value was
-	// shed costs only its id and version.
-	versions map[string]uint64
-	values   map[string][]byte
-	// valueBytes is the size of values; the live entries of
-	// written[:shedTo] have theirs shed.
-	valueBytes, shedTo int
-	// written lists, in version order, the (version, id) of every record
-	// write. An entry is live while versions[id] == version; stale
-	// counts the others, which are dropped once they outnumber the live
-	// ones. It is the catch-up's index of records by version.
-	written []entry
-	stale   int
-
-	// indexFloor is the highest version of a record whose index entry
-	// was shed (ShedRecords): a record of a version up to it may be
-	// missing from versions; every one of a later version is there. 0:
-	// versions holds every record.
-	indexFloor uint64
+	// recs are the current records, all but those shed (ShedRecords),
+	// their index by version in version order.
+	recs Records
 
 	// log holds the commits logFloor+1 through Version, oldest first.
 	log      Log
@@ -64,12 +46,6 @@ type State struct {
 	// tombFloor is the tombstone horizon: the highest version of a
 	// forgotten tombstone. A catch-up from below it may miss a deletion.
 	tombFloor uint64
-}
-
-// entry is an element of State.written.
-type entry struct {
-	version uint64
-	id      string
 }
 
 // LogEntry is a commit of the log, with Seq, where the store keeps it
@@ -105,7 +81,7 @@ const compactMin = 64
 
 // New returns the empty state of history epoch at version 0.
 func New(epoch string) State {
-	return State{Epoch: epoch, versions: make(map[string]uint64), values: make(map[string][]byte), tombVersion: make(map[string]uint64)}
+	return State{Epoch: epoch, tombVersion: make(map[string]uint64)}
 }
 
 // Head returns the state's epoch and version.
@@ -113,19 +89,16 @@ func (s *State) Head() protocol.Head { return protocol.Head{Epoch: s.Epoch, Vers
 
 // RecordVersion returns the version of record id, and whether it exists,
 // as far as the index in memory tells (see Lookup).
-func (s *State) RecordVersion(id string) (uint64, bool) {
-	v, ok := s.versions[id]
-	return v, ok
-}
+func (s *State) RecordVersion(id string) (uint64, bool) { return s.recs.Version(id) }
 
 // Lookup returns the version of record id and whether it exists, and
 // whether the state knows: it does not for a record whose index entry it
 // shed (ShedRecords) and that was neither written nor deleted since.
 func (s *State) Lookup(id string) (version uint64, exists, known bool) {
-	if v, ok := s.versions[id]; ok {
+	if v, ok := s.recs.Version(id); ok {
 		return v, true, true
 	}
-	if _, ok := s.tombVersion[id]; ok || s.indexFloor == 0 {
+	if _, ok := s.tombVersion[id]; ok || s.recs.indexFloor == 0 {
 		return 0, false, true
 	}
 	return 0, false, false
@@ -135,22 +108,17 @@ func (s *State) Lookup(id string) (version uint64, exists, known bool) {
 // was shed (ShedRecords): Get, Snapshot and CatchUp return only the
 // records of later versions whole, and Lookup may not know the others. 0
 // when the state holds every record.
-func (s *State) IndexFloor() uint64 { return s.indexFloor }
+func (s *State) IndexFloor() uint64 { return s.recs.indexFloor }
 
 // Get returns a copy of record id; its Value is nil if it was shed
 // (ShedValues). It does not find a record whose index entry was shed
 // (ShedRecords).
 func (s *State) Get(id string) (protocol.Record, bool) {
-	v, ok := s.versions[id]
+	v, ok := s.recs.Version(id)
 	if !ok {
 		return protocol.Record{}, false
 	}
-	return s.record(id, v), true
-}
-
-// record returns a copy of record id, at version v.
-func (s *State) record(id string, v uint64) protocol.Record {
-	return protocol.Record{ID: id, Value: slices.Clone(s.values[id]), Version: v}
+	return s.recs.record(id, v), true
 }
 
 // Apply applies c, the next commit, and appends it to the log with seq;
@@ -174,24 +142,15 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 	v := c.Version
 	for _, id := range slices.Sorted(maps.Keys(net)) {
 		ch := net[id]
-		_, existed, known := s.Lookup(id)
-		if existed {
-			s.stale++
-			s.valueBytes -= len(s.values[id])
-		}
 		if ch.deleted {
-			if existed || !known {
-				delete(s.versions, id)
-				delete(s.values, id)
+			_, _, known := s.Lookup(id)
+			if s.recs.Delete(id) || !known {
 				s.tombs = append(s.tombs, Tomb{Version: v, ID: id, At: c.At, Seq: seq})
 				s.tombVersion[id] = v
 			}
 			continue
 		}
-		s.versions[id] = v
-		s.values[id] = ch.value
-		s.valueBytes += len(ch.value)
-		s.written = append(s.written, entry{version: v, id: id})
+		s.recs.Put(id, v, ch.value)
 		if _, ok := s.tombVersion[id]; ok {
 			// A catch-up from before the deletion gets the new record,
 			// whose version is newer still: the tombstone is not needed.
@@ -205,34 +164,22 @@ func (s *State) Apply(c protocol.Commit, seq uint64) {
 }
 
 // Restore sets the state from what a store read back: log, the commits
-// it holds, at least one, which the state owns from now on; versions, the
-// current records' versions, all of them but those of versions up to
-// indexFloor it shed (see ShedRecords), and values, the values of those
-// whose value is in memory (both owned by the state from now on); and
+// it holds, at least one, which the state owns from now on; recs, the
+// current records, as the store put them in the order it read them and
+// shed them (the state owns them from now on, and recs is left empty); and
 // tombs, the tombstones of the deleted records.
-func (s *State) Restore(log Log, versions map[string]uint64, values map[string][]byte, indexFloor uint64, tombs map[string]Tomb) error {
+func (s *State) Restore(log Log, recs *Records, tombs map[string]Tomb) error {
 	es := log.Entries()
 	s.Version = es[len(es)-1].Commit.Version
 	s.logFloor = es[0].Commit.Version - 1
 	s.log = log
-	s.versions, s.values, s.indexFloor = versions, values, indexFloor
-	s.written = slices.Grow(s.written[:0], len(versions))
-	s.valueBytes, s.shedTo = 0, 0
-	for id, v := range versions {
+	for id, v := range recs.versions {
 		if v > s.Version {
 			return fmt.Errorf("record %q at version %d beyond the log's %d", id, v, s.Version)
 		}
-		s.written = append(s.written, entry{version: v, id: id})
 	}
-	for id, val := range values {
-		if _, ok := versions[id]; !ok {
-			return fmt.Errorf("a value of record %q, which does not exist", id)
-		}
-		s.valueBytes += len(val)
-	}
-	slices.SortFunc(s.written, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.version, b.version), strings.Compare(a.id, b.id))
-	})
+	s.recs, *recs = *recs, Records{}
+	s.recs.order()
 	s.tombs = s.tombs[:0]
 	clear(s.tombVersion)
 	for id, t := range tombs {
@@ -274,48 +221,17 @@ func (s *State) Shed(keep int) { s.log.Shed(keep, math.MaxUint64) }
 // elsewhere too: their Value becomes nil, in what Get, Snapshot and
 // CatchUp return too, and the caller reads them from where it keeps
 // them.
-func (s *State) ShedValues(keep int) {
-	for s.valueBytes > keep && s.shedTo < len(s.written) {
-		e := s.written[s.shedTo]
-		if v, ok := s.versions[e.id]; ok && v == e.version {
-			if val, ok := s.values[e.id]; ok {
-				s.valueBytes -= len(val)
-				delete(s.values, e.id)
-			}
-		}
-		s.shedTo++
-	}
-}
+func (s *State) ShedValues(keep int) { s.recs.ShedValues(keep) }
 
 // ShedRecords drops from memory the index entries, and values, of the
 // records written longest ago, beyond the newest keep records, and only
 // those of versions up to upTo, for a store that keeps them elsewhere
 // too: IndexFloor rises to the newest version shed, and the caller reads
 // the records up to it from where it keeps them.
-func (s *State) ShedRecords(keep int, upTo uint64) {
-	n := 0
-	for len(s.versions) > keep && n < len(s.written) && s.written[n].version <= upTo {
-		e := s.written[n]
-		n++
-		if v, ok := s.versions[e.id]; !ok || v != e.version {
-			s.stale--
-			continue
-		}
-		s.valueBytes -= len(s.values[e.id])
-		delete(s.versions, e.id)
-		delete(s.values, e.id)
-		s.indexFloor = max(s.indexFloor, e.version)
-	}
-	if n == 0 {
-		return
-	}
-	clear(s.written[:n])
-	s.written = s.written[n:]
-	s.shedTo = max(0, s.shedTo-n)
-}
+func (s *State) ShedRecords(keep int, upTo uint64) { s.recs.ShedRecords(keep, upTo) }
 
 // ValueBytes returns the size of the record values in memory.
-func (s *State) ValueBytes() int { return s.valueBytes }
+func (s *State) ValueBytes() int { return s.recs.valueBytes }
 
 // LogBytes returns the Size of the log entries whose ops are in memory.
 func (s *State) LogBytes() int { return s.log.Bytes() }
@@ -384,24 +300,10 @@ func (s *State) RaiseHorizon(h uint64, forgotten func(Tomb)) {
 	s.tombs = s.tombs[n:]
 }
 
-// compact drops the stale entries of written and tombs once they outnumber
-// the live ones, so both stay proportional to the live records and
-// tombstones.
+// compact drops the stale entries of tombs once they outnumber the live
+// ones, so that it stays proportional to the live tombstones (Records
+// compacts its index as it goes).
 func (s *State) compact() {
-	if s.stale > compactMin && s.stale > len(s.written)/2 {
-		live := func(e entry) bool {
-			v, ok := s.versions[e.id]
-			return ok && v == e.version
-		}
-		shedTo := 0
-		for _, e := range s.written[:s.shedTo] {
-			if live(e) {
-				shedTo++
-			}
-		}
-		s.written = slices.DeleteFunc(slices.Clone(s.written), func(e entry) bool { return !live(e) })
-		s.stale, s.shedTo = 0, shedTo
-	}
 	if s.tombStale > compactMin && s.tombStale > len(s.tombs)/2 {
 		s.tombs = slices.DeleteFunc(slices.Clone(s.tombs), func(t Tomb) bool {
 			return s.tombVersion[t.ID] != t.Version
@@ -418,9 +320,9 @@ var ErrIndexShed = errors.New("the records' index entries were shed from memory"
 // nil). A state whose IndexFloor is not 0 returns those of later
 // versions only.
 func (s *State) Snapshot() protocol.Snapshot {
-	recs := make([]protocol.Record, 0, len(s.versions))
-	for id, v := range s.versions {
-		recs = append(recs, s.record(id, v))
+	recs := make([]protocol.Record, 0, s.recs.Len())
+	for id, v := range s.recs.versions {
+		recs = append(recs, s.recs.record(id, v))
 	}
 	slices.SortFunc(recs, func(a, b protocol.Record) int { return strings.Compare(a.ID, b.ID) })
 	return protocol.Snapshot{Epoch: s.Epoch, Version: s.Version, Records: recs}
@@ -463,8 +365,8 @@ func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
 	if after < s.tombFloor {
 		return protocol.CatchUp{}, fmt.Errorf("%w: deletions up to version %d are forgotten", store.ErrHistoryGone, s.tombFloor)
 	}
-	if after < s.indexFloor {
-		return protocol.CatchUp{}, fmt.Errorf("%w: records up to version %d", ErrIndexShed, s.indexFloor)
+	if after < s.recs.indexFloor {
+		return protocol.CatchUp{}, fmt.Errorf("%w: records up to version %d", ErrIndexShed, s.recs.indexFloor)
 	}
 	cu := protocol.CatchUp{
 		Epoch:     s.Epoch,
@@ -473,10 +375,11 @@ func (s *State) CatchUp(after uint64) (protocol.CatchUp, error) {
 		Records:   []protocol.Record{},
 		Deleted:   []string{},
 	}
-	i := sort.Search(len(s.written), func(i int) bool { return s.written[i].version > after })
-	for _, e := range s.written[i:] {
-		if v, ok := s.versions[e.id]; ok && v == e.version {
-			cu.Records = append(cu.Records, s.record(e.id, v))
+	w := s.recs.written
+	i := sort.Search(len(w), func(i int) bool { return w[i].version > after })
+	for _, e := range w[i:] {
+		if s.recs.live(e) {
+			cu.Records = append(cu.Records, s.recs.record(e.id, e.version))
 		}
 	}
 	j := sort.Search(len(s.tombs), func(j int) bool { return s.tombs[j].Version > after })

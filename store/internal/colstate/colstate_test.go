@@ -26,7 +26,7 @@ func TestIndexesStayBounded(t *testing.T) {
 		s.TrimLog(10, 1)
 		s.RaiseHorizon(s.ExpiredHorizon(now, time.Hour), nil)
 	}
-	if written, tombs, log := len(s.written), len(s.tombs), s.log.Len(); written > 2*compactMin+5 || tombs > 2*compactMin+5 || log > 10 {
+	if written, tombs, log := len(s.recs.written), len(s.tombs), s.log.Len(); written > 2*compactMin+5 || tombs > 2*compactMin+5 || log > 10 {
 		t.Fatalf("index %d, tombstones %d, log %d entries for 5 ids and a log of 10", written, tombs, log)
 	}
 	cu, err := s.CatchUp(4990)

@@ -3,6 +3,7 @@ package colstate
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -18,17 +19,28 @@ import (
 // knows every record of a version above IndexFloor and every deletion,
 // and is right whenever it says it knows; CatchUp from IndexFloor on is
 // whole, and below it fails with ErrIndexShed; Snapshot holds every record
-// above IndexFloor, and none below.
+// above IndexFloor, and none below. A state restored from Records a load
+// filled, batch by batch in id order and shedding as it went, passes the
+// same checks, except that it may hold records below its IndexFloor: its
+// load shed some of a batch's records before older ones.
 func TestShedRecords(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	s := New("e")
 	model := map[string]protocol.Record{}
 	deletedAt := map[string]uint64{} // the ids deleted, not written since
-	const keep, ids = 50, 300
-	check := func(at string) {
+	var history []protocol.Commit
+	const keep, ids, valueCache = 50, 300, 200
+	check := func(s *State, at string, inOrder bool) {
 		t.Helper()
-		if len(s.versions) > keep {
-			t.Fatalf("%s: %d records indexed, bound %d", at, len(s.versions), keep)
+		if s.recs.Len() > keep {
+			t.Fatalf("%s: %d records indexed, bound %d", at, s.recs.Len(), keep)
+		}
+		held := 0
+		for _, r := range s.Snapshot().Records {
+			held += len(r.Value)
+		}
+		if held != s.ValueBytes() || held > valueCache {
+			t.Fatalf("%s: ValueBytes %d, values held %d, bound %d", at, s.ValueBytes(), held, valueCache)
 		}
 		floor := s.IndexFloor()
 		for i := range ids {
@@ -45,11 +57,12 @@ func TestShedRecords(t *testing.T) {
 			}
 		}
 		// The snapshot: every record above the floor, and some of those
-		// at it (of a commit shed in part).
+		// at it (of a commit shed in part), or below it too if shed out
+		// of order.
 		snap := s.Snapshot()
 		var above []string
 		for _, r := range snap.Records {
-			if want, ok := model[r.ID]; !ok || want.Version != r.Version || r.Version < floor {
+			if want, ok := model[r.ID]; !ok || want.Version != r.Version || (inOrder && r.Version < floor) {
 				t.Fatalf("%s: snapshot holds %s at %d; the model has it at %d (floor %d)", at, r.ID, r.Version, want.Version, floor)
 			}
 			if r.Version > floor {
@@ -123,11 +136,16 @@ func TestShedRecords(t *testing.T) {
 			model[id] = protocol.Record{ID: id, Value: val, Version: v}
 			delete(deletedAt, id)
 		}
-		s.Apply(protocol.Commit{Version: v, At: time.Unix(int64(v), 0), Ops: ops}, v)
-		s.ShedValues(200)
+		c := protocol.Commit{Version: v, At: time.Unix(int64(v), 0), Ops: ops}
+		history = append(history, c.Clone())
+		s.Apply(c, v)
+		s.ShedValues(valueCache)
 		s.ShedRecords(keep, math.MaxUint64)
 		if v%200 == 0 {
-			check(fmt.Sprint("version ", v))
+			check(&s, fmt.Sprint("version ", v), true)
+		}
+		if v%1000 == 0 {
+			check(loaded(t, history, valueCache, keep), fmt.Sprint("loaded at version ", v), false)
 		}
 	}
 	if s.IndexFloor() == 0 {
@@ -144,11 +162,63 @@ func TestShedRecords(t *testing.T) {
 			t.Fatalf("at %d: the floor rose to %d, past %d", v, s.IndexFloor(), pin)
 		}
 	}
-	if n := len(s.versions); n < 200 {
+	if n := s.recs.Len(); n < 200 {
 		t.Fatalf("%d records indexed, want the 200 written after the bound", n)
 	}
 	s.ShedRecords(keep, math.MaxUint64)
-	if n := len(s.versions); n != keep {
+	if n := s.recs.Len(); n != keep {
 		t.Fatalf("unbounded again: %d records indexed, want %d", n, keep)
 	}
+}
+
+// loaded returns the state a store's load restores from history: it reads
+// the commits' record writes in batches of one to four commits, each
+// batch's last write of each record in id order (as natskv writes them,
+// so not in version order), shedding values beyond valueCache bytes and
+// records beyond keep as it reads.
+func loaded(t *testing.T, history []protocol.Commit, valueCache, keep int) *State {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var recs Records
+	tombs := map[string]Tomb{}
+	for len(history) > 0 {
+		batch := history[:min(len(history), 1+rng.IntN(4))]
+		history = history[len(batch):]
+		type write struct {
+			version uint64
+			op      protocol.Op
+		}
+		last := map[string]write{}
+		for _, c := range batch {
+			for _, op := range c.Ops {
+				last[op.ID] = write{c.Version, op}
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(last)) {
+			w := last[id]
+			if w.op.Op == protocol.OpDelete {
+				recs.Delete(id)
+				tombs[id] = Tomb{Version: w.version, ID: id, At: time.Unix(int64(w.version), 0)}
+				continue
+			}
+			delete(tombs, id)
+			recs.Put(id, w.version, slices.Clone(w.op.Value))
+			recs.ShedValues(valueCache)
+			recs.ShedRecords(keep, math.MaxUint64)
+		}
+		if len(history) == 0 {
+			var log Log
+			log.Append(LogEntry{Commit: batch[len(batch)-1]})
+			s := New("e")
+			if err := s.Restore(log, &recs, tombs); err != nil {
+				t.Fatal(err)
+			}
+			if recs.Len() != 0 {
+				t.Fatal("Restore left the records it took in the Records")
+			}
+			return &s
+		}
+	}
+	t.Fatal("no history")
+	return nil
 }

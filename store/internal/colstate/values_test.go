@@ -3,6 +3,7 @@ package colstate
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -82,15 +83,15 @@ func TestShedValues(t *testing.T) {
 	}
 
 	// Restored with every value, then shed again.
-	versions := make(map[string]uint64, len(model))
-	values := make(map[string][]byte, len(model))
-	for id, r := range model {
-		versions[id], values[id] = r.Version, slices.Clone(r.Value)
+	var recs Records
+	for _, id := range slices.Sorted(maps.Keys(model)) {
+		r := model[id]
+		recs.Put(id, r.Version, slices.Clone(r.Value))
 	}
 	var log Log
 	log.Append(LogEntry{Commit: protocol.Commit{Version: s.Version, Ops: []protocol.Op{}}})
 	r := New("e")
-	if err := r.Restore(log, versions, values, 0, nil); err != nil {
+	if err := r.Restore(log, &recs, nil); err != nil {
 		t.Fatal(err)
 	}
 	s = r
