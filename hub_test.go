@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -25,7 +24,7 @@ import (
 // TestMain fails the run if any test leaves a goroutine behind: every
 // store, hub, server and client a test starts must be stopped by it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // checkErr fails the test unless err is want (errors.Is) and maps to code.

@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/callproxy"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
@@ -27,7 +26,7 @@ import (
 
 // TestMain fails the run if a test leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // waitTimeout bounds waits for something that must happen; it detects

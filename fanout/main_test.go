@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -23,7 +22,7 @@ import (
 // TestMain fails the run if a test leaves a goroutine behind: every broker,
 // hub, store and subscriber goroutine a test starts must be stopped by it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // coll is the collection the tests write to.

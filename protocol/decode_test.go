@@ -12,16 +12,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 )
 
 // TestMain fails the run if a test of the package leaves a goroutine
 // behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 func u64(v uint64) *uint64 { return &v }

@@ -9,8 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/internal/pgtest"
 )
 
@@ -46,7 +45,7 @@ func run(m *testing.M) int {
 	code := m.Run()
 	pgtest.StopAll() // the PostgreSQL cluster, when a test started it
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := leakcheck.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)
 			return 1
 		}

@@ -16,12 +16,12 @@ import (
 
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/internal/demo"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/internal/pgtest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/store/memstore"
-	"go.uber.org/goleak"
 )
 
 // TestMain stops the PostgreSQL test cluster after the tests, and fails
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.StopAll()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := leakcheck.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)
 			code = 1
 		}

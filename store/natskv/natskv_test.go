@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/natskv"
 	"github.com/viewsync/viewsync/store/storetest"
-	"go.uber.org/goleak"
 )
 
 // TestMain runs the package's tests in each layout (stores opened
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := leakcheck.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
 			code = 1
 		}

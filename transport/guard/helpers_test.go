@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"go.uber.org/goleak"
 )
 
@@ -22,7 +23,7 @@ import (
 // reads the answer before a reset), and a closed http.Server does not
 // wait for it; on a loaded machine that outlasts goleak's retries.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait"))
+	leakcheck.Main(m, goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait"))
 }
 
 // waitTimeout bounds waits for something that must happen. It detects

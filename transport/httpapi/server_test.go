@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -26,7 +25,7 @@ import (
 // TestMain fails the run if a test leaves a goroutine behind: every server,
 // hub, store and client connection a test starts must be stopped by it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // waitTimeout bounds waits for something that must happen. It detects

@@ -12,16 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/memstore"
 	"github.com/viewsync/viewsync/transport/ndjson"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // env is the handler mounted as a server mounts it, over a hub on a

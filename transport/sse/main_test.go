@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/viewsync/viewsync"
 	"github.com/viewsync/viewsync/fanout"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -32,7 +31,7 @@ import (
 // TestMain fails the run if a test leaves a goroutine behind: every server,
 // hub, store, stream and client a test starts must be stopped by it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // waitTimeout bounds waits for something that must happen. It detects

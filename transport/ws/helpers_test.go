@@ -15,9 +15,9 @@ import (
 	"time"
 
 	gws "github.com/gobwas/ws"
-	"go.uber.org/goleak"
 
 	"github.com/viewsync/viewsync"
+	"github.com/viewsync/viewsync/internal/leakcheck"
 	"github.com/viewsync/viewsync/internal/wstest"
 	"github.com/viewsync/viewsync/protocol"
 	"github.com/viewsync/viewsync/store/boltstore"
@@ -25,7 +25,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // waitFor bounds every wait of the tests; reaching it means a test hangs.
