@@ -501,9 +501,14 @@ func (h *history) send(ctx context.Context, t *testing.T, client *http.Client, b
 // loadStats counts the outcomes of one load phase.
 type loadStats struct{ sent, acked, refused, unknown int }
 
+// loadMinAcked is how many writes a load phase has acknowledged at least
+// before it stops the server: however slow the machine, the server is
+// stopped under load, with writes to check after the restart.
+const loadMinAcked = 10
+
 // load runs the writers against p until it stops answering, calling stop
-// after delay. stopping tells the writers that transport errors are
-// expected from then on.
+// after delay, and once loadMinAcked writes were acknowledged. stopping
+// tells the writers that transport errors are expected from then on.
 func (h *history) load(t *testing.T, client *http.Client, p *proc, seed uint64, phase int, delay time.Duration, stop func()) loadStats {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -511,6 +516,7 @@ func (h *history) load(t *testing.T, client *http.Client, p *proc, seed uint64, 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var st loadStats
+	var acks atomic.Int64
 	// However the test ends, no writer outlives this call.
 	defer func() {
 		cancel()
@@ -530,6 +536,11 @@ func (h *history) load(t *testing.T, client *http.Client, p *proc, seed uint64, 
 				mine.sent++
 				err := h.send(ctx, t, client, p.base, w)
 				if err == nil {
+					h.mu.Lock()
+					if w.outcome == acked {
+						acks.Add(1)
+					}
+					h.mu.Unlock()
 					continue
 				}
 				if !errors.Is(err, errBadAnswer) && !stopping.Load() && ctx.Err() == nil {
@@ -539,10 +550,17 @@ func (h *history) load(t *testing.T, client *http.Client, p *proc, seed uint64, 
 			}
 		})
 	}
-	select {
-	case <-time.After(delay):
-	case <-p.exited:
-		t.Fatalf("server exited under load: %v", p.err)
+	wait, guard := time.After(delay), hangGuard(t)
+	for wait != nil || acks.Load() < loadMinAcked {
+		select {
+		case <-wait:
+			wait = nil
+		case <-time.After(10 * time.Millisecond):
+		case <-p.exited:
+			t.Fatalf("server exited under load: %v", p.err)
+		case <-guard:
+			t.Fatalf("%d writes acknowledged before the hang guard, want %d", acks.Load(), loadMinAcked)
+		}
 	}
 	stopping.Store(true)
 	stop()

@@ -44,7 +44,7 @@ func TestPresence(t *testing.T) {
 
 			// Ana edits the chair, then her tab closes: Ben's badge goes
 			// within the TTL.
-			gone := anaLeavesFromTheChair(t, ana, ben, presenceTTL+2*time.Second)
+			gone := anaLeavesFromTheChair(t, ana, ben, presenceTTL+changeTimeout)
 			t.Logf("%s: Ana's badge went %v after her tab closed", tr, gone)
 		})
 	}

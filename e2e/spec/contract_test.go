@@ -277,7 +277,10 @@ func testCodes(t *testing.T, async *asyncSpec) {
 func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	e := newEnv(t, cov, &server.Options{
 		MaxBodyBytes: 16 << 10,
-		CallTimeout:  200 * time.Millisecond,
+		// Long enough that a retry of a call still running reaches the
+		// server, and waits MaxWait, before the call times out, however
+		// busy the machine.
+		CallTimeout:  2 * time.Second,
 		PingInterval: 100 * time.Millisecond,
 		// One presence set per session at once: the second is refused.
 		Presence: presence.Options{SetRate: 0.001},
@@ -298,7 +301,14 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	hub.HandleCall("busy", func(ctx context.Context, c *viewsync.Call) (any, error) {
 		return nil, fmt.Errorf("the stock service: %w", viewsync.ErrClosed)
 	})
+	// slowStarted has a token for each slow call started, as many as it
+	// holds.
+	slowStarted := make(chan struct{}, 4)
 	hub.HandleCall("slow", func(ctx context.Context, c *viewsync.Call) (any, error) {
+		select {
+		case slowStarted <- struct{}{}:
+		default:
+		}
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -467,7 +477,7 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 	}
 	e.do(t, call{method: "HEAD", path: "/viewsync/nope.js", want: 404})
 
-	t.Run("idempotency", func(t *testing.T) { testIdempotency(t, e) })
+	t.Run("idempotency", func(t *testing.T) { testIdempotency(t, e, slowStarted) })
 	t.Run("events", func(t *testing.T) { testEvents(t, e, async, where) })
 	t.Run("stream", func(t *testing.T) { testStream(t, e, async, where) })
 	t.Run("websocket", func(t *testing.T) { testWebSocket(t, e, async) })
@@ -476,8 +486,9 @@ func testAnonymous(t *testing.T, cov *coverage, async *asyncSpec) {
 // testIdempotency sends each keyed write and call twice — the retry is
 // replayed (Idempotent-Replayed: true, the same answer) — then another
 // request under the key (422), a malformed key (400), and a retry of a
-// call still running past the wait (409).
-func testIdempotency(t *testing.T, e *env) {
+// call still running past the wait (409), sent once slowStarted tells the
+// call runs.
+func testIdempotency(t *testing.T, e *env, slowStarted chan struct{}) {
 	const (
 		c   = "/v1/collections/keyed"
 		key = "Idempotency-Key"
@@ -517,13 +528,17 @@ func testIdempotency(t *testing.T, e *env) {
 			t.Errorf("%s %s with a key too long: %s", tc.method, tc.path, b)
 		}
 	}
-	// A retry of a call still running, past the wait: 409.
+	// A retry of a call still running, past the wait: 409. The retry is
+	// sent once the call runs, its key taken.
+	for len(slowStarted) > 0 {
+		<-slowStarted
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, header: []string{key, "slow-1"}, want: 504})
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-slowStarted
 	_, b := e.do(t, call{method: "POST", path: "/v1/calls/slow", body: `{"arg":1}`, header: []string{key, "slow-1"}, want: 409})
 	if !strings.Contains(string(b), `"idempotency_in_flight"`) {
 		t.Errorf("a retry in flight: %s", b)

@@ -3,9 +3,14 @@ package bench
 import (
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/viewsync/viewsync/store/boltstore"
+	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
 func testClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
@@ -45,15 +50,34 @@ func TestPollOnce(t *testing.T) {
 }
 
 // TestBenchPoll polls an in-process server whose collection changes once
-// during the run.
+// during the run: once the clients poll, every one of them with the ETag
+// of before the change.
 func TestBenchPoll(t *testing.T) {
-	base := startBenchServer(t)
+	// polling is closed at the first conditional poll: the clients poll
+	// once every one has its first ETag.
+	polling := make(chan struct{})
+	var once sync.Once
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "viewsync.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startServer(t, st, nil, httpapi.Options{}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("If-None-Match") != "" {
+				once.Do(func() { close(polling) })
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
 	if _, err := put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":2}`))
+		select {
+		case <-polling:
+			put(t.Context(), testClient(), base+"/v1/collections/polled/records/a", []byte(`{"n":2}`))
+		case <-t.Context().Done():
+		}
 	}()
 	r, stderr := runJSON[pollReport](t, "poll", "--url", base, "--collection", "polled", "--connections", "4", "--duration", "1500ms")
 	if r.Requests <= 0 || r.Errors != 0 || r.RequestsPerSec <= 0 || r.Latency.Samples != int(r.Requests) || r.Server != nil {

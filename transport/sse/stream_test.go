@@ -413,8 +413,8 @@ func TestServerReadTimeoutDoesNotEndStreams(t *testing.T) {
 		t.Run(fmt.Sprintf("HTTP2=%v", h2), func(t *testing.T) {
 			// Long enough for a TLS handshake on a loaded machine (the
 			// server bounds it by ReadTimeout too).
-			const readTimeout = 250 * time.Millisecond
-			const ping = 50 * time.Millisecond
+			const readTimeout = time.Second
+			const ping = 250 * time.Millisecond
 			e := newEnv(t, config{ReadTimeout: readTimeout, HTTP2: h2, SSE: sse.Options{PingInterval: ping}})
 			cl := e.newClient("items", "after=0", nil)
 			cl.next() // the retry hint
