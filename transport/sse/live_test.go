@@ -72,12 +72,12 @@ func TestLiveStreamsCostNoGoroutine(t *testing.T) {
 	}
 	e.waitConnections(n)
 	var before int
-	for range 50 { // let handler goroutines finish returning
-		before = runtime.NumGoroutine()
-		if before < n {
+	// Let the handler goroutines finish returning, within 20 s on a busy
+	// machine: streams that held one each would hold it still.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if before = runtime.NumGoroutine(); before < n {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if before >= n {
 		t.Fatalf("%d goroutines with %d idle streams open: streams hold goroutines", before, n)
