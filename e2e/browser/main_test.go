@@ -44,13 +44,7 @@ func run(m *testing.M) int {
 	}
 	code := m.Run()
 	pgtest.StopAll() // the PostgreSQL cluster, when a test started it
-	if code == 0 {
-		if err := leakcheck.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)
-			return 1
-		}
-	}
-	return code
+	return leakcheck.Check(code)
 }
 
 // findModuleRoot asks the go command for the module's go.mod.

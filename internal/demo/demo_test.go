@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,13 +28,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.StopAll()
-	if code == 0 {
-		if err := leakcheck.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak: goroutines left behind:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Check(code))
 }
 
 func TestHandlerServesFilesWithSecurityHeaders(t *testing.T) {

@@ -18,17 +18,24 @@ import (
 const Patience = 10 * time.Second
 
 // Main runs m's tests and, if they pass, checks that they left no
-// goroutine running (Find); it exits with the result. Call it from
+// goroutine running (Check); it exits with the result. Call it from
 // TestMain.
 func Main(m *testing.M, opts ...goleak.Option) {
-	code := m.Run()
-	if code == 0 {
-		if err := Find(opts...); err != nil {
-			fmt.Fprintf(os.Stderr, "leakcheck: goroutines left after the tests: %v\n", err)
-			code = 1
-		}
+	os.Exit(Check(m.Run(), opts...))
+}
+
+// Check returns code, the exit code of a test run, unless it is 0 and Find
+// reports goroutines left running: it then prints them and returns 1. A
+// TestMain with work to do after the tests calls it last.
+func Check(code int, opts ...goleak.Option) int {
+	if code != 0 {
+		return code
 	}
-	os.Exit(code)
+	if err := Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "leakcheck: goroutines left after the tests: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // Find returns nil once no goroutine but the expected ones runs (see

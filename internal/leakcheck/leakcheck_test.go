@@ -34,3 +34,14 @@ func TestFind(t *testing.T) {
 
 // blockedUntil returns when c is closed.
 func blockedUntil(c chan struct{}) { <-c }
+
+// TestCheck: a failed run keeps its exit code; a passing one with no
+// goroutine left passes.
+func TestCheck(t *testing.T) {
+	if got := Check(3); got != 3 {
+		t.Errorf("Check(3) = %d, want the run's own 3", got)
+	}
+	if got := Check(0); got != 0 {
+		t.Errorf("Check(0) with no goroutine left = %d, want 0", got)
+	}
+}

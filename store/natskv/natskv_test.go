@@ -30,13 +30,7 @@ func TestMain(m *testing.M) {
 			break
 		}
 	}
-	if code == 0 {
-		if err := leakcheck.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Check(code))
 }
 
 // testLayouts are the layouts the tests run in: both, or the one
