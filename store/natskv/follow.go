@@ -230,13 +230,9 @@ func decodeCommit(b []byte) (protocol.Commit, []json.RawMessage, error) {
 func (l *loader) add(f *follower, m message) error {
 	switch m.kind {
 	case 'r':
-		id, err := recordID(m.rest)
+		id, v, err := parseRecord(m.rest, m.hdr(hdrVersion))
 		if err != nil {
 			return err
-		}
-		v, err := strconv.ParseUint(m.hdr(hdrVersion), 10, 64)
-		if err != nil {
-			return fmt.Errorf("record %q: version header: %w", id, err)
 		}
 		if del := m.hdr(hdrDeleted); del != "" {
 			ns, err := strconv.ParseInt(del, 10, 64)

@@ -147,13 +147,23 @@ func recordMessage(prefix string, m feedMsg) (id string, version uint64, deleted
 	if !ok {
 		return "", 0, false, fmt.Errorf("message %d on %q is not a record of %s", m.seq, m.subj, prefix)
 	}
-	if id, err = recordID(rest); err != nil {
+	if id, version, err = parseRecord(rest, m.hdr.Get(hdrVersion)); err != nil {
 		return "", 0, false, err
 	}
-	if version, err = strconv.ParseUint(m.hdr.Get(hdrVersion), 10, 64); err != nil {
-		return "", 0, false, fmt.Errorf("record %q: version header: %w", id, err)
-	}
 	return id, version, m.hdr.Get(hdrDeleted) != "", nil
+}
+
+// parseRecord parses what a record's message names: the token of its
+// subject after "r.", the record's id, and its version header, the
+// version that wrote it.
+func parseRecord(token, versionHeader string) (id string, version uint64, err error) {
+	if id, err = recordID(token); err != nil {
+		return "", 0, err
+	}
+	if version, err = strconv.ParseUint(versionHeader, 10, 64); err != nil {
+		return "", 0, fmt.Errorf("record %q: version header: %w", id, err)
+	}
+	return id, version, nil
 }
 
 // logSubject returns the subject of chunk k of commit v's log entry.
