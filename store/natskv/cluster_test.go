@@ -110,16 +110,12 @@ func (c *cluster) start(i int) {
 // meta leader, and the meta leader counts every running node as an online
 // peer: until it does, a stream with Replicas 3 cannot be placed.
 func (c *cluster) waitJetStream(i int) {
-	for c.t.Context().Err() == nil {
+	eventually(c.t, fmt.Sprintf("node %d in the JetStream cluster", i), func() (bool, string) {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		s := c.servers[i]
-		ready := s.JetStreamIsClustered() && s.JetStreamIsCurrent() && c.peersOnlineLocked()
-		c.mu.Unlock()
-		if ready {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return s.JetStreamIsClustered() && s.JetStreamIsCurrent() && c.peersOnlineLocked(), "not yet"
+	})
 }
 
 // peersOnlineLocked reports whether the meta leader sees every running
@@ -308,17 +304,17 @@ func (c *cluster) streamLeader(stream string) int {
 
 // leader returns the running node that leads says leads, once one does.
 func (c *cluster) leader(what string, leads func(*server.Server) bool) int {
-	for c.t.Context().Err() == nil {
+	node := -1
+	eventually(c.t, "a "+what+" leader", func() (bool, string) {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		for i, s := range c.servers {
 			if s != nil && leads(s) {
-				c.mu.Unlock()
-				return i
+				node = i
+				return true, ""
 			}
 		}
-		c.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("no %s leader", what)
-	return -1
+		return false, "none"
+	})
+	return node
 }

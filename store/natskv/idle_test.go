@@ -21,7 +21,7 @@ import (
 
 // eventually polls cond until it holds, failing the test after a minute
 // (a generous deadline, not a bound of the release).
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
