@@ -292,11 +292,18 @@ func TestBenchHelp(t *testing.T) {
 // transports and returns its URL.
 func startBenchServer(t *testing.T) string {
 	t.Helper()
+	return startServer(t, benchStore(t), nil, httpapi.Options{}, nil)
+}
+
+// benchStore opens a bbolt store in a temporary directory; startServer
+// closes it.
+func benchStore(t *testing.T) store.Store {
+	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "viewsync.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startServer(t, st, nil, httpapi.Options{}, nil)
+	return st
 }
 
 // startServer starts an in-process server on st, with the hub's options

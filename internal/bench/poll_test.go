@@ -3,13 +3,11 @@ package bench
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/viewsync/viewsync/store/boltstore"
 	"github.com/viewsync/viewsync/transport/httpapi"
 )
 
@@ -57,11 +55,7 @@ func TestBenchPoll(t *testing.T) {
 	// once every one has its first ETag.
 	polling := make(chan struct{})
 	var once sync.Once
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "viewsync.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := startServer(t, st, nil, httpapi.Options{}, func(h http.Handler) http.Handler {
+	base := startServer(t, benchStore(t), nil, httpapi.Options{}, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("If-None-Match") != "" {
 				once.Do(func() { close(polling) })
