@@ -318,3 +318,14 @@ func (c *cluster) leader(what string, leads func(*server.Server) bool) int {
 	})
 	return node
 }
+
+// waitPlaced waits until s has made coll's stream: the first stream
+// creation can find a new cluster not quite ready ("no suitable peers for
+// placement").
+func waitPlaced(tb testing.TB, s *natskv.Store, coll string) {
+	tb.Helper()
+	eventually(tb, "the stream of "+coll+" placed", func() (bool, string) {
+		_, err := s.Head(tb.Context(), coll)
+		return err == nil, fmt.Sprint(err)
+	})
+}

@@ -36,18 +36,7 @@ func newContention(tb testing.TB, coll string) *contention {
 			NATSOptions: []nats.Option{nats.MaxReconnects(-1), nats.DontRandomize()},
 			Logger:      testLogger(tb),
 		})
-		// The first stream creation can find the cluster not quite ready
-		// ("no suitable peers for placement").
-		for {
-			_, err := s.Head(tb.Context(), coll)
-			if err == nil {
-				break
-			}
-			if tb.Context().Err() != nil {
-				tb.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitPlaced(tb, s, coll)
 		ct.stores = append(ct.stores, s)
 	}
 	return ct

@@ -32,18 +32,7 @@ func TestClusterScanLeaderLoss(t *testing.T) {
 	w := openStore(t, cl.urls(), natskv.Options{Replicas: 3, Timeout: 3 * time.Second, NATSOptions: natsOpts, Logger: testLogger(t)})
 	r := openStore(t, cl.urls(), natskv.Options{Replicas: 3, Timeout: 10 * time.Second, NATSOptions: natsOpts, Logger: testLogger(t), RecordIndex: 20})
 	const coll = "scanned"
-	for {
-		// The first stream creation can find the cluster not quite
-		// ready ("no suitable peers for placement").
-		_, err := w.Head(ctx, coll)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitPlaced(t, w, coll)
 	var (
 		stopped        atomic.Bool
 		wg             sync.WaitGroup
